@@ -1,0 +1,446 @@
+"""Tests for regfn.data: CSV loading, synthetic data, standardization, splits, batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import inspect
+
+import pytest
+import torch
+from torch.func import vmap
+
+import regfn.data as data_module
+import regfn.random as rr
+from regfn.data import (
+    Dataset,
+    FeatureStats,
+    batches,
+    load_csv,
+    quadrants,
+    sparse_regression,
+    standardize,
+    train_val_split,
+)
+
+
+def write(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_doctests():
+    result = doctest.testmod(data_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+# ----------------------------------------------------------------- Dataset
+
+
+def test_dataset_basics():
+    d = Dataset(torch.arange(6.0).reshape(3, 2), torch.tensor([0.0, 1.0, 1.0]))
+    assert len(d) == 3 and d.n_features == 2
+    assert d.y.shape == (3, 1)
+    assert d.feature_names == ("x0", "x1") and d.target_name == "y"
+    assert d.task == "binary"
+    assert Dataset(torch.zeros(2, 1), torch.tensor([0.5, 2.0])).task == "regression"
+    assert Dataset(torch.zeros(2, 1), torch.tensor([0.0, 1.0]), task="regression").task == "regression"
+    sub = d[torch.tensor([2, 0])]
+    assert sub.x.tolist() == [[4.0, 5.0], [0.0, 1.0]] and sub.y[:, 0].tolist() == [1.0, 0.0]
+    assert sub.feature_names == d.feature_names and sub.task == "binary"
+    assert len(d[1:]) == 2 and len(d[[0]]) == 1 and len(d[torch.tensor([True, False, True])]) == 2
+    with pytest.raises(TypeError, match="not an int"):
+        d[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.x = torch.zeros(1, 1)
+    r = repr(d)
+    assert "n=3" in r and "d=2" in r and "binary" in r
+
+
+def test_dataset_to():
+    d = quadrants(rr.key(0), 10)
+    d64 = d.to(dtype=torch.float64)
+    assert d64.x.dtype == torch.float64 and d64.y.dtype == torch.float64
+    assert d64.feature_names == d.feature_names and d64.task == d.task
+    assert torch.equal(d64.x.float(), d.x)
+    assert d.to("cpu").x.device.type == "cpu"
+    assert d.x.dtype == torch.float32  # the original is unchanged
+    with pytest.raises(TypeError, match="floating"):
+        d.to(dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(x=torch.zeros(3), y=torch.zeros(3)), ValueError, r"x must have shape \(n, d\)"),
+        (dict(x=torch.zeros(3, 2), y=torch.zeros(4)), ValueError, r"y must have shape \(3, 1\)"),
+        (dict(x=torch.zeros(3, 2), y=torch.zeros(3, 2)), ValueError, r"y must have shape"),
+        (dict(x=torch.zeros(3, 2, dtype=torch.int64), y=torch.zeros(3)), TypeError, "floating"),
+        (dict(x=torch.zeros(3, 2), y=torch.zeros(3), feature_names=("a",)), ValueError, "feature_names"),
+        (dict(x=torch.zeros(3, 2), y=torch.zeros(3), task="multiclass"), ValueError, "task"),
+    ],
+)
+def test_dataset_validation(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        Dataset(**kwargs)
+
+
+# ----------------------------------------------------------------- load_csv
+
+
+def test_load_diabetes(diabetes_csv):
+    d = load_csv(diabetes_csv)
+    assert len(d) == 768 and d.x.shape == (768, 8) and d.y.shape == (768, 1)
+    assert d.target_name == "Outcome" and d.task == "binary"
+    assert d.feature_names[:2] == ("Pregnancies", "Glucose") and d.feature_names[-1] == "Age"
+    assert d.x.dtype == torch.float32
+    assert d.x[0].tolist() == pytest.approx([6, 148, 72, 35, 0, 33.6, 0.627, 50])
+    assert d.y[:2, 0].tolist() == [1.0, 0.0]
+    assert int(d.y.sum()) == 268
+    assert load_csv(diabetes_csv, target="Outcome").x.shape == (768, 8)
+    z = load_csv(diabetes_csv, target="Age", dtype=torch.float64)
+    assert z.task == "regression" and z.target_name == "Age" and "Outcome" in z.feature_names
+    assert z.x.dtype == torch.float64
+
+
+def test_load_small(tmp_path):
+    p = write(tmp_path, "a,b,label\n1,2.5,0\n-3,4e1,1\n\n5, 6 ,1\n")
+    d = load_csv(p)
+    assert d.x.tolist() == [[1.0, 2.5], [-3.0, 40.0], [5.0, 6.0]]
+    assert d.y[:, 0].tolist() == [0.0, 1.0, 1.0]
+    assert d.feature_names == ("a", "b") and d.target_name == "label" and d.task == "binary"
+    assert load_csv(str(p)).x.shape == (3, 2)  # str paths too
+    # target by index or name, not last
+    d0 = load_csv(p, target=0)
+    assert d0.target_name == "a" and d0.feature_names == ("b", "label") and d0.task == "regression"
+    assert d0.y[:, 0].tolist() == [1.0, -3.0, 5.0]
+    assert load_csv(p, target="b").target_name == "b"
+    assert load_csv(p, target=-2).target_name == "b"
+    assert load_csv(p, task="regression").task == "regression"
+
+
+def test_load_no_header(tmp_path):
+    p = write(tmp_path, "1,2,0\n3,4,1\n")
+    d = load_csv(p)  # inferred: the first row is numeric
+    assert len(d) == 2 and d.feature_names == ("col0", "col1") and d.target_name == "col2"
+    d = load_csv(p, header=False, target="col0")
+    assert d.target_name == "col0" and d.task == "regression"
+    # header=True takes a numeric first row as names
+    p = write(tmp_path, "1,2,0\n3,4,1\n5,6,0\n")
+    d = load_csv(p, header=True)
+    assert len(d) == 2 and d.feature_names == ("1", "2") and d.target_name == "0"
+
+
+def test_load_bom_and_delimiter(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffa;b;y\n1;2;0.5\n3;4;1.5\n".encode("utf-8"))
+    d = load_csv(p, delimiter=";")
+    assert d.feature_names == ("a", "b") and d.task == "regression"
+
+
+def one_line(exc_info):
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.csv"
+    with pytest.raises(FileNotFoundError) as e:
+        load_csv(p)
+    assert "nope.csv" in one_line(e) and "no such file" in one_line(e)
+    with pytest.raises(ValueError, match="is a directory"):
+        load_csv(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, expected",
+    [
+        ("", {}, ["file is empty"]),
+        ("\n  \n", {}, ["file is empty"]),
+        ("a,b,y\n", {}, ["at least 2 data rows, found 0"]),
+        ("a,b,y\n1,2,1\n", {}, ["at least 2 data rows, found 1"]),
+        ("y\n1\n0\n", {}, ["needs at least 2", "column"]),
+        ("a,b,y\n1,2,1\n3,4\n", {}, ["row 3 has 2 columns, expected 3"]),
+        ("a,b,y\n1,2,1\n3,4,5,6\n", {}, ["row 3 has 4 columns, expected 3"]),
+        ("a,Glucose,y\n1,2,1\n3,abc,0\n", {}, ["row 3, column 'Glucose': 'abc' is not a number"]),
+        ("a,b,y\n1,2,1\n3,,0\n", {}, ["row 3, column 'b'", "empty cell"]),
+        ("a,b,y\n1,nan,1\n3,4,0\n", {}, ["row 2, column 'b'", "'nan'", "NaN"]),
+        ("a,b,y\n1,2,1\n3,4,NaN\n", {}, ["row 3, column 'y'", "NaN"]),
+        ("a,b,y\n1,inf,1\n3,4,0\n", {}, ["row 2, column 'b'", "not a finite number"]),
+        ("a,b,y\n1,1_000,1\n3,4,0\n", {}, ["row 2, column 'b'", "not a number"]),
+        ("1,2,1\n3,x,0\n", {"header": False}, ["row 2, column 'col1'", "'x' is not a number"]),
+        ("a,b,y\n1,2,1\n3,4,0\n", {"target": "Outcome"}, ["target column 'Outcome' not found", "'a', 'b', 'y'"]),
+        ("a,b,y\n1,2,1\n3,4,0\n", {"target": 3}, ["target column index 3 does not exist", "3 columns"]),
+        ("a,b,y\n1,2,1\n3,4,0\n", {"target": -4}, ["target column index -4 does not exist"]),
+        ("a,y,y\n1,2,1\n3,4,0\n", {"target": "y"}, ["ambiguous"]),
+        ("a,b,Outcome\n1,2,1\n3,4,2\n", {"task": "binary"}, ["row 3, column 'Outcome'", "label 2 is not 0 or 1"]),
+        ("a,b,y\n1,2,0.5\n3,4,0\n", {"task": "binary"}, ["row 2, column 'y'", "label 0.5 is not 0 or 1"]),
+        ('a,b,y\n1,"2,1\n', {}, ["malformed CSV"]),
+    ],
+)
+def test_load_errors(tmp_path, text, kwargs, expected):
+    p = write(tmp_path, text, name="bad.csv")
+    with pytest.raises(ValueError) as e:
+        load_csv(p, **kwargs)
+    msg = one_line(e)
+    assert msg.startswith(str(p) + ": ")
+    for part in expected:
+        assert part in msg, msg
+
+
+def test_load_not_utf8(tmp_path):
+    p = tmp_path / "bin.csv"
+    p.write_bytes(b"a,b,y\n1,2,\xff\xfe\n")
+    with pytest.raises(ValueError) as e:
+        load_csv(p)
+    assert "not a UTF-8 text file" in one_line(e)
+
+
+def test_load_argument_errors(tmp_path):
+    p = write(tmp_path, "a,y\n1,0\n2,1\n")
+    with pytest.raises(ValueError, match="task must be 'binary' or 'regression'"):
+        load_csv(p, task="classification")
+    with pytest.raises(ValueError, match="header must be"):
+        load_csv(p, header="yes")
+    with pytest.raises(TypeError, match="dtype"):
+        load_csv(p, dtype=torch.int32)
+    with pytest.raises(TypeError, match="target"):
+        load_csv(p, target=1.0)
+    with pytest.raises(ValueError, match="delimiter"):
+        load_csv(p, delimiter=",,")
+
+
+def test_load_overflow_float16(tmp_path):
+    p = write(tmp_path, "a,y\n1e6,0\n2,1\n")
+    with pytest.raises(ValueError, match="overflow"):
+        load_csv(p, dtype=torch.float16)
+
+
+def test_load_csv_does_not_know_the_tutorial_path():
+    assert "diabetes" not in inspect.getsource(data_module)
+
+
+# ----------------------------------------------------------------- quadrants
+
+
+def test_quadrants(key):
+    d = quadrants(key, 200)
+    assert d.x.shape == (200, 2) and d.y.shape == (200, 1) and d.task == "binary"
+    same = (d.x[:, 0] > 0) == (d.x[:, 1] > 0)
+    assert torch.equal(d.y[:, 0] == 1, same)
+    assert torch.equal(d.x, rr.normal(key, (200, 2)))
+    again = quadrants(key, 200)
+    assert torch.equal(again.x, d.x) and torch.equal(again.y, d.y)
+    other = quadrants(rr.fold_in(key, 1), 200)
+    assert not torch.equal(other.x, d.x)
+    assert 0.3 < d.y.mean().item() < 0.7  # about half the points are in quadrants I and III
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_quadrants_dtype(dtype):
+    d = quadrants(rr.key(3), 50, dtype=dtype)
+    assert d.x.dtype == dtype and d.y.dtype == dtype
+    assert torch.equal(d.y[:, 0] == 1, (d.x[:, 0] > 0) == (d.x[:, 1] > 0))
+
+
+def test_quadrants_errors():
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        quadrants(rr.key(0), 0)
+    with pytest.raises(TypeError, match="n must be an int"):
+        quadrants(rr.key(0), 2.0)
+    with pytest.raises(TypeError, match="dtype"):
+        quadrants(rr.key(0), 5, dtype=torch.int32)
+
+
+# ----------------------------------------------------------------- sparse_regression
+
+
+def test_sparse_regression(key):
+    d, w = sparse_regression(key, 500, 10, n_informative=3, noise=0.1)
+    assert d.x.shape == (500, 10) and d.y.shape == (500, 1) and w.shape == (10,)
+    assert d.task == "regression"
+    support = w != 0
+    assert int(support.sum()) == 3
+    assert bool((w[support].abs() >= 1).all() and (w[support].abs() <= 3).all())
+    resid = d.y[:, 0] - d.x @ w
+    assert abs(resid.std().item() - 0.1) < 0.02
+    assert abs(resid.mean().item()) < 0.03
+    # least squares recovers w, zeros included
+    w_hat = torch.linalg.lstsq(d.x.double(), d.y.double()).solution[:, 0]
+    assert torch.allclose(w_hat.float(), w, atol=0.05)
+    d2, w2 = sparse_regression(key, 500, 10, n_informative=3, noise=0.1)
+    assert torch.equal(d2.x, d.x) and torch.equal(d2.y, d.y) and torch.equal(w2, w)
+
+
+def test_sparse_regression_support_varies_with_key():
+    supports = {tuple((sparse_regression(rr.key(s), 20, 10)[1] != 0).tolist()) for s in range(8)}
+    assert len(supports) > 1
+    signs = torch.cat([sparse_regression(rr.key(s), 20, 10)[1] for s in range(8)])
+    assert (signs > 0).any() and (signs < 0).any()
+
+
+def test_sparse_regression_edges():
+    d, w = sparse_regression(rr.key(0), 30, 4, n_informative=0, noise=0.0)
+    assert torch.equal(w, torch.zeros(4)) and torch.equal(d.y, torch.zeros(30, 1))
+    d, w = sparse_regression(rr.key(0), 30, 4, n_informative=4, noise=0.0, dtype=torch.float64)
+    assert bool((w != 0).all()) and d.x.dtype == torch.float64
+    assert torch.allclose(d.y[:, 0], d.x @ w)
+    with pytest.raises(ValueError, match="n_informative must be <= d=4"):
+        sparse_regression(rr.key(0), 30, 4, n_informative=5)
+    with pytest.raises(ValueError, match="noise"):
+        sparse_regression(rr.key(0), 30, 4, noise=-1.0)
+    with pytest.raises(ValueError, match="d must be >= 1"):
+        sparse_regression(rr.key(0), 30, 0)
+
+
+# ----------------------------------------------------------------- standardize
+
+
+def test_standardize(key):
+    a, b = rr.split(key)
+    raw_train = Dataset(rr.normal(a, (300, 3)) * torch.tensor([2.0, 10.0, 0.5]) + torch.tensor([1.0, -5.0, 3.0]),
+                        torch.zeros(300))
+    raw_val = Dataset(rr.normal(b, (40, 3)) * 7 + 2, torch.zeros(40))
+    train, val, stats = standardize(raw_train, raw_val)
+    assert isinstance(stats, FeatureStats)
+    assert torch.allclose(train.x.mean(0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(train.x.std(0, correction=0), torch.ones(3), atol=1e-5)
+    mean, std = raw_train.x.double().mean(0), raw_train.x.double().std(0, correction=0)
+    assert torch.allclose(stats.mean.double(), mean, atol=1e-5) and torch.allclose(stats.std.double(), std, atol=1e-5)
+    # the validation split uses the TRAIN statistics, not its own
+    assert torch.allclose(val.x, ((raw_val.x.double() - mean) / std).float(), atol=1e-5)
+    assert not torch.allclose(val.x.mean(0), torch.zeros(3), atol=0.1)
+    assert torch.equal(val.y, raw_val.y) and val.feature_names == raw_val.feature_names
+    assert torch.allclose(stats.apply(raw_val).x, val.x, atol=1e-5)
+
+
+def test_standardize_constant_column_and_single():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    (train, stats) = standardize(Dataset(x, torch.zeros(2)))
+    assert stats.std.tolist() == [1.0, 1.0]
+    assert train.x.tolist() == [[-1.0, 0.0], [1.0, 0.0]]
+    assert torch.isfinite(train.x).all()
+    with pytest.raises(ValueError, match="empty"):
+        standardize(Dataset(torch.zeros(0, 2), torch.zeros(0), task="regression"))
+
+
+def test_standardize_diabetes(diabetes_csv):
+    d = load_csv(diabetes_csv)
+    train, val = train_val_split(rr.key(0), d, 0.2)
+    train_z, val_z, stats = standardize(train, val)
+    assert torch.allclose(train_z.x.mean(0), torch.zeros(8), atol=1e-4)
+    assert torch.allclose(train_z.x.std(0, correction=0), torch.ones(8), atol=1e-4)
+    assert len(val_z) == len(val)
+
+
+# ----------------------------------------------------------------- train_val_split
+
+
+def test_train_val_split(key):
+    d = Dataset(torch.arange(100.0).reshape(100, 1), torch.arange(100.0))
+    train, val = train_val_split(key, d, 0.2)
+    assert len(train) == 80 and len(val) == 20
+    tr, va = set(train.x[:, 0].tolist()), set(val.x[:, 0].tolist())
+    assert not tr & va and tr | va == set(range(100))
+    assert torch.equal(train.x[:, 0], train.y[:, 0]) and torch.equal(val.x[:, 0], val.y[:, 0])  # rows stay whole
+    assert bool((train.x[1:, 0] > train.x[:-1, 0]).all())  # original order kept
+    train2, val2 = train_val_split(key, d, 0.2)
+    assert torch.equal(train2.x, train.x) and torch.equal(val2.x, val.x)
+    _, val3 = train_val_split(rr.fold_in(key, 7), d, 0.2)
+    assert not torch.equal(val3.x, val.x)
+    assert set(val.x[:, 0].long().tolist()) == set(rr.permutation(key, 100)[:20].tolist())
+
+
+@pytest.mark.parametrize("n, frac, n_val", [(10, 0.25, 3), (10, 0.24, 2), (768, 0.2, 154), (7, 0.5, 4), (5, 0.0, 0)])
+def test_train_val_split_sizes(n, frac, n_val):
+    train, val = train_val_split(rr.key(0), quadrants(rr.key(1), n), frac)
+    assert len(val) == n_val and len(train) == n - n_val
+    assert val.x.shape == (n_val, 2) and val.task == "binary"
+
+
+def test_train_val_split_errors():
+    d = quadrants(rr.key(0), 3)
+    for bad in (1.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+            train_val_split(rr.key(0), d, bad)
+    with pytest.raises(ValueError, match="leaves no training rows"):
+        train_val_split(rr.key(0), d, 0.9)
+    reg, _ = sparse_regression(rr.key(0), 10, 3)
+    with pytest.raises(ValueError, match="stratify"):
+        train_val_split(rr.key(0), reg, 0.2, stratify=True)
+    with pytest.raises(TypeError, match="key"):
+        train_val_split(0, d, 0.2)
+
+
+def test_train_val_split_stratified(key):
+    y = torch.cat([torch.ones(30), torch.zeros(70)])
+    d = Dataset(torch.arange(100.0).reshape(100, 1), y)
+    train, val = train_val_split(key, d, 0.2, stratify=True)
+    assert len(val) == 20 and val.y.sum().item() == 6 and train.y.sum().item() == 24
+    assert not set(train.x[:, 0].tolist()) & set(val.x[:, 0].tolist())
+
+
+# ----------------------------------------------------------------- batches
+
+
+def test_batches(key):
+    idx = batches(key, 103, 10)
+    assert idx.shape == (10, 10) and idx.dtype == torch.int64
+    flat = idx.flatten().tolist()
+    assert len(set(flat)) == 100 and all(0 <= i < 103 for i in flat)
+    assert torch.equal(idx.flatten(), rr.permutation(key, 103)[:100])
+    assert torch.equal(batches(key, 103, 10), idx)
+    assert not torch.equal(batches(rr.fold_in(key, 1), 103, 10), idx)
+    assert batches(key, 5, 5).shape == (1, 5) and batches(key, 5, 1).shape == (5, 1)
+    assert sorted(batches(key, 5, 1).flatten().tolist()) == list(range(5))
+
+
+def test_batches_vmap_equals_loop():
+    keys = rr.split(rr.key(0), 6)
+    out = vmap(lambda k: batches(k, 50, 8))(keys)
+    assert out.shape == (6, 6, 8)
+    loop = torch.stack([batches(k, 50, 8) for k in keys])
+    assert torch.equal(out, loop)
+    assert len({tuple(o.flatten().tolist()) for o in out}) == 6  # a different shuffle per key
+
+
+def test_batches_index_a_dataset():
+    d = quadrants(rr.key(0), 40)
+    idx = batches(rr.key(1), len(d), 16)
+    xb, yb = d.x[idx], d.y[idx]
+    assert xb.shape == (2, 16, 2) and yb.shape == (2, 16, 1)
+    assert torch.equal(xb[1, 3], d.x[idx[1, 3]])
+
+
+@pytest.mark.parametrize("bs", [0, -1, 11])
+def test_batches_errors(bs):
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, n=10\]"):
+        batches(rr.key(0), 10, bs)
+
+
+def test_batches_type_errors():
+    with pytest.raises(TypeError, match="batch_size"):
+        batches(rr.key(0), 10, 2.0)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        batches(rr.key(0), 0, 1)
+
+
+def test_no_global_rng_use():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    quadrants(rr.key(0), 20)
+    sparse_regression(rr.key(0), 20, 5)
+    train_val_split(rr.key(0), quadrants(rr.key(0), 20), 0.2)
+    batches(rr.key(0), 20, 4)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_all_names_exported():
+    assert set(data_module.__all__) == {
+        "Dataset", "FeatureStats", "batches", "load_csv", "quadrants",
+        "sparse_regression", "standardize", "train_val_split",
+    }
+    assert all(getattr(data_module, name).__doc__ for name in data_module.__all__)
