@@ -1,0 +1,78 @@
+"""Pure functional optimizers whose hyperparameters can be vmapped.
+
+The optax design on PyTorch: an optimizer is a :class:`Transform`
+``(init, update)`` over flat parameter dicts; states are dicts and tuples of
+tensors; nothing mutates its inputs. The named optimizers (:func:`sgd`,
+:func:`adam`, :func:`adamw`, :func:`rmsprop`, :func:`adagrad`) take
+``torch.optim``'s arguments and reproduce its numbers, and every
+hyperparameter may be a 0-d tensor, so ``torch.func.vmap`` can sweep it.
+
+Examples:
+    >>> import torch
+    >>> from regfn import optim
+    >>> params = {"w": torch.tensor([1.0, -1.0])}
+    >>> opt = optim.sgd(lr=0.1, momentum=0.9)
+    >>> state = opt.init(params)
+    >>> grads = {"w": 2 * params["w"]}
+    >>> updates, state = opt.update(grads, state, params)
+    >>> optim.apply_updates(params, updates)
+    {'w': tensor([ 0.8000, -0.8000])}
+"""
+
+from __future__ import annotations
+
+from ._alias import adagrad as adagrad
+from ._alias import adam as adam
+from ._alias import adamw as adamw
+from ._alias import rmsprop as rmsprop
+from ._alias import sgd as sgd
+from ._base import Transform as Transform
+from ._base import apply_updates as apply_updates
+from ._base import chain as chain
+from ._base import masked as masked
+from ._constraints import add_decayed_weights as add_decayed_weights
+from ._constraints import add_l2 as add_l2
+from ._constraints import clip_by_global_norm as clip_by_global_norm
+from ._constraints import max_norm as max_norm
+from ._constraints import prox_l1 as prox_l1
+from ._schedules import constant_schedule as constant_schedule
+from ._schedules import cosine_decay as cosine_decay
+from ._schedules import exponential_decay as exponential_decay
+from ._schedules import inverse_time_decay as inverse_time_decay
+from ._schedules import linear_warmup as linear_warmup
+from ._transforms import scale as scale
+from ._transforms import scale_by_adagrad as scale_by_adagrad
+from ._transforms import scale_by_adam as scale_by_adam
+from ._transforms import scale_by_learning_rate as scale_by_learning_rate
+from ._transforms import scale_by_rms as scale_by_rms
+from ._transforms import scale_by_schedule as scale_by_schedule
+from ._transforms import trace as trace
+
+__all__ = [
+    "Transform",
+    "adagrad",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "add_l2",
+    "apply_updates",
+    "chain",
+    "clip_by_global_norm",
+    "constant_schedule",
+    "cosine_decay",
+    "exponential_decay",
+    "inverse_time_decay",
+    "linear_warmup",
+    "masked",
+    "max_norm",
+    "prox_l1",
+    "rmsprop",
+    "scale",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_schedule",
+    "sgd",
+    "trace",
+]

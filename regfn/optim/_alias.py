@@ -1,0 +1,301 @@
+"""Named optimizers with ``torch.optim``'s signatures, defaults and numbers.
+
+Each is a :func:`~regfn.optim.chain` of primitives. Every hyperparameter may
+be a Python number (validated like torch), a 0-d tensor (for example a vmapped
+sweep value) and ``lr`` may also be a schedule ``step -> lr``. A Python 0 for
+an optional term (``weight_decay``, ``momentum``, ...) leaves that transform
+out of the chain; a tensor never does (its value is not looked at).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import Transform, chain
+from ._checks import betas_pair, flag, hyper, is_zero
+from ._constraints import add_decayed_weights, add_l2
+from ._schedules import inverse_time_decay
+from ._transforms import (
+    check_nesterov,
+    scale,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_learning_rate,
+    scale_by_rms,
+    trace,
+)
+
+
+def _lr(lr: Any, where: str) -> Any:
+    return hyper(lr, "lr", where, low=0.0, schedule=True)
+
+
+def _wd(weight_decay: Any, where: str) -> Any:
+    return hyper(weight_decay, "weight_decay", where, low=0.0)
+
+
+def sgd(
+    lr: Any = 1e-3,
+    momentum: Any = 0,
+    dampening: Any = 0,
+    weight_decay: Any = 0,
+    nesterov: bool = False,
+    maximize: bool = False,
+) -> Transform:
+    """Stochastic gradient descent, as ``torch.optim.SGD``.
+
+    ``chain([scale(-1)], [add_l2(weight_decay)], [trace(momentum, dampening,
+    nesterov)], scale_by_learning_rate(lr))``.
+
+    Args:
+        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        momentum: momentum factor (``>= 0``).
+        dampening: dampening for momentum (``0 <= dampening <= 1``).
+        weight_decay: coupled L2 coefficient (``>= 0``).
+        nesterov: Nesterov momentum (needs ``momentum > 0``, ``dampening == 0``).
+        maximize: maximize the objective instead of minimizing.
+
+    Returns:
+        The optimizer, a :class:`~regfn.optim.Transform`.
+
+    Raises:
+        ValueError: for a hyperparameter out of range (the message names it).
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import apply_updates, sgd
+        >>> params = {"w": torch.tensor([1.0, 2.0])}
+        >>> opt = sgd(lr=0.1, momentum=0.9)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -1.0])}, state, params)
+        >>> apply_updates(params, updates)
+        {'w': tensor([0.9000, 2.1000])}
+    """
+    where = "sgd"
+    lr = _lr(lr, where)
+    momentum = hyper(momentum, "momentum", where, low=0.0)
+    dampening = hyper(dampening, "dampening", where, low=0.0, high=1.0)
+    weight_decay = _wd(weight_decay, where)
+    nesterov = flag(nesterov, "nesterov", where)
+    maximize = flag(maximize, "maximize", where)
+    check_nesterov(momentum, dampening, nesterov, where)
+    parts = [scale(-1)] if maximize else []
+    if not is_zero(weight_decay):
+        parts.append(add_l2(weight_decay))
+    if not is_zero(momentum):
+        parts.append(trace(momentum, dampening, nesterov))
+    parts.append(scale_by_learning_rate(lr))
+    return chain(*parts)
+
+
+def _adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled) -> Transform:
+    lr = _lr(lr, where)
+    b1, b2 = betas_pair(betas, where)
+    eps = hyper(eps, "eps", where, low=0.0)
+    weight_decay = _wd(weight_decay, where)
+    amsgrad = flag(amsgrad, "amsgrad", where)
+    maximize = flag(maximize, "maximize", where)
+    parts = [scale(-1)] if maximize else []
+    if not decoupled and not is_zero(weight_decay):
+        parts.append(add_l2(weight_decay))
+    parts.append(scale_by_adam(b1, b2, eps, amsgrad))
+    if decoupled and not is_zero(weight_decay):
+        parts.append(add_decayed_weights(weight_decay))
+    parts.append(scale_by_learning_rate(lr))
+    return chain(*parts)
+
+
+def adam(
+    lr: Any = 1e-3,
+    betas: tuple[Any, Any] = (0.9, 0.999),
+    eps: Any = 1e-8,
+    weight_decay: Any = 0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+) -> Transform:
+    """Adam, as ``torch.optim.Adam`` (coupled L2 ``weight_decay``).
+
+    ``chain([scale(-1)], [add_l2(weight_decay)], scale_by_adam(*betas, eps,
+    amsgrad), scale_by_learning_rate(lr))``.
+
+    Args:
+        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: term added to the denominator (``>= 0``).
+        weight_decay: coupled L2 coefficient (``>= 0``).
+        amsgrad: use the AMSGrad variant.
+        maximize: maximize the objective instead of minimizing.
+
+    Returns:
+        The optimizer, a :class:`~regfn.optim.Transform`.
+
+    Raises:
+        ValueError: for a hyperparameter out of range (the message names it).
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import adam, apply_updates
+        >>> params = {"w": torch.tensor([1.0, 2.0])}
+        >>> opt = adam(lr=0.1)
+        >>> updates, state = opt.update({"w": torch.tensor([3.0, -0.5])}, opt.init(params), params)
+        >>> apply_updates(params, updates)
+        {'w': tensor([0.9000, 2.1000])}
+    """
+    return _adam("adam", lr, betas, eps, weight_decay, amsgrad, maximize, decoupled=False)
+
+
+def adamw(
+    lr: Any = 1e-3,
+    betas: tuple[Any, Any] = (0.9, 0.999),
+    eps: Any = 1e-8,
+    weight_decay: Any = 1e-2,
+    amsgrad: bool = False,
+    maximize: bool = False,
+) -> Transform:
+    """AdamW, as ``torch.optim.AdamW`` (decoupled weight decay).
+
+    ``chain([scale(-1)], scale_by_adam(*betas, eps, amsgrad),
+    add_decayed_weights(weight_decay), scale_by_learning_rate(lr))``: the
+    update is ``-lr * (adam_direction + weight_decay * w)``, the same as
+    torch's ``w *= 1 - lr * weight_decay`` followed by the Adam step.
+
+    Args:
+        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: term added to the denominator (``>= 0``).
+        weight_decay: decoupled decay coefficient (``>= 0``).
+        amsgrad: use the AMSGrad variant.
+        maximize: maximize the objective instead of minimizing.
+
+    Returns:
+        The optimizer, a :class:`~regfn.optim.Transform`.
+
+    Raises:
+        ValueError: for a hyperparameter out of range (the message names it).
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import adamw, apply_updates
+        >>> params = {"w": torch.tensor([1.0])}
+        >>> opt = adamw(lr=0.1, weight_decay=0.5)
+        >>> updates, state = opt.update({"w": torch.tensor([0.0])}, opt.init(params), params)
+        >>> apply_updates(params, updates)  # only the decay: 1 * (1 - 0.1 * 0.5)
+        {'w': tensor([0.9500])}
+    """
+    return _adam("adamw", lr, betas, eps, weight_decay, amsgrad, maximize, decoupled=True)
+
+
+def rmsprop(
+    lr: Any = 1e-2,
+    alpha: Any = 0.99,
+    eps: Any = 1e-8,
+    weight_decay: Any = 0,
+    momentum: Any = 0,
+    centered: bool = False,
+    maximize: bool = False,
+) -> Transform:
+    """RMSprop, as ``torch.optim.RMSprop``.
+
+    ``chain([scale(-1)], [add_l2(weight_decay)], scale_by_rms(alpha, eps,
+    centered), [trace(momentum)], scale_by_learning_rate(lr))``.
+
+    Args:
+        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        alpha: smoothing constant (``0 <= alpha <= 1``).
+        eps: term added to the denominator (``>= 0``).
+        weight_decay: coupled L2 coefficient (``>= 0``).
+        momentum: momentum factor (``>= 0``).
+        centered: normalise by the estimated variance of the gradient.
+        maximize: maximize the objective instead of minimizing.
+
+    Returns:
+        The optimizer, a :class:`~regfn.optim.Transform`.
+
+    Raises:
+        ValueError: for a hyperparameter out of range (the message names it).
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import apply_updates, rmsprop
+        >>> params = {"w": torch.tensor([1.0])}
+        >>> opt = rmsprop(lr=0.01, alpha=0.75, eps=0.0)
+        >>> updates, state = opt.update({"w": torch.tensor([2.0])}, opt.init(params), params)
+        >>> apply_updates(params, updates)  # 1 - 0.01 * 2 / sqrt(0.25 * 4)
+        {'w': tensor([0.9800])}
+    """
+    where = "rmsprop"
+    lr = _lr(lr, where)
+    alpha = hyper(alpha, "alpha", where, low=0.0, high=1.0)
+    eps = hyper(eps, "eps", where, low=0.0)
+    weight_decay = _wd(weight_decay, where)
+    momentum = hyper(momentum, "momentum", where, low=0.0)
+    centered = flag(centered, "centered", where)
+    maximize = flag(maximize, "maximize", where)
+    parts = [scale(-1)] if maximize else []
+    if not is_zero(weight_decay):
+        parts.append(add_l2(weight_decay))
+    parts.append(scale_by_rms(alpha, eps, centered))
+    if not is_zero(momentum):
+        parts.append(trace(momentum))
+    parts.append(scale_by_learning_rate(lr))
+    return chain(*parts)
+
+
+def adagrad(
+    lr: Any = 1e-2,
+    lr_decay: Any = 0,
+    weight_decay: Any = 0,
+    initial_accumulator_value: Any = 0,
+    eps: Any = 1e-10,
+    maximize: bool = False,
+) -> Transform:
+    """Adagrad, as ``torch.optim.Adagrad``.
+
+    ``chain([scale(-1)], [add_l2(weight_decay)],
+    scale_by_adagrad(initial_accumulator_value, eps),
+    scale_by_learning_rate(lr / (1 + step * lr_decay)))``.
+
+    Args:
+        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr_decay: learning-rate decay (``>= 0``), see
+            :func:`~regfn.optim.inverse_time_decay`.
+        weight_decay: coupled L2 coefficient (``>= 0``).
+        initial_accumulator_value: starting value of the squared-gradient sum (``>= 0``).
+        eps: term added to the denominator (``>= 0``).
+        maximize: maximize the objective instead of minimizing.
+
+    Returns:
+        The optimizer, a :class:`~regfn.optim.Transform`.
+
+    Raises:
+        ValueError: for a hyperparameter out of range (the message names it).
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import adagrad, apply_updates
+        >>> params = {"w": torch.tensor([1.0])}
+        >>> opt = adagrad(lr=0.1)
+        >>> updates, state = opt.update({"w": torch.tensor([3.0])}, opt.init(params), params)
+        >>> apply_updates(params, updates)
+        {'w': tensor([0.9000])}
+    """
+    where = "adagrad"
+    lr = _lr(lr, where)
+    lr_decay = hyper(lr_decay, "lr_decay", where, low=0.0)
+    weight_decay = _wd(weight_decay, where)
+    initial_accumulator_value = hyper(
+        initial_accumulator_value, "initial_accumulator_value", where, low=0.0
+    )
+    eps = hyper(eps, "eps", where, low=0.0)
+    maximize = flag(maximize, "maximize", where)
+    parts = [scale(-1)] if maximize else []
+    if not is_zero(weight_decay):
+        parts.append(add_l2(weight_decay))
+    parts.append(scale_by_adagrad(initial_accumulator_value, eps))
+    parts.append(scale_by_learning_rate(lr if is_zero(lr_decay) else inverse_time_decay(lr, lr_decay)))
+    return chain(*parts)

@@ -1,0 +1,189 @@
+"""The core of :mod:`regfn.optim`: gradient transformations and how to combine them.
+
+A :class:`Transform` is a pair of pure functions. ``init(params)`` builds a
+state (plain dicts and tuples of tensors); ``update(updates, state, params)``
+maps incoming updates (at first the gradients) to outgoing updates and a new
+state. :func:`apply_updates` adds the final updates to the parameters.
+Nothing here mutates its inputs, so every function works under
+``torch.func.grad``, ``torch.func.vmap`` and ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Optional
+
+from torch import Tensor
+
+from .._tree import Mask, resolve_mask
+
+Params = Mapping[str, Tensor]
+Updates = Mapping[str, Tensor]
+State = Any
+
+# Attribute set on the ``update`` function of transforms that act on the new
+# weights ``w + u`` (proximal steps, projections). They must end a chain.
+_POST_STEP = "_regfn_post_step"
+
+
+class Transform(NamedTuple):
+    """A gradient transformation: a pair of pure functions.
+
+    Attributes:
+        init: ``init(params) -> state``.
+        update: ``update(updates, state, params=None) -> (updates, state)``.
+
+    Examples:
+        >>> import torch
+        >>> double = Transform(lambda p: {}, lambda u, s, p=None: ({k: 2 * v for k, v in u.items()}, s))
+        >>> double.update({"w": torch.ones(2)}, double.init({}))
+        ({'w': tensor([2., 2.])}, {})
+    """
+
+    init: Callable[[Params], State]
+    update: Callable[..., tuple[dict[str, Tensor], State]]
+
+
+def mark_post_step(update: Callable, name: str) -> Callable:
+    """Tag ``update`` as acting on ``w + u`` (it must come last in a chain)."""
+    setattr(update, _POST_STEP, name)
+    return update
+
+
+def post_step_name(transform: Transform) -> Optional[str]:
+    """The name of a post-step transform (``"prox_l1"``, ...), else ``None``."""
+    return getattr(transform.update, _POST_STEP, None)
+
+
+def _check_transform(t: Any, where: str) -> Transform:
+    if not (hasattr(t, "init") and hasattr(t, "update") and callable(t.init) and callable(t.update)):
+        raise TypeError(f"{where}: expected a Transform(init, update), got {type(t).__name__}")
+    return t
+
+
+def chain(*transforms: Transform) -> Transform:
+    """Apply several transforms one after the other.
+
+    The state is the tuple of the inner states. Post-step transforms
+    (:func:`~regfn.optim.prox_l1`, :func:`~regfn.optim.max_norm`), which act
+    on the updated weights, may only appear at the end.
+
+    Args:
+        *transforms: the transforms, in the order they are applied.
+
+    Returns:
+        The chained :class:`Transform`.
+
+    Raises:
+        TypeError: if an argument is not a transform.
+        ValueError: if a post-step transform is followed by an ordinary one.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import chain, scale, scale_by_learning_rate
+        >>> opt = chain(scale(2.0), scale_by_learning_rate(0.1))
+        >>> updates, state = opt.update({"w": torch.ones(2)}, opt.init({"w": torch.zeros(2)}))
+        >>> updates
+        {'w': tensor([-0.2000, -0.2000])}
+    """
+    transforms = tuple(_check_transform(t, "chain") for t in transforms)
+    names = [post_step_name(t) for t in transforms]
+    for i, name in enumerate(names):
+        if name is not None and any(n is None for n in names[i + 1 :]):
+            raise ValueError(
+                f"chain: {name} acts on the updated weights w + u and must come last; "
+                "put it after the learning-rate step (only other post-step transforms may follow)"
+            )
+
+    def init(params: Params) -> tuple:
+        return tuple(t.init(params) for t in transforms)
+
+    def update(updates: Updates, state: tuple, params: Optional[Params] = None):
+        if len(state) != len(transforms):
+            raise ValueError(
+                f"chain: state has {len(state)} entries for {len(transforms)} transforms"
+            )
+        new_state = []
+        for t, s in zip(transforms, state):
+            updates, s = t.update(updates, s, params)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    if names and names[-1] is not None:
+        mark_post_step(update, names[-1])
+    return Transform(init, update)
+
+
+def masked(transform: Transform, mask: Mask) -> Transform:
+    """Apply ``transform`` only to the parameters that ``mask`` selects.
+
+    Unselected updates pass through unchanged; the inner state only holds the
+    selected parameters.
+
+    Args:
+        transform: the transform to restrict.
+        mask: anything :func:`regfn._tree.resolve_mask` accepts: ``None``, a
+            predicate ``(name, tensor) -> bool`` such as
+            :func:`regfn._tree.weights_only`, a collection of names or a
+            ``{name: bool}`` dict. It is resolved against ``params`` when
+            given, else against ``updates`` (same names and shapes).
+
+    Returns:
+        The masked :class:`Transform`.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import masked, scale
+        >>> opt = masked(scale(0.0), {"w"})
+        >>> p = {"w": torch.ones(2), "b": torch.ones(1)}
+        >>> opt.update(p, opt.init(p))[0]
+        {'w': tensor([0., 0.]), 'b': tensor([1.])}
+    """
+    transform = _check_transform(transform, "masked")
+
+    def init(params: Params) -> State:
+        selected = resolve_mask(mask, params, where="masked: mask")
+        return transform.init({k: v for k, v in params.items() if k in selected})
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        selected = resolve_mask(mask, params if params is not None else updates, where="masked: mask")
+        sub = {k: v for k, v in updates.items() if k in selected}
+        sub_params = None if params is None else {k: params[k] for k in sub}
+        new_sub, state = transform.update(sub, state, sub_params)
+        return {k: new_sub[k] if k in selected else v for k, v in updates.items()}, state
+
+    name = post_step_name(transform)
+    if name is not None:
+        mark_post_step(update, name)
+    return Transform(init, update)
+
+
+def apply_updates(params: Params, updates: Updates) -> dict[str, Tensor]:
+    """Return the new parameters ``{k: params[k] + updates[k]}`` (a new dict).
+
+    The result keeps each parameter's dtype.
+
+    Args:
+        params: the current parameters.
+        updates: the final updates (same names).
+
+    Returns:
+        A new dict; the inputs are not modified.
+
+    Raises:
+        ValueError: if the names differ.
+
+    Examples:
+        >>> import torch
+        >>> apply_updates({"w": torch.ones(2)}, {"w": torch.tensor([0.5, -1.0])})
+        {'w': tensor([1.5000, 0.0000])}
+    """
+    if params.keys() != updates.keys():
+        raise ValueError(
+            f"apply_updates: params and updates have different names: {sorted(params)} vs {sorted(updates)}"
+        )
+    out = {}
+    for k, p in params.items():
+        new = p + updates[k]
+        out[k] = new if new.dtype == p.dtype else new.to(p.dtype)
+    return out

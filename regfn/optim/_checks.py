@@ -1,0 +1,164 @@
+"""Validation and small numeric helpers shared by the optimizer modules.
+
+Hyperparameters are Python numbers or one-element tensors (a 0-d tensor,
+possibly being vmapped over). Python numbers are range-checked like
+``torch.optim`` does; tensors cannot be (that would need ``.item()``, which
+breaks ``torch.compile`` and ``vmap``), so only their shape is checked.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+Hyper = Union[float, Tensor]
+Schedule = Callable[[Tensor], Any]
+
+
+def is_number(value: Any) -> bool:
+    """True for a plain Python (or NumPy) real number, not a bool or a tensor."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_zero(value: Any) -> bool:
+    """True only for a Python number equal to 0 (never looks at a tensor's value)."""
+    return is_number(value) and value == 0
+
+
+def _range_text(name: str, low, high, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{low} {'<' if low_open else '<='} ")
+    parts.append(name)
+    if high is not None:
+        parts.append(f" {'<' if high_open else '<='} {high}")
+    return "".join(parts)
+
+
+def hyper(
+    value: Any,
+    name: str,
+    where: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    schedule: bool = False,
+) -> Any:
+    """Validate one hyperparameter and return it normalised.
+
+    Returns the Python number unchanged, a one-element tensor reshaped to 0-d,
+    or the schedule (callable) unchanged when ``schedule`` is true.
+
+    Raises:
+        TypeError: for a bool, a string, a complex or bool tensor, or any other type.
+        ValueError: for a number outside the range, NaN, or a tensor with more
+            than one element.
+    """
+    if isinstance(value, Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{where}: {name} must be a real tensor, got dtype {value.dtype}")
+        if value.numel() != 1:
+            raise ValueError(
+                f"{where}: {name} must be a single value (a 0-d tensor), got a tensor of shape "
+                f"{tuple(value.shape)}; to sweep several values, call the optimizer inside "
+                "torch.func.vmap"
+            )
+        return value.reshape(()) if value.ndim else value
+    if is_number(value):
+        ok = value == value  # NaN fails every comparison
+        if low is not None:
+            ok = ok and (value > low if low_open else value >= low)
+        if high is not None:
+            ok = ok and (value < high if high_open else value <= high)
+        if not ok:
+            raise ValueError(
+                f"{where}: invalid {name}={value!r}; expected "
+                f"{_range_text(name, low, high, low_open, high_open)}"
+            )
+        return value
+    if schedule and callable(value):
+        return value
+    expected = "a number or a 0-d tensor" + (", or a schedule step -> value" if schedule else "")
+    raise TypeError(f"{where}: {name} must be {expected}, got {type(value).__name__} {value!r}")
+
+
+def flag(value: Any, name: str, where: str) -> bool:
+    """Validate a structural boolean option (``nesterov``, ``amsgrad``, ...)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+def betas_pair(betas: Any, where: str) -> tuple[Any, Any]:
+    """Validate Adam's ``betas`` (two values, each in ``[0, 1)``)."""
+    if isinstance(betas, (str, bytes, Tensor)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(
+            f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}"
+        )
+    return tuple(
+        hyper(b, f"betas[{i}]", where, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas)
+    )  # type: ignore[return-value]
+
+
+def need_params(params: Mapping[str, Tensor] | None, where: str) -> Mapping[str, Tensor]:
+    """Raise a clear error when a transform that reads the weights got none."""
+    if params is None:
+        raise ValueError(f"{where} needs the current parameters: call update(updates, state, params)")
+    return params
+
+
+def scalar_dtype(device: torch.device) -> torch.dtype:
+    """dtype for step-dependent scalars (bias corrections, schedules).
+
+    float64, like the Python floats ``torch.optim`` computes them in, except on
+    devices without float64 (MPS), where float32 is used.
+    """
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def step_zero(params: Mapping[str, Tensor]) -> Tensor:
+    """A fresh step counter (an int64 0-d tensor on the parameters' device)."""
+    device = next(iter(params.values())).device if params else None
+    return torch.zeros((), dtype=torch.int64, device=device)
+
+
+def caster(*values: Any) -> Callable[[torch.dtype], tuple]:
+    """Return ``get(dtype)`` giving ``values`` with every tensor cast to ``dtype``.
+
+    Tensor hyperparameters and step-dependent scalars are cast once per leaf
+    dtype per update, so that a float64 scalar never promotes a float32 update
+    (under ``vmap`` a batched 0-d tensor takes part in type promotion like a
+    full tensor) and so that ops such as ``lerp`` see matching dtypes.
+    """
+    cache: dict[torch.dtype, tuple] = {}
+
+    def get(dtype: torch.dtype) -> tuple:
+        out = cache.get(dtype)
+        if out is None:
+            out = tuple(
+                v.to(dtype) if isinstance(v, Tensor) and v.dtype != dtype else v for v in values
+            )
+            cache[dtype] = out
+        return out
+
+    return get
+
+
+def axpy(a: Tensor, b: Tensor, alpha: float) -> Tensor:
+    """``a + alpha * b`` for a Python-number ``alpha``.
+
+    Eager mode uses the single fused kernel ``torch.add(a, b, alpha=alpha)``
+    (torch.optim's own op). Under ``torch.compile`` it spells the product out:
+    inductor fuses it anyway, and its add+mm -> addmm rewrite mishandles
+    ``alpha`` when ``a`` or ``b`` is a matmul result such as a weight's gradient
+    (wrong numbers with torch 2.13 on CPU; see pytorch issues #167313, #196577).
+    """
+    if torch.compiler.is_compiling():
+        return a + alpha * b
+    return torch.add(a, b, alpha=alpha)

@@ -1,0 +1,392 @@
+"""Scaling transforms and the gradient statistics of the named optimizers.
+
+Each function returns a :class:`~regfn.optim.Transform`. The formulas and
+their order follow ``torch.optim``'s single-tensor code paths; hyperparameters
+may be Python numbers (range-checked) or 0-d tensors (possibly vmapped).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from ._base import Params, State, Transform, Updates
+from ._checks import axpy, caster, flag, hyper, is_number, is_zero, scalar_dtype, step_zero
+
+
+def _times(updates: Updates, factor: Any) -> dict:
+    """``{k: u * factor}`` with a tensor factor cast to each leaf's dtype."""
+    if is_number(factor):
+        return {k: u * factor for k, u in updates.items()}
+    get = caster(factor)
+    return {k: u * get(u.dtype)[0] for k, u in updates.items()}
+
+
+def scale(step_size: Any) -> Transform:
+    """Multiply the updates by ``step_size``.
+
+    Args:
+        step_size: a number or a 0-d tensor (any sign).
+
+    Returns:
+        A stateless :class:`~regfn.optim.Transform`.
+
+    Raises:
+        TypeError: if ``step_size`` is not a number or a one-element tensor.
+
+    Examples:
+        >>> import torch
+        >>> t = scale(-1.0)
+        >>> t.update({"w": torch.tensor([1.0, -2.0])}, t.init({}))[0]
+        {'w': tensor([-1.,  2.])}
+    """
+    step_size = hyper(step_size, "step_size", "scale")
+
+    def init(params: Params) -> dict:
+        return {}
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        return _times(updates, step_size), state
+
+    return Transform(init, update)
+
+
+def scale_by_schedule(schedule: Any) -> Transform:
+    """Multiply the updates by ``schedule(step)``; the state counts the steps.
+
+    Args:
+        schedule: a callable ``step -> value``, ``step`` being the int64 0-d
+            tensor of updates already applied (0 on the first update).
+
+    Returns:
+        A :class:`~regfn.optim.Transform` with state ``{"step": tensor}``.
+
+    Raises:
+        TypeError: if ``schedule`` is not callable.
+
+    Examples:
+        >>> import torch
+        >>> from regfn.optim import exponential_decay
+        >>> t = scale_by_schedule(exponential_decay(1.0, 0.5))
+        >>> g, s = {"w": torch.ones(1)}, t.init({"w": torch.ones(1)})
+        >>> u, s = t.update(g, s)
+        >>> u, s = t.update(g, s)
+        >>> u
+        {'w': tensor([0.5000])}
+    """
+    if not callable(schedule):
+        raise TypeError(
+            f"scale_by_schedule: schedule must be a callable step -> value, got {type(schedule).__name__}"
+        )
+
+    def init(params: Params) -> dict:
+        return {"step": step_zero(params)}
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        step = state["step"]
+        return _times(updates, torch.as_tensor(schedule(step))), {"step": step + 1}
+
+    return Transform(init, update)
+
+
+def scale_by_learning_rate(lr: Any, *, flip_sign: bool = True) -> Transform:
+    """Multiply the updates by ``-lr`` (gradient descent) or ``lr``.
+
+    Args:
+        lr: a number (``>= 0``), a 0-d tensor, or a schedule ``step -> lr``
+            (then the state counts the steps).
+        flip_sign: multiply by ``-lr`` (default), turning a descent direction
+            into an update.
+
+    Returns:
+        A :class:`~regfn.optim.Transform`.
+
+    Raises:
+        ValueError: for a negative or NaN ``lr``.
+        TypeError: for an ``lr`` of another type.
+
+    Examples:
+        >>> import torch
+        >>> t = scale_by_learning_rate(0.1)
+        >>> t.update({"w": torch.tensor([1.0, -2.0])}, t.init({}))[0]
+        {'w': tensor([-0.1000,  0.2000])}
+    """
+    lr = hyper(lr, "lr", "scale_by_learning_rate", low=0.0, schedule=True)
+    flip_sign = flag(flip_sign, "flip_sign", "scale_by_learning_rate")
+    sign = -1 if flip_sign else 1
+    if callable(lr):
+        return scale_by_schedule(lambda step: sign * torch.as_tensor(lr(step)))
+
+    def init(params: Params) -> dict:
+        return {}
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        return _times(updates, sign * lr), state
+
+    return Transform(init, update)
+
+
+def check_nesterov(momentum: Any, dampening: Any, nesterov: bool, where: str) -> None:
+    """torch's rule: Nesterov needs momentum > 0 and dampening == 0 (checked on numbers)."""
+    if not nesterov:
+        return
+    if is_number(momentum) and momentum <= 0:
+        raise ValueError(f"{where}: nesterov=True requires momentum > 0, got momentum={momentum!r}")
+    if is_number(dampening) and dampening != 0:
+        raise ValueError(
+            f"{where}: nesterov=True requires dampening == 0, got dampening={dampening!r}"
+        )
+
+
+def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transform:
+    """Momentum, with ``torch.optim.SGD``'s exact semantics.
+
+    ``buf = momentum * buf + (1 - dampening) * g``, except that the first
+    buffer is ``g`` itself (no dampening), and with ``nesterov`` the output is
+    ``g + momentum * buf`` instead of ``buf``. A tensor ``momentum`` equal to 0
+    behaves like torch's "no momentum buffer" (output ``g``).
+
+    Args:
+        momentum: the momentum factor (``>= 0``).
+        dampening: the dampening (``0 <= dampening <= 1``).
+        nesterov: use Nesterov momentum (needs ``momentum > 0`` and
+            ``dampening == 0``; only checked for Python numbers).
+
+    Returns:
+        A :class:`~regfn.optim.Transform` with state
+        ``{"step": tensor, "momentum_buffer": {name: tensor}}``.
+
+    Raises:
+        ValueError: for a hyperparameter out of range, or Nesterov with
+            ``momentum <= 0`` or ``dampening != 0``.
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> t = trace(0.9)
+        >>> g = {"w": torch.ones(1)}
+        >>> s = t.init(g)
+        >>> u, s = t.update(g, s)
+        >>> u, s = t.update(g, s)
+        >>> u
+        {'w': tensor([1.9000])}
+    """
+    where = "trace"
+    momentum = hyper(momentum, "momentum", where, low=0.0)
+    dampening = hyper(dampening, "dampening", where, low=0.0, high=1.0)
+    nesterov = flag(nesterov, "nesterov", where)
+    check_nesterov(momentum, dampening, nesterov, where)
+
+    def init(params: Params) -> dict:
+        return {
+            "step": step_zero(params),
+            "momentum_buffer": {k: torch.zeros_like(p) for k, p in params.items()},
+        }
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        step, bufs = state["step"], state["momentum_buffer"]
+        damp_scale = None
+        if not is_zero(dampening):
+            # 1 - dampening, but 1 on the first step (torch starts the buffer at g)
+            # and while a tensor momentum is 0 (torch then keeps no buffer).
+            on = step > 0
+            if not is_number(momentum):
+                on = on & (momentum != 0)
+            damp_scale = 1 - dampening * on.to(scalar_dtype(step.device))
+        get = caster(momentum, damp_scale)
+        new_bufs, out = {}, {}
+        for k, g in updates.items():
+            m, c = get(g.dtype)
+            gc = g if c is None else g * c
+            if is_number(m):
+                buf = axpy(gc, bufs[k], m)
+                out[k] = axpy(g, buf, m) if nesterov else buf
+            else:
+                buf = gc + m * bufs[k]
+                out[k] = g + m * buf if nesterov else buf
+            new_bufs[k] = buf
+        return out, {"step": step + 1, "momentum_buffer": new_bufs}
+
+    return Transform(init, update)
+
+
+def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool = False) -> Transform:
+    """Adam's direction ``m_hat / (sqrt(v_hat) + eps)``, as ``torch.optim.Adam`` computes it.
+
+    ``m = lerp(m, g, 1 - b1)``, ``v = b2 * v + (1 - b2) * g * g`` (with
+    AMSGrad ``vmax = max(vmax, v)`` replaces ``v`` below), then
+    ``m / (1 - b1**t) / (sqrt(v) / sqrt(1 - b2**t) + eps)``; the bias
+    corrections are computed in float64 like torch's Python floats. Multiply
+    by ``-lr`` afterwards (:func:`scale_by_learning_rate`).
+
+    Args:
+        b1: decay of the first moment (``0 <= b1 < 1``).
+        b2: decay of the second moment (``0 <= b2 < 1``).
+        eps: added to the denominator (``>= 0``).
+        amsgrad: keep the running maximum of the second moment.
+
+    Returns:
+        A :class:`~regfn.optim.Transform` with state ``{"step", "exp_avg",
+        "exp_avg_sq"}`` (and ``"max_exp_avg_sq"`` with AMSGrad).
+
+    Raises:
+        ValueError: for a hyperparameter out of range.
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> t = scale_by_adam()
+        >>> g = {"w": torch.tensor([0.5, -2.0])}
+        >>> t.update(g, t.init(g))[0]["w"].round(decimals=6)  # the first step is sign(g), up to eps
+        tensor([ 1., -1.])
+    """
+    where = "scale_by_adam"
+    b1 = hyper(b1, "b1", where, low=0.0, high=1.0, high_open=True)
+    b2 = hyper(b2, "b2", where, low=0.0, high=1.0, high_open=True)
+    eps = hyper(eps, "eps", where, low=0.0)
+    amsgrad = flag(amsgrad, "amsgrad", where)
+
+    def init(params: Params) -> dict:
+        state = {
+            "step": step_zero(params),
+            "exp_avg": {k: torch.zeros_like(p) for k, p in params.items()},
+            "exp_avg_sq": {k: torch.zeros_like(p) for k, p in params.items()},
+        }
+        if amsgrad:
+            state["max_exp_avg_sq"] = {k: torch.zeros_like(p) for k, p in params.items()}
+        return state
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        step = state["step"] + 1
+        t = step.to(scalar_dtype(step.device))
+        bc1 = 1 - b1**t
+        bc2_sqrt = torch.sqrt(1 - b2**t)
+        # denom * bc1 = bc1 * (sqrt(v) / bc2_sqrt + eps) = eps * bc1 + sqrt(v) / (bc2_sqrt / bc1)
+        get = caster(eps * bc1, bc2_sqrt / bc1, 1 - b1, b2, 1 - b2)
+        exp_avg, exp_avg_sq = {}, {}
+        max_sq = {} if amsgrad else None
+        out = {}
+        for k, g in updates.items():
+            eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
+            m = torch.lerp(state["exp_avg"][k], g, w1)
+            if is_number(w2):
+                v = torch.addcmul(state["exp_avg_sq"][k] * beta2, g, g, value=w2)
+            else:
+                v = torch.addcmul(state["exp_avg_sq"][k] * beta2, g * w2, g)
+            exp_avg[k], exp_avg_sq[k] = m, v
+            if max_sq is not None:
+                v = max_sq[k] = torch.maximum(state["max_exp_avg_sq"][k], v)
+            out[k] = m / torch.addcdiv(eps_bc1, v.sqrt(), k2)
+        new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+        if max_sq is not None:
+            new_state["max_exp_avg_sq"] = max_sq
+        return out, new_state
+
+    return Transform(init, update)
+
+
+def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> Transform:
+    """RMSprop's direction ``g / (sqrt(square_avg [- grad_avg**2]) + eps)``.
+
+    ``square_avg = alpha * square_avg + (1 - alpha) * g * g`` and, when
+    ``centered``, ``grad_avg = lerp(grad_avg, g, 1 - alpha)``, as in
+    ``torch.optim.RMSprop``. Follow with :func:`trace` for RMSprop's momentum.
+
+    Args:
+        alpha: smoothing constant (``0 <= alpha <= 1``).
+        eps: added to the denominator (``>= 0``).
+        centered: normalise by the estimated variance instead of the second moment.
+
+    Returns:
+        A :class:`~regfn.optim.Transform` with state ``{"square_avg"}`` (and
+        ``"grad_avg"`` when centered).
+
+    Raises:
+        ValueError: for a hyperparameter out of range.
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> t = scale_by_rms(alpha=0.75, eps=0.0)
+        >>> g = {"w": torch.tensor([2.0])}
+        >>> t.update(g, t.init(g))[0]  # 2 / sqrt(0.25 * 4)
+        {'w': tensor([2.])}
+    """
+    where = "scale_by_rms"
+    alpha = hyper(alpha, "alpha", where, low=0.0, high=1.0)
+    eps = hyper(eps, "eps", where, low=0.0)
+    centered = flag(centered, "centered", where)
+
+    def init(params: Params) -> dict:
+        state = {"square_avg": {k: torch.zeros_like(p) for k, p in params.items()}}
+        if centered:
+            state["grad_avg"] = {k: torch.zeros_like(p) for k, p in params.items()}
+        return state
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        get = caster(alpha, 1 - alpha, eps)
+        square_avg, grad_avg, out = {}, {}, {}
+        for k, g in updates.items():
+            a, w, e = get(g.dtype)
+            if is_number(w):
+                sq = torch.addcmul(state["square_avg"][k] * a, g, g, value=w)
+            else:
+                sq = torch.addcmul(state["square_avg"][k] * a, g * w, g)
+            square_avg[k] = sq
+            if centered:
+                ga = grad_avg[k] = torch.lerp(state["grad_avg"][k], g, w)
+                avg = torch.addcmul(sq, ga, ga, value=-1).sqrt()
+            else:
+                avg = sq.sqrt()
+            out[k] = g / (avg + e)
+        new_state = {"square_avg": square_avg}
+        if centered:
+            new_state["grad_avg"] = grad_avg
+        return out, new_state
+
+    return Transform(init, update)
+
+
+def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> Transform:
+    """Adagrad's direction ``g / (sqrt(sum) + eps)`` with ``sum += g * g``.
+
+    Adagrad's ``lr_decay`` is a learning-rate schedule
+    (:func:`~regfn.optim.inverse_time_decay`), not part of this transform.
+
+    Args:
+        initial_accumulator_value: the starting value of ``sum`` (``>= 0``).
+        eps: added to the denominator (``>= 0``).
+
+    Returns:
+        A :class:`~regfn.optim.Transform` with state ``{"sum"}``.
+
+    Raises:
+        ValueError: for a hyperparameter out of range.
+        TypeError: for a wrongly typed argument.
+
+    Examples:
+        >>> import torch
+        >>> t = scale_by_adagrad(eps=0.0)
+        >>> g = {"w": torch.tensor([3.0])}
+        >>> t.update(g, t.init(g))[0]
+        {'w': tensor([1.])}
+    """
+    where = "scale_by_adagrad"
+    init_value = hyper(initial_accumulator_value, "initial_accumulator_value", where, low=0.0)
+    eps = hyper(eps, "eps", where, low=0.0)
+
+    def init(params: Params) -> dict:
+        if is_number(init_value):
+            return {"sum": {k: torch.full_like(p, init_value) for k, p in params.items()}}
+        return {"sum": {k: torch.zeros_like(p) + init_value.to(p.dtype) for k, p in params.items()}}
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        get = caster(eps)
+        sums, out = {}, {}
+        for k, g in updates.items():
+            s = sums[k] = torch.addcmul(state["sum"][k], g, g)
+            out[k] = g / (s.sqrt() + get(g.dtype)[0])
+        return out, {"sum": sums}
+
+    return Transform(init, update)
