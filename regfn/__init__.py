@@ -1,6 +1,58 @@
-"""regfn: dropout and L1/L2 regularization for PyTorch, written the JAX way."""
+"""regfn: dropout and L1/L2 regularization for PyTorch, written the JAX way.
 
+Models are pure functions over parameter dicts, dropout takes explicit keys
+(JAX-compatible threefry), penalties wrap loss functions, optimizers are pure
+``init``/``update`` pairs, and :func:`sweep` trains many regularization
+settings at once with ``torch.func.vmap``.
+
+Importing regfn has no side effects.
+"""
+
+from . import data as data
+from . import nn as nn
+from . import optim as optim
+from . import penalties as penalties
 from . import random as random
+from .nn import Model as Model
+from .nn import dropout as dropout
+from .nn import functionalize as functionalize
+from .nn import mc_dropout as mc_dropout
+from .nn import mlp as mlp
+from .penalties import elastic_net as elastic_net
+from .penalties import l1 as l1
+from .penalties import l2 as l2
+from .penalties import norm as norm
+from .penalties import penalize as penalize
+from .penalties import penalty_value as penalty_value
+from .penalties import weights_only as weights_only
+from .results import SweepResult as SweepResult
+from .sweep import grid as grid
+from .sweep import sweep as sweep
+from .train import TrainResult as TrainResult
+from .train import train as train
 
-__all__ = ["random"]
+__all__ = [
+    "Model",
+    "SweepResult",
+    "TrainResult",
+    "data",
+    "dropout",
+    "elastic_net",
+    "functionalize",
+    "grid",
+    "l1",
+    "l2",
+    "mc_dropout",
+    "mlp",
+    "nn",
+    "norm",
+    "optim",
+    "penalize",
+    "penalties",
+    "penalty_value",
+    "random",
+    "sweep",
+    "train",
+    "weights_only",
+]
 __version__ = "0.1.0"

@@ -514,10 +514,12 @@ def penalize(loss_fn: Callable[..., Any], *penalties: Penalty) -> Callable[..., 
                 f"penalize: expected penalties such as l2(1e-3), got {type(penalty).__name__}"
             )
     penalties = tuple(penalties)
-    params_name = _first_param_name(loss_fn)
 
     @functools.wraps(loss_fn)
     def penalized(*args: Any, **kwargs: Any) -> Any:
+        # The signature is only inspected when params come by keyword, so the
+        # usual positional call stays free of `inspect` (which torch.compile cannot trace).
+        params_name = None if args else _first_param_name(loss_fn)
         if args:
             params = args[0]
         elif params_name is not None and params_name in kwargs:

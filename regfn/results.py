@@ -1,0 +1,137 @@
+"""The results table of a sweep: one row per configuration, plus loss curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["SweepResult"]
+
+
+def _lower_is_better(metric: str) -> bool:
+    return not metric.endswith("acc")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass
+class SweepResult:
+    """What :func:`regfn.sweep` returns.
+
+    Attributes:
+        rows: one dict per configuration, in the order given: its
+            hyperparameters, then final metrics (``loss``, ``penalty`` and
+            ``acc`` or ``mse`` on the training data with dropout off; the
+            same with a ``val_`` prefix on validation data), weight sparsity
+            (``zero_frac``: exact zeros, ``tiny_frac``: ``|w| < 1e-6``, over
+            weight matrices), ``diverged`` and ``diverged_epoch``.
+        curves: ``name -> (K, T)`` tensors sampled at ``curve_epochs``:
+            ``loss`` (the training objective, dropout on) and the ``val_*``
+            metrics when validation data was given.
+        curve_epochs: the epochs (1-based, after the step) the curves sample.
+        hyperparameters: the names of the hyperparameters in each row.
+        timings: seconds spent: ``compile_s`` (warm-up and compilation),
+            ``run_s`` (training and evaluation), ``total_s``.
+    """
+
+    rows: list[dict[str, Any]]
+    curves: dict[str, Tensor]
+    curve_epochs: list[int]
+    hyperparameters: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def diverged(self) -> list[int]:
+        """Indices of the configurations whose training diverged."""
+        return [i for i, row in enumerate(self.rows) if row["diverged"]]
+
+    def default_metric(self) -> str:
+        """The metric that ranks configurations: validation accuracy (or MSE) if present."""
+        for name in ("val_acc", "val_mse", "acc", "mse", "loss"):
+            if self.rows and name in self.rows[0]:
+                return name
+        return "loss"
+
+    def best(self, n: int = 5, by: str | None = None) -> list[dict[str, Any]]:
+        """The ``n`` best rows by ``by`` (higher accuracy, lower loss/MSE); diverged rows last.
+
+        Each returned row carries its index in ``rows`` as ``"config"``.
+        """
+        by = by or self.default_metric()
+        if self.rows and by not in self.rows[0]:
+            raise ValueError(f"by must be one of {sorted(self.rows[0])}, got {by!r}")
+        sign = 1.0 if _lower_is_better(by) else -1.0
+
+        def rank(item: tuple[int, dict[str, Any]]) -> tuple[bool, float]:
+            value = item[1][by]
+            bad = item[1]["diverged"] or value is None or not math.isfinite(value)
+            return (bad, sign * value if not bad else 0.0)
+
+        ordered = sorted(enumerate(self.rows), key=rank)
+        return [{"config": i, **row} for i, row in ordered[:n]]
+
+    def table(self, n: int = 10, by: str | None = None, columns: Sequence[str] | None = None) -> str:
+        """A plain-text table of the ``n`` best rows."""
+        best = self.best(n, by)
+        if not best:
+            return "(no configurations)"
+        by = by or self.default_metric()
+        if columns is None:
+            metrics = [c for c in ("loss", "penalty", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac") if c in best[0]]
+            columns = ["config", *self.hyperparameters, *metrics, "diverged"]
+        cells = [[_fmt(row[c]) for c in columns] for row in best]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        return "\n".join(lines)
+
+    def to_csv(self, path: str | pathlib.Path) -> None:
+        """Write the rows as CSV (header: the row keys)."""
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]) if self.rows else [])
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Rows, curves (as lists) and timings, JSON-ready (NaN and inf become None)."""
+
+        def clean(v: Any) -> Any:
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        return {
+            "hyperparameters": list(self.hyperparameters),
+            "rows": [{k: clean(v) for k, v in row.items()} for row in self.rows],
+            "curve_epochs": list(self.curve_epochs),
+            "curves": {k: [[clean(float(x)) for x in r] for r in v.tolist()] for k, v in self.curves.items()},
+            "timings": dict(self.timings),
+        }
+
+    def to_json(self, path: str | pathlib.Path) -> None:
+        """Write :meth:`to_dict` as JSON."""
+        pathlib.Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    def to_pandas(self):
+        """The rows as a ``pandas.DataFrame`` (needs pandas: ``pip install pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas needs pandas: pip install pandas (or regfn[pandas])") from err
+        return pd.DataFrame(self.rows)

@@ -1,0 +1,283 @@
+"""One functional training run: a pure step and the loop around it.
+
+A run is fully described by a model (pure ``init``/``apply`` functions, see
+:func:`regfn.nn.mlp`), a loss, penalties (:mod:`regfn.penalties`), an
+optimizer (:mod:`regfn.optim`), a dropout rate and one key. The key is split
+once into an init key, a dropout key and a shuffle key; epoch ``e``, batch
+``b`` draws its dropout masks from ``fold_in(fold_in(dropout_key, e), b)`` and
+its mini-batch order from ``fold_in(shuffle_key, e)``. The same pure step is
+what :func:`regfn.sweep` vmaps over many configurations, so a sweep's row ``i``
+is this run with config ``i``.
+
+Examples:
+    >>> import regfn
+    >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+    >>> model = regfn.nn.mlp((2, 8, 1), output="logits")
+    >>> run = regfn.train(model, data, optimizer=regfn.optim.sgd(0.1),
+    ...                   penalties=[regfn.l2(1e-3)], p=0.1, key=regfn.random.key(1), epochs=20)
+    >>> sorted(run.metrics)
+    ['acc', 'loss', 'penalty']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import grad_and_value
+
+from .data import Dataset, batches
+from .nn import Model
+from .optim import Transform, apply_updates
+from .penalties import Penalty, penalize, penalty_value
+from .random import fold_in, split
+
+__all__ = ["LOSSES", "Loss", "TrainResult", "evaluate", "get_loss", "run_keys", "train", "train_step"]
+
+Params = dict[str, Tensor]
+
+
+# ----------------------------------------------------------------- losses
+
+
+class Loss(NamedTuple):
+    """A loss on model outputs, and how to read accuracy off those outputs.
+
+    Attributes:
+        fn: ``fn(output, target) -> scalar``, a mean over examples.
+        threshold: the output value above which a binary prediction is 1
+            (0 for logits, 0.5 for probabilities), or ``None`` for regression.
+    """
+
+    fn: Callable[[Tensor, Tensor], Tensor]
+    threshold: float | None
+
+
+def _bce_probabilities(prob: Tensor, target: Tensor) -> Tensor:
+    # torch.nn.BCELoss, as the tutorial uses after a sigmoid (log clamped at -100).
+    return F.binary_cross_entropy(prob, target)
+
+
+def _bce_logits(logits: Tensor, target: Tensor) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def _mse(pred: Tensor, target: Tensor) -> Tensor:
+    return F.mse_loss(pred, target)
+
+
+LOSSES: dict[str, Loss] = {
+    "bce": Loss(_bce_probabilities, 0.5),
+    "bce_logits": Loss(_bce_logits, 0.0),
+    "mse": Loss(_mse, None),
+}
+
+
+def get_loss(loss: str | Loss) -> Loss:
+    """Look up a loss by name (``"bce"``, ``"bce_logits"``, ``"mse"``) or pass a :class:`Loss` through.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for anything else.
+
+    Examples:
+        >>> get_loss("bce_logits").threshold
+        0.0
+    """
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        return LOSSES[loss]
+    raise TypeError(f"loss must be a name in {sorted(LOSSES)} or a regfn.train.Loss, got {type(loss).__name__}")
+
+
+# ----------------------------------------------------------------- the pure step
+
+
+def run_keys(key: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Split a run's key into ``(init_key, dropout_key, shuffle_key)``.
+
+    Examples:
+        >>> import regfn.random as rr
+        >>> [k.shape for k in run_keys(rr.key(0))]
+        [torch.Size([2]), torch.Size([2]), torch.Size([2])]
+    """
+    keys = split(key, 3)
+    return keys[0], keys[1], keys[2]
+
+
+def step_key(dropout_key: Tensor, epoch: int | Tensor, batch: int | Tensor = 0) -> Tensor:
+    """The dropout key of one optimizer step: ``fold_in(fold_in(dropout_key, epoch), batch)``."""
+    return fold_in(fold_in(dropout_key, epoch), batch)
+
+
+def train_step(
+    model: Model,
+    loss: Loss,
+    optimizer: Transform,
+    penalties: Sequence[Penalty],
+    p: float | Tensor,
+    params: Params,
+    opt_state: Any,
+    x: Tensor,
+    y: Tensor,
+    key: Tensor,
+) -> tuple[Params, Any, Tensor]:
+    """One optimizer step on ``(x, y)`` with dropout drawn from ``key``; pure.
+
+    Returns:
+        ``(new_params, new_opt_state, objective)`` where ``objective`` is the
+        data loss plus the penalties, measured before the step (with dropout
+        on, like the tutorial's printed loss).
+    """
+
+    def data_loss(params: Params) -> Tensor:
+        return loss.fn(model.apply(params, x, key=key, p=p, train=True), y)
+
+    objective = penalize(data_loss, *penalties) if penalties else data_loss
+    grads, value = grad_and_value(objective)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return apply_updates(params, updates), opt_state, value
+
+
+def evaluate(
+    model: Model, loss: Loss, penalties: Sequence[Penalty], params: Params, x: Tensor, y: Tensor
+) -> dict[str, Tensor]:
+    """Metrics with dropout off: data ``loss``, ``penalty``, and ``acc`` (binary) or ``mse``.
+
+    Empty data gives NaN metrics.
+    """
+    out = model.apply(params, x, train=False)
+    metrics = {"loss": loss.fn(out, y)}
+    metrics["penalty"] = penalty_value(params, *penalties) if penalties else out.new_zeros(())
+    if loss.threshold is None:
+        metrics["mse"] = F.mse_loss(out, y)
+    else:
+        metrics["acc"] = ((out > loss.threshold).to(y.dtype) == y).to(out.dtype).mean()
+    return metrics
+
+
+# ----------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        params: the final parameters.
+        metrics: final metrics on the training data with dropout off (floats).
+        val_metrics: the same on the validation data, if given.
+        history: one dict per logged epoch: ``epoch``, ``loss`` (that
+            epoch's objective, dropout on) and ``val_*`` metrics if ``val``.
+        diverged: whether the loss or the parameters became NaN or infinite.
+    """
+
+    params: Params
+    metrics: dict[str, float]
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    diverged: bool = False
+
+
+def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _float_dict(metrics: Mapping[str, Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train(
+    model: Model,
+    data: Dataset,
+    *,
+    optimizer: Transform,
+    key: Tensor,
+    loss: str | Loss = "bce_logits",
+    penalties: Sequence[Penalty] = (),
+    p: float | Tensor = 0.0,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    val: Dataset | None = None,
+    log_every: int | None = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+    compile: bool = False,
+) -> TrainResult:
+    """Train one model: full batch (the tutorial) or keyed mini-batches.
+
+    Args:
+        model: ``Model(init, apply)`` (see :func:`regfn.nn.mlp`).
+        data: the training :class:`~regfn.data.Dataset`.
+        optimizer: a :class:`~regfn.optim.Transform`, e.g. ``regfn.optim.sgd(0.01)``.
+        key: the run's key; it decides the initial weights, the dropout masks
+            and the mini-batch order.
+        loss: ``"bce_logits"`` (model outputs logits), ``"bce"`` (model outputs
+            probabilities, the tutorial's ``BCELoss``), ``"mse"``, or a :class:`Loss`.
+        penalties: penalties added to the loss, e.g. ``[regfn.l2(1e-3)]``.
+        p: dropout rate of the hidden layers (float, tensor, or per layer).
+        epochs: passes over the data.
+        batch_size: ``None`` for full batch; else shuffled mini-batches
+            of this size (the last incomplete batch is dropped).
+        val: optional validation data, evaluated at each log.
+        log_every: record ``history`` every this many epochs (and at the last).
+        on_log: called with each history entry (e.g. to print it).
+        compile: run the step under ``torch.compile``.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: for a bad ``epochs``, ``batch_size`` or ``log_every``.
+    """
+    epochs = _check_positive_int(epochs, "epochs")
+    log_every = _check_positive_int(log_every, "log_every", allow_none=True) or epochs
+    loss = get_loss(loss)
+    penalties = tuple(penalties)
+    n = len(data)
+    if batch_size is not None:
+        _check_positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size must be in [1, {n}] (the number of training rows), got {batch_size}")
+    init_key, dropout_key, shuffle_key = run_keys(key)
+    params = model.init(init_key)
+    opt_state = optimizer.init(params)
+
+    def step(params, opt_state, x, y, k):
+        return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k)
+
+    run_step = torch.compile(step) if compile else step
+    history: list[dict[str, float]] = []
+    value = torch.tensor(float("nan"))
+    for epoch in range(epochs):
+        if batch_size is None:
+            params, opt_state, value = run_step(params, opt_state, data.x, data.y, step_key(dropout_key, epoch))
+        else:
+            order = batches(fold_in(shuffle_key, epoch), n, batch_size)
+            for b in range(order.shape[0]):
+                idx = order[b]
+                k = step_key(dropout_key, epoch, b)
+                params, opt_state, value = run_step(params, opt_state, data.x[idx], data.y[idx], k)
+        if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
+            entry = {"epoch": epoch + 1, "loss": float(value)}
+            if val is not None and len(val):
+                entry.update({f"val_{k}": v for k, v in _float_dict(evaluate(model, loss, penalties, params, val.x, val.y)).items()})
+            history.append(entry)
+            if on_log is not None:
+                on_log(entry)
+    metrics = _float_dict(evaluate(model, loss, penalties, params, data.x, data.y))
+    val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y)) if val is not None and len(val) else {}
+    finite = all(bool(torch.isfinite(t).all()) for t in params.values())
+    diverged = not (finite and math.isfinite(metrics["loss"]) and all(math.isfinite(h["loss"]) for h in history))
+    return TrainResult(params, metrics, val_metrics, history, diverged)

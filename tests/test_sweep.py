@@ -1,0 +1,173 @@
+"""regfn.sweep: batched equals looped, chunked equals unchunked, faults stay local."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+
+import pytest
+import torch
+
+import regfn
+import regfn.random as rr
+from regfn.optim import sgd
+
+sweep_module = importlib.import_module("regfn.sweep")
+
+
+@pytest.fixture(scope="module")
+def split():
+    data = regfn.data.quadrants(rr.key(0), 120)
+    return regfn.data.train_val_split(rr.key(1), data, 0.25)
+
+
+MODEL = regfn.mlp((2, 8, 4, 1), output="logits")
+CONFIGS = [
+    {"l2": 0.0, "p": 0.0, "seed": 0},
+    {"l2": 1e-2, "p": 0.5, "seed": 1},
+    {"l1": 1e-3, "p": 0.2, "seed": 2, "lr": 0.05},
+    {"norm2": 1e-2, "p": 0.5, "seed": 3, "momentum": 0.9},
+    {"weight_decay": 1e-3, "p": 0.3, "seed": 4, "lr": 0.1},
+]
+
+
+def single_run(row, data, val, **kw):
+    hp = {**sweep_module.DEFAULTS, **row}
+    penalties = [f(hp[name]) for name, f in (("l1", regfn.l1), ("l2", regfn.l2), ("norm2", lambda s: regfn.norm(s, 2))) if hp[name]]
+    opt = sgd(hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    return regfn.train(MODEL, data, optimizer=opt, penalties=penalties, p=hp["p"], key=rr.key(hp["seed"]), val=val, **kw)
+
+
+def test_rows_equal_single_runs(split):
+    train, val = split
+    result = regfn.sweep(MODEL, train, CONFIGS, val=val, epochs=8, compile=False, quiet=True)
+    assert len(result) == len(CONFIGS)
+    for row, cfg in zip(result.rows, CONFIGS):
+        single = single_run(cfg, train, val, epochs=8)
+        for key, value in cfg.items():
+            assert row[key] == value
+        assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-6)
+        assert row["acc"] == pytest.approx(single.metrics["acc"], abs=1e-6)
+        assert row["val_acc"] == pytest.approx(single.val_metrics["acc"], abs=1e-6)
+        assert row["penalty"] == pytest.approx(single.metrics["penalty"], rel=1e-5, abs=1e-7)
+        assert result.curves["loss"][CONFIGS.index(cfg), -1].item() == pytest.approx(single.history[-1]["loss"], rel=1e-5)
+        assert not row["diverged"]
+
+
+def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split):
+    train, _ = split
+    cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.5, "seed": 1}]
+    result = regfn.sweep(MODEL, train, cfgs, epochs=3, batch_size=16, compile=False, quiet=True)
+    for row, cfg in zip(result.rows, cfgs):
+        single = single_run(cfg, train, None, epochs=3, batch_size=16)
+        assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5)
+    order = [regfn.data.batches(rr.fold_in(regfn.train.__wrapped__ if False else rr.split(rr.key(s), 3)[2], 0), len(train), 16) for s in (0, 1)]
+    assert not torch.equal(order[0], order[1])
+    again = regfn.sweep(MODEL, train, cfgs, epochs=3, batch_size=16, compile=False, quiet=True)
+    assert again.rows == result.rows
+
+
+def test_chunked_equals_unchunked(split):
+    train, val = split
+    cfgs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1])[:7]
+    whole = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=None, compile=False, quiet=True)
+    chunked = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=3, compile=False, quiet=True)
+    assert chunked.rows == whole.rows
+    for name in whole.curves:
+        assert torch.equal(chunked.curves[name], whole.curves[name])
+
+
+def test_diverging_config_is_flagged_and_neighbours_untouched():
+    data, _ = regfn.data.sparse_regression(rr.key(0), 60, 10)
+    model = regfn.mlp((10, 1), output="identity")
+    good = [{"lr": 0.01, "seed": 0}, {"lr": 0.02, "seed": 1}]
+    bad = {"lr": 0.9, "seed": 2, "l2": 0.0}
+    with pytest.warns(UserWarning, match="1 of 3 configurations diverged"):
+        mixed = regfn.sweep(model, data, [good[0], {**bad, "lr": 50.0}, good[1]], loss="mse", epochs=30, compile=False)
+    # The same sweep with a tame config in the middle: same shapes, so the neighbours must match bit for bit.
+    tame = regfn.sweep(model, data, [good[0], {**bad, "lr": 0.001}, good[1]], loss="mse", epochs=30, compile=False, quiet=True)
+    assert mixed.diverged == [1] and tame.diverged == []
+    assert mixed.rows[1]["diverged"] and mixed.rows[1]["diverged_epoch"] is not None
+    assert mixed.rows[0] == tame.rows[0] and mixed.rows[2] == tame.rows[2]
+    assert torch.equal(mixed.curves["loss"][[0, 2]], tame.curves["loss"][[0, 2]])
+    assert "mse" in mixed.rows[0] and not math.isfinite(mixed.rows[1]["loss"])
+
+
+def test_repeated_calls_are_bit_identical(split):
+    train, val = split
+    a = regfn.sweep(MODEL, train, CONFIGS[:3], val=val, epochs=5, compile=False, quiet=True)
+    b = regfn.sweep(MODEL, train, CONFIGS[:3], val=val, epochs=5, compile=False, quiet=True)
+    assert a.rows == b.rows
+    assert all(torch.equal(a.curves[n], b.curves[n]) for n in a.curves)
+
+
+@pytest.mark.slow
+def test_compiled_equals_eager(split):
+    train, val = split
+    cfgs = CONFIGS[:4]
+    eager = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, compile=False, quiet=True)
+    compiled = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, compile=True, quiet=True)
+    assert compiled.timings["compile_s"] > 0
+    for e, c in zip(eager.rows, compiled.rows):
+        assert c["loss"] == pytest.approx(e["loss"], rel=1e-4, abs=1e-6)
+        assert c["val_acc"] == pytest.approx(e["val_acc"], abs=1e-6)
+    # New hyperparameter values reuse the compiled program (no recompilation).
+    again = regfn.sweep(MODEL, train, [{**c, "l2": 0.5} for c in cfgs], val=val, epochs=4, quiet=True)
+    assert again.timings["compile_s"] < compiled.timings["compile_s"]
+
+
+def test_results_table_and_exports(split, tmp_path):
+    train, val = split
+    result = regfn.sweep(MODEL, train, regfn.grid(l2=[0.0, 1e-2], seed=[0, 1]), val=val, epochs=3, log_every=1, compile=False, quiet=True)
+    assert result.curve_epochs == [1, 2, 3]
+    assert result.curves["loss"].shape == (4, 3) and result.curves["val_acc"].shape == (4, 3)
+    best = result.best(2)
+    assert [b["val_acc"] for b in best] == sorted((r["val_acc"] for r in result.rows), reverse=True)[:2]
+    table = result.table(3)
+    assert "val_acc" in table.splitlines()[0] and len(table.splitlines()) == 4
+    result.to_csv(tmp_path / "r.csv")
+    result.to_json(tmp_path / "r.json")
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("lr,momentum")
+    loaded = json.loads((tmp_path / "r.json").read_text())
+    assert len(loaded["rows"]) == 4 and loaded["curve_epochs"] == [1, 2, 3]
+    pd = pytest.importorskip("pandas")
+    frame = result.to_pandas()
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 4
+    assert {"zero_frac", "tiny_frac", "diverged"} <= set(frame.columns)
+
+
+def test_grid_order():
+    assert regfn.grid(a=[1, 2], b=[3]) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+
+
+BAD = [
+    ({"configs": []}, ValueError, "configs is empty"),
+    ({"configs": [{"dropout": 0.5}]}, ValueError, "unknown hyperparameters ['dropout']"),
+    ({"configs": [{"p": 1.5}]}, ValueError, "config 0: p must be in [0.0, 1.0]"),
+    ({"configs": [{"l2": -1.0}]}, ValueError, "config 0: l2 must be in [0.0, inf)"),
+    ({"configs": [{"seed": 1.5}]}, TypeError, "config 0: seed must be an int"),
+    ({"configs": [{"lr": "fast"}]}, TypeError, "config 0: lr must be a number"),
+    ({"optimizer": "lbfgs"}, ValueError, "optimizer must be one of"),
+    ({"optimizer": "adam", "configs": [{"momentum": 0.9}]}, ValueError, "optimizer 'adam' has no momentum"),
+    ({"epochs": 0}, ValueError, "epochs must be an int >= 1"),
+    ({"batch_size": 1000}, ValueError, "batch_size must be an int in [1, 90]"),
+    ({"chunk_size": 0}, ValueError, "chunk_size must be 'auto', None or an int >= 1"),
+    ({"log_every": 0}, ValueError, "log_every must be an int >= 1"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", BAD, ids=[b[2][:30] for b in BAD])
+def test_bad_input_raises(split, kwargs, error, message):
+    train, _ = split
+    kwargs = {"configs": [{"l2": 0.0}], "epochs": 2, "compile": False, "quiet": True, **kwargs}
+    configs = kwargs.pop("configs")
+    with pytest.raises(error, match=re.escape(message)):
+        regfn.sweep(MODEL, train, configs, **kwargs)
+
+
+def test_auto_chunk_size_is_positive_and_bounded():
+    params = MODEL.init(rr.key(0))
+    size = sweep_module.auto_chunk_size(params, 768, 8, torch.device("cpu"))
+    assert size >= 1000  # thousands of tiny configs fit in a few GiB

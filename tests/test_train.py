@@ -1,0 +1,102 @@
+"""regfn.train against torch.nn + torch.optim, and its keyed reproducibility."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import regfn
+import regfn.random as rr
+from regfn.optim import sgd
+
+
+def tutorial_module(params: dict[str, torch.Tensor]) -> torch.nn.Module:
+    net = torch.nn.Sequential()
+    net.fc1, net.act1, net.fc2, net.act2, net.fc3 = (
+        torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)
+    )
+    net.double().load_state_dict(params)
+    return net
+
+
+@pytest.fixture
+def data():
+    d = regfn.data.quadrants(rr.key(3), 96, dtype=torch.float64)
+    x = torch.cat([d.x, d.x**2, d.x[:, :1] * d.x[:, 1:], d.x.sin(), d.x[:, :1] - d.x[:, 1:]], dim=1)
+    return regfn.data.Dataset(x, d.y)
+
+
+def test_full_batch_matches_torch_optim_sgd(data):
+    model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
+    key = rr.key(0)
+    run = regfn.train(model, data, optimizer=sgd(0.05, momentum=0.9, weight_decay=1e-3), key=key, epochs=60)
+    init_key = rr.split(key, 3)[0]  # regfn.train's documented key split
+    net = tutorial_module(model.init(init_key))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, foreach=False)
+    for _ in range(60):
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(net(data.x), data.y).backward()
+        opt.step()
+    for name, value in net.state_dict().items():
+        torch.testing.assert_close(run.params[name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_l2_penalty_equals_weight_decay_run(data):
+    model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
+    a = regfn.train(model, data, optimizer=sgd(0.1), penalties=[regfn.l2(1e-2)], key=rr.key(1), epochs=30)
+    b = regfn.train(model, data, optimizer=sgd(0.1, weight_decay=1e-2), key=rr.key(1), epochs=30)
+    for name in a.params:
+        torch.testing.assert_close(a.params[name], b.params[name], rtol=1e-12, atol=1e-14)
+
+
+def test_same_key_same_numbers_and_dropout_changes_them(data):
+    model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
+    kw = dict(optimizer=sgd(0.1), p=0.5, epochs=10)
+    a = regfn.train(model, data, key=rr.key(5), **kw)
+    b = regfn.train(model, data, key=rr.key(5), **kw)
+    c = regfn.train(model, data, key=rr.key(6), **kw)
+    assert all(torch.equal(a.params[n], b.params[n]) for n in a.params)
+    assert a.history == b.history
+    assert not all(torch.equal(a.params[n], c.params[n]) for n in a.params)
+
+
+def test_minibatch_history_val_and_metrics(data):
+    train, val = regfn.data.train_val_split(rr.key(0), data, 0.25)
+    model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
+    logs = []
+    run = regfn.train(
+        model, train, optimizer=sgd(0.1), key=rr.key(2), epochs=6, batch_size=16,
+        val=val, log_every=2, on_log=logs.append,
+    )
+    assert [h["epoch"] for h in run.history] == [2, 4, 6]
+    assert logs == run.history
+    assert {"loss", "val_loss", "val_acc", "val_penalty"} <= set(run.history[0])
+    assert 0.0 <= run.metrics["acc"] <= 1.0 and 0.0 <= run.val_metrics["acc"] <= 1.0
+    assert not run.diverged
+
+
+def test_divergence_is_reported_not_raised():
+    data, _ = regfn.data.sparse_regression(rr.key(0), 50, 10)
+    model = regfn.mlp((10, 1), output="identity")
+    run = regfn.train(model, data, loss="mse", optimizer=sgd(10.0), key=rr.key(0), epochs=40)
+    assert run.diverged
+    assert not math.isfinite(run.metrics["loss"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs must be an int >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"batch_size": 10_000}, "batch_size must be in [1, 96]"),
+        ({"log_every": -1}, "log_every must be an int >= 1"),
+        ({"loss": "hinge"}, "loss must be one of"),
+    ],
+)
+def test_bad_arguments_raise(data, kwargs, message):
+    model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
+    with pytest.raises(ValueError, match=pytest.importorskip("re").escape(message)):
+        regfn.train(model, data, optimizer=sgd(0.1), key=rr.key(0), **{"epochs": 2, **kwargs})
