@@ -54,11 +54,11 @@ _PARITY = 0x1BD11BDA  # threefry's key-schedule constant
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _INT64_RANGE = (-(2**63), 2**63)  # seeds JAX accepts (it goes through np.int64)
 _UINT32_RANGE = (-(2**31), 2**32)  # fold_in data: uint32, or int32 taken mod 2**32
-_FLOAT_LAYOUT = {  # dtype -> (bits drawn, mantissa bits, int dtype to bitcast from)
-    torch.float16: (16, 10, torch.int16),
-    torch.bfloat16: (16, 7, torch.int16),
-    torch.float32: (32, 23, torch.int32),
-    torch.float64: (64, 52, torch.int64),
+_FLOAT_LAYOUT = {  # dtype -> (bits in the format, mantissa bits)
+    torch.float16: (16, 10),
+    torch.bfloat16: (16, 7),
+    torch.float32: (32, 23),
+    torch.float64: (64, 52),
 }
 
 
@@ -336,20 +336,23 @@ def _float_dtype(dtype: object, fn: str) -> torch.dtype:
 
 
 def _unit_floats(k: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """Floats in [0, 1): random mantissa bits under exponent 0, minus one (JAX's rule)."""
-    nbits, nmant, int_dtype = _FLOAT_LAYOUT[dtype]
+    """Floats in [0, 1) from random mantissa bits (JAX's rule).
+
+    JAX puts ``nmant`` random bits under the exponent of 1.0, bitcasts to a
+    float in [1, 2) and subtracts 1: exactly ``mant * 2**-nmant``, which is
+    computed directly here (``Tensor.view(dtype)`` has no vmap batching rule
+    before torch 2.13).
+    """
+    nbits, nmant = _FLOAT_LAYOUT[dtype]
     if nbits == 32:
         mant = (_bits32(k, shape) >> 9) & 0x7FFFFF
-        one = 0x3F800000
     elif nbits == 16:  # JAX draws 16 bits, or only 8 where the mantissa is shorter (bfloat16)
         rng_bits = 16 if nmant >= 8 else 8
         mant = (_bits32(k, shape) & ((1 << rng_bits) - 1)) >> (rng_bits - nmant)
-        one = 0x3C00 if dtype == torch.float16 else 0x3F80
     else:  # 64 random bits: (y0 << 32 | y1) >> 12, JAX's rule with x64 enabled
         y0, y1 = _hash_counters(k, shape)
         mant = (_unsigned(y0) << 20) | (_unsigned(y1) >> 12)
-        one = 0x3FF0000000000000
-    return (mant | one).to(int_dtype).view(dtype) - 1
+    return mant.to(dtype) * (2.0**-nmant)
 
 
 def uniform(
