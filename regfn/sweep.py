@@ -194,7 +194,9 @@ class _Program:
 
     def __init__(self, spec: _Spec, compiled: bool):
         self.compiled = compiled
-        wrap = torch.compile if compiled else (lambda f, **kw: f)
+        # dynamic=False: one static program per data shape (train and validation
+        # evaluations differ in rows), instead of a slower symbolic recompilation.
+        wrap = functools.partial(torch.compile, dynamic=False) if compiled else (lambda f: f)
         self.init = vmap(functools.partial(_init, spec))
         self.step = wrap(vmap(functools.partial(_step, spec), in_dims=(0, 0, None, None, None, None)))
         self.step_batch = wrap(vmap(functools.partial(_step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))

@@ -171,3 +171,52 @@ def test_auto_chunk_size_is_positive_and_bounded():
     params = MODEL.init(rr.key(0))
     size = sweep_module.auto_chunk_size(params, 768, 8, torch.device("cpu"))
     assert size >= 1000  # thousands of tiny configs fit in a few GiB
+
+
+# ----------------------------------------------------------------- CUDA (run on the lent GPU machine)
+
+from conftest import CUDA  # noqa: E402
+
+
+@CUDA
+@pytest.mark.cuda
+def test_cuda_graph_sweep_equals_plain_cuda_and_cpu(split):
+    train, val = split
+    cfgs = CONFIGS[:4]
+    kw = dict(val=val, epochs=20, log_every=5, quiet=True, device="cuda")
+    graphs = regfn.sweep(MODEL, train, cfgs, **kw)
+    graphs_again = regfn.sweep(MODEL, train, cfgs, **kw)
+    plain = regfn.sweep(MODEL, train, cfgs, cuda_graphs=False, **kw)
+    eager = regfn.sweep(MODEL, train, cfgs, compile=False, **kw)
+    cpu = regfn.sweep(MODEL, train, cfgs, val=val, epochs=20, log_every=5, quiet=True, compile=False)
+    assert graphs.rows == graphs_again.rows  # bit-identical run after run
+    assert graphs.curve_epochs == [5, 10, 15, 20]
+    for g, p, e, c in zip(graphs.rows, plain.rows, eager.rows, cpu.rows):
+        assert g == p  # the graph replays the same kernels
+        assert g["loss"] == pytest.approx(e["loss"], rel=1e-4)
+        assert g["loss"] == pytest.approx(c["loss"], rel=1e-4)  # same masks on CPU and CUDA
+        assert g["val_acc"] == pytest.approx(c["val_acc"], abs=1e-6)
+
+
+@CUDA
+@pytest.mark.cuda
+def test_cuda_minibatch_graph_sweep_equals_cpu(split):
+    train, _ = split
+    cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.2, "seed": 1, "l2": 1e-3}]
+    gpu = regfn.sweep(MODEL, train, cfgs, epochs=10, batch_size=16, log_every=5, quiet=True, device="cuda")
+    cpu = regfn.sweep(MODEL, train, cfgs, epochs=10, batch_size=16, log_every=5, quiet=True, compile=False)
+    for g, c in zip(gpu.rows, cpu.rows):
+        assert g["loss"] == pytest.approx(c["loss"], rel=1e-4)
+
+
+@CUDA
+@pytest.mark.cuda
+def test_cuda_chunked_with_divergence(split):
+    data, _ = regfn.data.sparse_regression(rr.key(0), 60, 10)
+    model = regfn.mlp((10, 1), output="identity")
+    cfgs = [{"lr": 0.01, "seed": s} for s in range(5)] + [{"lr": 50.0, "seed": 9}]
+    whole = regfn.sweep(model, data, cfgs, loss="mse", epochs=30, quiet=True, device="cuda", chunk_size=None)
+    chunked = regfn.sweep(model, data, cfgs, loss="mse", epochs=30, quiet=True, device="cuda", chunk_size=4)
+    assert whole.diverged == [5] and chunked.diverged == [5]
+    for a, b in zip(whole.rows[:5], chunked.rows[:5]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
