@@ -162,3 +162,22 @@ def axpy(a: Tensor, b: Tensor, alpha: float) -> Tensor:
     if torch.compiler.is_compiling():
         return a + alpha * b
     return torch.add(a, b, alpha=alpha)
+
+
+def inplace_ok(*tensors: Any) -> bool:
+    """True when an eager update may overwrite its *own* temporaries in place.
+
+    In-place reuse of freshly made intermediates (never inputs or returned
+    state) saves allocations and cache traffic in eager mode. It is only done
+    outside ``torch.compile`` (which fuses anyway), outside functorch
+    transforms (``vmap``/``grad`` forbid mixing levels in place), and when no
+    tensor involved requires grad (so autograd through the update stays exact).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if active is None or active():
+        return False
+    if torch.is_grad_enabled():
+        return not any(isinstance(t, Tensor) and t.requires_grad for t in tensors)
+    return True

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 
 from ._base import Params, State, Transform, Updates
-from ._checks import axpy, caster, flag, hyper, is_number, is_zero, scalar_dtype, step_zero
+from ._checks import axpy, caster, inplace_ok, flag, hyper, is_number, is_zero, scalar_dtype, step_zero
 
 
 def _times(updates: Updates, factor: Any) -> dict:
@@ -264,20 +264,31 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         bc2_sqrt = torch.sqrt(1 - b2**t)
         # denom * bc1 = bc1 * (sqrt(v) / bc2_sqrt + eps) = eps * bc1 + sqrt(v) / (bc2_sqrt / bc1)
         get = caster(eps * bc1, bc2_sqrt / bc1, 1 - b1, b2, 1 - b2)
+        eager = inplace_ok(b1, b2, eps)
         exp_avg, exp_avg_sq = {}, {}
         max_sq = {} if amsgrad else None
         out = {}
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
-            m = torch.lerp(state["exp_avg"][k], g, w1)
-            if is_number(w2):
-                v = torch.addcmul(state["exp_avg_sq"][k] * beta2, g, g, value=w2)
+            m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
+            fast = eager and inplace_ok(g, m_old, v_old)
+            m = torch.lerp(m_old, g, w1)
+            v = v_old * beta2
+            if fast and is_number(w2):
+                v.addcmul_(g, g, value=w2)
+            elif is_number(w2):
+                v = torch.addcmul(v, g, g, value=w2)
             else:
-                v = torch.addcmul(state["exp_avg_sq"][k] * beta2, g * w2, g)
+                v = torch.addcmul(v, g * w2, g)
             exp_avg[k], exp_avg_sq[k] = m, v
             if max_sq is not None:
                 v = max_sq[k] = torch.maximum(state["max_exp_avg_sq"][k], v)
-            out[k] = m / torch.addcdiv(eps_bc1, v.sqrt(), k2)
+            if fast:  # reuse one temporary for sqrt(v), the denominator and the output
+                d = v.sqrt()
+                torch.addcdiv(eps_bc1, d, k2, out=d)
+                out[k] = torch.div(m, d, out=d)
+            else:
+                out[k] = m / torch.addcdiv(eps_bc1, v.sqrt(), k2)
         new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
         if max_sq is not None:
             new_state["max_exp_avg_sq"] = max_sq
@@ -326,20 +337,30 @@ def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> 
 
     def update(updates: Updates, state: State, params: Optional[Params] = None):
         get = caster(alpha, 1 - alpha, eps)
+        eager = inplace_ok(alpha, eps)
         square_avg, grad_avg, out = {}, {}, {}
         for k, g in updates.items():
             a, w, e = get(g.dtype)
-            if is_number(w):
-                sq = torch.addcmul(state["square_avg"][k] * a, g, g, value=w)
+            sq_old = state["square_avg"][k]
+            fast = eager and inplace_ok(g, sq_old, *(state["grad_avg"][k],) if centered else ())
+            sq = sq_old * a
+            if fast and is_number(w):
+                sq.addcmul_(g, g, value=w)
+            elif is_number(w):
+                sq = torch.addcmul(sq, g, g, value=w)
             else:
-                sq = torch.addcmul(state["square_avg"][k] * a, g * w, g)
+                sq = torch.addcmul(sq, g * w, g)
             square_avg[k] = sq
             if centered:
                 ga = grad_avg[k] = torch.lerp(state["grad_avg"][k], g, w)
-                avg = torch.addcmul(sq, ga, ga, value=-1).sqrt()
+                avg = torch.addcmul(sq, ga, ga, value=-1)
+                avg = avg.sqrt_() if fast else avg.sqrt()
             else:
                 avg = sq.sqrt()
-            out[k] = g / (avg + e)
+            if fast:  # reuse the temporary for the denominator and the output
+                out[k] = torch.div(g, avg.add_(e), out=avg)
+            else:
+                out[k] = g / (avg + e)
         new_state = {"square_avg": square_avg}
         if centered:
             new_state["grad_avg"] = grad_avg
@@ -383,10 +404,15 @@ def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> 
 
     def update(updates: Updates, state: State, params: Optional[Params] = None):
         get = caster(eps)
+        eager = inplace_ok(eps)
         sums, out = {}, {}
         for k, g in updates.items():
             s = sums[k] = torch.addcmul(state["sum"][k], g, g)
-            out[k] = g / (s.sqrt() + get(g.dtype)[0])
+            if eager and inplace_ok(g, s):  # reuse the temporary for the denominator and the output
+                d = s.sqrt().add_(get(g.dtype)[0])
+                out[k] = torch.div(g, d, out=d)
+            else:
+                out[k] = g / (s.sqrt() + get(g.dtype)[0])
         return out, {"sum": sums}
 
     return Transform(init, update)
