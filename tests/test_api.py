@@ -1,0 +1,57 @@
+"""The public API: names exist, imports have no side effects, the README's tour runs."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import regfn
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+PUBLIC = {
+    "regfn": ["Model", "SweepResult", "TrainResult", "dropout", "elastic_net", "functionalize", "grid",
+              "l1", "l2", "mc_dropout", "mlp", "norm", "penalize", "penalty_value", "sweep", "train",
+              "weights_only", "data", "nn", "optim", "penalties", "random"],
+    "regfn.random": ["key", "split", "fold_in", "bits", "uniform", "bernoulli", "normal", "permutation", "threefry2x32"],
+    "regfn.nn": ["dropout", "mlp", "mlp_init", "mlp_apply", "functionalize", "mc_dropout", "numpy_dropout",
+                 "flax_dropout_key", "params_from_module", "Model"],
+    "regfn.penalties": ["l1", "l2", "norm", "elastic_net", "penalize", "penalty_value", "weights_only"],
+    "regfn.optim": ["Transform", "chain", "masked", "apply_updates", "sgd", "adam", "adamw", "rmsprop", "adagrad",
+                    "add_l2", "add_decayed_weights", "prox_l1", "max_norm", "clip_by_global_norm", "trace",
+                    "scale_by_adam", "scale_by_rms", "scale_by_adagrad", "scale", "scale_by_learning_rate"],
+    "regfn.data": ["Dataset", "load_csv", "quadrants", "sparse_regression", "standardize", "train_val_split", "batches"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names_exist_and_are_exported(module):
+    mod = __import__(module, fromlist=["_"])
+    for name in PUBLIC[module]:
+        assert hasattr(mod, name), f"{module}.{name} is missing"
+        assert name in mod.__all__, f"{module}.__all__ lacks {name!r}"
+
+
+def test_import_has_no_side_effects():
+    code = (
+        "import torch; state = torch.random.get_rng_state().clone(); threads = torch.get_num_threads();"
+        "import regfn;"
+        "assert torch.equal(state, torch.random.get_rng_state()); assert threads == torch.get_num_threads();"
+        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_readme_tour_runs():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "the README has no python example"
+    tour = blocks[0].replace("range(100)", "range(3)").replace("epochs=100", "epochs=3")
+    namespace: dict = {}
+    exec(compile(tour, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert not namespace["run"].diverged
