@@ -1,0 +1,421 @@
+"""Figures of a sweep (:class:`regfn.SweepResult`) as PNG files.
+
+matplotlib is an optional extra (``pip install 'regfn[plot]'``); it is
+imported only when a function here runs. Figures are drawn on
+``matplotlib.figure.Figure`` objects with the non-interactive Agg canvas, so
+nothing here touches pyplot's global state or needs a display.
+
+How rows are aggregated: a point is the mean of the metric over every row
+with that x value (and that line's value), and the band is mean ± one
+standard deviation over those rows. The rows behind one point differ in the
+seed and in any swept hyperparameter that is neither the x axis nor the line
+variable: those are pooled ("marginalised"), and the subtitle says so.
+Diverged rows and non-finite values are left out (the legend counts them).
+
+Axes use a log scale where the swept values are positive and span a ratio
+above 10, and a symmetric-log scale (linear around 0) when such values also
+include 0.
+
+Examples:
+    >>> import regfn, regfn.plot, tempfile
+    >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+    >>> res = regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), data,
+    ...                   regfn.grid(l2=[0.0, 1e-2], seed=[0, 1]), epochs=3, compile=False, quiet=True)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     [p.name for p in regfn.plot.plot_all(res, tmp)]
+    ['acc_vs_l2.png', 'curves.png']
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "plot_all",
+    "plot_curves",
+    "plot_heatmap",
+    "plot_metric",
+    "plot_sparsity",
+    "plot_vs_l1",
+    "plot_vs_l2",
+    "swept",
+]
+
+# Hyperparameters in the order figures are made for them (penalties first).
+ORDER = ("l2", "l1", "norm2", "weight_decay", "p", "lr", "momentum")
+LABELS = {
+    "l2": "L2 strength (l2/2 · Σw²)",
+    "l1": "L1 strength (l1 · Σ|w|)",
+    "norm2": "norm2 strength (Σ‖W‖₂)",
+    "weight_decay": "weight decay",
+    "p": "dropout rate p",
+    "lr": "learning rate",
+    "momentum": "momentum",
+    "seed": "seed",
+    "acc": "training accuracy",
+    "val_acc": "validation accuracy",
+    "mse": "training MSE",
+    "val_mse": "validation MSE",
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "penalty": "penalty",
+    "zero_frac": "fraction of exact zero weights",
+    "tiny_frac": "fraction of weights with |w| < 1e-6",
+}
+_INSTALL = "regfn.plot needs matplotlib: pip install 'regfn[plot]' (or pip install matplotlib)"
+
+
+def _figure(width: float = 6.4, height: float = 4.4, ncols: int = 1):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError(_INSTALL) from err
+    fig = Figure(figsize=(width * ncols, height), dpi=110, layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _save(fig, path) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _titles(ax, title: str, note: str) -> None:
+    """A title with a small grey note line under it (what the points aggregate)."""
+    ax.set_title(title, fontsize=12, pad=16)
+    ax.text(0.5, 1.0, note, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.35")
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def swept(result, *, include_seed: bool = False) -> dict[str, list[float]]:
+    """The hyperparameters that take more than one value in ``result``, with their sorted values.
+
+    Examples:
+        >>> from regfn.results import SweepResult
+        >>> rows = [{"l2": a, "p": 0.5, "seed": s} for a in (0.0, 0.1) for s in (0, 1)]
+        >>> swept(SweepResult(rows, {}, [], ("l2", "p", "seed")))
+        {'l2': [0.0, 0.1]}
+    """
+    out = {}
+    for name in result.hyperparameters:
+        if name == "seed" and not include_seed:
+            continue
+        values = sorted({row[name] for row in result.rows})
+        if len(values) > 1:
+            out[name] = values
+    order = {n: i for i, n in enumerate((*ORDER, "seed"))}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _metric(result, metric: str | None) -> str:
+    metric = metric or result.default_metric()
+    if result.rows and metric not in result.rows[0]:
+        raise ValueError(f"regfn.plot: metric {metric!r} is not in the results; choose one of {sorted(result.rows[0])}")
+    return metric
+
+
+def _scale(ax, values: Sequence[float], axis: str = "x") -> None:
+    """Log scale for positive values spanning > 10x; symlog when 0 is among such values."""
+    positive = [v for v in values if v > 0]
+    if len(positive) < 2 or any(v < 0 for v in values) or max(positive) / min(positive) <= 10:
+        return
+    set_scale = ax.set_xscale if axis == "x" else ax.set_yscale
+    if len(positive) == len(values):
+        set_scale("log")
+    else:
+        set_scale("symlog", linthresh=min(positive), linscale=0.5)
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    good = [v for v in values if _finite(v)]
+    if not good:
+        return math.nan, math.nan
+    mean = sum(good) / len(good)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in good) / len(good))
+
+
+def _usable(row: dict[str, Any], metric: str) -> bool:
+    return not row.get("diverged", False) and _finite(row.get(metric))
+
+
+def _pooled_note(result, keep: Sequence[str], what: str = "mean ± std") -> str:
+    seeds = len({row.get("seed") for row in result.rows})
+    pooled = [n for n in swept(result) if n not in keep]
+    note = f"{what} over {seeds} seed{'s' if seeds != 1 else ''}"
+    if pooled:
+        note += " and pooled over " + ", ".join(pooled)
+    return note
+
+
+def _pick_hue(result, x: str, hue: str | None | bool) -> str | None:
+    if hue is None or hue is False:
+        return None
+    sw = swept(result)
+    if hue is not True and hue != "auto":
+        if hue not in result.hyperparameters:
+            raise ValueError(f"regfn.plot: hue {hue!r} is not a hyperparameter; choose one of {list(result.hyperparameters)}")
+        return hue
+    candidates = [n for n in sw if n != x and len(sw[n]) <= 8]
+    if not candidates:
+        return None
+    return "p" if "p" in candidates else min(candidates, key=lambda n: len(sw[n]))
+
+
+def plot_metric(result, path, x: str = "l2", *, metric: str | None = None, hue: str | None = "auto", title: str | None = None):
+    """A metric against one hyperparameter: mean line and ± std band over seeds, one line per ``hue`` value.
+
+    Args:
+        result: a :class:`~regfn.SweepResult`.
+        path: the PNG file to write.
+        x: the hyperparameter on the x axis (``"l2"``, ``"l1"``, ``"p"``, ...).
+        metric: the row value on the y axis (default: ``result.default_metric()``,
+            validation accuracy or MSE when there was validation data).
+        hue: the hyperparameter that gets one line per value: ``"auto"`` (``p``
+            if swept, else the swept one with the fewest values, at most 8),
+            a name, or ``None`` for one line. Other swept hyperparameters are pooled.
+        title: the figure title (default: ``"<metric> vs <x>"``).
+
+    Returns:
+        The written path.
+    """
+    metric = _metric(result, metric)
+    if x not in result.hyperparameters:
+        raise ValueError(f"regfn.plot: x {x!r} is not a hyperparameter; choose one of {list(result.hyperparameters)}")
+    hue = _pick_hue(result, x, hue)
+    fig, (ax,) = _figure()
+    hue_values = sorted({row[hue] for row in result.rows}) if hue else [None]
+    xs = sorted({row[x] for row in result.rows})
+    try:
+        from matplotlib import colormaps
+
+        cmap = colormaps["viridis"]
+    except ImportError:  # pragma: no cover - matplotlib < 3.5
+        cmap = None
+    dropped = sum(not _usable(row, metric) for row in result.rows)
+    for i, h in enumerate(hue_values):
+        rows = [r for r in result.rows if hue is None or r[hue] == h]
+        means, stds, used = [], [], []
+        for v in xs:
+            vals = [r[metric] for r in rows if r[x] == v and _usable(r, metric)]
+            if vals:
+                m, s = _stats(vals)
+                means.append(m)
+                stds.append(s)
+                used.append(v)
+        if not used:
+            continue
+        color = cmap(i / max(1, len(hue_values) - 1) * 0.85) if cmap is not None and hue else "C0"
+        label = f"{hue} = {h:g}" if hue else None
+        ax.plot(used, means, "o-", color=color, label=label, lw=1.8, ms=4)
+        ax.fill_between(used, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                        color=color, alpha=0.18, lw=0)
+    _scale(ax, xs)
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(metric))
+    ax.grid(True, alpha=0.3)
+    note = _pooled_note(result, [x, hue] if hue else [x])
+    if dropped:
+        note += f"; {dropped} diverged run{'s' if dropped != 1 else ''} left out"
+    _titles(ax, title or f"{_label(metric)} vs {_label(x)}", note)
+    if hue:
+        ax.legend(title=None, fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_vs_l2(result, path, **kwargs):
+    """:func:`plot_metric` with the L2 strength on the x axis."""
+    return plot_metric(result, path, "l2", **kwargs)
+
+
+def plot_vs_l1(result, path, **kwargs):
+    """:func:`plot_metric` with the L1 strength on the x axis."""
+    return plot_metric(result, path, "l1", **kwargs)
+
+
+def plot_heatmap(result, path, x: str | None = None, y: str | None = None, *, metric: str | None = None):
+    """A heatmap of the metric's mean (over seeds and other swept hyperparameters) over two hyperparameters.
+
+    Args:
+        result: a :class:`~regfn.SweepResult`.
+        path: the PNG file to write.
+        x, y: the hyperparameters on the axes (default: the first two swept,
+            penalties first: l2, l1, norm2, weight_decay, p, lr, momentum).
+        metric: the value shown (default: ``result.default_metric()``).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: if fewer than two hyperparameters are given or swept.
+    """
+    metric = _metric(result, metric)
+    names = [n for n in swept(result) if n not in (x, y)]
+    x = x or (names.pop(0) if names else None)
+    y = y or (names.pop(0) if names else None)
+    if x is None or y is None or x == y:
+        raise ValueError("regfn.plot.plot_heatmap: needs two different swept hyperparameters (x and y)")
+    xs = sorted({row[x] for row in result.rows})
+    ys = sorted({row[y] for row in result.rows})
+    grid = [[_stats([r[metric] for r in result.rows if r[x] == a and r[y] == b and _usable(r, metric)])[0] for a in xs] for b in ys]
+    fig, (ax,) = _figure(max(5.0, 1.0 + 0.75 * len(xs)), max(3.6, 1.4 + 0.45 * len(ys)))
+    higher = metric.endswith("acc")
+    image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis" if higher else "viridis_r")
+    fig.colorbar(image, ax=ax, label=f"mean {_label(metric)}" + ("" if higher else " (lower is better)"))
+    ax.set_xticks(range(len(xs)), [f"{v:.3g}" for v in xs], rotation=45 if len(xs) > 6 else 0)
+    ax.set_yticks(range(len(ys)), [f"{v:.3g}" for v in ys])
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(y))
+    finite = [(v, i, j) for i, row in enumerate(grid) for j, v in enumerate(row) if _finite(v)]
+    if finite and len(xs) * len(ys) <= 150:
+        lo, hi = min(v for v, _, _ in finite), max(v for v, _, _ in finite)
+        for v, i, j in finite:
+            bright = (v - lo) / (hi - lo) if hi > lo else 0.5
+            bright = bright if higher else 1 - bright
+            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="black" if bright > 0.6 else "white")
+    if finite:
+        best = (max if higher else min)(finite)
+        ax.add_patch(_rect(best[2], best[1]))
+    _titles(ax, f"{_label(metric)} over {x} × {y}", _pooled_note(result, [x, y], "mean") + "; red box: best")
+    return _save(fig, path)
+
+
+def _rect(j: int, i: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2)
+
+
+def plot_sparsity(result, path, x: str = "l1"):
+    """Weight sparsity (``zero_frac`` exact zeros, ``tiny_frac`` ``|w| < 1e-6``) against a strength.
+
+    Mean ± std over seeds, pooled over the other swept hyperparameters.
+    Plain L1 in the loss (subgradient steps) rarely gives exact zeros; a
+    proximal optimizer (:func:`regfn.optim.prox_l1`) does.
+
+    Returns:
+        The written path.
+    """
+    if x not in result.hyperparameters:
+        raise ValueError(f"regfn.plot: x {x!r} is not a hyperparameter; choose one of {list(result.hyperparameters)}")
+    fig, (ax,) = _figure()
+    xs = sorted({row[x] for row in result.rows})
+    for metric, style in (("tiny_frac", "s--"), ("zero_frac", "o-")):
+        pts = []
+        for v in xs:
+            vals = [r[metric] for r in result.rows if r[x] == v and _usable(r, metric)]
+            if vals:
+                pts.append((v, *_stats(vals)))
+        if pts:
+            vs, ms, ss = zip(*pts)
+            line = ax.plot(vs, ms, style, label=_label(metric), lw=1.8, ms=4)[0]
+            ax.fill_between(vs, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)],
+                            color=line.get_color(), alpha=0.18, lw=0)
+    _scale(ax, xs)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel("fraction of weights")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    _titles(ax, f"weight sparsity vs {_label(x)}", _pooled_note(result, [x]))
+    return _save(fig, path)
+
+
+def _describe(result, index: int) -> str:
+    row = result.rows[index]
+    names = list(swept(result, include_seed=True)) or ["seed"]
+    return f"#{index}: " + ", ".join(f"{n}={row[n]:g}" for n in names)
+
+
+def plot_curves(result, path, n: int = 3, *, metric: str | None = None):
+    """Training curves of the ``n`` best and ``n`` worst configurations (diverged ones excluded).
+
+    Left: the training objective (dropout on) per logged epoch; right, when
+    the sweep had validation data: the validation metric. Best in solid
+    greens, worst in dashed reds.
+
+    Returns:
+        The written path.
+    """
+    metric = _metric(result, metric)
+    if "loss" not in result.curves:
+        raise ValueError("regfn.plot.plot_curves: the result has no curves")
+    ranked = [row["config"] for row in result.best(len(result), by=metric) if _usable(row, metric)]
+    best = ranked[:n]
+    worst = [i for i in ranked[::-1][:n] if i not in best]
+    val_curve = metric if metric.startswith("val_") else None
+    if val_curve is not None and val_curve not in result.curves:
+        val_curve = None
+    panels = [("loss", "training objective (dropout on)")]
+    if val_curve:
+        panels.append((val_curve, _label(val_curve) + " (dropout off)"))
+    fig, axes = _figure(6.0, 4.4, len(panels))
+    epochs = list(result.curve_epochs)
+    greens = ["#1b7837", "#5aae61", "#a6dba0"]
+    reds = ["#b2182b", "#ef8a62", "#f4a582"]
+    for ax, (name, ylabel) in zip(axes, panels):
+        data = result.curves[name]
+        for k, i in enumerate(best):
+            ax.plot(epochs, data[i].tolist(), "-", color=greens[min(k, 2)], lw=1.8, label="best " + _describe(result, i))
+        for k, i in enumerate(worst):
+            ax.plot(epochs, data[i].tolist(), "--", color=reds[min(k, 2)], lw=1.5, label="worst " + _describe(result, i))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(_label(name), fontsize=11)
+    axes[0].legend(fontsize=7, loc="best")
+    n_div = len(result.diverged)
+    title = f"curves of the best and worst configs by {_label(metric)}"
+    if n_div:
+        title += f" ({n_div} diverged not shown)"
+    fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
+def plot_all(result, out_dir, *, metric: str | None = None) -> list[pathlib.Path]:
+    """Write the figures that make sense for what was swept; returns their paths.
+
+    * ``<metric>_vs_<name>.png`` for every swept hyperparameter (more than one
+      value; seeds are the bands, not an axis);
+    * ``heatmap_<x>_<y>.png`` over the first two swept (penalties first);
+    * ``sparsity_vs_l1.png`` when ``l1`` is swept;
+    * ``curves.png``: the best and worst configurations' training curves.
+
+    Args:
+        result: a :class:`~regfn.SweepResult`.
+        out_dir: the folder (created if needed).
+        metric: what to plot (default: ``result.default_metric()``).
+
+    Raises:
+        ImportError: without matplotlib (``pip install 'regfn[plot]'``).
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise ImportError(_INSTALL) from err
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = _metric(result, metric)
+    sw = swept(result)
+    paths = []
+    for name in sw:
+        paths.append(plot_metric(result, out / f"{metric}_vs_{name}.png", name, metric=metric))
+    if len(sw) >= 2:
+        x, y = list(sw)[:2]
+        paths.append(plot_heatmap(result, out / f"heatmap_{x}_{y}.png", x, y, metric=metric))
+    if "l1" in sw:
+        paths.append(plot_sparsity(result, out / "sparsity_vs_l1.png", "l1"))
+    if "loss" in result.curves and any(_usable(r, metric) for r in result.rows):
+        paths.append(plot_curves(result, out / "curves.png", metric=metric))
+    return paths
