@@ -659,9 +659,24 @@ def _run_train(args) -> int:
 # ----------------------------------------------------------------- entry point
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--l1 -1e-3`` -> ``--l1=-1e-3``: argparse would read ``-1e-3`` as an option and hide the real problem."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("--") and "=" not in tok and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``regfn`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         parser = build_parser()
         try:

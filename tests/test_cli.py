@@ -1,0 +1,282 @@
+"""The regfn command: end to end on the default data, value syntax, one-line errors, --help."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import regfn.cli as cli
+
+SMALL = ["--n", "64", "--epochs", "4", "--seeds", "2", "--l2", "0,1e-2", "--p", "0,0.5"]
+
+
+def run_main(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_csv(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    rows = ["a,b,c,label"] + [f"{i % 7},{(i * 3) % 5},{i / 10},{i % 2}" for i in range(40)]
+    return write_csv(tmp_path / "good.csv", "\n".join(rows) + "\n")
+
+
+# ----------------------------------------------------------------- value syntax
+
+
+@pytest.mark.parametrize(
+    "text, name, expected",
+    [
+        ("1e-4,1e-3", "l2", [1e-4, 1e-3]),
+        ("1e-5:1e-1:5", "l2", [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]),
+        ("log:1e-3:1e-1:3", "l1", [1e-3, 1e-2, 1e-1]),
+        ("0,1e-3:1e-1:3", "l2", [0.0, 1e-3, 1e-2, 1e-1]),
+        ("lin:0:0.5:6", "p", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),
+        ("0.1,0.1,0.2", "lr", [0.1, 0.2]),
+        ("1e-3:1e-1:1", "l2", [1e-3]),
+        ("1", "p", [1.0]),
+    ],
+)
+def test_parse_values(text, name, expected):
+    assert cli.parse_values(text, name) == pytest.approx(expected, rel=1e-12)
+
+
+def test_log_range_has_16_values_with_exact_ends():
+    values = cli.parse_values("1e-5:1e-1:16", "l2")
+    assert len(values) == 16 and values[0] == 1e-5 and values[-1] == 1e-1
+    ratios = [b / a for a, b in zip(values, values[1:])]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "text, expected", [("4", [0, 1, 2, 3]), ("0,5,9", [0, 5, 9]), ("7,", [7]), ("10:13", [10, 11, 12])]
+)
+def test_parse_seeds(text, expected):
+    assert cli.parse_seeds(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [("6,4", (6, 4)), ("16", (16,)), ("none", ()), ("", ())])
+def test_parse_hidden(text, expected):
+    assert cli.parse_hidden(text) == expected
+
+
+# ----------------------------------------------------------------- end to end
+
+
+def test_sweep_in_process_writes_table_and_files(capsys, tmp_path):
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(capsys, "sweep", *SMALL, "--out", str(out_dir), "--quiet")
+    assert code == 0, err
+    assert "best 8 of 8 configs by val_acc" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("config"))
+    assert header.split()[:4] == ["config", "l2", "p", "seed"] and "val_acc" in header
+    assert "diverged: 0 of 8 configs" in out
+    assert re.search(r"time: [\d.]+ s total", out)
+    assert "best settings by mean val_acc over 2 seeds" in out
+    rows = (out_dir / "results.csv").read_text().splitlines()
+    assert len(rows) == 9 and rows[0].startswith("lr,momentum,weight_decay,l1,l2,norm2,p,seed")
+    data = json.loads((out_dir / "results.json").read_text())
+    assert len(data["rows"]) == 8 and data["rows"][0]["momentum"] == 0.9 and data["rows"][0]["lr"] == 0.1
+    pytest.importorskip("matplotlib")
+    pngs = sorted(p.name for p in out_dir.glob("*.png"))
+    assert pngs == ["curves.png", "heatmap_l2_p.png", "val_acc_vs_l2.png", "val_acc_vs_p.png"]
+    assert all((out_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_sweep_header_and_defaults_without_quiet(capsys, tmp_path):
+    code, out, _ = run_main(capsys, "sweep", "--n", "40", "--epochs", "2", "--seeds", "1", "--p", "0",
+                            "--l2", "0", "--out", str(tmp_path), "--no-plots")
+    assert code == 0
+    assert out.startswith("regfn sweep: 1 configs (1) on synthetic quadrants (n=40, --data-seed 0)")
+    assert "model 2-6-4-1 (relu, bce_logits), sgd, 2 epochs, full batch, device cpu, compile off" in out
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_sweep_csv_regression_and_target_by_name(capsys, tmp_path):
+    rows = ["x1,y,x2"] + [f"{i},{0.5 * i + (i % 3)},{(i * 7) % 11}" for i in range(30)]
+    path = write_csv(tmp_path / "reg.csv", "\n".join(rows) + "\n")
+    code, out, err = run_main(capsys, "sweep", "--csv", path, "--target", "y", "--epochs", "3", "--seeds", "1",
+                              "--l2", "0,1e-3", "--p", "0", "--lr", "1e-3", "--hidden", "none",
+                              "--out", str(tmp_path / "o"), "--no-plots", "--quiet")
+    assert code == 0, err
+    assert "by val_mse" in out and "val_mse" in out
+
+
+def test_sweep_on_the_tutorial_csv(capsys, tmp_path, diabetes_csv):
+    code, out, err = run_main(capsys, "sweep", "--csv", str(diabetes_csv), "--target", "Outcome", "--epochs", "3",
+                              "--seeds", "1", "--l2", "0", "--p", "0,0.5", "--out", str(tmp_path), "--no-plots")
+    assert code == 0, err
+    assert "614 train / 154 val rows, 8 features, binary" in out
+
+
+def test_sweep_without_matplotlib_still_writes_results(capsys, tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, out, err = run_main(capsys, "sweep", *SMALL, "--out", str(tmp_path), "--quiet")
+    assert code == 0, err
+    assert "pip install 'regfn[plot]'" in out
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.json").exists()
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_train_prints_tutorial_lines(capsys):
+    code, out, err = run_main(capsys, "train", "--n", "64", "--epochs", "20", "--log-every", "10", "--p", "0.5")
+    assert code == 0, err
+    assert re.search(r"^Epoch \[10/20\], Loss: \d+\.\d{4}$", out, re.M)
+    assert re.search(r"^Epoch \[20/20\], Loss: \d+\.\d{4}$", out, re.M)
+    assert re.search(r"train accuracy [\d.]+, validation accuracy [\d.]+ \(dropout off\)", out)
+
+
+def test_train_with_penalties_and_adam(capsys):
+    code, out, err = run_main(capsys, "train", "--n", "64", "--epochs", "5", "--optimizer", "adam",
+                              "--l1", "1e-3", "--l2", "1e-3", "--norm2", "1e-3", "--weight-decay", "1e-4", "--quiet")
+    assert code == 0, err
+    assert "Epoch" not in out and "train accuracy" in out
+
+
+def test_main_restores_torch_threads(capsys):
+    before = torch.get_num_threads()
+    run_main(capsys, "train", "--n", "32", "--epochs", "2", "--threads", "1", "--quiet")
+    assert torch.get_num_threads() == before
+
+
+def _env():
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_python_dash_m_regfn_sweep(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "regfn", "sweep", "--n", "48", "--epochs", "3", "--seeds", "2", "--l2", "0,1e-2",
+         "--p", "0", "--out", str(tmp_path), "--no-plots"],
+        capture_output=True, text=True, timeout=120, env=_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "regfn sweep: 4 configs (l2 2 x seed 2)" in proc.stdout
+    assert "diverged: 0 of 4 configs" in proc.stdout
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.json").exists()
+
+
+def test_python_dash_m_regfn_bad_input_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "regfn", "sweep", "--csv", str(tmp_path / "missing.csv")],
+        capture_output=True, text=True, timeout=120, env=_env(),
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"regfn: error: {tmp_path / 'missing.csv'}: no such file"]
+    assert proc.stdout == ""
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def bad_cases(tmp_path):
+    numbers = ["a,b,label"] + [f"{i},{i * 2},{i % 2}" for i in range(10)]
+    text_cell = write_csv(tmp_path / "text.csv", "a,b,label\n1,2,0\n3,abc,1\n4,5,0\n")
+    good = write_csv(tmp_path / "good.csv", "\n".join(numbers) + "\n")
+    return [
+        (["sweep", "--csv", str(tmp_path / "nope.csv")], "no such file"),
+        (["sweep", "--csv", text_cell], "row 3, column 'b': 'abc' is not a number"),
+        (["sweep", "--csv", good, "--target", "Outcome"], "target column 'Outcome' not found"),
+        (["sweep", "--csv", good, "--target", "7"], "target column index 7 does not exist"),
+        (["sweep", "--csv", good, "--target", "a", "--task", "binary"], "is not 0 or 1"),
+        (["sweep", "--csv", str(tmp_path)], "is a directory"),
+        (["sweep", "--target", "y"], "--target needs --csv"),
+        (["sweep", "--l2", "1e-3:1e-1:0"], "empty range"),
+        (["sweep", "--l2", ""], "empty list"),
+        (["sweep", "--l2", ","], "empty list"),
+        (["sweep", "--seeds", ""], "--seeds: empty"),
+        (["sweep", "--seeds", "0"], "a count must be >= 1"),
+        (["sweep", "--seeds", "5:5"], "gives no seeds"),
+        (["sweep", "--seeds", "a,b"], "'a' is not an integer"),
+        (["sweep", "--p", "1.5"], "--p: 1.5 is out of range (p is a dropout rate, in [0, 1])"),
+        (["sweep", "--p", "-0.1"], "out of range"),
+        (["sweep", "--p", "lin:0:2:3"], "--p: 2 is out of range"),
+        (["sweep", "--l1", "-1e-3"], "--l1: -0.001 is out of range (l1 is a penalty strength, >= 0)"),
+        (["sweep", "--weight-decay", "-1"], "out of range"),
+        (["sweep", "--norm2", "-1"], "out of range"),
+        (["sweep", "--lr", "0"], "--lr: 0 is out of range"),
+        (["sweep", "--momentum", "1"], "out of range"),
+        (["sweep", "--l2", "1e-3:1e-1"], "bad range '1e-3:1e-1'"),
+        (["sweep", "--l2", "lin:0:1"], "bad range"),
+        (["sweep", "--l2", "0:1e-1:4"], "log range '0:1e-1:4' needs ends > 0"),
+        (["sweep", "--l2", "1e-3:1e-1:x"], "is not an integer"),
+        (["sweep", "--l2", "abc"], "'abc' is not a number"),
+        (["sweep", "--l2", "nan"], "not a finite number"),
+        (["sweep", "--hidden", "6,x"], "--hidden: 'x' is not an integer"),
+        (["sweep", "--hidden", "6,-1"], "widths must be >= 1"),
+        (["sweep", "--epochs", "0"], "must be >= 1"),
+        (["sweep", "--val-fraction", "1"], "must be in [0, 1)"),
+        (["sweep", "--optimizer", "adam", "--momentum", "0.9"], "optimizer 'adam' has no momentum"),
+        (["sweep", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+        (["sweep", "--n", "40", "--batch-size", "1000", "--epochs", "1", "--seeds", "1", "--no-plots",
+          "--out", str(tmp_path / "o")], "batch_size must be an int in [1, 32]"),
+        (["sweep", "--by", "accuracy"], "--by: unknown metric 'accuracy'"),
+        (["sweep", "--device", "tpu:9"], "--device"),
+        (["sweep", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "--l2", "1e-3,1e-2"], "takes one value"),
+        (["train", "--p", "2"], "out of range"),
+        (["train", "--csv", str(tmp_path / "nope.csv")], "no such file"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ]
+
+
+def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
+    for argv, message in bad_cases(tmp_path):
+        code, out, err = run_main(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2, (argv, out, err)
+        assert len(lines) == 1 and lines[0].startswith("regfn: error: "), (argv, err)
+        assert message in lines[0], (argv, lines[0])
+        assert "Traceback" not in err and "Traceback" not in out
+
+
+def test_cuda_device_without_cuda(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, _, err = run_main(capsys, "sweep", "--device", "cuda")
+    assert code == 2 and "CUDA is not available" in err
+
+
+# ----------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["train", "--help"], ["-h"]])
+def test_help(capsys, argv):
+    code, out, err = run_main(capsys, *argv)
+    assert code == 0 and err == ""
+    assert "usage: regfn" in out and "examples:" in out
+
+
+def test_sweep_help_documents_syntax(capsys):
+    _, out, _ = run_main(capsys, "sweep", "--help")
+    for text in ("--l1", "--l2", "--norm2", "--weight-decay", "--p", "--lr", "--momentum", "--seeds", "--csv",
+                 "--target", "--val-fraction", "--hidden", "--epochs", "--batch-size", "--optimizer", "--device",
+                 "--no-compile", "--chunk-size", "--top", "--out", "--quiet", "lin:LOW:HIGH:N", "--seeds 4 = seeds 0,1,2,3",
+                 "regfn[plot]"):
+        assert text in out, text
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = run_main(capsys)
+    assert code == 2 and "sweep" in out and "train" in out
+
+
+def test_version(capsys):
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0 and out.startswith("regfn ")
