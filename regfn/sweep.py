@@ -377,6 +377,7 @@ def sweep(
     device: str | torch.device | None = None,
     compile: bool = True,
     cuda_graphs: bool = True,
+    threads: int | None = 1,
     quiet: bool = False,
 ) -> SweepResult:
     """Train every configuration in ``configs`` at once and tabulate the results.
@@ -403,6 +404,11 @@ def sweep(
         compile: compile the step with ``torch.compile`` (falls back to eager,
             with a warning, if compilation fails).
         cuda_graphs: on CUDA, replay captured blocks of epochs.
+        threads: on CPU, the number of threads torch uses during the sweep
+            (restored afterwards); ``None`` keeps torch's setting. The default
+            is 1: a vmapped step of small models is a few dozen tiny kernels,
+            and OpenMP's per-kernel synchronisation across threads costs far
+            more than it saves (see BENCHMARKS.md).
         quiet: no progress bar and no divergence warning.
 
     Returns:
@@ -450,6 +456,25 @@ def sweep(
     chunk = min(chunk, k)
     use_graphs = cuda_graphs and compile and device.type == "cuda"
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+    with _cpu_threads(threads if device.type == "cpu" else None):
+        return _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, compile, use_graphs, quiet)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, compile, use_graphs, quiet):
+    k = len(rows)
     t0 = time.perf_counter()
     prog = _program(spec, compile)
     compile_s = 0.0
@@ -459,7 +484,7 @@ def sweep(
             _warm_up(prog, _pad({n: v[:chunk] for n, v in hp_all.items()}, chunk), data, val, batch_size)
             compile_s = time.perf_counter() - tc
         except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
-            warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=2)
+            warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4)
             prog, use_graphs = _program(spec, False), False
 
     tr = time.perf_counter()
@@ -468,8 +493,8 @@ def sweep(
         for start in range(0, k, chunk):
             hp = _pad({n: v[start : start + chunk] for n, v in hp_all.items()}, chunk)
             outputs.append(_finish_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar, k - start))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if data.x.device.type == "cuda":
+        torch.cuda.synchronize(data.x.device)
     run_s = time.perf_counter() - tr
     result = _assemble(rows, outputs)
     result.timings = {"compile_s": compile_s, "run_s": run_s, "total_s": time.perf_counter() - t0}
@@ -477,7 +502,7 @@ def sweep(
         warnings.warn(
             f"regfn.sweep: {len(result.diverged)} of {k} configurations diverged (NaN/inf), "
             f"e.g. config {result.diverged[0]}: {rows[result.diverged[0]]}; they are flagged in the results",
-            stacklevel=2,
+            stacklevel=4,
         )
     return result
 

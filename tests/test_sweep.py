@@ -155,6 +155,7 @@ BAD = [
     ({"batch_size": 1000}, ValueError, "batch_size must be an int in [1, 90]"),
     ({"chunk_size": 0}, ValueError, "chunk_size must be 'auto', None or an int >= 1"),
     ({"log_every": 0}, ValueError, "log_every must be an int >= 1"),
+    ({"threads": 0}, ValueError, "threads must be None or an int >= 1"),
 ]
 
 
@@ -165,6 +166,13 @@ def test_bad_input_raises(split, kwargs, error, message):
     configs = kwargs.pop("configs")
     with pytest.raises(error, match=re.escape(message)):
         regfn.sweep(MODEL, train, configs, **kwargs)
+
+
+def test_thread_setting_is_restored(split):
+    train, _ = split
+    before = torch.get_num_threads()
+    regfn.sweep(MODEL, train, [{"p": 0.5}], epochs=2, compile=False, quiet=True, threads=1)
+    assert torch.get_num_threads() == before
 
 
 def test_auto_chunk_size_is_positive_and_bounded():
