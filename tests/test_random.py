@@ -125,46 +125,66 @@ def test_permutation_is_a_permutation_and_deterministic(key):
 # ----------------------------------------------------------------- live jax
 
 
+LIVE_SHAPES = [(), (3,), (2, 5), (7, 3, 2)]  # few shapes: jax compiles once per shape
+
+
 def test_live_against_jax():
     jax = pytest.importorskip("jax")
     jnp = pytest.importorskip("jax.numpy")
     jax.config.update("jax_threefry_partitionable", True)
-    gen = np.random.default_rng(2024)  # only picks test seeds and shapes
-    for _ in range(25):
+
+    def draws(jk, shape, data, lo, hi, p):  # everything under test, one jax compilation per shape
+        return {
+            "fold_in": jax.random.fold_in(jk, data),
+            "split": jax.random.split(jk, 5),
+            "bits": jax.random.bits(jk, shape),
+            "uniform": jax.random.uniform(jk, shape),
+            "ranged": jax.random.uniform(jk, shape, minval=lo, maxval=hi),
+            "bernoulli": jax.random.bernoulli(jk, p, shape),
+            "float16": jax.random.uniform(jk, shape, jnp.float16),
+            "bfloat16": jax.random.uniform(jk, shape, jnp.bfloat16),
+            "normal": jax.random.normal(jk, shape),
+        }
+
+    draws = jax.jit(draws, static_argnums=1)
+    gen = np.random.default_rng(2024)  # only picks test seeds and arguments
+    for i in range(12):
         seed = int(gen.integers(-(2**62), 2**62))
-        shape = tuple(int(d) for d in gen.integers(1, 9, size=int(gen.integers(0, 4))))
-        jk, k = jax.random.PRNGKey(seed), rr.key(seed)
-        assert rr.key(seed).tolist() == np.asarray(jk).astype(np.int64).tolist()
+        shape = LIVE_SHAPES[i % len(LIVE_SHAPES)]
         data = int(gen.integers(0, 2**32))
-        assert rr.fold_in(k, data).tolist() == np.asarray(jax.random.fold_in(jk, data)).astype(np.int64).tolist()
-        assert rr.split(k, 5).tolist() == np.asarray(jax.random.split(jk, 5)).astype(np.int64).tolist()
-        np.testing.assert_array_equal(rr.bits(k, shape).numpy(), np.asarray(jax.random.bits(jk, shape)))
-        np.testing.assert_array_equal(rr.uniform(k, shape).numpy(), np.asarray(jax.random.uniform(jk, shape)))
         lo, hi = float(gen.normal()), float(gen.normal()) + 3.0
-        np.testing.assert_array_equal(
-            rr.uniform(k, shape, minval=lo, maxval=hi).numpy(),
-            np.asarray(jax.random.uniform(jk, shape, minval=lo, maxval=hi)),
-        )
         p = float(gen.uniform())
-        np.testing.assert_array_equal(
-            rr.bernoulli(k, p, shape).numpy(), np.asarray(jax.random.bernoulli(jk, p, shape))
-        )
-        for dtype, jdtype in ((torch.float16, jnp.float16), (torch.bfloat16, jnp.bfloat16)):
+        jk, k = jax.random.PRNGKey(seed), rr.key(seed)
+        args = (np.uint32(data), np.float32(lo), np.float32(hi), np.float32(p))
+        want = {name: np.asarray(value) for name, value in draws(jk, shape, *args).items()}
+        assert k.tolist() == np.asarray(jk).astype(np.int64).tolist()
+        assert rr.fold_in(k, data).tolist() == want["fold_in"].astype(np.int64).tolist()
+        assert rr.split(k, 5).tolist() == want["split"].astype(np.int64).tolist()
+        np.testing.assert_array_equal(rr.bits(k, shape).numpy(), want["bits"])
+        np.testing.assert_array_equal(rr.uniform(k, shape).numpy(), want["uniform"])
+        np.testing.assert_array_equal(rr.uniform(k, shape, minval=lo, maxval=hi).numpy(), want["ranged"])
+        np.testing.assert_array_equal(rr.bernoulli(k, p, shape).numpy(), want["bernoulli"])
+        for dtype, name in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
             np.testing.assert_array_equal(
-                rr.uniform(k, shape, dtype).float().numpy(),
-                np.asarray(jax.random.uniform(jk, shape, jdtype)).astype(np.float32),
+                rr.uniform(k, shape, dtype).float().numpy(), want[name].astype(np.float32)
             )
         ours = rr.normal(k, shape)
-        theirs = torch.from_numpy(np.asarray(jax.random.normal(jk, shape)).copy())
+        theirs = torch.from_numpy(want["normal"].copy())
+        assert ours.shape == theirs.shape
         assert ulp_distance(ours, theirs) <= 2
 
 
-def test_live_normal_tails_within_2ulp():
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_live_normal_tails_within_2ulp(seed):
     jax = pytest.importorskip("jax")
-    jk, k = jax.random.PRNGKey(11), rr.key(11)
-    ours = rr.normal(k, (200_000,))
-    theirs = torch.from_numpy(np.asarray(jax.random.normal(jk, (200_000,))).copy())
+    jk, k = jax.random.PRNGKey(seed), rr.key(seed)
+    ours = rr.normal(k, (1_000_000,))
+    theirs = torch.from_numpy(np.asarray(jax.random.normal(jk, (1_000_000,))).copy())
     assert ulp_distance(ours, theirs) <= 2
+    # The extremes: most sensitive to the emulated log1p and its branch points.
+    extreme = theirs.abs() > 3.5
+    assert int(extreme.sum()) > 100
+    assert ulp_distance(ours[extreme], theirs[extreme]) <= 2
 
 
 # ----------------------------------------------------------------- vmap, compile, devices
