@@ -554,7 +554,7 @@ def _run_sweep(args) -> int:
         result = regfn.sweep(
             model, train, configs, val=val, loss=loss, optimizer=args.optimizer, epochs=args.epochs,
             batch_size=args.batch_size, log_every=args.log_every, chunk_size=args.chunk_size,
-            device=device, compile=compile_, quiet=args.quiet,
+            device=device, compile=compile_, quiet=args.quiet, threads=args.threads,
         )
     for w in caught:
         if "diverged" not in str(w.message):
