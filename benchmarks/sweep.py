@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -116,6 +117,8 @@ def time_seq(data, cfgs, epochs, device, n_timed):
 
 
 def time_jax(data, cfgs, epochs, device):
+    # JAX would otherwise reserve most of the GPU's memory for itself, next to torch's.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
         import jax.numpy as jnp

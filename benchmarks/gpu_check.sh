@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one device run of a session: CUDA tests, then the GPU benchmarks, logs under $OUT.
+# Usage (on the lent GPU machine, from the repository root): bash benchmarks/gpu_check.sh
+set -u
+OUT=${OUT:-/tmp/regfn-gpu}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
+PY=${PY:-python3}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  $PY -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } 2>&1 | tee "$OUT/device.txt"
+timeout "${TEST_S:-90}" $PY -m pytest -x -q -p no:cacheprovider tests/test_sweep.py tests/test_random.py \
+  -k "cuda_graph_sweep or cuda_equals_cpu" 2>&1 | tail -15 > "$OUT/tests.txt"
+timeout "${SWEEP_S:-150}" $PY benchmarks/sweep.py --device cuda --ks "${KS:-64,4096,1024}" --epochs 2000 --seq-configs 1 \
+  > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
+timeout "${UNIFORM_S:-25}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
+echo "== tests"; cat "$OUT/tests.txt"
+echo "== errors (tail)"; tail -5 "$OUT/sweep.err" "$OUT/uniform.err"
+echo "== uniform"; cat "$OUT/uniform.jsonl"
+echo "== sweep (K, regfn_s, jax_s, regfn/jax, seq/regfn, compile)"
+$PY - "$OUT/sweep.jsonl" <<'PYEOF'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        r = json.loads(line)
+        print(r["K"], r["regfn_s"], r["jax_s"], r["regfn_vs_jax"], r["seq_vs_regfn"], r["regfn_compile_s"], r["device"])
+PYEOF
