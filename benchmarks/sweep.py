@@ -68,10 +68,11 @@ def sync(device: str) -> None:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(data, cfgs, epochs, device):
+def time_regfn(data, cfgs, epochs, device, threads):
     model = regfn.mlp((8, 6, 4, 1), output="logits")
-    first = regfn.sweep(model, data, cfgs, epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device)
-    second = regfn.sweep(model, data, cfgs, epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device)
+    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads)
+    first = regfn.sweep(model, data, cfgs, **kw)
+    second = regfn.sweep(model, data, cfgs, **kw)
     return second.timings["run_s"], first.timings["compile_s"], second
 
 
@@ -187,12 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", default=None, help="the tutorial's diabetes.csv (default: ../shared/data/diabetes.csv, else synthetic)")
     parser.add_argument("--seq-configs", type=int, default=2, help="configurations of the tutorial's loop to time")
     parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for regfn's sweep (default: torch's)")
     args = parser.parse_args(argv)
     data = load_data(args.csv, args.device)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     for k in (int(s) for s in args.ks.split(",")):
         cfgs = configs(k)
-        regfn_s, regfn_compile_s, result = time_regfn(data, cfgs, args.epochs, args.device)
+        regfn_s, regfn_compile_s, result = time_regfn(data, cfgs, args.epochs, args.device, args.threads)
         seq_s = time_seq(data, cfgs, args.epochs, args.device, min(args.seq_configs, k))
         jax_s, jax_compile_s = (None, None) if args.no_jax else time_jax(data, cfgs, args.epochs, args.device)
         row = {
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             "regfn_compile_s": round(regfn_compile_s, 2),
             "jax_compile_s": None if jax_compile_s is None else round(jax_compile_s, 2),
             "diverged": len(result.diverged),
+            "regfn_threads": (args.threads or torch.get_num_threads()) if args.device == "cpu" else None,
             "torch": torch.__version__,
         }
         print(json.dumps(row), flush=True)

@@ -377,7 +377,7 @@ def sweep(
     device: str | torch.device | None = None,
     compile: bool = True,
     cuda_graphs: bool = True,
-    threads: int | None = 1,
+    threads: int | None = None,
     quiet: bool = False,
 ) -> SweepResult:
     """Train every configuration in ``configs`` at once and tabulate the results.
@@ -405,10 +405,12 @@ def sweep(
             with a warning, if compilation fails).
         cuda_graphs: on CUDA, replay captured blocks of epochs.
         threads: on CPU, the number of threads torch uses during the sweep
-            (restored afterwards); ``None`` keeps torch's setting. The default
-            is 1: a vmapped step of small models is a few dozen tiny kernels,
-            and OpenMP's per-kernel synchronisation across threads costs far
-            more than it saves (see BENCHMARKS.md).
+            (restored afterwards); ``None`` keeps torch's setting. On an idle
+            machine all cores help (the tutorial's sweep ran 1.9x faster on 2
+            threads than on 1), but a compiled step of a small model is a few
+            dozen tiny kernels, each ending in an OpenMP barrier, and when
+            other processes hold the cores those barriers stall: pass
+            ``threads=1`` on a busy machine (13x faster there, see BENCHMARKS.md).
         quiet: no progress bar and no divergence warning.
 
     Returns:
