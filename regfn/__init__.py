@@ -12,6 +12,7 @@ from . import data as data
 from . import nn as nn
 from . import optim as optim
 from . import penalties as penalties
+from . import plot as plot
 from . import random as random
 from .nn import Model as Model
 from .nn import dropout as dropout
@@ -50,6 +51,7 @@ __all__ = [
     "penalize",
     "penalties",
     "penalty_value",
+    "plot",
     "random",
     "sweep",
     "train",
