@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     mask = np.asarray(a.numpy() != 0)
     print(f"  the numpy formula with regfn's mask, x*mask/(1-p) = {x * mask / keep}: equal to regfn.dropout")
     try:
-        regfn.nn.numpy_dropout(x, 1.0)
+        regfn.nn.numpy_dropout(x, 1.0, np.random.default_rng(0))
     except ValueError as err:
         print(f"\nnumpy_dropout(x, 1.0) -> ValueError: {err}")
 

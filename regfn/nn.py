@@ -236,7 +236,7 @@ def flax_dropout_key(
     return fold_in(rng, int.from_bytes(m.digest()[:4], byteorder="big"))
 
 
-def numpy_dropout(x: np.ndarray, level: float, rng: np.random.Generator | None = None) -> np.ndarray:
+def numpy_dropout(x: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
     """The seed tutorial's numpy inverted dropout, kept as a reference.
 
     Keeps each unit with probability ``retain = 1 - level`` (a binomial mask
@@ -247,11 +247,16 @@ def numpy_dropout(x: np.ndarray, level: float, rng: np.random.Generator | None =
     Args:
         x: an array.
         level: the drop probability, in ``[0, 1)``.
-        rng: a ``numpy.random.Generator`` (default: a fresh
-            ``numpy.random.default_rng()``).
+        rng: a seeded ``numpy.random.Generator``, e.g.
+            ``numpy.random.default_rng(0)`` (required: no hidden global
+            randomness, even in the reference).
 
     Returns:
         ``x * mask / retain`` as a float array of ``x``'s shape.
+
+    Raises:
+        ValueError: for a level outside ``[0, 1)``.
+        TypeError: if ``rng`` is not a ``numpy.random.Generator``.
 
     Examples:
         >>> import numpy as np
@@ -261,8 +266,12 @@ def numpy_dropout(x: np.ndarray, level: float, rng: np.random.Generator | None =
     """
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0.0 <= level < 1.0:
         raise ValueError(f"numpy_dropout: level must be a float in [0, 1), got {level!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"numpy_dropout: rng must be a numpy.random.Generator such as numpy.random.default_rng(0), "
+            f"got {type(rng).__name__}"
+        )
     x = np.asarray(x)
-    rng = np.random.default_rng() if rng is None else rng
     retain = 1.0 - float(level)
     mask = rng.binomial(1, retain, size=x.shape)
     return x * mask / retain

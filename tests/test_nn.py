@@ -596,3 +596,8 @@ def test_cuda_matches_cpu():
 def test_docstring_examples():
     result = doctest.testmod(rnn, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_numpy_dropout_needs_a_seeded_generator():
+    with pytest.raises(TypeError, match="numpy.random.default_rng"):
+        numpy_dropout(np.ones(3), 0.5, None)
