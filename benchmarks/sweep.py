@@ -44,11 +44,8 @@ def load_data(csv: str | None, device: str) -> regfn.data.Dataset:
     path = pathlib.Path(csv) if csv else DEFAULT_CSV
     if path.exists():
         data = regfn.data.load_csv(path)
-    else:  # same shape and label balance as the diabetes table
-        k1, k2 = regfn.random.split(regfn.random.key(0))
-        x = regfn.random.normal(k1, (768, 8))
-        y = (x @ regfn.random.normal(k2, (8,)) > 0.3).float()
-        data = regfn.data.Dataset(x, y)
+    else:  # a stand-in with the table's shape and scales
+        data = regfn.data.synthetic_diabetes(regfn.random.key(0))
     (data, _stats) = regfn.data.standardize(data)
     return data.to(device)
 

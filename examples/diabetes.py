@@ -29,21 +29,6 @@ import torch
 import regfn
 import regfn.random as rr
 
-COLUMNS = ("Pregnancies", "Glucose", "BloodPressure", "SkinThickness", "Insulin", "BMI", "DiabetesPedigreeFunction", "Age")
-SCALES = ((3.8, 3.4), (121, 32), (69, 19), (21, 16), (80, 115), (32, 7.9), (0.47, 0.33), (33, 12))  # rough mean, std
-
-
-def synthetic_diabetes(seed: int = 0, n: int = 768) -> regfn.data.Dataset:
-    """A stand-in for the Pima table: 8 features on its scales, a noisy logistic label (~35% positive)."""
-    kx, kw, kn = rr.split(rr.key(seed), 3)
-    z = rr.normal(kx, (n, 8))
-    w = rr.normal(kw, (8,)) * torch.tensor([0.4, 1.2, 0.1, 0.1, 0.2, 0.8, 0.4, 0.5])
-    logits = z @ w - 0.7 + 1.2 * rr.normal(kn, (n,))
-    mean, std = torch.tensor(SCALES).T
-    x = mean + std * z
-    return regfn.data.Dataset(x=x, y=(logits > 0).float(), feature_names=COLUMNS, target_name="Outcome", task="binary")
-
-
 def accuracy(prob: torch.Tensor, y: torch.Tensor) -> float:
     return float(((prob > 0.5).float() == y).float().mean())
 
@@ -66,7 +51,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    data = regfn.data.load_csv(args.csv) if args.csv else synthetic_diabetes(args.data_seed)
+    data = regfn.data.load_csv(args.csv) if args.csv else regfn.data.synthetic_diabetes(rr.key(args.data_seed))
     train, val = regfn.data.train_val_split(rr.key(args.data_seed + 1), data, args.val_fraction, stratify=True)
     train, val, _ = regfn.data.standardize(train, val)
     print(f"data: {args.csv or 'synthetic stand-in (768 x 8)'}: {len(train)} train / {len(val)} val rows, "

@@ -25,20 +25,6 @@ import torch
 import regfn
 import regfn.random as rr
 
-COLUMNS = ("Pregnancies", "Glucose", "BloodPressure", "SkinThickness", "Insulin", "BMI", "DiabetesPedigreeFunction", "Age")
-SCALES = ((3.8, 3.4), (121, 32), (69, 19), (21, 16), (80, 115), (32, 7.9), (0.47, 0.33), (33, 12))
-
-
-def synthetic_diabetes(seed: int = 0, n: int = 768) -> regfn.data.Dataset:
-    """The same stand-in as examples/diabetes.py: the Pima table's shape and scales, a noisy logistic label."""
-    kx, kw, kn = rr.split(rr.key(seed), 3)
-    z = rr.normal(kx, (n, 8))
-    w = rr.normal(kw, (8,)) * torch.tensor([0.4, 1.2, 0.1, 0.1, 0.2, 0.8, 0.4, 0.5])
-    logits = z @ w - 0.7 + 1.2 * rr.normal(kn, (n,))
-    mean, std = torch.tensor(SCALES).T
-    return regfn.data.Dataset(x=mean + std * z, y=(logits > 0).float(), feature_names=COLUMNS, target_name="Outcome", task="binary")
-
-
 def floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",")]
 
@@ -62,7 +48,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    data = regfn.data.load_csv(args.csv) if args.csv else synthetic_diabetes()
+    data = regfn.data.load_csv(args.csv) if args.csv else regfn.data.synthetic_diabetes(rr.key(0))
     train, val = regfn.data.train_val_split(rr.key(1), data, 0.2, stratify=True)
     train, val, _ = regfn.data.standardize(train, val)
     model = regfn.mlp((data.n_features, 6, 4, 1), output="logits")  # the tutorial's net; BCE on logits

@@ -51,6 +51,7 @@ __all__ = [
     "quadrants",
     "sparse_regression",
     "standardize",
+    "synthetic_diabetes",
     "train_val_split",
 ]
 
@@ -423,6 +424,45 @@ def quadrants(key: Tensor, n: int = 200, *, dtype: torch.dtype = torch.float32) 
     x = rr.normal(key, (n, 2), dtype)
     same_sign = torch.sign(x[:, 0]) * torch.sign(x[:, 1]) > 0  # no underflow in low precision
     return Dataset(x=x, y=same_sign.to(dtype).reshape(n, 1), feature_names=("x0", "x1"), target_name="y", task="binary")
+
+
+_PIMA_COLUMNS = (
+    "Pregnancies", "Glucose", "BloodPressure", "SkinThickness", "Insulin", "BMI", "DiabetesPedigreeFunction", "Age",
+)
+_PIMA_SCALES = ((3.8, 3.4), (121, 32), (69, 19), (21, 16), (80, 115), (32, 7.9), (0.47, 0.33), (33, 12))  # ~mean, std
+_PIMA_WEIGHTS = (0.4, 1.2, 0.1, 0.1, 0.2, 0.8, 0.4, 0.5)
+
+
+def synthetic_diabetes(key: Tensor, n: int = 768, *, dtype: torch.dtype = torch.float32) -> Dataset:
+    """A stand-in for the tutorial's Pima diabetes table, generated from a key.
+
+    Same shape (``n`` x 8), column names and rough per-column scales as the
+    real table, with a noisy logistic label (about 35% positive). It lets the
+    examples and benchmarks run anywhere; for the real data pass its CSV to
+    :func:`load_csv`.
+
+    Args:
+        key: a :mod:`regfn.random` key.
+        n: number of rows (>= 2).
+        dtype: floating dtype of ``x`` and ``y``.
+
+    Returns:
+        A binary :class:`Dataset` whose target is named ``Outcome``.
+
+    Examples:
+        >>> import regfn.random as rr
+        >>> d = synthetic_diabetes(rr.key(0))
+        >>> d.x.shape, d.feature_names[1], d.task
+        (torch.Size([768, 8]), 'Glucose', 'binary')
+    """
+    n = _check_count(n, "n", "synthetic_diabetes", 2)
+    kx, kw, kn = rr.split(_check_key(key, "synthetic_diabetes"), 3)
+    z = rr.normal(kx, (n, 8))
+    w = rr.normal(kw, (8,)) * torch.tensor(_PIMA_WEIGHTS, device=z.device)
+    logits = z @ w - 0.7 + 1.2 * rr.normal(kn, (n,))
+    mean, std = torch.tensor(_PIMA_SCALES, device=z.device).T
+    x = (mean + std * z).to(_check_float_dtype(dtype, "synthetic_diabetes"))
+    return Dataset(x=x, y=(logits > 0).to(x.dtype), feature_names=_PIMA_COLUMNS, target_name="Outcome", task="binary")
 
 
 def sparse_regression(
