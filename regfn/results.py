@@ -63,6 +63,10 @@ class SweepResult:
         """Indices of the configurations whose training diverged."""
         return [i for i, row in enumerate(self.rows) if row["diverged"]]
 
+    def swept(self) -> list[str]:
+        """The hyperparameters that take more than one value across the rows."""
+        return [h for h in self.hyperparameters if len({row[h] for row in self.rows}) > 1]
+
     def default_metric(self) -> str:
         """The metric that ranks configurations: validation accuracy (or MSE) if present."""
         for name in ("val_acc", "val_mse", "acc", "mse", "loss"):
@@ -89,14 +93,14 @@ class SweepResult:
         return [{"config": i, **row} for i, row in ordered[:n]]
 
     def table(self, n: int = 10, by: str | None = None, columns: Sequence[str] | None = None) -> str:
-        """A plain-text table of the ``n`` best rows."""
+        """A plain-text table of the ``n`` best rows (columns: the swept hyperparameters, then metrics)."""
         best = self.best(n, by)
         if not best:
             return "(no configurations)"
         by = by or self.default_metric()
         if columns is None:
             metrics = [c for c in ("loss", "penalty", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac") if c in best[0]]
-            columns = ["config", *self.hyperparameters, *metrics, "diverged"]
+            columns = ["config", *(self.swept() or self.hyperparameters), *metrics, "diverged"]
         cells = [[_fmt(row[c]) for c in columns] for row in best]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
         lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]

@@ -126,7 +126,9 @@ def test_results_table_and_exports(split, tmp_path):
     best = result.best(2)
     assert [b["val_acc"] for b in best] == sorted((r["val_acc"] for r in result.rows), reverse=True)[:2]
     table = result.table(3)
-    assert "val_acc" in table.splitlines()[0] and len(table.splitlines()) == 4
+    header = table.splitlines()[0].split()
+    assert header[:3] == ["config", "l2", "seed"] and "val_acc" in header and len(table.splitlines()) == 4
+    assert result.swept() == ["l2", "seed"]
     result.to_csv(tmp_path / "r.csv")
     result.to_json(tmp_path / "r.json")
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("lr,momentum")
