@@ -481,9 +481,9 @@ _LOGF_P = tuple(map(_f32, (  # Cephes logf: log1p(f) = f - f^2/2 + f^3 P(f)
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
 )))
 _LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)
-# 0x3F800000 - bits(float32(sqrt(1/2))): added to the bits of v = 1 + x, it carries
-# into the exponent exactly when v's significand is >= 2 * float32(sqrt(1/2)).
-_SQRT_HALF_OFFSET = 0x3F800000 - 0x3F3504F3
+# Cephes' logf halves the significand of v = 1 + x from this value on (a bit
+# trick on 0x3F3504F3 = float32(sqrt(1/2)) in the original).
+_SQRT2_F32 = 1.41421353816986083984375  # float32 0x3FB504F3, the largest float32 below sqrt(2)
 
 
 def _horner(p: Tensor, coeffs: tuple[float, ...], t: Tensor, round32) -> Tensor:
@@ -500,11 +500,26 @@ def _horner(p: Tensor, coeffs: tuple[float, ...], t: Tensor, round32) -> Tensor:
 
 
 def _select_(m: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``a`` where ``m`` else ``b``, written into ``a`` (float64, bitwise)."""
-    mask = m.to(torch.int64).neg_()
-    ai, bi = a.view(torch.int64), b.view(torch.int64)
-    ai.bitwise_xor_(bi).bitwise_and_(mask).bitwise_xor_(bi)
-    return a
+    """``a`` where ``m`` else ``b``, written into ``a``."""
+    return a.copy_(torch.where(m, a, b))
+
+
+def _split_exponent(v: Tensor) -> tuple[Tensor, Tensor]:
+    """``v = 2**e * (1 + f)`` with ``sqrt(1/2) <= 1 + f < sqrt(2)``, for positive float32 ``v``.
+
+    Cephes' ``logf`` gets ``e`` and ``f`` from the float's bits; this does the
+    same with exact float64 arithmetic (``floor(log2(v))`` corrected by one
+    where rounding missed, then exact multiplications by powers of two), since
+    reinterpreting bits (``Tensor.view(dtype)``) has no vmap rule before torch 2.13.
+    Returns float64 tensors.
+    """
+    v = v.to(torch.float64)
+    e = torch.floor(torch.log2(v))
+    m = v * torch.exp2(-e)
+    e = e + (m >= 2.0).to(e.dtype) - (m < 1.0).to(e.dtype)
+    m = v * torch.exp2(-e)  # exact: a power of two times a float32 value
+    high = (m >= _SQRT2_F32).to(e.dtype)  # the float32 just below sqrt(2) is Cephes' threshold
+    return e + high, m * torch.exp2(-high) - 1.0
 
 
 def _erfinv32(u: Tensor) -> Tensor:
@@ -534,9 +549,7 @@ def _erfinv32(u: Tensor) -> Tensor:
     round32(small.add_(x))
     # otherwise: 1 + x = 2^e (1 + f) with sqrt(1/2) <= 1 + f < sqrt(2), and
     # log1p(x) = e*ln2_hi + ((f - f^2/2 + f^3 P(f)) + e*ln2_lo)
-    ib = scratch.copy_(x).add_(1.0).view(torch.int32).add_(_SQRT_HALF_OFFSET)
-    e = b0.copy_(ib >> 23).sub_(127.0)
-    f = b1.copy_(ib.bitwise_and_(0x007FFFFF).add_(0x3F3504F3).view(torch.float32)).sub_(1.0)
+    e, f = _split_exponent(scratch.copy_(x).add_(1.0))
     f2 = round32(f * f)
     f3 = round32(f2 * f)
     y = _horner(b3, _LOGF_P[0:3], f, round32)
