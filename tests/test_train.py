@@ -100,3 +100,13 @@ def test_bad_arguments_raise(data, kwargs, message):
     model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
     with pytest.raises(ValueError, match=pytest.importorskip("re").escape(message)):
         regfn.train(model, data, optimizer=sgd(0.1), key=rr.key(0), **{"epochs": 2, **kwargs})
+
+
+@pytest.mark.slow
+def test_compiled_run_equals_eager(data):
+    model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
+    kw = dict(optimizer=sgd(0.1, momentum=0.9), penalties=[regfn.l2(1e-3)], p=0.5, key=rr.key(4), epochs=3)
+    eager = regfn.train(model, data, **kw)
+    compiled = regfn.train(model, data, compile=True, **kw)
+    for name in eager.params:
+        torch.testing.assert_close(compiled.params[name], eager.params[name], rtol=1e-10, atol=1e-12)
