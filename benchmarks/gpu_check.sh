@@ -8,13 +8,21 @@ export PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PY:-python3}
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $PY -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } 2>&1 | tee "$OUT/device.txt"
-timeout "${TEST_S:-90}" $PY -m pytest -x -q -p no:cacheprovider tests/test_sweep.py tests/test_random.py \
-  -k "cuda_graph_sweep or cuda_equals_cpu" 2>&1 | tail -15 > "$OUT/tests.txt"
+# Every CUDA test (TESTS narrows it, e.g. TESTS="cuda_graph_sweep or cuda_equals_cpu").
+timeout "${TEST_S:-90}" $PY -m pytest -x -q -p no:cacheprovider tests -k "${TESTS:-cuda}" 2>&1 | tail -15 > "$OUT/tests.txt"
 timeout "${SWEEP_S:-150}" $PY benchmarks/sweep.py --device cuda --ks "${KS:-64,4096,1024}" --epochs 2000 --seq-configs 1 \
-  > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
+  --profile "$OUT/profile.txt" > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
+if [ -n "${BIG:-}" ]; then  # the issue's 65,536 configurations, auto-chunked
+  timeout "${BIG_S:-120}" $PY -c "
+import regfn, sys; sys.path.insert(0, 'benchmarks'); from sweep import load_data, configs
+r = regfn.sweep(regfn.mlp((8, 6, 4, 1), output='logits'), load_data(None, 'cuda'), configs(65536), epochs=200,
+                log_every=200, quiet=True, device='cuda')
+print('K', len(r), r.timings, 'diverged', len(r.diverged))" > "$OUT/big.txt" 2>&1
+fi
 timeout "${UNIFORM_S:-25}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
 echo "== tests"; cat "$OUT/tests.txt"
-echo "== errors (tail)"; tail -5 "$OUT/sweep.err" "$OUT/uniform.err"
+echo "== errors (tail)"; tail -n 5 "$OUT/sweep.err" "$OUT/uniform.err"
+echo "== top kernels"; head -n 20 "$OUT/profile.txt" 2>/dev/null; cat "$OUT/big.txt" 2>/dev/null
 echo "== uniform"; cat "$OUT/uniform.jsonl"
 echo "== sweep (K, regfn_s, jax_s, regfn/jax, seq/regfn, compile)"
 $PY - "$OUT/sweep.jsonl" <<'PYEOF'

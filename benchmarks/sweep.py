@@ -73,6 +73,20 @@ def time_regfn(data, cfgs, epochs, device, threads):
     return second.timings["run_s"], first.timings["compile_s"], second
 
 
+def profile_regfn(data, cfgs, epochs, device, threads, path):
+    """Kernel-level profile of one (already compiled) sweep, sorted by device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = regfn.mlp((8, 6, 4, 1), output="logits")
+    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        regfn.sweep(model, data, cfgs, **kw)
+    sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=25)
+    pathlib.Path(path).write_text(f"K={len(cfgs)} epochs={epochs} device={device}\n{table}\n")
+
+
 # ----------------------------------------------------------------- the tutorial's loop
 
 
@@ -186,12 +200,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seq-configs", type=int, default=2, help="configurations of the tutorial's loop to time")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for regfn's sweep (default: torch's)")
+    parser.add_argument("--profile", default=None, help="write a torch.profiler kernel table of regfn's sweep at the first K to this file")
     args = parser.parse_args(argv)
     data = load_data(args.csv, args.device)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     for k in (int(s) for s in args.ks.split(",")):
         cfgs = configs(k)
         regfn_s, regfn_compile_s, result = time_regfn(data, cfgs, args.epochs, args.device, args.threads)
+        if args.profile:
+            profile_regfn(data, cfgs, min(args.epochs, 200), args.device, args.threads, args.profile)
+            args.profile = None
         seq_s = time_seq(data, cfgs, args.epochs, args.device, min(args.seq_configs, k))
         jax_s, jax_compile_s = (None, None) if args.no_jax else time_jax(data, cfgs, args.epochs, args.device)
         row = {
