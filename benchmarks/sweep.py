@@ -65,9 +65,9 @@ def sync(device: str) -> None:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(data, cfgs, epochs, device, threads):
+def time_regfn(data, cfgs, epochs, device, threads, compile=True):
     model = regfn.mlp((8, 6, 4, 1), output="logits")
-    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads)
+    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads, compile=compile)
     first = regfn.sweep(model, data, cfgs, **kw)
     second = regfn.sweep(model, data, cfgs, **kw)
     return second.timings["run_s"], first.timings["compile_s"], second
@@ -200,13 +200,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seq-configs", type=int, default=2, help="configurations of the tutorial's loop to time")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for regfn's sweep (default: torch's)")
+    parser.add_argument("--no-compile", action="store_true", help="run regfn eagerly (a smoke test, not a benchmark)")
     parser.add_argument("--profile", default=None, help="write a torch.profiler kernel table of regfn's sweep at the first K to this file")
     args = parser.parse_args(argv)
     data = load_data(args.csv, args.device)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     for k in (int(s) for s in args.ks.split(",")):
         cfgs = configs(k)
-        regfn_s, regfn_compile_s, result = time_regfn(data, cfgs, args.epochs, args.device, args.threads)
+        regfn_s, regfn_compile_s, result = time_regfn(data, cfgs, args.epochs, args.device, args.threads, not args.no_compile)
         if args.profile:
             profile_regfn(data, cfgs, min(args.epochs, 200), args.device, args.threads, args.profile)
             args.profile = None

@@ -1,0 +1,35 @@
+"""Smoke tests: the benchmark scripts run and print their JSON lines (timings are not checked)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_sweep_benchmark_prints_one_json_line_per_k():
+    rows = run("sweep.py", "--device", "cpu", "--ks", "2,3", "--epochs", "2", "--no-jax", "--no-compile", "--seq-configs", "1")
+    assert [r["K"] for r in rows] == [2, 3]
+    for r in rows:
+        assert {"K", "epochs", "device", "regfn_s", "seq_s", "jax_s", "regfn_vs_jax", "seq_vs_regfn"} <= set(r)
+        assert r["jax_s"] is None and r["regfn_s"] > 0 and r["diverged"] == 0
+
+
+@pytest.mark.slow
+def test_uniform_benchmark_runs():
+    rows = run("random_uniform.py", "--device", "cpu", "--sizes", "1000", "--repeats", "1")
+    assert [r["mode"] for r in rows] == ["eager", "compiled"]
