@@ -230,3 +230,20 @@ def test_cuda_chunked_with_divergence(split):
     assert whole.diverged == [5] and chunked.diverged == [5]
     for a, b in zip(whole.rows[:5], chunked.rows[:5]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(split, monkeypatch):
+    train, _ = split
+
+    def broken_compile(fn, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("inductor exploded")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = regfn.mlp((2, 4, 1), output="logits")  # a new model: a program not cached yet
+    with pytest.warns(UserWarning, match="torch.compile failed .*inductor exploded.*running eagerly"):
+        fallback = regfn.sweep(model, train, [{"p": 0.5}], epochs=2, quiet=True, compile=True)
+    eager = regfn.sweep(model, train, [{"p": 0.5}], epochs=2, quiet=True, compile=False)
+    assert fallback.rows == eager.rows
