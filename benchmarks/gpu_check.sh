@@ -12,6 +12,9 @@ PY=${PY:-python3}
 timeout "${TEST_S:-90}" $PY -m pytest -x -q -p no:cacheprovider tests -k "${TESTS:-cuda}" 2>&1 | tail -15 > "$OUT/tests.txt"
 timeout "${SWEEP_S:-150}" $PY benchmarks/sweep.py --device cuda --ks "${KS:-64,4096,1024}" --epochs 2000 --seq-configs 1 \
   --profile "$OUT/profile.txt" > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
+# The same sweep with regfn.mlp(linear="broadcast"): tiny layers without matmul kernels.
+timeout "${BROADCAST_S:-90}" $PY benchmarks/sweep.py --device cuda --ks "${BROADCAST_KS:-64,4096}" --epochs 2000 \
+  --seq-configs 1 --no-jax --linear broadcast > "$OUT/sweep_broadcast.jsonl" 2>> "$OUT/sweep.err"
 if [ -n "${BIG:-}" ]; then  # the issue's 65,536 configurations, auto-chunked
   timeout "${BIG_S:-120}" $PY -c "
 import regfn, sys; sys.path.insert(0, 'benchmarks'); from sweep import load_data, configs
@@ -32,3 +35,4 @@ for line in open(sys.argv[1]):
         r = json.loads(line)
         print(r["K"], r["regfn_s"], r["jax_s"], r["regfn_vs_jax"], r["seq_vs_regfn"], r["regfn_compile_s"], r["device"])
 PYEOF
+echo "== sweep, linear=broadcast (K, regfn_s)"; cut -c1-120 "$OUT/sweep_broadcast.jsonl"

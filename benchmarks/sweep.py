@@ -65,19 +65,19 @@ def sync(device: str) -> None:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(data, cfgs, epochs, device, threads, compile=True):
-    model = regfn.mlp((8, 6, 4, 1), output="logits")
+def time_regfn(data, cfgs, epochs, device, threads, compile=True, linear="matmul"):
+    model = regfn.mlp((8, 6, 4, 1), output="logits", linear=linear)
     kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads, compile=compile)
     first = regfn.sweep(model, data, cfgs, **kw)
     second = regfn.sweep(model, data, cfgs, **kw)
     return second.timings["run_s"], first.timings["compile_s"], second
 
 
-def profile_regfn(data, cfgs, epochs, device, threads, path):
+def profile_regfn(data, cfgs, epochs, device, threads, path, linear="matmul"):
     """Kernel-level profile of one (already compiled) sweep, sorted by device time."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = regfn.mlp((8, 6, 4, 1), output="logits")
+    model = regfn.mlp((8, 6, 4, 1), output="logits", linear=linear)
     kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     with profile(activities=activities) as prof:
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seq-configs", type=int, default=2, help="configurations of the tutorial's loop to time")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for regfn's sweep (default: torch's)")
+    parser.add_argument("--linear", default="matmul", choices=["matmul", "broadcast"], help="regfn.mlp's layer kind")
     parser.add_argument("--no-compile", action="store_true", help="run regfn eagerly (a smoke test, not a benchmark)")
     parser.add_argument("--profile", default=None, help="write a torch.profiler kernel table of regfn's sweep at the first K to this file")
     args = parser.parse_args(argv)
@@ -207,9 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     for k in (int(s) for s in args.ks.split(",")):
         cfgs = configs(k)
-        regfn_s, regfn_compile_s, result = time_regfn(data, cfgs, args.epochs, args.device, args.threads, not args.no_compile)
+        regfn_s, regfn_compile_s, result = time_regfn(
+            data, cfgs, args.epochs, args.device, args.threads, not args.no_compile, args.linear
+        )
         if args.profile:
-            profile_regfn(data, cfgs, min(args.epochs, 200), args.device, args.threads, args.profile)
+            profile_regfn(data, cfgs, min(args.epochs, 200), args.device, args.threads, args.profile, args.linear)
             args.profile = None
         seq_s = time_seq(data, cfgs, args.epochs, args.device, min(args.seq_configs, k))
         jax_s, jax_compile_s = (None, None) if args.no_jax else time_jax(data, cfgs, args.epochs, args.device)
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             "jax_compile_s": None if jax_compile_s is None else round(jax_compile_s, 2),
             "diverged": len(result.diverged),
             "regfn_threads": (args.threads or torch.get_num_threads()) if args.device == "cpu" else None,
+            "linear": args.linear,
             "torch": torch.__version__,
         }
         print(json.dumps(row), flush=True)

@@ -351,6 +351,20 @@ def _num_layers(params: Mapping[str, Tensor]) -> int:
     return n
 
 
+def _broadcast_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    y = (x.unsqueeze(-2) * w).sum(-1)
+    return y if b is None else y + b
+
+
+_LINEAR = {"matmul": F.linear, "broadcast": _broadcast_linear}
+
+
+def _linear_kind(linear: object) -> Callable[..., Tensor]:
+    if not isinstance(linear, str) or linear not in _LINEAR:
+        raise ValueError(f"linear must be one of {sorted(_LINEAR)}, got {linear!r}")
+    return _LINEAR[linear]
+
+
 def mlp_apply(
     params: Mapping[str, Tensor],
     x: Tensor,
@@ -360,6 +374,7 @@ def mlp_apply(
     train: bool = False,
     activation: str | Callable[[Tensor], Tensor] = "relu",
     output: str | Callable[[Tensor], Tensor] = "sigmoid",
+    linear: str = "matmul",
 ) -> Tensor:
     """Run the MLP: ``linear -> activation -> dropout`` per hidden layer, then ``output``.
 
@@ -381,6 +396,13 @@ def mlp_apply(
         output: ``"sigmoid"``, ``"logits"`` (= ``"identity"``, for
             ``F.binary_cross_entropy_with_logits``), ``"softmax"``,
             ``"log_softmax"``, ``"tanh"`` or a callable.
+        linear: how a layer multiplies: ``"matmul"`` (``F.linear``, the
+            default; equal to ``torch.nn.Linear`` bit for bit) or
+            ``"broadcast"`` (``(x[..., None, :] * w).sum(-1) + b``: no matrix
+            multiply kernel, so a compiler can fuse tiny layers with their
+            activation and dropout; sums in another order, so results differ
+            from ``"matmul"`` in the last bits). Meant for sweeps of tiny
+            models; see BENCHMARKS.md.
 
     Returns:
         The output, shape ``(..., sizes[-1])``.
@@ -396,6 +418,7 @@ def mlp_apply(
     """
     act = _lookup(activation, _ACTIVATIONS, "activation")
     out_fn = _lookup(output, _OUTPUTS, "output")
+    layer = _linear_kind(linear)
     n = _num_layers(params)
     hidden = n - 1
     if (isinstance(p, Tensor) and p.ndim == 1) or isinstance(p, Sequence):
@@ -405,7 +428,7 @@ def mlp_apply(
     else:
         rates = [p] * hidden
     for i in range(n):
-        x = F.linear(x, params[f"fc{i + 1}.weight"], params.get(f"fc{i + 1}.bias"))
+        x = layer(x, params[f"fc{i + 1}.weight"], params.get(f"fc{i + 1}.bias"))
         if i == hidden:
             break
         x = act(x)
@@ -435,6 +458,7 @@ def mlp(
     output: str | Callable[[Tensor], Tensor] = "sigmoid",
     *,
     dtype: torch.dtype = torch.float32,
+    linear: str = "matmul",
 ) -> Model:
     """An MLP as a :class:`Model`: :func:`mlp_init` and :func:`mlp_apply` with fixed settings.
 
@@ -447,6 +471,7 @@ def mlp(
     sizes = tuple(sizes)
     _lookup(activation, _ACTIVATIONS, "activation")
     _lookup(output, _OUTPUTS, "output")
+    _linear_kind(linear)
 
     def init(key: Tensor) -> dict[str, Tensor]:
         return mlp_init(key, sizes, dtype=dtype)
@@ -459,7 +484,7 @@ def mlp(
         p: Rate | Sequence[Rate] = 0.0,
         train: bool = False,
     ) -> Tensor:
-        return mlp_apply(params, x, key=key, p=p, train=train, activation=activation, output=output)
+        return mlp_apply(params, x, key=key, p=p, train=train, activation=activation, output=output, linear=linear)
 
     return Model(init, apply)
 

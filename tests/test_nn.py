@@ -601,3 +601,21 @@ def test_docstring_examples():
 def test_numpy_dropout_needs_a_seeded_generator():
     with pytest.raises(TypeError, match="numpy.random.default_rng"):
         numpy_dropout(np.ones(3), 0.5, None)
+
+
+def test_broadcast_linear_matches_matmul_under_vmap_and_grad():
+    model = mlp((8, 6, 4, 1), output="logits")
+    wide = mlp((8, 6, 4, 1), output="logits", linear="broadcast")
+    keys = rr.split(rr.key(0), 3)
+    params = torch.func.vmap(model.init)(keys)
+    x = rr.normal(rr.key(1), (20, 8))
+
+    def loss(apply, p, k):
+        return apply(p, x, key=k, p=0.5, train=True).square().mean()
+
+    for fn in (torch.func.grad, lambda f: f):
+        a = torch.func.vmap(fn(lambda p, k: loss(model.apply, p, k)))(params, keys)
+        b = torch.func.vmap(fn(lambda p, k: loss(wide.apply, p, k)))(params, keys)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="linear must be one of"):
+        mlp((2, 1), linear="einsum")
