@@ -223,7 +223,9 @@ def _type(fn, *args):
         try:
             return fn(text, *args)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+            # argparse prefixes "argument --l2: "; drop the parser's own "--l2: ".
+            message = re.sub(r"^--[\w-]+: ", "", str(err))
+            raise argparse.ArgumentTypeError(message) from None
 
     convert.__name__ = getattr(fn, "__name__", "value")
     return convert
