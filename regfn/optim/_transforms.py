@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+from torch import Tensor
 
 from ._base import Params, State, Transform, Updates
 from ._checks import axpy, caster, inplace_ok, flag, hyper, is_number, is_zero, scalar_dtype, step_zero
@@ -211,6 +212,19 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
     return Transform(init, update)
 
 
+def _decay_add_square(old: Tensor, decay: Any, g: Tensor, weight: Any, fast: bool) -> Tensor:
+    """``old * decay + weight * g * g`` (Adam's and RMSprop's second moment).
+
+    With ``fast`` (eager, own temporaries) the fresh product is updated in place.
+    """
+    out = old * decay
+    if not is_number(weight):
+        return torch.addcmul(out, g * weight, g)
+    if fast:
+        return out.addcmul_(g, g, value=weight)
+    return torch.addcmul(out, g, g, value=weight)
+
+
 def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool = False) -> Transform:
     """Adam's direction ``m_hat / (sqrt(v_hat) + eps)``, as ``torch.optim.Adam`` computes it.
 
@@ -273,13 +287,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
             m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
             fast = eager and inplace_ok(g, m_old, v_old)
             m = torch.lerp(m_old, g, w1)
-            v = v_old * beta2
-            if fast and is_number(w2):
-                v.addcmul_(g, g, value=w2)
-            elif is_number(w2):
-                v = torch.addcmul(v, g, g, value=w2)
-            else:
-                v = torch.addcmul(v, g * w2, g)
+            v = _decay_add_square(v_old, beta2, g, w2, fast)
             exp_avg[k], exp_avg_sq[k] = m, v
             if max_sq is not None:
                 v = max_sq[k] = torch.maximum(state["max_exp_avg_sq"][k], v)
@@ -343,13 +351,7 @@ def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> 
             a, w, e = get(g.dtype)
             sq_old = state["square_avg"][k]
             fast = eager and inplace_ok(g, sq_old, *(state["grad_avg"][k],) if centered else ())
-            sq = sq_old * a
-            if fast and is_number(w):
-                sq.addcmul_(g, g, value=w)
-            elif is_number(w):
-                sq = torch.addcmul(sq, g, g, value=w)
-            else:
-                sq = torch.addcmul(sq, g * w, g)
+            sq = _decay_add_square(sq_old, a, g, w, fast)
             square_avg[k] = sq
             if centered:
                 ga = grad_avg[k] = torch.lerp(state["grad_avg"][k], g, w)
