@@ -48,7 +48,7 @@ from .nn import Model
 from .penalties import l1, l2, norm
 from .random import fold_in, key as make_key
 from .results import SweepResult
-from .train import Loss, evaluate, get_loss, run_keys, step_key, train_step
+from .train import Loss, _check_positive_int, evaluate, get_loss, run_keys, step_key, train_step
 
 __all__ = ["DEFAULTS", "OPTIMIZERS", "grid", "sweep"]
 
@@ -423,16 +423,14 @@ def sweep(
     loss = get_loss(loss)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    _check_positive_int(epochs, "epochs")
     rows = _normalize(configs)
     takes = set(OPTIMIZERS[optimizer][1])
     for name in ("momentum",):
         if name not in takes and any(r[name] != DEFAULTS[name] for r in rows):
             raise ValueError(f"optimizer {optimizer!r} has no {name}; it takes {sorted(takes)}")
     log_every = max(1, epochs // 20) if log_every is None else log_every
-    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
+    _check_positive_int(log_every, "log_every")
     device = torch.device(device) if device is not None else data.x.device
     data = data.to(device)
     val = val.to(device) if val is not None else None
@@ -524,9 +522,9 @@ def _warm_up(prog, hp, data, val, batch_size) -> None:
 
 def _finish_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar, keep):
     state, curves, logged = _run_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar)
-    final = {n: v for n, v in prog.eval(state, hp, data.x, data.y).items()}
-    if val is not None and len(val):
-        final.update({f"val_{n}": v for n, v in prog.eval(state, hp, val.x, val.y).items()})
+    final = dict(prog.eval(state, hp, data.x, data.y))
+    # The last curve point is logged after the last epoch: the final validation metrics.
+    final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
     zero, tiny = _sparsity(state["params"])
     finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in state["params"].values()]).all(0)
     stacked = {n: torch.stack(v, dim=1) for n, v in curves.items()}

@@ -260,6 +260,8 @@ def train(
     run_step = torch.compile(step) if compile else step
     history: list[dict[str, float]] = []
     value = torch.tensor(float("nan"))
+    has_val = val is not None and len(val) > 0
+    val_metrics: dict[str, float] = {}
     for epoch in range(epochs):
         if batch_size is None:
             params, opt_state, value = run_step(params, opt_state, data.x, data.y, step_key(dropout_key, epoch))
@@ -271,13 +273,13 @@ def train(
                 params, opt_state, value = run_step(params, opt_state, data.x[idx], data.y[idx], k)
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             entry = {"epoch": epoch + 1, "loss": float(value)}
-            if val is not None and len(val):
-                entry.update({f"val_{k}": v for k, v in _float_dict(evaluate(model, loss, penalties, params, val.x, val.y)).items()})
+            if has_val:  # the last log is after the last epoch: these end as the final val_metrics
+                val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y))
+                entry.update({f"val_{k}": v for k, v in val_metrics.items()})
             history.append(entry)
             if on_log is not None:
                 on_log(entry)
     metrics = _float_dict(evaluate(model, loss, penalties, params, data.x, data.y))
-    val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y)) if val is not None and len(val) else {}
     finite = all(bool(torch.isfinite(t).all()) for t in params.values())
     diverged = not (finite and math.isfinite(metrics["loss"]) and all(math.isfinite(h["loss"]) for h in history))
     return TrainResult(params, metrics, val_metrics, history, diverged)
