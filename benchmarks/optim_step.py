@@ -1,18 +1,20 @@
 """Time one optimizer step: regfn.optim (eager and compiled) vs torch.optim.
 
 For each model (the tutorial's 8-6-4-1 MLP and a 784-1024-1024-10 MLP) and
-each optimizer (SGD with momentum, Adam) the step is timed, gradients given:
+each optimizer (SGD with momentum, Adam, RMSprop, Adagrad) the step is timed, gradients given:
 
 * ``torch_single``: ``torch.optim`` with ``foreach=False`` (the single-tensor
   path regfn must not be slower than), ``opt.step()`` in place;
 * ``torch_foreach``: ``torch.optim`` with ``foreach=True``, for reference;
 * ``regfn_eager``: ``opt.update`` + ``apply_updates`` (new tensors each step);
-* ``regfn_compiled``: the same function under ``torch.compile(fullgraph=True)``.
+* ``regfn_step``: ``optim.step`` (pure, the learning rate fused into the update);
+* ``regfn_inplace``: ``optim.step_`` (params and state overwritten, like torch);
+* ``regfn_compiled``: ``update`` + ``apply_updates`` under ``torch.compile(fullgraph=True)``.
 
 Each variant runs ``--repeats`` interleaved rounds; the reported time per step
 is the best round (least disturbed by other load). One JSON line per case,
-with ``eager_ratio = regfn_eager / torch_single`` and
-``compiled_ratio = regfn_compiled / torch_single`` (below 1: regfn faster).
+with ``eager_ratio = regfn_eager / torch_single``, ``step_ratio``,
+``inplace_ratio`` and ``compiled_ratio`` likewise (below 1: regfn faster).
 
 Usage::
 
@@ -40,6 +42,16 @@ CASES = {
         lambda: optim.adam(lr=1e-3),
         lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=False),
         lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+    ),
+    "rmsprop": (
+        lambda: optim.rmsprop(lr=1e-3),
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-3, foreach=False),
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-3, foreach=True),
+    ),
+    "adagrad": (
+        lambda: optim.adagrad(lr=1e-2),
+        lambda ps: torch.optim.Adagrad(ps, lr=1e-2, foreach=False),
+        lambda ps: torch.optim.Adagrad(ps, lr=1e-2, foreach=True),
     ),
 }
 
@@ -97,6 +109,19 @@ def bench(model, case, device, repeats):
 
         variants[name] = run
 
+    pure_box = [dict(params), opt.init(params)]
+
+    def run_step(box=pure_box):
+        box[0], box[1] = optim.step(opt, box[0], grads, box[1])
+
+    inplace_params = {k: p.clone() for k, p in params.items()}
+    inplace_box = [opt.init(inplace_params)]
+
+    def run_step_(box=inplace_box):
+        box[0] = optim.step_(opt, inplace_params, grads, box[0])
+
+    variants["regfn_step"], variants["regfn_inplace"] = run_step, run_step_
+
     for fn in variants.values():  # warm-up (and compilation)
         for _ in range(3):
             fn()
@@ -113,6 +138,8 @@ def bench(model, case, device, repeats):
         "threads": torch.get_num_threads(),
         **us,
         "eager_ratio": round(best["regfn_eager"] / best["torch_single"], 3),
+        "step_ratio": round(best["regfn_step"] / best["torch_single"], 3),
+        "inplace_ratio": round(best["regfn_inplace"] / best["torch_single"], 3),
         "compiled_ratio": round(best["regfn_compiled"] / best["torch_single"], 3),
     }
 

@@ -23,7 +23,8 @@ PUBLIC = {
     "regfn.penalties": ["l1", "l2", "norm", "elastic_net", "penalize", "penalty_value", "weights_only"],
     "regfn.optim": ["Transform", "chain", "masked", "apply_updates", "sgd", "adam", "adamw", "rmsprop", "adagrad",
                     "add_l2", "add_decayed_weights", "prox_l1", "max_norm", "clip_by_global_norm", "trace",
-                    "scale_by_adam", "scale_by_rms", "scale_by_adagrad", "scale", "scale_by_learning_rate"],
+                    "scale_by_adam", "scale_by_rms", "scale_by_adagrad", "scale", "scale_by_learning_rate",
+                    "step", "step_"],
     "regfn.data": ["Dataset", "load_csv", "quadrants", "sparse_regression", "standardize", "train_val_split", "batches"],
 }
 

@@ -88,7 +88,20 @@ def _rel_err(ours: dict, model: nn.Module) -> float:
     return diff / scale
 
 
-def _parity_errors(name, kwargs, problem, dtype, steps):
+def _one_step(mode, opt, params, grads, state):
+    """One step by ``update`` + ``apply_updates``, by ``step``, or in place by ``step_``."""
+    if mode == "update":
+        updates, state = opt.update(grads, state, params)
+        return apply_updates(params, updates), state
+    if mode == "step":
+        return optim.step(opt, params, grads, state)
+    return params, optim.step_(opt, params, grads, state)
+
+
+MODES = ["update", "step", "step_"]
+
+
+def _parity_errors(name, kwargs, problem, dtype, steps, mode="update"):
     model, loss_fn, x, y = problem(dtype)
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     reference = TORCH[name](model.parameters(), foreach=False, **kwargs)
@@ -100,24 +113,25 @@ def _parity_errors(name, kwargs, problem, dtype, steps):
         reference.zero_grad()
         loss_fn(model(x), y).backward()
         reference.step()
-        updates, state = opt.update(grad_fn(params), state, params)
-        params = apply_updates(params, updates)
+        params, state = _one_step(mode, opt, params, grad_fn(params), state)
         errors.append(_rel_err(params, model))
     return errors
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("problem", [_lsq, _mlp], ids=["lsq", "mlp"])
 @pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
-def test_matches_torch_optim_float64(name, kwargs, problem):
-    errors = _parity_errors(name, kwargs, problem, F64, 200)
+def test_matches_torch_optim_float64(name, kwargs, problem, mode):
+    errors = _parity_errors(name, kwargs, problem, F64, 200, mode)
     assert max(errors[:20]) < 1e-12, errors[:20]
     assert max(errors) < 1e-6
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("problem", [_lsq, _mlp], ids=["lsq", "mlp"])
 @pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
-def test_matches_torch_optim_float32(name, kwargs, problem):
-    errors = _parity_errors(name, kwargs, problem, F32, 20)
+def test_matches_torch_optim_float32(name, kwargs, problem, mode):
+    errors = _parity_errors(name, kwargs, problem, F32, 20, mode)
     assert max(errors) < 1e-5, errors
 
 
@@ -480,3 +494,133 @@ def test_eager_inplace_fast_path_equals_pure_path(make):
         u_fast, s_fast = opt.update(g, s_fast, p)
         u_pure, s_pure = opt.update({"w": g["w"].clone().requires_grad_()}, s_pure, p)
         torch.testing.assert_close(u_fast["w"], u_pure["w"].detach(), rtol=1e-15, atol=0)
+
+
+# --------------------------------------------------------------------------- step and step_
+
+COMPOSITES = [
+    ("masked-prox", lambda: chain(optim.sgd(lr=0.05, momentum=0.9), masked(optim.prox_l1(0.1, lr=0.05), weights_only))),
+    ("max_norm", lambda: chain(optim.adam(lr=0.1), optim.max_norm(0.5))),
+    ("schedule", lambda: optim.adam(lr=optim.linear_warmup(0.1, 2, after=optim.cosine_decay(0.1, 5)))),
+    ("tensor-lr", lambda: optim.rmsprop(lr=torch.tensor(0.01, dtype=F64), momentum=torch.tensor(0.5, dtype=F64))),
+    ("tensor-lr-quotient", lambda: optim.adagrad(lr=torch.tensor(0.1, dtype=F64))),
+    ("nested", lambda: chain(optim.clip_by_global_norm(1.0), chain(optim.scale_by_adam(), optim.scale(-0.01)))),
+    ("bare-scale", lambda: optim.scale(-0.1)),
+    ("no-final-scale", lambda: chain(optim.scale_by_learning_rate(0.1), optim.trace(0.9))),
+]
+STEP_CASES = [(f"{n}-{CASE_IDS[i]}", lambda n=n, kw=kw: getattr(optim, n)(**kw)) for i, (n, kw) in enumerate(CASES)]
+STEP_CASES += COMPOSITES
+
+
+def _random_problem(seed=10):
+    gen = torch.Generator().manual_seed(seed)
+    p = {"fc.weight": torch.randn(4, 3, generator=gen, dtype=F64), "fc.bias": torch.randn(4, generator=gen, dtype=F64)}
+    grads = [{k: torch.randn(v.shape, generator=gen, dtype=F64) for k, v in p.items()} for _ in range(6)]
+    return p, grads
+
+
+@pytest.mark.parametrize("make", [c[1] for c in STEP_CASES], ids=[c[0] for c in STEP_CASES])
+def test_step_and_inplace_step_equal_update_then_apply(make):
+    opt = make()
+    p0, grads = _random_problem()
+    runs = {}
+    for mode in MODES:
+        p = {k: v.clone() for k, v in p0.items()}
+        s = opt.init(p)
+        for g in grads:
+            p, s = _one_step(mode, opt, p, g, s)
+        runs[mode] = (p, s)
+    for k in p0:  # step folds the learning rate into one fused op: one rounding apart
+        torch.testing.assert_close(runs["step"][0][k], runs["update"][0][k], rtol=1e-13, atol=1e-15)
+        # the in-place step runs step's exact operations, into the old tensors
+        assert torch.equal(runs["step_"][0][k], runs["step"][0][k])
+    for a, b in zip(_leaves(runs["step_"][1]), _leaves(runs["step"][1])):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+def test_inplace_step_overwrites_params_and_state_and_reads_grads_only(name, kwargs):
+    opt = getattr(optim, name)(**kwargs)
+    p, grads = _random_problem()
+    state = opt.update(grads[0], opt.init(p), p)[1]  # a non-trivial state
+    g = grads[1]
+    big = [t for t in _leaves(state) if t.ndim > 0]
+    ids = [id(t) for t in list(p.values()) + big]
+    ptrs = [t.data_ptr() for t in list(p.values()) + big]
+    g_versions = [t._version for t in g.values()]
+    expected_p, expected_state = optim.step(opt, {k: v.clone() for k, v in p.items()}, g, copy.deepcopy(state))
+    new_state = optim.step_(opt, p, g, state)
+    assert [t._version for t in g.values()] == g_versions
+    new_big = [t for t in _leaves(new_state) if t.ndim > 0]
+    assert [id(t) for t in list(p.values()) + new_big] == ids  # the same tensors ...
+    assert [t.data_ptr() for t in list(p.values()) + new_big] == ptrs  # ... and storage
+    for k in p:
+        assert torch.equal(p[k], expected_p[k])
+    for a, b in zip(_leaves(new_state), _leaves(expected_state)):
+        assert torch.equal(a, b)
+
+
+def test_step_is_pure_and_donation_ends_with_step_():
+    opt = optim.adam(lr=0.1, amsgrad=True)
+    p, grads = _random_problem()
+    state = opt.update(grads[0], opt.init(p), p)[1]
+    snapshot = copy.deepcopy((p, state))
+    versions = [t._version for t in _leaves((p, state))]
+    optim.step(opt, p, grads[1], state)
+    with pytest.raises(ValueError, match="state has"):
+        optim.step_(opt, p, grads[1], state[:1])  # fails inside the donating block
+    opt.update(grads[1], state, p)  # after step_: pure again
+    assert [t._version for t in _leaves((p, state))] == versions
+    assert all(torch.equal(a, b) for a, b in zip(_leaves((p, state)), _leaves(snapshot)))
+
+
+def test_inplace_step_on_module_parameters_matches_torch_optim():
+    model, loss_fn, x, y = _mlp(F32)
+    reference = copy.deepcopy(model)
+    torch_opt = torch.optim.Adam(reference.parameters(), lr=1e-2, weight_decay=1e-2, foreach=False)
+    opt = optim.adam(lr=1e-2, weight_decay=1e-2)
+    params = dict(model.named_parameters())  # nn.Parameters that require grad
+    state = opt.init(params)
+    for _ in range(10):
+        torch_opt.zero_grad()
+        loss_fn(reference(x), y).backward()
+        torch_opt.step()
+        model.zero_grad()
+        loss_fn(model(x), y).backward()
+        state = optim.step_(opt, params, {k: v.grad for k, v in params.items()}, state)
+    assert all(v.requires_grad for v in model.parameters())
+    assert _rel_err({k: v.detach() for k, v in model.named_parameters()}, reference) < 1e-5
+
+
+def test_step_under_vmap_and_compile():
+    factory = lambda lr: optim.sgd(lr=lr, momentum=0.9, weight_decay=1e-2)  # noqa: E731
+
+    def train(lr, params=_P0, steps=5):
+        opt = factory(lr)
+        state = opt.init(params)
+        for _ in range(steps):
+            params, state = optim.step(opt, params, grad(_lsq_loss)(params), state)
+        return params
+
+    lrs = [0.01, 0.05, 0.1]
+    swept = vmap(train)(torch.tensor(lrs, dtype=F64))
+    for i, lr in enumerate(lrs):
+        single = train(lr)
+        for k in single:
+            torch.testing.assert_close(swept[k][i], single[k], rtol=1e-12, atol=1e-14)
+    torch.compiler.reset()
+    compiled = torch.compile(lambda lr: train(lr), fullgraph=True)
+    out = compiled(torch.tensor(0.05, dtype=F64))
+    for k in out:
+        torch.testing.assert_close(out[k], train(0.05)[k], rtol=1e-12, atol=1e-14)
+    torch.compiler.reset()
+
+
+def test_step_rejects_bad_arguments():
+    opt = optim.sgd(lr=0.1)
+    p = {"w": torch.ones(2)}
+    for fn in (optim.step, optim.step_):
+        with pytest.raises(ValueError, match="params and grads"):
+            fn(opt, p, {"v": torch.ones(2)}, opt.init(p))
+        with pytest.raises(TypeError, match=fn.__name__):
+            fn(lambda u: u, p, p, ())

@@ -17,6 +17,10 @@ Examples:
     >>> updates, state = opt.update(grads, state, params)
     >>> optim.apply_updates(params, updates)
     {'w': tensor([ 0.8000, -0.8000])}
+
+:func:`step` does ``update`` and ``apply_updates`` in one call, and
+:func:`step_` does it in place, like ``torch.optim`` (for eager loops over
+large models, where allocating new tensors every step is what costs).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from ._schedules import cosine_decay as cosine_decay
 from ._schedules import exponential_decay as exponential_decay
 from ._schedules import inverse_time_decay as inverse_time_decay
 from ._schedules import linear_warmup as linear_warmup
+from ._step import step as step
+from ._step import step_ as step_
 from ._transforms import scale as scale
 from ._transforms import scale_by_adagrad as scale_by_adagrad
 from ._transforms import scale_by_adam as scale_by_adam
@@ -74,5 +80,7 @@ __all__ = [
     "scale_by_rms",
     "scale_by_schedule",
     "sgd",
+    "step",
+    "step_",
     "trace",
 ]

@@ -24,6 +24,19 @@ State = Any
 # Attribute set on the ``update`` function of transforms that act on the new
 # weights ``w + u`` (proximal steps, projections). They must end a chain.
 _POST_STEP = "_regfn_post_step"
+# Attribute set on the ``update`` function of transforms that only multiply the
+# updates by a factor computed from their state (``scale``, the learning rate):
+# ``factor(state) -> (factor, new_state)``. :func:`regfn.optim.step` folds such
+# a last factor into the parameter update instead of materialising ``u * f``.
+_FACTOR = "_regfn_factor"
+# Attribute set on the ``update`` function of transforms whose output is a
+# quotient ``num / den`` (Adam, RMSprop, Adagrad):
+# ``ratios(updates, state, params) -> (nums, dens, new_state)``. Before a final
+# learning rate, :func:`regfn.optim.step` applies it with one fused
+# ``addcdiv`` like torch.optim, instead of dividing first.
+_RATIO = "_regfn_ratio"
+# Attribute set on a chain's ``update``: the tuple of chained transforms.
+_PARTS = "_regfn_parts"
 
 
 class Transform(NamedTuple):
@@ -53,6 +66,44 @@ def mark_post_step(update: Callable, name: str) -> Callable:
 def post_step_name(transform: Transform) -> Optional[str]:
     """The name of a post-step transform (``"prox_l1"``, ...), else ``None``."""
     return getattr(transform.update, _POST_STEP, None)
+
+
+def mark_scaling(update: Callable, factor: Callable[[State], tuple]) -> Callable:
+    """Tag ``update`` as ``u -> u * f`` with ``f, new_state = factor(state)``."""
+    setattr(update, _FACTOR, factor)
+    return update
+
+
+def scaling_factor(transform: Transform) -> Optional[Callable[[State], tuple]]:
+    """``factor(state) -> (f, new_state)`` if ``transform`` only scales by ``f``, else ``None``."""
+    return getattr(transform.update, _FACTOR, None)
+
+
+def mark_ratio(update: Callable, ratios: Callable[..., tuple]) -> Callable:
+    """Tag ``update`` as the quotient ``nums / dens`` of ``ratios(updates, state, params)``."""
+    setattr(update, _RATIO, ratios)
+    return update
+
+
+def quotient(transform: Transform) -> Optional[Callable[..., tuple]]:
+    """``ratios(updates, state, params) -> (nums, dens, new_state)`` if ``transform`` divides, else ``None``."""
+    return getattr(transform.update, _RATIO, None)
+
+
+def chained(transform: Transform) -> Optional[tuple]:
+    """The transforms a :func:`chain` was built from, else ``None``."""
+    return getattr(transform.update, _PARTS, None)
+
+
+def run_chain(transforms, updates: Updates, state: tuple, params: Optional[Params]):
+    """Run ``transforms`` one after the other; returns ``(updates, new states)``."""
+    if len(state) != len(transforms):
+        raise ValueError(f"chain: state has {len(state)} entries for {len(transforms)} transforms")
+    new_state = []
+    for t, s in zip(transforms, state):
+        updates, s = t.update(updates, s, params)
+        new_state.append(s)
+    return updates, tuple(new_state)
 
 
 def _check_transform(t: Any, where: str) -> Transform:
@@ -99,16 +150,9 @@ def chain(*transforms: Transform) -> Transform:
         return tuple(t.init(params) for t in transforms)
 
     def update(updates: Updates, state: tuple, params: Optional[Params] = None):
-        if len(state) != len(transforms):
-            raise ValueError(
-                f"chain: state has {len(state)} entries for {len(transforms)} transforms"
-            )
-        new_state = []
-        for t, s in zip(transforms, state):
-            updates, s = t.update(updates, s, params)
-            new_state.append(s)
-        return updates, tuple(new_state)
+        return run_chain(transforms, updates, state, params)
 
+    setattr(update, _PARTS, transforms)
     if names and names[-1] is not None:
         mark_post_step(update, names[-1])
     return Transform(init, update)

@@ -8,9 +8,11 @@ breaks ``torch.compile`` and ``vmap``), so only their shape is checked.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import numbers
-from collections.abc import Callable, Mapping
-from typing import Any, Union
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -21,6 +23,9 @@ Schedule = Callable[[Tensor], Any]
 
 def is_number(value: Any) -> bool:
     """True for a plain Python (or NumPy) real number, not a bool or a tensor."""
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, without the ABC check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -150,8 +155,8 @@ def caster(*values: Any) -> Callable[[torch.dtype], tuple]:
     return get
 
 
-def axpy(a: Tensor, b: Tensor, alpha: float) -> Tensor:
-    """``a + alpha * b`` for a Python-number ``alpha``.
+def axpy(a: Tensor, b: Tensor, alpha: float, out: Optional[Tensor] = None) -> Tensor:
+    """``a + alpha * b`` for a Python-number ``alpha`` (written into ``out`` if given).
 
     Eager mode uses the single fused kernel ``torch.add(a, b, alpha=alpha)``
     (torch.optim's own op). Under ``torch.compile`` it spells the product out:
@@ -159,9 +164,21 @@ def axpy(a: Tensor, b: Tensor, alpha: float) -> Tensor:
     ``alpha`` when ``a`` or ``b`` is a matmul result such as a weight's gradient
     (wrong numbers with torch 2.13 on CPU; see pytorch issues #167313, #196577).
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() and out is None:
         return a + alpha * b
-    return torch.add(a, b, alpha=alpha)
+    return into(out, torch.add, a, b, alpha=alpha)
+
+
+def into(out: Optional[Tensor], op: Callable[..., Tensor], *args: Any, **kwargs: Any) -> Tensor:
+    """``op(*args, **kwargs)``, written into ``out`` when it is not ``None``.
+
+    Lets one line of update code serve both the pure path (``out=None``: a
+    fresh tensor) and the donating path of :func:`~regfn.optim.step_` (the
+    old state tensor is overwritten, as ``torch.optim`` does).
+    """
+    if out is None:
+        return op(*args, **kwargs)
+    return op(*args, **kwargs, out=out)
 
 
 def inplace_ok(*tensors: Any) -> bool:
@@ -172,12 +189,47 @@ def inplace_ok(*tensors: Any) -> bool:
     outside ``torch.compile`` (which fuses anyway), outside functorch
     transforms (``vmap``/``grad`` forbid mixing levels in place), and when no
     tensor involved requires grad (so autograd through the update stays exact).
+    Per-leaf code checks the mode once and then calls :func:`grad_free`.
     """
     if torch.compiler.is_compiling():
         return False
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
     if active is None or active():
         return False
+    return grad_free(*tensors)
+
+
+def grad_free(*tensors: Any) -> bool:
+    """True unless autograd is recording and one of ``tensors`` requires grad."""
     if torch.is_grad_enabled():
-        return not any(isinstance(t, Tensor) and t.requires_grad for t in tensors)
+        for t in tensors:
+            if isinstance(t, Tensor) and t.requires_grad:
+                return False
     return True
+
+
+_DONATING: contextvars.ContextVar[bool] = contextvars.ContextVar("regfn_optim_donating", default=False)
+
+
+@contextlib.contextmanager
+def donating() -> Iterator[None]:
+    """Inside this block, eager updates write new state into the old state's tensors.
+
+    Only :func:`regfn.optim.step_` enters it: the caller there hands its
+    optimizer state over (donates it), like ``donate_argnums`` in JAX.
+    """
+    token = _DONATING.set(True)
+    try:
+        yield
+    finally:
+        _DONATING.reset(token)
+
+
+def donated(*tensors: Any) -> bool:
+    """True when this update may overwrite its incoming state tensors.
+
+    That is inside :func:`donating` and when :func:`inplace_ok` allows it
+    (eager, outside functorch transforms, nothing requiring grad).
+    """
+    # inplace_ok first: it is False under torch.compile, which cannot trace ContextVar.get.
+    return inplace_ok(*tensors) and _DONATING.get()

@@ -12,8 +12,21 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ._base import Params, State, Transform, Updates
-from ._checks import axpy, caster, inplace_ok, flag, hyper, is_number, is_zero, scalar_dtype, step_zero
+from ._base import Params, State, Transform, Updates, mark_ratio, mark_scaling
+from ._checks import (
+    axpy,
+    caster,
+    donated,
+    flag,
+    hyper,
+    grad_free,
+    inplace_ok,
+    into,
+    is_number,
+    is_zero,
+    scalar_dtype,
+    step_zero,
+)
 
 
 def _times(updates: Updates, factor: Any) -> dict:
@@ -22,6 +35,46 @@ def _times(updates: Updates, factor: Any) -> dict:
         return {k: u * factor for k, u in updates.items()}
     get = caster(factor)
     return {k: u * get(u.dtype)[0] for k, u in updates.items()}
+
+
+def _scaling(init: Any, factor: Any) -> Transform:
+    """A transform ``u -> u * f`` with ``f, new_state = factor(state)``.
+
+    The factor is exposed (see :func:`~regfn.optim._base.scaling_factor`) so
+    that :func:`~regfn.optim.step` can fold a final learning rate into the
+    parameter update.
+    """
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        f, state = factor(state)
+        return _times(updates, f), state
+
+    return Transform(init, mark_scaling(update, factor))
+
+
+def _quotient_transform(init: Any, ratios: Any) -> Transform:
+    """A transform whose output is ``nums / dens`` from ``ratios(updates, state, params)``.
+
+    ``ratios`` returns fresh denominators, so an eager update divides in place
+    into them. The quotient form is exposed (see
+    :func:`~regfn.optim._base.quotient`) so that :func:`~regfn.optim.step` can
+    apply ``p + f * num / den`` as one ``addcdiv``, as ``torch.optim`` does.
+    """
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        nums, dens, state = ratios(updates, state, params)
+        eager = inplace_ok()
+        out = {}
+        for k, num in nums.items():
+            den = dens[k]
+            out[k] = into(den if eager and grad_free(num, den) else None, torch.div, num, den)
+        return out, state
+
+    return Transform(init, mark_ratio(update, ratios))
+
+
+def _stateless(params: Params) -> dict:
+    return {}
 
 
 def scale(step_size: Any) -> Transform:
@@ -43,14 +96,7 @@ def scale(step_size: Any) -> Transform:
         {'w': tensor([-1.,  2.])}
     """
     step_size = hyper(step_size, "step_size", "scale")
-
-    def init(params: Params) -> dict:
-        return {}
-
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
-        return _times(updates, step_size), state
-
-    return Transform(init, update)
+    return _scaling(_stateless, lambda state: (step_size, state))
 
 
 def scale_by_schedule(schedule: Any) -> Transform:
@@ -84,11 +130,11 @@ def scale_by_schedule(schedule: Any) -> Transform:
     def init(params: Params) -> dict:
         return {"step": step_zero(params)}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def factor(state: State) -> tuple:
         step = state["step"]
-        return _times(updates, torch.as_tensor(schedule(step))), {"step": step + 1}
+        return torch.as_tensor(schedule(step)), {"step": step + 1}
 
-    return Transform(init, update)
+    return _scaling(init, factor)
 
 
 def scale_by_learning_rate(lr: Any, *, flip_sign: bool = True) -> Transform:
@@ -118,14 +164,7 @@ def scale_by_learning_rate(lr: Any, *, flip_sign: bool = True) -> Transform:
     sign = -1 if flip_sign else 1
     if callable(lr):
         return scale_by_schedule(lambda step: sign * torch.as_tensor(lr(step)))
-
-    def init(params: Params) -> dict:
-        return {}
-
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
-        return _times(updates, sign * lr), state
-
-    return Transform(init, update)
+    return _scaling(_stateless, lambda state: (sign * lr, state))
 
 
 def check_nesterov(momentum: Any, dampening: Any, nesterov: bool, where: str) -> None:
@@ -196,15 +235,17 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
                 on = on & (momentum != 0)
             damp_scale = 1 - dampening * on.to(scalar_dtype(step.device))
         get = caster(momentum, damp_scale)
+        donate = donated(momentum, dampening)
         new_bufs, out = {}, {}
         for k, g in updates.items():
             m, c = get(g.dtype)
             gc = g if c is None else g * c
+            dest = bufs[k] if donate and grad_free(g, bufs[k]) else None
             if is_number(m):
-                buf = axpy(gc, bufs[k], m)
+                buf = axpy(gc, bufs[k], m, out=dest)
                 out[k] = axpy(g, buf, m) if nesterov else buf
             else:
-                buf = gc + m * bufs[k]
+                buf = into(dest, torch.add, gc, into(dest, torch.mul, m, bufs[k]))
                 out[k] = g + m * buf if nesterov else buf
             new_bufs[k] = buf
         return out, {"step": step + 1, "momentum_buffer": new_bufs}
@@ -212,15 +253,18 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
     return Transform(init, update)
 
 
-def _decay_add_square(old: Tensor, decay: Any, g: Tensor, weight: Any, fast: bool) -> Tensor:
+def _decay_add_square(
+    old: Tensor, decay: Any, g: Tensor, weight: Any, fast: bool, dest: Optional[Tensor] = None
+) -> Tensor:
     """``old * decay + weight * g * g`` (Adam's and RMSprop's second moment).
 
-    With ``fast`` (eager, own temporaries) the fresh product is updated in place.
+    With ``fast`` (eager, own temporaries) the fresh product is updated in
+    place; with ``dest`` (a donated state tensor) everything is written there.
     """
-    out = old * decay
+    out = into(dest, torch.mul, old, decay)
     if not is_number(weight):
-        return torch.addcmul(out, g * weight, g)
-    if fast:
+        return into(dest, torch.addcmul, out, g * weight, g)
+    if fast or dest is not None:
         return out.addcmul_(g, g, value=weight)
     return torch.addcmul(out, g, g, value=weight)
 
@@ -271,7 +315,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
             state["max_exp_avg_sq"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def ratios(updates: Updates, state: State, params: Optional[Params] = None):
         step = state["step"] + 1
         t = step.to(scalar_dtype(step.device))
         bc1 = 1 - b1**t
@@ -279,30 +323,31 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         # denom * bc1 = bc1 * (sqrt(v) / bc2_sqrt + eps) = eps * bc1 + sqrt(v) / (bc2_sqrt / bc1)
         get = caster(eps * bc1, bc2_sqrt / bc1, 1 - b1, b2, 1 - b2)
         eager = inplace_ok(b1, b2, eps)
+        donate = eager and donated()
         exp_avg, exp_avg_sq = {}, {}
         max_sq = {} if amsgrad else None
-        out = {}
+        dens = {}
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
             m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
-            fast = eager and inplace_ok(g, m_old, v_old)
-            m = torch.lerp(m_old, g, w1)
-            v = _decay_add_square(v_old, beta2, g, w2, fast)
+            fast = eager and grad_free(g, m_old, v_old)
+            m = into(m_old if donate and fast else None, torch.lerp, m_old, g, w1)
+            v = _decay_add_square(v_old, beta2, g, w2, fast, v_old if donate and fast else None)
             exp_avg[k], exp_avg_sq[k] = m, v
             if max_sq is not None:
-                v = max_sq[k] = torch.maximum(state["max_exp_avg_sq"][k], v)
-            if fast:  # reuse one temporary for sqrt(v), the denominator and the output
-                d = v.sqrt()
-                torch.addcdiv(eps_bc1, d, k2, out=d)
-                out[k] = torch.div(m, d, out=d)
-            else:
-                out[k] = m / torch.addcdiv(eps_bc1, v.sqrt(), k2)
+                v_max = state["max_exp_avg_sq"][k]
+                dest = v_max if donate and grad_free(v_max) else None
+                v = max_sq[k] = into(dest, torch.maximum, v_max, v)
+            # sqrt(v) / k2 + eps_bc1 (addcdiv's rounding, but addcdiv with 0-d
+            # tensor operands takes a slow broadcasting loop on CPU, 5x here).
+            d = v.sqrt()
+            dens[k] = d.div_(k2).add_(eps_bc1) if fast else d / k2 + eps_bc1
         new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
         if max_sq is not None:
             new_state["max_exp_avg_sq"] = max_sq
-        return out, new_state
+        return exp_avg, dens, new_state
 
-    return Transform(init, update)
+    return _quotient_transform(init, ratios)
 
 
 def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> Transform:
@@ -343,32 +388,31 @@ def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> 
             state["grad_avg"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def ratios(updates: Updates, state: State, params: Optional[Params] = None):
         get = caster(alpha, 1 - alpha, eps)
         eager = inplace_ok(alpha, eps)
-        square_avg, grad_avg, out = {}, {}, {}
+        donate = eager and donated()
+        square_avg, grad_avg, dens = {}, {}, {}
         for k, g in updates.items():
             a, w, e = get(g.dtype)
             sq_old = state["square_avg"][k]
-            fast = eager and inplace_ok(g, sq_old, *(state["grad_avg"][k],) if centered else ())
-            sq = _decay_add_square(sq_old, a, g, w, fast)
+            ga_old = state["grad_avg"][k] if centered else None
+            fast = eager and grad_free(g, sq_old, ga_old)
+            sq = _decay_add_square(sq_old, a, g, w, fast, sq_old if donate and fast else None)
             square_avg[k] = sq
             if centered:
-                ga = grad_avg[k] = torch.lerp(state["grad_avg"][k], g, w)
+                ga = grad_avg[k] = into(ga_old if donate and fast else None, torch.lerp, ga_old, g, w)
                 avg = torch.addcmul(sq, ga, ga, value=-1)
                 avg = avg.sqrt_() if fast else avg.sqrt()
             else:
                 avg = sq.sqrt()
-            if fast:  # reuse the temporary for the denominator and the output
-                out[k] = torch.div(g, avg.add_(e), out=avg)
-            else:
-                out[k] = g / (avg + e)
+            dens[k] = avg.add_(e) if fast else avg + e
         new_state = {"square_avg": square_avg}
         if centered:
             new_state["grad_avg"] = grad_avg
-        return out, new_state
+        return dict(updates), dens, new_state
 
-    return Transform(init, update)
+    return _quotient_transform(init, ratios)
 
 
 def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> Transform:
@@ -404,17 +448,17 @@ def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> 
             return {"sum": {k: torch.full_like(p, init_value) for k, p in params.items()}}
         return {"sum": {k: torch.zeros_like(p) + init_value.to(p.dtype) for k, p in params.items()}}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def ratios(updates: Updates, state: State, params: Optional[Params] = None):
         get = caster(eps)
         eager = inplace_ok(eps)
-        sums, out = {}, {}
+        donate = eager and donated()
+        sums, dens = {}, {}
         for k, g in updates.items():
-            s = sums[k] = torch.addcmul(state["sum"][k], g, g)
-            if eager and inplace_ok(g, s):  # reuse the temporary for the denominator and the output
-                d = s.sqrt().add_(get(g.dtype)[0])
-                out[k] = torch.div(g, d, out=d)
-            else:
-                out[k] = g / (s.sqrt() + get(g.dtype)[0])
-        return out, {"sum": sums}
+            old = state["sum"][k]
+            fast = eager and grad_free(g, old)
+            s = sums[k] = into(old if donate and fast else None, torch.addcmul, old, g, g)
+            e = get(g.dtype)[0]
+            dens[k] = s.sqrt().add_(e) if fast else s.sqrt() + e
+        return dict(updates), dens, {"sum": sums}
 
-    return Transform(init, update)
+    return _quotient_transform(init, ratios)

@@ -1,0 +1,188 @@
+"""One whole optimizer step: :func:`step` (pure) and :func:`step_` (in place).
+
+``opt.update`` followed by :func:`~regfn.optim.apply_updates` materialises the
+scaled update ``-lr * direction`` and then a new copy of every parameter. Both
+functions here fold a final scaling transform (the learning rate of every named
+optimizer) into the parameter update, one fused ``p + f * u`` per parameter,
+which is also how ``torch.optim`` applies its step.
+
+:func:`step_` goes further for eager training loops on large models: like
+``torch.optim`` it overwrites the parameters and the optimizer state instead of
+allocating new ones (the caller donates them, as with JAX's
+``donate_argnums``), which keeps a step's memory traffic at torch's level.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ._base import (
+    Params,
+    State,
+    Transform,
+    Updates,
+    _check_transform,
+    chained,
+    quotient,
+    run_chain,
+    scaling_factor,
+)
+from ._checks import axpy, caster, donating, is_number
+
+
+def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> tuple:
+    """``(nums, dens, factor, new_state)``: the step is ``params + factor * nums / dens``.
+
+    ``factor`` is ``None`` (meaning 1) unless the optimizer, or the last
+    transform of a chain, only scales its input by a state-dependent factor;
+    ``dens`` is ``None`` (no division) unless the transform before that factor
+    is a quotient (Adam, RMSprop, Adagrad).
+    """
+    parts = chained(opt)
+    if not parts or scaling_factor(parts[-1]) is None:
+        factor_fn = scaling_factor(opt)
+        if factor_fn is not None:
+            factor, state = factor_fn(state)
+            return grads, None, factor, state
+        updates, state = opt.update(grads, state, params)
+        return updates, None, None, state
+    if not isinstance(state, tuple) or len(state) != len(parts):
+        n = len(state) if isinstance(state, tuple) else type(state).__name__
+        raise ValueError(f"step: state has {n} entries for a chain of {len(parts)} transforms")
+    ratios = quotient(parts[-2]) if len(parts) > 1 else None
+    n_head = len(parts) - (2 if ratios is not None else 1)
+    nums, new_state = run_chain(parts[:n_head], grads, state[:n_head], params)
+    dens = None
+    if ratios is not None:
+        nums, dens, ratio_state = ratios(nums, state[-2], params)
+        new_state += (ratio_state,)
+    factor, last_state = scaling_factor(parts[-1])(state[-1])
+    return nums, dens, factor, new_state + (last_state,)
+
+
+def _check_names(params: Params, grads: Updates, where: str) -> None:
+    if params.keys() != grads.keys():
+        raise ValueError(
+            f"{where}: params and grads have different names: {sorted(params)} vs {sorted(grads)}"
+        )
+
+
+def _tensor_factor(factor: Any) -> Any:
+    return factor if is_number(factor) or factor is None else torch.as_tensor(factor)
+
+
+def step(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
+    """One optimizer step, pure: ``(new_params, new_state)``.
+
+    The same numbers as ``opt.update`` followed by
+    :func:`~regfn.optim.apply_updates` (up to one rounding: the learning rate
+    is applied in the same fused ``p + f * u`` as ``torch.optim``'s
+    ``param.add_(u, alpha=-lr)``). Works under ``vmap``, ``grad`` and
+    ``torch.compile``; nothing is mutated.
+
+    Args:
+        opt: a :class:`~regfn.optim.Transform`, e.g. ``sgd(0.1, momentum=0.9)``.
+        params: the current parameters.
+        grads: the gradients (same names).
+        state: ``opt``'s state.
+
+    Returns:
+        The new parameters (a new dict, each keeping its dtype) and the new state.
+
+    Raises:
+        TypeError: if ``opt`` is not a transform.
+        ValueError: if the names of ``params`` and ``grads`` differ.
+
+    Examples:
+        >>> import torch
+        >>> from regfn import optim
+        >>> opt = optim.sgd(lr=0.1, momentum=0.9)
+        >>> params = {"w": torch.tensor([1.0, -1.0])}
+        >>> state = opt.init(params)
+        >>> params, state = optim.step(opt, params, {"w": torch.tensor([1.0, 1.0])}, state)
+        >>> params
+        {'w': tensor([ 0.9000, -1.1000])}
+    """
+    opt = _check_transform(opt, "step")
+    _check_names(params, grads, "step")
+    nums, dens, factor, state = _direction(opt, grads, state, params)
+    get = caster(_tensor_factor(factor))
+    new = {}
+    for k, p in params.items():
+        out = _add_scaled(p, nums[k], None if dens is None else dens[k], get(p.dtype)[0], inplace=False)
+        new[k] = out if out.dtype == p.dtype else out.to(p.dtype)
+    return new, state
+
+
+def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State:
+    """One optimizer step in place, like ``torch.optim``'s ``opt.step()``.
+
+    The tensors in ``params`` are overwritten with the new parameters, and the
+    tensors of ``state`` (momentum buffers, Adam's moments, ...) with the new
+    state, so an eager training loop allocates what ``torch.optim`` allocates
+    and no more. ``grads`` is only read. Returns the new state: use it for the
+    next step (its large tensors are the old ones, updated; small entries such
+    as step counters are new tensors). The numbers equal :func:`step`'s.
+
+    This is the one function in :mod:`regfn.optim` that mutates its inputs: the
+    caller donates ``params`` and ``state``, and any other reference to those
+    tensors (an ``nn.Module`` they came from, a saved copy) sees the change.
+    It runs under ``torch.no_grad()``, so ``nn.Parameter`` leaves may be
+    passed. Under ``vmap``, ``grad`` or ``torch.compile`` use :func:`step`.
+
+    Args:
+        opt: a :class:`~regfn.optim.Transform`.
+        params: the parameters, updated in place.
+        grads: the gradients (same names).
+        state: ``opt``'s state, donated.
+
+    Returns:
+        The new state.
+
+    Raises:
+        TypeError: if ``opt`` is not a transform.
+        ValueError: if the names of ``params`` and ``grads`` differ.
+
+    Examples:
+        >>> import torch
+        >>> from regfn import optim
+        >>> opt = optim.adam(lr=0.1)
+        >>> params = {"w": torch.tensor([1.0, -1.0])}
+        >>> state = opt.init(params)
+        >>> w = params["w"]
+        >>> state = optim.step_(opt, params, {"w": torch.tensor([2.0, 2.0])}, state)
+        >>> w  # the same tensor, updated
+        tensor([ 0.9000, -1.1000])
+        >>> state[0]["exp_avg"]["w"]
+        tensor([0.2000, 0.2000])
+    """
+    opt = _check_transform(opt, "step_")
+    _check_names(params, grads, "step_")
+    with torch.no_grad(), donating():
+        nums, dens, factor, state = _direction(opt, grads, state, params)
+        get = caster(_tensor_factor(factor))
+        for k, p in params.items():
+            _add_scaled(p, nums[k], None if dens is None else dens[k], get(p.dtype)[0], inplace=True)
+    return state
+
+
+def _add_scaled(p: Tensor, num: Tensor, den: Optional[Tensor], f: Any, inplace: bool) -> Tensor:
+    """``p + f * num / den``, in place into ``p`` or as a new tensor.
+
+    ``den`` ``None`` means no division, ``f`` ``None`` means 1; a number ``f``
+    goes into the fused op (``add``'s ``alpha``, ``addcdiv``'s ``value``), a
+    tensor ``f`` multiplies the quotient.
+    """
+    if f is None:
+        f = 1
+    if den is not None and is_number(f):
+        return p.addcdiv_(num, den, value=f) if inplace else torch.addcdiv(p, num, den, value=f)
+    u = num if den is None else num / den
+    if is_number(f):
+        if inplace:
+            return p.add_(u, alpha=f)
+        return axpy(p, u, f)
+    return p.addcmul_(u, f) if inplace else torch.addcmul(p, u, f)
