@@ -63,17 +63,6 @@ def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> 
     return nums, dens, factor, new_state + (last_state,)
 
 
-def _check_names(params: Params, grads: Updates, where: str) -> None:
-    if params.keys() != grads.keys():
-        raise ValueError(
-            f"{where}: params and grads have different names: {sorted(params)} vs {sorted(grads)}"
-        )
-
-
-def _tensor_factor(factor: Any) -> Any:
-    return factor if is_number(factor) or factor is None else torch.as_tensor(factor)
-
-
 def step(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
     """One optimizer step, pure: ``(new_params, new_state)``.
 
@@ -106,15 +95,8 @@ def step(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[
         >>> params
         {'w': tensor([ 0.9000, -1.1000])}
     """
-    opt = _check_transform(opt, "step")
-    _check_names(params, grads, "step")
-    nums, dens, factor, state = _direction(opt, grads, state, params)
-    get = caster(_tensor_factor(factor))
-    new = {}
-    for k, p in params.items():
-        out = _add_scaled(p, nums[k], None if dens is None else dens[k], get(p.dtype)[0], inplace=False)
-        new[k] = out if out.dtype == p.dtype else out.to(p.dtype)
-    return new, state
+    new, state = _step(opt, params, grads, state, inplace=False)
+    return {k: v if v.dtype == params[k].dtype else v.to(params[k].dtype) for k, v in new.items()}, state
 
 
 def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State:
@@ -159,14 +141,25 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
         >>> state[0]["exp_avg"]["w"]
         tensor([0.2000, 0.2000])
     """
-    opt = _check_transform(opt, "step_")
-    _check_names(params, grads, "step_")
     with torch.no_grad(), donating():
-        nums, dens, factor, state = _direction(opt, grads, state, params)
-        get = caster(_tensor_factor(factor))
-        for k, p in params.items():
-            _add_scaled(p, nums[k], None if dens is None else dens[k], get(p.dtype)[0], inplace=True)
-    return state
+        return _step(opt, params, grads, state, inplace=True)[1]
+
+
+def _step(opt: Transform, params: Params, grads: Updates, state: State, inplace: bool) -> tuple:
+    """``({name: p + f * num / den}, new_state)``, the sums written into ``params`` if ``inplace``."""
+    where = "step_" if inplace else "step"
+    opt = _check_transform(opt, where)
+    if params.keys() != grads.keys():
+        raise ValueError(
+            f"{where}: params and grads have different names: {sorted(params)} vs {sorted(grads)}"
+        )
+    nums, dens, factor, state = _direction(opt, grads, state, params)
+    get = caster(factor if is_number(factor) or factor is None else torch.as_tensor(factor))
+    new = {}
+    for k, p in params.items():
+        den = None if dens is None else dens[k]
+        new[k] = _add_scaled(p, nums[k], den, get(p.dtype)[0], inplace)
+    return new, state
 
 
 def _add_scaled(p: Tensor, num: Tensor, den: Optional[Tensor], f: Any, inplace: bool) -> Tensor:
