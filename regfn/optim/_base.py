@@ -21,24 +21,6 @@ Params = Mapping[str, Tensor]
 Updates = Mapping[str, Tensor]
 State = Any
 
-# Attribute set on the ``update`` function of transforms that act on the new
-# weights ``w + u`` (proximal steps, projections). They must end a chain.
-_POST_STEP = "_regfn_post_step"
-# Attribute set on the ``update`` function of transforms that only multiply the
-# updates by a factor computed from their state (``scale``, the learning rate):
-# ``factor(state) -> (factor, new_state)``. :func:`regfn.optim.step` folds such
-# a last factor into the parameter update instead of materialising ``u * f``.
-_FACTOR = "_regfn_factor"
-# Attribute set on the ``update`` function of transforms whose output is a
-# quotient ``num / den`` (Adam, RMSprop, Adagrad):
-# ``ratios(updates, state, params) -> (nums, dens, new_state)``. Before a final
-# learning rate, :func:`regfn.optim.step` applies it with one fused
-# ``addcdiv`` like torch.optim, instead of dividing first.
-_RATIO = "_regfn_ratio"
-# Attribute set on a chain's ``update``: the tuple of chained transforms.
-_PARTS = "_regfn_parts"
-
-
 class Transform(NamedTuple):
     """A gradient transformation: a pair of pure functions.
 
@@ -57,42 +39,63 @@ class Transform(NamedTuple):
     update: Callable[..., tuple[dict[str, Tensor], State]]
 
 
-def mark_post_step(update: Callable, name: str) -> Callable:
-    """Tag ``update`` as acting on ``w + u`` (it must come last in a chain)."""
-    setattr(update, _POST_STEP, name)
-    return update
+class TaggedUpdate:
+    """An ``update`` function plus what other parts of :mod:`regfn.optim` may know of it.
+
+    Calling it calls ``fn``. The tags (attributes ``regfn_<tag>``, ``None`` when absent):
+
+    * ``post_step``: the name of a transform acting on the new weights ``w + u``
+      (proximal steps, projections); such transforms must end a chain.
+    * ``factor``: ``factor(state) -> (f, new_state)`` for a transform that only
+      multiplies its input by ``f`` (``scale``, the learning rate).
+      :func:`regfn.optim.step` folds a last factor into the parameter update.
+    * ``ratios``: ``ratios(updates, state, params) -> (nums, dens, new_state)``
+      for a transform whose output is ``nums / dens`` (Adam, RMSprop, Adagrad).
+      Before a final factor, :func:`regfn.optim.step` applies it with one
+      ``addcdiv``, as ``torch.optim`` does.
+    * ``parts``: the transforms a :func:`chain` runs.
+
+    A class rather than attributes set on a function: building an optimizer
+    inside ``torch.compile`` (as sweeps do) cannot ``setattr`` on a function
+    with every supported torch version.
+    """
+
+    def __init__(self, fn: Callable, post_step=None, factor=None, ratios=None, parts=None):
+        self.fn = fn
+        self.regfn_post_step = post_step
+        self.regfn_factor = factor
+        self.regfn_ratios = ratios
+        self.regfn_parts = parts
+
+    def __call__(self, updates: Updates, state: State, params: Optional[Params] = None):
+        return self.fn(updates, state, params)
+
+
+def _tag(transform: Transform, name: str) -> Any:
+    # getattr with a default, not isinstance: torch 2.4's dynamo cannot take
+    # isinstance of a nested function. The names are prefixed against clashes
+    # with the attributes of a user's own callable.
+    return getattr(transform.update, f"regfn_{name}", None)
 
 
 def post_step_name(transform: Transform) -> Optional[str]:
     """The name of a post-step transform (``"prox_l1"``, ...), else ``None``."""
-    return getattr(transform.update, _POST_STEP, None)
-
-
-def mark_scaling(update: Callable, factor: Callable[[State], tuple]) -> Callable:
-    """Tag ``update`` as ``u -> u * f`` with ``f, new_state = factor(state)``."""
-    setattr(update, _FACTOR, factor)
-    return update
+    return _tag(transform, "post_step")
 
 
 def scaling_factor(transform: Transform) -> Optional[Callable[[State], tuple]]:
     """``factor(state) -> (f, new_state)`` if ``transform`` only scales by ``f``, else ``None``."""
-    return getattr(transform.update, _FACTOR, None)
-
-
-def mark_ratio(update: Callable, ratios: Callable[..., tuple]) -> Callable:
-    """Tag ``update`` as the quotient ``nums / dens`` of ``ratios(updates, state, params)``."""
-    setattr(update, _RATIO, ratios)
-    return update
+    return _tag(transform, "factor")
 
 
 def quotient(transform: Transform) -> Optional[Callable[..., tuple]]:
     """``ratios(updates, state, params) -> (nums, dens, new_state)`` if ``transform`` divides, else ``None``."""
-    return getattr(transform.update, _RATIO, None)
+    return _tag(transform, "ratios")
 
 
 def chained(transform: Transform) -> Optional[tuple]:
     """The transforms a :func:`chain` was built from, else ``None``."""
-    return getattr(transform.update, _PARTS, None)
+    return _tag(transform, "parts")
 
 
 def run_chain(transforms, updates: Updates, state: tuple, params: Optional[Params]):
@@ -152,10 +155,8 @@ def chain(*transforms: Transform) -> Transform:
     def update(updates: Updates, state: tuple, params: Optional[Params] = None):
         return run_chain(transforms, updates, state, params)
 
-    setattr(update, _PARTS, transforms)
-    if names and names[-1] is not None:
-        mark_post_step(update, names[-1])
-    return Transform(init, update)
+    last = names[-1] if names else None
+    return Transform(init, TaggedUpdate(update, post_step=last, parts=transforms))
 
 
 def masked(transform: Transform, mask: Mask) -> Transform:
@@ -196,10 +197,7 @@ def masked(transform: Transform, mask: Mask) -> Transform:
         new_sub, state = transform.update(sub, state, sub_params)
         return {k: new_sub[k] if k in selected else v for k, v in updates.items()}, state
 
-    name = post_step_name(transform)
-    if name is not None:
-        mark_post_step(update, name)
-    return Transform(init, update)
+    return Transform(init, TaggedUpdate(update, post_step=post_step_name(transform)))
 
 
 def apply_updates(params: Params, updates: Updates) -> dict[str, Tensor]:

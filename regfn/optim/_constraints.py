@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .._tree import Mask, resolve_mask
-from ._base import Params, State, Transform, Updates, mark_post_step
+from ._base import Params, State, TaggedUpdate, Transform, Updates
 from ._checks import axpy, caster, hyper, is_number, is_zero, need_params, scalar_dtype, step_zero
 
 
@@ -207,7 +207,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
             out[k] = (z - torch.clamp(z, min=-thr, max=thr)) - w
         return out, state
 
-    return Transform(init, mark_post_step(update, where))
+    return Transform(init, TaggedUpdate(update, post_step=where))
 
 
 def _norm_dims(axis: Union[int, tuple, list, None], ndim: int, where: str) -> tuple:
@@ -286,4 +286,4 @@ def max_norm(max_value: Any, axis: Union[int, tuple, list, None] = None) -> Tran
             out[k] = torch.where(norm > c, shrunk, u)
         return out, state
 
-    return Transform(init, mark_post_step(update, where))
+    return Transform(init, TaggedUpdate(update, post_step=where))

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ._base import Params, State, Transform, Updates, mark_ratio, mark_scaling
+from ._base import Params, State, TaggedUpdate, Transform, Updates
 from ._checks import (
     axpy,
     caster,
@@ -49,7 +49,7 @@ def _scaling(init: Any, factor: Any) -> Transform:
         f, state = factor(state)
         return _times(updates, f), state
 
-    return Transform(init, mark_scaling(update, factor))
+    return Transform(init, TaggedUpdate(update, factor=factor))
 
 
 def _quotient_transform(init: Any, ratios: Any) -> Transform:
@@ -70,7 +70,7 @@ def _quotient_transform(init: Any, ratios: Any) -> Transform:
             out[k] = into(den if eager and grad_free(num, den) else None, torch.div, num, den)
         return out, state
 
-    return Transform(init, mark_ratio(update, ratios))
+    return Transform(init, TaggedUpdate(update, ratios=ratios))
 
 
 def _stateless(params: Params) -> dict:
