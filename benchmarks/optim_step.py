@@ -19,6 +19,7 @@ with ``eager_ratio = regfn_eager / torch_single``, ``step_ratio``,
 Usage::
 
     python benchmarks/optim_step.py [--repeats 7] [--threads N] [--device cpu]
+                                    [--models 8-6-4-1,...] [--cases adam,...]
 """
 
 from __future__ import annotations
@@ -149,13 +150,20 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {list(MODELS)}")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {list(CASES)}")
     args = parser.parse_args()
+    models, cases = args.models.split(","), args.cases.split(",")
+    for name, chosen, known in (("--models", models, MODELS), ("--cases", cases, CASES)):
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            parser.error(f"{name}: unknown {unknown}; choose from {list(known)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(json.dumps({"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}))
-    for model in MODELS:
-        for case in CASES:
+    for model in models:
+        for case in cases:
             print(json.dumps(bench(model, case, device, args.repeats)), flush=True)
 
 

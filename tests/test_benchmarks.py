@@ -33,3 +33,12 @@ def test_sweep_benchmark_prints_one_json_line_per_k():
 def test_uniform_benchmark_runs():
     rows = run("random_uniform.py", "--device", "cpu", "--sizes", "1000", "--repeats", "1")
     assert [r["mode"] for r in rows] == ["eager", "compiled"]
+
+
+def test_optim_benchmark_runs_every_variant():
+    rows = run("optim_step.py", "--models", "8-6-4-1", "--cases", "sgd_momentum,adam", "--repeats", "1")
+    assert [r["case"] for r in rows if "case" in r] == ["sgd_momentum", "adam"]
+    for r in (r for r in rows if "case" in r):
+        for variant in ("torch_single", "torch_foreach", "regfn_eager", "regfn_step", "regfn_inplace", "regfn_compiled"):
+            assert r[f"{variant}_us"] > 0
+        assert {"eager_ratio", "step_ratio", "inplace_ratio", "compiled_ratio"} <= set(r)
