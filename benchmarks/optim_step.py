@@ -1,7 +1,7 @@
 """Time one optimizer step: regfn.optim (eager and compiled) vs torch.optim.
 
 For each model (the tutorial's 8-6-4-1 MLP and a 784-1024-1024-10 MLP) and
-each optimizer (SGD with momentum, Adam, RMSprop, Adagrad) the step is timed, gradients given:
+each optimizer (SGD with momentum, Adam, AdamW, RMSprop, Adagrad) the step is timed, gradients given:
 
 * ``torch_single``: ``torch.optim`` with ``foreach=False`` (the single-tensor
   path regfn must not be slower than), ``opt.step()`` in place;
@@ -43,6 +43,11 @@ CASES = {
         lambda: optim.adam(lr=1e-3),
         lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=False),
         lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+    ),
+    "adamw": (
+        lambda: optim.adamw(lr=1e-3, weight_decay=1e-2),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=False),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=True),
     ),
     "rmsprop": (
         lambda: optim.rmsprop(lr=1e-3),
