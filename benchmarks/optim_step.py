@@ -106,6 +106,7 @@ def bench(model, case, device, repeats):
         u, s = opt.update(g, s, p)
         return optim.apply_updates(p, u), s
 
+    torch.compiler.reset()  # a fresh compile per case (one step function, many optimizers)
     compiled = torch.compile(step, fullgraph=True)
     for name, fn in (("regfn_eager", step), ("regfn_compiled", compiled)):
         box = [dict(params), opt.init(params)]

@@ -507,6 +507,11 @@ COMPOSITES = [
     ("nested", lambda: chain(optim.clip_by_global_norm(1.0), chain(optim.scale_by_adam(), optim.scale(-0.01)))),
     ("bare-scale", lambda: optim.scale(-0.1)),
     ("no-final-scale", lambda: chain(optim.scale_by_learning_rate(0.1), optim.trace(0.9))),
+    ("sgd-l2-folded", lambda: optim.sgd(lr=0.1, weight_decay=0.05)),
+    ("masked-decay", lambda: chain(
+        optim.scale_by_adam(), optim.add_decayed_weights(0.1, mask=weights_only), optim.scale_by_learning_rate(0.01))),
+    ("adamw-tensors", lambda: optim.adamw(lr=optim.exponential_decay(0.05, 0.9), weight_decay=torch.tensor(0.1, dtype=F64))),
+    ("decay-zero", lambda: optim.adamw(lr=0.01, weight_decay=0.0)),
 ]
 STEP_CASES = [(f"{n}-{CASE_IDS[i]}", lambda n=n, kw=kw: getattr(optim, n)(**kw)) for i, (n, kw) in enumerate(CASES)]
 STEP_CASES += COMPOSITES

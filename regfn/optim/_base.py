@@ -53,6 +53,11 @@ class TaggedUpdate:
       for a transform whose output is ``nums / dens`` (Adam, RMSprop, Adagrad).
       Before a final factor, :func:`regfn.optim.step` applies it with one
       ``addcdiv``, as ``torch.optim`` does.
+    * ``decay``: ``decay(params) -> {name: coefficient}`` for a transform that
+      adds ``coefficient * w`` to the updates (``add_l2``,
+      ``add_decayed_weights``). Just before a final factor ``f``,
+      :func:`regfn.optim.step` applies it as ``w * (1 + f * coefficient)``,
+      AdamW's ``w *= 1 - lr * weight_decay``.
     * ``parts``: the transforms a :func:`chain` runs.
 
     A class rather than attributes set on a function: building an optimizer
@@ -60,11 +65,12 @@ class TaggedUpdate:
     with every supported torch version.
     """
 
-    def __init__(self, fn: Callable, post_step=None, factor=None, ratios=None, parts=None):
+    def __init__(self, fn: Callable, post_step=None, factor=None, ratios=None, decay=None, parts=None):
         self.fn = fn
         self.regfn_post_step = post_step
         self.regfn_factor = factor
         self.regfn_ratios = ratios
+        self.regfn_decay = decay
         self.regfn_parts = parts
 
     def __call__(self, updates: Updates, state: State, params: Optional[Params] = None):
@@ -91,6 +97,11 @@ def scaling_factor(transform: Transform) -> Optional[Callable[[State], tuple]]:
 def quotient(transform: Transform) -> Optional[Callable[..., tuple]]:
     """``ratios(updates, state, params) -> (nums, dens, new_state)`` if ``transform`` divides, else ``None``."""
     return _tag(transform, "ratios")
+
+
+def weight_decay_of(transform: Transform) -> Optional[Callable[..., dict]]:
+    """``decay(params) -> {name: coefficient}`` if ``transform`` adds ``coefficient * w``, else ``None``."""
+    return _tag(transform, "decay")
 
 
 def chained(transform: Transform) -> Optional[tuple]:

@@ -21,15 +21,20 @@ def _add_weights(weight_decay: Any, mask: Mask, where: str) -> Transform:
             resolve_mask(mask, params, where=f"{where}: mask")
         return {}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def coefficients(params: Optional[Params]) -> dict:
+        """``{name: weight_decay}`` for the decayed parameters (none when it is a Python 0)."""
         if is_zero(weight_decay):
-            return dict(updates), state
+            return {}
         params = need_params(params, where)
-        selected = None if mask is None else resolve_mask(mask, params, where=f"{where}: mask")
+        selected = params.keys() if mask is None else resolve_mask(mask, params, where=f"{where}: mask")
+        return {k: weight_decay for k in params if k in selected}
+
+    def update(updates: Updates, state: State, params: Optional[Params] = None):
+        decayed = coefficients(params)
         get = caster(weight_decay)
         out = {}
         for k, u in updates.items():
-            if selected is not None and k not in selected:
+            if k not in decayed:
                 out[k] = u
             elif is_number(weight_decay):
                 out[k] = axpy(u, params[k], weight_decay)
@@ -37,7 +42,7 @@ def _add_weights(weight_decay: Any, mask: Mask, where: str) -> Transform:
                 out[k] = u + get(u.dtype)[0] * params[k]
         return out, state
 
-    return Transform(init, update)
+    return Transform(init, TaggedUpdate(update, decay=coefficients))
 
 
 def add_l2(weight_decay: Any, mask: Mask = None) -> Transform:

@@ -14,7 +14,7 @@ allocating new ones (the caller donates them, as with JAX's
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -29,38 +29,61 @@ from ._base import (
     quotient,
     run_chain,
     scaling_factor,
+    weight_decay_of,
 )
 from ._checks import axpy, caster, donating, is_number
 
 
-def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> tuple:
-    """``(nums, dens, factor, new_state)``: the step is ``params + factor * nums / dens``.
+class _Direction(NamedTuple):
+    """The step is ``p * (1 + factor * decays[k]) + factor * nums[k] / dens[k]``.
 
-    ``factor`` is ``None`` (meaning 1) unless the optimizer, or the last
-    transform of a chain, only scales its input by a state-dependent factor;
-    ``dens`` is ``None`` (no division) unless the transform before that factor
-    is a quotient (Adam, RMSprop, Adagrad).
+    ``dens`` ``None``: no division; ``decays`` maps only the decayed names;
+    ``factor`` ``None``: 1 (then ``decays`` is empty).
+    """
+
+    nums: dict
+    dens: Optional[dict]
+    decays: dict
+    factor: Any
+    state: State
+
+
+def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> _Direction:
+    """Run ``opt`` up to what can be folded into the parameter update.
+
+    When ``opt`` is a chain ending in a scaling transform (the learning rate),
+    that factor is not applied to the updates; nor, just before it, a weight
+    term ``+ coefficient * w`` (AdamW's decay) or, before that, the division
+    of a quotient transform (Adam, RMSprop, Adagrad). Anything else runs as
+    ``opt.update``.
     """
     parts = chained(opt)
     if not parts or scaling_factor(parts[-1]) is None:
         factor_fn = scaling_factor(opt)
         if factor_fn is not None:
             factor, state = factor_fn(state)
-            return grads, None, factor, state
+            return _Direction(dict(grads), None, {}, factor, state)
         updates, state = opt.update(grads, state, params)
-        return updates, None, None, state
+        return _Direction(updates, None, {}, None, state)
     if not isinstance(state, tuple) or len(state) != len(parts):
         n = len(state) if isinstance(state, tuple) else type(state).__name__
         raise ValueError(f"step: state has {n} entries for a chain of {len(parts)} transforms")
-    ratios = quotient(parts[-2]) if len(parts) > 1 else None
-    n_head = len(parts) - (2 if ratios is not None else 1)
-    nums, new_state = run_chain(parts[:n_head], grads, state[:n_head], params)
+    end = len(parts) - 1  # parts[end] is the factor; fold what directly precedes it
+    decay = weight_decay_of(parts[end - 1]) if end >= 1 else None
+    end -= decay is not None
+    ratios = quotient(parts[end - 1]) if end >= 1 else None
+    end -= ratios is not None
+    nums, new_state = run_chain(parts[:end], grads, state[:end], params)
     dens = None
     if ratios is not None:
-        nums, dens, ratio_state = ratios(nums, state[-2], params)
+        nums, dens, ratio_state = ratios(nums, state[end], params)
         new_state += (ratio_state,)
+    decays = {}
+    if decay is not None:
+        decays = decay(params)
+        new_state += (state[len(new_state)],)  # stateless: passed through
     factor, last_state = scaling_factor(parts[-1])(state[-1])
-    return nums, dens, factor, new_state + (last_state,)
+    return _Direction(nums, dens, decays, factor, new_state + (last_state,))
 
 
 def step(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
@@ -153,13 +176,19 @@ def _step(opt: Transform, params: Params, grads: Updates, state: State, inplace:
         raise ValueError(
             f"{where}: params and grads have different names: {sorted(params)} vs {sorted(grads)}"
         )
-    nums, dens, factor, state = _direction(opt, grads, state, params)
-    get = caster(factor if is_number(factor) or factor is None else torch.as_tensor(factor))
+    d = _direction(opt, grads, state, params)
+    get = caster(d.factor if is_number(d.factor) or d.factor is None else torch.as_tensor(d.factor))
+    decay = caster(*d.decays.values())
+    decays = dict(zip(d.decays, range(len(d.decays))))  # name -> index into decay(dtype)
     new = {}
     for k, p in params.items():
-        den = None if dens is None else dens[k]
-        new[k] = _add_scaled(p, nums[k], den, get(p.dtype)[0], inplace)
-    return new, state
+        f = get(p.dtype)[0]
+        if k in decays:  # p * (1 + f * wd), AdamW's decay of the weights
+            shrink = 1 + f * decay(p.dtype)[decays[k]]
+            p = p.mul_(shrink) if inplace else p * shrink
+        den = None if d.dens is None else d.dens[k]
+        new[k] = _add_scaled(p, d.nums[k], den, f, inplace)
+    return new, d.state
 
 
 def _add_scaled(p: Tensor, num: Tensor, den: Optional[Tensor], f: Any, inplace: bool) -> Tensor:
