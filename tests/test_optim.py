@@ -629,3 +629,18 @@ def test_step_rejects_bad_arguments():
             fn(opt, p, {"v": torch.ones(2)}, opt.init(p))
         with pytest.raises(TypeError, match=fn.__name__):
             fn(lambda u: u, p, p, ())
+
+
+def test_inplace_step_compiles():
+    opt = optim.adamw(lr=0.1, weight_decay=0.1)
+    p_eager, grads = _random_problem()
+    p_comp = {k: v.clone() for k, v in p_eager.items()}
+    s_eager, s_comp = opt.init(p_eager), opt.init(p_comp)
+    torch.compiler.reset()
+    compiled = torch.compile(lambda p, g, s: optim.step_(opt, p, g, s), fullgraph=True)
+    for g in grads[:3]:
+        s_eager = optim.step_(opt, p_eager, g, s_eager)
+        s_comp = compiled(p_comp, g, s_comp)
+    for k in p_eager:
+        torch.testing.assert_close(p_comp[k], p_eager[k], rtol=1e-12, atol=1e-14)
+    torch.compiler.reset()

@@ -136,7 +136,9 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
     caller donates ``params`` and ``state``, and any other reference to those
     tensors (an ``nn.Module`` they came from, a saved copy) sees the change.
     It runs under ``torch.no_grad()``, so ``nn.Parameter`` leaves may be
-    passed. Under ``vmap``, ``grad`` or ``torch.compile`` use :func:`step`.
+    passed. Under ``torch.compile`` the parameters are still updated in place
+    but the state comes back as new tensors (the compiler fuses the step
+    anyway); under ``vmap`` or ``grad`` use :func:`step`.
 
     Args:
         opt: a :class:`~regfn.optim.Transform`.
@@ -164,6 +166,9 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
         >>> state[0]["exp_avg"]["w"]
         tensor([0.2000, 0.2000])
     """
+    if torch.compiler.is_compiling():  # the compiler cannot trace the donation switch;
+        with torch.no_grad():  # params are still updated in place, the state is new
+            return _step(opt, params, grads, state, inplace=True)[1]
     with torch.no_grad(), donating():
         return _step(opt, params, grads, state, inplace=True)[1]
 
