@@ -19,6 +19,7 @@ object per K is printed on its own line.
 
     python benchmarks/sweep.py --device cpu --ks 64 --epochs 200
     python benchmarks/sweep.py --device cuda --ks 64,1024,4096 --epochs 2000
+    python benchmarks/sweep.py --device cuda --inductor coordinate_descent_tuning=True
 """
 
 from __future__ import annotations
@@ -191,6 +192,24 @@ def time_jax(data, cfgs, epochs, device):
 # ----------------------------------------------------------------- main
 
 
+def parse_inductor_options(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """``["a.b=1", ...]`` -> ``{"a.b": 1}``, checked against ``torch._inductor.config``."""
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    options = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in inductor_config.get_config_copy():
+            parser.error(f"--inductor: expected OPTION=VALUE with a torch._inductor.config option, got {item!r}")
+        try:
+            options[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            parser.error(f"--inductor: {name}'s value must be a Python literal, got {text!r}")
+    return options
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -203,7 +222,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--linear", default="matmul", choices=["matmul", "broadcast"], help="regfn.mlp's layer kind")
     parser.add_argument("--no-compile", action="store_true", help="run regfn eagerly (a smoke test, not a benchmark)")
     parser.add_argument("--profile", default=None, help="write a torch.profiler kernel table of regfn's sweep at the first K to this file")
+    parser.add_argument(
+        "--inductor", action="append", default=[], metavar="OPTION=VALUE",
+        help="set a torch._inductor.config option for regfn's compile, e.g. coordinate_descent_tuning=True (repeatable)",
+    )
     args = parser.parse_args(argv)
+    inductor = parse_inductor_options(parser, args.inductor)
+    with torch._inductor.config.patch(inductor):
+        run(args, inductor)
+
+
+def run(args: argparse.Namespace, inductor: dict) -> None:
+    """Time every K of ``args`` and print one JSON line each."""
     data = load_data(args.csv, args.device)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     for k in (int(s) for s in args.ks.split(",")):
@@ -230,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             "diverged": len(result.diverged),
             "regfn_threads": (args.threads or torch.get_num_threads()) if args.device == "cpu" else None,
             "linear": args.linear,
+            "inductor": inductor,
             "torch": torch.__version__,
         }
         print(json.dumps(row), flush=True)

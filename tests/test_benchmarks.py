@@ -22,8 +22,10 @@ def run(script: str, *args: str) -> list[dict]:
 
 
 def test_sweep_benchmark_prints_one_json_line_per_k():
-    rows = run("sweep.py", "--device", "cpu", "--ks", "2,3", "--epochs", "2", "--no-jax", "--no-compile", "--seq-configs", "1")
+    rows = run("sweep.py", "--device", "cpu", "--ks", "2,3", "--epochs", "2", "--no-jax", "--no-compile", "--seq-configs", "1",
+               "--inductor", "max_autotune=False")
     assert [r["K"] for r in rows] == [2, 3]
+    assert all(r["inductor"] == {"max_autotune": False} for r in rows)
     for r in rows:
         assert {"K", "epochs", "device", "regfn_s", "seq_s", "jax_s", "regfn_vs_jax", "seq_vs_regfn"} <= set(r)
         assert r["jax_s"] is None and r["regfn_s"] > 0 and r["diverged"] == 0
