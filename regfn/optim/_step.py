@@ -90,10 +90,12 @@ def step(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[
     """One optimizer step, pure: ``(new_params, new_state)``.
 
     The same numbers as ``opt.update`` followed by
-    :func:`~regfn.optim.apply_updates` (up to one rounding: the learning rate
-    is applied in the same fused ``p + f * u`` as ``torch.optim``'s
-    ``param.add_(u, alpha=-lr)``). Works under ``vmap``, ``grad`` and
-    ``torch.compile``; nothing is mutated.
+    :func:`~regfn.optim.apply_updates`, up to rounding: the final learning rate
+    is applied in one fused op per tensor, as ``torch.optim`` applies its step
+    (``param.add_(u, alpha=-lr)``, ``addcdiv_`` for Adam, RMSprop and Adagrad,
+    ``param.mul_(1 - lr * wd)`` for a weight decay just before the learning
+    rate). Works under ``vmap``, ``grad`` and ``torch.compile``; nothing is
+    mutated.
 
     Args:
         opt: a :class:`~regfn.optim.Transform`, e.g. ``sgd(0.1, momentum=0.9)``.
