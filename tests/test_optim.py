@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from conftest import CUDA
 from regfn import optim
 from regfn._tree import weights_only
 from regfn.optim import apply_updates, chain, masked
@@ -644,3 +645,21 @@ def test_inplace_step_compiles():
     for k in p_eager:
         torch.testing.assert_close(p_comp[k], p_eager[k], rtol=1e-12, atol=1e-14)
     torch.compiler.reset()
+
+
+@CUDA
+@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+def test_step_and_inplace_step_cuda_match_cpu(name, kwargs):
+    opt = getattr(optim, name)(**kwargs)
+    p_cpu, grads = _random_problem()
+    results = {}
+    for device in ("cpu", "cuda"):
+        for mode in ("step", "step_"):
+            p = {k: v.to(device) for k, v in p_cpu.items()}
+            s = opt.init(p)
+            for g in grads:
+                p, s = _one_step(mode, opt, p, {k: v.to(device) for k, v in g.items()}, s)
+            results[device, mode] = {k: v.cpu() for k, v in p.items()}
+    for k in p_cpu:
+        assert torch.equal(results["cuda", "step_"][k], results["cuda", "step"][k])
+        torch.testing.assert_close(results["cuda", "step_"][k], results["cpu", "step_"][k], rtol=1e-12, atol=1e-14)
