@@ -341,7 +341,7 @@ def _run_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, b
         try:
             graph, value_out = loop.capture(state, epoch_t, block)
         except Exception as err:  # noqa: BLE001 - any capture failure falls back to plain calls
-            warnings.warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs", stacklevel=3)
+            warnings.warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs", stacklevel=5)
             graph, block = None, 1
     done = 0
     while done < epochs:
@@ -399,7 +399,9 @@ def sweep(
         log_every: sample the curves every this many epochs (default:
             ``max(1, epochs // 20)``).
         chunk_size: configurations per vmapped call: ``"auto"`` (from a
-            memory estimate), an int, or ``None`` for all at once.
+            memory estimate; should a chunk still run out of GPU memory, the
+            chunk size is halved, with a warning, and that chunk rerun, which
+            recompiles the step), an int, or ``None`` for all at once.
         device: where to train (default: the data's device).
         compile: compile the step with ``torch.compile`` (falls back to eager,
             with a warning, if compilation fails).
@@ -459,7 +461,10 @@ def sweep(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
     with _cpu_threads(threads if device.type == "cpu" else None):
-        return _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, compile, use_graphs, quiet)
+        return _sweep(
+            spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, chunk_size == "auto",
+            compile, use_graphs, quiet,
+        )
 
 
 @contextlib.contextmanager
@@ -473,26 +478,31 @@ def _cpu_threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, compile, use_graphs, quiet):
+def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, adaptive, compile, use_graphs, quiet):
     k = len(rows)
     t0 = time.perf_counter()
     prog = _program(spec, compile)
     compile_s = 0.0
-    if compile:  # warm up (compile) on one throwaway chunk so timings separate compilation
-        try:
-            tc = time.perf_counter()
-            _warm_up(prog, _pad({n: v[:chunk] for n, v in hp_all.items()}, chunk), data, val, batch_size)
-            compile_s = time.perf_counter() - tc
-        except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
-            warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4)
-            prog, use_graphs = _program(spec, False), False
-
     tr = time.perf_counter()
-    outputs = []
+    outputs, start, warm = [], 0, None
     with _progress(epochs * math.ceil(k / chunk), quiet) as bar:
-        for start in range(0, k, chunk):
-            hp = _pad({n: v[start : start + chunk] for n, v in hp_all.items()}, chunk)
-            outputs.append(_finish_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar, k - start))
+        while start < k:
+            try:
+                if compile and warm != chunk:  # warm up (compile) on a throwaway chunk of this size
+                    tc = time.perf_counter()
+                    prog, use_graphs = _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size)
+                    compile_s += time.perf_counter() - tc
+                    tr += time.perf_counter() - tc  # compilation is not run time
+                    warm = chunk
+                hp = _pad({n: v[start : start + chunk] for n, v in hp_all.items()}, chunk)
+                outputs.append(
+                    _finish_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar, k - start)
+                )
+                start += chunk
+            except torch.cuda.OutOfMemoryError:
+                if not adaptive or chunk == 1:
+                    raise
+                chunk = _after_out_of_memory(chunk, k - start, epochs * len(outputs), epochs, bar)
     if data.x.device.type == "cuda":
         torch.cuda.synchronize(data.x.device)
     run_s = time.perf_counter() - tr
@@ -502,9 +512,45 @@ def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, 
         warnings.warn(
             f"regfn.sweep: {len(result.diverged)} of {k} configurations diverged (NaN/inf), "
             f"e.g. config {result.diverged[0]}: {rows[result.diverged[0]]}; they are flagged in the results",
-            stacklevel=4,
+            stacklevel=3,  # _sweep, sweep, the caller
         )
     return result
+
+
+def _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size):
+    """Compile ``prog`` for chunks of ``chunk`` configs; on a compiler failure, warn and go eager.
+
+    Returns ``(program, use_graphs)``. Running out of memory is not a compiler
+    failure: it propagates, so that the caller can shrink the chunks.
+    """
+    try:
+        _warm_up(prog, _pad({n: v[:chunk] for n, v in hp_all.items()}, chunk), data, val, batch_size)
+        return prog, use_graphs
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
+        warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4)  # _compile, _sweep, sweep, the caller
+        return _program(spec, False), False
+
+
+def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> int:
+    """Halve the chunk size after an out-of-memory error, warn, and recount the progress bar.
+
+    ``left`` configurations remain; the bar has ``done`` epochs of finished chunks.
+    """
+    smaller = max(1, min(chunk, left) // 2)
+    warnings.warn(
+        f"regfn.sweep: out of GPU memory with chunks of {chunk} configurations; "
+        f"retrying with {smaller} (the step is recompiled for the new size)",
+        stacklevel=4,
+    )
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if bar is not None:  # the failed chunk's epochs are run again, in smaller chunks
+        bar.total = done + epochs * math.ceil(left / smaller)
+        bar.n = done
+        bar.refresh()
+    return smaller
 
 
 def _warm_up(prog, hp, data, val, batch_size) -> None:

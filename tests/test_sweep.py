@@ -84,8 +84,9 @@ def test_diverging_config_is_flagged_and_neighbours_untouched():
     model = regfn.mlp((10, 1), output="identity")
     good = [{"lr": 0.01, "seed": 0}, {"lr": 0.02, "seed": 1}]
     bad = {"lr": 0.9, "seed": 2, "l2": 0.0}
-    with pytest.warns(UserWarning, match="1 of 3 configurations diverged"):
+    with pytest.warns(UserWarning, match="1 of 3 configurations diverged") as record:
         mixed = regfn.sweep(model, data, [good[0], {**bad, "lr": 50.0}, good[1]], loss="mse", epochs=30, compile=False)
+    assert record[0].filename == __file__  # the warning points at the caller
     # The same sweep with a tame config in the middle: same shapes, so the neighbours must match bit for bit.
     tame = regfn.sweep(model, data, [good[0], {**bad, "lr": 0.001}, good[1]], loss="mse", epochs=30, compile=False, quiet=True)
     assert mixed.diverged == [1] and tame.diverged == []
@@ -177,6 +178,41 @@ def test_thread_setting_is_restored(split):
     assert torch.get_num_threads() == before
 
 
+def _fail_above(real, limit):
+    """Wrap a sweep internal so that it runs out of GPU memory for chunks above ``limit`` configs."""
+
+    def wrapped(prog, hp, *args, **kwargs):
+        if hp["lr"].shape[0] > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(prog, hp, *args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_auto_chunks_shrink_after_out_of_memory(split, monkeypatch, compile):
+    train, val = split
+    cfgs = [dict(c, seed=i) for i, c in enumerate(CONFIGS * 2)]  # 10 configs
+    whole = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=None, compile=False, quiet=True)
+    monkeypatch.setattr(sweep_module, "auto_chunk_size", lambda *a, **k: len(cfgs))
+    monkeypatch.setattr(sweep_module, "_finish_chunk", _fail_above(sweep_module._finish_chunk, 3))
+    monkeypatch.setattr(sweep_module, "_warm_up", _fail_above(sweep_module._warm_up, 3))
+    with pytest.warns(UserWarning, match=r"out of GPU memory with chunks of 10 configurations; retrying with 5") as record:
+        shrunk = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, compile=compile, quiet=True)
+    messages = [str(w.message) for w in record]
+    assert any("chunks of 5 configurations; retrying with 2" in m for m in messages)
+    assert all(w.filename == __file__ for w in record)
+    assert not any("torch.compile failed" in m for m in messages)  # memory is not a compiler failure
+    for a, b in zip(shrunk.rows, whole.rows):
+        if compile:
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+        else:
+            assert a == b
+    # An explicit chunk size is the user's choice: the error propagates.
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=4, compile=False, quiet=True)
+
+
 def test_auto_chunk_size_is_positive_and_bounded():
     params = MODEL.init(rr.key(0))
     size = sweep_module.auto_chunk_size(params, 768, 8, torch.device("cpu"))
@@ -243,7 +279,8 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(split, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     model = regfn.mlp((2, 4, 1), output="logits")  # a new model: a program not cached yet
-    with pytest.warns(UserWarning, match="torch.compile failed .*inductor exploded.*running eagerly"):
+    with pytest.warns(UserWarning, match="torch.compile failed .*inductor exploded.*running eagerly") as record:
         fallback = regfn.sweep(model, train, [{"p": 0.5}], epochs=2, quiet=True, compile=True)
+    assert record[0].filename == __file__
     eager = regfn.sweep(model, train, [{"p": 0.5}], epochs=2, quiet=True, compile=False)
     assert fallback.rows == eager.rows
