@@ -2,10 +2,11 @@
 
 The optax design on PyTorch: an optimizer is a :class:`Transform`
 ``(init, update)`` over flat parameter dicts; states are dicts and tuples of
-tensors; nothing mutates its inputs. The named optimizers (:func:`sgd`,
-:func:`adam`, :func:`adamw`, :func:`rmsprop`, :func:`adagrad`) take
-``torch.optim``'s arguments and reproduce its numbers, and every
-hyperparameter may be a 0-d tensor, so ``torch.func.vmap`` can sweep it.
+tensors; nothing mutates its inputs (except :func:`step_`, on request). The
+named optimizers (:func:`sgd`, :func:`adam`, :func:`adamw`, :func:`rmsprop`,
+:func:`adagrad`) take ``torch.optim``'s arguments and reproduce its numbers,
+and every hyperparameter may be a 0-d tensor, so ``torch.func.vmap`` can
+sweep it.
 
 Examples:
     >>> import torch
