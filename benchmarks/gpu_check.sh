@@ -23,7 +23,7 @@ r = regfn.sweep(regfn.mlp((8, 6, 4, 1), output='logits'), load_data(None, 'cuda'
 print('K', len(r), r.timings, 'diverged', len(r.diverged))" > "$OUT/big.txt" 2>&1
 fi
 timeout "${UNIFORM_S:-25}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
-timeout "${OPTIM_S:-60}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
+timeout "${OPTIM_S:-45}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
 echo "== tests"; cat "$OUT/tests.txt"
 echo "== errors (tail)"; tail -n 5 "$OUT/sweep.err" "$OUT/uniform.err"
 echo "== top kernels"; head -n 20 "$OUT/profile.txt" 2>/dev/null; cat "$OUT/big.txt" 2>/dev/null
