@@ -32,7 +32,10 @@ echo "== optimizer step (model, case, update+apply / step / step_ / compiled vs 
 $PY - "$OUT/optim.jsonl" <<'PYEOF'
 import json, sys
 for line in open(sys.argv[1]):
-    r = json.loads(line)
+    try:
+        r = json.loads(line)
+    except ValueError:  # a line cut by the timeout
+        continue
     if "case" in r:
         print(r["model"], r["case"], r["eager_ratio"], r["step_ratio"], r["inplace_ratio"], r["compiled_ratio"])
 PYEOF
