@@ -488,7 +488,7 @@ def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, 
     with _progress(epochs * math.ceil(k / chunk), quiet) as bar:
         while start < k:
             try:
-                if compile and warm != chunk:  # warm up (compile) on a throwaway chunk of this size
+                if prog.compiled and warm != chunk:  # warm up (compile) on a throwaway chunk of this size
                     tc = time.perf_counter()
                     prog, use_graphs = _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size)
                     compile_s += time.perf_counter() - tc
@@ -529,7 +529,9 @@ def _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size):
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
-        warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4)  # _compile, _sweep, sweep, the caller
+        warnings.warn(  # stacklevel: _compile, _sweep, sweep, the caller
+            f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4
+        )
         return _program(spec, False), False
 
 
@@ -541,7 +543,7 @@ def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> 
     smaller = max(1, min(chunk, left) // 2)
     warnings.warn(
         f"regfn.sweep: out of GPU memory with chunks of {chunk} configurations; "
-        f"retrying with {smaller} (the step is recompiled for the new size)",
+        f"retrying with {smaller} (a compiled step is recompiled for the new size)",
         stacklevel=4,
     )
     if torch.cuda.is_available():
