@@ -492,7 +492,6 @@ def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, 
                     tc = time.perf_counter()
                     prog, use_graphs = _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size)
                     compile_s += time.perf_counter() - tc
-                    tr += time.perf_counter() - tc  # compilation is not run time
                     warm = chunk
                 hp = _pad({n: v[start : start + chunk] for n, v in hp_all.items()}, chunk)
                 outputs.append(
@@ -505,7 +504,7 @@ def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, 
                 chunk = _after_out_of_memory(chunk, k - start, epochs * len(outputs), epochs, bar)
     if data.x.device.type == "cuda":
         torch.cuda.synchronize(data.x.device)
-    run_s = time.perf_counter() - tr
+    run_s = time.perf_counter() - tr - compile_s  # compilation is not run time
     result = _assemble(rows, outputs)
     result.timings = {"compile_s": compile_s, "run_s": run_s, "total_s": time.perf_counter() - t0}
     if result.diverged and not quiet:

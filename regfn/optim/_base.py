@@ -120,6 +120,12 @@ def run_chain(transforms, updates: Updates, state: tuple, params: Optional[Param
     return updates, tuple(new_state)
 
 
+def check_same_names(params: Params, other: Mapping[str, Tensor], where: str, what: str) -> None:
+    """Raise a ``ValueError`` naming both key sets unless ``other`` has exactly ``params``' names."""
+    if params.keys() != other.keys():
+        raise ValueError(f"{where}: params and {what} have different names: {sorted(params)} vs {sorted(other)}")
+
+
 def _check_transform(t: Any, where: str) -> Transform:
     if not (hasattr(t, "init") and hasattr(t, "update") and callable(t.init) and callable(t.update)):
         raise TypeError(f"{where}: expected a Transform(init, update), got {type(t).__name__}")
@@ -231,10 +237,7 @@ def apply_updates(params: Params, updates: Updates) -> dict[str, Tensor]:
         >>> apply_updates({"w": torch.ones(2)}, {"w": torch.tensor([0.5, -1.0])})
         {'w': tensor([1.5000, 0.0000])}
     """
-    if params.keys() != updates.keys():
-        raise ValueError(
-            f"apply_updates: params and updates have different names: {sorted(params)} vs {sorted(updates)}"
-        )
+    check_same_names(params, updates, "apply_updates", "updates")
     out = {}
     for k, p in params.items():
         new = p + updates[k]

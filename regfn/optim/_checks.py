@@ -225,11 +225,10 @@ def donating() -> Iterator[None]:
         _DONATING.reset(token)
 
 
-def donated(*tensors: Any) -> bool:
-    """True when this update may overwrite its incoming state tensors.
+def donated() -> bool:
+    """True inside :func:`donating`: an update may overwrite its incoming state tensors.
 
-    That is inside :func:`donating` and when :func:`inplace_ok` allows it
-    (eager, outside functorch transforms, nothing requiring grad).
+    Callers check :func:`inplace_ok` first (``inplace_ok(...) and donated()``):
+    that is False under ``torch.compile``, which cannot trace ``ContextVar.get``.
     """
-    # inplace_ok first: it is False under torch.compile, which cannot trace ContextVar.get.
-    return inplace_ok(*tensors) and _DONATING.get()
+    return _DONATING.get()

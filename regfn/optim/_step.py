@@ -25,6 +25,7 @@ from ._base import (
     Transform,
     Updates,
     _check_transform,
+    check_same_names,
     chained,
     quotient,
     run_chain,
@@ -179,19 +180,14 @@ def _step(opt: Transform, params: Params, grads: Updates, state: State, inplace:
     """``({name: p + f * num / den}, new_state)``, the sums written into ``params`` if ``inplace``."""
     where = "step_" if inplace else "step"
     opt = _check_transform(opt, where)
-    if params.keys() != grads.keys():
-        raise ValueError(
-            f"{where}: params and grads have different names: {sorted(params)} vs {sorted(grads)}"
-        )
+    check_same_names(params, grads, where, "grads")
     d = _direction(opt, grads, state, params)
-    get = caster(d.factor if is_number(d.factor) or d.factor is None else torch.as_tensor(d.factor))
-    decay = caster(*d.decays.values())
-    decays = dict(zip(d.decays, range(len(d.decays))))  # name -> index into decay(dtype)
+    get = caster(d.factor)  # a number, a 0-d tensor, or None
     new = {}
     for k, p in params.items():
         f = get(p.dtype)[0]
-        if k in decays:  # p * (1 + f * wd), AdamW's decay of the weights
-            shrink = 1 + f * decay(p.dtype)[decays[k]]
+        if k in d.decays:  # p * (1 + f * wd), AdamW's decay of the weights
+            shrink = 1 + f * caster(d.decays[k])(p.dtype)[0]
             p = p.mul_(shrink) if inplace else p * shrink
         den = None if d.dens is None else d.dens[k]
         new[k] = _add_scaled(p, d.nums[k], den, f, inplace)

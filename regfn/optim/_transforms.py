@@ -235,7 +235,7 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
                 on = on & (momentum != 0)
             damp_scale = 1 - dampening * on.to(scalar_dtype(step.device))
         get = caster(momentum, damp_scale)
-        donate = donated(momentum, dampening)
+        donate = inplace_ok(momentum, dampening) and donated()
         new_bufs, out = {}, {}
         for k, g in updates.items():
             m, c = get(g.dtype)
