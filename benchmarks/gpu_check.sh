@@ -10,20 +10,22 @@ PY=${PY:-python3}
   $PY -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } 2>&1 | tee "$OUT/device.txt"
 # Every CUDA test (TESTS narrows it, e.g. TESTS="cuda_graph_sweep or cuda_equals_cpu").
 timeout "${TEST_S:-90}" $PY -m pytest -x -q -p no:cacheprovider tests -k "${TESTS:-cuda}" 2>&1 | tail -15 > "$OUT/tests.txt"
-timeout "${SWEEP_S:-150}" $PY benchmarks/sweep.py --device cuda --ks "${KS:-64,4096,1024}" --epochs 2000 --seq-configs 1 \
-  --profile "$OUT/profile.txt" > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
+# vmap engine, Triton engine (default tile and a few others), tutorial loop and JAX, side by side per K.
+timeout "${SWEEP_S:-240}" $PY benchmarks/sweep.py --device cuda --ks "${KS:-64,4096,1024}" --epochs 2000 --seq-configs 1 \
+  --triton --triton-tiles "${TILES:-32x2,32x4,128x4}" --profile "$OUT/profile.txt" > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
 # The same sweep with regfn.mlp(linear="broadcast"): tiny layers without matmul kernels.
-timeout "${BROADCAST_S:-90}" $PY benchmarks/sweep.py --device cuda --ks "${BROADCAST_KS:-64,4096}" --epochs 2000 \
+timeout "${BROADCAST_S:-60}" $PY benchmarks/sweep.py --device cuda --ks "${BROADCAST_KS:-64,4096}" --epochs 2000 \
   --seq-configs 1 --no-jax --linear broadcast > "$OUT/sweep_broadcast.jsonl" 2>> "$OUT/sweep.err"
 if [ -n "${BIG:-}" ]; then  # the issue's 65,536 configurations, auto-chunked
-  timeout "${BIG_S:-120}" $PY -c "
+  timeout "${BIG_S:-100}" $PY -c "
 import regfn, sys; sys.path.insert(0, 'benchmarks'); from sweep import load_data, configs
-r = regfn.sweep(regfn.mlp((8, 6, 4, 1), output='logits'), load_data(None, 'cuda'), configs(65536), epochs=200,
-                log_every=200, quiet=True, device='cuda')
-print('K', len(r), r.timings, 'diverged', len(r.diverged))" > "$OUT/big.txt" 2>&1
+for engine in ('triton', 'vmap'):
+    r = regfn.sweep(regfn.mlp((8, 6, 4, 1), output='logits'), load_data(None, 'cuda'), configs(65536), epochs=200,
+                    log_every=200, quiet=True, device='cuda', engine=engine)
+    print('K', len(r), r.engine, r.timings, 'diverged', len(r.diverged), flush=True)" > "$OUT/big.txt" 2>&1
 fi
 timeout "${UNIFORM_S:-25}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
-timeout "${OPTIM_S:-45}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
+timeout "${OPTIM_S:-30}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
 echo "== tests"; cat "$OUT/tests.txt"
 echo "== errors (tail)"; tail -n 5 "$OUT/sweep.err" "$OUT/uniform.err"
 echo "== top kernels"; head -n 20 "$OUT/profile.txt" 2>/dev/null; cat "$OUT/big.txt" 2>/dev/null
@@ -39,12 +41,14 @@ for line in open(sys.argv[1]):
     if "case" in r:
         print(r["model"], r["case"], r["eager_ratio"], r["step_ratio"], r["inplace_ratio"], r["compiled_ratio"])
 PYEOF
-echo "== sweep (K, regfn_s, jax_s, regfn/jax, seq/regfn, compile)"
+echo "== sweep (K, regfn_s, jax_s, regfn/jax, seq/regfn, compile | triton_s, triton/jax, compile, rel diff, tiles)"
 $PY - "$OUT/sweep.jsonl" <<'PYEOF'
 import json, sys
 for line in open(sys.argv[1]):
     if line.startswith("{"):
         r = json.loads(line)
-        print(r["K"], r["regfn_s"], r["jax_s"], r["regfn_vs_jax"], r["seq_vs_regfn"], r["regfn_compile_s"], r["device"])
+        print(r["K"], r["regfn_s"], r["jax_s"], r["regfn_vs_jax"], r["seq_vs_regfn"], r["regfn_compile_s"], "|",
+              r.get("triton_s"), r.get("triton_vs_jax"), r.get("triton_compile_s"), r.get("triton_loss_max_rel_diff"),
+              r.get("triton_tiles_s"), r["device"])
 PYEOF
 echo "== sweep, linear=broadcast (K, regfn_s)"; cut -c1-120 "$OUT/sweep_broadcast.jsonl"

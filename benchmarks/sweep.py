@@ -20,6 +20,11 @@ object per K is printed on its own line.
     python benchmarks/sweep.py --device cpu --ks 64 --epochs 200
     python benchmarks/sweep.py --device cuda --ks 64,1024,4096 --epochs 2000
     python benchmarks/sweep.py --device cuda --inductor coordinate_descent_tuning=True
+    python benchmarks/sweep.py --device cuda --ks 64,1024,4096 --epochs 2000 --triton --triton-tiles 32x2,128x4
+
+``--triton`` also times ``regfn.sweep(engine="triton")``, the fused kernel
+(``triton_*`` keys, and the largest relative difference of its final losses
+from the vmap engine's).
 """
 
 from __future__ import annotations
@@ -66,12 +71,36 @@ def sync(device: str) -> None:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(data, cfgs, epochs, device, threads, compile=True, linear="matmul"):
+def time_regfn(data, cfgs, epochs, device, threads, compile=True, linear="matmul", engine="vmap"):
     model = regfn.mlp((8, 6, 4, 1), output="logits", linear=linear)
-    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads, compile=compile)
+    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads,
+              compile=compile, engine=engine)
     first = regfn.sweep(model, data, cfgs, **kw)
     second = regfn.sweep(model, data, cfgs, **kw)
+    if second.engine != engine:
+        raise RuntimeError(f"regfn.sweep fell back from engine={engine!r} to {second.engine!r}")
     return second.timings["run_s"], first.timings["compile_s"], second
+
+
+def time_triton(data, cfgs, epochs, device, tiles, reference):
+    """regfn.sweep(engine="triton"): seconds, compile seconds, the largest relative difference of the
+    final losses from the vmap engine's ``reference`` result, and seconds per extra ``"RxW"`` tile."""
+    import importlib
+
+    kernels = importlib.import_module("regfn._triton_mlp")
+    default = (kernels.BLOCK_ROWS, kernels.NUM_WARPS)
+    per_tile = {}
+    for tile in tiles:
+        kernels.BLOCK_ROWS, kernels.NUM_WARPS = (int(v) for v in tile.split("x"))
+        try:
+            per_tile[tile] = round(time_regfn(data, cfgs, epochs, device, None, engine="triton")[0], 4)
+        finally:
+            kernels.BLOCK_ROWS, kernels.NUM_WARPS = default
+    seconds, compile_s, result = time_regfn(data, cfgs, epochs, device, None, engine="triton")
+    ref = torch.tensor([r["loss"] for r in reference.rows])
+    got = torch.tensor([r["loss"] for r in result.rows])
+    rel = float(((got - ref).abs() / ref.abs().clamp_min(1e-12)).max())
+    return seconds, compile_s, rel, per_tile
 
 
 def profile_regfn(data, cfgs, epochs, device, threads, path, linear="matmul"):
@@ -221,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for regfn's sweep (default: torch's)")
     parser.add_argument("--linear", default="matmul", choices=["matmul", "broadcast"], help="regfn.mlp's layer kind")
     parser.add_argument("--no-compile", action="store_true", help="run regfn eagerly (a smoke test, not a benchmark)")
+    parser.add_argument("--triton", action="store_true", help="also time regfn.sweep(engine='triton') (CUDA; on CPU only "
+                        "under TRITON_INTERPRET=1, as a smoke test)")
+    parser.add_argument("--triton-tiles", default="", help="with --triton, also time these ROWSxWARPS kernel tiles, e.g. 32x2,128x4")
     parser.add_argument("--profile", default=None, help="write a torch.profiler kernel table of regfn's sweep at the first K to this file")
     parser.add_argument(
         "--inductor", action="append", default=[], metavar="OPTION=VALUE",
@@ -244,6 +276,10 @@ def run(args: argparse.Namespace, inductor: dict) -> None:
         if args.profile:
             profile_regfn(data, cfgs, min(args.epochs, 200), args.device, args.threads, args.profile, args.linear)
             args.profile = None
+        triton = None
+        if args.triton:
+            tiles = [t for t in args.triton_tiles.split(",") if t]
+            triton = time_triton(data, cfgs, args.epochs, args.device, tiles, result)
         seq_s = time_seq(data, cfgs, args.epochs, args.device, min(args.seq_configs, k))
         jax_s, jax_compile_s = (None, None) if args.no_jax else time_jax(data, cfgs, args.epochs, args.device)
         row = {
@@ -263,6 +299,17 @@ def run(args: argparse.Namespace, inductor: dict) -> None:
             "inductor": inductor,
             "torch": torch.__version__,
         }
+        if triton is not None:
+            triton_s, triton_compile_s, rel, per_tile = triton
+            row.update({
+                "triton_s": round(triton_s, 4),
+                "triton_vs_jax": None if jax_s is None else round(triton_s / jax_s, 3),
+                "triton_vs_regfn": round(triton_s / regfn_s, 3),
+                "seq_vs_triton": round(seq_s / triton_s, 1),
+                "triton_compile_s": round(triton_compile_s, 2),
+                "triton_loss_max_rel_diff": rel,  # final losses against the vmap engine's
+                "triton_tiles_s": per_tile,
+            })
         print(json.dumps(row), flush=True)
 
 

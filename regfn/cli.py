@@ -384,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=_positive_int, default=300)
     g = sw.add_argument_group("run and output")
     g.add_argument("--chunk-size", type=_chunk, default="auto", help="configurations per vmapped call ('auto': from free memory)")
+    g.add_argument("--engine", choices=("vmap", "triton"), default="vmap",
+                   help="vmap: any model (default); triton: one fused CUDA kernel for MLPs with two hidden layers and sgd")
     g.add_argument("--log-every", type=_positive_int, default=None, help="curve sampling interval in epochs (default: epochs // 20)")
     g.add_argument("--top", type=_nonneg_int, default=10, help="rows of the best-configurations table")
     g.add_argument("--by", default=None, help="metric to rank by (default: val_acc, val_mse, acc or mse)")
@@ -555,7 +557,7 @@ def _run_sweep(args) -> int:
         result = regfn.sweep(
             model, train, configs, val=val, loss=loss, optimizer=args.optimizer, epochs=args.epochs,
             batch_size=args.batch_size, log_every=args.log_every, chunk_size=args.chunk_size,
-            device=device, compile=compile_, quiet=args.quiet, threads=args.threads,
+            device=device, compile=compile_, quiet=args.quiet, threads=args.threads, engine=args.engine,
         )
     for w in caught:
         if "diverged" not in str(w.message):

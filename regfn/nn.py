@@ -40,6 +40,7 @@ from torch.overrides import TorchFunctionMode
 from .random import bernoulli, fold_in, key as _make_key, split, uniform
 
 __all__ = [
+    "MLPSettings",
     "Model",
     "dropout",
     "flax_dropout_key",
@@ -440,6 +441,20 @@ def mlp_apply(
     return out_fn(x)
 
 
+class MLPSettings(NamedTuple):
+    """The settings of a :func:`mlp`, kept on its ``apply`` as ``apply.mlp_settings``.
+
+    Examples:
+        >>> mlp((8, 6, 4, 1), output="logits").apply.mlp_settings.sizes
+        (8, 6, 4, 1)
+    """
+
+    sizes: tuple[int, ...]
+    activation: str | Callable[[Tensor], Tensor]
+    output: str | Callable[[Tensor], Tensor]
+    dtype: torch.dtype
+
+
 class Model(NamedTuple):
     """A model as two pure functions.
 
@@ -486,6 +501,8 @@ def mlp(
     ) -> Tensor:
         return mlp_apply(params, x, key=key, p=p, train=train, activation=activation, output=output, linear=linear)
 
+    # What the function computes, for engines that recognise an MLP (regfn.sweep(engine="triton")).
+    apply.mlp_settings = MLPSettings(sizes, activation, output, dtype)
     return Model(init, apply)
 
 

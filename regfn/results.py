@@ -47,6 +47,9 @@ class SweepResult:
         hyperparameters: the names of the hyperparameters in each row.
         timings: seconds spent: ``compile_s`` (warm-up and compilation),
             ``run_s`` (training and evaluation), ``total_s``.
+        engine: the engine that trained the configurations (``"vmap"`` or
+            ``"triton"``; ``"vmap"`` also when the Triton kernel failed and
+            the sweep fell back).
     """
 
     rows: list[dict[str, Any]]
@@ -54,6 +57,7 @@ class SweepResult:
     curve_epochs: list[int]
     hyperparameters: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    engine: str = "vmap"
 
     def __len__(self) -> int:
         return len(self.rows)

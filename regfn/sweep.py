@@ -35,14 +35,14 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import vmap
 
-from . import optim
+from . import _triton_engine, optim
 from .data import Dataset, batches
 from .nn import Model
 from .penalties import l1, l2, norm
@@ -184,9 +184,9 @@ def _order(state, epoch, n, batch_size):
     return batches(fold_in(state["skey"], epoch), n, batch_size)
 
 
-def _eval(spec, state, hp, x, y):
+def _eval(spec, params, hp, x, y):
     _, pens = _parts(spec, hp)
-    return evaluate(spec.model, spec.loss, pens, state["params"], x, y)
+    return evaluate(spec.model, spec.loss, pens, params, x, y)
 
 
 class _Program:
@@ -320,28 +320,52 @@ def _progress(total: int, quiet: bool):
     return tqdm(total=total, unit="epoch", desc="sweep", leave=False)
 
 
-def _run_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar):
-    """Train one chunk; returns (final state, curves dict of lists of (K,) tensors, epochs logged)."""
-    state = _tree_clone(prog.init(hp))  # clone: unbatched init outputs come back expanded
-    epoch_t = torch.zeros((), dtype=torch.int64, device=data.x.device)
-    loop = _Loop(prog, hp, data.x, data.y, batch_size)
+@dataclass(frozen=True)
+class _Run:
+    """The settings of one sweep call that every chunk shares."""
+
+    spec: _Spec
+    data: Dataset
+    val: Dataset | None
+    epochs: int
+    batch_size: int | None
+    log_every: int
+    use_graphs: bool
+    engine: str
+
+
+def _run_chunk(prog, run: _Run, hp, bar):
+    """Train one chunk; returns (final params, curves dict of lists of (K,) tensors, epochs logged)."""
     curves: dict[str, list[Tensor]] = {}
     logged: list[int] = []
 
-    def log(done: int, value: Tensor) -> None:
+    def log(done: int, value: Tensor, params) -> None:
         logged.append(done)
         curves.setdefault("loss", []).append(value.detach().clone())
-        if val is not None and len(val):
-            for name, v in prog.eval(state, hp, val.x, val.y).items():
+        if run.val is not None and len(run.val):
+            for name, v in prog.eval(params, hp, run.val.x, run.val.y).items():
                 curves.setdefault(f"val_{name}", []).append(v)
 
-    block = math.gcd(log_every, 100) if use_graphs else 1
+    if run.engine == "triton":
+        params = _triton_engine.run_chunk(run.spec, prog, hp, run.data, run.epochs, run.log_every, log, bar)
+    else:
+        params = _run_epochs(prog, run, hp, bar, log)
+    return params, curves, logged
+
+
+def _run_epochs(prog, run: _Run, hp, bar, log) -> dict[str, Tensor]:
+    """The vmap engine's epoch loop: plain calls of the step, or replays of a captured CUDA graph."""
+    data, epochs, log_every = run.data, run.epochs, run.log_every
+    state = _tree_clone(prog.init(hp))  # clone: unbatched init outputs come back expanded
+    epoch_t = torch.zeros((), dtype=torch.int64, device=data.x.device)
+    loop = _Loop(prog, hp, data.x, data.y, run.batch_size)
+    block = math.gcd(log_every, 100) if run.use_graphs else 1
     graph = None
-    if use_graphs and epochs >= block:
+    if run.use_graphs and epochs >= block:
         try:
             graph, value_out = loop.capture(state, epoch_t, block)
         except Exception as err:  # noqa: BLE001 - any capture failure falls back to plain calls
-            warnings.warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs", stacklevel=5)
+            warnings.warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs", stacklevel=6)
             graph, block = None, 1
     done = 0
     while done < epochs:
@@ -355,8 +379,8 @@ def _run_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, b
         if bar is not None:
             bar.update(n)
         if done % log_every == 0 or done == epochs:
-            log(done, value)
-    return state, curves, logged
+            log(done, value, state["params"])
+    return state["params"]
 
 
 # ----------------------------------------------------------------- the public entry point
@@ -378,6 +402,7 @@ def sweep(
     compile: bool = True,
     cuda_graphs: bool = True,
     threads: int | None = None,
+    engine: str = "vmap",
     quiet: bool = False,
 ) -> SweepResult:
     """Train every configuration in ``configs`` at once and tabulate the results.
@@ -413,6 +438,18 @@ def sweep(
             dozen tiny kernels, each ending in an OpenMP barrier, and when
             other processes hold the cores those barriers stall: pass
             ``threads=1`` on a busy machine (13x faster there, see BENCHMARKS.md).
+        engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
+            over configurations and compiled) or ``"triton"`` (CUDA only: one
+            fused Triton kernel trains each configuration of the tutorial's
+            kind of model, everything in registers, one launch per stretch of
+            epochs between log points; needs ``pip install triton``). The
+            Triton engine takes an MLP from :func:`regfn.nn.mlp` with two
+            hidden layers, ReLU, one logit output, the ``"bce_logits"`` or
+            ``"mse"`` loss, the ``"sgd"`` optimizer, full batch and float32;
+            anything else raises a ValueError that says what. Its masks are
+            the same bits and its numbers agree with ``"vmap"`` to float
+            tolerance (sums run in another order). Should the kernel fail to
+            compile, the sweep warns and runs ``"vmap"``.
         quiet: no progress bar and no divergence warning.
 
     Returns:
@@ -460,11 +497,13 @@ def sweep(
 
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+    if engine not in _triton_engine.ENGINES:
+        raise ValueError(f"engine must be one of {list(_triton_engine.ENGINES)}, got {engine!r}")
+    if engine == "triton":
+        _triton_engine.check(spec, batch_size, data.x.dtype, device)
+    run = _Run(spec, data, val, epochs, batch_size, log_every, use_graphs, engine)
     with _cpu_threads(threads if device.type == "cpu" else None):
-        return _sweep(
-            spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, chunk_size == "auto",
-            compile, use_graphs, quiet,
-        )
+        return _sweep(run, rows, hp_all, chunk, chunk_size == "auto", compile, quiet)
 
 
 @contextlib.contextmanager
@@ -478,35 +517,34 @@ def _cpu_threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, adaptive, compile, use_graphs, quiet):
-    k = len(rows)
+def _sweep(run: _Run, rows, hp_all, chunk, adaptive, compile, quiet):
+    k, epochs = len(rows), run.epochs
     t0 = time.perf_counter()
-    prog = _program(spec, compile)
+    prog = _program(run.spec, compile)
     compile_s = 0.0
     tr = time.perf_counter()
     outputs, start, warm = [], 0, None
     with _progress(epochs * math.ceil(k / chunk), quiet) as bar:
         while start < k:
             try:
-                if prog.compiled and warm != chunk:  # warm up (compile) on a throwaway chunk of this size
+                if (prog.compiled or run.engine == "triton") and warm != chunk:  # warm up on a throwaway chunk
                     tc = time.perf_counter()
-                    prog, use_graphs = _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size)
+                    prog, run = _compile(prog, run, hp_all, chunk)
                     compile_s += time.perf_counter() - tc
                     warm = chunk
                 hp = _pad({n: v[start : start + chunk] for n, v in hp_all.items()}, chunk)
-                outputs.append(
-                    _finish_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar, k - start)
-                )
+                outputs.append(_finish_chunk(prog, run, hp, bar, k - start))
                 start += chunk
             except torch.cuda.OutOfMemoryError:
                 if not adaptive or chunk == 1:
                     raise
                 chunk = _after_out_of_memory(chunk, k - start, epochs * len(outputs), epochs, bar)
-    if data.x.device.type == "cuda":
-        torch.cuda.synchronize(data.x.device)
+    if run.data.x.device.type == "cuda":
+        torch.cuda.synchronize(run.data.x.device)
     run_s = time.perf_counter() - tr - compile_s  # compilation is not run time
     result = _assemble(rows, outputs)
     result.timings = {"compile_s": compile_s, "run_s": run_s, "total_s": time.perf_counter() - t0}
+    result.engine = run.engine
     if result.diverged and not quiet:
         warnings.warn(
             f"regfn.sweep: {len(result.diverged)} of {k} configurations diverged (NaN/inf), "
@@ -516,22 +554,31 @@ def _sweep(spec, rows, hp_all, data, val, epochs, batch_size, log_every, chunk, 
     return result
 
 
-def _compile(prog, spec, use_graphs, hp_all, chunk, data, val, batch_size):
-    """Compile ``prog`` for chunks of ``chunk`` configs; on a compiler failure, warn and go eager.
+def _compile(prog, run: _Run, hp_all, chunk):
+    """Compile for chunks of ``chunk`` configs; on a compiler failure, warn and fall back.
 
-    Returns ``(program, use_graphs)``. Running out of memory is not a compiler
-    failure: it propagates, so that the caller can shrink the chunks.
+    Returns ``(program, run)``: a failing ``torch.compile`` falls back to the
+    eager program (without CUDA graphs), a failing Triton kernel to the vmap
+    engine. Running out of memory is not a compiler failure: it propagates,
+    so that the caller can shrink the chunks.
     """
+    hp = _pad({n: v[:chunk] for n, v in hp_all.items()}, chunk)
     try:
-        _warm_up(prog, _pad({n: v[:chunk] for n, v in hp_all.items()}, chunk), data, val, batch_size)
-        return prog, use_graphs
+        _warm_up(prog, run, hp)
+        return prog, run
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
-        warnings.warn(  # stacklevel: _compile, _sweep, sweep, the caller
-            f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4
-        )
-        return _program(spec, False), False
+        # stacklevel: _compile, _sweep, sweep, the caller
+        if run.engine == "triton":
+            warnings.warn(
+                f"regfn.sweep: the Triton kernel failed ({type(err).__name__}: {err}); running engine='vmap'",
+                stacklevel=4,
+            )
+            run = replace(run, engine="vmap")
+            return (_compile(prog, run, hp_all, chunk) if prog.compiled else (prog, run))
+        warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4)
+        return _program(run.spec, False), replace(run, use_graphs=False)
 
 
 def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> int:
@@ -554,26 +601,33 @@ def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> 
     return smaller
 
 
-def _warm_up(prog, hp, data, val, batch_size) -> None:
-    state = _tree_clone(prog.init(hp))
-    loop = _Loop(prog, hp, data.x, data.y, batch_size)
-    epoch_t = torch.zeros((), dtype=torch.int64, device=data.x.device)
-    for _ in range(2):
-        state, _ = loop.epoch(state, epoch_t)
-    prog.eval(state, hp, data.x, data.y)
+def _warm_up(prog, run: _Run, hp) -> None:
+    data, val = run.data, run.val
+    if run.engine == "triton":
+        _triton_engine.warm_up(run.spec, prog, hp, data)
+        params = prog.init(hp)["params"]
+    else:
+        state = _tree_clone(prog.init(hp))
+        loop = _Loop(prog, hp, data.x, data.y, run.batch_size)
+        epoch_t = torch.zeros((), dtype=torch.int64, device=data.x.device)
+        for _ in range(2):
+            state, _ = loop.epoch(state, epoch_t)
+        params = state["params"]
+    prog.eval(params, hp, data.x, data.y)
     if val is not None and len(val):
-        prog.eval(state, hp, val.x, val.y)
+        prog.eval(params, hp, val.x, val.y)
     if data.x.device.type == "cuda":
         torch.cuda.synchronize(data.x.device)
 
 
-def _finish_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar, keep):
-    state, curves, logged = _run_chunk(prog, hp, data, val, epochs, batch_size, log_every, use_graphs, bar)
-    final = dict(prog.eval(state, hp, data.x, data.y))
+def _finish_chunk(prog, run: _Run, hp, bar, keep):
+    params, curves, logged = _run_chunk(prog, run, hp, bar)
+    data = run.data
+    final = dict(prog.eval(params, hp, data.x, data.y))
     # The last curve point is logged after the last epoch: the final validation metrics.
     final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
-    zero, tiny = _sparsity(state["params"])
-    finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in state["params"].values()]).all(0)
+    zero, tiny = _sparsity(params)
+    finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
     stacked = {n: torch.stack(v, dim=1) for n, v in curves.items()}
     bad = ~torch.isfinite(stacked["loss"])  # (K, T)
     n = min(keep, hp["lr"].shape[0])

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels (regfn.sweep(engine="triton")) run in Triton's interpreter on CPU. Triton
+    # reads the variable when its modules are imported, so it is set before any test imports them.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import regfn.random as rr
 

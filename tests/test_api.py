@@ -19,7 +19,7 @@ PUBLIC = {
               "weights_only", "data", "nn", "optim", "penalties", "random"],
     "regfn.random": ["key", "split", "fold_in", "bits", "uniform", "bernoulli", "normal", "permutation", "threefry2x32"],
     "regfn.nn": ["dropout", "mlp", "mlp_init", "mlp_apply", "functionalize", "mc_dropout", "numpy_dropout",
-                 "flax_dropout_key", "params_from_module", "Model"],
+                 "flax_dropout_key", "params_from_module", "Model", "MLPSettings"],
     "regfn.penalties": ["l1", "l2", "norm", "elastic_net", "penalize", "penalty_value", "weights_only"],
     "regfn.optim": ["Transform", "chain", "masked", "apply_updates", "sgd", "adam", "adamw", "rmsprop", "adagrad",
                     "add_l2", "add_decayed_weights", "prox_l1", "max_norm", "clip_by_global_norm", "trace",
@@ -42,7 +42,8 @@ def test_import_has_no_side_effects():
         "import torch; state = torch.random.get_rng_state().clone(); threads = torch.get_num_threads();"
         "import regfn;"
         "assert torch.equal(state, torch.random.get_rng_state()); assert threads == torch.get_num_threads();"
-        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules; print('ok')"
+        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules;"
+        "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,6 +30,16 @@ def test_sweep_benchmark_prints_one_json_line_per_k():
     for r in rows:
         assert {"K", "epochs", "device", "regfn_s", "seq_s", "jax_s", "regfn_vs_jax", "seq_vs_regfn"} <= set(r)
         assert r["jax_s"] is None and r["regfn_s"] > 0 and r["diverged"] == 0
+
+
+def test_sweep_benchmark_times_the_triton_engine():
+    pytest.importorskip("triton")  # on CPU the kernel runs in Triton's interpreter (conftest sets TRITON_INTERPRET)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = run("sweep.py", "--device", device, "--ks", "2", "--epochs", "2", "--no-jax", "--no-compile",
+               "--seq-configs", "1", "--triton", "--triton-tiles", "32x2")
+    (r,) = rows
+    assert r["triton_s"] > 0 and set(r["triton_tiles_s"]) == {"32x2"}
+    assert r["triton_loss_max_rel_diff"] < 1e-5
 
 
 @pytest.mark.slow

@@ -197,6 +197,7 @@ def bad_cases(tmp_path):
         (["sweep", "--csv", good, "--target", "a", "--task", "binary"], "is not 0 or 1"),
         (["sweep", "--csv", str(tmp_path)], "is a directory"),
         (["sweep", "--target", "y"], "--target needs --csv"),
+        (["sweep", "--engine", "triton", "--optimizer", "adam", *SMALL], "optimizer must be 'sgd'"),
         (["sweep", "--l2", "1e-3:1e-1:0"], "empty range"),
         (["sweep", "--l2", ""], "empty list"),
         (["sweep", "--l2", ","], "empty list"),
@@ -244,6 +245,19 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("regfn: error: "), (argv, err)
         assert message in lines[0], (argv, lines[0])
         assert "Traceback" not in err and "Traceback" not in out
+
+
+def test_sweep_with_the_triton_engine(capsys, tmp_path):
+    pytest.importorskip("triton")  # on CPU it runs in Triton's interpreter (conftest sets TRITON_INTERPRET)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    argv = ["sweep", "--n", "48", "--epochs", "2", "--seeds", "1", "--l2", "0,1e-2", "--p", "0.5", "--hidden", "6,4",
+            "--device", device, "--no-plots", "--out", str(tmp_path), "--engine"]
+    code, out, err = run_main(capsys, *argv, "triton")
+    assert code == 0, err
+    code_v, out_v, _ = run_main(capsys, *argv, "vmap")
+    assert "best 2 of 2 configs" in out and "diverged: 0 of 2" in out
+    # The same tables to the printed digits (the engines agree to float tolerance); timings differ.
+    assert out.split("best", 1)[1].split("time:")[0] == out_v.split("best", 1)[1].split("time:")[0]
 
 
 def test_cuda_device_without_cuda(capsys):

@@ -181,10 +181,10 @@ def test_thread_setting_is_restored(split):
 def _fail_above(real, limit):
     """Wrap a sweep internal so that it runs out of GPU memory for chunks above ``limit`` configs."""
 
-    def wrapped(prog, hp, *args, **kwargs):
+    def wrapped(prog, run, hp, *args, **kwargs):
         if hp["lr"].shape[0] > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(prog, hp, *args, **kwargs)
+        return real(prog, run, hp, *args, **kwargs)
 
     return wrapped
 

@@ -1,0 +1,201 @@
+"""regfn.sweep(engine="triton"): the fused kernel against the vmap engine and regfn.random.
+
+Without a GPU the kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``,
+which conftest.py sets before anything imports triton), which checks the
+kernel's arithmetic on CPU; with CUDA the same tests run the compiled kernel. Sizes stay small: the interpreter runs each program op by op.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import warnings
+
+import pytest
+import torch
+
+import regfn
+import regfn.random as rr
+
+from conftest import CUDA
+
+triton = pytest.importorskip("triton")
+engine_module = importlib.import_module("regfn._triton_engine")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+tm = None  # regfn._triton_mlp, imported by the test that probes its device functions
+
+
+@pytest.fixture(scope="module")
+def split():
+    data = regfn.data.synthetic_diabetes(rr.key(0), n=120)
+    data, _ = regfn.data.standardize(data)
+    train, val = regfn.data.train_val_split(rr.key(1), data, 0.25)
+    return train.to(DEVICE), val.to(DEVICE)
+
+
+MODEL = regfn.mlp((8, 6, 4, 1), output="logits")
+CONFIGS = [
+    {"l2": 0.0, "p": 0.0, "seed": 0},
+    {"l2": 1e-2, "p": 0.5, "seed": 1, "lr": 0.1},
+    {"l1": 1e-2, "p": 0.2, "seed": 2, "lr": 0.05},
+    {"norm2": 1e-2, "p": 0.5, "seed": 3, "momentum": 0.9, "lr": 0.1},
+    {"weight_decay": 1e-2, "l2": 1e-3, "p": 1.0, "seed": 4, "lr": 0.1},
+    {"l1": 1e-3, "norm2": 1e-3, "p": 0.3, "seed": 5, "momentum": 0.5, "lr": 0.2},
+]
+RUN = dict(epochs=4, log_every=2, compile=False, quiet=True)
+
+
+def assert_rows_close(a, b, rel=2e-5, abs_=1e-6):
+    assert len(a) == len(b)
+    for i, (ra, rb) in enumerate(zip(a.rows, b.rows)):
+        assert ra.keys() == rb.keys()
+        for name, va in ra.items():
+            vb = rb[name]
+            if isinstance(va, float) and not (isinstance(va, bool)):
+                assert vb == pytest.approx(va, rel=rel, abs=abs_, nan_ok=True), (i, name)
+            else:
+                assert va == vb, (i, name)
+    for name in a.curves:
+        torch.testing.assert_close(b.curves[name], a.curves[name], rtol=rel, atol=abs_, equal_nan=True)
+
+
+# ----------------------------------------------------------------- the cipher
+
+
+def test_threefry_fold_in_and_masks_match_regfn_random():
+    global tm  # the probe kernel reaches the device functions through this global
+    tm = importlib.import_module("regfn._triton_mlp")
+    tl = triton.language
+
+    @triton.jit
+    def probe(key_ptr, bits_ptr, fold_ptr, mask_ptr, keep, N: tl.constexpr):
+        k0 = tl.load(key_ptr).to(tl.uint32, bitcast=True)
+        k1 = tl.load(key_ptr + 1).to(tl.uint32, bitcast=True)
+        i = tl.arange(0, N).to(tl.uint32)
+        y0, y1 = tm._threefry(k0, k1, i * 0, i)
+        tl.store(bits_ptr + tl.arange(0, N), (y0 ^ y1).to(tl.int32, bitcast=True))
+        f0, f1 = tm._fold_in(k0, k1, tl.full((), 7, tl.uint32))
+        tl.store(fold_ptr, f0.to(tl.int32, bitcast=True))
+        tl.store(fold_ptr + 1, f1.to(tl.int32, bitcast=True))
+        tl.store(mask_ptr + tl.arange(0, N), tm._keep_mask(k0, k1, i, keep).to(tl.int32))
+
+    for seed in (0, 42, 2**31 + 5):
+        key = rr.fold_in(rr.key(seed), 3)  # both words nonzero
+        words = rr._wrap32(key).to(DEVICE)
+        bits = torch.empty(64, dtype=torch.int32, device=DEVICE)
+        fold = torch.empty(2, dtype=torch.int32, device=DEVICE)
+        mask = torch.empty(64, dtype=torch.int32, device=DEVICE)
+        keep = 0.7
+        probe[(1,)](words, bits, fold, mask, keep, N=64)
+        assert torch.equal(rr._unsigned(bits.cpu()), rr.bits(key, (64,)))
+        assert torch.equal(rr._unsigned(fold.cpu()), rr.fold_in(key, 7))
+        assert torch.equal(mask.cpu().bool(), rr.bernoulli(key, torch.tensor(keep), (64,)))
+
+
+# ----------------------------------------------------------------- against the vmap engine
+
+
+@pytest.mark.parametrize("loss", ["bce_logits", "mse"])
+def test_matches_vmap_engine(split, loss):
+    train, val = split
+    a = regfn.sweep(MODEL, train, CONFIGS, val=val, loss=loss, **RUN)
+    b = regfn.sweep(MODEL, train, CONFIGS, val=val, loss=loss, engine="triton", **RUN)
+    assert (a.engine, b.engine) == ("vmap", "triton")
+    assert b.curve_epochs == a.curve_epochs == [2, 4]
+    assert_rows_close(a, b)
+
+
+def test_row_equals_a_single_training_run(split):
+    train, _ = split
+    row = CONFIGS[3]
+    result = regfn.sweep(MODEL, train, [row], engine="triton", **RUN)
+    opt = regfn.optim.sgd(row["lr"], momentum=row["momentum"])
+    single = regfn.train(MODEL, train, optimizer=opt, penalties=[regfn.norm(row["norm2"], 2)], p=row["p"],
+                         key=rr.key(row["seed"]), epochs=4, log_every=2)  # fmt: skip
+    assert result.rows[0]["loss"] == pytest.approx(single.metrics["loss"], rel=2e-5)
+    assert [h["loss"] for h in single.history] == pytest.approx(result.curves["loss"][0].tolist(), rel=2e-5)
+
+
+def test_chunks_and_repeats_are_bit_identical(split):
+    train, val = split
+    configs, run = CONFIGS[1:4], dict(RUN, epochs=3)
+    whole = regfn.sweep(MODEL, train, configs, val=val, engine="triton", chunk_size=None, **run)
+    chunked = regfn.sweep(MODEL, train, configs, val=val, engine="triton", chunk_size=2, **run)
+    again = regfn.sweep(MODEL, train, configs, val=val, engine="triton", chunk_size=None, **run)
+    for other in (chunked, again):
+        assert other.rows == whole.rows
+        for name in whole.curves:
+            assert torch.equal(other.curves[name], whole.curves[name])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow notes, in the interpreter
+def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
+    train, _ = split
+    bad = {"lr": 1e30, "seed": 9}
+    with_bad = regfn.sweep(MODEL, train, [CONFIGS[1], bad, CONFIGS[2]], engine="triton", **RUN)
+    without = regfn.sweep(MODEL, train, [CONFIGS[1], CONFIGS[2]], engine="triton", **RUN)
+    assert with_bad.diverged == [1]
+    assert with_bad.rows[1]["diverged"] and not math.isfinite(with_bad.rows[1]["loss"])
+    assert [with_bad.rows[0], with_bad.rows[2]] == without.rows
+
+
+# ----------------------------------------------------------------- what it refuses, and falling back
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model=regfn.mlp((8, 6, 1), output="logits")), "exactly two hidden layers"),
+        (dict(model=regfn.mlp((8, 6, 4, 2), output="logits")), "one output"),
+        (dict(model=regfn.mlp((8, 6, 4, 1), "tanh", output="logits")), "activation must be 'relu'"),
+        (dict(model=regfn.mlp((8, 6, 4, 1))), "output must be 'logits'"),
+        (dict(model=regfn.Model(MODEL.init, lambda params, x, **kw: MODEL.apply(params, x, **kw))), "regfn.mlp"),
+        (dict(loss="bce"), "loss must be one of"),
+        (dict(optimizer="adam"), "optimizer must be 'sgd'"),
+        (dict(batch_size=16), "full batch"),
+        (dict(engine="jit"), "engine must be one of"),
+    ],
+)
+def test_refuses_what_it_does_not_run(split, kwargs, message):
+    train, _ = split
+    args = dict(model=MODEL, engine="triton", epochs=1, quiet=True, compile=False)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        regfn.sweep(args.pop("model"), train, [{}], **args)
+
+
+def test_refuses_cpu_without_the_interpreter(split, monkeypatch):
+    train, _ = split
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="runs on CUDA, got device cpu"):
+        regfn.sweep(MODEL, train.to("cpu"), [{}], engine="triton", epochs=1, quiet=True, compile=False)
+
+
+def test_a_failing_kernel_falls_back_to_vmap_with_a_warning(split, monkeypatch):
+    train, _ = split
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel today")
+
+    monkeypatch.setattr(engine_module, "warm_up", broken)
+    with pytest.warns(UserWarning, match="Triton kernel failed .*no kernel today.*engine='vmap'") as record:
+        result = regfn.sweep(MODEL, train, CONFIGS[:2], engine="triton", **RUN)
+    assert record[0].filename == __file__
+    assert result.engine == "vmap"
+    assert result.rows == regfn.sweep(MODEL, train, CONFIGS[:2], **RUN).rows
+
+
+def test_mlp_settings_describe_the_model():
+    settings = regfn.mlp((8, 6, 4, 1), output="logits").apply.mlp_settings
+    assert settings == regfn.nn.MLPSettings((8, 6, 4, 1), "relu", "logits", torch.float32)
+
+
+@CUDA
+def test_cuda_compiled_kernel_matches_vmap_engine_compiled(split):
+    train, val = (d.to("cuda") for d in split)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback allowed here
+        b = regfn.sweep(MODEL, train, CONFIGS, val=val, engine="triton", epochs=40, log_every=10, quiet=True)
+    a = regfn.sweep(MODEL, train, CONFIGS, val=val, epochs=40, log_every=10, quiet=True)
+    assert b.engine == "triton"
+    assert_rows_close(a, b, rel=1e-4, abs_=1e-5)
