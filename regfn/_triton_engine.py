@@ -33,8 +33,8 @@ def check(spec: Any, batch_size: int | None, dtype: torch.dtype, device: torch.d
     if settings is None:
         problems.append("the model must come from regfn.mlp (its apply carries mlp_settings)")
     else:
-        if len(settings.sizes) != 4:
-            problems.append(f"the MLP must have exactly two hidden layers, got sizes {settings.sizes}")
+        if len(settings.sizes) < 3:
+            problems.append(f"the MLP needs a hidden layer, got sizes {settings.sizes}")
         elif settings.sizes[-1] != 1:
             problems.append(f"the MLP must have one output, got sizes {settings.sizes}")
         if settings.activation != "relu":

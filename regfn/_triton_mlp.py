@@ -9,20 +9,24 @@ back to memory. A block of E epochs is one kernel launch, against about 20
 launches per epoch for the compiled ``vmap`` step.
 
 Supported (everything else stays on the ``vmap`` engine): an MLP from
-:func:`regfn.nn.mlp` with two hidden layers, ReLU, a single output as logits
+:func:`regfn.nn.mlp` with any number of hidden layers (the kernel's source is
+generated per depth), ReLU, a single output as logits
 (``"logits"``/``"identity"``), the ``"bce_logits"`` or ``"mse"`` loss, SGD
 with learning rate, momentum and weight decay, the ``l1``, ``l2`` and
-``norm2`` penalties on every parameter, dropout rate ``p`` after both hidden
-layers, full batch, float32.
+``norm2`` penalties on every parameter, dropout rate ``p`` after every hidden
+layer, full batch, float32.
 
 Numbers agree with the ``vmap`` engine to float tolerance (sums run in
 another order); dropout masks are the same bits. Triton is imported only when
 this engine is used. On a machine without a GPU the kernel runs in Triton's
-interpreter when ``TRITON_INTERPRET=1`` is set before the first use (slow; for
-tests).
+interpreter when ``TRITON_INTERPRET=1`` is in the environment before triton is
+imported (slow; for tests).
 """
 
 from __future__ import annotations
+
+import functools
+import linecache
 
 import triton
 import triton.language as tl
@@ -173,48 +177,28 @@ def _sgd(w, buf, g, lr, momentum, weight_decay):
     return w - lr * buf, buf
 
 
-# ----------------------------------------------------------------- the kernel
+# ----------------------------------------------------------------- the kernel, per depth
+#
+# Triton tensors cannot be kept in lists, so the kernel for L hidden layers is
+# written out layer by layer: kernel_source(L) generates it from the templates
+# below and kernel(L) compiles it once per depth. Names: layer i (1-based) maps
+# S{i-1} features to S{i} (padded to P{i-1} -> P{i}) with weight w{i}, bias
+# b{i}, momentum buffers m{i}/mb{i}, gradients g{i}/gb{i}; layer L+1 is the
+# single output, held as a vector w{L+1} and a bias padded to 2 entries.
 
-
+_HEADER = """\
 @triton.jit(do_not_specialize=["epoch0", "n_epochs", "n_rows"])  # one compiled kernel for every block
-def mlp2_sgd_kernel(
-    x_ptr, y_ptr, theta_ptr, buf_ptr, hp_ptr, key_ptr, out_ptr,
-    epoch0, n_epochs, n_rows,
-    D0: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr,
-    D0P: tl.constexpr, H1P: tl.constexpr, H2P: tl.constexpr,
-    N_PARAMS: tl.constexpr, N_HP: tl.constexpr, MSE: tl.constexpr,
-    USE_L1: tl.constexpr, USE_L2: tl.constexpr, USE_NORM: tl.constexpr,
-    BLOCK_R: tl.constexpr,
-):  # fmt: skip
-    """Train configuration ``program_id(0)`` for ``n_epochs`` epochs from ``epoch0``.
-
-    ``theta``/``buf`` hold each configuration's parameters/momentum buffers
-    flat, in ``mlp_init``'s order (fc1.weight, fc1.bias, fc2.weight, ...);
-    ``hp`` one row of :data:`HP_COLUMNS`; ``key`` the dropout key's two words
-    (int32 bits); ``out`` receives the last epoch's objective.
-    """
+def mlp_sgd_kernel(
+    x_ptr, y_ptr, theta_ptr, buf_ptr, hp_ptr, key_ptr, out_ptr, epoch0, n_epochs, n_rows,
+    {sizes}, N_PARAMS: tl.constexpr, N_HP: tl.constexpr, MSE: tl.constexpr,
+    USE_L1: tl.constexpr, USE_L2: tl.constexpr, USE_NORM: tl.constexpr, BLOCK_R: tl.constexpr,
+):
     cfg = tl.program_id(0).to(tl.int64)
     theta = theta_ptr + cfg * N_PARAMS
     bufp = buf_ptr + cfg * N_PARAMS
-    o_b1 = H1 * D0
-    o_w2 = o_b1 + H1
-    o_b2 = o_w2 + H2 * H1
-    o_w3 = o_b2 + H2
-    o_b3 = o_w3 + H2
-    w1 = _load_matrix(theta, H1, D0, H1P, D0P)
-    b1 = _load_vector(theta + o_b1, H1, H1P)
-    w2 = _load_matrix(theta + o_w2, H2, H1, H2P, H1P)
-    b2 = _load_vector(theta + o_b2, H2, H2P)
-    w3 = _load_vector(theta + o_w3, H2, H2P)
-    b3 = _load_vector(theta + o_b3, 1, 2)  # the output bias, padded to 2 (reductions need tensors)
-    m1 = _load_matrix(bufp, H1, D0, H1P, D0P)
-    mb1 = _load_vector(bufp + o_b1, H1, H1P)
-    m2 = _load_matrix(bufp + o_w2, H2, H1, H2P, H1P)
-    mb2 = _load_vector(bufp + o_b2, H2, H2P)
-    m3 = _load_vector(bufp + o_w3, H2, H2P)
-    mb3 = _load_vector(bufp + o_b3, 1, 2)
-    first = tl.arange(0, 2) < 1
-
+    first = tl.arange(0, 2) < 1  # the output bias's one real entry
+{offsets}
+{load}
     hp = hp_ptr + cfg * N_HP
     lr = tl.load(hp + 0)
     momentum = tl.load(hp + 1)
@@ -226,89 +210,146 @@ def mlp2_sgd_kernel(
     safe_keep = tl.where(keep > 0.0, keep, 1.0)
     dk0 = tl.load(key_ptr + cfg * 2).to(tl.uint32, bitcast=True)
     dk1 = tl.load(key_ptr + cfg * 2 + 1).to(tl.uint32, bitcast=True)
-
-    c0 = tl.arange(0, D0P)
+    cols0 = tl.arange(0, P0)
     inv_n = 1.0 / n_rows.to(tl.float32)
     objective = 0.0
     for e in range(n_epochs):
-        # step_key = fold_in(fold_in(dropout_key, epoch), 0); layer i: fold_in(step_key, i)
+        # step key fold_in(fold_in(dropout_key, epoch), 0); hidden layer i drops with fold_in(step key, i - 1)
         ek0, ek1 = _fold_in(dk0, dk1, (epoch0 + e).to(tl.uint32))
         sk0, sk1 = _fold_in(ek0, ek1, tl.zeros((), tl.uint32))
-        a0, a1 = _fold_in(sk0, sk1, tl.zeros((), tl.uint32))
-        c0k, c1k = _fold_in(sk0, sk1, tl.full((), 1, tl.uint32))
-
-        g1 = tl.zeros((H1P, D0P), tl.float32)
-        gb1 = tl.zeros((H1P,), tl.float32)
-        g2 = tl.zeros((H2P, H1P), tl.float32)
-        gb2 = tl.zeros((H2P,), tl.float32)
-        g3 = tl.zeros((H2P,), tl.float32)
-        gb3 = tl.zeros((2,), tl.float32)
+{keys}
+{zero}
         loss = 0.0
         for r0 in range(0, n_rows, BLOCK_R):
             rows = r0 + tl.arange(0, BLOCK_R)
             valid = rows < n_rows
-            x = tl.load(x_ptr + rows[:, None] * D0 + c0[None, :], mask=valid[:, None] & (c0[None, :] < D0), other=0.0)
+            a0 = tl.load(x_ptr + rows[:, None] * S0 + cols0[None, :], mask=valid[:, None] & (cols0[None, :] < S0), other=0.0)
             y = tl.load(y_ptr + rows, mask=valid, other=0.0)
-            z1 = _dense(x, w1, b1)
-            h1, k1m = _relu_dropout(z1, rows, H1, H1P, a0, a1, keep, safe_keep)
-            z2 = _dense(h1, w2, b2)
-            h2, k2m = _relu_dropout(z2, rows, H2, H2P, c0k, c1k, keep, safe_keep)
-            z = tl.sum(h2 * w3[None, :], axis=1) + tl.sum(b3, axis=0)
+{forward}
+            z = tl.sum(a{L} * w{O}[None, :], axis=1) + tl.sum(b{O}, axis=0)
             if MSE:
                 diff = z - y
                 loss += tl.sum(tl.where(valid, diff * diff, 0.0), axis=0)
                 dz = tl.where(valid, 2.0 * diff * inv_n, 0.0)
-            else:
+            else:  # binary cross-entropy on logits
                 per_row = tl.maximum(z, 0.0) - z * y + tl.log(1.0 + tl.exp(-tl.abs(z)))
                 loss += tl.sum(tl.where(valid, per_row, 0.0), axis=0)
                 dz = tl.where(valid, (tl.sigmoid(z) - y) * inv_n, 0.0)
-            g3 += tl.sum(dz[:, None] * h2, axis=0)
-            gb3 += tl.where(first, tl.sum(dz, axis=0), 0.0)
-            dz2 = _dropout_relu_backward(dz[:, None] * w3[None, :], k2m, z2, safe_keep)
-            g2 += tl.sum(dz2[:, :, None] * h1[:, None, :], axis=0)
-            gb2 += tl.sum(dz2, axis=0)
-            dh1 = tl.sum(dz2[:, :, None] * w2[None, :, :], axis=1)
-            dz1 = _dropout_relu_backward(dh1, k1m, z1, safe_keep)
-            g1 += tl.sum(dz1[:, :, None] * x[:, None, :], axis=0)
-            gb1 += tl.sum(dz1, axis=0)
-
-        g1, p1 = _penalize(w1, g1, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
-        gb1, p2 = _penalize(b1, gb1, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
-        g2, p3 = _penalize(w2, g2, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
-        gb2, p4 = _penalize(b2, gb2, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
-        g3, p5 = _penalize(w3, g3, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
-        gb3, p6 = _penalize(b3, gb3, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
-        objective = loss * inv_n + (p1 + p2 + p3 + p4 + p5 + p6)
-
-        w1, m1 = _sgd(w1, m1, g1, lr, momentum, weight_decay)
-        b1, mb1 = _sgd(b1, mb1, gb1, lr, momentum, weight_decay)
-        w2, m2 = _sgd(w2, m2, g2, lr, momentum, weight_decay)
-        b2, mb2 = _sgd(b2, mb2, gb2, lr, momentum, weight_decay)
-        w3, m3 = _sgd(w3, m3, g3, lr, momentum, weight_decay)
-        b3, mb3 = _sgd(b3, mb3, gb3, lr, momentum, weight_decay)
-
-    _store_matrix(theta, w1, H1, D0, H1P, D0P)
-    _store_vector(theta + o_b1, b1, H1, H1P)
-    _store_matrix(theta + o_w2, w2, H2, H1, H2P, H1P)
-    _store_vector(theta + o_b2, b2, H2, H2P)
-    _store_vector(theta + o_w3, w3, H2, H2P)
-    _store_vector(theta + o_b3, b3, 1, 2)
-    _store_matrix(bufp, m1, H1, D0, H1P, D0P)
-    _store_vector(bufp + o_b1, mb1, H1, H1P)
-    _store_matrix(bufp + o_w2, m2, H2, H1, H2P, H1P)
-    _store_vector(bufp + o_b2, mb2, H2, H2P)
-    _store_vector(bufp + o_w3, m3, H2, H2P)
-    _store_vector(bufp + o_b3, mb3, 1, 2)
+            g{O} += tl.sum(dz[:, None] * a{L}, axis=0)
+            gb{O} += tl.where(first, tl.sum(dz, axis=0), 0.0)
+            da = dz[:, None] * w{O}[None, :]
+{backward}
+        penalty = 0.0
+{step}
+        objective = loss * inv_n + penalty
+{store}
     tl.store(out_ptr + cfg, objective)
+"""
+
+_OFFSETS = "    o_b{i} = o_w{i} + {w_size}\n    o_w{j} = o_b{i} + {b_size}\n"
+_LOAD_HIDDEN = """\
+    w{i} = _load_matrix(theta + o_w{i}, S{i}, S{h}, P{i}, P{h})
+    b{i} = _load_vector(theta + o_b{i}, S{i}, P{i})
+    m{i} = _load_matrix(bufp + o_w{i}, S{i}, S{h}, P{i}, P{h})
+    mb{i} = _load_vector(bufp + o_b{i}, S{i}, P{i})
+"""
+_LOAD_OUTPUT = """\
+    w{i} = _load_vector(theta + o_w{i}, S{h}, P{h})
+    b{i} = _load_vector(theta + o_b{i}, 1, 2)
+    m{i} = _load_vector(bufp + o_w{i}, S{h}, P{h})
+    mb{i} = _load_vector(bufp + o_b{i}, 1, 2)
+"""
+_KEYS = "        lk{i}_0, lk{i}_1 = _fold_in(sk0, sk1, tl.full((), {h}, tl.uint32))\n"
+_ZERO_HIDDEN = "        g{i} = tl.zeros((P{i}, P{h}), tl.float32)\n        gb{i} = tl.zeros((P{i},), tl.float32)\n"
+_ZERO_OUTPUT = "        g{i} = tl.zeros((P{h},), tl.float32)\n        gb{i} = tl.zeros((2,), tl.float32)\n"
+_FORWARD = """\
+            z{i} = _dense(a{h}, w{i}, b{i})
+            a{i}, keep{i} = _relu_dropout(z{i}, rows, S{i}, P{i}, lk{i}_0, lk{i}_1, keep, safe_keep)
+"""
+_BACKWARD = """\
+            dz{i} = _dropout_relu_backward(da, keep{i}, z{i}, safe_keep)
+            g{i} += tl.sum(dz{i}[:, :, None] * a{h}[:, None, :], axis=0)
+            gb{i} += tl.sum(dz{i}, axis=0)
+"""
+_BACKWARD_INPUT = "            da = tl.sum(dz{i}[:, :, None] * w{i}[None, :, :], axis=1)\n"
+_STEP = """\
+        g{i}, pw = _penalize(w{i}, g{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
+        gb{i}, pb = _penalize(b{i}, gb{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
+        penalty += pw + pb
+        w{i}, m{i} = _sgd(w{i}, m{i}, g{i}, lr, momentum, weight_decay)
+        b{i}, mb{i} = _sgd(b{i}, mb{i}, gb{i}, lr, momentum, weight_decay)
+"""
+_STORE_HIDDEN = """\
+    _store_matrix(theta + o_w{i}, w{i}, S{i}, S{h}, P{i}, P{h})
+    _store_vector(theta + o_b{i}, b{i}, S{i}, P{i})
+    _store_matrix(bufp + o_w{i}, m{i}, S{i}, S{h}, P{i}, P{h})
+    _store_vector(bufp + o_b{i}, mb{i}, S{i}, P{i})
+"""
+_STORE_OUTPUT = """\
+    _store_vector(theta + o_w{i}, w{i}, S{h}, P{h})
+    _store_vector(theta + o_b{i}, b{i}, 1, 2)
+    _store_vector(bufp + o_w{i}, m{i}, S{h}, P{h})
+    _store_vector(bufp + o_b{i}, mb{i}, 1, 2)
+"""
+
+
+def kernel_source(hidden: int) -> str:
+    """The Triton source of the kernel for an MLP with ``hidden`` hidden layers (and one output)."""
+    if not (isinstance(hidden, int) and hidden >= 1):
+        raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
+    out = hidden + 1  # the output layer's index
+    layers = range(1, out + 1)
+
+    def each(template_hidden: str, template_output: str | None = None, order=layers) -> str:
+        return "".join(
+            (template_output if i == out and template_output is not None else template_hidden).format(i=i, h=i - 1)
+            for i in order
+        )
+
+    sizes = ", ".join(f"S{i}: tl.constexpr" for i in range(out)) + ", " + ", ".join(f"P{i}: tl.constexpr" for i in range(out))
+    offsets = "    o_w1 = 0\n" + "".join(
+        _OFFSETS.format(i=i, j=i + 1, w_size=f"S{i} * S{i - 1}" if i < out else f"S{i - 1}", b_size=f"S{i}" if i < out else 1)
+        for i in layers
+    )
+    backward = "".join(
+        _BACKWARD.format(i=i, h=i - 1) + (_BACKWARD_INPUT.format(i=i) if i > 1 else "") for i in range(hidden, 0, -1)
+    )
+    return _HEADER.format(
+        sizes=sizes, offsets=offsets.rstrip("\n").rsplit("\n", 1)[0], L=hidden, O=out,
+        load=each(_LOAD_HIDDEN, _LOAD_OUTPUT).rstrip("\n"),
+        keys=each(_KEYS, order=range(1, out)).rstrip("\n"),
+        zero=each(_ZERO_HIDDEN, _ZERO_OUTPUT).rstrip("\n"),
+        forward=each(_FORWARD, order=range(1, out)).rstrip("\n"),
+        backward=backward.rstrip("\n"),
+        step=each(_STEP).rstrip("\n"),
+        store=each(_STORE_HIDDEN, _STORE_OUTPUT).rstrip("\n"),
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=None)
+def kernel(hidden: int):
+    """The jitted kernel for ``hidden`` hidden layers (generated once per depth)."""
+    source = kernel_source(hidden)
+    filename = f"<regfn._triton_mlp kernel, {hidden} hidden layers>"
+    # Triton reads a kernel's source through inspect/linecache; register the generated text there.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace = dict(globals())
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated source
+    return namespace["mlp_sgd_kernel"]
 
 
 # ----------------------------------------------------------------- launching
 
 
-# Rows per tile and warps per program. Not tuned on a GPU yet: benchmarks/sweep.py --triton-tiles
-# times other choices side by side.
-BLOCK_ROWS = 64
+# Rows per tile (None: auto_block_rows) and warps per program. Not tuned on a GPU yet:
+# benchmarks/sweep.py --triton-tiles times other choices side by side.
+BLOCK_ROWS: int | None = None
 NUM_WARPS = 4
+# A layer's tile product (rows x out x in, padded) per program, at most: 32 floats per thread of
+# 4 warps. Compiled for sm_90 (benchmarks/triton_kernel_info.py) this gives the tutorial's 8-6-4-1
+# MLP 64-row tiles (128 registers, 16 bytes of spill) and 8-32-32-1 4-row tiles (215, none);
+# wider layers spill: the kernel is meant for narrow MLPs, the sweeps' usual subject.
+_TILE_BUDGET = 32 * 128
 
 
 def padded(n: int) -> int:
@@ -316,27 +357,34 @@ def padded(n: int) -> int:
     return max(2, 1 << (n - 1).bit_length())
 
 
+def auto_block_rows(sizes) -> int:
+    """Rows per tile for an MLP of these widths: the most (a power of two, 2 to 128) within the budget."""
+    widest = max(padded(a) * padded(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    rows = max(2, min(128, _TILE_BUDGET // widest))
+    return 1 << (rows.bit_length() - 1)
+
+
 def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, sizes, *, mse: bool,
                  penalties: tuple[str, ...], block_rows: int | None = None, num_warps: int | None = None):  # fmt: skip
     """Run ``n_epochs`` epochs from ``epoch0`` for every configuration; returns the last objectives.
 
-    ``theta`` and ``buf`` (float32, shape (K, n_params)) are updated in place;
-    ``hp`` is (K, len(HP_COLUMNS)) float32, ``key_words`` (K, 2) int32, ``x``
+    ``sizes`` are the MLP's widths, input first, ending in 1. ``theta`` and
+    ``buf`` (float32, shape (K, n_params)) are updated in place; ``hp`` is
+    (K, len(HP_COLUMNS)) float32, ``key_words`` (K, 2) int32, ``x``
     (n, sizes[0]) and ``y`` (n,) float32, all contiguous on one device.
     ``block_rows`` (a power of two) and ``num_warps`` default to
-    :data:`BLOCK_ROWS` and :data:`NUM_WARPS`.
+    :data:`BLOCK_ROWS` (else :func:`auto_block_rows`) and :data:`NUM_WARPS`.
     """
     import torch
 
-    d0, h1, h2, _ = sizes
     k = theta.shape[0]
+    widths = tuple(sizes[:-1])  # S0 .. SL; the output width is 1
     out = torch.empty(k, dtype=torch.float32, device=theta.device)
-    mlp2_sgd_kernel[(k,)](
-        x, y, theta, buf, hp, key_words, out,
-        epoch0, n_epochs, x.shape[0],
-        D0=d0, H1=h1, H2=h2, D0P=padded(d0), H1P=padded(h1), H2P=padded(h2),
+    kernel(len(widths) - 1)[(k,)](
+        x, y, theta, buf, hp, key_words, out, epoch0, n_epochs, x.shape[0],
+        **{f"S{i}": w for i, w in enumerate(widths)}, **{f"P{i}": padded(w) for i, w in enumerate(widths)},
         N_PARAMS=theta.shape[1], N_HP=hp.shape[1], MSE=mse,
         USE_L1="l1" in penalties, USE_L2="l2" in penalties, USE_NORM="norm2" in penalties,
-        BLOCK_R=block_rows or BLOCK_ROWS, num_warps=num_warps or NUM_WARPS,
+        BLOCK_R=block_rows or BLOCK_ROWS or auto_block_rows(sizes), num_warps=num_warps or NUM_WARPS,
     )  # fmt: skip
     return out

@@ -443,8 +443,8 @@ def sweep(
             fused Triton kernel trains each configuration of the tutorial's
             kind of model, everything in registers, one launch per stretch of
             epochs between log points; needs ``pip install triton``). The
-            Triton engine takes an MLP from :func:`regfn.nn.mlp` with two
-            hidden layers, ReLU, one logit output, the ``"bce_logits"`` or
+            Triton engine takes an MLP from :func:`regfn.nn.mlp` with ReLU
+            hidden layers (any number), one logit output, the ``"bce_logits"`` or
             ``"mse"`` loss, the ``"sgd"`` optimizer, full batch and float32;
             anything else raises a ValueError that says what. Its masks are
             the same bits and its numbers agree with ``"vmap"`` to float

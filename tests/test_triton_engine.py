@@ -105,6 +105,26 @@ def test_matches_vmap_engine(split, loss):
     assert_rows_close(a, b)
 
 
+@pytest.mark.parametrize("sizes", [(8, 5, 1), (8, 7, 3, 2, 1)], ids=["1-hidden", "3-hidden"])
+def test_other_depths_match_vmap_engine(split, sizes):
+    train, val = split
+    model = regfn.mlp(sizes, output="logits")
+    configs = [CONFIGS[1], CONFIGS[3], CONFIGS[5]]
+    a = regfn.sweep(model, train, configs, val=val, **RUN)
+    b = regfn.sweep(model, train, configs, val=val, engine="triton", **RUN)
+    assert b.engine == "triton"
+    assert_rows_close(a, b)
+
+
+def test_kernel_source_is_generated_per_depth():
+    tm = importlib.import_module("regfn._triton_mlp")
+    two = tm.kernel_source(2)
+    assert "z2 = _dense(a1, w2, b2)" in two and "z3" not in two and "w3 = _load_vector" in two
+    assert tm.kernel(2) is tm.kernel(2)  # generated and compiled once per depth
+    with pytest.raises(ValueError, match="hidden must be an int >= 1"):
+        tm.kernel_source(0)
+
+
 def test_row_equals_a_single_training_run(split):
     train, _ = split
     row = CONFIGS[3]
@@ -145,7 +165,7 @@ def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(model=regfn.mlp((8, 6, 1), output="logits")), "exactly two hidden layers"),
+        (dict(model=regfn.mlp((8, 1), output="logits")), "needs a hidden layer"),
         (dict(model=regfn.mlp((8, 6, 4, 2), output="logits")), "one output"),
         (dict(model=regfn.mlp((8, 6, 4, 1), "tanh", output="logits")), "activation must be 'relu'"),
         (dict(model=regfn.mlp((8, 6, 4, 1))), "output must be 'logits'"),
