@@ -19,11 +19,14 @@ import subprocess
 import tempfile
 import time
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+os.environ["TRITON_INTERPRET"] = "0"  # compile for real, even where tests run kernels in the interpreter
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default (fused multiply-adds), stated
 
-from regfn import _triton_mlp as kernels
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from regfn import _triton_mlp as kernels  # noqa: E402
 
 POINTERS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "theta_ptr": "*fp32", "buf_ptr": "*fp32", "hp_ptr": "*fp32",
             "key_ptr": "*i32", "out_ptr": "*fp32"}  # fmt: skip

@@ -283,6 +283,7 @@ examples:
   regfn sweep --csv diabetes.csv --target Outcome --l1 0,1e-4:1e-2:5 --epochs 1000
   regfn sweep --weight-decay 1e-4,1e-3 --optimizer adam --lr 1e-3,1e-2 --no-plots
   regfn sweep --device cuda --seeds 32 --l2 1e-6:1e-1:32 --p lin:0:0.6:7   # 7168 configs
+  regfn sweep --device cuda --engine triton --seeds 32 --l2 1e-6:1e-1:32    # one fused kernel
 
 value lists: comma-separated numbers, LOW:HIGH:N (N log-spaced values, ends
 included, ends > 0) or lin:LOW:HIGH:N (N evenly spaced values); e.g.

@@ -13,7 +13,11 @@ How it stays fast:
 * on CUDA, blocks of epochs are captured once in a CUDA graph and replayed,
   so the epoch loop costs one launch per block instead of one per kernel;
 * K larger than memory allows is cut into equal chunks (the last one padded)
-  that reuse the same compiled program.
+  that reuse the same compiled program;
+* ``engine="triton"`` replaces the vmapped step by one fused Triton kernel for
+  the tutorial's kind of model (see :mod:`regfn._triton_mlp`): each program
+  trains one configuration with its parameters in registers, one launch per
+  stretch of epochs between log points.
 
 Examples:
     >>> import regfn

@@ -42,6 +42,13 @@ def test_sweep_benchmark_times_the_triton_engine():
     assert r["triton_loss_max_rel_diff"] < 1e-5
 
 
+def test_triton_kernel_compiles_for_hopper_without_a_gpu():
+    pytest.importorskip("triton")
+    (row,) = run("triton_kernel_info.py", "--arch", "90", "--sizes", "8-6-4-1")
+    assert row["tile"] == "64x4" and row["arch"] == "sm_90"
+    assert 0 < row["registers"] <= 255 and row["spill_store_bytes"] <= 64
+
+
 @pytest.mark.slow
 def test_uniform_benchmark_runs():
     rows = run("random_uniform.py", "--device", "cpu", "--sizes", "1000", "--repeats", "1")
