@@ -19,6 +19,10 @@ from .random import _wrap32
 from .train import LOSSES
 
 ENGINES = ("vmap", "triton")
+
+
+class KernelError(RuntimeError):
+    """The Triton kernel failed to compile or run (the sweep then falls back to the vmap engine)."""
 _LOSSES = {"bce_logits": False, "mse": True}  # supported loss name -> whether it is MSE
 
 
@@ -131,4 +135,9 @@ def warm_up(spec: Any, prog: Any, hp: dict[str, Tensor], data: Any) -> None:
     The epoch counters are not specialised on, so one compiled kernel serves
     every stretch of epochs.
     """
-    Packed(spec, prog.init(hp), hp, data.x, data.y).train(0, 1)
+    try:
+        Packed(spec, prog.init(hp), hp, data.x, data.y).train(0, 1)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever Triton raises, the caller falls back
+        raise KernelError(f"{type(err).__name__}: {err}") from err

@@ -567,22 +567,22 @@ def _compile(prog, run: _Run, hp_all, chunk):
     so that the caller can shrink the chunks.
     """
     hp = _pad({n: v[:chunk] for n, v in hp_all.items()}, chunk)
-    try:
-        _warm_up(prog, run, hp)
-        return prog, run
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
-        # stacklevel: _compile, _sweep, sweep, the caller
-        if run.engine == "triton":
-            warnings.warn(
-                f"regfn.sweep: the Triton kernel failed ({type(err).__name__}: {err}); running engine='vmap'",
-                stacklevel=4,
-            )
+    while True:  # at most twice: a failing Triton kernel is retried as the vmap engine
+        try:
+            _warm_up(prog, run, hp)
+            return prog, run
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except _triton_engine.KernelError as err:  # stacklevel: _compile, _sweep, sweep, the caller
+            warnings.warn(f"regfn.sweep: the Triton kernel failed ({err}); running engine='vmap'", stacklevel=4)
             run = replace(run, engine="vmap")
-            return (_compile(prog, run, hp_all, chunk) if prog.compiled else (prog, run))
-        warnings.warn(f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4)
-        return _program(run.spec, False), replace(run, use_graphs=False)
+            if not prog.compiled:
+                return prog, run
+        except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
+            warnings.warn(
+                f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4
+            )
+            return _program(run.spec, False), replace(run, use_graphs=False)
 
 
 def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> int:
