@@ -2,9 +2,10 @@
 
 For each MLP size and tile (rows per tile x warps) this compiles
 ``regfn._triton_mlp``'s kernel ahead of time for ``sm_<arch>`` (Triton's own
-LLVM and ptxas; no device needed), then asks ptxas for registers per thread and
-spill traffic. One JSON line per case. It checks that the kernel compiles for
-the target and how many programs fit on one SM; it does not time anything.
+LLVM and ptxas; no device needed) and reports, from the cubin (``cuobjdump``),
+its registers per thread and stack bytes (where register spills go). One JSON
+line per case. It checks that the kernel compiles for the target and how many
+programs fit on one SM; it does not time anything.
 
     python benchmarks/triton_kernel_info.py --arch 90 --sizes 8-6-4-1,8-5-1 --tiles 32x2,64x4,128x4
 """
@@ -42,32 +43,40 @@ def compile_case(sizes: tuple[int, ...], rows: int, warps: int, arch: int) -> di
     constants.update(N_PARAMS=n_params, N_HP=len(kernels.HP_COLUMNS), MSE=False, USE_L1=False, USE_L2=True,
                      USE_NORM=False, BLOCK_R=rows)  # fmt: skip
     signature = {**POINTERS, **SCALARS, **{name: "constexpr" for name in constants}}
-    source = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(n),): v for n, v in constants.items()})
+    source = _ast_source(fn, signature, constants)
     t = time.perf_counter()
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
     seconds = time.perf_counter() - t
     return {"sizes": "-".join(map(str, sizes)), "tile": f"{rows}x{warps}", "arch": f"sm_{arch}",
-            "compile_s": round(seconds, 2), **ptxas_report(compiled.asm["ptx"], arch)}  # fmt: skip
+            "compile_s": round(seconds, 2), "triton": triton.__version__, **resources(compiled.asm["cubin"])}  # fmt: skip
 
 
-def ptxas_report(ptx: str, arch: int) -> dict:
-    """Registers per thread and spill bytes, from ``ptxas -v`` on the kernel's PTX."""
-    from triton.backends.nvidia.compiler import get_ptxas
+def _ast_source(fn, signature: dict, constants: dict) -> ASTSource:
+    """Triton >= 3.3 takes ``constexprs`` keyed by argument paths; older ones ``constants`` by name."""
+    try:
+        return ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(n),): v for n, v in constants.items()})
+    except TypeError:
+        plain = {n: t for n, t in signature.items() if t != "constexpr"}
+        return ASTSource(fn=fn, signature=plain, constants=constants)
 
-    suffix = "a" if arch >= 90 else ""
+
+def _cuobjdump() -> str:
+    from triton.backends.nvidia import compiler as nvidia
+
+    bundled = os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
+    return bundled if os.path.exists(bundled) else "cuobjdump"
+
+
+def resources(cubin: bytes) -> dict:
+    """Registers per thread and local (spill) memory of the compiled kernel, from ``cuobjdump``."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "kernel.ptx")
-        with open(path, "w") as f:
-            f.write(ptx)
-        cmd = [get_ptxas(arch).path, "-v", f"--gpu-name=sm_{arch}{suffix}", path, "-o", os.path.join(tmp, "k.cubin")]
-        text = subprocess.run(cmd, capture_output=True, text=True).stderr
-    regs = re.search(r"Used (\d+) registers", text)
-    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
-    return {
-        "registers": int(regs.group(1)) if regs else None,
-        "spill_store_bytes": int(spills.group(1)) if spills else None,
-        "spill_load_bytes": int(spills.group(2)) if spills else None,
-    }
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        text = subprocess.run([_cuobjdump(), "--dump-resource-usage", path], capture_output=True, text=True).stdout
+    usage = dict(re.findall(r"(REG|STACK|LOCAL|SHARED):(\d+)", text))
+    return {"registers": int(usage["REG"]), "local_bytes": int(usage["LOCAL"]), "stack_bytes": int(usage["STACK"]),
+            "shared_bytes": int(usage["SHARED"])}  # fmt: skip
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 
@@ -33,3 +34,38 @@ def diabetes_csv():
     if not DIABETES_CSV.exists():
         pytest.skip(f"{DIABETES_CSV} not found (the tutorial's data lives in ../shared)")
     return DIABETES_CSV
+
+
+@functools.lru_cache(maxsize=None)
+def triton_engine_runs() -> str | None:
+    """Why ``regfn.sweep(engine="triton")`` cannot run here, or None when it can.
+
+    Without CUDA it runs in Triton's interpreter, which some Triton releases
+    cannot do for this kernel (e.g. 3.0, and 3.2 to 3.6 under NumPy 2); the
+    engine then falls back to vmap with a warning, and its tests skip.
+    """
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("triton") is None:
+        return "needs triton"
+    import triton
+
+    import regfn
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = regfn.data.quadrants(rr.key(0), 8).to(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = regfn.sweep(regfn.mlp((2, 3, 1), output="logits"), data, [{}], epochs=1, engine="triton",
+                             compile=False, quiet=True)  # fmt: skip
+    if result.engine == "triton":
+        return None
+    reasons = [str(w.message) for w in caught if "Triton kernel failed" in str(w.message)]
+    return f"Triton {triton.__version__} cannot run the kernel here: {reasons[0] if reasons else 'unknown'}"[:300]
+
+
+def skip_unless_triton_engine_runs() -> None:
+    reason = triton_engine_runs()
+    if reason is not None:
+        pytest.skip(reason)

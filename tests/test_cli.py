@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import regfn.cli as cli
+from conftest import skip_unless_triton_engine_runs
 
 SMALL = ["--n", "64", "--epochs", "4", "--seeds", "2", "--l2", "0,1e-2", "--p", "0,0.5"]
 
@@ -248,7 +249,7 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
 
 
 def test_sweep_with_the_triton_engine(capsys, tmp_path):
-    pytest.importorskip("triton")  # on CPU it runs in Triton's interpreter (conftest sets TRITON_INTERPRET)
+    skip_unless_triton_engine_runs()  # on CPU it runs in Triton's interpreter (conftest sets TRITON_INTERPRET)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     argv = ["sweep", "--n", "48", "--epochs", "2", "--seeds", "1", "--l2", "0,1e-2", "--p", "0.5", "--hidden", "6,4",
             "--device", device, "--no-plots", "--out", str(tmp_path), "--engine"]
