@@ -30,9 +30,10 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def check(spec: Any, batch_size: int | None, dtype: torch.dtype, device: torch.device) -> None:
-    """Raise a ValueError naming what ``engine="triton"`` does not support here."""
+def check(spec: Any, batch_size: int | None, x: Tensor, device: torch.device) -> None:
+    """Raise a ValueError naming what ``engine="triton"`` does not support for inputs ``x`` here."""
     settings = getattr(spec.model.apply, "mlp_settings", None)
+    dtype = x.dtype
     problems = []
     if settings is None:
         problems.append("the model must come from regfn.mlp (its apply carries mlp_settings)")
@@ -47,6 +48,9 @@ def check(spec: Any, batch_size: int | None, dtype: torch.dtype, device: torch.d
             problems.append(f"the output must be 'logits' (or 'identity'), got {settings.output!r}")
         if settings.dtype != torch.float32:
             problems.append(f"the MLP's dtype must be float32, got {settings.dtype}")
+        widest = max(settings.sizes[1:-1], default=0)
+        if x.shape[0] * widest >= 2**31:  # dropout counters are 32-bit in the kernel
+            problems.append(f"rows x widest hidden layer must be below 2**31, got {x.shape[0]} x {widest}")
     if not any(spec.loss is LOSSES[name] for name in _LOSSES):
         problems.append(f"the loss must be one of {sorted(_LOSSES)}")
     if spec.optimizer != "sgd":

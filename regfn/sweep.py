@@ -504,7 +504,7 @@ def sweep(
     if engine not in _triton_engine.ENGINES:
         raise ValueError(f"engine must be one of {list(_triton_engine.ENGINES)}, got {engine!r}")
     if engine == "triton":
-        _triton_engine.check(spec, batch_size, data.x.dtype, device)
+        _triton_engine.check(spec, batch_size, data.x, device)
     run = _Run(spec, data, val, epochs, batch_size, log_every, use_graphs, engine)
     with _cpu_threads(threads if device.type == "cpu" else None):
         return _sweep(run, rows, hp_all, chunk, chunk_size == "auto", compile, quiet)

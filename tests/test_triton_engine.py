@@ -22,6 +22,7 @@ from conftest import CUDA, skip_unless_triton_engine_runs
 triton = pytest.importorskip("triton")
 tl = triton.language  # a module global: Triton resolves kernels' names there
 engine_module = importlib.import_module("regfn._triton_engine")
+sweep_module = importlib.import_module("regfn.sweep")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 tm = None  # regfn._triton_mlp, imported by the test that probes its device functions
 
@@ -185,6 +186,13 @@ def test_refuses_what_it_does_not_run(split, kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         regfn.sweep(args.pop("model"), train, [{}], **args)
+
+
+def test_refuses_data_too_large_for_32_bit_dropout_counters():
+    big = torch.zeros(1, 8).expand(2**31 // 6 + 1, 8)  # a stride-0 view: the shape without the memory
+    spec = sweep_module._Spec(MODEL, sweep_module.get_loss("bce_logits"), "sgd", (), False)
+    with pytest.raises(ValueError, match=r"rows x widest hidden layer must be below 2\*\*31, got 357913942 x 6"):
+        engine_module.check(spec, None, big, torch.device(DEVICE))
 
 
 def test_refuses_cpu_without_the_interpreter(split, monkeypatch):
