@@ -8,23 +8,23 @@ export PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PY:-python3}
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $PY -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } 2>&1 | tee "$OUT/device.txt"
-# Every CUDA test (TESTS narrows it, e.g. TESTS="cuda_graph_sweep or cuda_equals_cpu").
-timeout "${TEST_S:-90}" $PY -m pytest -x -q -p no:cacheprovider tests -k "${TESTS:-cuda}" 2>&1 | tail -15 > "$OUT/tests.txt"
+# Every CUDA test and the Triton engine's tests, here on the GPU (TESTS narrows it, e.g. TESTS="cuda_graph_sweep").
+timeout "${TEST_S:-120}" $PY -m pytest -x -q -p no:cacheprovider tests -k "${TESTS:-cuda or triton}" 2>&1 | tail -15 > "$OUT/tests.txt"
 # vmap engine, Triton engine (default tile and a few others), tutorial loop and JAX, side by side per K.
 timeout "${SWEEP_S:-240}" $PY benchmarks/sweep.py --device cuda --ks "${KS:-64,4096,1024}" --epochs 2000 --seq-configs 1 \
   --triton --triton-tiles "${TILES:-32x2,32x4,128x4}" --profile "$OUT/profile.txt" > "$OUT/sweep.jsonl" 2> "$OUT/sweep.err"
 # The same sweep with regfn.mlp(linear="broadcast"): tiny layers without matmul kernels.
-timeout "${BROADCAST_S:-60}" $PY benchmarks/sweep.py --device cuda --ks "${BROADCAST_KS:-64,4096}" --epochs 2000 \
+timeout "${BROADCAST_S:-45}" $PY benchmarks/sweep.py --device cuda --ks "${BROADCAST_KS:-64,4096}" --epochs 2000 \
   --seq-configs 1 --no-jax --linear broadcast > "$OUT/sweep_broadcast.jsonl" 2>> "$OUT/sweep.err"
 if [ -n "${BIG:-}" ]; then  # the issue's 65,536 configurations, auto-chunked
-  timeout "${BIG_S:-100}" $PY -c "
+  timeout "${BIG_S:-90}" $PY -c "
 import regfn, sys; sys.path.insert(0, 'benchmarks'); from sweep import load_data, configs
 for engine in ('triton', 'vmap'):
     r = regfn.sweep(regfn.mlp((8, 6, 4, 1), output='logits'), load_data(None, 'cuda'), configs(65536), epochs=200,
                     log_every=200, quiet=True, device='cuda', engine=engine)
     print('K', len(r), r.engine, r.timings, 'diverged', len(r.diverged), flush=True)" > "$OUT/big.txt" 2>&1
 fi
-timeout "${UNIFORM_S:-25}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
+timeout "${UNIFORM_S:-20}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
 timeout "${OPTIM_S:-30}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
 echo "== tests"; cat "$OUT/tests.txt"
 echo "== errors (tail)"; tail -n 5 "$OUT/sweep.err" "$OUT/uniform.err"
