@@ -6,6 +6,7 @@ only when the engine runs, so that regfn works without Triton.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -30,7 +31,7 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def check(spec: Any, batch_size: int | None, x: Tensor, device: torch.device) -> None:
+def check(spec: Any, x: Tensor, device: torch.device) -> None:
     """Raise a ValueError naming what ``engine="triton"`` does not support for inputs ``x`` here."""
     settings = getattr(spec.model.apply, "mlp_settings", None)
     dtype = x.dtype
@@ -55,8 +56,6 @@ def check(spec: Any, batch_size: int | None, x: Tensor, device: torch.device) ->
         problems.append(f"the loss must be one of {sorted(_LOSSES)}")
     if spec.optimizer != "sgd":
         problems.append(f"the optimizer must be 'sgd', got {spec.optimizer!r}")
-    if batch_size is not None:
-        problems.append("training must be full batch (batch_size=None)")
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
     if device.type != "cuda" and not _interpreting():
@@ -74,29 +73,54 @@ def _kernels():
     return importlib.import_module("regfn._triton_mlp")
 
 
+# Mini-batch orders (int32 indices) handed to one launch, at most: 256 MiB.
+_ORDER_LIMIT = 2**26
+
+
 class Packed:
     """One chunk's parameters, momentum buffers and hyperparameters, laid out for the kernel."""
 
-    def __init__(self, spec: Any, state: dict[str, Any], hp: dict[str, Tensor], x: Tensor, y: Tensor):
+    def __init__(self, spec: Any, prog: Any, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
         kernels = _kernels()
-        params = state["params"]
+        self.state = prog.init(hp)  # kept whole: the compiled order program sees the vmap loop's structure
+        params = self.state["params"]
         self.names = list(params)
         self.shapes = [tuple(p.shape[1:]) for p in params.values()]
         self.theta = torch.cat([p.reshape(p.shape[0], -1) for p in params.values()], 1).contiguous()
         self.buf = torch.zeros_like(self.theta)
         self.hp = torch.stack([hp[name].to(torch.float32) for name in kernels.HP_COLUMNS], 1).contiguous()
-        self.keys = _wrap32(state["dkey"]).contiguous()
+        self.keys = _wrap32(self.state["dkey"]).contiguous()
         self.x, self.y = x.contiguous(), y.reshape(-1).contiguous()
         self.sizes = spec.model.apply.mlp_settings.sizes
         self.mse = spec.loss is LOSSES["mse"]
         self.penalties = spec.penalties
+        self.prog, self.batch_size = prog, batch_size
 
     def train(self, epoch0: int, epochs: int) -> Tensor:
-        """Train ``epochs`` epochs from ``epoch0`` in one launch; the last epoch's objectives."""
-        return _kernels().train_epochs(
-            self.theta, self.buf, self.hp, self.keys, self.x, self.y, epoch0, epochs, self.sizes,
-            mse=self.mse, penalties=self.penalties,
+        """Train ``epochs`` epochs from ``epoch0``; the objectives of the last step.
+
+        Full batch: one launch. Mini-batches: the epochs' keyed orders (as the
+        vmap engine draws them), then one launch per stretch of epochs whose
+        orders fit in :data:`_ORDER_LIMIT` indices.
+        """
+        kernels = _kernels()
+        run = functools.partial(
+            kernels.train_epochs, self.theta, self.buf, self.hp, self.keys, self.x, self.y,
+            sizes=self.sizes, mse=self.mse, penalties=self.penalties,
         )  # fmt: skip
+        if self.batch_size is None:
+            return run(epoch0=epoch0, n_epochs=epochs)
+        n, k = self.x.shape[0], self.theta.shape[0]
+        stretch = max(1, _ORDER_LIMIT // (k * n))
+        for start in range(epoch0, epoch0 + epochs, stretch):
+            count = min(stretch, epoch0 + epochs - start)
+            order = torch.stack([self._order(e) for e in range(start, start + count)], dim=1)
+            value = run(epoch0=start, n_epochs=count, order=order.to(torch.int32).contiguous())
+        return value
+
+    def _order(self, epoch: int) -> Tensor:
+        epoch_t = torch.tensor(epoch, dtype=torch.int64, device=self.x.device)
+        return self.prog.order(self.state, epoch_t, self.x.shape[0], self.batch_size)
 
     def params(self) -> dict[str, Tensor]:
         """The current parameters as a dict of (K, ...) tensors (copies)."""
@@ -112,15 +136,14 @@ class Packed:
 
 
 def run_chunk(
-    spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, epochs: int, log_every: int,
+    spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, epochs: int, batch_size: int | None, log_every: int,
     log: Callable[[int, Tensor, dict[str, Tensor]], None], bar: Any,
 ) -> dict[str, Tensor]:  # fmt: skip
     """Train one chunk, one launch per stretch of epochs between log points; returns the final params.
 
     ``log(done, objective, params)`` is called at every log point.
     """
-    state = prog.init(hp)
-    packed = Packed(spec, state, hp, data.x, data.y)
+    packed = Packed(spec, prog, hp, data.x, data.y, batch_size)
     done = 0
     while done < epochs:
         n = min(log_every - done % log_every, epochs - done)
@@ -133,14 +156,14 @@ def run_chunk(
     return packed.params()
 
 
-def warm_up(spec: Any, prog: Any, hp: dict[str, Tensor], data: Any) -> None:
+def warm_up(spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, batch_size: int | None) -> None:
     """Compile the kernel for this workload: one epoch on a throwaway chunk.
 
     The epoch counters are not specialised on, so one compiled kernel serves
     every stretch of epochs.
     """
     try:
-        Packed(spec, prog.init(hp), hp, data.x, data.y).train(0, 1)
+        Packed(spec, prog, hp, data.x, data.y, batch_size).train(0, 1)
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever Triton raises, the caller falls back

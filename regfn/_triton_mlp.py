@@ -14,7 +14,7 @@ generated per depth), ReLU, a single output as logits
 (``"logits"``/``"identity"``), the ``"bce_logits"`` or ``"mse"`` loss, SGD
 with learning rate, momentum and weight decay, the ``l1``, ``l2`` and
 ``norm2`` penalties on every parameter, dropout rate ``p`` after every hidden
-layer, full batch, float32.
+layer, full batch or keyed mini-batches (one SGD step per batch), float32.
 
 Numbers agree with the ``vmap`` engine to float tolerance (sums run in
 another order); dropout masks are the same bits. Triton is imported only when
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import linecache
+import textwrap
 
 import triton
 import triton.language as tl
@@ -187,9 +188,9 @@ def _sgd(w, buf, g, lr, momentum, weight_decay):
 # single output, held as a vector w{L+1} and a bias padded to 2 entries.
 
 _HEADER = """\
-@triton.jit(do_not_specialize=["epoch0", "n_epochs", "n_rows"])  # one compiled kernel for every block
+@triton.jit(do_not_specialize=["epoch0", "n_epochs", "n_batches", "batch_rows"])  # one kernel for every block
 def mlp_sgd_kernel(
-    x_ptr, y_ptr, theta_ptr, buf_ptr, hp_ptr, key_ptr, out_ptr, epoch0, n_epochs, n_rows,
+    x_ptr, y_ptr, theta_ptr, buf_ptr, hp_ptr, key_ptr, order_ptr, out_ptr, epoch0, n_epochs, n_batches, batch_rows,
     {sizes}, N_PARAMS: tl.constexpr, N_HP: tl.constexpr, MSE: tl.constexpr,
     USE_L1: tl.constexpr, USE_L2: tl.constexpr, USE_NORM: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
@@ -211,41 +212,46 @@ def mlp_sgd_kernel(
     dk0 = tl.load(key_ptr + cfg * 2).to(tl.uint32, bitcast=True)
     dk1 = tl.load(key_ptr + cfg * 2 + 1).to(tl.uint32, bitcast=True)
     cols0 = tl.arange(0, P0)
-    inv_n = 1.0 / n_rows.to(tl.float32)
+    zero_u32 = tl.zeros((), tl.uint32)
+    inv_n = 1.0 / batch_rows.to(tl.float32)
     objective = 0.0
     for e in range(n_epochs):
-        # step key fold_in(fold_in(dropout_key, epoch), 0); hidden layer i drops with fold_in(step key, i - 1)
         ek0, ek1 = _fold_in(dk0, dk1, (epoch0 + e).to(tl.uint32))
-        sk0, sk1 = _fold_in(ek0, ek1, tl.zeros((), tl.uint32))
+        for bt in {batch_loop}:
+            # step key fold_in(fold_in(dropout_key, epoch), batch); hidden layer i drops with fold_in(step key, i - 1)
+            sk0, sk1 = _fold_in(ek0, ek1, zero_u32 + bt)
 {keys}
 {zero}
-        loss = 0.0
-        for r0 in range(0, n_rows, BLOCK_R):
-            rows = r0 + tl.arange(0, BLOCK_R)
-            valid = rows < n_rows
-            a0 = tl.load(x_ptr + rows[:, None] * S0 + cols0[None, :], mask=valid[:, None] & (cols0[None, :] < S0), other=0.0)
-            y = tl.load(y_ptr + rows, mask=valid, other=0.0)
+            loss = 0.0
+            for r0 in range(0, batch_rows, BLOCK_R):
+                rows = r0 + tl.arange(0, BLOCK_R)  # positions in the batch (the dropout counters' rows)
+                valid = rows < batch_rows
+                src = {rows_of_batch}
+                a0 = tl.load(x_ptr + src[:, None] * S0 + cols0[None, :], mask=valid[:, None] & (cols0[None, :] < S0), other=0.0)
+                y = tl.load(y_ptr + src, mask=valid, other=0.0)
 {forward}
-            z = tl.sum(a{L} * w{O}[None, :], axis=1) + tl.sum(b{O}, axis=0)
-            if MSE:
-                diff = z - y
-                loss += tl.sum(tl.where(valid, diff * diff, 0.0), axis=0)
-                dz = tl.where(valid, 2.0 * diff * inv_n, 0.0)
-            else:  # binary cross-entropy on logits
-                per_row = tl.maximum(z, 0.0) - z * y + tl.log(1.0 + tl.exp(-tl.abs(z)))
-                loss += tl.sum(tl.where(valid, per_row, 0.0), axis=0)
-                dz = tl.where(valid, (tl.sigmoid(z) - y) * inv_n, 0.0)
-            g{O} += tl.sum(dz[:, None] * a{L}, axis=0)
-            gb{O} += tl.where(first, tl.sum(dz, axis=0), 0.0)
-            da = dz[:, None] * w{O}[None, :]
+                z = tl.sum(a{L} * w{O}[None, :], axis=1) + tl.sum(b{O}, axis=0)
+                if MSE:
+                    diff = z - y
+                    loss += tl.sum(tl.where(valid, diff * diff, 0.0), axis=0)
+                    dz = tl.where(valid, 2.0 * diff * inv_n, 0.0)
+                else:  # binary cross-entropy on logits
+                    per_row = tl.maximum(z, 0.0) - z * y + tl.log(1.0 + tl.exp(-tl.abs(z)))
+                    loss += tl.sum(tl.where(valid, per_row, 0.0), axis=0)
+                    dz = tl.where(valid, (tl.sigmoid(z) - y) * inv_n, 0.0)
+                g{O} += tl.sum(dz[:, None] * a{L}, axis=0)
+                gb{O} += tl.where(first, tl.sum(dz, axis=0), 0.0)
+                da = dz[:, None] * w{O}[None, :]
 {backward}
-        penalty = 0.0
+            penalty = 0.0
 {step}
-        objective = loss * inv_n + penalty
+            objective = loss * inv_n + penalty
 {store}
     tl.store(out_ptr + cfg, objective)
 """
 
+# The data rows of the batch's positions ``rows``, from the epoch's keyed permutation.
+_ORDER_ROWS = "tl.load(order_ptr + ((cfg * n_epochs + e) * n_batches + bt) * batch_rows + rows, mask=valid, other=0)"
 _OFFSETS = "    o_b{i} = o_w{i} + {w_size}\n    o_w{j} = o_b{i} + {b_size}\n"
 _LOAD_HIDDEN = """\
     w{i} = _load_matrix(theta + o_w{i}, S{i}, S{h}, P{i}, P{h})
@@ -293,8 +299,12 @@ _STORE_OUTPUT = """\
 """
 
 
-def kernel_source(hidden: int) -> str:
-    """The Triton source of the kernel for an MLP with ``hidden`` hidden layers (and one output)."""
+def kernel_source(hidden: int, shuffled: bool = False) -> str:
+    """The Triton source of the kernel for an MLP with ``hidden`` hidden layers (and one output).
+
+    With ``shuffled`` each epoch runs ``n_batches`` steps on the rows that
+    ``order`` lists; without, one full-batch step (no batch loop at all).
+    """
     if not (isinstance(hidden, int) and hidden >= 1):
         raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
     out = hidden + 1  # the output layer's index
@@ -314,23 +324,26 @@ def kernel_source(hidden: int) -> str:
     backward = "".join(
         _BACKWARD.format(i=i, h=i - 1) + (_BACKWARD_INPUT.format(i=i) if i > 1 else "") for i in range(hidden, 0, -1)
     )
+    inner = functools.partial(textwrap.indent, prefix="    ")  # the snippets sit in the epoch and batch loops
     return _HEADER.format(
         sizes=sizes, offsets=offsets.rstrip("\n").rsplit("\n", 1)[0], L=hidden, O=out,
+        batch_loop="range(n_batches)" if shuffled else "tl.static_range(1)",  # unrolled: a single step
+        rows_of_batch=_ORDER_ROWS if shuffled else "rows",
         load=each(_LOAD_HIDDEN, _LOAD_OUTPUT).rstrip("\n"),
-        keys=each(_KEYS, order=range(1, out)).rstrip("\n"),
-        zero=each(_ZERO_HIDDEN, _ZERO_OUTPUT).rstrip("\n"),
-        forward=each(_FORWARD, order=range(1, out)).rstrip("\n"),
-        backward=backward.rstrip("\n"),
-        step=each(_STEP).rstrip("\n"),
+        keys=inner(each(_KEYS, order=range(1, out))).rstrip("\n"),
+        zero=inner(each(_ZERO_HIDDEN, _ZERO_OUTPUT)).rstrip("\n"),
+        forward=inner(each(_FORWARD, order=range(1, out))).rstrip("\n"),
+        backward=inner(backward).rstrip("\n"),
+        step=inner(each(_STEP)).rstrip("\n"),
         store=each(_STORE_HIDDEN, _STORE_OUTPUT).rstrip("\n"),
     )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=None)
-def kernel(hidden: int):
-    """The jitted kernel for ``hidden`` hidden layers (generated once per depth)."""
-    source = kernel_source(hidden)
-    filename = f"<regfn._triton_mlp kernel, {hidden} hidden layers>"
+def kernel(hidden: int, shuffled: bool = False):
+    """The jitted kernel for ``hidden`` hidden layers (generated once per depth and batching)."""
+    source = kernel_source(hidden, shuffled)
+    filename = f"<regfn._triton_mlp kernel, {hidden} hidden layers{', mini-batches' if shuffled else ''}>"
     # Triton reads a kernel's source through inspect/linecache; register the generated text there.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(globals())
@@ -365,13 +378,17 @@ def auto_block_rows(sizes) -> int:
 
 
 def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, sizes, *, mse: bool,
-                 penalties: tuple[str, ...], block_rows: int | None = None, num_warps: int | None = None):  # fmt: skip
-    """Run ``n_epochs`` epochs from ``epoch0`` for every configuration; returns the last objectives.
+                 penalties: tuple[str, ...], order=None, block_rows: int | None = None,
+                 num_warps: int | None = None):  # fmt: skip
+    """Run ``n_epochs`` epochs from ``epoch0`` for every configuration; returns the last step's objectives.
 
     ``sizes`` are the MLP's widths, input first, ending in 1. ``theta`` and
     ``buf`` (float32, shape (K, n_params)) are updated in place; ``hp`` is
     (K, len(HP_COLUMNS)) float32, ``key_words`` (K, 2) int32, ``x``
     (n, sizes[0]) and ``y`` (n,) float32, all contiguous on one device.
+    ``order`` is ``None`` for full-batch steps, else the data rows of every
+    mini-batch, int32 of shape (K, n_epochs, n_batches, batch_size) (one
+    step per batch, as :func:`regfn.data.batches` cuts them).
     ``block_rows`` (a power of two) and ``num_warps`` default to
     :data:`BLOCK_ROWS` (else :func:`auto_block_rows`) and :data:`NUM_WARPS`.
     """
@@ -380,8 +397,10 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
     k = theta.shape[0]
     widths = tuple(sizes[:-1])  # S0 .. SL; the output width is 1
     out = torch.empty(k, dtype=torch.float32, device=theta.device)
-    kernel(len(widths) - 1)[(k,)](
-        x, y, theta, buf, hp, key_words, out, epoch0, n_epochs, x.shape[0],
+    n_batches, batch_rows = (1, x.shape[0]) if order is None else tuple(order.shape[2:])
+    kernel(len(widths) - 1, order is not None)[(k,)](
+        x, y, theta, buf, hp, key_words, key_words if order is None else order, out,
+        epoch0, n_epochs, n_batches, batch_rows,
         **{f"S{i}": w for i, w in enumerate(widths)}, **{f"P{i}": padded(w) for i, w in enumerate(widths)},
         N_PARAMS=theta.shape[1], N_HP=hp.shape[1], MSE=mse,
         USE_L1="l1" in penalties, USE_L2="l2" in penalties, USE_NORM="norm2" in penalties,

@@ -351,7 +351,9 @@ def _run_chunk(prog, run: _Run, hp, bar):
                 curves.setdefault(f"val_{name}", []).append(v)
 
     if run.engine == "triton":
-        params = _triton_engine.run_chunk(run.spec, prog, hp, run.data, run.epochs, run.log_every, log, bar)
+        params = _triton_engine.run_chunk(
+            run.spec, prog, hp, run.data, run.epochs, run.batch_size, run.log_every, log, bar
+        )
     else:
         params = _run_epochs(prog, run, hp, bar, log)
     return params, curves, logged
@@ -449,7 +451,8 @@ def sweep(
             epochs between log points; needs ``pip install triton``). The
             Triton engine takes an MLP from :func:`regfn.nn.mlp` with ReLU
             hidden layers (any number), one logit output, the ``"bce_logits"`` or
-            ``"mse"`` loss, the ``"sgd"`` optimizer, full batch and float32;
+            ``"mse"`` loss, the ``"sgd"`` optimizer and float32 (full batch
+            or mini-batches);
             anything else raises a ValueError that says what. Its masks are
             the same bits and its numbers agree with ``"vmap"`` to float
             tolerance (sums run in another order). Should the kernel fail to
@@ -504,7 +507,7 @@ def sweep(
     if engine not in _triton_engine.ENGINES:
         raise ValueError(f"engine must be one of {list(_triton_engine.ENGINES)}, got {engine!r}")
     if engine == "triton":
-        _triton_engine.check(spec, batch_size, data.x, device)
+        _triton_engine.check(spec, data.x, device)
     run = _Run(spec, data, val, epochs, batch_size, log_every, use_graphs, engine)
     with _cpu_threads(threads if device.type == "cpu" else None):
         return _sweep(run, rows, hp_all, chunk, chunk_size == "auto", compile, quiet)
@@ -608,7 +611,7 @@ def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> 
 def _warm_up(prog, run: _Run, hp) -> None:
     data, val = run.data, run.val
     if run.engine == "triton":
-        _triton_engine.warm_up(run.spec, prog, hp, data)
+        _triton_engine.warm_up(run.spec, prog, hp, data, run.batch_size)
         params = prog.init(hp)["params"]
     else:
         state = _tree_clone(prog.init(hp))

@@ -109,6 +109,27 @@ def test_matches_vmap_engine(split, loss):
     assert_rows_close(a, b)
 
 
+@pytest.mark.parametrize("batch_size", [16, 30])  # 90 rows: 5 full batches of 16 (10 rows left out); 3 of 30
+def test_mini_batches_match_vmap_engine(split, batch_size):
+    train, val = split
+    configs = [CONFIGS[1], CONFIGS[3]]
+    run = dict(RUN, epochs=3, log_every=1)
+    a = regfn.sweep(MODEL, train, configs, val=val, batch_size=batch_size, **run)
+    b = regfn.sweep(MODEL, train, configs, val=val, batch_size=batch_size, engine="triton", **run)
+    assert b.engine == "triton"
+    assert_rows_close(a, b)
+
+
+def test_mini_batch_orders_are_cut_into_launches_that_fit(split, monkeypatch):
+    train, _ = split
+    configs = [CONFIGS[1], CONFIGS[3]]
+    run = dict(RUN, epochs=3, log_every=3, batch_size=30)
+    whole = regfn.sweep(MODEL, train, configs, engine="triton", **run)
+    monkeypatch.setattr(engine_module, "_ORDER_LIMIT", 1)  # one epoch per launch
+    cut = regfn.sweep(MODEL, train, configs, engine="triton", **run)
+    assert cut.rows == whole.rows
+
+
 @pytest.mark.parametrize("sizes", [(8, 5, 1), (8, 7, 3, 2, 1)], ids=["1-hidden", "3-hidden"])
 def test_other_depths_match_vmap_engine(split, sizes):
     train, val = split
@@ -124,7 +145,10 @@ def test_kernel_source_is_generated_per_depth():
     tm = importlib.import_module("regfn._triton_mlp")
     two = tm.kernel_source(2)
     assert "z2 = _dense(a1, w2, b2)" in two and "z3" not in two and "w3 = _load_vector" in two
-    assert tm.kernel(2) is tm.kernel(2)  # generated and compiled once per depth
+    assert "for bt in tl.static_range(1):" in two and "order_ptr +" not in two  # full batch: one step, no gather
+    shuffled = tm.kernel_source(2, shuffled=True)
+    assert "for bt in range(n_batches):" in shuffled and "tl.load(order_ptr +" in shuffled
+    assert tm.kernel(2) is tm.kernel(2)  # generated and compiled once per depth and batching
     with pytest.raises(ValueError, match="hidden must be an int >= 1"):
         tm.kernel_source(0)
 
@@ -176,7 +200,6 @@ def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
         (dict(model=regfn.Model(MODEL.init, lambda params, x, **kw: MODEL.apply(params, x, **kw))), "regfn.mlp"),
         (dict(loss="bce"), "loss must be one of"),
         (dict(optimizer="adam"), "optimizer must be 'sgd'"),
-        (dict(batch_size=16), "full batch"),
         (dict(engine="jit"), "engine must be one of"),
     ],
 )
@@ -192,7 +215,7 @@ def test_refuses_data_too_large_for_32_bit_dropout_counters():
     big = torch.zeros(1, 8).expand(2**31 // 6 + 1, 8)  # a stride-0 view: the shape without the memory
     spec = sweep_module._Spec(MODEL, sweep_module.get_loss("bce_logits"), "sgd", (), False)
     with pytest.raises(ValueError, match=r"rows x widest hidden layer must be below 2\*\*31, got 357913942 x 6"):
-        engine_module.check(spec, None, big, torch.device(DEVICE))
+        engine_module.check(spec, big, torch.device(DEVICE))
 
 
 def test_refuses_cpu_without_the_interpreter(split, monkeypatch):
