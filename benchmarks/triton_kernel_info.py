@@ -30,17 +30,18 @@ from triton.compiler import ASTSource  # noqa: E402
 from regfn import _triton_mlp as kernels  # noqa: E402
 
 POINTERS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "theta_ptr": "*fp32", "buf_ptr": "*fp32", "hp_ptr": "*fp32",
-            "key_ptr": "*i32", "order_ptr": "*i32", "out_ptr": "*fp32"}  # fmt: skip
+            "key_ptr": "*i32", "order_ptr": "*i32", "bias_ptr": "*fp32", "out_ptr": "*fp32"}  # fmt: skip
 SCALARS = {"epoch0": "i32", "n_epochs": "i32", "n_batches": "i32", "batch_rows": "i32"}
 
 
-def compile_case(sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuffled: bool = False) -> dict:
+def compile_case(sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuffled: bool = False,
+                 optimizer: str = "sgd") -> dict:
     widths = sizes[:-1]
-    fn = kernels.kernel(len(widths) - 1, shuffled)
+    fn = kernels.kernel(len(widths) - 1, shuffled, optimizer)
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     constants = {f"S{i}": w for i, w in enumerate(widths)}
     constants.update({f"P{i}": kernels.padded(w) for i, w in enumerate(widths)})
-    constants.update(N_PARAMS=n_params, N_HP=len(kernels.HP_COLUMNS), MSE=False, USE_L1=False,
+    constants.update(N_PARAMS=n_params, N_HP=len(kernels.HP_COLUMNS), MSE=False, DECOUPLED=False, USE_L1=False,
                      USE_L2=True, USE_NORM=False, BLOCK_R=rows)  # fmt: skip
     signature = {**POINTERS, **SCALARS, **{name: "constexpr" for name in constants}}
     source = _ast_source(fn, signature, constants)
@@ -48,6 +49,7 @@ def compile_case(sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuff
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
     seconds = time.perf_counter() - t
     return {"sizes": "-".join(map(str, sizes)), "tile": f"{rows}x{warps}", "arch": f"sm_{arch}", "mini_batches": shuffled,
+            "optimizer": optimizer,
             "compile_s": round(seconds, 2), "triton": triton.__version__, **resources(compiled.asm["cubin"])}  # fmt: skip
 
 
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="8-6-4-1", help="comma-separated MLP sizes, e.g. 8-6-4-1,8-5-1")
     parser.add_argument("--tiles", default="auto", help="ROWSxWARPS, comma-separated (auto: the engine's choice)")
     parser.add_argument("--mini-batches", action="store_true", help="the kernel that gathers shuffled mini-batches")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="the kernel's update (adam: Adam and AdamW)")
     args = parser.parse_args()
     for text in args.sizes.split(","):
         sizes = tuple(int(v) for v in text.split("-"))
@@ -93,7 +96,7 @@ def main() -> None:
                 rows, warps = kernels.auto_block_rows(sizes), kernels.NUM_WARPS
             else:
                 rows, warps = (int(v) for v in tile.split("x"))
-            print(json.dumps(compile_case(sizes, rows, warps, args.arch, args.mini_batches)), flush=True)
+            print(json.dumps(compile_case(sizes, rows, warps, args.arch, args.mini_batches, args.optimizer)), flush=True)
 
 
 if __name__ == "__main__":

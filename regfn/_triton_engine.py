@@ -25,6 +25,7 @@ ENGINES = ("vmap", "triton")
 class KernelError(RuntimeError):
     """The Triton kernel failed to compile or run (the sweep then falls back to the vmap engine)."""
 _LOSSES = {"bce_logits": False, "mse": True}  # supported loss name -> whether it is MSE
+_OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2}  # supported optimizer -> state slots per parameter
 
 
 def _interpreting() -> bool:
@@ -54,8 +55,8 @@ def check(spec: Any, x: Tensor, device: torch.device) -> None:
             problems.append(f"rows x widest hidden layer must be below 2**31, got {x.shape[0]} x {widest}")
     if not any(spec.loss is LOSSES[name] for name in _LOSSES):
         problems.append(f"the loss must be one of {sorted(_LOSSES)}")
-    if spec.optimizer != "sgd":
-        problems.append(f"the optimizer must be 'sgd', got {spec.optimizer!r}")
+    if spec.optimizer not in _OPTIMIZERS:
+        problems.append(f"the optimizer must be one of {list(_OPTIMIZERS)}, got {spec.optimizer!r}")
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
     if device.type != "cuda" and not _interpreting():
@@ -87,7 +88,10 @@ class Packed:
         self.names = list(params)
         self.shapes = [tuple(p.shape[1:]) for p in params.values()]
         self.theta = torch.cat([p.reshape(p.shape[0], -1) for p in params.values()], 1).contiguous()
-        self.buf = torch.zeros_like(self.theta)
+        self.optimizer = spec.optimizer
+        slots = _OPTIMIZERS[spec.optimizer]  # momentum, or Adam's two moments (zeros, as regfn.optim starts them)
+        shape = self.theta.shape if slots == 1 else (self.theta.shape[0], slots, self.theta.shape[1])
+        self.buf = torch.zeros(shape, dtype=self.theta.dtype, device=self.theta.device)
         self.hp = torch.stack([hp[name].to(torch.float32) for name in kernels.HP_COLUMNS], 1).contiguous()
         self.keys = _wrap32(self.state["dkey"]).contiguous()
         self.x, self.y = x.contiguous(), y.reshape(-1).contiguous()
@@ -106,7 +110,7 @@ class Packed:
         kernels = _kernels()
         run = functools.partial(
             kernels.train_epochs, self.theta, self.buf, self.hp, self.keys, self.x, self.y,
-            sizes=self.sizes, mse=self.mse, penalties=self.penalties,
+            sizes=self.sizes, mse=self.mse, penalties=self.penalties, optimizer=self.optimizer,
         )  # fmt: skip
         if self.batch_size is None:
             return run(epoch0=epoch0, n_epochs=epochs)

@@ -3,8 +3,8 @@
 One program trains one configuration for a block of epochs with everything in
 registers: the parameters and momentum buffers are loaded once, each epoch
 runs forward, dropout (threefry bits, bit for bit the masks of
-:func:`regfn.random.bernoulli`), loss, backward, penalties and the SGD step
-over tiles of rows, and only the last objective and the final parameters go
+:func:`regfn.random.bernoulli`), loss, backward, penalties and the optimizer
+step over tiles of rows, and only the last objective and the final parameters go
 back to memory. A block of E epochs is one kernel launch, against about 20
 launches per epoch for the compiled ``vmap`` step.
 
@@ -12,9 +12,10 @@ Supported (everything else stays on the ``vmap`` engine): an MLP from
 :func:`regfn.nn.mlp` with any number of hidden layers (the kernel's source is
 generated per depth), ReLU, a single output as logits
 (``"logits"``/``"identity"``), the ``"bce_logits"`` or ``"mse"`` loss, SGD
-with learning rate, momentum and weight decay, the ``l1``, ``l2`` and
+(learning rate, momentum, weight decay), Adam or AdamW (learning rate,
+weight decay; betas and eps at torch's defaults), the ``l1``, ``l2`` and
 ``norm2`` penalties on every parameter, dropout rate ``p`` after every hidden
-layer, full batch or keyed mini-batches (one SGD step per batch), float32.
+layer, full batch or keyed mini-batches (one step per batch), float32.
 
 Numbers agree with the ``vmap`` engine to float tolerance (sums run in
 another order); dropout masks are the same bits. Triton is imported only when
@@ -178,6 +179,24 @@ def _sgd(w, buf, g, lr, momentum, weight_decay):
     return w - lr * buf, buf
 
 
+@triton.jit
+def _adam(w, m, v, g, lr, weight_decay, k2, eps_bc1, DECOUPLED: tl.constexpr):
+    """``torch.optim.Adam`` (betas 0.9, 0.999; eps 1e-8), or AdamW's decoupled decay with ``DECOUPLED``.
+
+    As regfn.optim computes it: ``m = lerp(m, g, 0.1)``, ``v = 0.999 v +
+    0.001 g**2``, direction ``m / (sqrt(v) / k2 + eps_bc1)`` with the step's
+    ``k2 = sqrt(1 - 0.999**t) / (1 - 0.9**t)`` and ``eps_bc1 = 1e-8 (1 - 0.9**t)``.
+    """
+    if not DECOUPLED:
+        g = g + weight_decay * w
+    m = m + 0.1 * (g - m)  # torch.lerp's formula for a weight below 0.5
+    v = v * 0.999 + 0.001 * g * g
+    u = m / (tl.sqrt(v) / k2 + eps_bc1)
+    if DECOUPLED:
+        u = u + weight_decay * w
+    return w - lr * u, m, v
+
+
 # ----------------------------------------------------------------- the kernel, per depth
 #
 # Triton tensors cannot be kept in lists, so the kernel for L hidden layers is
@@ -190,13 +209,14 @@ def _sgd(w, buf, g, lr, momentum, weight_decay):
 _HEADER = """\
 @triton.jit(do_not_specialize=["epoch0", "n_epochs", "n_batches", "batch_rows"])  # one kernel for every block
 def mlp_sgd_kernel(
-    x_ptr, y_ptr, theta_ptr, buf_ptr, hp_ptr, key_ptr, order_ptr, out_ptr, epoch0, n_epochs, n_batches, batch_rows,
-    {sizes}, N_PARAMS: tl.constexpr, N_HP: tl.constexpr, MSE: tl.constexpr,
+    x_ptr, y_ptr, theta_ptr, buf_ptr, hp_ptr, key_ptr, order_ptr, bias_ptr, out_ptr,
+    epoch0, n_epochs, n_batches, batch_rows,
+    {sizes}, N_PARAMS: tl.constexpr, N_HP: tl.constexpr, MSE: tl.constexpr, DECOUPLED: tl.constexpr,
     USE_L1: tl.constexpr, USE_L2: tl.constexpr, USE_NORM: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     cfg = tl.program_id(0).to(tl.int64)
     theta = theta_ptr + cfg * N_PARAMS
-    bufp = buf_ptr + cfg * N_PARAMS
+    bufp = buf_ptr + cfg * {slots} * N_PARAMS  # the optimizer's state: {slots} slot(s) of N_PARAMS values
     first = tl.arange(0, 2) < 1  # the output bias's one real entry
 {offsets}
 {load}
@@ -244,6 +264,7 @@ def mlp_sgd_kernel(
                 da = dz[:, None] * w{O}[None, :]
 {backward}
             penalty = 0.0
+{step_scalars}
 {step}
             objective = loss * inv_n + penalty
 {store}
@@ -253,18 +274,10 @@ def mlp_sgd_kernel(
 # The data rows of the batch's positions ``rows``, from the epoch's keyed permutation.
 _ORDER_ROWS = "tl.load(order_ptr + ((cfg * n_epochs + e) * n_batches + bt) * batch_rows + rows, mask=valid, other=0)"
 _OFFSETS = "    o_b{i} = o_w{i} + {w_size}\n    o_w{j} = o_b{i} + {b_size}\n"
-_LOAD_HIDDEN = """\
-    w{i} = _load_matrix(theta + o_w{i}, S{i}, S{h}, P{i}, P{h})
-    b{i} = _load_vector(theta + o_b{i}, S{i}, P{i})
-    m{i} = _load_matrix(bufp + o_w{i}, S{i}, S{h}, P{i}, P{h})
-    mb{i} = _load_vector(bufp + o_b{i}, S{i}, P{i})
-"""
-_LOAD_OUTPUT = """\
-    w{i} = _load_vector(theta + o_w{i}, S{h}, P{h})
-    b{i} = _load_vector(theta + o_b{i}, 1, 2)
-    m{i} = _load_vector(bufp + o_w{i}, S{h}, P{h})
-    mb{i} = _load_vector(bufp + o_b{i}, 1, 2)
-"""
+# Parameters (w, b) and optimizer-state slots ({s}/{sb}: m/mb, the momentum or Adam's first moment;
+# v/vb, Adam's second), slot k at bufp + k * N_PARAMS.
+_LOAD_HIDDEN = "    {s}{i} = _load_matrix({base} + o_w{i}, S{i}, S{h}, P{i}, P{h})\n    {sb}{i} = _load_vector({base} + o_b{i}, S{i}, P{i})\n"
+_LOAD_OUTPUT = "    {s}{i} = _load_vector({base} + o_w{i}, S{h}, P{h})\n    {sb}{i} = _load_vector({base} + o_b{i}, 1, 2)\n"
 _KEYS = "        lk{i}_0, lk{i}_1 = _fold_in(sk0, sk1, tl.full((), {h}, tl.uint32))\n"
 _ZERO_HIDDEN = "        g{i} = tl.zeros((P{i}, P{h}), tl.float32)\n        gb{i} = tl.zeros((P{i},), tl.float32)\n"
 _ZERO_OUTPUT = "        g{i} = tl.zeros((P{h},), tl.float32)\n        gb{i} = tl.zeros((2,), tl.float32)\n"
@@ -278,35 +291,43 @@ _BACKWARD = """\
             gb{i} += tl.sum(dz{i}, axis=0)
 """
 _BACKWARD_INPUT = "            da = tl.sum(dz{i}[:, :, None] * w{i}[None, :, :], axis=1)\n"
-_STEP = """\
+_STORE_HIDDEN = "    _store_matrix({base} + o_w{i}, {s}{i}, S{i}, S{h}, P{i}, P{h})\n    _store_vector({base} + o_b{i}, {sb}{i}, S{i}, P{i})\n"
+_STORE_OUTPUT = "    _store_vector({base} + o_w{i}, {s}{i}, S{h}, P{h})\n    _store_vector({base} + o_b{i}, {sb}{i}, 1, 2)\n"
+_PENALIZE = """\
         g{i}, pw = _penalize(w{i}, g{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
         gb{i}, pb = _penalize(b{i}, gb{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
         penalty += pw + pb
+"""
+# Per optimizer: its state slots, the scalars of a step, and one layer's update.
+_OPTIMIZERS = {
+    "sgd": (("m",), "", """\
         w{i}, m{i} = _sgd(w{i}, m{i}, g{i}, lr, momentum, weight_decay)
         b{i}, mb{i} = _sgd(b{i}, mb{i}, gb{i}, lr, momentum, weight_decay)
-"""
-_STORE_HIDDEN = """\
-    _store_matrix(theta + o_w{i}, w{i}, S{i}, S{h}, P{i}, P{h})
-    _store_vector(theta + o_b{i}, b{i}, S{i}, P{i})
-    _store_matrix(bufp + o_w{i}, m{i}, S{i}, S{h}, P{i}, P{h})
-    _store_vector(bufp + o_b{i}, mb{i}, S{i}, P{i})
-"""
-_STORE_OUTPUT = """\
-    _store_vector(theta + o_w{i}, w{i}, S{h}, P{h})
-    _store_vector(theta + o_b{i}, b{i}, 1, 2)
-    _store_vector(bufp + o_w{i}, m{i}, S{h}, P{h})
-    _store_vector(bufp + o_b{i}, mb{i}, 1, 2)
-"""
+"""),
+    "adam": (("m", "v"), """\
+        step = e * n_batches + bt  # this launch's step: the bias corrections of its Adam step count
+        k2 = tl.load(bias_ptr + step * 2)
+        eps_bc1 = tl.load(bias_ptr + step * 2 + 1)
+""", """\
+        w{i}, m{i}, v{i} = _adam(w{i}, m{i}, v{i}, g{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
+        b{i}, mb{i}, vb{i} = _adam(b{i}, mb{i}, vb{i}, gb{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
+"""),
+}
 
 
-def kernel_source(hidden: int, shuffled: bool = False) -> str:
+def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -> str:
     """The Triton source of the kernel for an MLP with ``hidden`` hidden layers (and one output).
 
     With ``shuffled`` each epoch runs ``n_batches`` steps on the rows that
     ``order`` lists; without, one full-batch step (no batch loop at all).
+    ``optimizer`` is ``"sgd"`` or ``"adam"`` (Adam and AdamW: the kernel's
+    ``DECOUPLED`` flag tells them apart).
     """
     if not (isinstance(hidden, int) and hidden >= 1):
         raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    slots, step_scalars, update = _OPTIMIZERS[optimizer]
     out = hidden + 1  # the output layer's index
     layers = range(1, out + 1)
 
@@ -325,25 +346,35 @@ def kernel_source(hidden: int, shuffled: bool = False) -> str:
         _BACKWARD.format(i=i, h=i - 1) + (_BACKWARD_INPUT.format(i=i) if i > 1 else "") for i in range(hidden, 0, -1)
     )
     inner = functools.partial(textwrap.indent, prefix="    ")  # the snippets sit in the epoch and batch loops
+
+    def state(template_hidden: str, template_output: str) -> str:  # parameters, then each state slot
+        places = [("w", "b", "theta")] + [(slot, f"{slot}b", f"bufp + {k} * N_PARAMS") for k, slot in enumerate(slots)]
+        return "".join(
+            (template_output if i == out else template_hidden).format(i=i, h=i - 1, s=weight, sb=bias, base=base)
+            for i in layers
+            for weight, bias, base in places
+        )
     return _HEADER.format(
         sizes=sizes, offsets=offsets.rstrip("\n").rsplit("\n", 1)[0], L=hidden, O=out,
         batch_loop="range(n_batches)" if shuffled else "tl.static_range(1)",  # unrolled: a single step
         rows_of_batch=_ORDER_ROWS if shuffled else "rows",
-        load=each(_LOAD_HIDDEN, _LOAD_OUTPUT).rstrip("\n"),
+        slots=len(slots),
+        load=state(_LOAD_HIDDEN, _LOAD_OUTPUT).rstrip("\n"),
+        step_scalars=inner(step_scalars).rstrip("\n"),
         keys=inner(each(_KEYS, order=range(1, out))).rstrip("\n"),
         zero=inner(each(_ZERO_HIDDEN, _ZERO_OUTPUT)).rstrip("\n"),
         forward=inner(each(_FORWARD, order=range(1, out))).rstrip("\n"),
         backward=inner(backward).rstrip("\n"),
-        step=inner(each(_STEP)).rstrip("\n"),
-        store=each(_STORE_HIDDEN, _STORE_OUTPUT).rstrip("\n"),
+        step=inner(each(_PENALIZE + update)).rstrip("\n"),
+        store=state(_STORE_HIDDEN, _STORE_OUTPUT).rstrip("\n"),
     )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=None)
-def kernel(hidden: int, shuffled: bool = False):
-    """The jitted kernel for ``hidden`` hidden layers (generated once per depth and batching)."""
-    source = kernel_source(hidden, shuffled)
-    filename = f"<regfn._triton_mlp kernel, {hidden} hidden layers{', mini-batches' if shuffled else ''}>"
+def kernel(hidden: int, shuffled: bool = False, optimizer: str = "sgd"):
+    """The jitted kernel for ``hidden`` hidden layers (generated once per depth, batching and optimizer)."""
+    source = kernel_source(hidden, shuffled, optimizer)
+    filename = f"<regfn._triton_mlp kernel, {hidden} hidden layers, {optimizer}{', mini-batches' if shuffled else ''}>"
     # Triton reads a kernel's source through inspect/linecache; register the generated text there.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(globals())
@@ -377,8 +408,17 @@ def auto_block_rows(sizes) -> int:
     return 1 << (rows.bit_length() - 1)
 
 
+def adam_scalars(first_step: int, steps: int, device) -> "torch.Tensor":
+    """``(k2, eps_bc1)`` of Adam steps ``first_step + 1 ..``, float64 then float32, as regfn.optim.adam."""
+    import torch
+
+    t = torch.arange(first_step + 1, first_step + steps + 1, dtype=torch.float64)
+    bc1, bc2_sqrt = 1 - 0.9**t, torch.sqrt(1 - 0.999**t)
+    return torch.stack([bc2_sqrt / bc1, 1e-8 * bc1], dim=1).to(device=device, dtype=torch.float32).contiguous()
+
+
 def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, sizes, *, mse: bool,
-                 penalties: tuple[str, ...], order=None, block_rows: int | None = None,
+                 penalties: tuple[str, ...], order=None, optimizer: str = "sgd", block_rows: int | None = None,
                  num_warps: int | None = None):  # fmt: skip
     """Run ``n_epochs`` epochs from ``epoch0`` for every configuration; returns the last step's objectives.
 
@@ -388,7 +428,9 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
     (n, sizes[0]) and ``y`` (n,) float32, all contiguous on one device.
     ``order`` is ``None`` for full-batch steps, else the data rows of every
     mini-batch, int32 of shape (K, n_epochs, n_batches, batch_size) (one
-    step per batch, as :func:`regfn.data.batches` cuts them).
+    step per batch, as :func:`regfn.data.batches` cuts them). ``optimizer``
+    is ``"sgd"`` (``buf``: the momentum, shape (K, n_params)), ``"adam"`` or
+    ``"adamw"`` (``buf``: both moments, shape (K, 2, n_params)).
     ``block_rows`` (a power of two) and ``num_warps`` default to
     :data:`BLOCK_ROWS` (else :func:`auto_block_rows`) and :data:`NUM_WARPS`.
     """
@@ -398,11 +440,14 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
     widths = tuple(sizes[:-1])  # S0 .. SL; the output width is 1
     out = torch.empty(k, dtype=torch.float32, device=theta.device)
     n_batches, batch_rows = (1, x.shape[0]) if order is None else tuple(order.shape[2:])
-    kernel(len(widths) - 1, order is not None)[(k,)](
-        x, y, theta, buf, hp, key_words, key_words if order is None else order, out,
+    adam = optimizer in ("adam", "adamw")
+    first_step = epoch0 * n_batches  # steps taken before this launch
+    bias = adam_scalars(first_step, n_epochs * n_batches, theta.device) if adam else hp
+    kernel(len(widths) - 1, order is not None, "adam" if adam else "sgd")[(k,)](
+        x, y, theta, buf, hp, key_words, key_words if order is None else order, bias, out,
         epoch0, n_epochs, n_batches, batch_rows,
         **{f"S{i}": w for i, w in enumerate(widths)}, **{f"P{i}": padded(w) for i, w in enumerate(widths)},
-        N_PARAMS=theta.shape[1], N_HP=hp.shape[1], MSE=mse,
+        N_PARAMS=theta.shape[1], N_HP=hp.shape[1], MSE=mse, DECOUPLED=optimizer == "adamw",
         USE_L1="l1" in penalties, USE_L2="l2" in penalties, USE_NORM="norm2" in penalties,
         BLOCK_R=block_rows or BLOCK_ROWS or auto_block_rows(sizes), num_warps=num_warps or NUM_WARPS,
     )  # fmt: skip
