@@ -20,12 +20,13 @@ from .random import _wrap32
 from .train import LOSSES
 
 ENGINES = ("vmap", "triton")
+_LOSSES = {"bce_logits": False, "mse": True}  # supported loss name -> whether it is MSE
+_OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2}  # supported optimizer -> state slots per parameter
+_ORDER_LIMIT = 2**26  # mini-batch orders (int32 indices) handed to one launch, at most: 256 MiB
 
 
 class KernelError(RuntimeError):
     """The Triton kernel failed to compile or run (the sweep then falls back to the vmap engine)."""
-_LOSSES = {"bce_logits": False, "mse": True}  # supported loss name -> whether it is MSE
-_OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2}  # supported optimizer -> state slots per parameter
 
 
 def _interpreting() -> bool:
@@ -74,12 +75,8 @@ def _kernels():
     return importlib.import_module("regfn._triton_mlp")
 
 
-# Mini-batch orders (int32 indices) handed to one launch, at most: 256 MiB.
-_ORDER_LIMIT = 2**26
-
-
 class Packed:
-    """One chunk's parameters, momentum buffers and hyperparameters, laid out for the kernel."""
+    """One chunk's parameters, optimizer state, hyperparameters and keys, laid out for the kernel."""
 
     def __init__(self, spec: Any, prog: Any, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
         kernels = _kernels()

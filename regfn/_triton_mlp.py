@@ -1,7 +1,7 @@
 """A fused Triton kernel that trains K configurations of the tutorial's MLP.
 
 One program trains one configuration for a block of epochs with everything in
-registers: the parameters and momentum buffers are loaded once, each epoch
+registers: the parameters and optimizer state are loaded once, each step
 runs forward, dropout (threefry bits, bit for bit the masks of
 :func:`regfn.random.bernoulli`), loss, backward, penalties and the optimizer
 step over tiles of rows, and only the last objective and the final parameters go
