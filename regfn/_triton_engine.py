@@ -21,7 +21,7 @@ from .train import LOSSES
 
 ENGINES = ("vmap", "triton")
 _LOSSES = {"bce_logits": False, "mse": True}  # supported loss name -> whether it is MSE
-_OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2}  # supported optimizer -> state slots per parameter
+_OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2, "adagrad": 1}  # optimizer -> state slots per parameter
 _ORDER_LIMIT = 2**26  # mini-batch orders (int32 indices) handed to one launch, at most: 256 MiB
 
 
@@ -86,7 +86,7 @@ class Packed:
         self.shapes = [tuple(p.shape[1:]) for p in params.values()]
         self.theta = torch.cat([p.reshape(p.shape[0], -1) for p in params.values()], 1).contiguous()
         self.optimizer = spec.optimizer
-        slots = _OPTIMIZERS[spec.optimizer]  # momentum, or Adam's two moments (zeros, as regfn.optim starts them)
+        slots = _OPTIMIZERS[spec.optimizer]  # zeros, as regfn.optim starts every slot
         shape = self.theta.shape if slots == 1 else (self.theta.shape[0], slots, self.theta.shape[1])
         self.buf = torch.zeros(shape, dtype=self.theta.dtype, device=self.theta.device)
         self.hp = torch.stack([hp[name].to(torch.float32) for name in kernels.HP_COLUMNS], 1).contiguous()

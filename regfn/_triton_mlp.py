@@ -12,8 +12,8 @@ Supported (everything else stays on the ``vmap`` engine): an MLP from
 :func:`regfn.nn.mlp` with any number of hidden layers (the kernel's source is
 generated per depth), ReLU, a single output as logits
 (``"logits"``/``"identity"``), the ``"bce_logits"`` or ``"mse"`` loss, SGD
-(learning rate, momentum, weight decay), Adam or AdamW (learning rate,
-weight decay; betas and eps at torch's defaults), the ``l1``, ``l2`` and
+(learning rate, momentum, weight decay), Adam, AdamW, RMSprop or Adagrad
+(their other settings at torch's defaults), the ``l1``, ``l2`` and
 ``norm2`` penalties on every parameter, dropout rate ``p`` after every hidden
 layer, full batch or keyed mini-batches (one step per batch), float32.
 
@@ -197,6 +197,24 @@ def _adam(w, m, v, g, lr, weight_decay, k2, eps_bc1, DECOUPLED: tl.constexpr):
     return w - lr * u, m, v
 
 
+@triton.jit
+def _rmsprop(w, m, v, g, lr, momentum, weight_decay):
+    """``torch.optim.RMSprop`` (alpha 0.99, eps 1e-8): ``v = 0.99 v + 0.01 g**2``,
+    ``m = momentum * m + g / (sqrt(v) + eps)``, ``w -= lr * m``."""
+    g = g + weight_decay * w
+    v = v * 0.99 + 0.01 * g * g
+    m = momentum * m + g / (tl.sqrt(v) + 1e-8)
+    return w - lr * m, m, v
+
+
+@triton.jit
+def _adagrad(w, v, g, lr, weight_decay):
+    """``torch.optim.Adagrad`` (no lr decay, eps 1e-10): ``v += g**2``, ``w -= lr * g / (sqrt(v) + eps)``."""
+    g = g + weight_decay * w
+    v = v + g * g
+    return w - lr * (g / (tl.sqrt(v) + 1e-10)), v
+
+
 # ----------------------------------------------------------------- the kernel, per depth
 #
 # Triton tensors cannot be kept in lists, so the kernel for L hidden layers is
@@ -312,6 +330,14 @@ _OPTIMIZERS = {
         w{i}, m{i}, v{i} = _adam(w{i}, m{i}, v{i}, g{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
         b{i}, mb{i}, vb{i} = _adam(b{i}, mb{i}, vb{i}, gb{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
 """),
+    "rmsprop": (("m", "v"), "", """\
+        w{i}, m{i}, v{i} = _rmsprop(w{i}, m{i}, v{i}, g{i}, lr, momentum, weight_decay)
+        b{i}, mb{i}, vb{i} = _rmsprop(b{i}, mb{i}, vb{i}, gb{i}, lr, momentum, weight_decay)
+"""),
+    "adagrad": (("v",), "", """\
+        w{i}, v{i} = _adagrad(w{i}, v{i}, g{i}, lr, weight_decay)
+        b{i}, vb{i} = _adagrad(b{i}, vb{i}, gb{i}, lr, weight_decay)
+"""),
 }
 
 
@@ -320,8 +346,8 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
 
     With ``shuffled`` each epoch runs ``n_batches`` steps on the rows that
     ``order`` lists; without, one full-batch step (no batch loop at all).
-    ``optimizer`` is ``"sgd"`` or ``"adam"`` (Adam and AdamW: the kernel's
-    ``DECOUPLED`` flag tells them apart).
+    ``optimizer`` is ``"sgd"``, ``"adam"`` (Adam and AdamW: the kernel's
+    ``DECOUPLED`` flag tells them apart), ``"rmsprop"`` or ``"adagrad"``.
     """
     if not (isinstance(hidden, int) and hidden >= 1):
         raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
@@ -429,8 +455,10 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
     ``order`` is ``None`` for full-batch steps, else the data rows of every
     mini-batch, int32 of shape (K, n_epochs, n_batches, batch_size) (one
     step per batch, as :func:`regfn.data.batches` cuts them). ``optimizer``
-    is ``"sgd"`` (``buf``: the momentum, shape (K, n_params)), ``"adam"`` or
-    ``"adamw"`` (``buf``: both moments, shape (K, 2, n_params)).
+    is ``"sgd"`` or ``"adagrad"`` (``buf``: the momentum or the sum of
+    squares, shape (K, n_params)), ``"adam"``, ``"adamw"`` or ``"rmsprop"``
+    (``buf``: two slots, shape (K, 2, n_params): the moments; or RMSprop's
+    momentum, then its square average).
     ``block_rows`` (a power of two) and ``num_warps`` default to
     :data:`BLOCK_ROWS` (else :func:`auto_block_rows`) and :data:`NUM_WARPS`.
     """
@@ -443,7 +471,7 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
     adam = optimizer in ("adam", "adamw")
     first_step = epoch0 * n_batches  # steps taken before this launch
     bias = adam_scalars(first_step, n_epochs * n_batches, theta.device) if adam else hp
-    kernel(len(widths) - 1, order is not None, "adam" if adam else "sgd")[(k,)](
+    kernel(len(widths) - 1, order is not None, "adam" if adam else optimizer)[(k,)](
         x, y, theta, buf, hp, key_words, key_words if order is None else order, bias, out,
         epoch0, n_epochs, n_batches, batch_rows,
         **{f"S{i}": w for i, w in enumerate(widths)}, **{f"P{i}": padded(w) for i, w in enumerate(widths)},

@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sw.add_argument_group("run and output")
     g.add_argument("--chunk-size", type=_chunk, default="auto", help="configurations per vmapped call ('auto': from free memory)")
     g.add_argument("--engine", choices=("vmap", "triton"), default="vmap",
-                   help="vmap: any model (default); triton: one fused CUDA kernel per config (relu MLPs; sgd, adam, adamw)")
+                   help="vmap: any model (default); triton: one fused CUDA kernel per config (relu MLPs)")
     g.add_argument("--log-every", type=_positive_int, default=None, help="curve sampling interval in epochs (default: epochs // 20)")
     g.add_argument("--top", type=_nonneg_int, default=10, help="rows of the best-configurations table")
     g.add_argument("--by", default=None, help="metric to rank by (default: val_acc, val_mse, acc or mse)")

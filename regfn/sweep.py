@@ -451,8 +451,8 @@ def sweep(
             epochs between log points; needs ``pip install triton``). The
             Triton engine takes an MLP from :func:`regfn.nn.mlp` with ReLU
             hidden layers (any number), one logit output, the ``"bce_logits"`` or
-            ``"mse"`` loss, the ``"sgd"``, ``"adam"`` or ``"adamw"`` optimizer
-            and float32 (full batch or mini-batches);
+            ``"mse"`` loss, any of :data:`OPTIMIZERS` and float32 (full
+            batch or mini-batches);
             anything else raises a ValueError that says what. Its masks are
             the same bits and its numbers agree with ``"vmap"`` to float
             tolerance (sums run in another order). Should the kernel fail to

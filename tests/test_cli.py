@@ -198,7 +198,7 @@ def bad_cases(tmp_path):
         (["sweep", "--csv", good, "--target", "a", "--task", "binary"], "is not 0 or 1"),
         (["sweep", "--csv", str(tmp_path)], "is a directory"),
         (["sweep", "--target", "y"], "--target needs --csv"),
-        (["sweep", "--engine", "triton", "--optimizer", "rmsprop", *SMALL], "optimizer must be one of"),
+        (["sweep", "--engine", "triton", "--activation", "tanh", *SMALL], "activation must be 'relu'"),
         (["sweep", "--l2", "1e-3:1e-1:0"], "empty range"),
         (["sweep", "--l2", ""], "empty list"),
         (["sweep", "--l2", ","], "empty list"),
