@@ -87,7 +87,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="8-6-4-1", help="comma-separated MLP sizes, e.g. 8-6-4-1,8-5-1")
     parser.add_argument("--tiles", default="auto", help="ROWSxWARPS, comma-separated (auto: the engine's choice)")
     parser.add_argument("--mini-batches", action="store_true", help="the kernel that gathers shuffled mini-batches")
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="the kernel's update (adam: Adam and AdamW)")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "rmsprop", "adagrad"],
+                        help="the kernel's update (adam: Adam and AdamW)")
     args = parser.parse_args()
     for text in args.sizes.split(","):
         sizes = tuple(int(v) for v in text.split("-"))
