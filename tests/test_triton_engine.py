@@ -2,7 +2,8 @@
 
 Without a GPU the kernel runs in Triton's interpreter (``TRITON_INTERPRET=1``,
 which conftest.py sets before anything imports triton), which checks the
-kernel's arithmetic on CPU; with CUDA the same tests run the compiled kernel. Sizes stay small: the interpreter runs each program op by op.
+kernel's arithmetic on CPU; with CUDA the same tests run the compiled kernel.
+Sizes stay small: the interpreter runs each program op by op.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def assert_rows_close(a, b, rel=2e-5, abs_=1e-6):
         assert ra.keys() == rb.keys()
         for name, va in ra.items():
             vb = rb[name]
-            if isinstance(va, float) and not (isinstance(va, bool)):
+            if isinstance(va, float):
                 assert vb == pytest.approx(va, rel=rel, abs=abs_, nan_ok=True), (i, name)
             else:
                 assert va == vb, (i, name)
