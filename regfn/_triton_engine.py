@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from .random import _wrap32
 from .train import LOSSES
 
 ENGINES = ("vmap", "triton")
-_LOSSES = {"bce_logits": False, "mse": True}  # supported loss name -> whether it is MSE
+_LOSSES = ("bce_logits", "mse")
 _OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2, "adagrad": 1}  # optimizer -> state slots per parameter
 _ORDER_LIMIT = 2**26  # mini-batch orders (int32 indices) handed to one launch, at most: 256 MiB
 
@@ -128,9 +129,7 @@ class Packed:
         out, start = {}, 0
         k = self.theta.shape[0]
         for name, shape in zip(self.names, self.shapes):
-            n = 1
-            for d in shape:
-                n *= d
+            n = math.prod(shape)
             out[name] = self.theta[:, start : start + n].reshape(k, *shape).clone()
             start += n
         return out
@@ -157,14 +156,16 @@ def run_chunk(
     return packed.params()
 
 
-def warm_up(spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, batch_size: int | None) -> None:
-    """Compile the kernel for this workload: one epoch on a throwaway chunk.
+def warm_up(spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, batch_size: int | None) -> dict[str, Tensor]:
+    """Compile the kernel for this workload: one epoch on a throwaway chunk; returns its parameters.
 
     The epoch counters are not specialised on, so one compiled kernel serves
     every stretch of epochs.
     """
     try:
-        Packed(spec, prog, hp, data.x, data.y, batch_size).train(0, 1)
+        packed = Packed(spec, prog, hp, data.x, data.y, batch_size)
+        packed.train(0, 1)
+        return packed.params()
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever Triton raises, the caller falls back

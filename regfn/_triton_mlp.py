@@ -30,6 +30,7 @@ import functools
 import linecache
 import textwrap
 
+import torch
 import triton
 import triton.language as tl
 
@@ -49,7 +50,8 @@ def _rotl(x, r: tl.constexpr):
 
 
 @triton.jit
-def _four_rounds(x0, x1, r0: tl.constexpr, r1: tl.constexpr, r2: tl.constexpr, r3: tl.constexpr):
+def _four_rounds(x0, x1, ka, kb, r0: tl.constexpr, r1: tl.constexpr, r2: tl.constexpr, r3: tl.constexpr):
+    """Four rounds with rotations ``r0..r3``, then the key injection ``x0 += ka``, ``x1 += kb``."""
     x0 = x0 + x1
     x1 = _rotl(x1, r0) ^ x0
     x0 = x0 + x1
@@ -58,31 +60,18 @@ def _four_rounds(x0, x1, r0: tl.constexpr, r1: tl.constexpr, r2: tl.constexpr, r
     x1 = _rotl(x1, r2) ^ x0
     x0 = x0 + x1
     x1 = _rotl(x1, r3) ^ x0
-    return x0, x1
+    return x0 + ka, x1 + kb
 
 
 @triton.jit
 def _threefry(k0, k1, x0, x1):
     """threefry2x32 (20 rounds) on uint32 values; ``x0``/``x1`` may be tensors."""
     k2 = k0 ^ k1 ^ _PARITY
-    x0 = x0 + k0
-    x1 = x1 + k1
-    x0, x1 = _four_rounds(x0, x1, 13, 15, 26, 6)
-    x0 = x0 + k1
-    x1 = x1 + (k2 + 1)
-    x0, x1 = _four_rounds(x0, x1, 17, 29, 16, 24)
-    x0 = x0 + k2
-    x1 = x1 + (k0 + 2)
-    x0, x1 = _four_rounds(x0, x1, 13, 15, 26, 6)
-    x0 = x0 + k0
-    x1 = x1 + (k1 + 3)
-    x0, x1 = _four_rounds(x0, x1, 17, 29, 16, 24)
-    x0 = x0 + k1
-    x1 = x1 + (k2 + 4)
-    x0, x1 = _four_rounds(x0, x1, 13, 15, 26, 6)
-    x0 = x0 + k2
-    x1 = x1 + (k0 + 5)
-    return x0, x1
+    x0, x1 = _four_rounds(x0 + k0, x1 + k1, k1, k2 + 1, 13, 15, 26, 6)
+    x0, x1 = _four_rounds(x0, x1, k2, k0 + 2, 17, 29, 16, 24)
+    x0, x1 = _four_rounds(x0, x1, k0, k1 + 3, 13, 15, 26, 6)
+    x0, x1 = _four_rounds(x0, x1, k1, k2 + 4, 17, 29, 16, 24)
+    return _four_rounds(x0, x1, k2, k0 + 5, 13, 15, 26, 6)
 
 
 @triton.jit
@@ -434,10 +423,8 @@ def auto_block_rows(sizes) -> int:
     return 1 << (rows.bit_length() - 1)
 
 
-def adam_scalars(first_step: int, steps: int, device) -> "torch.Tensor":
+def adam_scalars(first_step: int, steps: int, device) -> torch.Tensor:
     """``(k2, eps_bc1)`` of Adam steps ``first_step + 1 ..``, float64 then float32, as regfn.optim.adam."""
-    import torch
-
     t = torch.arange(first_step + 1, first_step + steps + 1, dtype=torch.float64)
     bc1, bc2_sqrt = 1 - 0.9**t, torch.sqrt(1 - 0.999**t)
     return torch.stack([bc2_sqrt / bc1, 1e-8 * bc1], dim=1).to(device=device, dtype=torch.float32).contiguous()
@@ -462,8 +449,6 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
     ``block_rows`` (a power of two) and ``num_warps`` default to
     :data:`BLOCK_ROWS` (else :func:`auto_block_rows`) and :data:`NUM_WARPS`.
     """
-    import torch
-
     k = theta.shape[0]
     widths = tuple(sizes[:-1])  # S0 .. SL; the output width is 1
     out = torch.empty(k, dtype=torch.float32, device=theta.device)

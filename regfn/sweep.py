@@ -611,8 +611,7 @@ def _after_out_of_memory(chunk: int, left: int, done: int, epochs: int, bar) -> 
 def _warm_up(prog, run: _Run, hp) -> None:
     data, val = run.data, run.val
     if run.engine == "triton":
-        _triton_engine.warm_up(run.spec, prog, hp, data, run.batch_size)
-        params = prog.init(hp)["params"]
+        params = _triton_engine.warm_up(run.spec, prog, hp, data, run.batch_size)
     else:
         state = _tree_clone(prog.init(hp))
         loop = _Loop(prog, hp, data.x, data.y, run.batch_size)
