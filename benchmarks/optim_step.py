@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -65,7 +66,7 @@ CASES = {
 def make_params(sizes, device):
     gen = torch.Generator().manual_seed(0)
     params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         params[f"fc{i + 1}.weight"] = (torch.randn(fan_out, fan_in, generator=gen) / fan_in**0.5).to(device)
         params[f"fc{i + 1}.bias"] = torch.zeros(fan_out).to(device)
     grads = {k: (1e-2 * torch.randn(v.shape, generator=gen)).to(device) for k, v in params.items()}
@@ -95,7 +96,7 @@ def bench(model, case, device, repeats):
     variants = {}
     for name, make in (("torch_single", make_single), ("torch_foreach", make_foreach)):
         tparams = [torch.nn.Parameter(p.clone()) for p in params.values()]
-        for p, g in zip(tparams, grads.values()):
+        for p, g in zip(tparams, grads.values(), strict=True):
             p.grad = g.clone()
         topt = make(tparams)
         variants[name] = topt.step

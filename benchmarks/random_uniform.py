@@ -14,6 +14,7 @@ on CPU are skipped above ``--eager-max`` elements.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -49,22 +50,33 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     key = rr.key(0, device=device)
     for n in (int(float(s)) for s in args.sizes.split(",")):
-        rand_s = timed(lambda: torch.rand(n, device=device), device, args.repeats)
-        compiled_rand = torch.compile(lambda: torch.rand(n, device=device))
+        rand_s = timed(functools.partial(torch.rand, n, device=device), device, args.repeats)
+        compiled_rand = torch.compile(functools.partial(torch.rand, n, device=device))
         rand_c = timed(compiled_rand, device, args.repeats)
-        compiled = torch.compile(lambda k: rr.uniform(k, (n,)))
+        compiled = torch.compile(functools.partial(rr.uniform, shape=(n,)))
         t = time.perf_counter()
         compiled(key)
         compile_s = time.perf_counter() - t
-        rows = [("compiled", timed(lambda: compiled(key), device, args.repeats))]
+        rows = [("compiled", timed(functools.partial(compiled, key), device, args.repeats))]
         if device.startswith("cuda") or n <= args.eager_max:
-            rows.insert(0, ("eager", timed(lambda: rr.uniform(key, (n,)), device, args.repeats)))
+            rows.insert(0, ("eager", timed(functools.partial(rr.uniform, key, (n,)), device, args.repeats)))
         for mode, ours in rows:
-            print(json.dumps({
-                "n": n, "mode": mode, "device": name, "regfn_s": round(ours, 6), "torch_rand_s": round(rand_s, 6),
-                "torch_rand_compiled_s": round(rand_c, 6), "ratio": round(ours / rand_s, 2),
-                "compile_s": round(compile_s, 2) if mode == "compiled" else None, "torch": torch.__version__,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "n": n,
+                        "mode": mode,
+                        "device": name,
+                        "regfn_s": round(ours, 6),
+                        "torch_rand_s": round(rand_s, 6),
+                        "torch_rand_compiled_s": round(rand_c, 6),
+                        "ratio": round(ours / rand_s, 2),
+                        "compile_s": round(compile_s, 2) if mode == "compiled" else None,
+                        "torch": torch.__version__,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

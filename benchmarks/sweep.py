@@ -73,8 +73,16 @@ def sync(device: str) -> None:
 
 def time_regfn(data, cfgs, epochs, device, threads, compile=True, linear="matmul", engine="vmap"):
     model = regfn.mlp((8, 6, 4, 1), output="logits", linear=linear)
-    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads,
-              compile=compile, engine=engine)
+    kw = {
+        "epochs": epochs,
+        "log_every": epochs,
+        "chunk_size": None,
+        "quiet": True,
+        "device": device,
+        "threads": threads,
+        "compile": compile,
+        "engine": engine,
+    }
     first = regfn.sweep(model, data, cfgs, **kw)
     second = regfn.sweep(model, data, cfgs, **kw)
     if second.engine != engine:
@@ -108,7 +116,14 @@ def profile_regfn(data, cfgs, epochs, device, threads, path, linear="matmul"):
     from torch.profiler import ProfilerActivity, profile
 
     model = regfn.mlp((8, 6, 4, 1), output="logits", linear=linear)
-    kw = dict(epochs=epochs, log_every=epochs, chunk_size=None, quiet=True, device=device, threads=threads)
+    kw = {
+        "epochs": epochs,
+        "log_every": epochs,
+        "chunk_size": None,
+        "quiet": True,
+        "device": device,
+        "threads": threads,
+    }
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     with profile(activities=activities) as prof:
         regfn.sweep(model, data, cfgs, **kw)
@@ -244,18 +259,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ks", default="64", help="comma-separated numbers of configurations")
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--csv", default=None, help="the tutorial's diabetes.csv (default: ../shared/data/diabetes.csv, else synthetic)")
+    parser.add_argument(
+        "--csv", default=None, help="the tutorial's diabetes.csv (default: ../shared/data/diabetes.csv, else synthetic)"
+    )
     parser.add_argument("--seq-configs", type=int, default=2, help="configurations of the tutorial's loop to time")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for regfn's sweep (default: torch's)")
     parser.add_argument("--linear", default="matmul", choices=["matmul", "broadcast"], help="regfn.mlp's layer kind")
     parser.add_argument("--no-compile", action="store_true", help="run regfn eagerly (a smoke test, not a benchmark)")
-    parser.add_argument("--triton", action="store_true", help="also time regfn.sweep(engine='triton') (CUDA; on CPU only "
-                        "under TRITON_INTERPRET=1, as a smoke test)")
-    parser.add_argument("--triton-tiles", default="", help="with --triton, also time these ROWSxWARPS kernel tiles, e.g. 32x2,128x4")
-    parser.add_argument("--profile", default=None, help="write a torch.profiler kernel table of regfn's sweep at the first K to this file")
     parser.add_argument(
-        "--inductor", action="append", default=[], metavar="OPTION=VALUE",
+        "--triton",
+        action="store_true",
+        help="also time regfn.sweep(engine='triton') (CUDA; on CPU only under TRITON_INTERPRET=1, as a smoke test)",
+    )
+    parser.add_argument(
+        "--triton-tiles", default="", help="with --triton, also time these ROWSxWARPS kernel tiles, e.g. 32x2,128x4"
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="write a torch.profiler kernel table of regfn's sweep at the first K to this file",
+    )
+    parser.add_argument(
+        "--inductor",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
         help="set a torch._inductor.config option for regfn's compile, e.g. coordinate_descent_tuning=True (repeatable)",
     )
     args = parser.parse_args(argv)
@@ -267,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace, inductor: dict) -> None:
     """Time every K of ``args`` and print one JSON line each."""
     data = load_data(args.csv, args.device)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    device_name = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    )
     for k in (int(s) for s in args.ks.split(",")):
         cfgs = configs(k)
         regfn_s, regfn_compile_s, result = time_regfn(
@@ -301,15 +332,17 @@ def run(args: argparse.Namespace, inductor: dict) -> None:
         }
         if triton is not None:
             triton_s, triton_compile_s, rel, per_tile = triton
-            row.update({
-                "triton_s": round(triton_s, 4),
-                "triton_vs_jax": None if jax_s is None else round(triton_s / jax_s, 3),
-                "triton_vs_regfn": round(triton_s / regfn_s, 3),
-                "seq_vs_triton": round(seq_s / triton_s, 1),
-                "triton_compile_s": round(triton_compile_s, 2),
-                "triton_loss_max_rel_diff": rel,  # final losses against the vmap engine's
-                "triton_tiles_s": per_tile,
-            })
+            row.update(
+                {
+                    "triton_s": round(triton_s, 4),
+                    "triton_vs_jax": None if jax_s is None else round(triton_s / jax_s, 3),
+                    "triton_vs_regfn": round(triton_s / regfn_s, 3),
+                    "seq_vs_triton": round(seq_s / triton_s, 1),
+                    "triton_compile_s": round(triton_compile_s, 2),
+                    "triton_loss_max_rel_diff": rel,  # final losses against the vmap engine's
+                    "triton_tiles_s": per_tile,
+                }
+            )
         print(json.dumps(row), flush=True)
 
 

@@ -23,27 +23,30 @@ import time
 os.environ["TRITON_INTERPRET"] = "0"  # compile for real, even where tests run kernels in the interpreter
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default (fused multiply-adds), stated
 
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
+import itertools
 
-from regfn import _triton_mlp as kernels  # noqa: E402
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from regfn import _triton_mlp as kernels
 
 POINTERS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "theta_ptr": "*fp32", "buf_ptr": "*fp32", "hp_ptr": "*fp32",
             "key_ptr": "*i32", "order_ptr": "*i32", "bias_ptr": "*fp32", "out_ptr": "*fp32"}  # fmt: skip
 SCALARS = {"epoch0": "i32", "n_epochs": "i32", "n_batches": "i32", "batch_rows": "i32"}
 
 
-def compile_case(sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuffled: bool = False,
-                 optimizer: str = "sgd") -> dict:
+def compile_case(
+    sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuffled: bool = False, optimizer: str = "sgd"
+) -> dict:
     widths = sizes[:-1]
     fn = kernels.kernel(len(widths) - 1, shuffled, optimizer)
-    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
     constants = {f"S{i}": w for i, w in enumerate(widths)}
     constants.update({f"P{i}": kernels.padded(w) for i, w in enumerate(widths)})
     constants.update(N_PARAMS=n_params, N_HP=len(kernels.HP_COLUMNS), MSE=False, DECOUPLED=False, USE_L1=False,
                      USE_L2=True, USE_NORM=False, BLOCK_R=rows)  # fmt: skip
-    signature = {**POINTERS, **SCALARS, **{name: "constexpr" for name in constants}}
+    signature = {**POINTERS, **SCALARS, **dict.fromkeys(constants, "constexpr")}
     source = _ast_source(fn, signature, constants)
     t = time.perf_counter()
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
@@ -56,7 +59,9 @@ def compile_case(sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuff
 def _ast_source(fn, signature: dict, constants: dict) -> ASTSource:
     """Triton >= 3.3 takes ``constexprs`` keyed by argument paths; older ones ``constants`` by name."""
     try:
-        return ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(n),): v for n, v in constants.items()})
+        return ASTSource(
+            fn=fn, signature=signature, constexprs={(fn.arg_names.index(n),): v for n, v in constants.items()}
+        )
     except TypeError:
         plain = {n: t for n, t in signature.items() if t != "constexpr"}
         return ASTSource(fn=fn, signature=plain, constants=constants)
@@ -87,8 +92,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="8-6-4-1", help="comma-separated MLP sizes, e.g. 8-6-4-1,8-5-1")
     parser.add_argument("--tiles", default="auto", help="ROWSxWARPS, comma-separated (auto: the engine's choice)")
     parser.add_argument("--mini-batches", action="store_true", help="the kernel that gathers shuffled mini-batches")
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "rmsprop", "adagrad"],
-                        help="the kernel's update (adam: Adam and AdamW)")
+    parser.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=["sgd", "adam", "rmsprop", "adagrad"],
+        help="the kernel's update (adam: Adam and AdamW)",
+    )
     args = parser.parse_args()
     for text in args.sizes.split(","):
         sizes = tuple(int(v) for v in text.split("-"))
@@ -97,7 +106,9 @@ def main() -> None:
                 rows, warps = kernels.auto_block_rows(sizes), kernels.NUM_WARPS
             else:
                 rows, warps = (int(v) for v in tile.split("x"))
-            print(json.dumps(compile_case(sizes, rows, warps, args.arch, args.mini_batches, args.optimizer)), flush=True)
+            print(
+                json.dumps(compile_case(sizes, rows, warps, args.arch, args.mini_batches, args.optimizer)), flush=True
+            )
 
 
 if __name__ == "__main__":

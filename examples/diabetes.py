@@ -29,20 +29,29 @@ import torch
 import regfn
 import regfn.random as rr
 
+
 def accuracy(prob: torch.Tensor, y: torch.Tensor) -> float:
     return float(((prob > 0.5).float() == y).float().mean())
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--csv", help="the diabetes table (default: a synthetic stand-in of the same shape)")
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--p", type=float, default=0.5, help="dropout rate after each hidden layer")
-    parser.add_argument("--penalty", choices=("none", "l1", "l2", "norm2", "weight-decay"), default="none",
-                        help="l1: s*sum|w|, l2: s/2*sum w^2, norm2: the tutorial's s*sum ||W||_2, weight-decay: SGD's")
+    parser.add_argument(
+        "--penalty",
+        choices=("none", "l1", "l2", "norm2", "weight-decay"),
+        default="none",
+        help="l1: s*sum|w|, l2: s/2*sum w^2, norm2: the tutorial's s*sum ||W||_2, weight-decay: SGD's",
+    )
     parser.add_argument("--strength", type=float, default=1e-3, help="strength of --penalty")
-    parser.add_argument("--mc", type=int, default=0, help="also evaluate by averaging N dropout predictions (MC dropout)")
+    parser.add_argument(
+        "--mc", type=int, default=0, help="also evaluate by averaging N dropout predictions (MC dropout)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="run seed: initial weights and dropout masks")
     parser.add_argument("--data-seed", type=int, default=0, help="synthetic data and train/validation split")
     parser.add_argument("--val-fraction", type=float, default=0.2)
@@ -54,23 +63,38 @@ def main(argv=None) -> None:
     data = regfn.data.load_csv(args.csv) if args.csv else regfn.data.synthetic_diabetes(rr.key(args.data_seed))
     train, val = regfn.data.train_val_split(rr.key(args.data_seed + 1), data, args.val_fraction, stratify=True)
     train, val, _ = regfn.data.standardize(train, val)
-    print(f"data: {args.csv or 'synthetic stand-in (768 x 8)'}: {len(train)} train / {len(val)} val rows, "
-          f"{float(data.y.mean()):.0%} positive")
+    print(
+        f"data: {args.csv or 'synthetic stand-in (768 x 8)'}: {len(train)} train / {len(val)} val rows, "
+        f"{float(data.y.mean()):.0%} positive"
+    )
 
     # The tutorial's model: fc1 = Linear(8, 6), fc2 = Linear(6, 4), fc3 = Linear(4, 1), ReLU, sigmoid.
     model = regfn.mlp((data.n_features, 6, 4, 1), activation="relu", output="sigmoid")
     s = args.strength
     penalties = {"l1": [regfn.l1(s)], "l2": [regfn.l2(s)], "norm2": [regfn.norm(s, 2)]}.get(args.penalty, [])
     optimizer = regfn.optim.sgd(args.lr, weight_decay=s if args.penalty == "weight-decay" else 0.0)
-    print(f"model 8-6-4-1, dropout {args.p}, BCE, SGD lr {args.lr}, penalty {args.penalty}"
-          + (f" {s:g}" if args.penalty != "none" else "") + f", {args.epochs} epochs, seed {args.seed}")
+    print(
+        f"model 8-6-4-1, dropout {args.p}, BCE, SGD lr {args.lr}, penalty {args.penalty}"
+        + (f" {s:g}" if args.penalty != "none" else "")
+        + f", {args.epochs} epochs, seed {args.seed}"
+    )
 
     def log(entry):
         print(f"Epoch [{entry['epoch']}/{args.epochs}], Loss: {entry['loss']:.4f}", flush=True)
 
     t0 = time.perf_counter()
-    run = regfn.train(model, train, optimizer=optimizer, key=rr.key(args.seed), loss="bce", penalties=penalties,
-                      p=args.p, epochs=args.epochs, log_every=args.log_every, on_log=log)
+    run = regfn.train(
+        model,
+        train,
+        optimizer=optimizer,
+        key=rr.key(args.seed),
+        loss="bce",
+        penalties=penalties,
+        p=args.p,
+        epochs=args.epochs,
+        log_every=args.log_every,
+        on_log=log,
+    )
     seconds = time.perf_counter() - t0
 
     params = run.params
@@ -80,18 +104,25 @@ def main(argv=None) -> None:
     print(f"{'dropout off (regfn, correct)':38s}{off[0]:8.3f}{off[1]:8.3f}")
     # The tutorial evaluated with dropout still on: one random thinned network per evaluation.
     ek = rr.key(10_000 + args.seed)
-    on = [accuracy(model.apply(params, d.x, key=rr.fold_in(ek, i), p=args.p, train=True), d.y) for i, d in enumerate((train, val))]
+    on = [
+        accuracy(model.apply(params, d.x, key=rr.fold_in(ek, i), p=args.p, train=True), d.y)
+        for i, d in enumerate((train, val))
+    ]
     print(f"{'dropout on (the tutorial, one draw)':38s}{on[0]:8.3f}{on[1]:8.3f}")
     if args.mc > 0:
         mc = []
         for i, d in enumerate((train, val)):
             mean, std = regfn.mc_dropout(model.apply, params, d.x, rr.fold_in(ek, 100 + i), args.mc, p=args.p)
             mc.append((accuracy(mean, d.y), float(std.mean())))
-        print(f"{f'MC dropout, mean of {args.mc} draws':38s}{mc[0][0]:8.3f}{mc[1][0]:8.3f}"
-              f"   (mean predictive std {mc[1][1]:.3f})")
+        print(
+            f"{f'MC dropout, mean of {args.mc} draws':38s}{mc[0][0]:8.3f}{mc[1][0]:8.3f}"
+            f"   (mean predictive std {mc[1][1]:.3f})"
+        )
     if args.penalty != "none":
         value = regfn.penalty_value(params, *penalties) if penalties else torch.tensor(0.0)
-        print(f"penalty at the end: {float(value):.4g}; weight norm {float(sum(w.norm() ** 2 for w in params.values()) ** 0.5):.3f}")
+        print(
+            f"penalty at the end: {float(value):.4g}; weight norm {float(sum(w.norm() ** 2 for w in params.values()) ** 0.5):.3f}"
+        )
     if run.diverged:
         print("the run diverged (NaN/inf): try a smaller --lr")
 

@@ -25,7 +25,9 @@ import regfn.random as rr
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=200, help="examples")
     parser.add_argument("--d", type=int, default=10, help="features (the tutorial: 10)")
     parser.add_argument("--informative", type=int, default=3, help="non-zero true weights")
@@ -46,19 +48,33 @@ def main(argv=None) -> None:
     runs = {
         # The tutorial: both penalties in the loss, plain gradient (subgradient) steps.
         "subgradient": regfn.train(
-            model, data, optimizer=regfn.optim.sgd(args.lr), key=k_run, loss="mse", epochs=args.epochs,
+            model,
+            data,
+            optimizer=regfn.optim.sgd(args.lr),
+            key=k_run,
+            loss="mse",
+            epochs=args.epochs,
             penalties=[regfn.l1(args.l1, mask=weights), regfn.l2(args.l2, mask=weights)],
         ),
         # The same objective, the L1 part as a proximal step after each SGD step.
         "prox_l1": regfn.train(
-            model, data, key=k_run, loss="mse", epochs=args.epochs, penalties=[regfn.l2(args.l2, mask=weights)],
-            optimizer=regfn.optim.chain(regfn.optim.sgd(args.lr), regfn.optim.prox_l1(args.l1, lr=args.lr, mask=weights)),
+            model,
+            data,
+            key=k_run,
+            loss="mse",
+            epochs=args.epochs,
+            penalties=[regfn.l2(args.l2, mask=weights)],
+            optimizer=regfn.optim.chain(
+                regfn.optim.sgd(args.lr), regfn.optim.prox_l1(args.l1, lr=args.lr, mask=weights)
+            ),
         ),
     }
     learned = {name: run.params["fc1.weight"][0] for name, run in runs.items()}
 
-    print(f"sparse regression: n={args.n}, d={args.d}, {args.informative} non-zero true weights; "
-          f"MSE + {args.l1:g} * sum|w| + {args.l2:g}/2 * sum w^2, SGD lr {args.lr}, {args.epochs} epochs\n")
+    print(
+        f"sparse regression: n={args.n}, d={args.d}, {args.informative} non-zero true weights; "
+        f"MSE + {args.l1:g} * sum|w| + {args.l2:g}/2 * sum w^2, SGD lr {args.lr}, {args.epochs} epochs\n"
+    )
     print(f"{'feature':>8s}{'true w':>10s}{'subgradient':>14s}{'prox_l1':>12s}")
     for j in range(args.d):
         cells = [f"{float(learned[n][j]):.3e}" if learned[n][j] != 0 else "0" for n in runs]
@@ -70,10 +86,14 @@ def main(argv=None) -> None:
         hit = int(((w == 0) & truth_zero).sum())
         tiny = int((w.abs() < 1e-3).sum())
         largest_off = float(w[truth_zero].abs().max()) if truth_zero.any() else 0.0
-        print(f"{name:>12s}: {exact} exact zeros ({hit} of the {int(truth_zero.sum())} true zeros), {tiny} below 1e-3, "
-              f"largest weight off the support {largest_off:.2e}, train MSE {runs[name].metrics['mse']:.4f}")
-    print("\nThe subgradient leaves tiny non-zeros (each step overshoots zero by up to lr * l1); "
-          "soft thresholding sets them to exactly 0.")
+        print(
+            f"{name:>12s}: {exact} exact zeros ({hit} of the {int(truth_zero.sum())} true zeros), {tiny} below 1e-3, "
+            f"largest weight off the support {largest_off:.2e}, train MSE {runs[name].metrics['mse']:.4f}"
+        )
+    print(
+        "\nThe subgradient leaves tiny non-zeros (each step overshoots zero by up to lr * l1); "
+        "soft thresholding sets them to exactly 0."
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def figures(out: pathlib.Path, data, runs, model) -> list[pathlib.Path]:
     grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
     fig = Figure(figsize=(10, 4.8), layout="constrained")
     axes = fig.subplots(1, len(runs))
-    for ax, (label, run, val_acc) in zip(axes, runs):
+    for ax, (label, run, val_acc) in zip(axes, runs, strict=True):
         prob = torch.sigmoid(model.apply(run.params, grid)).reshape(gx.shape)  # dropout off
         cs = ax.contourf(gx.numpy(), gy.numpy(), prob.numpy(), levels=20, cmap="RdBu", vmin=0, vmax=1, alpha=0.8)
         ax.contour(gx.numpy(), gy.numpy(), prob.numpy(), levels=[0.5], colors="k", linewidths=1.5)
@@ -67,7 +67,9 @@ def figures(out: pathlib.Path, data, runs, model) -> list[pathlib.Path]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=200, help="points (the tutorial: 200)")
     parser.add_argument("--hidden", default="16,16", help="hidden widths")
     parser.add_argument("--p", type=float, default=0.3, help="dropout rate of the second run")
@@ -82,18 +84,23 @@ def main(argv=None) -> None:
     k_train, k_val, k_run = rr.split(rr.key(args.seed), 3)
     data = regfn.data.quadrants(k_train, args.n)
     val = regfn.data.quadrants(k_val, 1000)  # fresh points from the same distribution
-    print(f"quadrants: {len(data)} points, {float(data.y.mean()):.0%} in quadrants I and III; "
-          f"validation: {len(val)} fresh points")
+    print(
+        f"quadrants: {len(data)} points, {float(data.y.mean()):.0%} in quadrants I and III; "
+        f"validation: {len(val)} fresh points"
+    )
     hidden = tuple(int(h) for h in args.hidden.split(","))
     model = regfn.mlp((2, *hidden, 1), output="logits")
     runs = []
     for label, p in (("no dropout", 0.0), (f"dropout p={args.p:g}", args.p)):
         t0 = time.perf_counter()
-        run = regfn.train(model, data, optimizer=regfn.optim.sgd(args.lr, momentum=0.9), key=k_run, p=p,
-                          epochs=args.epochs, val=val)
+        run = regfn.train(
+            model, data, optimizer=regfn.optim.sgd(args.lr, momentum=0.9), key=k_run, p=p, epochs=args.epochs, val=val
+        )
         val_acc = run.val_metrics["acc"]
-        print(f"{label:>16s}: train acc {run.metrics['acc']:.3f}, val acc {val_acc:.3f}, "
-              f"train loss {run.metrics['loss']:.4f} ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"{label:>16s}: train acc {run.metrics['acc']:.3f}, val acc {val_acc:.3f}, "
+            f"train loss {run.metrics['loss']:.4f} ({time.perf_counter() - t0:.1f} s)"
+        )
         runs.append((label, run, val_acc))
     if args.out is not None:
         for path in figures(args.out, data, runs, model):

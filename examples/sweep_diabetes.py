@@ -25,12 +25,15 @@ import torch
 import regfn
 import regfn.random as rr
 
+
 def floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",")]
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--csv", help="the diabetes table (default: a synthetic stand-in of the same shape)")
     parser.add_argument("--l1", type=floats, default=[0.0, 1e-4, 1e-3, 1e-2])
     parser.add_argument("--l2", type=floats, default=[0.0, 1e-3, 1e-2, 1e-1])
@@ -52,15 +55,30 @@ def main(argv=None) -> None:
     train, val = regfn.data.train_val_split(rr.key(1), data, 0.2, stratify=True)
     train, val, _ = regfn.data.standardize(train, val)
     model = regfn.mlp((data.n_features, 6, 4, 1), output="logits")  # the tutorial's net; BCE on logits
-    configs = regfn.grid(l1=args.l1, l2=args.l2, p=args.p, seed=range(args.seeds), lr=[args.lr], momentum=[args.momentum])
-    print(f"{len(configs)} configs (l1 {len(args.l1)} x l2 {len(args.l2)} x p {len(args.p)} x {args.seeds} seeds), "
-          f"{args.epochs} epochs, on {args.csv or 'the synthetic stand-in'} ({len(train)} train / {len(val)} val rows)")
+    configs = regfn.grid(
+        l1=args.l1, l2=args.l2, p=args.p, seed=range(args.seeds), lr=[args.lr], momentum=[args.momentum]
+    )
+    print(
+        f"{len(configs)} configs (l1 {len(args.l1)} x l2 {len(args.l2)} x p {len(args.p)} x {args.seeds} seeds), "
+        f"{args.epochs} epochs, on {args.csv or 'the synthetic stand-in'} ({len(train)} train / {len(val)} val rows)"
+    )
 
-    result = regfn.sweep(model, train, configs, val=val, loss="bce_logits", epochs=args.epochs,
-                         device=args.device, compile=args.compile, quiet=True)
+    result = regfn.sweep(
+        model,
+        train,
+        configs,
+        val=val,
+        loss="bce_logits",
+        epochs=args.epochs,
+        device=args.device,
+        compile=args.compile,
+        quiet=True,
+    )
     t = result.timings
-    print(f"trained in {t['total_s']:.1f} s ({len(configs) * args.epochs / t['run_s']:,.0f} config-epochs/s); "
-          f"{len(result.diverged)} diverged\n")
+    print(
+        f"trained in {t['total_s']:.1f} s ({len(configs) * args.epochs / t['run_s']:,.0f} config-epochs/s); "
+        f"{len(result.diverged)} diverged\n"
+    )
     print("best single runs by validation accuracy:")
     print(result.table(args.top, columns=["config", "l1", "l2", "p", "seed", "loss", "acc", "val_acc", "zero_frac"]))
 

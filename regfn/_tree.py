@@ -16,12 +16,12 @@ A mask is one of:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Union
+from typing import Any
 
 from torch import Tensor
 
 Params = Mapping[str, Tensor]
-Mask = Union[None, Callable[[str, Tensor], bool], Collection[str], Mapping[str, bool]]
+Mask = Callable[[str, Tensor], bool] | Collection[str] | Mapping[str, bool] | None
 
 
 def weights_only(name: str, tensor: Tensor) -> bool:
@@ -45,9 +45,7 @@ def tree_map(fn: Callable[..., Any], tree: Params, *rest: Params) -> dict[str, A
     """
     for other in rest:
         if other.keys() != tree.keys():
-            raise ValueError(
-                f"parameter dicts have different keys: {sorted(tree)} vs {sorted(other)}"
-            )
+            raise ValueError(f"parameter dicts have different keys: {sorted(tree)} vs {sorted(other)}")
     return {k: fn(tree[k], *(other[k] for other in rest)) for k in tree}
 
 

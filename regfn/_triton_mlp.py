@@ -27,6 +27,7 @@ imported (slow; for tests).
 from __future__ import annotations
 
 import functools
+import itertools
 import linecache
 import textwrap
 
@@ -284,7 +285,9 @@ _OFFSETS = "    o_b{i} = o_w{i} + {w_size}\n    o_w{j} = o_b{i} + {b_size}\n"
 # Parameters (w, b) and optimizer-state slots ({s}/{sb}: m/mb, the momentum or Adam's first moment;
 # v/vb, Adam's second), slot k at bufp + k * N_PARAMS.
 _LOAD_HIDDEN = "    {s}{i} = _load_matrix({base} + o_w{i}, S{i}, S{h}, P{i}, P{h})\n    {sb}{i} = _load_vector({base} + o_b{i}, S{i}, P{i})\n"
-_LOAD_OUTPUT = "    {s}{i} = _load_vector({base} + o_w{i}, S{h}, P{h})\n    {sb}{i} = _load_vector({base} + o_b{i}, 1, 2)\n"
+_LOAD_OUTPUT = (
+    "    {s}{i} = _load_vector({base} + o_w{i}, S{h}, P{h})\n    {sb}{i} = _load_vector({base} + o_b{i}, 1, 2)\n"
+)
 _KEYS = "        lk{i}_0, lk{i}_1 = _fold_in(sk0, sk1, tl.full((), {h}, tl.uint32))\n"
 _ZERO_HIDDEN = "        g{i} = tl.zeros((P{i}, P{h}), tl.float32)\n        gb{i} = tl.zeros((P{i},), tl.float32)\n"
 _ZERO_OUTPUT = "        g{i} = tl.zeros((P{h},), tl.float32)\n        gb{i} = tl.zeros((2,), tl.float32)\n"
@@ -299,7 +302,9 @@ _BACKWARD = """\
 """
 _BACKWARD_INPUT = "            da = tl.sum(dz{i}[:, :, None] * w{i}[None, :, :], axis=1)\n"
 _STORE_HIDDEN = "    _store_matrix({base} + o_w{i}, {s}{i}, S{i}, S{h}, P{i}, P{h})\n    _store_vector({base} + o_b{i}, {sb}{i}, S{i}, P{i})\n"
-_STORE_OUTPUT = "    _store_vector({base} + o_w{i}, {s}{i}, S{h}, P{h})\n    _store_vector({base} + o_b{i}, {sb}{i}, 1, 2)\n"
+_STORE_OUTPUT = (
+    "    _store_vector({base} + o_w{i}, {s}{i}, S{h}, P{h})\n    _store_vector({base} + o_b{i}, {sb}{i}, 1, 2)\n"
+)
 _PENALIZE = """\
         g{i}, pw = _penalize(w{i}, g{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
         gb{i}, pb = _penalize(b{i}, gb{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
@@ -307,26 +312,42 @@ _PENALIZE = """\
 """
 # Per optimizer: its state slots, the scalars of a step, and one layer's update.
 _OPTIMIZERS = {
-    "sgd": (("m",), "", """\
+    "sgd": (
+        ("m",),
+        "",
+        """\
         w{i}, m{i} = _sgd(w{i}, m{i}, g{i}, lr, momentum, weight_decay)
         b{i}, mb{i} = _sgd(b{i}, mb{i}, gb{i}, lr, momentum, weight_decay)
-"""),
-    "adam": (("m", "v"), """\
+""",
+    ),
+    "adam": (
+        ("m", "v"),
+        """\
         step = e * n_batches + bt  # this launch's step: the bias corrections of its Adam step count
         k2 = tl.load(bias_ptr + step * 2)
         eps_bc1 = tl.load(bias_ptr + step * 2 + 1)
-""", """\
+""",
+        """\
         w{i}, m{i}, v{i} = _adam(w{i}, m{i}, v{i}, g{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
         b{i}, mb{i}, vb{i} = _adam(b{i}, mb{i}, vb{i}, gb{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
-"""),
-    "rmsprop": (("m", "v"), "", """\
+""",
+    ),
+    "rmsprop": (
+        ("m", "v"),
+        "",
+        """\
         w{i}, m{i}, v{i} = _rmsprop(w{i}, m{i}, v{i}, g{i}, lr, momentum, weight_decay)
         b{i}, mb{i}, vb{i} = _rmsprop(b{i}, mb{i}, vb{i}, gb{i}, lr, momentum, weight_decay)
-"""),
-    "adagrad": (("v",), "", """\
+""",
+    ),
+    "adagrad": (
+        ("v",),
+        "",
+        """\
         w{i}, v{i} = _adagrad(w{i}, v{i}, g{i}, lr, weight_decay)
         b{i}, vb{i} = _adagrad(b{i}, vb{i}, gb{i}, lr, weight_decay)
-"""),
+""",
+    ),
 }
 
 
@@ -352,9 +373,15 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
             for i in order
         )
 
-    sizes = ", ".join(f"S{i}: tl.constexpr" for i in range(out)) + ", " + ", ".join(f"P{i}: tl.constexpr" for i in range(out))
+    sizes = (
+        ", ".join(f"S{i}: tl.constexpr" for i in range(out))
+        + ", "
+        + ", ".join(f"P{i}: tl.constexpr" for i in range(out))
+    )
     offsets = "    o_w1 = 0\n" + "".join(
-        _OFFSETS.format(i=i, j=i + 1, w_size=f"S{i} * S{i - 1}" if i < out else f"S{i - 1}", b_size=f"S{i}" if i < out else 1)
+        _OFFSETS.format(
+            i=i, j=i + 1, w_size=f"S{i} * S{i - 1}" if i < out else f"S{i - 1}", b_size=f"S{i}" if i < out else 1
+        )
         for i in layers
     )
     backward = "".join(
@@ -369,6 +396,7 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
             for i in layers
             for weight, bias, base in places
         )
+
     return _HEADER.format(
         sizes=sizes, offsets=offsets.rstrip("\n").rsplit("\n", 1)[0], L=hidden, O=out,
         batch_loop="range(n_batches)" if shuffled else "tl.static_range(1)",  # unrolled: a single step
@@ -385,7 +413,7 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
     )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernel(hidden: int, shuffled: bool = False, optimizer: str = "sgd"):
     """The jitted kernel for ``hidden`` hidden layers (generated once per depth, batching and optimizer)."""
     source = kernel_source(hidden, shuffled, optimizer)
@@ -393,7 +421,7 @@ def kernel(hidden: int, shuffled: bool = False, optimizer: str = "sgd"):
     # Triton reads a kernel's source through inspect/linecache; register the generated text there.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(globals())
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated source
+    exec(compile(source, filename, "exec"), namespace)
     return namespace["mlp_sgd_kernel"]
 
 
@@ -418,7 +446,7 @@ def padded(n: int) -> int:
 
 def auto_block_rows(sizes) -> int:
     """Rows per tile for an MLP of these widths: the most (a power of two, 2 to 128) within the budget."""
-    widest = max(padded(a) * padded(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    widest = max(padded(a) * padded(b) for a, b in itertools.pairwise(sizes))
     rows = max(2, min(128, _TILE_BUDGET // widest))
     return 1 << (rows.bit_length() - 1)
 

@@ -109,9 +109,7 @@ def _range(item: str, what: str) -> list[float]:
     if parts[0].strip().lower() in ("lin", "log"):
         parts = parts[1:]
     if len(parts) != 3:
-        raise ValueError(
-            f"{what}: bad range {item!r}; use LOW:HIGH:N (log-spaced) or lin:LOW:HIGH:N (evenly spaced)"
-        )
+        raise ValueError(f"{what}: bad range {item!r}; use LOW:HIGH:N (log-spaced) or lin:LOW:HIGH:N (evenly spaced)")
     lo, hi = _number(parts[0].strip(), what), _number(parts[1].strip(), what)
     n = _count(parts[2].strip(), what)
     if n == 1:
@@ -319,27 +317,57 @@ examples:
 
 def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--csv", metavar="PATH", help="numeric CSV (header row; label last unless --target); default: synthetic quadrant data")
-    g.add_argument("--target", metavar="NAME|INDEX", help="label column of --csv, by header name or index (default: the last column)")
-    g.add_argument("--task", choices=("auto", "binary", "regression"), default="auto",
-                   help="binary (0/1 labels, BCE with logits) or regression (MSE); auto: binary when every label is 0 or 1")
+    g.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="numeric CSV (header row; label last unless --target); default: synthetic quadrant data",
+    )
+    g.add_argument(
+        "--target",
+        metavar="NAME|INDEX",
+        help="label column of --csv, by header name or index (default: the last column)",
+    )
+    g.add_argument(
+        "--task",
+        choices=("auto", "binary", "regression"),
+        default="auto",
+        help="binary (0/1 labels, BCE with logits) or regression (MSE); auto: binary when every label is 0 or 1",
+    )
     g.add_argument("--n", type=_positive_int, default=400, help="rows of the synthetic data (without --csv)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data and of the train/validation split")
-    g.add_argument("--val-fraction", type=_fraction, default=0.2, help="share of rows held out for validation (0: none)")
+    g.add_argument(
+        "--data-seed", type=int, default=0, help="seed of the synthetic data and of the train/validation split"
+    )
+    g.add_argument(
+        "--val-fraction", type=_fraction, default=0.2, help="share of rows held out for validation (0: none)"
+    )
 
 
 def _model_options(p: argparse.ArgumentParser, optimizers: Sequence[str]) -> None:
     g = p.add_argument_group("model and training")
-    g.add_argument("--hidden", type=_type(parse_hidden), default=(6, 4), metavar="W1,W2,...",
-                   help="hidden layer widths: 6,4 gives sizes (d, 6, 4, 1); 'none' for a linear model")
-    g.add_argument("--activation", default="relu", choices=("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"))
+    g.add_argument(
+        "--hidden",
+        type=_type(parse_hidden),
+        default=(6, 4),
+        metavar="W1,W2,...",
+        help="hidden layer widths: 6,4 gives sizes (d, 6, 4, 1); 'none' for a linear model",
+    )
+    g.add_argument(
+        "--activation", default="relu", choices=("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
+    )
     g.add_argument("--optimizer", default="sgd", choices=tuple(optimizers))
-    g.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size (default: full batch, as the tutorial)")
+    g.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="mini-batch size (default: full batch, as the tutorial)"
+    )
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the step (default: on for CUDA, off for CPU)")
-    g.add_argument("--threads", type=_positive_int, default=1,
-                   help="CPU threads for torch (small models run fastest on one)")
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the step (default: on for CUDA, off for CPU)",
+    )
+    g.add_argument(
+        "--threads", type=_positive_int, default=1, help="CPU threads for torch (small models run fastest on one)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,27 +395,75 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(sw)
     _model_options(sw, optimizers)
     g = sw.add_argument_group("swept hyperparameters (value lists, see below)")
-    g.add_argument("--l1", type=_type(parse_values, "l1"), default=[0.0], metavar="VALUES", help="L1 strengths: s * sum|w|")
-    g.add_argument("--l2", type=_type(parse_values, "l2"), default=[0.0, 1e-3, 1e-2, 1e-1], metavar="VALUES",
-                   help="L2 strengths: s/2 * sum w^2")
-    g.add_argument("--norm2", type=_type(parse_values, "norm2"), default=[0.0], metavar="VALUES",
-                   help="the tutorial's s * sum_p ||p||_2")
-    g.add_argument("--weight-decay", type=_type(parse_values, "weight_decay"), default=[0.0], metavar="VALUES",
-                   help="the optimizer's weight_decay")
-    g.add_argument("--p", type=_type(parse_values, "p"), default=[0.0, 0.2, 0.5], metavar="VALUES",
-                   help="dropout rates after each hidden layer")
-    g.add_argument("--lr", type=_type(parse_values, "lr"), default=None, metavar="VALUES",
-                   help="learning rates (default: 0.1 for sgd, 0.01 for the others)")
-    g.add_argument("--momentum", type=_type(parse_values, "momentum"), default=None, metavar="VALUES",
-                   help="momentum, sgd and rmsprop only (default: 0.9 for sgd, else 0)")
-    g.add_argument("--seeds", type=_type(parse_seeds), default=[0, 1], metavar="SEEDS",
-                   help="run seeds (init, dropout, shuffle): N = 0..N-1, or a list 0,5,9, or START:STOP")
+    g.add_argument(
+        "--l1", type=_type(parse_values, "l1"), default=[0.0], metavar="VALUES", help="L1 strengths: s * sum|w|"
+    )
+    g.add_argument(
+        "--l2",
+        type=_type(parse_values, "l2"),
+        default=[0.0, 1e-3, 1e-2, 1e-1],
+        metavar="VALUES",
+        help="L2 strengths: s/2 * sum w^2",
+    )
+    g.add_argument(
+        "--norm2",
+        type=_type(parse_values, "norm2"),
+        default=[0.0],
+        metavar="VALUES",
+        help="the tutorial's s * sum_p ||p||_2",
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=_type(parse_values, "weight_decay"),
+        default=[0.0],
+        metavar="VALUES",
+        help="the optimizer's weight_decay",
+    )
+    g.add_argument(
+        "--p",
+        type=_type(parse_values, "p"),
+        default=[0.0, 0.2, 0.5],
+        metavar="VALUES",
+        help="dropout rates after each hidden layer",
+    )
+    g.add_argument(
+        "--lr",
+        type=_type(parse_values, "lr"),
+        default=None,
+        metavar="VALUES",
+        help="learning rates (default: 0.1 for sgd, 0.01 for the others)",
+    )
+    g.add_argument(
+        "--momentum",
+        type=_type(parse_values, "momentum"),
+        default=None,
+        metavar="VALUES",
+        help="momentum, sgd and rmsprop only (default: 0.9 for sgd, else 0)",
+    )
+    g.add_argument(
+        "--seeds",
+        type=_type(parse_seeds),
+        default=[0, 1],
+        metavar="SEEDS",
+        help="run seeds (init, dropout, shuffle): N = 0..N-1, or a list 0,5,9, or START:STOP",
+    )
     g.add_argument("--epochs", type=_positive_int, default=300)
     g = sw.add_argument_group("run and output")
-    g.add_argument("--chunk-size", type=_chunk, default="auto", help="configurations per vmapped call ('auto': from free memory)")
-    g.add_argument("--engine", choices=("vmap", "triton"), default="vmap",
-                   help="vmap: any model (default); triton: one fused CUDA kernel per config (relu MLPs)")
-    g.add_argument("--log-every", type=_positive_int, default=None, help="curve sampling interval in epochs (default: epochs // 20)")
+    g.add_argument(
+        "--chunk-size", type=_chunk, default="auto", help="configurations per vmapped call ('auto': from free memory)"
+    )
+    g.add_argument(
+        "--engine",
+        choices=("vmap", "triton"),
+        default="vmap",
+        help="vmap: any model (default); triton: one fused CUDA kernel per config (relu MLPs)",
+    )
+    g.add_argument(
+        "--log-every",
+        type=_positive_int,
+        default=None,
+        help="curve sampling interval in epochs (default: epochs // 20)",
+    )
     g.add_argument("--top", type=_nonneg_int, default=10, help="rows of the best-configurations table")
     g.add_argument("--by", default=None, help="metric to rank by (default: val_acc, val_mse, acc or mse)")
     g.add_argument("--out", default="regfn-out", metavar="DIR", help="where results.csv, results.json and figures go")
@@ -410,8 +486,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--norm2", type=_one_value("norm2"), default=0.0)
     g.add_argument("--weight-decay", type=_one_value("weight_decay"), default=0.0)
     g.add_argument("--p", type=_one_value("p"), default=0.1, help="dropout rate after each hidden layer")
-    g.add_argument("--lr", type=_one_value("lr"), default=None, help="learning rate (default: 0.1 for sgd, 0.01 for the others)")
-    g.add_argument("--momentum", type=_one_value("momentum"), default=None, help="sgd and rmsprop only (default: 0.9 for sgd, else 0)")
+    g.add_argument(
+        "--lr", type=_one_value("lr"), default=None, help="learning rate (default: 0.1 for sgd, 0.01 for the others)"
+    )
+    g.add_argument(
+        "--momentum",
+        type=_one_value("momentum"),
+        default=None,
+        help="sgd and rmsprop only (default: 0.9 for sgd, else 0)",
+    )
     g.add_argument("--seed", type=int, default=0, help="run seed (initial weights, dropout masks, batch order)")
     g.add_argument("--epochs", type=_positive_int, default=500)
     g.add_argument("--log-every", type=_positive_int, default=100)
@@ -520,8 +603,8 @@ def _seed_summary(result, swept: list[str], by: str, n: int) -> str | None:
     header = [*swept, f"mean {by}", "std", "seeds"]
     cells = [[_fmt(v) for v in s[0]] + [_fmt(s[1]), _fmt(s[2]), f"{s[3]}/{s[4]}"] for s in stats[:n]]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
 
 
@@ -556,9 +639,21 @@ def _run_sweep(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = regfn.sweep(
-            model, train, configs, val=val, loss=loss, optimizer=args.optimizer, epochs=args.epochs,
-            batch_size=args.batch_size, log_every=args.log_every, chunk_size=args.chunk_size,
-            device=device, compile=compile_, quiet=args.quiet, threads=args.threads, engine=args.engine,
+            model,
+            train,
+            configs,
+            val=val,
+            loss=loss,
+            optimizer=args.optimizer,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            log_every=args.log_every,
+            chunk_size=args.chunk_size,
+            device=device,
+            compile=compile_,
+            quiet=args.quiet,
+            threads=args.threads,
+            engine=args.engine,
         )
     for w in caught:
         if "diverged" not in str(w.message):
@@ -635,7 +730,10 @@ def _run_train(args) -> int:
     if not args.quiet:
         print(f"regfn train: {desc}")
         hp = ", ".join(f"{n}={_fmt(getattr(args, n))}" for n in _SWEEP_KEYS if getattr(args, n) or n in ("lr", "p"))
-        print(f"model {'-'.join(map(str, sizes))} ({args.activation}, {loss}), {args.optimizer}, {hp}, seed {args.seed}", flush=True)
+        print(
+            f"model {'-'.join(map(str, sizes))} ({args.activation}, {loss}), {args.optimizer}, {hp}, seed {args.seed}",
+            flush=True,
+        )
 
     def on_log(entry: dict[str, float]) -> None:
         if not args.quiet:
@@ -643,9 +741,19 @@ def _run_train(args) -> int:
 
     t0 = time.perf_counter()
     run = regfn.train(
-        model, train, optimizer=optimizer, key=regfn.random.key(args.seed).to(device), loss=loss,
-        penalties=penalties, p=args.p, epochs=args.epochs, batch_size=args.batch_size,
-        val=val, log_every=args.log_every, on_log=on_log, compile=compile_,
+        model,
+        train,
+        optimizer=optimizer,
+        key=regfn.random.key(args.seed).to(device),
+        loss=loss,
+        penalties=penalties,
+        p=args.p,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        val=val,
+        log_every=args.log_every,
+        on_log=on_log,
+        compile=compile_,
     )
     seconds = time.perf_counter() - t0
     metric = "acc" if "acc" in run.metrics else "mse"

@@ -188,7 +188,9 @@ class Dataset:
         """A copy with ``x`` and ``y`` moved to ``device`` and/or cast to the floating ``dtype``."""
         if dtype is not None:
             _check_float_dtype(dtype, "Dataset.to")
-        return dataclasses.replace(self, x=self.x.to(device=device, dtype=dtype), y=self.y.to(device=device, dtype=dtype))
+        return dataclasses.replace(
+            self, x=self.x.to(device=device, dtype=dtype), y=self.y.to(device=device, dtype=dtype)
+        )
 
     def __repr__(self) -> str:
         return (
@@ -319,7 +321,7 @@ def load_csv(
                     parsed = [_parse_cell(c) for c in row]
                     is_header = header is True or (
                         header == "infer"
-                        and any(isinstance(p, str) and c.strip() for p, c in zip(parsed, row))
+                        and any(isinstance(p, str) and c.strip() for p, c in zip(parsed, row, strict=True))
                     )
                     if is_header:
                         names = [c.strip() or f"col{j}" for j, c in enumerate(row)]
@@ -427,7 +429,14 @@ def quadrants(key: Tensor, n: int = 200, *, dtype: torch.dtype = torch.float32) 
 
 
 _PIMA_COLUMNS = (
-    "Pregnancies", "Glucose", "BloodPressure", "SkinThickness", "Insulin", "BMI", "DiabetesPedigreeFunction", "Age",
+    "Pregnancies",
+    "Glucose",
+    "BloodPressure",
+    "SkinThickness",
+    "Insulin",
+    "BMI",
+    "DiabetesPedigreeFunction",
+    "Age",
 )
 _PIMA_SCALES = ((3.8, 3.4), (121, 32), (69, 19), (21, 16), (80, 115), (32, 7.9), (0.47, 0.33), (33, 12))  # ~mean, std
 _PIMA_WEIGHTS = (0.4, 1.2, 0.1, 0.1, 0.2, 0.8, 0.4, 0.5)

@@ -27,9 +27,10 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -37,7 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from .random import bernoulli, fold_in, key as _make_key, split, uniform
+from .random import bernoulli, fold_in, split, uniform
+from .random import key as _make_key
 
 __all__ = [
     "MLPSettings",
@@ -53,7 +55,7 @@ __all__ = [
     "params_from_module",
 ]
 
-Rate = Union[float, Tensor]
+Rate = float | Tensor
 _KEY_HINT = "pass one, e.g. key=regfn.random.key(0), or use train=False"
 
 
@@ -86,9 +88,7 @@ def _mask_shape(shape: torch.Size, broadcast_dims: Sequence[int] | int) -> tuple
         if isinstance(d, bool) or not isinstance(d, numbers.Integral):
             raise TypeError(f"dropout: broadcast_dims must be ints, got {broadcast_dims!r}")
         if not -len(out) <= d < len(out):
-            raise ValueError(
-                f"dropout: broadcast_dims {tuple(dims)} out of range for an input with {len(out)} dims"
-            )
+            raise ValueError(f"dropout: broadcast_dims {tuple(dims)} out of range for an input with {len(out)} dims")
         d = int(d) % len(out)
         if d in seen:
             raise ValueError(f"dropout: broadcast_dims {tuple(dims)} repeats dimension {d}")
@@ -335,7 +335,7 @@ def mlp_init(key: Tensor, sizes: Sequence[int], *, dtype: torch.dtype = torch.fl
     if len(sizes) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
         raise ValueError(f"mlp_init: sizes must be at least two positive ints, got {sizes!r}")
     params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         kw, kb = split(fold_in(key, i))
         bound = 1.0 / fan_in**0.5
         params[f"fc{i + 1}.weight"] = uniform(kw, (fan_out, fan_in), dtype, -bound, bound)
@@ -671,7 +671,7 @@ def mc_dropout(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"mc_dropout: n must be an int >= 1, got {n!r}")
-    samples = torch.func.vmap(
-        lambda k: apply(params, x, key=k, train=True, **kwargs), chunk_size=chunk_size
-    )(split(key, n))
+    samples = torch.func.vmap(lambda k: apply(params, x, key=k, train=True, **kwargs), chunk_size=chunk_size)(
+        split(key, n)
+    )
     return samples.mean(0), samples.std(0, correction=0)

@@ -37,7 +37,7 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,21 +45,21 @@ from torch import Tensor
 from ._tree import Mask, Params, resolve_mask, weights_only
 
 __all__ = [
-    "Penalty",
+    "ElasticNetPenalty",
     "L1Penalty",
     "L2Penalty",
     "NormPenalty",
-    "ElasticNetPenalty",
+    "Penalty",
+    "elastic_net",
     "l1",
     "l2",
     "norm",
-    "elastic_net",
     "penalize",
     "penalty_value",
     "weights_only",
 ]
 
-Strength = Union[float, Tensor]
+Strength = float | Tensor
 
 
 # --------------------------------------------------------------------------
@@ -77,9 +77,7 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
         raise TypeError(f"{owner}: {name} must be a real number or a 0-d tensor, got a bool")
     if isinstance(value, Tensor):
         if value.dtype == torch.bool or value.is_complex():
-            raise TypeError(
-                f"{owner}: {name} must be a real (floating or integer) tensor, got dtype {value.dtype}"
-            )
+            raise TypeError(f"{owner}: {name} must be a real (floating or integer) tensor, got dtype {value.dtype}")
         if value.numel() != 1:
             raise ValueError(
                 f"{owner}: {name} must be a scalar: a 0-d tensor (or one with a single "
@@ -92,9 +90,7 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
         if not math.isfinite(as_float) or as_float < 0:
             raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
         return as_float
-    raise TypeError(
-        f"{owner}: {name} must be a real number or a 0-d tensor, got {type(value).__name__}"
-    )
+    raise TypeError(f"{owner}: {name} must be a real number or a 0-d tensor, got {type(value).__name__}")
 
 
 def _check_ord(value: Any) -> float:
@@ -102,18 +98,14 @@ def _check_ord(value: Any) -> float:
         raise TypeError(f"norm: ord must be a real number >= 1 or math.inf, got {value!r}")
     as_float = float(value)
     if math.isnan(as_float) or as_float < 1:
-        raise ValueError(
-            f"norm: ord must be a real number >= 1 or math.inf (a norm), got {value!r}"
-        )
+        raise ValueError(f"norm: ord must be a real number >= 1 or math.inf (a norm), got {value!r}")
     return as_float
 
 
 def _selected(params: Params, mask: Mask, owner: str) -> list[Tensor]:
     """The tensors of ``params`` that ``mask`` selects, in ``params``' order."""
     if not isinstance(params, Mapping):
-        raise TypeError(
-            f"{owner}: params must be a flat dict {{name: tensor}}, got {type(params).__name__}"
-        )
+        raise TypeError(f"{owner}: params must be a flat dict {{name: tensor}}, got {type(params).__name__}")
     names = resolve_mask(mask, params, where=f"{owner} mask")
     tensors = []
     for name, tensor in params.items():
@@ -458,13 +450,9 @@ def penalty_value(params: Params, *penalties: Penalty) -> Tensor:
     """
     for penalty in penalties:
         if not isinstance(penalty, Penalty):
-            raise TypeError(
-                f"penalty_value: expected penalties such as l2(1e-3), got {type(penalty).__name__}"
-            )
+            raise TypeError(f"penalty_value: expected penalties such as l2(1e-3), got {type(penalty).__name__}")
     if not isinstance(params, Mapping):
-        raise TypeError(
-            f"penalty_value: params must be a flat dict {{name: tensor}}, got {type(params).__name__}"
-        )
+        raise TypeError(f"penalty_value: params must be a flat dict {{name: tensor}}, got {type(params).__name__}")
     return _total([penalty.value(params) for penalty in penalties], params)
 
 
@@ -510,9 +498,7 @@ def penalize(loss_fn: Callable[..., Any], *penalties: Penalty) -> Callable[..., 
         raise TypeError(f"penalize: loss_fn must be callable, got {type(loss_fn).__name__}")
     for penalty in penalties:
         if not isinstance(penalty, Penalty):
-            raise TypeError(
-                f"penalize: expected penalties such as l2(1e-3), got {type(penalty).__name__}"
-            )
+            raise TypeError(f"penalize: expected penalties such as l2(1e-3), got {type(penalty).__name__}")
     penalties = tuple(penalties)
 
     @functools.wraps(loss_fn)
@@ -526,8 +512,7 @@ def penalize(loss_fn: Callable[..., Any], *penalties: Penalty) -> Callable[..., 
             params = kwargs[params_name]
         else:
             raise TypeError(
-                f"{getattr(loss_fn, '__name__', 'loss_fn')}: missing the parameter dict "
-                f"(the first positional argument)"
+                f"{getattr(loss_fn, '__name__', 'loss_fn')}: missing the parameter dict (the first positional argument)"
             )
         out = loss_fn(*args, **kwargs)
         if not penalties:
@@ -536,8 +521,7 @@ def penalize(loss_fn: Callable[..., Any], *penalties: Penalty) -> Callable[..., 
         if isinstance(out, tuple):
             if len(out) != 2:
                 raise TypeError(
-                    f"penalize: loss_fn returned a tuple of {len(out)} items; expected a loss "
-                    f"or a pair (loss, aux)"
+                    f"penalize: loss_fn returned a tuple of {len(out)} items; expected a loss or a pair (loss, aux)"
                 )
             loss, aux = out
             return loss + penalty, aux

@@ -159,13 +159,15 @@ def _pooled_note(result, keep: Sequence[str], what: str = "mean ± std") -> str:
     return note
 
 
-def _pick_hue(result, x: str, hue: str | None | bool) -> str | None:
+def _pick_hue(result, x: str, hue: str | bool | None) -> str | None:
     if hue is None or hue is False:
         return None
     sw = swept(result)
     if hue is not True and hue != "auto":
         if hue not in result.hyperparameters:
-            raise ValueError(f"regfn.plot: hue {hue!r} is not a hyperparameter; choose one of {list(result.hyperparameters)}")
+            raise ValueError(
+                f"regfn.plot: hue {hue!r} is not a hyperparameter; choose one of {list(result.hyperparameters)}"
+            )
         return hue
     candidates = [n for n in sw if n != x and len(sw[n]) <= 8]
     if not candidates:
@@ -173,7 +175,9 @@ def _pick_hue(result, x: str, hue: str | None | bool) -> str | None:
     return "p" if "p" in candidates else min(candidates, key=lambda n: len(sw[n]))
 
 
-def plot_metric(result, path, x: str = "l2", *, metric: str | None = None, hue: str | None = "auto", title: str | None = None):
+def plot_metric(
+    result, path, x: str = "l2", *, metric: str | None = None, hue: str | None = "auto", title: str | None = None
+):
     """A metric against one hyperparameter: mean line and ± std band over seeds, one line per ``hue`` value.
 
     Args:
@@ -219,8 +223,14 @@ def plot_metric(result, path, x: str = "l2", *, metric: str | None = None, hue: 
         color = cmap(i / max(1, len(hue_values) - 1) * 0.85) if cmap is not None and hue else "C0"
         label = f"{hue} = {h:g}" if hue else None
         ax.plot(used, means, "o-", color=color, label=label, lw=1.8, ms=4)
-        ax.fill_between(used, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                        color=color, alpha=0.18, lw=0)
+        ax.fill_between(
+            used,
+            [m - s for m, s in zip(means, stds, strict=True)],
+            [m + s for m, s in zip(means, stds, strict=True)],
+            color=color,
+            alpha=0.18,
+            lw=0,
+        )
     _scale(ax, xs)
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(metric))
@@ -268,7 +278,10 @@ def plot_heatmap(result, path, x: str | None = None, y: str | None = None, *, me
         raise ValueError("regfn.plot.plot_heatmap: needs two different swept hyperparameters (x and y)")
     xs = sorted({row[x] for row in result.rows})
     ys = sorted({row[y] for row in result.rows})
-    grid = [[_stats([r[metric] for r in result.rows if r[x] == a and r[y] == b and _usable(r, metric)])[0] for a in xs] for b in ys]
+    grid = [
+        [_stats([r[metric] for r in result.rows if r[x] == a and r[y] == b and _usable(r, metric)])[0] for a in xs]
+        for b in ys
+    ]
     fig, (ax,) = _figure(max(5.0, 1.0 + 0.75 * len(xs)), max(3.6, 1.4 + 0.45 * len(ys)))
     higher = metric.endswith("acc")
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis" if higher else "viridis_r")
@@ -318,10 +331,16 @@ def plot_sparsity(result, path, x: str = "l1"):
             if vals:
                 pts.append((v, *_stats(vals)))
         if pts:
-            vs, ms, ss = zip(*pts)
+            vs, ms, ss = zip(*pts, strict=True)
             line = ax.plot(vs, ms, style, label=_label(metric), lw=1.8, ms=4)[0]
-            ax.fill_between(vs, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)],
-                            color=line.get_color(), alpha=0.18, lw=0)
+            ax.fill_between(
+                vs,
+                [m - s for m, s in zip(ms, ss, strict=True)],
+                [m + s for m, s in zip(ms, ss, strict=True)],
+                color=line.get_color(),
+                alpha=0.18,
+                lw=0,
+            )
     _scale(ax, xs)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel(_label(x))
@@ -364,12 +383,16 @@ def plot_curves(result, path, n: int = 3, *, metric: str | None = None):
     epochs = list(result.curve_epochs)
     greens = ["#1b7837", "#5aae61", "#a6dba0"]
     reds = ["#b2182b", "#ef8a62", "#f4a582"]
-    for ax, (name, ylabel) in zip(axes, panels):
+    for ax, (name, ylabel) in zip(axes, panels, strict=True):
         data = result.curves[name]
         for k, i in enumerate(best):
-            ax.plot(epochs, data[i].tolist(), "-", color=greens[min(k, 2)], lw=1.8, label="best " + _describe(result, i))
+            ax.plot(
+                epochs, data[i].tolist(), "-", color=greens[min(k, 2)], lw=1.8, label="best " + _describe(result, i)
+            )
         for k, i in enumerate(worst):
-            ax.plot(epochs, data[i].tolist(), "--", color=reds[min(k, 2)], lw=1.5, label="worst " + _describe(result, i))
+            ax.plot(
+                epochs, data[i].tolist(), "--", color=reds[min(k, 2)], lw=1.5, label="worst " + _describe(result, i)
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)

@@ -69,8 +69,7 @@ def _check_key(k: object, fn: str) -> Tensor:
     """Validate a single key for ``regfn.random.<fn>`` and return it."""
     if not isinstance(k, Tensor):
         raise TypeError(
-            f"regfn.random.{fn}: expected a key (a tensor of shape (2,) from regfn.random.key), "
-            f"got {type(k).__name__}"
+            f"regfn.random.{fn}: expected a key (a tensor of shape (2,) from regfn.random.key), got {type(k).__name__}"
         )
     if k.dtype not in (torch.int64, torch.uint32):
         raise TypeError(
@@ -78,14 +77,8 @@ def _check_key(k: object, fn: str) -> Tensor:
             f"got dtype {k.dtype}; create keys with regfn.random.key(seed)"
         )
     if k.shape != (2,):
-        hint = (
-            "; for a batch of keys, map over it with torch.func.vmap"
-            if k.ndim >= 2 and k.shape[-1] == 2
-            else ""
-        )
-        raise ValueError(
-            f"regfn.random.{fn}: expected a single key of shape (2,), got shape {tuple(k.shape)}{hint}"
-        )
+        hint = "; for a batch of keys, map over it with torch.func.vmap" if k.ndim >= 2 and k.shape[-1] == 2 else ""
+        raise ValueError(f"regfn.random.{fn}: expected a single key of shape (2,), got shape {tuple(k.shape)}{hint}")
     return k
 
 
@@ -94,9 +87,7 @@ def _check_shape(shape: object, fn: str) -> tuple[int, ...]:
         shape = (shape,)
     if isinstance(shape, torch.Size):
         shape = tuple(shape)
-    if not isinstance(shape, (tuple, list)) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in shape
-    ):
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise TypeError(f"regfn.random.{fn}: shape must be a tuple of ints, got {shape!r}")
     if any(d < 0 for d in shape):
         raise ValueError(f"regfn.random.{fn}: shape must have sizes >= 0, got {tuple(shape)}")
@@ -106,8 +97,7 @@ def _check_shape(shape: object, fn: str) -> tuple[int, ...]:
 def _check_int(value: object, name: str, fn: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
-            f"regfn.random.{fn}: {name} must be an int or an integer tensor, "
-            f"got {type(value).__name__} {value!r}"
+            f"regfn.random.{fn}: {name} must be an int or an integer tensor, got {type(value).__name__} {value!r}"
         )
     value = int(value)
     if not lo <= value < hi:
@@ -117,9 +107,7 @@ def _check_int(value: object, name: str, fn: str, lo: int, hi: int) -> int:
 
 def _check_int_tensor(value: Tensor, name: str, fn: str) -> Tensor:
     if value.dtype == torch.bool or value.dtype.is_floating_point or value.dtype.is_complex:
-        raise TypeError(
-            f"regfn.random.{fn}: {name} must be an int or an integer tensor, got a {value.dtype} tensor"
-        )
+        raise TypeError(f"regfn.random.{fn}: {name} must be an int or an integer tensor, got a {value.dtype} tensor")
     return value
 
 
@@ -329,9 +317,7 @@ def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
 
 def _float_dtype(dtype: object, fn: str) -> torch.dtype:
     if dtype not in _FLOAT_LAYOUT:
-        raise TypeError(
-            f"regfn.random.{fn}: dtype must be one of float16, bfloat16, float32, float64, got {dtype}"
-        )
+        raise TypeError(f"regfn.random.{fn}: dtype must be one of float16, bfloat16, float32, float64, got {dtype}")
     return dtype  # type: ignore[return-value]
 
 
@@ -387,9 +373,8 @@ def uniform(
     dtype = _float_dtype(dtype, "uniform")
     shape = _check_shape(shape, "uniform")
     floats = _unit_floats(k, shape, dtype)
-    if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)):
-        if minval == 0.0 and maxval == 1.0:
-            return floats
+    if isinstance(minval, (int, float)) and isinstance(maxval, (int, float)) and (minval, maxval) == (0.0, 1.0):
+        return floats
     lo = torch.as_tensor(minval, dtype=dtype, device=k.device)
     hi = torch.as_tensor(maxval, dtype=dtype, device=k.device)
     if dtype == torch.float64:
@@ -458,28 +443,83 @@ def _f32(x: float) -> float:
     return float(torch.tensor(x, dtype=torch.float32))
 
 
-_ERFINV_CENTRAL = tuple(map(_f32, (  # in w - 2.5, for w < 5
-    2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
-    -0.00125372503, -0.00417768164, 0.246640727, 1.50140941,
-)))
-_ERFINV_TAIL = tuple(map(_f32, (  # in sqrt(w) - 3, for w >= 5
-    -0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
-    -0.0076224613, 0.00943887047, 1.00167406, 2.83297682,
-)))
+_ERFINV_CENTRAL = tuple(
+    map(
+        _f32,
+        (  # in w - 2.5, for w < 5
+            2.81022636e-08,
+            3.43273939e-07,
+            -3.5233877e-06,
+            -4.39150654e-06,
+            0.00021858087,
+            -0.00125372503,
+            -0.00417768164,
+            0.246640727,
+            1.50140941,
+        ),
+    )
+)
+_ERFINV_TAIL = tuple(
+    map(
+        _f32,
+        (  # in sqrt(w) - 3, for w >= 5
+            -0.000200214257,
+            0.000100950558,
+            0.00134934322,
+            -0.00367342844,
+            0.00573950773,
+            -0.0076224613,
+            0.00943887047,
+            1.00167406,
+            2.83297682,
+        ),
+    )
+)
 _LOG1P_SMALL = _f32(2.0**0.5 - 1.0)
-_LOG1P_P = tuple(map(_f32, (  # Cephes log1p, numerator and denominator
-    4.5270000862445199635215e-5, 4.9854102823193375972212e-1, 6.5787325942061044846969e0,
-    2.9911919328553073277375e1, 6.0949667980987787057556e1, 5.7112963590585538103336e1,
-    2.0039553499201281259648e1,
-)))
-_LOG1P_Q = tuple(map(_f32, (
-    1.0, 1.5062909083469192198054e1, 8.3047565967967209469434e1, 2.2176239823732856465394e2,
-    3.0909872225312059774938e2, 2.1642788614495947685003e2, 6.0118660497603843919306e1,
-)))
-_LOGF_P = tuple(map(_f32, (  # Cephes logf: log1p(f) = f - f^2/2 + f^3 P(f)
-    7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-    -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
-)))
+_LOG1P_P = tuple(
+    map(
+        _f32,
+        (  # Cephes log1p, numerator and denominator
+            4.5270000862445199635215e-5,
+            4.9854102823193375972212e-1,
+            6.5787325942061044846969e0,
+            2.9911919328553073277375e1,
+            6.0949667980987787057556e1,
+            5.7112963590585538103336e1,
+            2.0039553499201281259648e1,
+        ),
+    )
+)
+_LOG1P_Q = tuple(
+    map(
+        _f32,
+        (
+            1.0,
+            1.5062909083469192198054e1,
+            8.3047565967967209469434e1,
+            2.2176239823732856465394e2,
+            3.0909872225312059774938e2,
+            2.1642788614495947685003e2,
+            6.0118660497603843919306e1,
+        ),
+    )
+)
+_LOGF_P = tuple(
+    map(
+        _f32,
+        (  # Cephes logf: log1p(f) = f - f^2/2 + f^3 P(f)
+            7.0376836292e-2,
+            -1.1514610310e-1,
+            1.1676998740e-1,
+            -1.2420140846e-1,
+            1.4249322787e-1,
+            -1.6668057665e-1,
+            2.0000714765e-1,
+            -2.4999993993e-1,
+            3.3333331174e-1,
+        ),
+    )
+)
 _LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)
 # Cephes' logf halves the significand of v = 1 + x from this value on (a bit
 # trick on 0x3F3504F3 = float32(sqrt(1/2)) in the original).
@@ -571,7 +611,7 @@ def _erfinv32(u: Tensor) -> Tensor:
     w = log1p.neg_()
     t = _select_(central, round32(torch.sub(w, 2.5)), round32(round32(w.sqrt_()).sub_(3.0)))
     tail = b1.copy_(central).neg_().add_(1.0)
-    steps = [(a, b - a) for a, b in zip(_ERFINV_CENTRAL, _ERFINV_TAIL)]
+    steps = [(a, b - a) for a, b in zip(_ERFINV_CENTRAL, _ERFINV_TAIL, strict=True)]
     p = b0.copy_(tail).mul_(steps[0][1]).add_(steps[0][0])
     for c, dc in steps[1:]:
         round32(p.mul_(t).add_(tail, alpha=dc).add_(c))

@@ -103,12 +103,16 @@ class SweepResult:
             return "(no configurations)"
         by = by or self.default_metric()
         if columns is None:
-            metrics = [c for c in ("loss", "penalty", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac") if c in best[0]]
+            metrics = [
+                c
+                for c in ("loss", "penalty", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac")
+                if c in best[0]
+            ]
             columns = ["config", *(self.swept() or self.hyperparameters), *metrics, "diverged"]
         cells = [[_fmt(row[c]) for c in columns] for row in best]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
         return "\n".join(lines)
 
     def to_csv(self, path: str | pathlib.Path) -> None:

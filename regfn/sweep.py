@@ -50,7 +50,8 @@ from . import _triton_engine, optim
 from .data import Dataset, batches
 from .nn import Model
 from .penalties import l1, l2, norm
-from .random import fold_in, key as make_key
+from .random import fold_in
+from .random import key as make_key
 from .results import SweepResult
 from .train import Loss, _check_positive_int, evaluate, get_loss, run_keys, step_key, train_step
 
@@ -103,16 +104,18 @@ def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     """
     names = list(axes)
     values = [list(v) for v in axes.values()]
-    for name, vals in zip(names, values):
+    for name, vals in zip(names, values, strict=True):
         if not vals:
             raise ValueError(f"grid: the values for {name!r} are empty")
-    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def _check_value(name: str, value: Any, row: int) -> float | int:
     where = f"config {row}: {name}"
     if name == "seed":
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+        if isinstance(value, bool) or (
+            not isinstance(value, int) and not (isinstance(value, float) and value.is_integer())
+        ):
             raise TypeError(f"{where} must be an int, got {value!r}")
         value = int(value)
         if not -(2**63) <= value < 2**63:
@@ -141,7 +144,9 @@ def _normalize(configs: Sequence[Mapping[str, Any]] | Mapping[str, Iterable[Any]
             raise TypeError(f"config {i} must be a dict of hyperparameters, got {type(row).__name__}")
         unknown = set(row) - set(DEFAULTS)
         if unknown:
-            raise ValueError(f"config {i}: unknown hyperparameters {sorted(unknown)}; a sweep can vary {sorted(DEFAULTS)}")
+            raise ValueError(
+                f"config {i}: unknown hyperparameters {sorted(unknown)}; a sweep can vary {sorted(DEFAULTS)}"
+            )
         out.append({name: _check_value(name, row.get(name, DEFAULTS[name]), i) for name in DEFAULTS})
     return out
 
@@ -176,7 +181,9 @@ def _init(spec: _Spec, hp: Mapping[str, Tensor]) -> dict[str, Any]:
 def _step(spec, state, hp, x, y, epoch, batch):
     opt, pens = _parts(spec, hp)
     k = step_key(state["dkey"], epoch, batch)
-    params, opt_state, value = train_step(spec.model, spec.loss, opt, pens, hp["p"], state["params"], state["opt"], x, y, k)
+    params, opt_state, value = train_step(
+        spec.model, spec.loss, opt, pens, hp["p"], state["params"], state["opt"], x, y, k
+    )
     return {**state, "params": params, "opt": opt_state}, value
 
 
@@ -251,7 +258,7 @@ def _tree_clone(tree: Any) -> Any:
 
 
 def _tree_copy_(dst: Any, src: Any) -> None:
-    for d, s in zip(torch.utils._pytree.tree_leaves(dst), torch.utils._pytree.tree_leaves(src)):
+    for d, s in zip(torch.utils._pytree.tree_leaves(dst), torch.utils._pytree.tree_leaves(src), strict=True):
         d.copy_(s)
 
 
@@ -370,7 +377,7 @@ def _run_epochs(prog, run: _Run, hp, bar, log) -> dict[str, Tensor]:
     if run.use_graphs and epochs >= block:
         try:
             graph, value_out = loop.capture(state, epoch_t, block)
-        except Exception as err:  # noqa: BLE001 - any capture failure falls back to plain calls
+        except Exception as err:
             warnings.warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs", stacklevel=6)
             graph, block = None, 1
     done = 0
@@ -486,7 +493,9 @@ def sweep(
     active = tuple(n for n in _PENALTIES if any(r[n] != 0 for r in rows))
     spec = _Spec(model, loss, optimizer, active, batch_size is not None)
     hp_all = {
-        name: torch.tensor([r[name] for r in rows], dtype=torch.int64 if name == "seed" else data.x.dtype, device=device)
+        name: torch.tensor(
+            [r[name] for r in rows], dtype=torch.int64 if name == "seed" else data.x.dtype, device=device
+        )
         for name in DEFAULTS
     }
     k = len(rows)
@@ -581,7 +590,7 @@ def _compile(prog, run: _Run, hp_all, chunk):
             run = replace(run, engine="vmap")
             if not prog.compiled:
                 return prog, run
-        except Exception as err:  # noqa: BLE001 - a compiler failure must not lose the sweep
+        except Exception as err:
             warnings.warn(
                 f"regfn.sweep: torch.compile failed ({type(err).__name__}: {err}); running eagerly", stacklevel=4
             )
@@ -649,7 +658,7 @@ def _finish_chunk(prog, run: _Run, hp, bar, keep):
 
 
 def _assemble(rows: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> SweepResult:
-    cat = lambda key: torch.cat([o[key] for o in outputs])  # noqa: E731
+    cat = lambda key: torch.cat([o[key] for o in outputs])
     final = {name: torch.cat([o["final"][name] for o in outputs]) for name in outputs[0]["final"]}
     curves = {name: torch.cat([o["curves"][name] for o in outputs]) for name in outputs[0]["curves"]}
     zero, tiny, finite, bad = cat("zero_frac"), cat("tiny_frac"), cat("finite"), cat("bad")

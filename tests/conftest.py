@@ -36,7 +36,7 @@ def diabetes_csv():
     return DIABETES_CSV
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_engine_runs() -> str | None:
     """Why ``regfn.sweep(engine="triton")`` cannot run here, or None when it can.
 

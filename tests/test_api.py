@@ -9,23 +9,91 @@ import sys
 
 import pytest
 
-import regfn
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC = {
-    "regfn": ["Model", "SweepResult", "TrainResult", "dropout", "elastic_net", "functionalize", "grid",
-              "l1", "l2", "mc_dropout", "mlp", "norm", "penalize", "penalty_value", "sweep", "train",
-              "weights_only", "data", "nn", "optim", "penalties", "random"],
-    "regfn.random": ["key", "split", "fold_in", "bits", "uniform", "bernoulli", "normal", "permutation", "threefry2x32"],
-    "regfn.nn": ["dropout", "mlp", "mlp_init", "mlp_apply", "functionalize", "mc_dropout", "numpy_dropout",
-                 "flax_dropout_key", "params_from_module", "Model", "MLPSettings"],
+    "regfn": [
+        "Model",
+        "SweepResult",
+        "TrainResult",
+        "dropout",
+        "elastic_net",
+        "functionalize",
+        "grid",
+        "l1",
+        "l2",
+        "mc_dropout",
+        "mlp",
+        "norm",
+        "penalize",
+        "penalty_value",
+        "sweep",
+        "train",
+        "weights_only",
+        "data",
+        "nn",
+        "optim",
+        "penalties",
+        "random",
+    ],
+    "regfn.random": [
+        "key",
+        "split",
+        "fold_in",
+        "bits",
+        "uniform",
+        "bernoulli",
+        "normal",
+        "permutation",
+        "threefry2x32",
+    ],
+    "regfn.nn": [
+        "dropout",
+        "mlp",
+        "mlp_init",
+        "mlp_apply",
+        "functionalize",
+        "mc_dropout",
+        "numpy_dropout",
+        "flax_dropout_key",
+        "params_from_module",
+        "Model",
+        "MLPSettings",
+    ],
     "regfn.penalties": ["l1", "l2", "norm", "elastic_net", "penalize", "penalty_value", "weights_only"],
-    "regfn.optim": ["Transform", "chain", "masked", "apply_updates", "sgd", "adam", "adamw", "rmsprop", "adagrad",
-                    "add_l2", "add_decayed_weights", "prox_l1", "max_norm", "clip_by_global_norm", "trace",
-                    "scale_by_adam", "scale_by_rms", "scale_by_adagrad", "scale", "scale_by_learning_rate",
-                    "step", "step_"],
-    "regfn.data": ["Dataset", "load_csv", "quadrants", "sparse_regression", "standardize", "train_val_split", "batches"],
+    "regfn.optim": [
+        "Transform",
+        "chain",
+        "masked",
+        "apply_updates",
+        "sgd",
+        "adam",
+        "adamw",
+        "rmsprop",
+        "adagrad",
+        "add_l2",
+        "add_decayed_weights",
+        "prox_l1",
+        "max_norm",
+        "clip_by_global_norm",
+        "trace",
+        "scale_by_adam",
+        "scale_by_rms",
+        "scale_by_adagrad",
+        "scale",
+        "scale_by_learning_rate",
+        "step",
+        "step_",
+    ],
+    "regfn.data": [
+        "Dataset",
+        "load_csv",
+        "quadrants",
+        "sparse_regression",
+        "standardize",
+        "train_val_split",
+        "batches",
+    ],
 }
 
 
@@ -62,7 +130,8 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     for i, block in enumerate(blocks):
         for old, new in SHRINK:
             block = block.replace(old, new)
-        exec(compile(block, f"README.md[python block {i}]", "exec"), namespace)  # noqa: S102 - our own README
+        exec(compile(block, f"README.md[python block {i}]", "exec"), namespace)
     assert not namespace["run"].diverged
     assert len(namespace["result"]) == 48
-    assert (tmp_path / "results.csv").exists() and any((tmp_path / "figures").glob("*.png"))
+    assert (tmp_path / "results.csv").exists()
+    assert any((tmp_path / "figures").glob("*.png"))

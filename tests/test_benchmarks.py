@@ -17,37 +17,73 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def run(script: str, *args: str) -> list[dict]:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), *args],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
 def test_sweep_benchmark_prints_one_json_line_per_k():
-    rows = run("sweep.py", "--device", "cpu", "--ks", "2,3", "--epochs", "2", "--no-jax", "--no-compile", "--seq-configs", "1",
-               "--inductor", "max_autotune=False")
+    rows = run(
+        "sweep.py",
+        "--device",
+        "cpu",
+        "--ks",
+        "2,3",
+        "--epochs",
+        "2",
+        "--no-jax",
+        "--no-compile",
+        "--seq-configs",
+        "1",
+        "--inductor",
+        "max_autotune=False",
+    )
     assert [r["K"] for r in rows] == [2, 3]
     assert all(r["inductor"] == {"max_autotune": False} for r in rows)
     for r in rows:
         assert {"K", "epochs", "device", "regfn_s", "seq_s", "jax_s", "regfn_vs_jax", "seq_vs_regfn"} <= set(r)
-        assert r["jax_s"] is None and r["regfn_s"] > 0 and r["diverged"] == 0
+        assert r["jax_s"] is None
+        assert r["regfn_s"] > 0
+        assert r["diverged"] == 0
 
 
 def test_sweep_benchmark_times_the_triton_engine():
     skip_unless_triton_engine_runs()  # on CPU the kernel runs in Triton's interpreter (conftest sets TRITON_INTERPRET)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = run("sweep.py", "--device", device, "--ks", "2", "--epochs", "2", "--no-jax", "--no-compile",
-               "--seq-configs", "1", "--triton", "--triton-tiles", "32x2")
+    rows = run(
+        "sweep.py",
+        "--device",
+        device,
+        "--ks",
+        "2",
+        "--epochs",
+        "2",
+        "--no-jax",
+        "--no-compile",
+        "--seq-configs",
+        "1",
+        "--triton",
+        "--triton-tiles",
+        "32x2",
+    )
     (r,) = rows
-    assert r["triton_s"] > 0 and set(r["triton_tiles_s"]) == {"32x2"}
+    assert r["triton_s"] > 0
+    assert set(r["triton_tiles_s"]) == {"32x2"}
     assert r["triton_loss_max_rel_diff"] < 1e-5
 
 
 def test_triton_kernel_compiles_for_hopper_without_a_gpu():
     pytest.importorskip("triton")
     (row,) = run("triton_kernel_info.py", "--arch", "90", "--sizes", "8-6-4-1")
-    assert row["tile"] == "64x4" and row["arch"] == "sm_90"
-    assert 0 < row["registers"] <= 255 and row["stack_bytes"] >= 0 and row["triton"]
+    assert row["tile"] == "64x4"
+    assert row["arch"] == "sm_90"
+    assert 0 < row["registers"] <= 255
+    assert row["stack_bytes"] >= 0
+    assert row["triton"]
 
 
 @pytest.mark.slow
@@ -60,6 +96,13 @@ def test_optim_benchmark_runs_every_variant():
     rows = run("optim_step.py", "--models", "8-6-4-1", "--cases", "sgd_momentum,adam", "--repeats", "1")
     assert [r["case"] for r in rows if "case" in r] == ["sgd_momentum", "adam"]
     for r in (r for r in rows if "case" in r):
-        for variant in ("torch_single", "torch_foreach", "regfn_eager", "regfn_step", "regfn_inplace", "regfn_compiled"):
+        for variant in (
+            "torch_single",
+            "torch_foreach",
+            "regfn_eager",
+            "regfn_step",
+            "regfn_inplace",
+            "regfn_compiled",
+        ):
             assert r[f"{variant}_us"] > 0
         assert {"eager_ratio", "step_ratio", "inplace_ratio", "compiled_ratio"} <= set(r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -10,9 +11,9 @@ import sys
 
 import pytest
 import torch
+from conftest import skip_unless_triton_engine_runs
 
 import regfn.cli as cli
-from conftest import skip_unless_triton_engine_runs
 
 SMALL = ["--n", "64", "--epochs", "4", "--seeds", "2", "--l2", "0,1e-2", "--p", "0,0.5"]
 
@@ -38,7 +39,7 @@ def good_csv(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, name, expected",
+    ("text", "name", "expected"),
     [
         ("1e-4,1e-3", "l2", [1e-4, 1e-3]),
         ("1e-5:1e-1:5", "l2", [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]),
@@ -56,19 +57,21 @@ def test_parse_values(text, name, expected):
 
 def test_log_range_has_16_values_with_exact_ends():
     values = cli.parse_values("1e-5:1e-1:16", "l2")
-    assert len(values) == 16 and values[0] == 1e-5 and values[-1] == 1e-1
-    ratios = [b / a for a, b in zip(values, values[1:])]
+    assert len(values) == 16
+    assert values[0] == 1e-5
+    assert values[-1] == 1e-1
+    ratios = [b / a for a, b in itertools.pairwise(values)]
     assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
 
 
 @pytest.mark.parametrize(
-    "text, expected", [("4", [0, 1, 2, 3]), ("0,5,9", [0, 5, 9]), ("7,", [7]), ("10:13", [10, 11, 12])]
+    ("text", "expected"), [("4", [0, 1, 2, 3]), ("0,5,9", [0, 5, 9]), ("7,", [7]), ("10:13", [10, 11, 12])]
 )
 def test_parse_seeds(text, expected):
     assert cli.parse_seeds(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [("6,4", (6, 4)), ("16", (16,)), ("none", ()), ("", ())])
+@pytest.mark.parametrize(("text", "expected"), [("6,4", (6, 4)), ("16", (16,)), ("none", ()), ("", ())])
 def test_parse_hidden(text, expected):
     assert cli.parse_hidden(text) == expected
 
@@ -82,14 +85,18 @@ def test_sweep_in_process_writes_table_and_files(capsys, tmp_path):
     assert code == 0, err
     assert "best 8 of 8 configs by val_acc" in out
     header = next(line for line in out.splitlines() if line.strip().startswith("config"))
-    assert header.split()[:4] == ["config", "l2", "p", "seed"] and "val_acc" in header
+    assert header.split()[:4] == ["config", "l2", "p", "seed"]
+    assert "val_acc" in header
     assert "diverged: 0 of 8 configs" in out
     assert re.search(r"time: [\d.]+ s total", out)
     assert "best settings by mean val_acc over 2 seeds" in out
     rows = (out_dir / "results.csv").read_text().splitlines()
-    assert len(rows) == 9 and rows[0].startswith("lr,momentum,weight_decay,l1,l2,norm2,p,seed")
+    assert len(rows) == 9
+    assert rows[0].startswith("lr,momentum,weight_decay,l1,l2,norm2,p,seed")
     data = json.loads((out_dir / "results.json").read_text())
-    assert len(data["rows"]) == 8 and data["rows"][0]["momentum"] == 0.9 and data["rows"][0]["lr"] == 0.1
+    assert len(data["rows"]) == 8
+    assert data["rows"][0]["momentum"] == 0.9
+    assert data["rows"][0]["lr"] == 0.1
     pytest.importorskip("matplotlib")
     pngs = sorted(p.name for p in out_dir.glob("*.png"))
     assert pngs == ["curves.png", "heatmap_l2_p.png", "val_acc_vs_l2.png", "val_acc_vs_p.png"]
@@ -97,8 +104,23 @@ def test_sweep_in_process_writes_table_and_files(capsys, tmp_path):
 
 
 def test_sweep_header_and_defaults_without_quiet(capsys, tmp_path):
-    code, out, _ = run_main(capsys, "sweep", "--n", "40", "--epochs", "2", "--seeds", "1", "--p", "0",
-                            "--l2", "0", "--out", str(tmp_path), "--no-plots")
+    code, out, _ = run_main(
+        capsys,
+        "sweep",
+        "--n",
+        "40",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--p",
+        "0",
+        "--l2",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+    )
     assert code == 0
     assert out.startswith("regfn sweep: 1 configs (1) on synthetic quadrants (n=40, --data-seed 0)")
     assert "model 2-6-4-1 (relu, bce_logits), sgd, 2 epochs, full batch, device cpu, compile off" in out
@@ -108,16 +130,55 @@ def test_sweep_header_and_defaults_without_quiet(capsys, tmp_path):
 def test_sweep_csv_regression_and_target_by_name(capsys, tmp_path):
     rows = ["x1,y,x2"] + [f"{i},{0.5 * i + (i % 3)},{(i * 7) % 11}" for i in range(30)]
     path = write_csv(tmp_path / "reg.csv", "\n".join(rows) + "\n")
-    code, out, err = run_main(capsys, "sweep", "--csv", path, "--target", "y", "--epochs", "3", "--seeds", "1",
-                              "--l2", "0,1e-3", "--p", "0", "--lr", "1e-3", "--hidden", "none",
-                              "--out", str(tmp_path / "o"), "--no-plots", "--quiet")
+    code, out, err = run_main(
+        capsys,
+        "sweep",
+        "--csv",
+        path,
+        "--target",
+        "y",
+        "--epochs",
+        "3",
+        "--seeds",
+        "1",
+        "--l2",
+        "0,1e-3",
+        "--p",
+        "0",
+        "--lr",
+        "1e-3",
+        "--hidden",
+        "none",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-plots",
+        "--quiet",
+    )
     assert code == 0, err
-    assert "by val_mse" in out and "val_mse" in out
+    assert "by val_mse" in out
+    assert "val_mse" in out
 
 
 def test_sweep_on_the_tutorial_csv(capsys, tmp_path, diabetes_csv):
-    code, out, err = run_main(capsys, "sweep", "--csv", str(diabetes_csv), "--target", "Outcome", "--epochs", "3",
-                              "--seeds", "1", "--l2", "0", "--p", "0,0.5", "--out", str(tmp_path), "--no-plots")
+    code, out, err = run_main(
+        capsys,
+        "sweep",
+        "--csv",
+        str(diabetes_csv),
+        "--target",
+        "Outcome",
+        "--epochs",
+        "3",
+        "--seeds",
+        "1",
+        "--l2",
+        "0",
+        "--p",
+        "0,0.5",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+    )
     assert code == 0, err
     assert "614 train / 154 val rows, 8 features, binary" in out
 
@@ -129,7 +190,8 @@ def test_sweep_without_matplotlib_still_writes_results(capsys, tmp_path, monkeyp
     code, out, err = run_main(capsys, "sweep", *SMALL, "--out", str(tmp_path), "--quiet")
     assert code == 0, err
     assert "pip install 'regfn[plot]'" in out
-    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.json").exists()
+    assert (tmp_path / "results.csv").exists()
+    assert (tmp_path / "results.json").exists()
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -142,10 +204,28 @@ def test_train_prints_tutorial_lines(capsys):
 
 
 def test_train_with_penalties_and_adam(capsys):
-    code, out, err = run_main(capsys, "train", "--n", "64", "--epochs", "5", "--optimizer", "adam",
-                              "--l1", "1e-3", "--l2", "1e-3", "--norm2", "1e-3", "--weight-decay", "1e-4", "--quiet")
+    code, out, err = run_main(
+        capsys,
+        "train",
+        "--n",
+        "64",
+        "--epochs",
+        "5",
+        "--optimizer",
+        "adam",
+        "--l1",
+        "1e-3",
+        "--l2",
+        "1e-3",
+        "--norm2",
+        "1e-3",
+        "--weight-decay",
+        "1e-4",
+        "--quiet",
+    )
     assert code == 0, err
-    assert "Epoch" not in out and "train accuracy" in out
+    assert "Epoch" not in out
+    assert "train accuracy" in out
 
 
 def test_main_restores_torch_threads(capsys):
@@ -163,20 +243,44 @@ def _env():
 
 def test_python_dash_m_regfn_sweep(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "regfn", "sweep", "--n", "48", "--epochs", "3", "--seeds", "2", "--l2", "0,1e-2",
-         "--p", "0", "--out", str(tmp_path), "--no-plots"],
-        capture_output=True, text=True, timeout=120, env=_env(),
+        [
+            sys.executable,
+            "-m",
+            "regfn",
+            "sweep",
+            "--n",
+            "48",
+            "--epochs",
+            "3",
+            "--seeds",
+            "2",
+            "--l2",
+            "0,1e-2",
+            "--p",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert "regfn sweep: 4 configs (l2 2 x seed 2)" in proc.stdout
     assert "diverged: 0 of 4 configs" in proc.stdout
-    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.json").exists()
+    assert (tmp_path / "results.csv").exists()
+    assert (tmp_path / "results.json").exists()
 
 
 def test_python_dash_m_regfn_bad_input_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "regfn", "sweep", "--csv", str(tmp_path / "missing.csv")],
-        capture_output=True, text=True, timeout=120, env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"regfn: error: {tmp_path / 'missing.csv'}: no such file"]
@@ -226,8 +330,23 @@ def bad_cases(tmp_path):
         (["sweep", "--val-fraction", "1"], "must be in [0, 1)"),
         (["sweep", "--optimizer", "adam", "--momentum", "0.9"], "optimizer 'adam' has no momentum"),
         (["sweep", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
-        (["sweep", "--n", "40", "--batch-size", "1000", "--epochs", "1", "--seeds", "1", "--no-plots",
-          "--out", str(tmp_path / "o")], "batch_size must be an int in [1, 32]"),
+        (
+            [
+                "sweep",
+                "--n",
+                "40",
+                "--batch-size",
+                "1000",
+                "--epochs",
+                "1",
+                "--seeds",
+                "1",
+                "--no-plots",
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "batch_size must be an int in [1, 32]",
+        ),
         (["sweep", "--by", "accuracy"], "--by: unknown metric 'accuracy'"),
         (["sweep", "--device", "tpu:9"], "--device"),
         (["sweep", "--bogus"], "unrecognized arguments: --bogus"),
@@ -243,20 +362,42 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
         code, out, err = run_main(capsys, *argv)
         lines = err.strip().splitlines()
         assert code == 2, (argv, out, err)
-        assert len(lines) == 1 and lines[0].startswith("regfn: error: "), (argv, err)
+        assert len(lines) == 1, (argv, err)
+        assert lines[0].startswith("regfn: error: "), (argv, err)
         assert message in lines[0], (argv, lines[0])
-        assert "Traceback" not in err and "Traceback" not in out
+        assert "Traceback" not in err
+        assert "Traceback" not in out
 
 
 def test_sweep_with_the_triton_engine(capsys, tmp_path):
     skip_unless_triton_engine_runs()  # on CPU it runs in Triton's interpreter (conftest sets TRITON_INTERPRET)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    argv = ["sweep", "--n", "48", "--epochs", "2", "--seeds", "1", "--l2", "0,1e-2", "--p", "0.5", "--hidden", "6,4",
-            "--device", device, "--no-plots", "--out", str(tmp_path), "--engine"]
+    argv = [
+        "sweep",
+        "--n",
+        "48",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--l2",
+        "0,1e-2",
+        "--p",
+        "0.5",
+        "--hidden",
+        "6,4",
+        "--device",
+        device,
+        "--no-plots",
+        "--out",
+        str(tmp_path),
+        "--engine",
+    ]
     code, out, err = run_main(capsys, *argv, "triton")
     assert code == 0, err
-    code_v, out_v, _ = run_main(capsys, *argv, "vmap")
-    assert "best 2 of 2 configs" in out and "diverged: 0 of 2" in out
+    _, out_v, _ = run_main(capsys, *argv, "vmap")
+    assert "best 2 of 2 configs" in out
+    assert "diverged: 0 of 2" in out
     # The same tables to the printed digits (the engines agree to float tolerance); timings differ.
     assert out.split("best", 1)[1].split("time:")[0] == out_v.split("best", 1)[1].split("time:")[0]
 
@@ -265,7 +406,8 @@ def test_cuda_device_without_cuda(capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     code, _, err = run_main(capsys, "sweep", "--device", "cuda")
-    assert code == 2 and "CUDA is not available" in err
+    assert code == 2
+    assert "CUDA is not available" in err
 
 
 # ----------------------------------------------------------------- help
@@ -274,24 +416,51 @@ def test_cuda_device_without_cuda(capsys):
 @pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["train", "--help"], ["-h"]])
 def test_help(capsys, argv):
     code, out, err = run_main(capsys, *argv)
-    assert code == 0 and err == ""
-    assert "usage: regfn" in out and "examples:" in out
+    assert code == 0
+    assert err == ""
+    assert "usage: regfn" in out
+    assert "examples:" in out
 
 
 def test_sweep_help_documents_syntax(capsys):
     _, out, _ = run_main(capsys, "sweep", "--help")
-    for text in ("--l1", "--l2", "--norm2", "--weight-decay", "--p", "--lr", "--momentum", "--seeds", "--csv",
-                 "--target", "--val-fraction", "--hidden", "--epochs", "--batch-size", "--optimizer", "--device",
-                 "--no-compile", "--chunk-size", "--top", "--out", "--quiet", "lin:LOW:HIGH:N", "--seeds 4 = seeds 0,1,2,3",
-                 "regfn[plot]"):
+    for text in (
+        "--l1",
+        "--l2",
+        "--norm2",
+        "--weight-decay",
+        "--p",
+        "--lr",
+        "--momentum",
+        "--seeds",
+        "--csv",
+        "--target",
+        "--val-fraction",
+        "--hidden",
+        "--epochs",
+        "--batch-size",
+        "--optimizer",
+        "--device",
+        "--no-compile",
+        "--chunk-size",
+        "--top",
+        "--out",
+        "--quiet",
+        "lin:LOW:HIGH:N",
+        "--seeds 4 = seeds 0,1,2,3",
+        "regfn[plot]",
+    ):
         assert text in out, text
 
 
 def test_no_command_prints_help(capsys):
     code, out, _ = run_main(capsys)
-    assert code == 2 and "sweep" in out and "train" in out
+    assert code == 2
+    assert "sweep" in out
+    assert "train" in out
 
 
 def test_version(capsys):
     code, out, _ = run_main(capsys, "--version")
-    assert code == 0 and out.startswith("regfn ")
+    assert code == 0
+    assert out.startswith("regfn ")

@@ -41,29 +41,39 @@ def test_doctests():
 
 def test_dataset_basics():
     d = Dataset(torch.arange(6.0).reshape(3, 2), torch.tensor([0.0, 1.0, 1.0]))
-    assert len(d) == 3 and d.n_features == 2
+    assert len(d) == 3
+    assert d.n_features == 2
     assert d.y.shape == (3, 1)
-    assert d.feature_names == ("x0", "x1") and d.target_name == "y"
+    assert d.feature_names == ("x0", "x1")
+    assert d.target_name == "y"
     assert d.task == "binary"
     assert Dataset(torch.zeros(2, 1), torch.tensor([0.5, 2.0])).task == "regression"
     assert Dataset(torch.zeros(2, 1), torch.tensor([0.0, 1.0]), task="regression").task == "regression"
     sub = d[torch.tensor([2, 0])]
-    assert sub.x.tolist() == [[4.0, 5.0], [0.0, 1.0]] and sub.y[:, 0].tolist() == [1.0, 0.0]
-    assert sub.feature_names == d.feature_names and sub.task == "binary"
-    assert len(d[1:]) == 2 and len(d[[0]]) == 1 and len(d[torch.tensor([True, False, True])]) == 2
+    assert sub.x.tolist() == [[4.0, 5.0], [0.0, 1.0]]
+    assert sub.y[:, 0].tolist() == [1.0, 0.0]
+    assert sub.feature_names == d.feature_names
+    assert sub.task == "binary"
+    assert len(d[1:]) == 2
+    assert len(d[[0]]) == 1
+    assert len(d[torch.tensor([True, False, True])]) == 2
     with pytest.raises(TypeError, match="not an int"):
         d[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.x = torch.zeros(1, 1)
     r = repr(d)
-    assert "n=3" in r and "d=2" in r and "binary" in r
+    assert "n=3" in r
+    assert "d=2" in r
+    assert "binary" in r
 
 
 def test_dataset_to():
     d = quadrants(rr.key(0), 10)
     d64 = d.to(dtype=torch.float64)
-    assert d64.x.dtype == torch.float64 and d64.y.dtype == torch.float64
-    assert d64.feature_names == d.feature_names and d64.task == d.task
+    assert d64.x.dtype == torch.float64
+    assert d64.y.dtype == torch.float64
+    assert d64.feature_names == d.feature_names
+    assert d64.task == d.task
     assert torch.equal(d64.x.float(), d.x)
     assert d.to("cpu").x.device.type == "cpu"
     assert d.x.dtype == torch.float32  # the original is unchanged
@@ -72,14 +82,14 @@ def test_dataset_to():
 
 
 @pytest.mark.parametrize(
-    "kwargs, exc, match",
+    ("kwargs", "exc", "match"),
     [
-        (dict(x=torch.zeros(3), y=torch.zeros(3)), ValueError, r"x must have shape \(n, d\)"),
-        (dict(x=torch.zeros(3, 2), y=torch.zeros(4)), ValueError, r"y must have shape \(3, 1\)"),
-        (dict(x=torch.zeros(3, 2), y=torch.zeros(3, 2)), ValueError, r"y must have shape"),
-        (dict(x=torch.zeros(3, 2, dtype=torch.int64), y=torch.zeros(3)), TypeError, "floating"),
-        (dict(x=torch.zeros(3, 2), y=torch.zeros(3), feature_names=("a",)), ValueError, "feature_names"),
-        (dict(x=torch.zeros(3, 2), y=torch.zeros(3), task="multiclass"), ValueError, "task"),
+        ({"x": torch.zeros(3), "y": torch.zeros(3)}, ValueError, r"x must have shape \(n, d\)"),
+        ({"x": torch.zeros(3, 2), "y": torch.zeros(4)}, ValueError, r"y must have shape \(3, 1\)"),
+        ({"x": torch.zeros(3, 2), "y": torch.zeros(3, 2)}, ValueError, r"y must have shape"),
+        ({"x": torch.zeros(3, 2, dtype=torch.int64), "y": torch.zeros(3)}, TypeError, "floating"),
+        ({"x": torch.zeros(3, 2), "y": torch.zeros(3), "feature_names": ("a",)}, ValueError, "feature_names"),
+        ({"x": torch.zeros(3, 2), "y": torch.zeros(3), "task": "multiclass"}, ValueError, "task"),
     ],
 )
 def test_dataset_validation(kwargs, exc, match):
@@ -92,16 +102,22 @@ def test_dataset_validation(kwargs, exc, match):
 
 def test_load_diabetes(diabetes_csv):
     d = load_csv(diabetes_csv)
-    assert len(d) == 768 and d.x.shape == (768, 8) and d.y.shape == (768, 1)
-    assert d.target_name == "Outcome" and d.task == "binary"
-    assert d.feature_names[:2] == ("Pregnancies", "Glucose") and d.feature_names[-1] == "Age"
+    assert len(d) == 768
+    assert d.x.shape == (768, 8)
+    assert d.y.shape == (768, 1)
+    assert d.target_name == "Outcome"
+    assert d.task == "binary"
+    assert d.feature_names[:2] == ("Pregnancies", "Glucose")
+    assert d.feature_names[-1] == "Age"
     assert d.x.dtype == torch.float32
     assert d.x[0].tolist() == pytest.approx([6, 148, 72, 35, 0, 33.6, 0.627, 50])
     assert d.y[:2, 0].tolist() == [1.0, 0.0]
     assert int(d.y.sum()) == 268
     assert load_csv(diabetes_csv, target="Outcome").x.shape == (768, 8)
     z = load_csv(diabetes_csv, target="Age", dtype=torch.float64)
-    assert z.task == "regression" and z.target_name == "Age" and "Outcome" in z.feature_names
+    assert z.task == "regression"
+    assert z.target_name == "Age"
+    assert "Outcome" in z.feature_names
     assert z.x.dtype == torch.float64
 
 
@@ -110,11 +126,15 @@ def test_load_small(tmp_path):
     d = load_csv(p)
     assert d.x.tolist() == [[1.0, 2.5], [-3.0, 40.0], [5.0, 6.0]]
     assert d.y[:, 0].tolist() == [0.0, 1.0, 1.0]
-    assert d.feature_names == ("a", "b") and d.target_name == "label" and d.task == "binary"
+    assert d.feature_names == ("a", "b")
+    assert d.target_name == "label"
+    assert d.task == "binary"
     assert load_csv(str(p)).x.shape == (3, 2)  # str paths too
     # target by index or name, not last
     d0 = load_csv(p, target=0)
-    assert d0.target_name == "a" and d0.feature_names == ("b", "label") and d0.task == "regression"
+    assert d0.target_name == "a"
+    assert d0.feature_names == ("b", "label")
+    assert d0.task == "regression"
     assert d0.y[:, 0].tolist() == [1.0, -3.0, 5.0]
     assert load_csv(p, target="b").target_name == "b"
     assert load_csv(p, target=-2).target_name == "b"
@@ -124,20 +144,26 @@ def test_load_small(tmp_path):
 def test_load_no_header(tmp_path):
     p = write(tmp_path, "1,2,0\n3,4,1\n")
     d = load_csv(p)  # inferred: the first row is numeric
-    assert len(d) == 2 and d.feature_names == ("col0", "col1") and d.target_name == "col2"
+    assert len(d) == 2
+    assert d.feature_names == ("col0", "col1")
+    assert d.target_name == "col2"
     d = load_csv(p, header=False, target="col0")
-    assert d.target_name == "col0" and d.task == "regression"
+    assert d.target_name == "col0"
+    assert d.task == "regression"
     # header=True takes a numeric first row as names
     p = write(tmp_path, "1,2,0\n3,4,1\n5,6,0\n")
     d = load_csv(p, header=True)
-    assert len(d) == 2 and d.feature_names == ("1", "2") and d.target_name == "0"
+    assert len(d) == 2
+    assert d.feature_names == ("1", "2")
+    assert d.target_name == "0"
 
 
 def test_load_bom_and_delimiter(tmp_path):
     p = tmp_path / "bom.csv"
     p.write_bytes("\ufeffa;b;y\n1;2;0.5\n3;4;1.5\n".encode("utf-8"))
     d = load_csv(p, delimiter=";")
-    assert d.feature_names == ("a", "b") and d.task == "regression"
+    assert d.feature_names == ("a", "b")
+    assert d.task == "regression"
 
 
 def one_line(exc_info):
@@ -150,13 +176,14 @@ def test_missing_file(tmp_path):
     p = tmp_path / "nope.csv"
     with pytest.raises(FileNotFoundError) as e:
         load_csv(p)
-    assert "nope.csv" in one_line(e) and "no such file" in one_line(e)
+    assert "nope.csv" in one_line(e)
+    assert "no such file" in one_line(e)
     with pytest.raises(ValueError, match="is a directory"):
         load_csv(tmp_path)
 
 
 @pytest.mark.parametrize(
-    "text, kwargs, expected",
+    ("text", "kwargs", "expected"),
     [
         ("", {}, ["file is empty"]),
         ("\n  \n", {}, ["file is empty"]),
@@ -221,7 +248,8 @@ def test_load_overflow_float16(tmp_path):
 
 def test_load_csv_does_not_know_the_tutorial_path():
     source = inspect.getsource(data_module)
-    assert "diabetes.csv" not in source and "shared" not in source
+    assert "diabetes.csv" not in source
+    assert "shared" not in source
 
 
 # ----------------------------------------------------------------- quadrants
@@ -229,12 +257,15 @@ def test_load_csv_does_not_know_the_tutorial_path():
 
 def test_quadrants(key):
     d = quadrants(key, 200)
-    assert d.x.shape == (200, 2) and d.y.shape == (200, 1) and d.task == "binary"
+    assert d.x.shape == (200, 2)
+    assert d.y.shape == (200, 1)
+    assert d.task == "binary"
     same = (d.x[:, 0] > 0) == (d.x[:, 1] > 0)
     assert torch.equal(d.y[:, 0] == 1, same)
     assert torch.equal(d.x, rr.normal(key, (200, 2)))
     again = quadrants(key, 200)
-    assert torch.equal(again.x, d.x) and torch.equal(again.y, d.y)
+    assert torch.equal(again.x, d.x)
+    assert torch.equal(again.y, d.y)
     other = quadrants(rr.fold_in(key, 1), 200)
     assert not torch.equal(other.x, d.x)
     assert 0.3 < d.y.mean().item() < 0.7  # about half the points are in quadrants I and III
@@ -243,7 +274,8 @@ def test_quadrants(key):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_quadrants_dtype(dtype):
     d = quadrants(rr.key(3), 50, dtype=dtype)
-    assert d.x.dtype == dtype and d.y.dtype == dtype
+    assert d.x.dtype == dtype
+    assert d.y.dtype == dtype
     assert torch.equal(d.y[:, 0] == 1, (d.x[:, 0] > 0) == (d.x[:, 1] > 0))
 
 
@@ -261,7 +293,9 @@ def test_quadrants_errors():
 
 def test_sparse_regression(key):
     d, w = sparse_regression(key, 500, 10, n_informative=3, noise=0.1)
-    assert d.x.shape == (500, 10) and d.y.shape == (500, 1) and w.shape == (10,)
+    assert d.x.shape == (500, 10)
+    assert d.y.shape == (500, 1)
+    assert w.shape == (10,)
     assert d.task == "regression"
     support = w != 0
     assert int(support.sum()) == 3
@@ -273,21 +307,26 @@ def test_sparse_regression(key):
     w_hat = torch.linalg.lstsq(d.x.double(), d.y.double()).solution[:, 0]
     assert torch.allclose(w_hat.float(), w, atol=0.05)
     d2, w2 = sparse_regression(key, 500, 10, n_informative=3, noise=0.1)
-    assert torch.equal(d2.x, d.x) and torch.equal(d2.y, d.y) and torch.equal(w2, w)
+    assert torch.equal(d2.x, d.x)
+    assert torch.equal(d2.y, d.y)
+    assert torch.equal(w2, w)
 
 
 def test_sparse_regression_support_varies_with_key():
     supports = {tuple((sparse_regression(rr.key(s), 20, 10)[1] != 0).tolist()) for s in range(8)}
     assert len(supports) > 1
     signs = torch.cat([sparse_regression(rr.key(s), 20, 10)[1] for s in range(8)])
-    assert (signs > 0).any() and (signs < 0).any()
+    assert (signs > 0).any()
+    assert (signs < 0).any()
 
 
 def test_sparse_regression_edges():
     d, w = sparse_regression(rr.key(0), 30, 4, n_informative=0, noise=0.0)
-    assert torch.equal(w, torch.zeros(4)) and torch.equal(d.y, torch.zeros(30, 1))
+    assert torch.equal(w, torch.zeros(4))
+    assert torch.equal(d.y, torch.zeros(30, 1))
     d, w = sparse_regression(rr.key(0), 30, 4, n_informative=4, noise=0.0, dtype=torch.float64)
-    assert bool((w != 0).all()) and d.x.dtype == torch.float64
+    assert bool((w != 0).all())
+    assert d.x.dtype == torch.float64
     assert torch.allclose(d.y[:, 0], d.x @ w)
     with pytest.raises(ValueError, match="n_informative must be <= d=4"):
         sparse_regression(rr.key(0), 30, 4, n_informative=5)
@@ -302,19 +341,22 @@ def test_sparse_regression_edges():
 
 def test_standardize(key):
     a, b = rr.split(key)
-    raw_train = Dataset(rr.normal(a, (300, 3)) * torch.tensor([2.0, 10.0, 0.5]) + torch.tensor([1.0, -5.0, 3.0]),
-                        torch.zeros(300))
+    raw_train = Dataset(
+        rr.normal(a, (300, 3)) * torch.tensor([2.0, 10.0, 0.5]) + torch.tensor([1.0, -5.0, 3.0]), torch.zeros(300)
+    )
     raw_val = Dataset(rr.normal(b, (40, 3)) * 7 + 2, torch.zeros(40))
     train, val, stats = standardize(raw_train, raw_val)
     assert isinstance(stats, FeatureStats)
     assert torch.allclose(train.x.mean(0), torch.zeros(3), atol=1e-5)
     assert torch.allclose(train.x.std(0, correction=0), torch.ones(3), atol=1e-5)
     mean, std = raw_train.x.double().mean(0), raw_train.x.double().std(0, correction=0)
-    assert torch.allclose(stats.mean.double(), mean, atol=1e-5) and torch.allclose(stats.std.double(), std, atol=1e-5)
+    assert torch.allclose(stats.mean.double(), mean, atol=1e-5)
+    assert torch.allclose(stats.std.double(), std, atol=1e-5)
     # the validation split uses the TRAIN statistics, not its own
     assert torch.allclose(val.x, ((raw_val.x.double() - mean) / std).float(), atol=1e-5)
     assert not torch.allclose(val.x.mean(0), torch.zeros(3), atol=0.1)
-    assert torch.equal(val.y, raw_val.y) and val.feature_names == raw_val.feature_names
+    assert torch.equal(val.y, raw_val.y)
+    assert val.feature_names == raw_val.feature_names
     assert torch.allclose(stats.apply(raw_val).x, val.x, atol=1e-5)
 
 
@@ -331,7 +373,7 @@ def test_standardize_constant_column_and_single():
 def test_standardize_diabetes(diabetes_csv):
     d = load_csv(diabetes_csv)
     train, val = train_val_split(rr.key(0), d, 0.2)
-    train_z, val_z, stats = standardize(train, val)
+    train_z, val_z, _ = standardize(train, val)
     assert torch.allclose(train_z.x.mean(0), torch.zeros(8), atol=1e-4)
     assert torch.allclose(train_z.x.std(0, correction=0), torch.ones(8), atol=1e-4)
     assert len(val_z) == len(val)
@@ -343,23 +385,31 @@ def test_standardize_diabetes(diabetes_csv):
 def test_train_val_split(key):
     d = Dataset(torch.arange(100.0).reshape(100, 1), torch.arange(100.0))
     train, val = train_val_split(key, d, 0.2)
-    assert len(train) == 80 and len(val) == 20
+    assert len(train) == 80
+    assert len(val) == 20
     tr, va = set(train.x[:, 0].tolist()), set(val.x[:, 0].tolist())
-    assert not tr & va and tr | va == set(range(100))
-    assert torch.equal(train.x[:, 0], train.y[:, 0]) and torch.equal(val.x[:, 0], val.y[:, 0])  # rows stay whole
+    assert not tr & va
+    assert tr | va == set(range(100))
+    assert torch.equal(train.x[:, 0], train.y[:, 0])
+    assert torch.equal(val.x[:, 0], val.y[:, 0])
     assert bool((train.x[1:, 0] > train.x[:-1, 0]).all())  # original order kept
     train2, val2 = train_val_split(key, d, 0.2)
-    assert torch.equal(train2.x, train.x) and torch.equal(val2.x, val.x)
+    assert torch.equal(train2.x, train.x)
+    assert torch.equal(val2.x, val.x)
     _, val3 = train_val_split(rr.fold_in(key, 7), d, 0.2)
     assert not torch.equal(val3.x, val.x)
     assert set(val.x[:, 0].long().tolist()) == set(rr.permutation(key, 100)[:20].tolist())
 
 
-@pytest.mark.parametrize("n, frac, n_val", [(10, 0.25, 3), (10, 0.24, 2), (768, 0.2, 154), (7, 0.5, 4), (5, 0.0, 0)])
+@pytest.mark.parametrize(
+    ("n", "frac", "n_val"), [(10, 0.25, 3), (10, 0.24, 2), (768, 0.2, 154), (7, 0.5, 4), (5, 0.0, 0)]
+)
 def test_train_val_split_sizes(n, frac, n_val):
     train, val = train_val_split(rr.key(0), quadrants(rr.key(1), n), frac)
-    assert len(val) == n_val and len(train) == n - n_val
-    assert val.x.shape == (n_val, 2) and val.task == "binary"
+    assert len(val) == n_val
+    assert len(train) == n - n_val
+    assert val.x.shape == (n_val, 2)
+    assert val.task == "binary"
 
 
 def test_train_val_split_errors():
@@ -380,7 +430,9 @@ def test_train_val_split_stratified(key):
     y = torch.cat([torch.ones(30), torch.zeros(70)])
     d = Dataset(torch.arange(100.0).reshape(100, 1), y)
     train, val = train_val_split(key, d, 0.2, stratify=True)
-    assert len(val) == 20 and val.y.sum().item() == 6 and train.y.sum().item() == 24
+    assert len(val) == 20
+    assert val.y.sum().item() == 6
+    assert train.y.sum().item() == 24
     assert not set(train.x[:, 0].tolist()) & set(val.x[:, 0].tolist())
 
 
@@ -389,13 +441,16 @@ def test_train_val_split_stratified(key):
 
 def test_batches(key):
     idx = batches(key, 103, 10)
-    assert idx.shape == (10, 10) and idx.dtype == torch.int64
+    assert idx.shape == (10, 10)
+    assert idx.dtype == torch.int64
     flat = idx.flatten().tolist()
-    assert len(set(flat)) == 100 and all(0 <= i < 103 for i in flat)
+    assert len(set(flat)) == 100
+    assert all(0 <= i < 103 for i in flat)
     assert torch.equal(idx.flatten(), rr.permutation(key, 103)[:100])
     assert torch.equal(batches(key, 103, 10), idx)
     assert not torch.equal(batches(rr.fold_in(key, 1), 103, 10), idx)
-    assert batches(key, 5, 5).shape == (1, 5) and batches(key, 5, 1).shape == (5, 1)
+    assert batches(key, 5, 5).shape == (1, 5)
+    assert batches(key, 5, 1).shape == (5, 1)
     assert sorted(batches(key, 5, 1).flatten().tolist()) == list(range(5))
 
 
@@ -412,7 +467,8 @@ def test_batches_index_a_dataset():
     d = quadrants(rr.key(0), 40)
     idx = batches(rr.key(1), len(d), 16)
     xb, yb = d.x[idx], d.y[idx]
-    assert xb.shape == (2, 16, 2) and yb.shape == (2, 16, 1)
+    assert xb.shape == (2, 16, 2)
+    assert yb.shape == (2, 16, 1)
     assert torch.equal(xb[1, 3], d.x[idx[1, 3]])
 
 
@@ -441,8 +497,15 @@ def test_no_global_rng_use():
 
 def test_all_names_exported():
     assert set(data_module.__all__) == {
-        "Dataset", "FeatureStats", "batches", "load_csv", "quadrants",
-        "sparse_regression", "standardize", "synthetic_diabetes", "train_val_split",
+        "Dataset",
+        "FeatureStats",
+        "batches",
+        "load_csv",
+        "quadrants",
+        "sparse_regression",
+        "standardize",
+        "synthetic_diabetes",
+        "train_val_split",
     }
     assert all(getattr(data_module, name).__doc__ for name in data_module.__all__)
 
@@ -451,8 +514,11 @@ def test_synthetic_diabetes_has_the_tables_shape_and_is_keyed():
     a = data_module.synthetic_diabetes(rr.key(0))
     b = data_module.synthetic_diabetes(rr.key(0))
     c = data_module.synthetic_diabetes(rr.key(1), 100)
-    assert a.x.shape == (768, 8) and a.y.shape == (768, 1) and a.target_name == "Outcome"
-    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert a.x.shape == (768, 8)
+    assert a.y.shape == (768, 1)
+    assert a.target_name == "Outcome"
+    assert torch.equal(a.x, b.x)
+    assert torch.equal(a.y, b.y)
     assert c.x.shape == (100, 8)
     assert 0.2 < float(a.y.mean()) < 0.5  # roughly the table's 35% positives
     assert float(a.x[:, 1].mean()) == pytest.approx(121, rel=0.1)  # Glucose on its scale

@@ -31,7 +31,8 @@ def run_example(monkeypatch, capsys):
 
 def test_numpy_dropout(run_example):
     out = run_example("numpy_dropout.py", "--samples", "4000", "--p", "0.5")
-    assert "inverted: x*mask/(1-p)" in out and "no scaling: x*mask" in out
+    assert "inverted: x*mask/(1-p)" in out
+    assert "no scaling: x*mask" in out
     means = re.search(r"inverted: x\*mask/\(1-p\)\s+\[([^\]]+)\]", out).group(1).split()
     assert [float(v) for v in means] == pytest.approx([1.0, 2.0, -0.5, 3.0], abs=0.15)
     assert "identical: True" in out
@@ -44,18 +45,21 @@ def test_diabetes_synthetic(run_example):
     assert re.search(r"^Epoch \[10/20\], Loss: \d\.\d{4}$", out, re.M)
     assert re.search(r"^Epoch \[20/20\], Loss: \d\.\d{4}$", out, re.M)
     assert re.search(r"dropout off \(regfn, correct\)\s+[\d.]+\s+[\d.]+", out)
-    assert "dropout on (the tutorial, one draw)" in out and "MC dropout, mean of 5 draws" in out
+    assert "dropout on (the tutorial, one draw)" in out
+    assert "MC dropout, mean of 5 draws" in out
 
 
 @pytest.mark.parametrize("penalty", ["none", "l1", "norm2", "weight-decay"])
 def test_diabetes_penalties(run_example, penalty):
     out = run_example("diabetes.py", "--epochs", "3", "--log-every", "3", "--penalty", penalty, "--strength", "1e-2")
-    assert "Epoch [3/3], Loss:" in out and f"penalty {penalty}" in out
+    assert "Epoch [3/3], Loss:" in out
+    assert f"penalty {penalty}" in out
 
 
 def test_diabetes_real_csv(run_example, diabetes_csv):
     out = run_example("diabetes.py", "--csv", str(diabetes_csv), "--epochs", "5", "--log-every", "5")
-    assert "614 train / 154 val rows" in out and "Epoch [5/5], Loss:" in out
+    assert "614 train / 154 val rows" in out
+    assert "Epoch [5/5], Loss:" in out
 
 
 def test_quadrants(run_example, tmp_path):
@@ -73,14 +77,30 @@ def test_linear_l1_l2_prox_finds_exact_zeros(run_example):
     assert re.search(r"^\s+feature\s+true w\s+subgradient\s+prox_l1$", out, re.M)
     prox = re.search(r"prox_l1: (\d+) exact zeros \((\d+) of the (\d+) true zeros\)", out)
     sub = re.search(r"subgradient: (\d+) exact zeros", out)
-    assert prox and sub
+    assert prox
+    assert sub
     assert int(prox.group(1)) == int(prox.group(2)) == int(prox.group(3)) == 7
     assert int(sub.group(1)) < 7
 
 
 def test_sweep_diabetes(run_example, tmp_path):
-    out = run_example("sweep_diabetes.py", "--seeds", "2", "--epochs", "4", "--l1", "0,1e-3", "--l2", "0",
-                      "--p", "0,0.5", "--out", str(tmp_path), "--top", "3")
+    out = run_example(
+        "sweep_diabetes.py",
+        "--seeds",
+        "2",
+        "--epochs",
+        "4",
+        "--l1",
+        "0,1e-3",
+        "--l2",
+        "0",
+        "--p",
+        "0,0.5",
+        "--out",
+        str(tmp_path),
+        "--top",
+        "3",
+    )
     assert "8 configs (l1 2 x l2 1 x p 2 x 2 seeds), 4 epochs" in out
     assert "best single runs by validation accuracy" in out
     assert "best settings by mean validation accuracy over 2 seeds" in out
@@ -93,8 +113,14 @@ def test_sweep_diabetes(run_example, tmp_path):
 def test_example_as_a_real_script(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(EXAMPLES.parent) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "linear_l1_l2.py"), "--epochs", "20"],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "linear_l1_l2.py"), "--epochs", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "exact zeros" in proc.stdout
 

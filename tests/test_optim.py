@@ -8,10 +8,10 @@ import math
 
 import pytest
 import torch
+from conftest import CUDA
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from conftest import CUDA
 from regfn import optim
 from regfn._tree import weights_only
 from regfn.optim import apply_updates, chain, masked
@@ -35,9 +35,9 @@ def _one_thread():
 def _mlp(dtype):
     """The tutorial's 8-6-4-1 MLP (ReLU, sigmoid) with BCE on random labels."""
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 1), nn.Sigmoid()
-    ).to(dtype)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 1), nn.Sigmoid()).to(
+        dtype
+    )
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(64, 8, generator=gen, dtype=dtype)
     y = (torch.rand(64, 1, generator=gen) > 0.5).to(dtype)
@@ -63,20 +63,20 @@ TORCH = {
 }
 
 CASES = [
-    ("sgd", dict(lr=0.1)),
-    ("sgd", dict(lr=0.05, momentum=0.9)),
-    ("sgd", dict(lr=0.05, momentum=0.9, dampening=0.3)),
-    ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
-    ("sgd", dict(lr=0.01, momentum=0.5, maximize=True)),
-    ("adam", dict(lr=1e-2)),
-    ("adam", dict(lr=1e-2, weight_decay=1e-2, amsgrad=True)),
-    ("adam", dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, maximize=True)),
-    ("adamw", dict(lr=1e-2, weight_decay=0.1)),
-    ("adamw", dict(lr=1e-2, amsgrad=True)),
-    ("rmsprop", dict(lr=1e-2)),
-    ("rmsprop", dict(lr=1e-3, alpha=0.9, centered=True, momentum=0.9, weight_decay=1e-2)),
-    ("adagrad", dict(lr=0.1)),
-    ("adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=1e-2, initial_accumulator_value=0.1)),
+    ("sgd", {"lr": 0.1}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
+    ("sgd", {"lr": 0.01, "momentum": 0.5, "maximize": True}),
+    ("adam", {"lr": 1e-2}),
+    ("adam", {"lr": 1e-2, "weight_decay": 1e-2, "amsgrad": True}),
+    ("adam", {"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "maximize": True}),
+    ("adamw", {"lr": 1e-2, "weight_decay": 0.1}),
+    ("adamw", {"lr": 1e-2, "amsgrad": True}),
+    ("rmsprop", {"lr": 1e-2}),
+    ("rmsprop", {"lr": 1e-3, "alpha": 0.9, "centered": True, "momentum": 0.9, "weight_decay": 1e-2}),
+    ("adagrad", {"lr": 0.1}),
+    ("adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 1e-2, "initial_accumulator_value": 0.1}),
 ]
 CASE_IDS = [f"{name}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for name, kw in CASES]
 
@@ -121,7 +121,7 @@ def _parity_errors(name, kwargs, problem, dtype, steps, mode="update"):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("problem", [_lsq, _mlp], ids=["lsq", "mlp"])
-@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_matches_torch_optim_float64(name, kwargs, problem, mode):
     errors = _parity_errors(name, kwargs, problem, F64, 200, mode)
     assert max(errors[:20]) < 1e-12, errors[:20]
@@ -130,7 +130,7 @@ def test_matches_torch_optim_float64(name, kwargs, problem, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("problem", [_lsq, _mlp], ids=["lsq", "mlp"])
-@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_matches_torch_optim_float32(name, kwargs, problem, mode):
     errors = _parity_errors(name, kwargs, problem, F32, 20, mode)
     assert max(errors) < 1e-5, errors
@@ -176,7 +176,7 @@ SWEEPS = [
 ]
 
 
-@pytest.mark.parametrize("factory,values", [s[1:] for s in SWEEPS], ids=[s[0] for s in SWEEPS])
+@pytest.mark.parametrize(("factory", "values"), [s[1:] for s in SWEEPS], ids=[s[0] for s in SWEEPS])
 def test_vmap_over_hyperparameter_equals_separate_runs(factory, values):
     swept = vmap(lambda v: _train(factory(v), _P0))(torch.tensor(values, dtype=F64))
     for i, v in enumerate(values):
@@ -226,10 +226,7 @@ def _mlp_fn(p, x):
 def _mlp_params():
     model = _mlp(F32)[0]
     names = {"0": "fc1", "2": "fc2", "4": "fc3"}
-    return {
-        f"{names[k.split('.')[0]]}.{k.split('.')[1]}": v.detach().clone()
-        for k, v in model.named_parameters()
-    }
+    return {f"{names[k.split('.')[0]]}.{k.split('.')[1]}": v.detach().clone() for k, v in model.named_parameters()}
 
 
 @pytest.mark.parametrize(
@@ -249,7 +246,7 @@ def test_compile_matches_eager(make):
     opt = make()
 
     def step(params, state):
-        loss = lambda p: nn.functional.binary_cross_entropy(_mlp_fn(p, x), y)  # noqa: E731
+        loss = lambda p: nn.functional.binary_cross_entropy(_mlp_fn(p, x), y)
         updates, state = opt.update(grad(loss)(params), state, params)
         return apply_updates(params, updates), state
 
@@ -281,7 +278,8 @@ def test_prox_l1_soft_threshold_exact_zeros():
         expected = torch.sign(z) * torch.clamp(z.abs() - 0.5, min=0)
         torch.testing.assert_close(new[k], expected, rtol=1e-14, atol=1e-15)
         inside = z.abs() <= 0.5
-        assert inside.any() and (new[k][inside] == 0).all()  # exact zeros, no rounding left
+        assert inside.any()
+        assert (new[k][inside] == 0).all()
 
 
 def test_prox_l1_mask_and_schedule():
@@ -306,7 +304,8 @@ def test_max_norm_rows():
     new = apply_updates(w, out)
     z = w["fc.weight"] + u["fc.weight"]
     norms = z.norm(dim=1)
-    assert (norms > c).any() and (norms <= c).any()
+    assert (norms > c).any()
+    assert (norms <= c).any()
     assert (new["fc.weight"].norm(dim=1) <= c * (1 + 1e-12)).all()
     inside = norms <= c
     assert torch.equal(out["fc.weight"][inside], u["fc.weight"][inside])  # untouched rows
@@ -349,7 +348,8 @@ def test_add_decayed_weights_mask_and_chain_order():
     p = {"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)}
     t = optim.add_decayed_weights(0.1, mask=weights_only)
     out, _ = t.update({k: torch.zeros_like(v) for k, v in p.items()}, t.init(p), p)
-    assert torch.allclose(out["fc.weight"], torch.full((2, 2), 0.1)) and torch.equal(out["fc.bias"], torch.zeros(2))
+    assert torch.allclose(out["fc.weight"], torch.full((2, 2), 0.1))
+    assert torch.equal(out["fc.bias"], torch.zeros(2))
     with pytest.raises(ValueError, match="prox_l1"):
         chain(optim.prox_l1(0.1), optim.scale(2.0))
     with pytest.raises(ValueError, match="max_norm"):
@@ -379,7 +379,7 @@ def test_schedules_closed_form():
 # --------------------------------------------------------------------------- hygiene
 
 
-@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_inputs_never_mutated_and_state_roundtrips(name, kwargs):
     gen = torch.Generator().manual_seed(8)
     p = {"fc.weight": torch.randn(3, 4, generator=gen), "fc.bias": torch.randn(3, generator=gen)}
@@ -392,13 +392,13 @@ def test_inputs_never_mutated_and_state_roundtrips(name, kwargs):
     _, new_state = opt.update(g, state, p)
     apply_updates(p, g)
     assert [t._version for t in _leaves((p, g, state))] == versions
-    for a, b in zip(_leaves((p, g, state)), _leaves(snapshot)):
+    for a, b in zip(_leaves((p, g, state)), _leaves(snapshot), strict=True):
         assert torch.equal(a, b)
     buf = io.BytesIO()
     torch.save(new_state, buf)
     buf.seek(0)
     loaded = torch.load(buf)
-    assert all(torch.equal(a, b) for a, b in zip(_leaves(loaded), _leaves(new_state)))
+    assert all(torch.equal(a, b) for a, b in zip(_leaves(loaded), _leaves(new_state), strict=True))
 
 
 def _leaves(tree):
@@ -412,47 +412,47 @@ def _leaves(tree):
 
 
 BAD = [
-    (optim.sgd, dict(lr=-0.1), ValueError, "lr"),
-    (optim.sgd, dict(lr=float("nan")), ValueError, "lr"),
-    (optim.sgd, dict(lr=0.1, momentum=-0.5), ValueError, "momentum"),
-    (optim.sgd, dict(lr=0.1, momentum=0.9, dampening=-0.1), ValueError, "dampening"),
-    (optim.sgd, dict(lr=0.1, momentum=0.9, dampening=1.5), ValueError, "dampening"),
-    (optim.sgd, dict(lr=0.1, weight_decay=-1e-4), ValueError, "weight_decay"),
-    (optim.sgd, dict(lr=0.1, nesterov=True), ValueError, "momentum"),
-    (optim.sgd, dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), ValueError, "dampening"),
-    (optim.sgd, dict(lr="0.1"), TypeError, "lr"),
-    (optim.sgd, dict(lr=True), TypeError, "lr"),
-    (optim.sgd, dict(lr=torch.tensor([0.1, 0.2])), ValueError, "lr"),
-    (optim.sgd, dict(lr=0.1, nesterov="yes"), TypeError, "nesterov"),
-    (optim.adam, dict(betas=(1.0, 0.999)), ValueError, "betas[0]"),
-    (optim.adam, dict(betas=(0.9, -0.1)), ValueError, "betas[1]"),
-    (optim.adam, dict(betas=0.9), TypeError, "betas"),
-    (optim.adam, dict(eps=-1e-8), ValueError, "eps"),
-    (optim.adam, dict(weight_decay=-1.0), ValueError, "weight_decay"),
-    (optim.adam, dict(amsgrad=1), TypeError, "amsgrad"),
-    (optim.adamw, dict(lr=-1e-3), ValueError, "lr"),
-    (optim.adamw, dict(weight_decay=-0.01), ValueError, "weight_decay"),
-    (optim.rmsprop, dict(alpha=-0.1), ValueError, "alpha"),
-    (optim.rmsprop, dict(alpha=1.5), ValueError, "alpha"),
-    (optim.rmsprop, dict(momentum=-0.9), ValueError, "momentum"),
-    (optim.rmsprop, dict(eps=-1.0), ValueError, "eps"),
-    (optim.adagrad, dict(lr_decay=-0.1), ValueError, "lr_decay"),
-    (optim.adagrad, dict(initial_accumulator_value=-1.0), ValueError, "initial_accumulator_value"),
-    (optim.adagrad, dict(eps=-1e-10), ValueError, "eps"),
-    (optim.prox_l1, dict(strength=-1.0), ValueError, "strength"),
-    (optim.prox_l1, dict(strength=0.1, lr=-1.0), ValueError, "lr"),
-    (optim.max_norm, dict(max_value=-1.0), ValueError, "max_value"),
-    (optim.max_norm, dict(max_value=1.0, axis="rows"), TypeError, "axis"),
-    (optim.clip_by_global_norm, dict(max_norm=0.0), ValueError, "max_norm"),
-    (optim.scale, dict(step_size="x"), TypeError, "step_size"),
-    (optim.scale_by_schedule, dict(schedule=0.1), TypeError, "schedule"),
-    (optim.cosine_decay, dict(init_value=0.1, decay_steps=0), ValueError, "decay_steps"),
-    (optim.linear_warmup, dict(peak_value=0.1, warmup_steps=2.5), TypeError, "warmup_steps"),
+    (optim.sgd, {"lr": -0.1}, ValueError, "lr"),
+    (optim.sgd, {"lr": float("nan")}, ValueError, "lr"),
+    (optim.sgd, {"lr": 0.1, "momentum": -0.5}, ValueError, "momentum"),
+    (optim.sgd, {"lr": 0.1, "momentum": 0.9, "dampening": -0.1}, ValueError, "dampening"),
+    (optim.sgd, {"lr": 0.1, "momentum": 0.9, "dampening": 1.5}, ValueError, "dampening"),
+    (optim.sgd, {"lr": 0.1, "weight_decay": -1e-4}, ValueError, "weight_decay"),
+    (optim.sgd, {"lr": 0.1, "nesterov": True}, ValueError, "momentum"),
+    (optim.sgd, {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "nesterov": True}, ValueError, "dampening"),
+    (optim.sgd, {"lr": "0.1"}, TypeError, "lr"),
+    (optim.sgd, {"lr": True}, TypeError, "lr"),
+    (optim.sgd, {"lr": torch.tensor([0.1, 0.2])}, ValueError, "lr"),
+    (optim.sgd, {"lr": 0.1, "nesterov": "yes"}, TypeError, "nesterov"),
+    (optim.adam, {"betas": (1.0, 0.999)}, ValueError, "betas[0]"),
+    (optim.adam, {"betas": (0.9, -0.1)}, ValueError, "betas[1]"),
+    (optim.adam, {"betas": 0.9}, TypeError, "betas"),
+    (optim.adam, {"eps": -1e-8}, ValueError, "eps"),
+    (optim.adam, {"weight_decay": -1.0}, ValueError, "weight_decay"),
+    (optim.adam, {"amsgrad": 1}, TypeError, "amsgrad"),
+    (optim.adamw, {"lr": -1e-3}, ValueError, "lr"),
+    (optim.adamw, {"weight_decay": -0.01}, ValueError, "weight_decay"),
+    (optim.rmsprop, {"alpha": -0.1}, ValueError, "alpha"),
+    (optim.rmsprop, {"alpha": 1.5}, ValueError, "alpha"),
+    (optim.rmsprop, {"momentum": -0.9}, ValueError, "momentum"),
+    (optim.rmsprop, {"eps": -1.0}, ValueError, "eps"),
+    (optim.adagrad, {"lr_decay": -0.1}, ValueError, "lr_decay"),
+    (optim.adagrad, {"initial_accumulator_value": -1.0}, ValueError, "initial_accumulator_value"),
+    (optim.adagrad, {"eps": -1e-10}, ValueError, "eps"),
+    (optim.prox_l1, {"strength": -1.0}, ValueError, "strength"),
+    (optim.prox_l1, {"strength": 0.1, "lr": -1.0}, ValueError, "lr"),
+    (optim.max_norm, {"max_value": -1.0}, ValueError, "max_value"),
+    (optim.max_norm, {"max_value": 1.0, "axis": "rows"}, TypeError, "axis"),
+    (optim.clip_by_global_norm, {"max_norm": 0.0}, ValueError, "max_norm"),
+    (optim.scale, {"step_size": "x"}, TypeError, "step_size"),
+    (optim.scale_by_schedule, {"schedule": 0.1}, TypeError, "schedule"),
+    (optim.cosine_decay, {"init_value": 0.1, "decay_steps": 0}, ValueError, "decay_steps"),
+    (optim.linear_warmup, {"peak_value": 0.1, "warmup_steps": 2.5}, TypeError, "warmup_steps"),
 ]
 
 
 @pytest.mark.parametrize(
-    "factory,kwargs,error,name", BAD, ids=[f"{f.__name__}-{n}-{i}" for i, (f, _, _, n) in enumerate(BAD)]
+    ("factory", "kwargs", "error", "name"), BAD, ids=[f"{f.__name__}-{n}-{i}" for i, (f, _, _, n) in enumerate(BAD)]
 )
 def test_bad_hyperparameters_raise_naming_the_argument(factory, kwargs, error, name):
     with pytest.raises(error) as info:
@@ -509,9 +509,16 @@ COMPOSITES = [
     ("bare-scale", lambda: optim.scale(-0.1)),
     ("no-final-scale", lambda: chain(optim.scale_by_learning_rate(0.1), optim.trace(0.9))),
     ("sgd-l2-folded", lambda: optim.sgd(lr=0.1, weight_decay=0.05)),
-    ("masked-decay", lambda: chain(
-        optim.scale_by_adam(), optim.add_decayed_weights(0.1, mask=weights_only), optim.scale_by_learning_rate(0.01))),
-    ("adamw-tensors", lambda: optim.adamw(lr=optim.exponential_decay(0.05, 0.9), weight_decay=torch.tensor(0.1, dtype=F64))),
+    (
+        "masked-decay",
+        lambda: chain(
+            optim.scale_by_adam(), optim.add_decayed_weights(0.1, mask=weights_only), optim.scale_by_learning_rate(0.01)
+        ),
+    ),
+    (
+        "adamw-tensors",
+        lambda: optim.adamw(lr=optim.exponential_decay(0.05, 0.9), weight_decay=torch.tensor(0.1, dtype=F64)),
+    ),
     ("decay-zero", lambda: optim.adamw(lr=0.01, weight_decay=0.0)),
 ]
 STEP_CASES = [(f"{n}-{CASE_IDS[i]}", lambda n=n, kw=kw: getattr(optim, n)(**kw)) for i, (n, kw) in enumerate(CASES)]
@@ -540,11 +547,11 @@ def test_step_and_inplace_step_equal_update_then_apply(make):
         torch.testing.assert_close(runs["step"][0][k], runs["update"][0][k], rtol=1e-13, atol=1e-15)
         # the in-place step runs step's exact operations, into the old tensors
         assert torch.equal(runs["step_"][0][k], runs["step"][0][k])
-    for a, b in zip(_leaves(runs["step_"][1]), _leaves(runs["step"][1])):
+    for a, b in zip(_leaves(runs["step_"][1]), _leaves(runs["step"][1]), strict=True):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_inplace_step_overwrites_params_and_state_and_reads_grads_only(name, kwargs):
     opt = getattr(optim, name)(**kwargs)
     p, grads = _random_problem()
@@ -562,7 +569,7 @@ def test_inplace_step_overwrites_params_and_state_and_reads_grads_only(name, kwa
     assert [t.data_ptr() for t in list(p.values()) + new_big] == ptrs  # ... and storage
     for k in p:
         assert torch.equal(p[k], expected_p[k])
-    for a, b in zip(_leaves(new_state), _leaves(expected_state)):
+    for a, b in zip(_leaves(new_state), _leaves(expected_state), strict=True):
         assert torch.equal(a, b)
 
 
@@ -577,7 +584,7 @@ def test_step_is_pure_and_donation_ends_with_step_():
         optim.step_(opt, p, grads[1], state[:1])  # fails inside the donating block
     opt.update(grads[1], state, p)  # after step_: pure again
     assert [t._version for t in _leaves((p, state))] == versions
-    assert all(torch.equal(a, b) for a, b in zip(_leaves((p, state)), _leaves(snapshot)))
+    assert all(torch.equal(a, b) for a, b in zip(_leaves((p, state)), _leaves(snapshot), strict=True))
 
 
 def test_inplace_step_on_module_parameters_matches_torch_optim():
@@ -599,7 +606,7 @@ def test_inplace_step_on_module_parameters_matches_torch_optim():
 
 
 def test_step_under_vmap_and_compile():
-    factory = lambda lr: optim.sgd(lr=lr, momentum=0.9, weight_decay=1e-2)  # noqa: E731
+    factory = lambda lr: optim.sgd(lr=lr, momentum=0.9, weight_decay=1e-2)
 
     def train(lr, params=_P0, steps=5):
         opt = factory(lr)
@@ -648,7 +655,7 @@ def test_inplace_step_compiles():
 
 
 @CUDA
-@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_step_and_inplace_step_cuda_match_cpu(name, kwargs):
     opt = getattr(optim, name)(**kwargs)
     p_cpu, grads = _random_problem()

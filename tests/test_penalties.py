@@ -211,9 +211,7 @@ def test_naive_two_norm_is_nan_at_zero_but_ours_is_not():
 def test_elastic_net_is_l1_plus_l2(params):
     a, b = 0.3, 0.05
     pen = elastic_net(a, b)
-    torch.testing.assert_close(
-        pen.value(params), l1(a).value(params) + l2(b).value(params), rtol=1e-15, atol=0
-    )
+    torch.testing.assert_close(pen.value(params), l1(a).value(params) + l2(b).value(params), rtol=1e-15, atol=0)
     g = grad(pen.value)(params)
     assert_dicts_close(g, {k: a * torch.sign(p) + b * p for k, p in params.items()}, rtol=1e-15, atol=0)
     assert pen.strength == (a, b)
@@ -230,8 +228,13 @@ def test_elastic_net_is_l1_plus_l2(params):
     ids=["predicate", "set", "list", "dict"],
 )
 @pytest.mark.parametrize(
-    "make", [lambda m: l2(0.4, mask=m), lambda m: l1(0.4, mask=m), lambda m: norm(0.4, 2, mask=m),
-             lambda m: elastic_net(0.1, 0.4, mask=m)],
+    "make",
+    [
+        lambda m: l2(0.4, mask=m),
+        lambda m: l1(0.4, mask=m),
+        lambda m: norm(0.4, 2, mask=m),
+        lambda m: elastic_net(0.1, 0.4, mask=m),
+    ],
     ids=["l2", "l1", "norm", "elastic_net"],
 )
 def test_masked(params, mask, make):
@@ -261,7 +264,7 @@ def test_weights_only_reexported():
 
 
 @pytest.mark.parametrize("source", ["diabetes", "synthetic"])
-@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["f64", "f32"])
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["f64", "f32"])
 def test_l2_gradient_descent_matches_sgd_weight_decay(source, dtype, rtol):
     x, y = load_data(source, dtype)
     lr, lam, steps = 0.01, 0.1, 100
@@ -405,9 +408,7 @@ def test_wrapper_adds_penalty_and_keeps_metadata(params, x):
     assert wrapped.__doc__ == "My docstring."
     assert wrapped.__wrapped__ is my_loss
     assert inspect.signature(wrapped) == inspect.signature(my_loss)
-    torch.testing.assert_close(
-        wrapped(params, x), my_loss(params, x) + l2(0.1).value(params), rtol=0, atol=0
-    )
+    torch.testing.assert_close(wrapped(params, x), my_loss(params, x) + l2(0.1).value(params), rtol=0, atol=0)
 
 
 def test_args_and_kwargs_pass_through(params, x):
@@ -478,7 +479,8 @@ def test_penalty_value_helper(params):
     expected = sum(p.value(params) for p in pens)
     torch.testing.assert_close(penalty_value(params, *pens), expected, rtol=1e-15, atol=0)
     zero = penalty_value(params)
-    assert zero.item() == 0.0 and zero.dtype == F64
+    assert zero.item() == 0.0
+    assert zero.dtype == F64
     # no penalty: the loss comes back untouched (no dtype promotion)
     half = {"w": torch.ones(2, dtype=torch.bfloat16)}
     out = penalize(lambda p: p["w"].sum())(half)
@@ -538,7 +540,8 @@ def test_elastic_net_names_the_argument():
 
 
 @pytest.mark.parametrize(
-    "bad", ["0.1", None, True, [0.1], 1j, torch.tensor(True), torch.tensor(1j)],
+    "bad",
+    ["0.1", None, True, [0.1], 1j, torch.tensor(True), torch.tensor(1j)],
     ids=["str", "none", "bool", "list", "complex", "bool_tensor", "complex_tensor"],
 )
 @pytest.mark.parametrize("make", [l1, l2, norm], ids=["l1", "l2", "norm"])
@@ -554,15 +557,25 @@ def test_non_scalar_tensor_strength(make):
 
 
 def test_numeric_strengths_accepted():
-    assert l2(0).strength == 0.0 and isinstance(l2(0).strength, float)
+    assert l2(0).strength == 0.0
+    assert isinstance(l2(0).strength, float)
     assert l1(3).strength == 3.0
     import fractions
 
     assert norm(fractions.Fraction(1, 4)).strength == 0.25
 
 
-@pytest.mark.parametrize("bad,exc", [(0.5, ValueError), (0, ValueError), (-math.inf, ValueError),
-                                     (float("nan"), ValueError), ("fro", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    ("bad", "exc"),
+    [
+        (0.5, ValueError),
+        (0, ValueError),
+        (-math.inf, ValueError),
+        (float("nan"), ValueError),
+        ("fro", TypeError),
+        (None, TypeError),
+    ],
+)
 def test_bad_ord(bad, exc):
     with pytest.raises(exc, match="ord"):
         norm(0.1, bad)
@@ -605,9 +618,14 @@ def test_params_errors(x):
 
 
 def test_penalties_are_frozen_dataclasses():
-    for pen, cls in [(l1(0.1), L1Penalty), (l2(0.1), L2Penalty), (norm(0.1, 1), NormPenalty),
-                     (elastic_net(0.1, 0.2), ElasticNetPenalty)]:
-        assert isinstance(pen, cls) and isinstance(pen, Penalty)
+    for pen, cls in [
+        (l1(0.1), L1Penalty),
+        (l2(0.1), L2Penalty),
+        (norm(0.1, 1), NormPenalty),
+        (elastic_net(0.1, 0.2), ElasticNetPenalty),
+    ]:
+        assert isinstance(pen, cls)
+        assert isinstance(pen, Penalty)
         assert dataclasses.is_dataclass(pen)
         with pytest.raises(dataclasses.FrozenInstanceError):
             pen.mask = weights_only  # type: ignore[misc]

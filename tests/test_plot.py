@@ -28,8 +28,9 @@ def result():
     data = regfn.data.quadrants(rr.key(0), 64)
     train, val = regfn.data.train_val_split(rr.key(1), data, 0.25)
     configs = regfn.grid(l1=[0.0, 1e-3, 1e-2], l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1], lr=[0.1])
-    return regfn.sweep(regfn.mlp((2, 6, 1), output="logits"), train, configs, val=val, epochs=6, log_every=2,
-                       compile=False, quiet=True)
+    return regfn.sweep(
+        regfn.mlp((2, 6, 1), output="logits"), train, configs, val=val, epochs=6, log_every=2, compile=False, quiet=True
+    )
 
 
 def fake(rows, metric="val_acc", epochs=(1, 2)):
@@ -63,13 +64,20 @@ def test_each_function_writes_a_png(result, tmp_path):
         plot.plot_curves(result, tmp_path / "sub" / "curves.png", n=2),
     ]
     for path in paths:
-        assert path.exists() and is_png(path), path
+        assert path.exists(), path
+        assert is_png(path), path
 
 
 def test_plot_all_chooses_by_what_was_swept(result, tmp_path):
     names = [p.name for p in plot.plot_all(result, tmp_path / "all")]
-    assert names == ["val_acc_vs_l2.png", "val_acc_vs_l1.png", "val_acc_vs_p.png", "heatmap_l2_l1.png",
-                     "sparsity_vs_l1.png", "curves.png"]
+    assert names == [
+        "val_acc_vs_l2.png",
+        "val_acc_vs_l1.png",
+        "val_acc_vs_p.png",
+        "heatmap_l2_l1.png",
+        "sparsity_vs_l1.png",
+        "curves.png",
+    ]
     assert all(is_png(tmp_path / "all" / n) for n in names)
 
 
@@ -79,12 +87,14 @@ def test_plot_all_metric_choice(result, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "rows, expected",
+    ("rows", "expected"),
     [
         ([{"seed": s} for s in range(3)], ["curves.png"]),
         ([{"l2": a, "seed": s} for a in (0.0, 1e-3, 1e-1) for s in (0, 1)], ["val_acc_vs_l2.png", "curves.png"]),
-        ([{"p": p, "lr": lr} for p in (0.0, 0.5) for lr in (0.01, 0.1)],
-         ["val_acc_vs_p.png", "val_acc_vs_lr.png", "heatmap_p_lr.png", "curves.png"]),
+        (
+            [{"p": p, "lr": lr} for p in (0.0, 0.5) for lr in (0.01, 0.1)],
+            ["val_acc_vs_p.png", "val_acc_vs_lr.png", "heatmap_p_lr.png", "curves.png"],
+        ),
         ([{"l1": a} for a in (0.0, 1e-2)], ["val_acc_vs_l1.png", "sparsity_vs_l1.png", "curves.png"]),
     ],
 )

@@ -8,10 +8,10 @@ import pathlib
 import numpy as np
 import pytest
 import torch
+from conftest import CUDA
 from torch.func import vmap
 
 import regfn.random as rr
-from conftest import CUDA
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / "golden" / "jax_random.json").read_text())
 SHAPES = {"scalar": (), "5": (5,), "2x3": (2, 3), "1000": (1000,)}
@@ -37,7 +37,7 @@ def ulp_distance(a: torch.Tensor, b: torch.Tensor) -> int:
 # ----------------------------------------------------------------- known answers
 
 
-@pytest.mark.parametrize("k, c, expected", RANDOM123_KAT)
+@pytest.mark.parametrize(("k", "c", "expected"), RANDOM123_KAT)
 def test_threefry_matches_random123(k, c, expected):
     out = rr.threefry2x32(torch.tensor(k), torch.tensor(c))
     assert out.tolist() == list(expected)
@@ -96,16 +96,20 @@ def test_bits_uniform_bernoulli_normal(golden, shape_name):
 
 
 def test_shapes_and_dtypes(key):
-    assert rr.key(5).shape == (2,) and rr.key(5).dtype == torch.int64
+    assert rr.key(5).shape == (2,)
+    assert rr.key(5).dtype == torch.int64
     assert rr.split(key, 4).shape == (4, 2)
     assert rr.bits(key, (3, 4)).shape == (3, 4)
     assert rr.bits(key, 7).shape == (7,)
     assert rr.uniform(key, (0,)).shape == (0,)
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         u = rr.uniform(key, (1000,), dtype)
-        assert u.dtype == dtype and bool((u >= 0).all()) and bool((u < 1).all())
+        assert u.dtype == dtype
+        assert bool((u >= 0).all())
+        assert bool((u < 1).all())
         assert rr.normal(key, (10,), dtype).dtype == dtype
-    assert int(rr.bits(key, (1000,)).min()) >= 0 and int(rr.bits(key, (1000,)).max()) < 2**32
+    assert int(rr.bits(key, (1000,)).min()) >= 0
+    assert int(rr.bits(key, (1000,)).max()) < 2**32
 
 
 def test_uint32_keys_are_accepted(key):
@@ -165,9 +169,7 @@ def test_live_against_jax():
         np.testing.assert_array_equal(rr.uniform(k, shape, minval=lo, maxval=hi).numpy(), want["ranged"])
         np.testing.assert_array_equal(rr.bernoulli(k, p, shape).numpy(), want["bernoulli"])
         for dtype, name in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
-            np.testing.assert_array_equal(
-                rr.uniform(k, shape, dtype).float().numpy(), want[name].astype(np.float32)
-            )
+            np.testing.assert_array_equal(rr.uniform(k, shape, dtype).float().numpy(), want[name].astype(np.float32))
         ours = rr.normal(k, shape)
         theirs = torch.from_numpy(want["normal"].copy())
         assert ours.shape == theirs.shape
@@ -207,8 +209,8 @@ def test_vmap_over_keys_equals_loop():
 def test_vmap_over_keys_and_p_equals_loop():
     keys = rr.split(rr.key(2), 5)
     ps = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
-    fn = lambda k, p: rr.bernoulli(k, p, (64,))  # noqa: E731
-    assert torch.equal(vmap(fn)(keys, ps), torch.stack([fn(k, p) for k, p in zip(keys, ps)]))
+    fn = lambda k, p: rr.bernoulli(k, p, (64,))
+    assert torch.equal(vmap(fn)(keys, ps), torch.stack([fn(k, p) for k, p in zip(keys, ps, strict=True)]))
 
 
 def test_vmap_key_from_seed_tensor_and_fold_in_counter():
@@ -223,9 +225,9 @@ def test_vmap_key_from_seed_tensor_and_fold_in_counter():
 
 def test_compiled_equals_eager():
     k = rr.key(7)
-    fn = lambda k, p: (rr.uniform(k, (300, 3)), rr.bernoulli(rr.fold_in(k, 1), p, (50,)))  # noqa: E731
+    fn = lambda k, p: (rr.uniform(k, (300, 3)), rr.bernoulli(rr.fold_in(k, 1), p, (50,)))
     compiled = torch.compile(fn, fullgraph=True)
-    for got, want in zip(compiled(k, torch.tensor(0.3)), fn(k, torch.tensor(0.3))):
+    for got, want in zip(compiled(k, torch.tensor(0.3)), fn(k, torch.tensor(0.3)), strict=True):
         assert torch.equal(got, want)
 
 
@@ -268,7 +270,7 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("name, call, error, message", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize(("name", "call", "error", "message"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
 def test_bad_input_raises_clearly(name, call, error, message):
     with pytest.raises(error, match=pytest.importorskip("re").escape(message)):
         call()

@@ -35,16 +35,22 @@ CONFIGS = [
 
 def single_run(row, data, val, **kw):
     hp = {**sweep_module.DEFAULTS, **row}
-    penalties = [f(hp[name]) for name, f in (("l1", regfn.l1), ("l2", regfn.l2), ("norm2", lambda s: regfn.norm(s, 2))) if hp[name]]
+    penalties = [
+        f(hp[name])
+        for name, f in (("l1", regfn.l1), ("l2", regfn.l2), ("norm2", lambda s: regfn.norm(s, 2)))
+        if hp[name]
+    ]
     opt = sgd(hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
-    return regfn.train(MODEL, data, optimizer=opt, penalties=penalties, p=hp["p"], key=rr.key(hp["seed"]), val=val, **kw)
+    return regfn.train(
+        MODEL, data, optimizer=opt, penalties=penalties, p=hp["p"], key=rr.key(hp["seed"]), val=val, **kw
+    )
 
 
 def test_rows_equal_single_runs(split):
     train, val = split
     result = regfn.sweep(MODEL, train, CONFIGS, val=val, epochs=8, compile=False, quiet=True)
     assert len(result) == len(CONFIGS)
-    for row, cfg in zip(result.rows, CONFIGS):
+    for row, cfg in zip(result.rows, CONFIGS, strict=True):
         single = single_run(cfg, train, val, epochs=8)
         for key, value in cfg.items():
             assert row[key] == value
@@ -52,7 +58,9 @@ def test_rows_equal_single_runs(split):
         assert row["acc"] == pytest.approx(single.metrics["acc"], abs=1e-6)
         assert row["val_acc"] == pytest.approx(single.val_metrics["acc"], abs=1e-6)
         assert row["penalty"] == pytest.approx(single.metrics["penalty"], rel=1e-5, abs=1e-7)
-        assert result.curves["loss"][CONFIGS.index(cfg), -1].item() == pytest.approx(single.history[-1]["loss"], rel=1e-5)
+        assert result.curves["loss"][CONFIGS.index(cfg), -1].item() == pytest.approx(
+            single.history[-1]["loss"], rel=1e-5
+        )
         assert not row["diverged"]
 
 
@@ -60,10 +68,15 @@ def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split):
     train, _ = split
     cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.5, "seed": 1}]
     result = regfn.sweep(MODEL, train, cfgs, epochs=3, batch_size=16, compile=False, quiet=True)
-    for row, cfg in zip(result.rows, cfgs):
+    for row, cfg in zip(result.rows, cfgs, strict=True):
         single = single_run(cfg, train, None, epochs=3, batch_size=16)
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5)
-    order = [regfn.data.batches(rr.fold_in(regfn.train.__wrapped__ if False else rr.split(rr.key(s), 3)[2], 0), len(train), 16) for s in (0, 1)]
+    order = [
+        regfn.data.batches(
+            rr.fold_in(regfn.train.__wrapped__ if False else rr.split(rr.key(s), 3)[2], 0), len(train), 16
+        )
+        for s in (0, 1)
+    ]
     assert not torch.equal(order[0], order[1])
     again = regfn.sweep(MODEL, train, cfgs, epochs=3, batch_size=16, compile=False, quiet=True)
     assert again.rows == result.rows
@@ -88,12 +101,18 @@ def test_diverging_config_is_flagged_and_neighbours_untouched():
         mixed = regfn.sweep(model, data, [good[0], {**bad, "lr": 50.0}, good[1]], loss="mse", epochs=30, compile=False)
     assert record[0].filename == __file__  # the warning points at the caller
     # The same sweep with a tame config in the middle: same shapes, so the neighbours must match bit for bit.
-    tame = regfn.sweep(model, data, [good[0], {**bad, "lr": 0.001}, good[1]], loss="mse", epochs=30, compile=False, quiet=True)
-    assert mixed.diverged == [1] and tame.diverged == []
-    assert mixed.rows[1]["diverged"] and mixed.rows[1]["diverged_epoch"] is not None
-    assert mixed.rows[0] == tame.rows[0] and mixed.rows[2] == tame.rows[2]
+    tame = regfn.sweep(
+        model, data, [good[0], {**bad, "lr": 0.001}, good[1]], loss="mse", epochs=30, compile=False, quiet=True
+    )
+    assert mixed.diverged == [1]
+    assert tame.diverged == []
+    assert mixed.rows[1]["diverged"]
+    assert mixed.rows[1]["diverged_epoch"] is not None
+    assert mixed.rows[0] == tame.rows[0]
+    assert mixed.rows[2] == tame.rows[2]
     assert torch.equal(mixed.curves["loss"][[0, 2]], tame.curves["loss"][[0, 2]])
-    assert "mse" in mixed.rows[0] and not math.isfinite(mixed.rows[1]["loss"])
+    assert "mse" in mixed.rows[0]
+    assert not math.isfinite(mixed.rows[1]["loss"])
 
 
 def test_repeated_calls_are_bit_identical(split):
@@ -111,7 +130,7 @@ def test_compiled_equals_eager(split):
     eager = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, compile=False, quiet=True)
     compiled = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, compile=True, quiet=True)
     assert compiled.timings["compile_s"] > 0
-    for e, c in zip(eager.rows, compiled.rows):
+    for e, c in zip(eager.rows, compiled.rows, strict=True):
         assert c["loss"] == pytest.approx(e["loss"], rel=1e-4, abs=1e-6)
         assert c["val_acc"] == pytest.approx(e["val_acc"], abs=1e-6)
     # New hyperparameter values reuse the compiled program (no recompilation).
@@ -121,23 +140,30 @@ def test_compiled_equals_eager(split):
 
 def test_results_table_and_exports(split, tmp_path):
     train, val = split
-    result = regfn.sweep(MODEL, train, regfn.grid(l2=[0.0, 1e-2], seed=[0, 1]), val=val, epochs=3, log_every=1, compile=False, quiet=True)
+    result = regfn.sweep(
+        MODEL, train, regfn.grid(l2=[0.0, 1e-2], seed=[0, 1]), val=val, epochs=3, log_every=1, compile=False, quiet=True
+    )
     assert result.curve_epochs == [1, 2, 3]
-    assert result.curves["loss"].shape == (4, 3) and result.curves["val_acc"].shape == (4, 3)
+    assert result.curves["loss"].shape == (4, 3)
+    assert result.curves["val_acc"].shape == (4, 3)
     best = result.best(2)
     assert [b["val_acc"] for b in best] == sorted((r["val_acc"] for r in result.rows), reverse=True)[:2]
     table = result.table(3)
     header = table.splitlines()[0].split()
-    assert header[:3] == ["config", "l2", "seed"] and "val_acc" in header and len(table.splitlines()) == 4
+    assert header[:3] == ["config", "l2", "seed"]
+    assert "val_acc" in header
+    assert len(table.splitlines()) == 4
     assert result.swept() == ["l2", "seed"]
     result.to_csv(tmp_path / "r.csv")
     result.to_json(tmp_path / "r.json")
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("lr,momentum")
     loaded = json.loads((tmp_path / "r.json").read_text())
-    assert len(loaded["rows"]) == 4 and loaded["curve_epochs"] == [1, 2, 3]
+    assert len(loaded["rows"]) == 4
+    assert loaded["curve_epochs"] == [1, 2, 3]
     pd = pytest.importorskip("pandas")
     frame = result.to_pandas()
-    assert isinstance(frame, pd.DataFrame) and len(frame) == 4
+    assert isinstance(frame, pd.DataFrame)
+    assert len(frame) == 4
     assert {"zero_frac", "tiny_frac", "diverged"} <= set(frame.columns)
 
 
@@ -162,7 +188,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, message", BAD, ids=[b[2][:30] for b in BAD])
+@pytest.mark.parametrize(("kwargs", "error", "message"), BAD, ids=[b[2][:30] for b in BAD])
 def test_bad_input_raises(split, kwargs, error, message):
     train, _ = split
     kwargs = {"configs": [{"l2": 0.0}], "epochs": 2, "compile": False, "quiet": True, **kwargs}
@@ -197,13 +223,15 @@ def test_auto_chunks_shrink_after_out_of_memory(split, monkeypatch, compile):
     monkeypatch.setattr(sweep_module, "auto_chunk_size", lambda *a, **k: len(cfgs))
     monkeypatch.setattr(sweep_module, "_finish_chunk", _fail_above(sweep_module._finish_chunk, 3))
     monkeypatch.setattr(sweep_module, "_warm_up", _fail_above(sweep_module._warm_up, 3))
-    with pytest.warns(UserWarning, match=r"out of GPU memory with chunks of 10 configurations; retrying with 5") as record:
+    with pytest.warns(
+        UserWarning, match=r"out of GPU memory with chunks of 10 configurations; retrying with 5"
+    ) as record:
         shrunk = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, compile=compile, quiet=True)
     messages = [str(w.message) for w in record]
     assert any("chunks of 5 configurations; retrying with 2" in m for m in messages)
     assert all(w.filename == __file__ for w in record)
     assert not any("torch.compile failed" in m for m in messages)  # memory is not a compiler failure
-    for a, b in zip(shrunk.rows, whole.rows):
+    for a, b in zip(shrunk.rows, whole.rows, strict=True):
         if compile:
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
         else:
@@ -229,7 +257,7 @@ from conftest import CUDA  # noqa: E402
 def test_cuda_graph_sweep_equals_plain_cuda_and_cpu(split):
     train, val = split
     cfgs = CONFIGS[:4]
-    kw = dict(val=val, epochs=20, log_every=5, quiet=True, device="cuda")
+    kw = {"val": val, "epochs": 20, "log_every": 5, "quiet": True, "device": "cuda"}
     graphs = regfn.sweep(MODEL, train, cfgs, **kw)
     graphs_again = regfn.sweep(MODEL, train, cfgs, **kw)
     plain = regfn.sweep(MODEL, train, cfgs, cuda_graphs=False, **kw)
@@ -237,7 +265,7 @@ def test_cuda_graph_sweep_equals_plain_cuda_and_cpu(split):
     cpu = regfn.sweep(MODEL, train, cfgs, val=val, epochs=20, log_every=5, quiet=True, compile=False)
     assert graphs.rows == graphs_again.rows  # bit-identical run after run
     assert graphs.curve_epochs == [5, 10, 15, 20]
-    for g, p, e, c in zip(graphs.rows, plain.rows, eager.rows, cpu.rows):
+    for g, p, e, c in zip(graphs.rows, plain.rows, eager.rows, cpu.rows, strict=True):
         assert g == p  # the graph replays the same kernels
         assert g["loss"] == pytest.approx(e["loss"], rel=1e-4)
         assert g["loss"] == pytest.approx(c["loss"], rel=1e-4)  # same masks on CPU and CUDA
@@ -251,7 +279,7 @@ def test_cuda_minibatch_graph_sweep_equals_cpu(split):
     cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.2, "seed": 1, "l2": 1e-3}]
     gpu = regfn.sweep(MODEL, train, cfgs, epochs=10, batch_size=16, log_every=5, quiet=True, device="cuda")
     cpu = regfn.sweep(MODEL, train, cfgs, epochs=10, batch_size=16, log_every=5, quiet=True, compile=False)
-    for g, c in zip(gpu.rows, cpu.rows):
+    for g, c in zip(gpu.rows, cpu.rows, strict=True):
         assert g["loss"] == pytest.approx(c["loss"], rel=1e-4)
 
 
@@ -263,8 +291,9 @@ def test_cuda_chunked_with_divergence(split):
     cfgs = [{"lr": 0.01, "seed": s} for s in range(5)] + [{"lr": 50.0, "seed": 9}]
     whole = regfn.sweep(model, data, cfgs, loss="mse", epochs=30, quiet=True, device="cuda", chunk_size=None)
     chunked = regfn.sweep(model, data, cfgs, loss="mse", epochs=30, quiet=True, device="cuda", chunk_size=4)
-    assert whole.diverged == [5] and chunked.diverged == [5]
-    for a, b in zip(whole.rows[:5], chunked.rows[:5]):
+    assert whole.diverged == [5]
+    assert chunked.diverged == [5]
+    for a, b in zip(whole.rows[:5], chunked.rows[:5], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 

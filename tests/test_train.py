@@ -16,7 +16,11 @@ from regfn.optim import sgd
 def tutorial_module(params: dict[str, torch.Tensor]) -> torch.nn.Module:
     net = torch.nn.Sequential()
     net.fc1, net.act1, net.fc2, net.act2, net.fc3 = (
-        torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)
+        torch.nn.Linear(8, 6),
+        torch.nn.ReLU(),
+        torch.nn.Linear(6, 4),
+        torch.nn.ReLU(),
+        torch.nn.Linear(4, 1),
     )
     net.double().load_state_dict(params)
     return net
@@ -54,7 +58,7 @@ def test_l2_penalty_equals_weight_decay_run(data):
 
 def test_same_key_same_numbers_and_dropout_changes_them(data):
     model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
-    kw = dict(optimizer=sgd(0.1), p=0.5, epochs=10)
+    kw = {"optimizer": sgd(0.1), "p": 0.5, "epochs": 10}
     a = regfn.train(model, data, key=rr.key(5), **kw)
     b = regfn.train(model, data, key=rr.key(5), **kw)
     c = regfn.train(model, data, key=rr.key(6), **kw)
@@ -68,13 +72,21 @@ def test_minibatch_history_val_and_metrics(data):
     model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
     logs = []
     run = regfn.train(
-        model, train, optimizer=sgd(0.1), key=rr.key(2), epochs=6, batch_size=16,
-        val=val, log_every=2, on_log=logs.append,
+        model,
+        train,
+        optimizer=sgd(0.1),
+        key=rr.key(2),
+        epochs=6,
+        batch_size=16,
+        val=val,
+        log_every=2,
+        on_log=logs.append,
     )
     assert [h["epoch"] for h in run.history] == [2, 4, 6]
     assert logs == run.history
     assert {"loss", "val_loss", "val_acc", "val_penalty"} <= set(run.history[0])
-    assert 0.0 <= run.metrics["acc"] <= 1.0 and 0.0 <= run.val_metrics["acc"] <= 1.0
+    assert 0.0 <= run.metrics["acc"] <= 1.0
+    assert 0.0 <= run.val_metrics["acc"] <= 1.0
     assert not run.diverged
 
 
@@ -87,7 +99,7 @@ def test_divergence_is_reported_not_raised():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"epochs": 0}, "epochs must be an int >= 1"),
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
@@ -105,7 +117,7 @@ def test_bad_arguments_raise(data, kwargs, message):
 @pytest.mark.slow
 def test_compiled_run_equals_eager(data):
     model = regfn.mlp((8, 6, 4, 1), output="logits", dtype=torch.float64)
-    kw = dict(optimizer=sgd(0.1, momentum=0.9), penalties=[regfn.l2(1e-3)], p=0.5, key=rr.key(4), epochs=3)
+    kw = {"optimizer": sgd(0.1, momentum=0.9), "penalties": [regfn.l2(1e-3)], "p": 0.5, "key": rr.key(4), "epochs": 3}
     eager = regfn.train(model, data, **kw)
     compiled = regfn.train(model, data, compile=True, **kw)
     for name in eager.params:

@@ -14,11 +14,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import CUDA, skip_unless_triton_engine_runs
 
 import regfn
 import regfn.random as rr
-
-from conftest import CUDA, skip_unless_triton_engine_runs
 
 triton = pytest.importorskip("triton")
 tl = triton.language  # a module global: Triton resolves kernels' names there
@@ -47,12 +46,12 @@ CONFIGS = [
     {"weight_decay": 1e-2, "l2": 1e-3, "p": 1.0, "seed": 4, "lr": 0.1},
     {"l1": 1e-3, "norm2": 1e-3, "p": 0.3, "seed": 5, "momentum": 0.5, "lr": 0.2},
 ]
-RUN = dict(epochs=4, log_every=2, compile=False, quiet=True)
+RUN = {"epochs": 4, "log_every": 2, "compile": False, "quiet": True}
 
 
 def assert_rows_close(a, b, rel=2e-5, abs_=1e-6):
     assert len(a) == len(b)
-    for i, (ra, rb) in enumerate(zip(a.rows, b.rows)):
+    for i, (ra, rb) in enumerate(zip(a.rows, b.rows, strict=True)):
         assert ra.keys() == rb.keys()
         for name, va in ra.items():
             vb = rb[name]
@@ -163,10 +162,14 @@ def test_other_depths_match_vmap_engine(split, sizes):
 def test_kernel_source_is_generated_per_depth():
     tm = importlib.import_module("regfn._triton_mlp")
     two = tm.kernel_source(2)
-    assert "z2 = _dense(a1, w2, b2)" in two and "z3" not in two and "w3 = _load_vector" in two
-    assert "for bt in tl.static_range(1):" in two and "order_ptr +" not in two  # full batch: one step, no gather
+    assert "z2 = _dense(a1, w2, b2)" in two
+    assert "z3" not in two
+    assert "w3 = _load_vector" in two
+    assert "for bt in tl.static_range(1):" in two
+    assert "order_ptr +" not in two
     shuffled = tm.kernel_source(2, shuffled=True)
-    assert "for bt in range(n_batches):" in shuffled and "tl.load(order_ptr +" in shuffled
+    assert "for bt in range(n_batches):" in shuffled
+    assert "tl.load(order_ptr +" in shuffled
     assert tm.kernel(2) is tm.kernel(2)  # generated and compiled once per depth and batching
     with pytest.raises(ValueError, match="hidden must be an int >= 1"):
         tm.kernel_source(0)
@@ -202,7 +205,8 @@ def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
     with_bad = regfn.sweep(MODEL, train, [CONFIGS[1], bad, CONFIGS[2]], engine="triton", **RUN)
     without = regfn.sweep(MODEL, train, [CONFIGS[1], CONFIGS[2]], engine="triton", **RUN)
     assert with_bad.diverged == [1]
-    assert with_bad.rows[1]["diverged"] and not math.isfinite(with_bad.rows[1]["loss"])
+    assert with_bad.rows[1]["diverged"]
+    assert not math.isfinite(with_bad.rows[1]["loss"])
     assert [with_bad.rows[0], with_bad.rows[2]] == without.rows
 
 
@@ -210,21 +214,20 @@ def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
-        (dict(model=regfn.mlp((8, 1), output="logits")), "needs a hidden layer"),
-        (dict(model=regfn.mlp((8, 6, 4, 2), output="logits")), "one output"),
-        (dict(model=regfn.mlp((8, 6, 4, 1), "tanh", output="logits")), "activation must be 'relu'"),
-        (dict(model=regfn.mlp((8, 6, 4, 1))), "output must be 'logits'"),
-        (dict(model=regfn.Model(MODEL.init, lambda params, x, **kw: MODEL.apply(params, x, **kw))), "regfn.mlp"),
-        (dict(loss="bce"), "loss must be one of"),
-
-        (dict(engine="jit"), "engine must be one of"),
+        ({"model": regfn.mlp((8, 1), output="logits")}, "needs a hidden layer"),
+        ({"model": regfn.mlp((8, 6, 4, 2), output="logits")}, "one output"),
+        ({"model": regfn.mlp((8, 6, 4, 1), "tanh", output="logits")}, "activation must be 'relu'"),
+        ({"model": regfn.mlp((8, 6, 4, 1))}, "output must be 'logits'"),
+        ({"model": regfn.Model(MODEL.init, lambda params, x, **kw: MODEL.apply(params, x, **kw))}, "regfn.mlp"),
+        ({"loss": "bce"}, "loss must be one of"),
+        ({"engine": "jit"}, "engine must be one of"),
     ],
 )
 def test_refuses_what_it_does_not_run(split, kwargs, message):
     train, _ = split
-    args = dict(model=MODEL, engine="triton", epochs=1, quiet=True, compile=False)
+    args = {"model": MODEL, "engine": "triton", "epochs": 1, "quiet": True, "compile": False}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         regfn.sweep(args.pop("model"), train, [{}], **args)
@@ -253,7 +256,9 @@ def test_a_failing_kernel_falls_back_to_vmap_with_a_warning(split, monkeypatch):
     monkeypatch.setattr(engine_module.Packed, "train", broken)
     for compile in (False, True):
         run = dict(RUN, compile=compile)
-        with pytest.warns(UserWarning, match="Triton kernel failed .*RuntimeError: no kernel today.*engine='vmap'") as record:
+        with pytest.warns(
+            UserWarning, match="Triton kernel failed .*RuntimeError: no kernel today.*engine='vmap'"
+        ) as record:
             result = regfn.sweep(MODEL, train, CONFIGS[:2], engine="triton", **run)
         ours = [w for w in record if str(w.message).startswith("regfn.")]
         assert [w.filename for w in ours] == [__file__]  # one warning, at the caller; no compile failure

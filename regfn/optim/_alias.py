@@ -288,9 +288,7 @@ def adagrad(
     lr = _lr(lr, where)
     lr_decay = hyper(lr_decay, "lr_decay", where, low=0.0)
     weight_decay = _wd(weight_decay, where)
-    initial_accumulator_value = hyper(
-        initial_accumulator_value, "initial_accumulator_value", where, low=0.0
-    )
+    initial_accumulator_value = hyper(initial_accumulator_value, "initial_accumulator_value", where, low=0.0)
     eps = hyper(eps, "eps", where, low=0.0)
     maximize = flag(maximize, "maximize", where)
     parts = [scale(-1)] if maximize else []

@@ -11,7 +11,7 @@ Nothing here mutates its inputs, so every function works under
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
@@ -20,6 +20,7 @@ from .._tree import Mask, resolve_mask
 Params = Mapping[str, Tensor]
 Updates = Mapping[str, Tensor]
 State = Any
+
 
 class Transform(NamedTuple):
     """A gradient transformation: a pair of pure functions.
@@ -73,7 +74,7 @@ class TaggedUpdate:
         self.regfn_decay = decay
         self.regfn_parts = parts
 
-    def __call__(self, updates: Updates, state: State, params: Optional[Params] = None):
+    def __call__(self, updates: Updates, state: State, params: Params | None = None):
         return self.fn(updates, state, params)
 
 
@@ -84,37 +85,37 @@ def _tag(transform: Transform, name: str) -> Any:
     return getattr(transform.update, f"regfn_{name}", None)
 
 
-def post_step_name(transform: Transform) -> Optional[str]:
+def post_step_name(transform: Transform) -> str | None:
     """The name of a post-step transform (``"prox_l1"``, ...), else ``None``."""
     return _tag(transform, "post_step")
 
 
-def scaling_factor(transform: Transform) -> Optional[Callable[[State], tuple]]:
+def scaling_factor(transform: Transform) -> Callable[[State], tuple] | None:
     """``factor(state) -> (f, new_state)`` if ``transform`` only scales by ``f``, else ``None``."""
     return _tag(transform, "factor")
 
 
-def quotient(transform: Transform) -> Optional[Callable[..., tuple]]:
+def quotient(transform: Transform) -> Callable[..., tuple] | None:
     """``ratios(updates, state, params) -> (nums, dens, new_state)`` if ``transform`` divides, else ``None``."""
     return _tag(transform, "ratios")
 
 
-def weight_decay_of(transform: Transform) -> Optional[Callable[..., dict]]:
+def weight_decay_of(transform: Transform) -> Callable[..., dict] | None:
     """``decay(params) -> {name: coefficient}`` if ``transform`` adds ``coefficient * w``, else ``None``."""
     return _tag(transform, "decay")
 
 
-def chained(transform: Transform) -> Optional[tuple]:
+def chained(transform: Transform) -> tuple | None:
     """The transforms a :func:`chain` was built from, else ``None``."""
     return _tag(transform, "parts")
 
 
-def run_chain(transforms, updates: Updates, state: tuple, params: Optional[Params]):
+def run_chain(transforms, updates: Updates, state: tuple, params: Params | None):
     """Run ``transforms`` one after the other; returns ``(updates, new states)``."""
     if len(state) != len(transforms):
         raise ValueError(f"chain: state has {len(state)} entries for {len(transforms)} transforms")
     new_state = []
-    for t, s in zip(transforms, state):
+    for t, s in zip(transforms, state, strict=True):
         updates, s = t.update(updates, s, params)
         new_state.append(s)
     return updates, tuple(new_state)
@@ -169,7 +170,7 @@ def chain(*transforms: Transform) -> Transform:
     def init(params: Params) -> tuple:
         return tuple(t.init(params) for t in transforms)
 
-    def update(updates: Updates, state: tuple, params: Optional[Params] = None):
+    def update(updates: Updates, state: tuple, params: Params | None = None):
         return run_chain(transforms, updates, state, params)
 
     last = names[-1] if names else None
@@ -207,7 +208,7 @@ def masked(transform: Transform, mask: Mask) -> Transform:
         selected = resolve_mask(mask, params, where="masked: mask")
         return transform.init({k: v for k, v in params.items() if k in selected})
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         selected = resolve_mask(mask, params if params is not None else updates, where="masked: mask")
         sub = {k: v for k, v in updates.items() if k in selected}
         sub_params = None if params is None else {k: params[k] for k in sub}

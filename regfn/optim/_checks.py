@@ -12,12 +12,12 @@ import contextlib
 import contextvars
 import numbers
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
-Hyper = Union[float, Tensor]
+Hyper = float | Tensor
 Schedule = Callable[[Tensor], Any]
 
 
@@ -83,8 +83,7 @@ def hyper(
             ok = ok and (value < high if high_open else value <= high)
         if not ok:
             raise ValueError(
-                f"{where}: invalid {name}={value!r}; expected "
-                f"{_range_text(name, low, high, low_open, high_open)}"
+                f"{where}: invalid {name}={value!r}; expected {_range_text(name, low, high, low_open, high_open)}"
             )
         return value
     if schedule and callable(value):
@@ -103,12 +102,8 @@ def flag(value: Any, name: str, where: str) -> bool:
 def betas_pair(betas: Any, where: str) -> tuple[Any, Any]:
     """Validate Adam's ``betas`` (two values, each in ``[0, 1)``)."""
     if isinstance(betas, (str, bytes, Tensor)) or not hasattr(betas, "__len__") or len(betas) != 2:
-        raise TypeError(
-            f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}"
-        )
-    return tuple(
-        hyper(b, f"betas[{i}]", where, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas)
-    )  # type: ignore[return-value]
+        raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
+    return tuple(hyper(b, f"betas[{i}]", where, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas))  # type: ignore[return-value]
 
 
 def need_params(params: Mapping[str, Tensor] | None, where: str) -> Mapping[str, Tensor]:
@@ -146,16 +141,14 @@ def caster(*values: Any) -> Callable[[torch.dtype], tuple]:
     def get(dtype: torch.dtype) -> tuple:
         out = cache.get(dtype)
         if out is None:
-            out = tuple(
-                v.to(dtype) if isinstance(v, Tensor) and v.dtype != dtype else v for v in values
-            )
+            out = tuple(v.to(dtype) if isinstance(v, Tensor) and v.dtype != dtype else v for v in values)
             cache[dtype] = out
         return out
 
     return get
 
 
-def axpy(a: Tensor, b: Tensor, alpha: float, out: Optional[Tensor] = None) -> Tensor:
+def axpy(a: Tensor, b: Tensor, alpha: float, out: Tensor | None = None) -> Tensor:
     """``a + alpha * b`` for a Python-number ``alpha`` (written into ``out`` if given).
 
     Eager mode uses the single fused kernel ``torch.add(a, b, alpha=alpha)``
@@ -169,7 +162,7 @@ def axpy(a: Tensor, b: Tensor, alpha: float, out: Optional[Tensor] = None) -> Te
     return into(out, torch.add, a, b, alpha=alpha)
 
 
-def into(out: Optional[Tensor], op: Callable[..., Tensor], *args: Any, **kwargs: Any) -> Tensor:
+def into(out: Tensor | None, op: Callable[..., Tensor], *args: Any, **kwargs: Any) -> Tensor:
     """``op(*args, **kwargs)``, written into ``out`` when it is not ``None``.
 
     Lets one line of update code serve both the pure path (``out=None``: a

@@ -4,7 +4,7 @@ step, max-norm constraint, and global-norm clipping.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -21,7 +21,7 @@ def _add_weights(weight_decay: Any, mask: Mask, where: str) -> Transform:
             resolve_mask(mask, params, where=f"{where}: mask")
         return {}
 
-    def coefficients(params: Optional[Params]) -> dict:
+    def coefficients(params: Params | None) -> dict:
         """``{name: weight_decay}`` for the decayed parameters (none when it is a Python 0)."""
         if is_zero(weight_decay):
             return {}
@@ -29,7 +29,7 @@ def _add_weights(weight_decay: Any, mask: Mask, where: str) -> Transform:
         selected = params.keys() if mask is None else resolve_mask(mask, params, where=f"{where}: mask")
         return {k: weight_decay for k in params if k in selected}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         decayed = coefficients(params)
         get = caster(weight_decay)
         out = {}
@@ -130,7 +130,7 @@ def clip_by_global_norm(max_norm: Any) -> Transform:
     def init(params: Params) -> dict:
         return {}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         if not updates:
             return dict(updates), state
         first = next(iter(updates.values()))
@@ -191,7 +191,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
             resolve_mask(mask, params, where=f"{where}: mask")
         return {"step": step_zero(params)} if callable(lr) else {}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         params = need_params(params, where)
         if callable(lr):
             threshold = torch.as_tensor(lr(state["step"])) * strength
@@ -215,7 +215,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
     return Transform(init, TaggedUpdate(update, post_step=where))
 
 
-def _norm_dims(axis: Union[int, tuple, list, None], ndim: int, where: str) -> tuple:
+def _norm_dims(axis: int | tuple | list | None, ndim: int, where: str) -> tuple:
     if axis is None:
         return tuple(range(1, ndim))
     dims = (axis,) if isinstance(axis, int) else tuple(axis)
@@ -225,7 +225,7 @@ def _norm_dims(axis: Union[int, tuple, list, None], ndim: int, where: str) -> tu
     return tuple(d % ndim for d in dims)
 
 
-def max_norm(max_value: Any, axis: Union[int, tuple, list, None] = None) -> Transform:
+def max_norm(max_value: Any, axis: int | tuple | list | None = None) -> Transform:
     """Max-norm constraint: rescale each unit's incoming weights to norm <= ``max_value``.
 
     Acts on the new weights ``z = w + u`` of every parameter with ``ndim >= 2``
@@ -274,7 +274,7 @@ def max_norm(max_value: Any, axis: Union[int, tuple, list, None] = None) -> Tran
                 _norm_dims(axis, p.ndim, where)
         return {}
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         params = need_params(params, where)
         get = caster(max_value)
         out = {}

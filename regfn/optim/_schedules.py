@@ -11,7 +11,7 @@ example a vmapped peak learning rate.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -55,9 +55,7 @@ def constant_schedule(value: Any) -> Schedule:
     return schedule
 
 
-def exponential_decay(
-    init_value: Any, decay_rate: Any, transition_steps: int = 1, staircase: bool = False
-) -> Schedule:
+def exponential_decay(init_value: Any, decay_rate: Any, transition_steps: int = 1, staircase: bool = False) -> Schedule:
     """``init_value * decay_rate ** (step / transition_steps)``.
 
     With the defaults this is ``torch.optim.lr_scheduler.ExponentialLR`` with
@@ -136,9 +134,7 @@ def cosine_decay(init_value: Any, decay_steps: int, end_value: Any = 0.0) -> Sch
     return schedule
 
 
-def linear_warmup(
-    peak_value: Any, warmup_steps: int, init_value: Any = 0.0, after: Optional[Schedule] = None
-) -> Schedule:
+def linear_warmup(peak_value: Any, warmup_steps: int, init_value: Any = 0.0, after: Schedule | None = None) -> Schedule:
     """Linear ramp from ``init_value`` to ``peak_value`` over ``warmup_steps``, then ``after``.
 
     Args:

@@ -14,7 +14,7 @@ allocating new ones (the caller donates them, as with JAX's
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,8 +25,8 @@ from ._base import (
     Transform,
     Updates,
     _check_transform,
-    check_same_names,
     chained,
+    check_same_names,
     quotient,
     run_chain,
     scaling_factor,
@@ -43,7 +43,7 @@ class _Direction(NamedTuple):
     """
 
     nums: dict
-    dens: Optional[dict]
+    dens: dict | None
     decays: dict
     factor: Any
     state: State
@@ -84,7 +84,7 @@ def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> 
         decays = decay(params)
         new_state += (state[len(new_state)],)  # stateless: passed through
     factor, last_state = scaling_factor(parts[-1])(state[-1])
-    return _Direction(nums, dens, decays, factor, new_state + (last_state,))
+    return _Direction(nums, dens, decays, factor, (*new_state, last_state))
 
 
 def step(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
@@ -194,7 +194,7 @@ def _step(opt: Transform, params: Params, grads: Updates, state: State, inplace:
     return new, d.state
 
 
-def _add_scaled(p: Tensor, num: Tensor, den: Optional[Tensor], f: Any, inplace: bool) -> Tensor:
+def _add_scaled(p: Tensor, num: Tensor, den: Tensor | None, f: Any, inplace: bool) -> Tensor:
     """``p + f * num / den``, in place into ``p`` or as a new tensor.
 
     ``den`` ``None`` means no division, ``f`` ``None`` means 1; a number ``f``

@@ -7,7 +7,7 @@ may be Python numbers (range-checked) or 0-d tensors (possibly vmapped).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -18,8 +18,8 @@ from ._checks import (
     caster,
     donated,
     flag,
-    hyper,
     grad_free,
+    hyper,
     inplace_ok,
     into,
     is_number,
@@ -45,7 +45,7 @@ def _scaling(init: Any, factor: Any) -> Transform:
     parameter update.
     """
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         f, state = factor(state)
         return _times(updates, f), state
 
@@ -61,7 +61,7 @@ def _quotient_transform(init: Any, ratios: Any) -> Transform:
     apply ``p + f * num / den`` as one ``addcdiv``, as ``torch.optim`` does.
     """
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         nums, dens, state = ratios(updates, state, params)
         eager = inplace_ok()
         out = {}
@@ -123,9 +123,7 @@ def scale_by_schedule(schedule: Any) -> Transform:
         {'w': tensor([0.5000])}
     """
     if not callable(schedule):
-        raise TypeError(
-            f"scale_by_schedule: schedule must be a callable step -> value, got {type(schedule).__name__}"
-        )
+        raise TypeError(f"scale_by_schedule: schedule must be a callable step -> value, got {type(schedule).__name__}")
 
     def init(params: Params) -> dict:
         return {"step": step_zero(params)}
@@ -174,9 +172,7 @@ def check_nesterov(momentum: Any, dampening: Any, nesterov: bool, where: str) ->
     if is_number(momentum) and momentum <= 0:
         raise ValueError(f"{where}: nesterov=True requires momentum > 0, got momentum={momentum!r}")
     if is_number(dampening) and dampening != 0:
-        raise ValueError(
-            f"{where}: nesterov=True requires dampening == 0, got dampening={dampening!r}"
-        )
+        raise ValueError(f"{where}: nesterov=True requires dampening == 0, got dampening={dampening!r}")
 
 
 def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transform:
@@ -224,7 +220,7 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
             "momentum_buffer": {k: torch.zeros_like(p) for k, p in params.items()},
         }
 
-    def update(updates: Updates, state: State, params: Optional[Params] = None):
+    def update(updates: Updates, state: State, params: Params | None = None):
         step, bufs = state["step"], state["momentum_buffer"]
         damp_scale = None
         if not is_zero(dampening):
@@ -254,7 +250,7 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
 
 
 def _decay_add_square(
-    old: Tensor, decay: Any, g: Tensor, weight: Any, fast: bool, dest: Optional[Tensor] = None
+    old: Tensor, decay: Any, g: Tensor, weight: Any, fast: bool, dest: Tensor | None = None
 ) -> Tensor:
     """``old * decay + weight * g * g`` (Adam's and RMSprop's second moment).
 
@@ -315,7 +311,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
             state["max_exp_avg_sq"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def ratios(updates: Updates, state: State, params: Optional[Params] = None):
+    def ratios(updates: Updates, state: State, params: Params | None = None):
         step = state["step"] + 1
         t = step.to(scalar_dtype(step.device))
         bc1 = 1 - b1**t
@@ -388,7 +384,7 @@ def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> 
             state["grad_avg"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def ratios(updates: Updates, state: State, params: Optional[Params] = None):
+    def ratios(updates: Updates, state: State, params: Params | None = None):
         get = caster(alpha, 1 - alpha, eps)
         eager = inplace_ok(alpha, eps)
         donate = eager and donated()
@@ -448,7 +444,7 @@ def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> 
             return {"sum": {k: torch.full_like(p, init_value) for k, p in params.items()}}
         return {"sum": {k: torch.zeros_like(p) + init_value.to(p.dtype) for k, p in params.items()}}
 
-    def ratios(updates: Updates, state: State, params: Optional[Params] = None):
+    def ratios(updates: Updates, state: State, params: Params | None = None):
         get = caster(eps)
         eager = inplace_ok(eps)
         donate = eager and donated()

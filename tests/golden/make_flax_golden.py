@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 import flax
 import flax.linen as nn
 import flax.linen.stochastic as stochastic
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 OUT = pathlib.Path(__file__).with_name("flax_dropout.json")
 
@@ -104,7 +103,7 @@ def _record(kind, seed, rate, x, outs, keys, paths_counts, broadcast_dims=(), ra
             "x": np.asarray(x, np.float64).ravel().tolist(),
             "out": np.asarray(out, np.float64).ravel().tolist(),
         }
-        for out, key, (path, count) in zip(outs, keys, paths_counts)
+        for out, key, (path, count) in zip(outs, keys, paths_counts, strict=True)
     ]
 
 

@@ -19,10 +19,11 @@ jax.config.update("jax_threefry_partitionable", True)
 jax.config.update("jax_enable_x64", False)
 
 import jax.numpy as jnp  # noqa: E402
+
 try:  # the cipher itself is not public API; its module moved between releases
-    from jax._src.random.threefry2x32 import threefry_2x32  # noqa: E402
+    from jax._src.random.threefry2x32 import threefry_2x32
 except ImportError:  # jax < 0.8
-    from jax._src.prng import threefry_2x32  # noqa: E402
+    from jax._src.prng import threefry_2x32
 import numpy as np  # noqa: E402
 
 OUT = pathlib.Path(__file__).with_name("jax_random.json")
@@ -60,7 +61,11 @@ def main() -> None:
             "split3": ints(jax.random.split(key, 3)),
             "split_2x3": ints(jax.random.split(key, (2, 3))),
             "fold_in": {str(d): ints(jax.random.fold_in(key, d)) for d in [0, 1, 7, 2**31 - 1, 2**32 - 1]},
-            "bits": {}, "uniform": {}, "uniform_range": {}, "bernoulli": {}, "normal": {},
+            "bits": {},
+            "uniform": {},
+            "uniform_range": {},
+            "bernoulli": {},
+            "normal": {},
         }
         for shape in SHAPES:
             name = "x".join(map(str, shape)) or "scalar"
