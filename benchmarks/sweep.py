@@ -95,7 +95,7 @@ def time_triton(data, cfgs, epochs, device, tiles, reference):
     final losses from the vmap engine's ``reference`` result, and seconds per extra ``"RxW"`` tile."""
     import importlib
 
-    kernels = importlib.import_module("regfn._triton_mlp")
+    kernels = importlib.import_module("regfn._sweep._triton_mlp")
     default = (kernels.BLOCK_ROWS, kernels.NUM_WARPS)
     per_tile = {}
     for tile in tiles:

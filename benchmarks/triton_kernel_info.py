@@ -1,7 +1,7 @@
 """Compile the Triton sweep kernel for a GPU architecture, without a GPU, and report its resources.
 
 For each MLP size and tile (rows per tile x warps) this compiles
-``regfn._triton_mlp``'s kernel ahead of time for ``sm_<arch>`` (Triton's own
+``regfn._sweep._triton_mlp``'s kernel ahead of time for ``sm_<arch>`` (Triton's own
 LLVM and ptxas; no device needed) and reports, from the cubin (``cuobjdump``),
 its registers per thread and stack bytes (where register spills go). One JSON
 line per case. It checks that the kernel compiles for the target and how many
@@ -29,7 +29,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from regfn import _triton_mlp as kernels
+from regfn._sweep import _triton_mlp as kernels
 
 POINTERS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "theta_ptr": "*fp32", "buf_ptr": "*fp32", "hp_ptr": "*fp32",
             "key_ptr": "*i32", "order_ptr": "*i32", "bias_ptr": "*fp32", "out_ptr": "*fp32"}  # fmt: skip

@@ -9,11 +9,17 @@ Importing regfn has no side effects.
 """
 
 from . import data as data
+from . import losses as losses
 from . import nn as nn
 from . import optim as optim
 from . import penalties as penalties
 from . import plot as plot
 from . import random as random
+from ._sweep import grid as grid
+from ._sweep import sweep as sweep
+from ._train import TrainResult as TrainResult
+from ._train import train as train
+from .losses import Loss as Loss
 from .nn import Model as Model
 from .nn import dropout as dropout
 from .nn import functionalize as functionalize
@@ -27,12 +33,9 @@ from .penalties import penalize as penalize
 from .penalties import penalty_value as penalty_value
 from .penalties import weights_only as weights_only
 from .results import SweepResult as SweepResult
-from .sweep import grid as grid
-from .sweep import sweep as sweep
-from .train import TrainResult as TrainResult
-from .train import train as train
 
 __all__ = [
+    "Loss",
     "Model",
     "SweepResult",
     "TrainResult",
@@ -43,6 +46,7 @@ __all__ = [
     "grid",
     "l1",
     "l2",
+    "losses",
     "mc_dropout",
     "mlp",
     "nn",

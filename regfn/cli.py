@@ -35,7 +35,6 @@ status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import pathlib
 import re
@@ -44,6 +43,9 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ._hparams import OPTIMIZER_ARGS
+from ._sweep._program import build_optimizer
 
 __all__ = ["main", "parse_hidden", "parse_seeds", "parse_values"]
 
@@ -372,7 +374,7 @@ def _model_options(p: argparse.ArgumentParser, optimizers: Sequence[str]) -> Non
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``regfn`` argument parser (subcommands ``sweep`` and ``train``)."""
-    optimizers = tuple(importlib.import_module("regfn.sweep").OPTIMIZERS)
+    optimizers = tuple(OPTIMIZER_ARGS)
     parser = _Parser(
         prog=PROG,
         description="regfn: dropout and L1/L2 regularization for PyTorch, the functional way.",
@@ -563,7 +565,7 @@ def _model(args, n_features: int, task: str):
 
 def _optimizer_defaults(args, many: bool) -> None:
     """Fill in --lr and --momentum defaults for the optimizer; reject momentum it does not take."""
-    takes = importlib.import_module("regfn.sweep").OPTIMIZERS[args.optimizer][1]
+    takes = OPTIMIZER_ARGS[args.optimizer]
     if args.lr is None:
         args.lr = 0.1 if args.optimizer == "sgd" else 0.01
         args.lr = [args.lr] if many else args.lr
@@ -710,7 +712,6 @@ def _run_sweep(args) -> int:
 def _run_train(args) -> int:
     import regfn
 
-    sweep_module = importlib.import_module("regfn.sweep")
     train, val, desc = _load(args)
     model, loss, sizes = _model(args, train.n_features, train.task)
     _optimizer_defaults(args, many=False)
@@ -718,8 +719,10 @@ def _run_train(args) -> int:
     compile_ = device.type == "cuda" if args.compile is None else args.compile
     _threads(args.threads)
     train, val = train.to(device), (val.to(device) if val is not None else None)
-    factory, takes = sweep_module.OPTIMIZERS[args.optimizer]
-    optimizer = factory(**{n: getattr(args, n) for n in takes})
+    optimizer = build_optimizer(
+        args.optimizer,
+        {n: getattr(args, n) for n in ("lr", "momentum", "weight_decay") if n in OPTIMIZER_ARGS[args.optimizer]},
+    )
     penalties = []
     if args.l1:
         penalties.append(regfn.l1(args.l1))

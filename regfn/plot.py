@@ -33,6 +33,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from ._hparams import HPARAMS
+
 __all__ = [
     "plot_all",
     "plot_curves",
@@ -44,17 +46,12 @@ __all__ = [
     "swept",
 ]
 
-# Hyperparameters in the order figures are made for them (penalties first).
-ORDER = ("l2", "l1", "norm2", "weight_decay", "p", "lr", "momentum")
+# Hyperparameters in the order figures are made for them: the regularization first, then
+# every other name of the registry in its order (the seed is never an axis).
+_FIRST = ("l2", "l1", "norm2", "weight_decay", "p")
+ORDER = (*_FIRST, *(n for n in HPARAMS if n not in _FIRST and n != "seed"))
 LABELS = {
-    "l2": "L2 strength (l2/2 · Σw²)",
-    "l1": "L1 strength (l1 · Σ|w|)",
-    "norm2": "norm2 strength (Σ‖W‖₂)",
-    "weight_decay": "weight decay",
-    "p": "dropout rate p",
-    "lr": "learning rate",
-    "momentum": "momentum",
-    "seed": "seed",
+    **{name: p.label for name, p in HPARAMS.items()},
     "acc": "training accuracy",
     "val_acc": "validation accuracy",
     "mse": "training MSE",

@@ -12,9 +12,11 @@ import torch
 
 import regfn
 import regfn.random as rr
+from regfn._hparams import defaults
 from regfn.optim import sgd
 
-sweep_module = importlib.import_module("regfn.sweep")
+driver = importlib.import_module("regfn._sweep._driver")
+program_module = importlib.import_module("regfn._sweep._program")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ CONFIGS = [
 
 
 def single_run(row, data, val, **kw):
-    hp = {**sweep_module.DEFAULTS, **row}
+    hp = {**defaults(), **row}
     penalties = [
         f(hp[name])
         for name, f in (("l1", regfn.l1), ("l2", regfn.l2), ("norm2", lambda s: regfn.norm(s, 2)))
@@ -64,20 +66,34 @@ def test_rows_equal_single_runs(split):
         assert not row["diverged"]
 
 
-def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split):
+def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split, monkeypatch):
     train, _ = split
-    cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.5, "seed": 1}]
+    cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.5, "seed": 1}, {"p": 0.2, "seed": 0}]
+    # Record the mini-batch orders the sweep really draws: wrap its (cached) program's order function.
+    spec = program_module.Spec(MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr",), (), True)
+    prog = program_module.program(spec, False)
+    orders = []
+
+    real_order = prog.order
+
+    def recording(*args):
+        orders.append(real_order(*args))
+        return orders[-1]
+
+    monkeypatch.setattr(prog, "order", recording)
     result = regfn.sweep(MODEL, train, cfgs, epochs=3, batch_size=16, compile=False, quiet=True)
+    monkeypatch.undo()
+    assert len(orders) == 3  # one draw per epoch, for every configuration at once
+    for epoch, order in enumerate(orders):
+        assert order.shape == (3, len(train) // 16, 16)
+        assert not torch.equal(order[0], order[1])  # seeds 0 and 1 shuffle differently
+        assert torch.equal(order[0], order[2])  # the order is the seed's, whatever else the config says
+        shuffle_key = rr.split(rr.key(1), 3)[2]  # regfn.train's documented key split, seed 1
+        assert torch.equal(order[1], regfn.data.batches(rr.fold_in(shuffle_key, epoch), len(train), 16))
+    assert not all(torch.equal(orders[0][0], o[0]) for o in orders[1:])  # and per epoch
     for row, cfg in zip(result.rows, cfgs, strict=True):
         single = single_run(cfg, train, None, epochs=3, batch_size=16)
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5)
-    order = [
-        regfn.data.batches(
-            rr.fold_in(regfn.train.__wrapped__ if False else rr.split(rr.key(s), 3)[2], 0), len(train), 16
-        )
-        for s in (0, 1)
-    ]
-    assert not torch.equal(order[0], order[1])
     again = regfn.sweep(MODEL, train, cfgs, epochs=3, batch_size=16, compile=False, quiet=True)
     assert again.rows == result.rows
 
@@ -174,8 +190,8 @@ def test_grid_order():
 BAD = [
     ({"configs": []}, ValueError, "configs is empty"),
     ({"configs": [{"dropout": 0.5}]}, ValueError, "unknown hyperparameters ['dropout']"),
-    ({"configs": [{"p": 1.5}]}, ValueError, "config 0: p must be in [0.0, 1.0]"),
-    ({"configs": [{"l2": -1.0}]}, ValueError, "config 0: l2 must be in [0.0, inf)"),
+    ({"configs": [{"p": 1.5}]}, ValueError, "config 0: p must be in [0, 1], got 1.5"),
+    ({"configs": [{"l2": -1.0}]}, ValueError, "config 0: l2 must be >= 0, got -1"),
     ({"configs": [{"seed": 1.5}]}, TypeError, "config 0: seed must be an int"),
     ({"configs": [{"lr": "fast"}]}, TypeError, "config 0: lr must be a number"),
     ({"optimizer": "lbfgs"}, ValueError, "optimizer must be one of"),
@@ -184,7 +200,7 @@ BAD = [
     ({"batch_size": 1000}, ValueError, "batch_size must be an int in [1, 90]"),
     ({"chunk_size": 0}, ValueError, "chunk_size must be 'auto', None or an int >= 1"),
     ({"log_every": 0}, ValueError, "log_every must be an int >= 1"),
-    ({"threads": 0}, ValueError, "threads must be None or an int >= 1"),
+    ({"threads": 0}, ValueError, "threads must be an int >= 1"),
 ]
 
 
@@ -205,12 +221,12 @@ def test_thread_setting_is_restored(split):
 
 
 def _fail_above(real, limit):
-    """Wrap a sweep internal so that it runs out of GPU memory for chunks above ``limit`` configs."""
+    """Wrap a driver method so that it runs out of GPU memory for chunks above ``limit`` configs."""
 
-    def wrapped(prog, run, hp, *args, **kwargs):
+    def wrapped(self, hp, *args, **kwargs):
         if hp["lr"].shape[0] > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(prog, run, hp, *args, **kwargs)
+        return real(self, hp, *args, **kwargs)
 
     return wrapped
 
@@ -220,9 +236,9 @@ def test_auto_chunks_shrink_after_out_of_memory(split, monkeypatch, compile):
     train, val = split
     cfgs = [dict(c, seed=i) for i, c in enumerate(CONFIGS * 2)]  # 10 configs
     whole = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=None, compile=False, quiet=True)
-    monkeypatch.setattr(sweep_module, "auto_chunk_size", lambda *a, **k: len(cfgs))
-    monkeypatch.setattr(sweep_module, "_finish_chunk", _fail_above(sweep_module._finish_chunk, 3))
-    monkeypatch.setattr(sweep_module, "_warm_up", _fail_above(sweep_module._warm_up, 3))
+    monkeypatch.setattr(driver, "auto_chunk_size", lambda *a, **k: len(cfgs))
+    monkeypatch.setattr(driver._Driver, "_finish_chunk", _fail_above(driver._Driver._finish_chunk, 3))
+    monkeypatch.setattr(driver._Driver, "_warm_up", _fail_above(driver._Driver._warm_up, 3))
     with pytest.warns(
         UserWarning, match=r"out of GPU memory with chunks of 10 configurations; retrying with 5"
     ) as record:
@@ -243,7 +259,7 @@ def test_auto_chunks_shrink_after_out_of_memory(split, monkeypatch, compile):
 
 def test_auto_chunk_size_is_positive_and_bounded():
     params = MODEL.init(rr.key(0))
-    size = sweep_module.auto_chunk_size(params, 768, 8, torch.device("cpu"))
+    size = driver.auto_chunk_size(params, 768, 8, torch.device("cpu"))
     assert size >= 1000  # thousands of tiny configs fit in a few GiB
 
 

@@ -18,13 +18,14 @@ from conftest import CUDA, skip_unless_triton_engine_runs
 
 import regfn
 import regfn.random as rr
+from regfn._hparams import OPTIMIZER_ARGS
 
 triton = pytest.importorskip("triton")
 tl = triton.language  # a module global: Triton resolves kernels' names there
-engine_module = importlib.import_module("regfn._triton_engine")
-sweep_module = importlib.import_module("regfn.sweep")
+engine_module = importlib.import_module("regfn._sweep._triton")
+program_module = importlib.import_module("regfn._sweep._program")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-tm = None  # regfn._triton_mlp, imported by the test that probes its device functions
+tm = None  # regfn._sweep._triton_mlp, imported by the test that probes its device functions
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def assert_rows_close(a, b, rel=2e-5, abs_=1e-6):
 def test_threefry_fold_in_and_masks_match_regfn_random():
     skip_unless_triton_engine_runs()
     global tm  # the probe kernel reaches the device functions through this global
-    tm = importlib.import_module("regfn._triton_mlp")
+    tm = importlib.import_module("regfn._sweep._triton_mlp")
 
     @triton.jit
     def probe(key_ptr, bits_ptr, fold_ptr, mask_ptr, keep, N: tl.constexpr):
@@ -112,7 +113,7 @@ def test_matches_vmap_engine(split, loss):
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop", "adagrad"])
 def test_other_optimizers_match_vmap_engine(split, optimizer):
     train, val = split
-    takes = set(sweep_module.OPTIMIZERS[optimizer][1])
+    takes = set(OPTIMIZER_ARGS[optimizer])
     configs = [{k: v for k, v in c.items() if k != "momentum" or "momentum" in takes} for c in CONFIGS]
     for c in configs:
         c["lr"] = c.get("lr", 0.01) / 10
@@ -160,7 +161,7 @@ def test_other_depths_match_vmap_engine(split, sizes):
 
 
 def test_kernel_source_is_generated_per_depth():
-    tm = importlib.import_module("regfn._triton_mlp")
+    tm = importlib.import_module("regfn._sweep._triton_mlp")
     two = tm.kernel_source(2)
     assert "z2 = _dense(a1, w2, b2)" in two
     assert "z3" not in two
@@ -235,9 +236,9 @@ def test_refuses_what_it_does_not_run(split, kwargs, message):
 
 def test_refuses_data_too_large_for_32_bit_dropout_counters():
     big = torch.zeros(1, 8).expand(2**31 // 6 + 1, 8)  # a stride-0 view: the shape without the memory
-    spec = sweep_module._Spec(MODEL, sweep_module.get_loss("bce_logits"), "sgd", (), False)
-    with pytest.raises(ValueError, match=r"rows x widest hidden layer must be below 2\*\*31, got 357913942 x 6"):
-        engine_module.check(spec, big, torch.device(DEVICE))
+    spec = program_module.Spec(MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr",), (), False)
+    problems = engine_module._problems(spec, big, torch.device(DEVICE))
+    assert "rows x widest hidden layer must be below 2**31, got 357913942 x 6" in problems
 
 
 def test_refuses_cpu_without_the_interpreter(split, monkeypatch):

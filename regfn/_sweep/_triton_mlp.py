@@ -38,10 +38,6 @@ import triton.language as tl
 _PARITY = tl.constexpr(0x1BD11BDA)  # threefry's key-schedule constant
 _UNIT = tl.constexpr(1.0 / 8388608.0)  # 2**-23: a 23-bit mantissa to a float in [0, 1)
 
-# Columns of the hyperparameter table the kernel reads, one row per configuration.
-HP_COLUMNS = ("lr", "momentum", "weight_decay", "l1", "l2", "norm2", "p")
-
-
 # ----------------------------------------------------------------- threefry2x32
 
 
@@ -417,7 +413,9 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
 def kernel(hidden: int, shuffled: bool = False, optimizer: str = "sgd"):
     """The jitted kernel for ``hidden`` hidden layers (generated once per depth, batching and optimizer)."""
     source = kernel_source(hidden, shuffled, optimizer)
-    filename = f"<regfn._triton_mlp kernel, {hidden} hidden layers, {optimizer}{', mini-batches' if shuffled else ''}>"
+    filename = (
+        f"<regfn._sweep._triton_mlp kernel, {hidden} hidden layers, {optimizer}{', mini-batches' if shuffled else ''}>"
+    )
     # Triton reads a kernel's source through inspect/linecache; register the generated text there.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(globals())
@@ -465,7 +463,7 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
 
     ``sizes`` are the MLP's widths, input first, ending in 1. ``theta`` and
     ``buf`` (float32, shape (K, n_params)) are updated in place; ``hp`` is
-    (K, len(HP_COLUMNS)) float32, ``key_words`` (K, 2) int32, ``x``
+    (K, len(regfn._sweep._triton.HP_COLUMNS)) float32, ``key_words`` (K, 2) int32, ``x``
     (n, sizes[0]) and ``y`` (n,) float32, all contiguous on one device.
     ``order`` is ``None`` for full-batch steps, else the data rows of every
     mini-batch, int32 of shape (K, n_epochs, n_batches, batch_size) (one

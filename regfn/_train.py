@@ -24,78 +24,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.func import grad_and_value
 
+from ._checks import check_int
 from .data import Dataset, batches
+from .losses import Loss, get_loss
 from .nn import Model
 from .optim import Transform, apply_updates
 from .penalties import Penalty, penalize, penalty_value
 from .random import fold_in, split
 
-__all__ = ["LOSSES", "Loss", "TrainResult", "evaluate", "get_loss", "run_keys", "train", "train_step"]
+__all__ = ["TrainResult", "evaluate", "run_keys", "step_key", "train", "train_step"]
 
 Params = dict[str, Tensor]
-
-
-# ----------------------------------------------------------------- losses
-
-
-class Loss(NamedTuple):
-    """A loss on model outputs, and how to read accuracy off those outputs.
-
-    Attributes:
-        fn: ``fn(output, target) -> scalar``, a mean over examples.
-        threshold: the output value above which a binary prediction is 1
-            (0 for logits, 0.5 for probabilities), or ``None`` for regression.
-    """
-
-    fn: Callable[[Tensor, Tensor], Tensor]
-    threshold: float | None
-
-
-def _bce_probabilities(prob: Tensor, target: Tensor) -> Tensor:
-    # torch.nn.BCELoss, as the tutorial uses after a sigmoid (log clamped at -100).
-    return F.binary_cross_entropy(prob, target)
-
-
-def _bce_logits(logits: Tensor, target: Tensor) -> Tensor:
-    return F.binary_cross_entropy_with_logits(logits, target)
-
-
-def _mse(pred: Tensor, target: Tensor) -> Tensor:
-    return F.mse_loss(pred, target)
-
-
-LOSSES: dict[str, Loss] = {
-    "bce": Loss(_bce_probabilities, 0.5),
-    "bce_logits": Loss(_bce_logits, 0.0),
-    "mse": Loss(_mse, None),
-}
-
-
-def get_loss(loss: str | Loss) -> Loss:
-    """Look up a loss by name (``"bce"``, ``"bce_logits"``, ``"mse"``) or pass a :class:`Loss` through.
-
-    Raises:
-        ValueError: for an unknown name.
-        TypeError: for anything else.
-
-    Examples:
-        >>> get_loss("bce_logits").threshold
-        0.0
-    """
-    if isinstance(loss, Loss):
-        return loss
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        return LOSSES[loss]
-    raise TypeError(f"loss must be a name in {sorted(LOSSES)} or a regfn.train.Loss, got {type(loss).__name__}")
 
 
 # ----------------------------------------------------------------- the pure step
@@ -187,14 +133,6 @@ class TrainResult:
     diverged: bool = False
 
 
-def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 def _float_dict(metrics: Mapping[str, Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
@@ -224,7 +162,8 @@ def train(
         key: the run's key; it decides the initial weights, the dropout masks
             and the mini-batch order.
         loss: ``"bce_logits"`` (model outputs logits), ``"bce"`` (model outputs
-            probabilities, the tutorial's ``BCELoss``), ``"mse"``, or a :class:`Loss`.
+            probabilities, the tutorial's ``BCELoss``), ``"mse"``, or a
+            :class:`regfn.losses.Loss`.
         penalties: penalties added to the loss, e.g. ``[regfn.l2(1e-3)]``.
         p: dropout rate of the hidden layers (float, tensor, or per layer).
         epochs: passes over the data.
@@ -241,15 +180,13 @@ def train(
     Raises:
         ValueError: for a bad ``epochs``, ``batch_size`` or ``log_every``.
     """
-    epochs = _check_positive_int(epochs, "epochs")
-    log_every = _check_positive_int(log_every, "log_every", allow_none=True) or epochs
+    epochs = check_int(epochs, "epochs", "regfn.train", low=1)
+    log_every = epochs if log_every is None else check_int(log_every, "log_every", "regfn.train", low=1)
     loss = get_loss(loss)
     penalties = tuple(penalties)
     n = len(data)
     if batch_size is not None:
-        _check_positive_int(batch_size, "batch_size")
-        if batch_size > n:
-            raise ValueError(f"batch_size must be in [1, {n}] (the number of training rows), got {batch_size}")
+        check_int(batch_size, "batch_size", "regfn.train", low=1, high=n)
     init_key, dropout_key, shuffle_key = run_keys(key)
     params = model.init(init_key)
     opt_state = optimizer.init(params)

@@ -1,7 +1,11 @@
-"""``regfn.sweep(engine="triton")``: checks, and the epoch loop around the fused kernel.
+"""The Triton engine: one fused kernel trains each configuration of the tutorial's kind of sweep.
 
-The kernel itself lives in :mod:`regfn._triton_mlp`, imported only here and
-only when the engine runs, so that regfn works without Triton.
+One program per configuration holds its parameters in registers for a
+stretch of epochs (forward, threefry dropout masks, loss, backward, penalties
+and the optimizer step), one launch per stretch between log points. This
+module holds the engine (what it takes, the epoch loop around the kernel);
+the kernel itself lives in :mod:`regfn._sweep._triton_mlp`, imported only when
+the engine runs, so that regfn works without Triton.
 """
 
 from __future__ import annotations
@@ -11,31 +15,34 @@ import importlib
 import importlib.util
 import math
 import os
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .random import _wrap32
-from .train import LOSSES
+from .._hparams import HPARAMS
+from ..random import _wrap32
+from ._engine import Engine, EngineFailed, Job, LogFn
+from ._program import Program, Spec
+from ._vmap import VmapEngine
 
-ENGINES = ("vmap", "triton")
-_LOSSES = ("bce_logits", "mse")
+__all__ = ["TritonEngine"]
+
+_LOSSES = ("bce_logits", "mse")  # by Loss.name
 _OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2, "adagrad": 1}  # optimizer -> state slots per parameter
+# The hyperparameters the kernel reads per configuration, in the order it loads them
+# (hp + 0 .. hp + 6 in _triton_mlp); every other optimizer argument must keep its
+# default, which the kernel has built in.
+HP_COLUMNS = ("lr", "momentum", "weight_decay", "l1", "l2", "norm2", "p")
 _ORDER_LIMIT = 2**26  # mini-batch orders (int32 indices) handed to one launch, at most: 256 MiB
-
-
-class KernelError(RuntimeError):
-    """The Triton kernel failed to compile or run (the sweep then falls back to the vmap engine)."""
 
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def check(spec: Any, x: Tensor, device: torch.device) -> None:
-    """Raise a ValueError naming what ``engine="triton"`` does not support for inputs ``x`` here."""
+def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
+    """What ``engine="triton"`` cannot run for this spec and data, as sentences."""
     settings = getattr(spec.model.apply, "mlp_settings", None)
     dtype = x.dtype
     problems = []
@@ -55,10 +62,16 @@ def check(spec: Any, x: Tensor, device: torch.device) -> None:
         widest = max(settings.sizes[1:-1], default=0)
         if x.shape[0] * widest >= 2**31:  # dropout counters are 32-bit in the kernel
             problems.append(f"rows x widest hidden layer must be below 2**31, got {x.shape[0]} x {widest}")
-    if not any(spec.loss is LOSSES[name] for name in _LOSSES):
+    if spec.loss.name not in _LOSSES:
         problems.append(f"the loss must be one of {sorted(_LOSSES)}")
     if spec.optimizer not in _OPTIMIZERS:
         problems.append(f"the optimizer must be one of {list(_OPTIMIZERS)}, got {spec.optimizer!r}")
+    fixed = [n for n in spec.optimizer_args if n not in HP_COLUMNS]
+    if fixed:
+        problems.append(
+            f"it sweeps only {', '.join(HP_COLUMNS)} and the seed; "
+            f"{', '.join(fixed)} must keep the default ({', '.join(f'{n}={HPARAMS[n].default:g}' for n in fixed)})"
+        )
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
     if device.type != "cuda" and not _interpreting():
@@ -68,19 +81,18 @@ def check(spec: Any, x: Tensor, device: torch.device) -> None:
         )
     if importlib.util.find_spec("triton") is None:
         problems.append("it needs the triton package (pip install triton)")
-    if problems:
-        raise ValueError("engine='triton' is not available: " + "; ".join(problems) + "; use engine='vmap'")
+    return problems
 
 
 def _kernels():
-    return importlib.import_module("regfn._triton_mlp")
+    return importlib.import_module("regfn._sweep._triton_mlp")
 
 
 class Packed:
     """One chunk's parameters, optimizer state, hyperparameters and keys, laid out for the kernel."""
 
-    def __init__(self, spec: Any, prog: Any, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
-        kernels = _kernels()
+    def __init__(self, spec: Spec, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
+        _kernels()  # imports triton: a missing or broken Triton fails here, inside warm_up
         self.state = prog.init(hp)  # kept whole: the compiled order program sees the vmap loop's structure
         params = self.state["params"]
         self.names = list(params)
@@ -90,11 +102,11 @@ class Packed:
         slots = _OPTIMIZERS[spec.optimizer]  # zeros, as regfn.optim starts every slot
         shape = self.theta.shape if slots == 1 else (self.theta.shape[0], slots, self.theta.shape[1])
         self.buf = torch.zeros(shape, dtype=self.theta.dtype, device=self.theta.device)
-        self.hp = torch.stack([hp[name].to(torch.float32) for name in kernels.HP_COLUMNS], 1).contiguous()
+        self.hp = torch.stack([hp[name].to(torch.float32) for name in HP_COLUMNS], 1).contiguous()
         self.keys = _wrap32(self.state["dkey"]).contiguous()
         self.x, self.y = x.contiguous(), y.reshape(-1).contiguous()
         self.sizes = spec.model.apply.mlp_settings.sizes
-        self.mse = spec.loss is LOSSES["mse"]
+        self.mse = spec.loss.name == "mse"
         self.penalties = spec.penalties
         self.prog, self.batch_size = prog, batch_size
 
@@ -135,38 +147,51 @@ class Packed:
         return out
 
 
-def run_chunk(
-    spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, epochs: int, batch_size: int | None, log_every: int,
-    log: Callable[[int, Tensor, dict[str, Tensor]], None], bar: Any,
-) -> dict[str, Tensor]:  # fmt: skip
-    """Train one chunk, one launch per stretch of epochs between log points; returns the final params.
+class TritonEngine(Engine):
+    """The tutorial's kind of sweep in one fused Triton kernel (CUDA; Triton's interpreter for tests)."""
 
-    ``log(done, objective, params)`` is called at every log point.
-    """
-    packed = Packed(spec, prog, hp, data.x, data.y, batch_size)
-    done = 0
-    while done < epochs:
-        n = min(log_every - done % log_every, epochs - done)
-        value = packed.train(done, n)
-        done += n
-        if bar is not None:
-            bar.update(n)
-        if done % log_every == 0 or done == epochs:
-            log(done, value, packed.params())
-    return packed.params()
+    name = "triton"
 
+    @property
+    def needs_warm_up(self) -> bool:
+        return True  # the kernel compiles per chunk size, whatever job.compile says
 
-def warm_up(spec: Any, prog: Any, hp: dict[str, Tensor], data: Any, batch_size: int | None) -> dict[str, Tensor]:
-    """Compile the kernel for this workload: one epoch on a throwaway chunk; returns its parameters.
+    @classmethod
+    def problems(cls, job: Job) -> list[str]:
+        return _problems(job.spec, job.data.x, job.device)
 
-    The epoch counters are not specialised on, so one compiled kernel serves
-    every stretch of epochs.
-    """
-    try:
-        packed = Packed(spec, prog, hp, data.x, data.y, batch_size)
-        packed.train(0, 1)
+    def _packed(self, hp: dict[str, Tensor]) -> Packed:
+        job = self.job
+        return Packed(job.spec, self.program, hp, job.data.x, job.data.y, job.batch_size)
+
+    def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Compile the kernel for this workload: one epoch on a throwaway chunk; returns its parameters.
+
+        The epoch counters are not specialised on, so one compiled kernel
+        serves every stretch of epochs. Whatever Triton raises hands the
+        sweep over to the vmap engine.
+        """
+        try:
+            packed = self._packed(hp)
+            packed.train(0, 1)
+            return packed.params()
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:
+            message = f"the Triton kernel failed ({type(err).__name__}: {err}); running engine='vmap'"
+            raise EngineFailed(message, VmapEngine(self.job)) from err
+
+    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
+        """One launch per stretch of epochs between log points."""
+        epochs, log_every = self.job.epochs, self.job.log_every
+        packed = self._packed(hp)
+        done = 0
+        while done < epochs:
+            n = min(log_every - done % log_every, epochs - done)
+            value = packed.train(done, n)
+            done += n
+            if bar is not None:
+                bar.update(n)
+            if done % log_every == 0 or done == epochs:
+                log(done, value, packed.params())
         return packed.params()
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except Exception as err:
-        raise KernelError(f"{type(err).__name__}: {err}") from err

@@ -1,0 +1,195 @@
+"""The hyperparameter registry: every name a sweep can vary, declared once.
+
+Each :class:`HParam` says what a configuration may set: its default, its
+allowed range, where it goes (an optimizer argument, a penalty, the model,
+the run), how the command line spells it and how figures label it. The sweep
+(:func:`regfn.sweep`), the ``regfn`` command, the optimizer factories' checks,
+the figures and the Triton engine all read this table, so they accept and
+reject exactly the same values. Adding a sweepable hyperparameter is one entry
+here plus the code that uses it.
+
+Examples:
+    >>> HPARAMS["p"].check(0.5, "regfn.sweep")
+    0.5
+    >>> HPARAMS["lr"].describe()
+    'the learning rate, >= 0'
+    >>> HPARAMS["momentum"].check(-0.1, "regfn.sweep")
+    Traceback (most recent call last):
+    ...
+    ValueError: regfn.sweep: momentum must be >= 0, got -0.1
+    >>> optimizer_defaults("adagrad")["eps"], optimizer_defaults("adam")["eps"]
+    (1e-10, 1e-08)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._checks import check_int, check_real, in_interval, interval_text
+
+__all__ = [
+    "HPARAMS",
+    "OPTIMIZER_ARGS",
+    "PENALTY_NAMES",
+    "HParam",
+    "bounds",
+    "defaults",
+    "optimizer_defaults",
+]
+
+Target = Literal["optimizer", "penalty", "model", "run"]
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One sweepable hyperparameter.
+
+    Attributes:
+        name: the key in a configuration dict (``"l2"``).
+        default: the value a configuration gets when it does not say.
+        low, high: the ends of the allowed range (``None``: no end).
+        low_open, high_open: whether that end is excluded.
+        target: where it goes: ``"optimizer"`` (an argument of the
+            optimizer factories), ``"penalty"``, ``"model"`` (the dropout
+            rate) or ``"run"`` (the seed).
+        what: a short description for messages and ``--help``.
+        label: how figures label an axis of it.
+        integer: whether values are integers (the seed).
+        column: always a column of a sweep's results (the others are
+            columns only when a configuration sets them).
+    """
+
+    name: str
+    default: float | int
+    low: float | None
+    high: float | None
+    target: Target
+    what: str
+    label: str
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    column: bool = False
+
+    @property
+    def cli(self) -> str:
+        """The command-line option: ``--weight-decay``."""
+        return "--" + self.name.replace("_", "-")
+
+    def range_text(self) -> str:
+        """The allowed range in words: ``">= 0"``, ``"in [0, 1)"``."""
+        return interval_text(self.low, self.high, self.low_open, self.high_open)
+
+    def describe(self) -> str:
+        """What it is and its range: ``"the learning rate, >= 0"``."""
+        return f"{self.what}, {self.range_text()}"
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is allowed (range only; types are :meth:`check`'s job)."""
+        return in_interval(value, self.low, self.high, self.low_open, self.high_open)
+
+    def check(self, value: Any, where: str) -> float | int:
+        """``value`` validated and normalised (a float, or an int for the seed).
+
+        One-element tensors are read with ``.item()``.
+
+        Raises:
+            TypeError: for a value that is not a number (an int for the seed).
+            ValueError: for a value outside the range.
+        """
+        if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:
+            value = value.item()
+        if self.integer:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            low = None if self.low is None else int(self.low)
+            high = None if self.high is None else int(self.high) - (1 if self.high_open else 0)
+            return check_int(value, self.name, where, low=low, high=high)
+        return check_real(
+            value,
+            self.name,
+            where,
+            low=self.low,
+            high=self.high,
+            low_open=self.low_open,
+            high_open=self.high_open,
+        )
+
+
+def _entries(*params: HParam) -> dict[str, HParam]:
+    return {p.name: p for p in params}
+
+
+_INF = math.inf
+HPARAMS: Mapping[str, HParam] = _entries(
+    # optimizer arguments: torch.optim's names and ranges (regfn.optim's factories check these)
+    HParam("lr", 0.01, 0.0, None, "optimizer", "the learning rate", "learning rate", column=True),
+    HParam("momentum", 0.0, 0.0, None, "optimizer", "momentum (sgd, rmsprop)", "momentum", column=True),
+    HParam("dampening", 0.0, 0.0, 1.0, "optimizer", "momentum dampening (sgd)", "dampening"),
+    HParam("weight_decay", 0.0, 0.0, None, "optimizer", "the optimizer's weight decay", "weight decay", column=True),
+    HParam("beta1", 0.9, 0.0, 1.0, "optimizer", "Adam's first-moment decay", "beta1", high_open=True),
+    HParam("beta2", 0.999, 0.0, 1.0, "optimizer", "Adam's second-moment decay", "beta2", high_open=True),
+    HParam("eps", 1e-8, 0.0, None, "optimizer", "the denominator's epsilon (adam, rmsprop, adagrad)", "eps"),
+    HParam("alpha", 0.99, 0.0, 1.0, "optimizer", "RMSprop's smoothing constant", "alpha"),
+    HParam("lr_decay", 0.0, 0.0, None, "optimizer", "Adagrad's learning-rate decay", "lr decay"),
+    HParam(
+        "initial_accumulator_value",
+        0.0,
+        0.0,
+        None,
+        "optimizer",
+        "Adagrad's initial accumulator",
+        "initial accumulator",
+    ),
+    # penalties added to the loss
+    HParam("l1", 0.0, 0.0, None, "penalty", "an L1 strength (s * sum|w|)", "L1 strength (l1 · Σ|w|)", column=True),
+    HParam("l2", 0.0, 0.0, None, "penalty", "an L2 strength (s/2 * sum w^2)", "L2 strength (l2/2 · Σw²)", column=True),
+    HParam(
+        "norm2", 0.0, 0.0, None, "penalty", "the tutorial's s * sum_p ||p||_2", "norm2 strength (Σ‖W‖₂)", column=True
+    ),
+    # the model
+    HParam("p", 0.0, 0.0, 1.0, "model", "a dropout rate", "dropout rate p", column=True),
+    # the run
+    HParam("seed", 0, -(2**63), 2**63, "run", "a run seed", "seed", high_open=True, integer=True, column=True),
+)
+"""Every sweepable hyperparameter, by name, in the order tables show them."""
+
+# The optimizers a sweep can use and the registry names each one takes (its arguments).
+OPTIMIZER_ARGS: Mapping[str, tuple[str, ...]] = {
+    "sgd": ("lr", "momentum", "dampening", "weight_decay"),
+    "adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+    "adamw": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+    "rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum"),
+    "adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+}
+# Where an optimizer's own default differs from the registry's (torch.optim's). AdamW's
+# weight decay is not among them: a sweep's weight_decay defaults to 0 for every optimizer.
+_OPTIMIZER_OVERRIDES: Mapping[str, Mapping[str, float]] = {
+    "adagrad": {"eps": 1e-10},
+}
+PENALTY_NAMES: tuple[str, ...] = tuple(n for n, p in HPARAMS.items() if p.target == "penalty")
+
+
+def optimizer_defaults(optimizer: str) -> dict[str, float | int]:
+    """Every registry name with the value a configuration gets under ``optimizer``.
+
+    The optimizer's own defaults (Adagrad's eps is 1e-10, as in torch.optim)
+    replace the registry's for the arguments it takes.
+    """
+    out = defaults()
+    out.update(_OPTIMIZER_OVERRIDES.get(optimizer, {}))
+    return out
+
+
+def defaults() -> dict[str, float | int]:
+    """Every registry name with its default."""
+    return {name: p.default for name, p in HPARAMS.items()}
+
+
+def bounds(name: str) -> dict[str, Any]:
+    """The range of ``name`` as keyword arguments (``low``, ``high``, ``low_open``, ``high_open``)."""
+    p = HPARAMS[name]
+    return {"low": p.low, "high": p.high, "low_open": p.low_open, "high_open": p.high_open}

@@ -1,0 +1,404 @@
+"""The sweep driver: configurations in, chunks to an engine, a results table out.
+
+:func:`sweep` validates the configurations against the hyperparameter
+registry (:mod:`regfn._hparams`), turns them into one ``(K,)`` tensor per
+hyperparameter, cuts them into equal chunks (the last one padded) that fit in
+memory, and hands each chunk to an engine (:mod:`regfn._sweep._engine`): the
+vmap engine (:mod:`regfn._sweep._vmap`) or the Triton engine
+(:mod:`regfn._sweep._triton`). Should a chunk run out of GPU memory with
+automatic chunks, the chunk size is halved and the chunk rerun; should an
+engine fail to warm up, the driver warns and runs the engine it names
+instead. The driver evaluates every chunk the same way, whichever engine
+trained it, and assembles the rows.
+
+Examples:
+    >>> import regfn
+    >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+    >>> model = regfn.nn.mlp((2, 8, 1), output="logits")
+    >>> result = regfn.sweep(model, data, regfn.grid(l2=[0.0, 1e-2], seed=[0, 1]),
+    ...                      epochs=5, compile=False, quiet=True)
+    >>> len(result), result.rows[1]["l2"], result.rows[1]["seed"]
+    (4, 0.0, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_int
+from .._hparams import OPTIMIZER_ARGS
+from ..data import Dataset
+from ..losses import Loss, get_loss
+from ..nn import Model
+from ..random import key as make_key
+from ..results import SweepResult
+from ._configs import Configs, hyper_tensors, live_penalties, normalize, shown_names
+from ._engine import Engine, EngineFailed, Job, warn
+from ._program import Spec, live_optimizer_args
+from ._triton import TritonEngine
+from ._vmap import VmapEngine
+
+__all__ = ["ENGINES", "auto_chunk_size", "sweep"]
+
+ENGINES: Mapping[str, type[Engine]] = {engine.name: engine for engine in (VmapEngine, TritonEngine)}
+"""The engines a sweep can run, by name."""
+
+
+# ----------------------------------------------------------------- memory
+
+
+def _memory_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        total = 8 * 2**30
+    return int(min(total * 0.25, 4 * 2**30))
+
+
+def auto_chunk_size(params: Mapping[str, Tensor], rows_per_step: int, n_features: int, device: torch.device) -> int:
+    """How many configurations fit in memory at once (a conservative estimate).
+
+    Per configuration it counts parameters, gradients and optimizer state
+    (about 16 copies of the parameters) and activations of one step: about
+    12 floats per row per unit, where the units are the input features plus
+    the sizes of the 1-D parameters (the biases, i.e. the layer widths).
+    """
+    n_params = sum(p.numel() for p in params.values())
+    width = n_features + sum(p.numel() for p in params.values() if p.ndim == 1)
+    per_config = 4 * (16 * n_params + 12 * rows_per_step * width) + 4096
+    return max(1, _memory_budget(device) // per_config)
+
+
+# ----------------------------------------------------------------- the public entry point
+
+
+def sweep(
+    model: Model,
+    data: Dataset,
+    configs: Configs,
+    *,
+    val: Dataset | None = None,
+    loss: str | Loss = "bce_logits",
+    optimizer: str = "sgd",
+    epochs: int = 100,
+    batch_size: int | None = None,
+    log_every: int | None = None,
+    chunk_size: int | str | None = "auto",
+    device: str | torch.device | None = None,
+    compile: bool = True,
+    cuda_graphs: bool = True,
+    threads: int | None = None,
+    engine: str = "vmap",
+    quiet: bool = False,
+) -> SweepResult:
+    """Train every configuration in ``configs`` at once and tabulate the results.
+
+    Args:
+        model: ``Model(init, apply)``, e.g. ``regfn.nn.mlp((8, 6, 4, 1), output="logits")``.
+        data: training data (:class:`~regfn.data.Dataset`).
+        configs: a list of dicts, or a dict of value lists (a grid, see
+            :func:`regfn.grid`). Keys: the optimizer's arguments (``lr``,
+            ``momentum``, ``dampening``, ``weight_decay`` (coupled, torch's),
+            ``beta1``, ``beta2``, ``eps``, ``alpha``, ``lr_decay``,
+            ``initial_accumulator_value``: each optimizer takes torch.optim's
+            own), ``l1``, ``l2`` (``l2/2 * sum w**2``), ``norm2`` (the
+            tutorial's ``sum ||w||_2``), ``p`` (dropout after each hidden
+            layer), ``seed``. Missing keys take their defaults (the
+            optimizer's own for its arguments); ranges are those of
+            torch.optim and of the penalties.
+        val: validation data, evaluated at every log point and at the end.
+        loss: ``"bce_logits"``, ``"bce"``, ``"mse"`` or a :class:`regfn.losses.Loss`.
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"``.
+        epochs: passes over the data.
+        batch_size: ``None`` for full batch, else keyed mini-batches (last
+            incomplete batch dropped), shuffled per configuration and epoch.
+        log_every: sample the curves every this many epochs (default:
+            ``max(1, epochs // 20)``).
+        chunk_size: configurations per vmapped call: ``"auto"`` (from a
+            memory estimate; should a chunk still run out of GPU memory, the
+            chunk size is halved, with a warning, and that chunk rerun, which
+            recompiles the step), an int, or ``None`` for all at once.
+        device: where to train (default: the data's device).
+        compile: compile the step with ``torch.compile`` (falls back to eager,
+            with a warning, if compilation fails).
+        cuda_graphs: on CUDA, replay captured blocks of epochs.
+        threads: on CPU, the number of threads torch uses during the sweep
+            (restored afterwards); ``None`` keeps torch's setting. On an idle
+            machine all cores help, but a compiled step of a small model is a
+            few dozen tiny kernels, each ending in an OpenMP barrier, which
+            stall when other processes hold the cores: pass ``threads=1`` on a
+            busy machine (BENCHMARKS.md has the measurements).
+        engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
+            over configurations and compiled) or ``"triton"`` (CUDA only: one
+            fused Triton kernel trains each configuration of the tutorial's
+            kind of model, everything in registers, one launch per stretch of
+            epochs between log points; needs ``pip install triton``). The
+            Triton engine takes an MLP from :func:`regfn.nn.mlp` with ReLU
+            hidden layers (any number), one logit output, the ``"bce_logits"`` or
+            ``"mse"`` loss, any of the five optimizers with its arguments
+            other than ``lr``, ``momentum`` and ``weight_decay`` at their
+            defaults, and float32 (full batch or mini-batches);
+            anything else raises a ValueError that says what. Its masks are
+            the same bits and its numbers agree with ``"vmap"`` to float
+            tolerance (sums run in another order). Should the kernel fail to
+            compile, the sweep warns and runs ``"vmap"``.
+        quiet: no progress bar and no divergence warning.
+
+    Returns:
+        A :class:`~regfn.results.SweepResult` with one row per configuration.
+
+    Raises:
+        ValueError, TypeError: for bad configurations or arguments; the
+            message names the argument and the allowed range.
+    """
+    loss = get_loss(loss)
+    if optimizer not in OPTIMIZER_ARGS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_ARGS)}, got {optimizer!r}")
+    check_int(epochs, "epochs", "regfn.sweep", low=1)
+    rows, given = normalize(configs, optimizer)
+    log_every = max(1, epochs // 20) if log_every is None else check_int(log_every, "log_every", "regfn.sweep", low=1)
+    device = torch.device(device) if device is not None else data.x.device
+    data = data.to(device)
+    val = val.to(device) if val is not None else None
+    if batch_size is not None:
+        check_int(batch_size, "batch_size", "regfn.sweep", low=1, high=len(data))
+    if threads is not None:
+        check_int(threads, "threads", "regfn.sweep", low=1)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    chunk = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), data.x.shape[-1], device)
+
+    spec = Spec(
+        model, loss, optimizer, live_optimizer_args(rows, optimizer), live_penalties(rows), batch_size is not None
+    )
+    job = Job(spec, data, val, epochs, batch_size, log_every, compile, cuda_graphs)
+    problems = ENGINES[engine].problems(job)
+    if problems:
+        raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
+    hp_all = hyper_tensors(rows, data.x.dtype, device)
+    with _cpu_threads(threads if device.type == "cpu" else None):
+        result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
+    return _table(rows, shown_names(given), result, quiet)
+
+
+def _chunk_size(
+    chunk_size: int | str | None, k: int, model: Model, rows_per_step: int, n_features: int, device: torch.device
+) -> int:
+    if chunk_size == "auto":
+        chunk = auto_chunk_size(model.init(make_key(0)), rows_per_step, n_features, device)
+    elif chunk_size is None:
+        chunk = k
+    elif isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
+        chunk = chunk_size
+    else:
+        raise ValueError(f"regfn.sweep: chunk_size must be 'auto', None or an int >= 1, got {chunk_size!r}")
+    return min(chunk, k)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _progress(total: int, quiet: bool) -> Any:
+    if quiet:
+        return contextlib.nullcontext(None)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return contextlib.nullcontext(None)
+    return tqdm(total=total, unit="epoch", desc="sweep", leave=False)
+
+
+def _pad(hp: dict[str, Tensor], size: int) -> dict[str, Tensor]:
+    k = next(iter(hp.values())).shape[0]
+    if k == size:
+        return hp
+    return {n: torch.cat([v, v[-1:].expand(size - k)]) for n, v in hp.items()}
+
+
+def _sparsity(params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    weights = [p.flatten(1) for p in params.values() if p.ndim >= 3]  # (K, ...) weight matrices
+    if not weights:
+        weights = [p.flatten(1) for p in params.values()]
+    w = torch.cat(weights, dim=1)
+    return (w == 0).float().mean(1), (w.abs() < 1e-6).float().mean(1)
+
+
+# ----------------------------------------------------------------- the chunk loop
+
+
+class _Driver:
+    """Runs every chunk of one sweep call through an engine; collects each chunk's outputs."""
+
+    def __init__(self, engine: Engine, hp_all: dict[str, Tensor], chunk: int, *, adaptive: bool, quiet: bool):
+        self.engine, self.hp_all, self.chunk = engine, hp_all, chunk
+        self.adaptive, self.quiet = adaptive, quiet
+        self.k = next(iter(hp_all.values())).shape[0]
+        self.compile_s = 0.0
+
+    @property
+    def job(self) -> Job:
+        return self.engine.job
+
+    def _hp(self, start: int) -> dict[str, Tensor]:
+        return _pad({n: v[start : start + self.chunk] for n, v in self.hp_all.items()}, self.chunk)
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        epochs = self.job.epochs
+        outputs: list[dict[str, Any]] = []
+        start, warm = 0, None
+        with _progress(epochs * math.ceil(self.k / self.chunk), self.quiet) as bar:
+            while start < self.k:
+                try:
+                    if self.engine.needs_warm_up and warm != self.chunk:  # warm up on a throwaway chunk
+                        tc = time.perf_counter()
+                        self._warm_up(self._hp(0))
+                        self.compile_s += time.perf_counter() - tc
+                        warm = self.chunk
+                    outputs.append(self._finish_chunk(self._hp(start), bar, self.k - start))
+                    start += self.chunk
+                except torch.cuda.OutOfMemoryError:
+                    if not self.adaptive or self.chunk == 1:
+                        raise
+                    self._after_out_of_memory(self.k - start, epochs * len(outputs), bar)
+        if self.job.device.type == "cuda":
+            torch.cuda.synchronize(self.job.device)
+        total_s = time.perf_counter() - t0
+        timings = {"compile_s": self.compile_s, "run_s": total_s - self.compile_s, "total_s": total_s}
+        return {"outputs": outputs, "timings": timings, "engine": self.engine.name}
+
+    def _warm_up(self, hp: dict[str, Tensor]) -> None:
+        """Compile for this chunk size; on an engine's failure, warn and switch to the engine it names.
+
+        Running out of memory is not a failure of the engine: it propagates,
+        so that the caller can shrink the chunks.
+        """
+        while True:
+            try:
+                params = self.engine.warm_up(hp)
+                self._warm_eval(params, hp)
+                return
+            except EngineFailed as failed:
+                warn(f"regfn.sweep: {failed.message}")
+                self.engine = failed.fallback
+                if not self.engine.needs_warm_up:
+                    return
+
+    def _warm_eval(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> None:
+        job, evaluate = self.job, self.engine.program.eval
+        try:
+            evaluate(params, hp, job.data.x, job.data.y)
+            if job.val is not None and len(job.val):
+                evaluate(params, hp, job.val.x, job.val.y)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:
+            if not self.engine.program.compiled:
+                raise
+            raise VmapEngine(job).eager_fallback(err) from err
+        if job.device.type == "cuda":
+            torch.cuda.synchronize(job.device)
+
+    def _after_out_of_memory(self, left: int, done: int, bar: Any) -> None:
+        """Halve the chunk size after an out-of-memory error, warn, and recount the progress bar.
+
+        ``left`` configurations remain; the bar has ``done`` epochs of finished chunks.
+        """
+        smaller = max(1, min(self.chunk, left) // 2)
+        warn(
+            f"regfn.sweep: out of GPU memory with chunks of {self.chunk} configurations; "
+            f"retrying with {smaller} (a compiled step is recompiled for the new size)"
+        )
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if bar is not None:  # the failed chunk's epochs are run again, in smaller chunks
+            bar.total = done + self.job.epochs * math.ceil(left / smaller)
+            bar.n = done
+            bar.refresh()
+        self.chunk = smaller
+
+    def _finish_chunk(self, hp: dict[str, Tensor], bar: Any, keep: int) -> dict[str, Any]:
+        """Train one chunk and reduce it to the rows it keeps (the padding is dropped)."""
+        job, evaluate = self.job, self.engine.program.eval
+        curves: dict[str, list[Tensor]] = {}
+        logged: list[int] = []
+
+        def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
+            logged.append(done)
+            curves.setdefault("loss", []).append(value.detach().clone())
+            if job.val is not None and len(job.val):
+                for name, v in evaluate(params, hp, job.val.x, job.val.y).items():
+                    curves.setdefault(f"val_{name}", []).append(v)
+
+        params = self.engine.run(hp, log, bar)
+        final = dict(evaluate(params, hp, job.data.x, job.data.y))
+        # The last curve point is logged after the last epoch: the final validation metrics.
+        final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
+        zero, tiny = _sparsity(params)
+        finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
+        stacked = {n: torch.stack(v, dim=1) for n, v in curves.items()}
+        bad = ~torch.isfinite(stacked["loss"])  # (K, T)
+        n = min(keep, hp["lr"].shape[0])
+        return {
+            "final": {name: v[:n].cpu() for name, v in final.items()},
+            "zero_frac": zero[:n].cpu(),
+            "tiny_frac": tiny[:n].cpu(),
+            "finite": finite[:n].cpu(),
+            "bad": bad[:n].cpu(),
+            "curves": {name: v[:n].cpu() for name, v in stacked.items()},
+            "logged": logged,
+        }
+
+
+# ----------------------------------------------------------------- the results table
+
+
+def _table(rows: list[dict[str, Any]], shown: tuple[str, ...], run: dict[str, Any], quiet: bool) -> SweepResult:
+    outputs = run["outputs"]
+
+    def cat(key: str) -> Tensor:
+        return torch.cat([o[key] for o in outputs])
+
+    final = {name: torch.cat([o["final"][name] for o in outputs]) for name in outputs[0]["final"]}
+    curves = {name: torch.cat([o["curves"][name] for o in outputs]) for name in outputs[0]["curves"]}
+    zero, tiny, finite, bad = cat("zero_frac"), cat("tiny_frac"), cat("finite"), cat("bad")
+    logged = outputs[0]["logged"]
+    table = []
+    for i, row in enumerate(rows):
+        out: dict[str, Any] = {name: row[name] for name in shown}
+        out.update({name: float(v[i]) for name, v in final.items()})
+        out["zero_frac"], out["tiny_frac"] = float(zero[i]), float(tiny[i])
+        diverged = bool(bad[i].any()) or not bool(finite[i]) or not math.isfinite(out["loss"])
+        first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
+        out["diverged"] = diverged
+        out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
+        table.append(out)
+    result = SweepResult(table, curves, logged, shown)
+    result.timings = run["timings"]
+    result.engine = run["engine"]
+    if result.diverged and not quiet:
+        first_bad = result.diverged[0]
+        warn(
+            f"regfn.sweep: {len(result.diverged)} of {len(rows)} configurations diverged (NaN/inf), "
+            f"e.g. config {first_bad}: { {n: rows[first_bad][n] for n in shown} }; they are flagged in the results"
+        )
+    return result

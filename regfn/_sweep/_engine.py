@@ -1,0 +1,133 @@
+"""The interface every sweep engine implements, and the job it runs.
+
+The driver (:mod:`regfn._sweep._driver`) cuts the configurations into chunks
+and hands each chunk to an engine; an engine trains a chunk and nothing else.
+It implements three things:
+
+* :meth:`Engine.problems` (a classmethod): what it cannot run for a job, as
+  sentences; the driver refuses the sweep with them before any work starts;
+* :meth:`Engine.warm_up`: compile for one chunk size on a throwaway chunk
+  (the driver then warms the shared evaluation); a failure the engine can
+  recover from becomes :class:`EngineFailed`, naming the engine to hand over to;
+* :meth:`Engine.run`: train one chunk, calling ``log`` at every log point,
+  and return the final parameters.
+
+Engines share :class:`~regfn._sweep._program.Program` (initial state,
+mini-batch orders, evaluation), so every engine starts from the same
+parameters and keys, and the driver evaluates every engine's results the
+same way. An engine reads models and losses by their declared properties
+(``apply.mlp_settings``, ``Loss.name``), never by identity.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..data import Dataset
+from ._program import Program, Spec, program
+
+__all__ = ["Engine", "EngineFailed", "Job", "LogFn", "warn"]
+
+LogFn = Callable[[int, Tensor, dict[str, Tensor]], None]
+"""``log(epochs_done, objective, params)``: called by an engine at every log point."""
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def warn(message: str) -> None:
+    """Warn with ``message``, pointing at the first caller outside regfn (the user's line)."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is the frame that called warn()
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+@dataclass(frozen=True)
+class Job:
+    """The settings of one sweep call that every chunk shares.
+
+    Attributes:
+        spec: what the program depends on (model, loss, optimizer, ...).
+        data: the training data, on the sweep's device.
+        val: the validation data, or ``None``.
+        epochs: passes over the data.
+        batch_size: ``None`` for full batch.
+        log_every: the curves' sampling interval, in epochs.
+        compile: whether to compile (``torch.compile``, or the engine's own compiler).
+        cuda_graphs: whether a CUDA engine may capture and replay blocks of epochs.
+    """
+
+    spec: Spec
+    data: Dataset
+    val: Dataset | None
+    epochs: int
+    batch_size: int | None
+    log_every: int
+    compile: bool
+    cuda_graphs: bool
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.x.device
+
+
+class EngineFailed(RuntimeError):
+    """An engine could not warm up; the driver warns with ``message`` and runs ``fallback`` instead."""
+
+    def __init__(self, message: str, fallback: Engine):
+        super().__init__(message)
+        self.message = message
+        self.fallback = fallback
+
+
+class Engine(abc.ABC):
+    """A way to train a chunk of configurations (see the module docstring)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.program: Program = program(job.spec, self.compiles_program)
+
+    @property
+    def compiles_program(self) -> bool:
+        """Whether this engine's shared :class:`Program` is compiled."""
+        return self.job.compile
+
+    @property
+    def needs_warm_up(self) -> bool:
+        """Whether a new chunk size must be warmed up (compiled) before it runs."""
+        return self.job.compile
+
+    @classmethod
+    def problems(cls, job: Job) -> list[str]:
+        """What this engine cannot run for ``job`` (empty: it can run it)."""
+        return []
+
+    @abc.abstractmethod
+    def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Compile for chunks of this size on a throwaway run; return its parameters.
+
+        Raises:
+            EngineFailed: when the engine cannot run and another should.
+            torch.cuda.OutOfMemoryError: propagated, so the driver can shrink chunks.
+        """
+
+    @abc.abstractmethod
+    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
+        """Train one chunk (``hp``: ``(chunk,)`` tensors); return its final parameters.
+
+        Calls ``log(done, objective, params)`` after epoch ``done`` whenever
+        ``done`` is a multiple of ``job.log_every`` or the last epoch, and
+        advances ``bar`` (a tqdm bar or ``None``) by the epochs it runs.
+        """

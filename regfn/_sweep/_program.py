@@ -1,0 +1,199 @@
+"""What one configuration computes, written once and vmapped over configurations.
+
+A :class:`Spec` is everything a sweep holds fixed (model, loss, optimizer,
+which penalties and optimizer arguments are live, full batch or not); the
+hyperparameters are a dict of ``(K,)`` tensors, one entry per configuration,
+so new values never change the program. The pure per-configuration functions
+here (initial state, one step, a mini-batch order, the evaluation) are what
+:func:`regfn.train` runs for one configuration; :class:`Program` holds them
+vmapped (and compiled) for the engines, which decide how to run them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from .. import optim
+from .._hparams import OPTIMIZER_ARGS, optimizer_defaults
+from .._train import evaluate, run_keys, step_key, train_step
+from ..data import batches
+from ..losses import Loss
+from ..nn import Model
+from ..penalties import Penalty, l1, l2, norm
+from ..random import fold_in
+from ..random import key as make_key
+
+__all__ = [
+    "FACTORIES",
+    "PENALTIES",
+    "Program",
+    "Spec",
+    "build_optimizer",
+    "factory_defaults",
+    "live_optimizer_args",
+    "program",
+]
+
+FACTORIES: Mapping[str, Callable[..., optim.Transform]] = {
+    "sgd": optim.sgd,
+    "adam": optim.adam,
+    "adamw": optim.adamw,
+    "rmsprop": optim.rmsprop,
+    "adagrad": optim.adagrad,
+}
+"""The optimizer factories by name (the registry's ``OPTIMIZER_ARGS`` lists what each takes)."""
+
+PENALTIES: Mapping[str, Callable[[Any], Penalty]] = {
+    "l1": l1,
+    "l2": l2,
+    "norm2": lambda s: norm(s, 2),  # the tutorial's strength * sum_p ||p||_2
+}
+"""The penalty of each penalty hyperparameter, built from its strength."""
+
+
+def build_optimizer(name: str, values: Mapping[str, Any]) -> optim.Transform:
+    """The optimizer ``name`` built from registry values (``beta1``/``beta2`` become ``betas``).
+
+    Arguments missing from ``values`` keep the factory's default.
+
+    Examples:
+        >>> opt = build_optimizer("adam", {"lr": 1e-3, "beta2": 0.99})  # optim.adam(1e-3, betas=(0.9, 0.99))
+        >>> opt.init({})
+        ({'step': tensor(0), 'exp_avg': {}, 'exp_avg_sq': {}}, {})
+    """
+    kwargs = dict(values)
+    if "beta1" in kwargs or "beta2" in kwargs:
+        d = optimizer_defaults(name)
+        kwargs["betas"] = (kwargs.pop("beta1", d["beta1"]), kwargs.pop("beta2", d["beta2"]))
+    return FACTORIES[name](**kwargs)
+
+
+@functools.cache
+def factory_defaults(name: str) -> dict[str, Any]:
+    """The defaults of optimizer ``name``'s factory, by registry name (``betas`` as ``beta1``, ``beta2``).
+
+    Examples:
+        >>> factory_defaults("adamw")["weight_decay"], factory_defaults("adam")["beta2"]
+        (0.01, 0.999)
+    """
+    out = {
+        arg: p.default
+        for arg, p in inspect.signature(FACTORIES[name]).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    if "betas" in out:
+        out["beta1"], out["beta2"] = out.pop("betas")
+    return out
+
+
+def live_optimizer_args(rows: Sequence[Mapping[str, Any]], optimizer: str) -> tuple[str, ...]:
+    """The arguments handed to the optimizer as tensors: ``lr`` and any other that leaves the factory's default.
+
+    The rest keep the factory's default as a Python number, so an argument
+    nobody sweeps adds no work to the step. (A sweep's AdamW has no weight
+    decay unless a configuration sets one, so there ``weight_decay`` is live.)
+    """
+    own = factory_defaults(optimizer)
+    return tuple(
+        name for name in OPTIMIZER_ARGS[optimizer] if name == "lr" or any(r[name] != own.get(name) for r in rows)
+    )
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What stays fixed across configurations (the compiled program depends on it).
+
+    Attributes:
+        model: the model.
+        loss: the loss.
+        optimizer: the optimizer's name (a key of :data:`FACTORIES`).
+        optimizer_args: the registry names handed to the optimizer as
+            per-configuration tensors; the others keep the factory's default
+            (so an argument nobody sweeps costs nothing).
+        penalties: the penalty names some configuration turns on.
+        minibatch: keyed mini-batches (else full batch).
+    """
+
+    model: Model
+    loss: Loss
+    optimizer: str
+    optimizer_args: tuple[str, ...]
+    penalties: tuple[str, ...]
+    minibatch: bool
+
+
+def _parts(spec: Spec, hp: Mapping[str, Tensor]) -> tuple[optim.Transform, list[Penalty]]:
+    opt = build_optimizer(spec.optimizer, {n: hp[n] for n in spec.optimizer_args})
+    return opt, [PENALTIES[n](hp[n]) for n in spec.penalties]
+
+
+def init_state(spec: Spec, hp: Mapping[str, Tensor]) -> dict[str, Any]:
+    """One configuration's starting state: params, optimizer state, dropout and shuffle keys."""
+    init_key, dropout_key, shuffle_key = run_keys(make_key(hp["seed"]))
+    params = spec.model.init(init_key)
+    opt, _ = _parts(spec, hp)
+    return {"params": params, "opt": opt.init(params), "dkey": dropout_key, "skey": shuffle_key}
+
+
+def step(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], x, y, epoch, batch):
+    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective)."""
+    opt, pens = _parts(spec, hp)
+    k = step_key(state["dkey"], epoch, batch)
+    params, opt_state, value = train_step(
+        spec.model, spec.loss, opt, pens, hp["p"], state["params"], state["opt"], x, y, k
+    )
+    return {**state, "params": params, "opt": opt_state}, value
+
+
+def step_batch(spec: Spec, state, hp, x, y, idx, epoch, batch):
+    """:func:`step` on the rows ``idx`` of ``(x, y)``."""
+    return step(spec, state, hp, x[idx], y[idx], epoch, batch)
+
+
+def order(state: Mapping[str, Any], epoch, n: int, batch_size: int) -> Tensor:
+    """One configuration's mini-batch order of epoch ``epoch`` (``(n // batch_size, batch_size)`` rows)."""
+    return batches(fold_in(state["skey"], epoch), n, batch_size)
+
+
+def evaluate_config(spec: Spec, params, hp: Mapping[str, Tensor], x, y) -> dict[str, Tensor]:
+    """One configuration's metrics with dropout off (see :func:`regfn._train.evaluate`)."""
+    _, pens = _parts(spec, hp)
+    return evaluate(spec.model, spec.loss, pens, params, x, y)
+
+
+class Program:
+    """The per-configuration functions of one spec, vmapped (and possibly compiled).
+
+    Attributes:
+        compiled: whether the functions go through ``torch.compile``.
+        init: ``init(hp) -> state`` (never compiled: it runs once a chunk).
+        step, step_batch: one step of every configuration (full batch / rows ``idx``).
+        order: every configuration's mini-batch order of an epoch.
+        eval: every configuration's metrics on ``(x, y)``.
+    """
+
+    def __init__(self, spec: Spec, compiled: bool):
+        self.spec = spec
+        self.compiled = compiled
+        # dynamic=False: one static program per data shape (train and validation
+        # evaluations differ in rows), instead of a slower symbolic recompilation.
+        wrap = functools.partial(torch.compile, dynamic=False) if compiled else (lambda f: f)
+        self.init = vmap(functools.partial(init_state, spec))
+        self.step = wrap(vmap(functools.partial(step, spec), in_dims=(0, 0, None, None, None, None)))
+        self.step_batch = wrap(vmap(functools.partial(step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))
+        self.order = wrap(vmap(order, in_dims=(0, None, None, None)))
+        self.eval = wrap(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
+
+
+@functools.lru_cache(maxsize=16)
+def program(spec: Spec, compiled: bool) -> Program:
+    """The program of ``spec``, cached so that chunks and repeated calls reuse one compiled program."""
+    return Program(spec, compiled)

@@ -1,0 +1,136 @@
+"""The vmap engine: the per-configuration step, vmapped over a chunk and compiled.
+
+It runs any model, loss and optimizer. Each epoch calls the compiled step
+(once per mini-batch); on CUDA with compilation on, a block of epochs is
+captured once in a CUDA graph and replayed, so a block costs one launch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils import _pytree
+
+from ._engine import Engine, EngineFailed, Job, LogFn, warn
+from ._program import Program
+
+__all__ = ["VmapEngine"]
+
+
+def tree_clone(tree: Any) -> Any:
+    """A copy of every tensor of ``tree`` (unbatched init outputs come back expanded: clone them)."""
+    return _pytree.tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, tree)
+
+
+def _tree_copy_(dst: Any, src: Any) -> None:
+    for d, s in zip(_pytree.tree_leaves(dst), _pytree.tree_leaves(src), strict=True):
+        d.copy_(s)
+
+
+class _Loop:
+    """Runs epochs of one chunk: plain calls, or replays of a captured CUDA graph."""
+
+    def __init__(self, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
+        self.prog, self.hp, self.x, self.y = prog, hp, x, y
+        self.n = x.shape[0]
+        self.batch_size = batch_size
+        self.n_batches = 1 if batch_size is None else self.n // batch_size
+        self.batch_ids = torch.arange(self.n_batches, device=x.device)
+
+    def epoch(self, state: Any, epoch_t: Tensor) -> tuple[Any, Tensor]:
+        """One epoch from ``state``; advances ``epoch_t`` in place; returns (state, last objective)."""
+        if self.batch_size is None:
+            state, value = self.prog.step(state, self.hp, self.x, self.y, epoch_t, self.batch_ids[0])
+        else:
+            order = self.prog.order(state, epoch_t, self.n, self.batch_size)
+            for b in range(self.n_batches):
+                state, value = self.prog.step_batch(
+                    state, self.hp, self.x, self.y, order[:, b], epoch_t, self.batch_ids[b]
+                )
+        epoch_t.add_(1)
+        return state, value
+
+    def capture(self, state: Any, epoch_t: Tensor, block: int) -> tuple[torch.cuda.CUDAGraph, Tensor]:
+        """Capture ``block`` epochs in a CUDA graph that updates ``state`` and ``epoch_t`` in place."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm up on throwaway copies: compile, autotune, allocate
+            warm_state, warm_epoch = tree_clone(state), epoch_t.clone()
+            for _ in range(2):
+                warm_state, _ = self.epoch(warm_state, warm_epoch)
+        torch.cuda.current_stream().wait_stream(stream)
+        torch.cuda.synchronize()
+        value_out = torch.empty(self.hp["lr"].shape, device=epoch_t.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            s = state
+            for _ in range(block):
+                s, value = self.epoch(s, epoch_t)
+            _tree_copy_(state, s)
+            value_out.copy_(value)
+        return graph, value_out
+
+
+class VmapEngine(Engine):
+    """Any model, loss and optimizer: the step vmapped over configurations (and compiled)."""
+
+    name = "vmap"
+
+    def __init__(self, job: Job):
+        super().__init__(job)
+        self.use_graphs = job.cuda_graphs and job.compile and job.device.type == "cuda"
+
+    def _loop(self, hp: dict[str, Tensor]) -> _Loop:
+        return _Loop(self.program, hp, self.job.data.x, self.job.data.y, self.job.batch_size)
+
+    def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
+        try:
+            state = tree_clone(self.program.init(hp))
+            loop = self._loop(hp)
+            epoch_t = torch.zeros((), dtype=torch.int64, device=self.job.device)
+            for _ in range(2):
+                state, _ = loop.epoch(state, epoch_t)
+            return state["params"]
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:
+            if not self.program.compiled:
+                raise
+            raise self.eager_fallback(err) from err
+
+    def eager_fallback(self, err: Exception) -> EngineFailed:
+        """A compiler failure: hand over to the same engine without compilation (nor graphs)."""
+        eager = VmapEngine(replace(self.job, compile=False, cuda_graphs=False))
+        return EngineFailed(f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", eager)
+
+    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
+        epochs, log_every = self.job.epochs, self.job.log_every
+        state = tree_clone(self.program.init(hp))
+        epoch_t = torch.zeros((), dtype=torch.int64, device=self.job.device)
+        loop = self._loop(hp)
+        block = math.gcd(log_every, 100) if self.use_graphs else 1
+        graph = None
+        if self.use_graphs and epochs >= block:
+            try:
+                graph, value_out = loop.capture(state, epoch_t, block)
+            except Exception as err:  # any capture failure falls back to plain calls
+                warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs")
+                graph, block = None, 1
+        done = 0
+        while done < epochs:
+            if graph is not None and epochs - done >= block:
+                graph.replay()
+                value, n = value_out, block
+            else:
+                state, value = loop.epoch(state, epoch_t)
+                n = 1
+            done += n
+            if bar is not None:
+                bar.update(n)
+            if done % log_every == 0 or done == epochs:
+                log(done, value, state["params"])
+        return state["params"]
