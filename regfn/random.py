@@ -66,19 +66,26 @@ _FLOAT_LAYOUT = {  # dtype -> (bits in the format, mantissa bits)
 
 
 def _check_key(k: object, fn: str) -> Tensor:
-    """Validate a single key for ``regfn.random.<fn>`` and return it."""
+    """Validate a single key and return it: regfn's one key check.
+
+    ``fn`` names the function that was called: a function of this module
+    (``"split"``, read as ``regfn.random.split``) or a full name such as
+    ``"regfn.data.train_val_split"``. A key that is not a tensor or has the
+    wrong dtype raises ``TypeError``; a key of the wrong shape ``ValueError``.
+    """
+    where = fn if fn.startswith("regfn.") else f"regfn.random.{fn}"
     if not isinstance(k, Tensor):
         raise TypeError(
-            f"regfn.random.{fn}: expected a key (a tensor of shape (2,) from regfn.random.key), got {type(k).__name__}"
+            f"{where}: expected a key (a tensor of shape (2,) from regfn.random.key), got {type(k).__name__}"
         )
     if k.dtype not in (torch.int64, torch.uint32):
         raise TypeError(
-            f"regfn.random.{fn}: a key holds two uint32 words as torch.int64 or torch.uint32, "
+            f"{where}: a key holds two uint32 words as torch.int64 or torch.uint32, "
             f"got dtype {k.dtype}; create keys with regfn.random.key(seed)"
         )
     if k.shape != (2,):
         hint = "; for a batch of keys, map over it with torch.func.vmap" if k.ndim >= 2 and k.shape[-1] == 2 else ""
-        raise ValueError(f"regfn.random.{fn}: expected a single key of shape (2,), got shape {tuple(k.shape)}{hint}")
+        raise ValueError(f"{where}: expected a single key of shape (2,), got shape {tuple(k.shape)}{hint}")
     return k
 
 
