@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import itertools
 import json
 import os
@@ -13,6 +15,7 @@ import pytest
 import torch
 from conftest import skip_unless_triton_engine_runs
 
+import regfn
 import regfn.cli as cli
 
 SMALL = ["--n", "64", "--epochs", "4", "--seeds", "2", "--l2", "0,1e-2", "--p", "0,0.5"]
@@ -77,6 +80,12 @@ def test_parse_hidden(text, expected):
 
 
 # ----------------------------------------------------------------- end to end
+
+
+def test_value_syntax_docstring_examples():
+    result = doctest.testmod(importlib.import_module("regfn.cli._values"))
+    assert result.attempted > 0
+    assert result.failed == 0
 
 
 def test_sweep_in_process_writes_table_and_files(capsys, tmp_path):
@@ -236,7 +245,7 @@ def test_main_restores_torch_threads(capsys):
 
 def _env():
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(regfn.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import importlib
 import inspect
 
 import pytest
@@ -30,8 +31,12 @@ def write(tmp_path, text, name="t.csv"):
     return path
 
 
-def test_doctests():
-    result = doctest.testmod(data_module, optionflags=doctest.ELLIPSIS)
+DATA_MODULES = ["regfn.data", "regfn.data._dataset", "regfn.data._csv", "regfn.data._synthetic", "regfn.data._split"]
+
+
+@pytest.mark.parametrize("name", DATA_MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
 
@@ -247,9 +252,10 @@ def test_load_overflow_float16(tmp_path):
 
 
 def test_load_csv_does_not_know_the_tutorial_path():
-    source = inspect.getsource(data_module)
-    assert "diabetes.csv" not in source
-    assert "shared" not in source
+    for name in DATA_MODULES:
+        source = inspect.getsource(importlib.import_module(name))
+        assert "diabetes.csv" not in source
+        assert "shared" not in source
 
 
 # ----------------------------------------------------------------- quadrants
@@ -280,7 +286,7 @@ def test_quadrants_dtype(dtype):
 
 
 def test_quadrants_errors():
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
         quadrants(rr.key(0), 0)
     with pytest.raises(TypeError, match="n must be an int"):
         quadrants(rr.key(0), 2.0)
@@ -332,7 +338,7 @@ def test_sparse_regression_edges():
         sparse_regression(rr.key(0), 30, 4, n_informative=5)
     with pytest.raises(ValueError, match="noise"):
         sparse_regression(rr.key(0), 30, 4, noise=-1.0)
-    with pytest.raises(ValueError, match="d must be >= 1"):
+    with pytest.raises(ValueError, match="d must be an int >= 1"):
         sparse_regression(rr.key(0), 30, 0)
 
 
@@ -422,8 +428,13 @@ def test_train_val_split_errors():
     reg, _ = sparse_regression(rr.key(0), 10, 3)
     with pytest.raises(ValueError, match="stratify"):
         train_val_split(rr.key(0), reg, 0.2, stratify=True)
-    with pytest.raises(TypeError, match="key"):
+    with pytest.raises(TypeError, match=r"regfn\.data\.train_val_split: expected a key"):
         train_val_split(0, d, 0.2)
+    # regfn.random's key check: a key of the wrong shape is a ValueError
+    with pytest.raises(ValueError, match=r"regfn\.data\.train_val_split: expected a single key of shape \(2,\)"):
+        train_val_split(torch.zeros(3, dtype=torch.int64), d, 0.2)
+    with pytest.raises(ValueError, match=r"regfn\.data\.synthetic_diabetes: .*torch\.func\.vmap"):
+        data_module.synthetic_diabetes(rr.split(rr.key(0)))
 
 
 def test_train_val_split_stratified(key):
@@ -481,7 +492,7 @@ def test_batches_errors(bs):
 def test_batches_type_errors():
     with pytest.raises(TypeError, match="batch_size"):
         batches(rr.key(0), 10, 2.0)
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
         batches(rr.key(0), 0, 1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import importlib.util
 import json
 import math
@@ -15,7 +16,6 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-import regfn.nn as rnn
 import regfn.random as rr
 from regfn.nn import (
     Model,
@@ -599,8 +599,9 @@ def test_cuda_matches_cpu():
     assert torch.allclose(cpu, dev, rtol=1e-5, atol=1e-6)
 
 
-def test_docstring_examples():
-    result = doctest.testmod(rnn, optionflags=doctest.ELLIPSIS)
+@pytest.mark.parametrize("name", ["regfn.nn", "regfn.nn._dropout", "regfn.nn._mlp", "regfn.nn._module"])
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
 

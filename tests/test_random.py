@@ -266,7 +266,7 @@ BAD_CALLS = [
     ("fold_in vector", lambda: rr.fold_in(rr.key(0), torch.arange(2)), ValueError, "vmap"),
     ("integer dtype", lambda: rr.uniform(rr.key(0), (2,), torch.int32), TypeError, "dtype must be"),
     ("bernoulli int p", lambda: rr.bernoulli(rr.key(0), torch.tensor(1), (2,)), TypeError, "p must be"),
-    ("permutation negative", lambda: rr.permutation(rr.key(0), -3), ValueError, "n must be in"),
+    ("permutation negative", lambda: rr.permutation(rr.key(0), -3), ValueError, "n must be an int in"),
 ]
 
 

@@ -1,0 +1,154 @@
+"""The ``torch.nn.Module`` bridge: :func:`functionalize` and :func:`params_from_module`.
+
+:func:`functionalize` runs a module through ``torch.func.functional_call``
+with its dropout calls routed, by a ``TorchFunctionMode``, to the keyed
+:func:`regfn.nn.dropout`, one key per call site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+from ..random import fold_in
+from ._dropout import _KEY_HINT, _check_rate, dropout
+
+__all__ = ["functionalize", "params_from_module"]
+
+
+def params_from_module(module: torch.nn.Module) -> dict[str, Tensor]:
+    """A module's parameters as a flat dict of detached copies (``named_parameters`` names).
+
+    Examples:
+        >>> import torch
+        >>> sorted(params_from_module(torch.nn.Linear(3, 2)))
+        ['bias', 'weight']
+    """
+    return {name: t.detach().clone() for name, t in module.named_parameters()}
+
+
+def _channel_dims(ndim: int, spatial: int) -> tuple[int, ...]:
+    return tuple(range(ndim - spatial, ndim))
+
+
+class _KeyedDropout(TorchFunctionMode):
+    """Routes torch's dropout functions to :func:`dropout`, one key per call site."""
+
+    def __init__(self, key: Tensor | None, train: bool):
+        super().__init__()
+        self.key, self.train, self.site = key, train, 0
+
+    def _drop(self, x: Tensor, p: Any, training: bool, dims: tuple[int, ...], what: str) -> Tensor:
+        site = self.site
+        self.site += 1
+        if not (self.train and training):
+            return x
+        p = _check_rate(p, what)
+        if self.key is None and not (isinstance(p, float) and p == 0.0):
+            raise ValueError(f"functionalize: dropout site {site} ({what}) needs a key with train=True; {_KEY_HINT}")
+        return dropout(None if self.key is None else fold_in(self.key, site), x, p, broadcast_dims=dims)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        try:
+            kind = _ROUTED.get(func)
+        except TypeError:  # unhashable callables
+            kind = None
+        if kind is None:
+            return func(*args, **kwargs)
+        return kind(self, *args, **kwargs)
+
+
+def _f_dropout(mode, input, p=0.5, training=True, inplace=False):
+    return mode._drop(input, p, training, (), "dropout")
+
+
+def _torch_dropout(mode, input, p, train):
+    return mode._drop(input, p, train, (), "dropout")
+
+
+def _f_dropout_nd(spatial: int, name: str):
+    def route(mode, input, p=0.5, training=True, inplace=False):
+        # torch reads a 3-d input to dropout2d as (N, C, L): one mask per channel
+        s = 1 if spatial == 2 and input.ndim == 3 else spatial
+        return mode._drop(input, p, training, _channel_dims(input.ndim, s), name)
+
+    return route
+
+
+def _unsupported(name: str):
+    def route(mode, input, p=0.5, training=False, *args, **kwargs):
+        mode.site += 1
+        if mode.train and training and p != 0:
+            raise NotImplementedError(f"functionalize: {name} is not supported with train=True")
+        return input
+
+    return route
+
+
+_ROUTED: dict[Any, Callable[..., Tensor]] = {
+    F.dropout: _f_dropout,
+    torch.dropout: _torch_dropout,
+    F.dropout1d: _f_dropout_nd(1, "dropout1d"),
+    F.dropout2d: _f_dropout_nd(2, "dropout2d"),
+    F.dropout3d: _f_dropout_nd(3, "dropout3d"),
+    F.alpha_dropout: _unsupported("alpha_dropout"),
+    F.feature_alpha_dropout: _unsupported("feature_alpha_dropout"),
+}
+
+
+def functionalize(module: torch.nn.Module) -> tuple[Callable[..., Any], dict[str, Tensor]]:
+    """Turn a ``torch.nn.Module`` into a pure ``apply`` function and its parameter dict.
+
+    ``apply(params, *args, key=None, train=False, **kwargs)`` runs
+    ``module(*args, **kwargs)`` through ``torch.func.functional_call`` with
+    ``params`` in place of the module's parameters (buffers come from the
+    module). While it runs, the module is put in ``train`` mode and every call
+    to ``F.dropout``, ``torch.dropout`` and ``F.dropout1d/2d/3d`` (so every
+    ``nn.Dropout``/``nn.Dropout1d/2d/3d``) is served by :func:`dropout` with the
+    key ``fold_in(key, site)``, where ``site`` counts dropout calls in call
+    order from 0 (the same model and key always give the same masks). The
+    rerouting is a thread-local ``TorchFunctionMode``, active only during the
+    call, so it is undone on error and nests.
+
+    A site drops only when ``train=True`` *and* the call's own ``training``
+    argument is true. So ``train=False`` turns off even ``F.dropout(x, 0.5)``,
+    whose ``training`` defaults to True: the tutorial's always-on dropout
+    becomes train-only. ``F.alpha_dropout`` raises ``NotImplementedError``
+    when it would drop. Modules with batch norm update the running
+    statistics in place when ``train=True``, as in torch.
+
+    Args:
+        module: any ``nn.Module``.
+
+    Returns:
+        ``(apply, params)`` with ``params = params_from_module(module)``.
+
+    Examples:
+        >>> import torch, regfn.random as rr
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5))
+        >>> apply, params = functionalize(net)
+        >>> x = torch.ones(2, 4)
+        >>> a = apply(params, x, key=rr.key(0), train=True)
+        >>> bool(torch.equal(a, apply(params, x, key=rr.key(0), train=True)))
+        True
+        >>> bool(torch.equal(apply(params, x), net[0](x)))
+        True
+    """
+
+    def apply(params: Mapping[str, Tensor], *args: Any, key: Tensor | None = None, train: bool = False, **kwargs: Any):
+        modes = [(m, m.training) for m in module.modules()]
+        module.train(train)
+        try:
+            with _KeyedDropout(key, train):
+                return torch.func.functional_call(module, dict(params), args, kwargs)
+        finally:
+            for m, was in modes:
+                m.training = was
+
+    return apply, params_from_module(module)
