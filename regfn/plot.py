@@ -29,9 +29,19 @@ Examples:
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from .results import SweepResult
+
+PathLike = str | os.PathLike[str]
 
 from ._hparams import HPARAMS
 
@@ -65,7 +75,7 @@ LABELS = {
 _INSTALL = "regfn.plot needs matplotlib: pip install 'regfn[plot]' (or pip install matplotlib)"
 
 
-def _figure(width: float = 6.4, height: float = 4.4, ncols: int = 1):
+def _figure(width: float = 6.4, height: float = 4.4, ncols: int = 1) -> tuple[Figure, list[Axes]]:
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
@@ -75,14 +85,14 @@ def _figure(width: float = 6.4, height: float = 4.4, ncols: int = 1):
     return fig, list(axes)
 
 
-def _save(fig, path) -> pathlib.Path:
+def _save(fig: Figure, path: PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
 
 
-def _titles(ax, title: str, note: str) -> None:
+def _titles(ax: Axes, title: str, note: str) -> None:
     """A title with a small grey note line under it (what the points aggregate)."""
     ax.set_title(title, fontsize=12, pad=16)
     ax.text(0.5, 1.0, note, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.35")
@@ -96,7 +106,7 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def swept(result, *, include_seed: bool = False) -> dict[str, list[float]]:
+def swept(result: SweepResult, *, include_seed: bool = False) -> dict[str, list[float]]:
     """The hyperparameters that take more than one value in ``result``, with their sorted values.
 
     Examples:
@@ -116,14 +126,14 @@ def swept(result, *, include_seed: bool = False) -> dict[str, list[float]]:
     return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
-def _metric(result, metric: str | None) -> str:
+def _metric(result: SweepResult, metric: str | None) -> str:
     metric = metric or result.default_metric()
     if result.rows and metric not in result.rows[0]:
         raise ValueError(f"regfn.plot: metric {metric!r} is not in the results; choose one of {sorted(result.rows[0])}")
     return metric
 
 
-def _scale(ax, values: Sequence[float], axis: str = "x") -> None:
+def _scale(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
     """Log scale for positive values spanning > 10x; symlog when 0 is among such values."""
     positive = [v for v in values if v > 0]
     if len(positive) < 2 or any(v < 0 for v in values) or max(positive) / min(positive) <= 10:
@@ -147,7 +157,7 @@ def _usable(row: dict[str, Any], metric: str) -> bool:
     return not row.get("diverged", False) and _finite(row.get(metric))
 
 
-def _pooled_note(result, keep: Sequence[str], what: str = "mean ± std") -> str:
+def _pooled_note(result: SweepResult, keep: Sequence[str], what: str = "mean ± std") -> str:
     seeds = len({row.get("seed") for row in result.rows})
     pooled = [n for n in swept(result) if n not in keep]
     note = f"{what} over {seeds} seed{'s' if seeds != 1 else ''}"
@@ -156,7 +166,7 @@ def _pooled_note(result, keep: Sequence[str], what: str = "mean ± std") -> str:
     return note
 
 
-def _pick_hue(result, x: str, hue: str | bool | None) -> str | None:
+def _pick_hue(result: SweepResult, x: str, hue: str | bool | None) -> str | None:
     if hue is None or hue is False:
         return None
     sw = swept(result)
@@ -173,8 +183,14 @@ def _pick_hue(result, x: str, hue: str | bool | None) -> str | None:
 
 
 def plot_metric(
-    result, path, x: str = "l2", *, metric: str | None = None, hue: str | None = "auto", title: str | None = None
-):
+    result: SweepResult,
+    path: PathLike,
+    x: str = "l2",
+    *,
+    metric: str | None = None,
+    hue: str | bool | None = "auto",
+    title: str | None = None,
+) -> pathlib.Path:
     """A metric against one hyperparameter: mean line and ± std band over seeds, one line per ``hue`` value.
 
     Args:
@@ -241,17 +257,19 @@ def plot_metric(
     return _save(fig, path)
 
 
-def plot_vs_l2(result, path, **kwargs):
+def plot_vs_l2(result: SweepResult, path: PathLike, **kwargs: Any) -> pathlib.Path:
     """:func:`plot_metric` with the L2 strength on the x axis."""
     return plot_metric(result, path, "l2", **kwargs)
 
 
-def plot_vs_l1(result, path, **kwargs):
+def plot_vs_l1(result: SweepResult, path: PathLike, **kwargs: Any) -> pathlib.Path:
     """:func:`plot_metric` with the L1 strength on the x axis."""
     return plot_metric(result, path, "l1", **kwargs)
 
 
-def plot_heatmap(result, path, x: str | None = None, y: str | None = None, *, metric: str | None = None):
+def plot_heatmap(
+    result: SweepResult, path: PathLike, x: str | None = None, y: str | None = None, *, metric: str | None = None
+) -> pathlib.Path:
     """A heatmap of the metric's mean (over seeds and other swept hyperparameters) over two hyperparameters.
 
     Args:
@@ -301,13 +319,13 @@ def plot_heatmap(result, path, x: str | None = None, y: str | None = None, *, me
     return _save(fig, path)
 
 
-def _rect(j: int, i: int):
+def _rect(j: int, i: int) -> Rectangle:
     from matplotlib.patches import Rectangle
 
     return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2)
 
 
-def plot_sparsity(result, path, x: str = "l1"):
+def plot_sparsity(result: SweepResult, path: PathLike, x: str = "l1") -> pathlib.Path:
     """Weight sparsity (``zero_frac`` exact zeros, ``tiny_frac`` ``|w| < 1e-6``) against a strength.
 
     Mean ± std over seeds, pooled over the other swept hyperparameters.
@@ -348,13 +366,13 @@ def plot_sparsity(result, path, x: str = "l1"):
     return _save(fig, path)
 
 
-def _describe(result, index: int) -> str:
+def _describe(result: SweepResult, index: int) -> str:
     row = result.rows[index]
     names = list(swept(result, include_seed=True)) or ["seed"]
     return f"#{index}: " + ", ".join(f"{n}={row[n]:g}" for n in names)
 
 
-def plot_curves(result, path, n: int = 3, *, metric: str | None = None):
+def plot_curves(result: SweepResult, path: PathLike, n: int = 3, *, metric: str | None = None) -> pathlib.Path:
     """Training curves of the ``n`` best and ``n`` worst configurations (diverged ones excluded).
 
     Left: the training objective (dropout on) per logged epoch; right, when
@@ -403,7 +421,7 @@ def plot_curves(result, path, n: int = 3, *, metric: str | None = None):
     return _save(fig, path)
 
 
-def plot_all(result, out_dir, *, metric: str | None = None) -> list[pathlib.Path]:
+def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = None) -> list[pathlib.Path]:
     """Write the figures that make sense for what was swept; returns their paths.
 
     * ``<metric>_vs_<name>.png`` for every swept hyperparameter (more than one

@@ -8,9 +8,12 @@ import math
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SweepResult"]
 
@@ -140,7 +143,7 @@ class SweepResult:
         """Write :meth:`to_dict` as JSON."""
         pathlib.Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         """The rows as a ``pandas.DataFrame`` (needs pandas: ``pip install pandas``)."""
         try:
             import pandas as pd

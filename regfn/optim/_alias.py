@@ -89,7 +89,16 @@ def sgd(
     return chain(*parts)
 
 
-def _adam(where, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled) -> Transform:
+def _adam(
+    where: str,
+    lr: Any,
+    betas: Any,
+    eps: Any,
+    weight_decay: Any,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled: bool,
+) -> Transform:
     lr = _lr(lr, where)
     b1, b2 = betas_pair(betas, where)
     eps = hyper(eps, "eps", where, low=0.0)

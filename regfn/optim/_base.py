@@ -10,7 +10,7 @@ Nothing here mutates its inputs, so every function works under
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from torch import Tensor
@@ -20,6 +20,10 @@ from .._tree import Mask, resolve_mask
 Params = Mapping[str, Tensor]
 Updates = Mapping[str, Tensor]
 State = Any
+UpdateResult = tuple[dict[str, Tensor], State]
+"""What an ``update`` returns: ``(updates, new_state)``."""
+RatiosResult = tuple[dict[str, Tensor], dict[str, Tensor], State]
+"""What a ``ratios`` function returns: ``(nums, dens, new_state)``."""
 
 
 class Transform(NamedTuple):
@@ -37,7 +41,7 @@ class Transform(NamedTuple):
     """
 
     init: Callable[[Params], State]
-    update: Callable[..., tuple[dict[str, Tensor], State]]
+    update: Callable[..., UpdateResult]
 
 
 class TaggedUpdate:
@@ -66,7 +70,15 @@ class TaggedUpdate:
     with every supported torch version.
     """
 
-    def __init__(self, fn: Callable, post_step=None, factor=None, ratios=None, decay=None, parts=None):
+    def __init__(
+        self,
+        fn: Callable[..., UpdateResult],
+        post_step: str | None = None,
+        factor: Callable[[State], tuple[Any, State]] | None = None,
+        ratios: Callable[..., RatiosResult] | None = None,
+        decay: Callable[[Params | None], dict[str, Any]] | None = None,
+        parts: tuple[Transform, ...] | None = None,
+    ) -> None:
         self.fn = fn
         self.regfn_post_step = post_step
         self.regfn_factor = factor
@@ -74,7 +86,7 @@ class TaggedUpdate:
         self.regfn_decay = decay
         self.regfn_parts = parts
 
-    def __call__(self, updates: Updates, state: State, params: Params | None = None):
+    def __call__(self, updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         return self.fn(updates, state, params)
 
 
@@ -90,35 +102,39 @@ def post_step_name(transform: Transform) -> str | None:
     return _tag(transform, "post_step")
 
 
-def scaling_factor(transform: Transform) -> Callable[[State], tuple] | None:
+def scaling_factor(transform: Transform) -> Callable[[State], tuple[Any, State]] | None:
     """``factor(state) -> (f, new_state)`` if ``transform`` only scales by ``f``, else ``None``."""
     return _tag(transform, "factor")
 
 
-def quotient(transform: Transform) -> Callable[..., tuple] | None:
+def quotient(transform: Transform) -> Callable[..., RatiosResult] | None:
     """``ratios(updates, state, params) -> (nums, dens, new_state)`` if ``transform`` divides, else ``None``."""
     return _tag(transform, "ratios")
 
 
-def weight_decay_of(transform: Transform) -> Callable[..., dict] | None:
+def weight_decay_of(transform: Transform) -> Callable[[Params | None], dict[str, Any]] | None:
     """``decay(params) -> {name: coefficient}`` if ``transform`` adds ``coefficient * w``, else ``None``."""
     return _tag(transform, "decay")
 
 
-def chained(transform: Transform) -> tuple | None:
+def chained(transform: Transform) -> tuple[Transform, ...] | None:
     """The transforms a :func:`chain` was built from, else ``None``."""
     return _tag(transform, "parts")
 
 
-def run_chain(transforms, updates: Updates, state: tuple, params: Params | None):
+def run_chain(
+    transforms: Sequence[Transform], updates: Updates, state: tuple, params: Params | None
+) -> tuple[dict[str, Tensor], tuple]:
     """Run ``transforms`` one after the other; returns ``(updates, new states)``."""
     if len(state) != len(transforms):
         raise ValueError(f"chain: state has {len(state)} entries for {len(transforms)} transforms")
     new_state = []
+    out = updates
     for t, s in zip(transforms, state, strict=True):
-        updates, s = t.update(updates, s, params)
+        out, s = t.update(out, s, params)
         new_state.append(s)
-    return updates, tuple(new_state)
+    # A chain of no transforms passes its input through; a transform returns a dict.
+    return out if isinstance(out, dict) else dict(out), tuple(new_state)
 
 
 def check_same_names(params: Params, other: Mapping[str, Tensor], where: str, what: str) -> None:
@@ -170,7 +186,7 @@ def chain(*transforms: Transform) -> Transform:
     def init(params: Params) -> tuple:
         return tuple(t.init(params) for t in transforms)
 
-    def update(updates: Updates, state: tuple, params: Params | None = None):
+    def update(updates: Updates, state: tuple, params: Params | None = None) -> UpdateResult:
         return run_chain(transforms, updates, state, params)
 
     last = names[-1] if names else None
@@ -208,7 +224,7 @@ def masked(transform: Transform, mask: Mask) -> Transform:
         selected = resolve_mask(mask, params, where="masked: mask")
         return transform.init({k: v for k, v in params.items() if k in selected})
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         selected = resolve_mask(mask, params if params is not None else updates, where="masked: mask")
         sub = {k: v for k, v in updates.items() if k in selected}
         sub_params = None if params is None else {k: params[k] for k in sub}

@@ -34,7 +34,7 @@ def is_zero(value: Any) -> bool:
     return is_number(value) and value == 0
 
 
-def _range_text(name: str, low, high, low_open: bool, high_open: bool) -> str:
+def _range_text(name: str, low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     parts = []
     if low is not None:
         parts.append(f"{low} {'<' if low_open else '<='} ")
@@ -103,7 +103,11 @@ def betas_pair(betas: Any, where: str) -> tuple[Any, Any]:
     """Validate Adam's ``betas`` (two values, each in ``[0, 1)``)."""
     if isinstance(betas, (str, bytes, Tensor)) or not hasattr(betas, "__len__") or len(betas) != 2:
         raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
-    return tuple(hyper(b, f"betas[{i}]", where, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas))  # type: ignore[return-value]
+    b1, b2 = betas
+    return (
+        hyper(b1, "betas[0]", where, low=0.0, high=1.0, high_open=True),
+        hyper(b2, "betas[1]", where, low=0.0, high=1.0, high_open=True),
+    )
 
 
 def need_params(params: Mapping[str, Tensor] | None, where: str) -> Mapping[str, Tensor]:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .._tree import Mask, resolve_mask
-from ._base import Params, State, TaggedUpdate, Transform, Updates
+from ._base import Params, State, TaggedUpdate, Transform, UpdateResult, Updates
 from ._checks import axpy, caster, hyper, is_number, is_zero, need_params, scalar_dtype, step_zero
 
 
@@ -29,8 +29,11 @@ def _add_weights(weight_decay: Any, mask: Mask, where: str) -> Transform:
         selected = params.keys() if mask is None else resolve_mask(mask, params, where=f"{where}: mask")
         return {k: weight_decay for k in params if k in selected}
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         decayed = coefficients(params)
+        if not decayed:
+            return dict(updates), state
+        params = need_params(params, where)  # coefficients() already required them
         get = caster(weight_decay)
         out = {}
         for k, u in updates.items():
@@ -130,7 +133,7 @@ def clip_by_global_norm(max_norm: Any) -> Transform:
     def init(params: Params) -> dict:
         return {}
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         if not updates:
             return dict(updates), state
         first = next(iter(updates.values()))
@@ -191,7 +194,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
             resolve_mask(mask, params, where=f"{where}: mask")
         return {"step": step_zero(params)} if callable(lr) else {}
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         params = need_params(params, where)
         if callable(lr):
             threshold = torch.as_tensor(lr(state["step"])) * strength
@@ -274,7 +277,7 @@ def max_norm(max_value: Any, axis: int | tuple | list | None = None) -> Transfor
                 _norm_dims(axis, p.ndim, where)
         return {}
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         params = need_params(params, where)
         get = caster(max_value)
         out = {}

@@ -14,6 +14,7 @@ allocating new ones (the caller donates them, as with JAX's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -42,9 +43,9 @@ class _Direction(NamedTuple):
     ``factor`` ``None``: 1 (then ``decays`` is empty).
     """
 
-    nums: dict
-    dens: dict | None
-    decays: dict
+    nums: Updates
+    dens: Mapping[str, Tensor] | None
+    decays: Mapping[str, Any]
     factor: Any
     state: State
 
@@ -59,7 +60,8 @@ def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> 
     ``opt.update``.
     """
     parts = chained(opt)
-    if not parts or scaling_factor(parts[-1]) is None:
+    last_factor = scaling_factor(parts[-1]) if parts else None
+    if not parts or last_factor is None:
         factor_fn = scaling_factor(opt)
         if factor_fn is not None:
             factor, state = factor_fn(state)
@@ -83,7 +85,7 @@ def _direction(opt: Transform, grads: Updates, state: State, params: Params) -> 
     if decay is not None:
         decays = decay(params)
         new_state += (state[len(new_state)],)  # stateless: passed through
-    factor, last_state = scaling_factor(parts[-1])(state[-1])
+    factor, last_state = last_factor(state[-1])
     return _Direction(nums, dens, decays, factor, (*new_state, last_state))
 
 
@@ -176,7 +178,9 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
         return _step(opt, params, grads, state, inplace=True)[1]
 
 
-def _step(opt: Transform, params: Params, grads: Updates, state: State, inplace: bool) -> tuple:
+def _step(
+    opt: Transform, params: Params, grads: Updates, state: State, inplace: bool
+) -> tuple[dict[str, Tensor], State]:
     """``({name: p + f * num / den}, new_state)``, the sums written into ``params`` if ``inplace``."""
     where = "step_" if inplace else "step"
     opt = _check_transform(opt, where)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import Params, State, TaggedUpdate, Transform, Updates
+from ._base import Params, RatiosResult, State, TaggedUpdate, Transform, UpdateResult, Updates
 from ._checks import (
     axpy,
     caster,
@@ -45,7 +45,7 @@ def _scaling(init: Any, factor: Any) -> Transform:
     parameter update.
     """
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         f, state = factor(state)
         return _times(updates, f), state
 
@@ -61,7 +61,7 @@ def _quotient_transform(init: Any, ratios: Any) -> Transform:
     apply ``p + f * num / den`` as one ``addcdiv``, as ``torch.optim`` does.
     """
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         nums, dens, state = ratios(updates, state, params)
         eager = inplace_ok()
         out = {}
@@ -220,7 +220,7 @@ def trace(momentum: Any, dampening: Any = 0.0, nesterov: bool = False) -> Transf
             "momentum_buffer": {k: torch.zeros_like(p) for k, p in params.items()},
         }
 
-    def update(updates: Updates, state: State, params: Params | None = None):
+    def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         step, bufs = state["step"], state["momentum_buffer"]
         damp_scale = None
         if not is_zero(dampening):
@@ -311,7 +311,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
             state["max_exp_avg_sq"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def ratios(updates: Updates, state: State, params: Params | None = None):
+    def ratios(updates: Updates, state: State, params: Params | None = None) -> RatiosResult:
         step = state["step"] + 1
         t = step.to(scalar_dtype(step.device))
         bc1 = 1 - b1**t
@@ -321,7 +321,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         eager = inplace_ok(b1, b2, eps)
         donate = eager and donated()
         exp_avg, exp_avg_sq = {}, {}
-        max_sq = {} if amsgrad else None
+        max_sq: dict[str, Tensor] | None = {} if amsgrad else None
         dens = {}
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
@@ -384,7 +384,7 @@ def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> 
             state["grad_avg"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def ratios(updates: Updates, state: State, params: Params | None = None):
+    def ratios(updates: Updates, state: State, params: Params | None = None) -> RatiosResult:
         get = caster(alpha, 1 - alpha, eps)
         eager = inplace_ok(alpha, eps)
         donate = eager and donated()
@@ -444,7 +444,7 @@ def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> 
             return {"sum": {k: torch.full_like(p, init_value) for k, p in params.items()}}
         return {"sum": {k: torch.zeros_like(p) + init_value.to(p.dtype) for k, p in params.items()}}
 
-    def ratios(updates: Updates, state: State, params: Params | None = None):
+    def ratios(updates: Updates, state: State, params: Params | None = None) -> RatiosResult:
         get = caster(eps)
         eager = inplace_ok(eps)
         donate = eager and donated()
