@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = ["check_int", "check_real", "in_interval", "interval_text", "is_int", "is_real"]
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[numbers.Integral]:
     """True for a Python or NumPy integer that is not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

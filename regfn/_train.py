@@ -210,7 +210,7 @@ def train(
                 params, opt_state, value = run_step(params, opt_state, data.x[idx], data.y[idx], k)
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             entry = {"epoch": epoch + 1, "loss": float(value)}
-            if has_val:  # the last log is after the last epoch: these end as the final val_metrics
+            if has_val and val is not None:  # the last log is after the last epoch: these end as the final val_metrics
                 val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y))
                 entry.update({f"val_{k}": v for k, v in val_metrics.items()})
             history.append(entry)

@@ -34,6 +34,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._hparams import HPARAMS
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -43,7 +45,6 @@ if TYPE_CHECKING:
 
 PathLike = str | os.PathLike[str]
 
-from ._hparams import HPARAMS
 
 __all__ = [
     "plot_all",

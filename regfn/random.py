@@ -328,7 +328,7 @@ def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
 def _float_dtype(dtype: object, fn: str) -> torch.dtype:
     if dtype not in _FLOAT_LAYOUT:
         raise TypeError(f"regfn.random.{fn}: dtype must be one of float16, bfloat16, float32, float64, got {dtype}")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 def _unit_floats(k: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:

@@ -51,7 +51,8 @@ def normalize(configs: Configs, optimizer: str) -> tuple[list[dict[str, Any]], l
         raise ValueError("configs is empty: give at least one configuration (e.g. regfn.grid(l2=[1e-3]))")
     defaults = optimizer_defaults(optimizer)
     takes = OPTIMIZER_ARGS[optimizer]
-    rows, given = [], set()
+    rows: list[dict[str, Any]] = []
+    given: set[str] = set()
     for i, row in enumerate(given_rows):
         if not isinstance(row, Mapping):
             raise TypeError(f"config {i} must be a dict of hyperparameters, got {type(row).__name__}")

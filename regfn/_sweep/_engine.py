@@ -27,6 +27,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, ClassVar
 
 import torch
@@ -46,6 +47,7 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def warn(message: str) -> None:
     """Warn with ``message``, pointing at the first caller outside regfn (the user's line)."""
+    frame: FrameType | None
     frame, level = sys._getframe(1), 2  # stacklevel 2 is the frame that called warn()
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
         frame, level = frame.f_back, level + 1

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._hparams import HPARAMS
+from ..nn._mlp import settings_of
 from ..random import _wrap32
 from ._engine import Engine, EngineFailed, Job, LogFn
 from ._program import Program, Spec
@@ -43,7 +44,7 @@ def _interpreting() -> bool:
 
 def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
     """What ``engine="triton"`` cannot run for this spec and data, as sentences."""
-    settings = getattr(spec.model.apply, "mlp_settings", None)
+    settings = settings_of(spec.model)
     dtype = x.dtype
     problems = []
     if settings is None:
@@ -105,7 +106,10 @@ class Packed:
         self.hp = torch.stack([hp[name].to(torch.float32) for name in HP_COLUMNS], 1).contiguous()
         self.keys = _wrap32(self.state["dkey"]).contiguous()
         self.x, self.y = x.contiguous(), y.reshape(-1).contiguous()
-        self.sizes = spec.model.apply.mlp_settings.sizes
+        settings = settings_of(spec.model)
+        if settings is None:  # _problems refuses such a model before any chunk is packed
+            raise ValueError("the Triton engine needs a model from regfn.mlp")
+        self.sizes = settings.sizes
         self.mse = spec.loss.name == "mse"
         self.penalties = spec.penalties
         self.prog, self.batch_size = prog, batch_size

@@ -550,7 +550,7 @@ def _run_train(args) -> int:
         args.optimizer,
         {n: getattr(args, n) for n in ("lr", "momentum", "weight_decay") if n in OPTIMIZER_ARGS[args.optimizer]},
     )
-    penalties = []
+    penalties: list[regfn.penalties.Penalty] = []
     if args.l1:
         penalties.append(regfn.l1(args.l1))
     if args.l2:

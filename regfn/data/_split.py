@@ -189,8 +189,8 @@ def batches(key: Tensor, n: int, batch_size: int) -> Tensor:
     n = check_int(n, "n", "regfn.data.batches", low=1)
     if not is_int(batch_size):
         raise TypeError(f"regfn.data.batches: batch_size must be an int, got {type(batch_size).__name__}")
+    batch_size = int(batch_size)
     if not 1 <= batch_size <= n:
         raise ValueError(f"regfn.data.batches: batch_size must be in [1, n={n}], got {batch_size}")
-    batch_size = int(batch_size)
     n_batches = n // batch_size
     return rr.permutation(key, n)[: n_batches * batch_size].reshape(n_batches, batch_size)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import is_int
 from ..random import bernoulli, fold_in, split
 from ..random import key as _make_key
 
@@ -48,7 +49,7 @@ def _check_rate(p: object, fn: str) -> Rate:
 def _mask_shape(shape: torch.Size, broadcast_dims: Sequence[int] | int) -> tuple[int, ...]:
     dims = (broadcast_dims,) if isinstance(broadcast_dims, int) else tuple(broadcast_dims)
     out = list(shape)
-    seen = set()
+    seen: set[int] = set()
     for d in dims:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral):
             raise TypeError(f"dropout: broadcast_dims must be ints, got {broadcast_dims!r}")
@@ -141,11 +142,11 @@ def dropout(
     if isinstance(p, float):
         keep = 1.0 - p
         return torch.where(bernoulli(key, keep, shape), x / keep, 0.0)
-    keep = 1 - p.to(x.device)
-    if keep.dtype == torch.float64:
-        keep = keep.to(torch.float32)
-    safe = torch.where(keep > 0, keep, torch.ones_like(keep))
-    return torch.where(bernoulli(key, keep, shape), (x / safe).to(x.dtype), 0.0)
+    keep_t = 1 - p.to(x.device)
+    if keep_t.dtype == torch.float64:
+        keep_t = keep_t.to(torch.float32)
+    safe = torch.where(keep_t > 0, keep_t, torch.ones_like(keep_t))
+    return torch.where(bernoulli(key, keep_t, shape), (x / safe).to(x.dtype), 0.0)
 
 
 def flax_dropout_key(
@@ -185,8 +186,12 @@ def flax_dropout_key(
         >>> k.shape, bool((k != flax_dropout_key(rr.key(0), ("Dropout_1",))).any())
         (torch.Size([2]), True)
     """
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        rng = _make_key(int(rng))
+    if isinstance(rng, Tensor):
+        key = rng
+    elif is_int(rng):
+        key = _make_key(int(rng))
+    else:
+        raise TypeError(f"flax_dropout_key: rng must be a key or an int seed, got {type(rng).__name__} {rng!r}")
     if isinstance(path, str):
         path = tuple(s for s in path.split("/") if s)
     m = hashlib.sha1()
@@ -199,7 +204,7 @@ def flax_dropout_key(
             m.update(item.to_bytes((item.bit_length() + 7) // 8, byteorder="big"))
         else:
             raise TypeError(f"flax_dropout_key: path items must be str and count an int >= 0, got {item!r}")
-    return fold_in(rng, int.from_bytes(m.digest()[:4], byteorder="big"))
+    return fold_in(key, int.from_bytes(m.digest()[:4], byteorder="big"))
 
 
 def numpy_dropout(x: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:

@@ -197,6 +197,19 @@ class MLPSettings(NamedTuple):
     dtype: torch.dtype
 
 
+def settings_of(model: Model) -> MLPSettings | None:
+    """The :class:`MLPSettings` a :func:`mlp` declares on its ``apply``, or ``None`` for any other model.
+
+    Engines that run MLPs their own way (``regfn.sweep(engine="triton")``) read this.
+
+    Examples:
+        >>> settings_of(mlp((8, 6, 1))).sizes, settings_of(Model(lambda k: {}, lambda p, x, **kw: x))
+        ((8, 6, 1), None)
+    """
+    settings = getattr(model.apply, "mlp_settings", None)
+    return settings if isinstance(settings, MLPSettings) else None
+
+
 class Model(NamedTuple):
     """A model as two pure functions.
 
@@ -244,5 +257,5 @@ def mlp(
         return mlp_apply(params, x, key=key, p=p, train=train, activation=activation, output=output, linear=linear)
 
     # What the function computes, for engines that recognise an MLP (regfn.sweep(engine="triton")).
-    apply.mlp_settings = MLPSettings(sizes, activation, output, dtype)
+    apply.mlp_settings = MLPSettings(sizes, activation, output, dtype)  # type: ignore[attr-defined]  # a function attribute
     return Model(init, apply)
