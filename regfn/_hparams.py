@@ -127,12 +127,12 @@ _INF = math.inf
 HPARAMS: Mapping[str, HParam] = _entries(
     # optimizer arguments: torch.optim's names and ranges (regfn.optim's factories check these)
     HParam("lr", 0.01, 0.0, None, "optimizer", "the learning rate", "learning rate", column=True),
-    HParam("momentum", 0.0, 0.0, None, "optimizer", "momentum (sgd, rmsprop)", "momentum", column=True),
-    HParam("dampening", 0.0, 0.0, 1.0, "optimizer", "momentum dampening (sgd)", "dampening"),
+    HParam("momentum", 0.0, 0.0, None, "optimizer", "momentum", "momentum", column=True),
+    HParam("dampening", 0.0, 0.0, 1.0, "optimizer", "momentum dampening", "dampening"),
     HParam("weight_decay", 0.0, 0.0, None, "optimizer", "the optimizer's weight decay", "weight decay", column=True),
     HParam("beta1", 0.9, 0.0, 1.0, "optimizer", "Adam's first-moment decay", "beta1", high_open=True),
     HParam("beta2", 0.999, 0.0, 1.0, "optimizer", "Adam's second-moment decay", "beta2", high_open=True),
-    HParam("eps", 1e-8, 0.0, None, "optimizer", "the denominator's epsilon (adam, rmsprop, adagrad)", "eps"),
+    HParam("eps", 1e-8, 0.0, None, "optimizer", "the denominator's epsilon", "eps"),
     HParam("alpha", 0.99, 0.0, 1.0, "optimizer", "RMSprop's smoothing constant", "alpha"),
     HParam("lr_decay", 0.0, 0.0, None, "optimizer", "Adagrad's learning-rate decay", "lr decay"),
     HParam(

@@ -102,7 +102,7 @@ def test_divergence_is_reported_not_raised():
     ("kwargs", "message"),
     [
         ({"epochs": 0}, "epochs must be an int >= 1"),
-        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int in [1, 96], got 0"),
         ({"batch_size": 10_000}, "batch_size must be an int in [1, 96]"),
         ({"log_every": -1}, "log_every must be an int >= 1"),
         ({"loss": "hinge"}, "loss must be one of"),

@@ -17,14 +17,25 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._hparams import OPTIMIZER_ARGS
-from .._sweep._program import build_optimizer
+from .._hparams import HPARAMS, OPTIMIZER_ARGS
+from .._sweep._driver import ENGINES
+from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
 
 __all__ = ["PROG", "CLIError", "build_parser", "main"]
 
 PROG = "regfn"
-_SWEEP_KEYS = ("lr", "momentum", "weight_decay", "l1", "l2", "norm2", "p")
+# The command's own defaults where they differ from the registry's: a small grid to sweep
+# (regfn sweep), one setting to train (regfn train). lr and momentum depend on the
+# optimizer (see _optimizer_defaults); every other name defaults to not given.
+_SWEEP_GRID = {"l1": [0.0], "l2": [0.0, 1e-3, 1e-2, 1e-1], "norm2": [0.0], "weight_decay": [0.0], "p": [0.0, 0.2, 0.5]}
+_TRAIN_SETTING = {"l1": 0.0, "l2": 0.0, "norm2": 0.0, "weight_decay": 0.0, "p": 0.1}
+_OPTIMIZER_DEFAULT_NOTE = {
+    "lr": "default: 0.1 for sgd, 0.01 for the others",
+    "momentum": "default: 0.9 for sgd, else 0",
+}
+# Every registry name but the seed is an option (the seed has --seeds / --seed).
+_OPTION_NAMES = tuple(name for name in HPARAMS if name != "seed")
 
 
 class CLIError(Exception):
@@ -39,7 +50,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    """Raw epilogs, and each option's default printed once: not for ``None``, nor where the help gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default:" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 # ----------------------------------------------------------------- argparse types
@@ -171,6 +188,25 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _hyperparameter_options(g: argparse._ArgumentGroup, many: bool) -> None:
+    """One option per registry name (a value list for ``regfn sweep``, one value for ``regfn train``)."""
+    for name in _OPTION_NAMES:
+        hp = HPARAMS[name]
+        default = _SWEEP_GRID.get(name) if many else _TRAIN_SETTING.get(name)
+        takers = [o for o, args in OPTIMIZER_ARGS.items() if name in args]
+        where = f"; {', '.join(takers)} only" if hp.target == "optimizer" and len(takers) < len(OPTIMIZER_ARGS) else ""
+        note = _OPTIMIZER_DEFAULT_NOTE.get(name, "default: the optimizer's" if hp.target == "optimizer" else "")
+        help_text = f"{hp.describe()}{where}" + (f" ({note})" if note and default is None else "")
+        g.add_argument(
+            hp.cli,
+            dest=name,
+            type=_type(parse_values, name) if many else _one_value(name),
+            default=default,
+            metavar="VALUES" if many else "VALUE",
+            help=help_text,
+        )
+
+
 def _model_options(p: argparse.ArgumentParser, optimizers: Sequence[str]) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument(
@@ -181,9 +217,14 @@ def _model_options(p: argparse.ArgumentParser, optimizers: Sequence[str]) -> Non
         help="hidden layer widths: 6,4 gives sizes (d, 6, 4, 1); 'none' for a linear model",
     )
     g.add_argument(
-        "--activation", default="relu", choices=("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
+        "--activation",
+        default="relu",
+        choices=("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"),
+        help="activation of the hidden layers",
     )
-    g.add_argument("--optimizer", default="sgd", choices=tuple(optimizers))
+    g.add_argument(
+        "--optimizer", default="sgd", choices=tuple(optimizers), help="the optimizer, with torch.optim's arguments"
+    )
     g.add_argument(
         "--batch-size", type=_positive_int, default=None, help="mini-batch size (default: full batch, as the tutorial)"
     )
@@ -224,51 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(sw)
     _model_options(sw, optimizers)
     g = sw.add_argument_group("swept hyperparameters (value lists, see below)")
-    g.add_argument(
-        "--l1", type=_type(parse_values, "l1"), default=[0.0], metavar="VALUES", help="L1 strengths: s * sum|w|"
-    )
-    g.add_argument(
-        "--l2",
-        type=_type(parse_values, "l2"),
-        default=[0.0, 1e-3, 1e-2, 1e-1],
-        metavar="VALUES",
-        help="L2 strengths: s/2 * sum w^2",
-    )
-    g.add_argument(
-        "--norm2",
-        type=_type(parse_values, "norm2"),
-        default=[0.0],
-        metavar="VALUES",
-        help="the tutorial's s * sum_p ||p||_2",
-    )
-    g.add_argument(
-        "--weight-decay",
-        type=_type(parse_values, "weight_decay"),
-        default=[0.0],
-        metavar="VALUES",
-        help="the optimizer's weight_decay",
-    )
-    g.add_argument(
-        "--p",
-        type=_type(parse_values, "p"),
-        default=[0.0, 0.2, 0.5],
-        metavar="VALUES",
-        help="dropout rates after each hidden layer",
-    )
-    g.add_argument(
-        "--lr",
-        type=_type(parse_values, "lr"),
-        default=None,
-        metavar="VALUES",
-        help="learning rates (default: 0.1 for sgd, 0.01 for the others)",
-    )
-    g.add_argument(
-        "--momentum",
-        type=_type(parse_values, "momentum"),
-        default=None,
-        metavar="VALUES",
-        help="momentum, sgd and rmsprop only (default: 0.9 for sgd, else 0)",
-    )
+    _hyperparameter_options(g, many=True)
     g.add_argument(
         "--seeds",
         type=_type(parse_seeds),
@@ -276,14 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEEDS",
         help="run seeds (init, dropout, shuffle): N = 0..N-1, or a list 0,5,9, or START:STOP",
     )
-    g.add_argument("--epochs", type=_positive_int, default=300)
+    g.add_argument("--epochs", type=_positive_int, default=300, help="passes over the training data")
     g = sw.add_argument_group("run and output")
     g.add_argument(
         "--chunk-size", type=_chunk, default="auto", help="configurations per vmapped call ('auto': from free memory)"
     )
     g.add_argument(
         "--engine",
-        choices=("vmap", "triton"),
+        choices=tuple(ENGINES),
         default="vmap",
         help="vmap: any model (default); triton: one fused CUDA kernel per config (relu MLPs)",
     )
@@ -310,23 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(tr)
     _model_options(tr, optimizers)
     g = tr.add_argument_group("hyperparameters (one value each)")
-    g.add_argument("--l1", type=_one_value("l1"), default=0.0)
-    g.add_argument("--l2", type=_one_value("l2"), default=0.0)
-    g.add_argument("--norm2", type=_one_value("norm2"), default=0.0)
-    g.add_argument("--weight-decay", type=_one_value("weight_decay"), default=0.0)
-    g.add_argument("--p", type=_one_value("p"), default=0.1, help="dropout rate after each hidden layer")
-    g.add_argument(
-        "--lr", type=_one_value("lr"), default=None, help="learning rate (default: 0.1 for sgd, 0.01 for the others)"
-    )
-    g.add_argument(
-        "--momentum",
-        type=_one_value("momentum"),
-        default=None,
-        help="sgd and rmsprop only (default: 0.9 for sgd, else 0)",
-    )
+    _hyperparameter_options(g, many=False)
     g.add_argument("--seed", type=int, default=0, help="run seed (initial weights, dropout masks, batch order)")
-    g.add_argument("--epochs", type=_positive_int, default=500)
-    g.add_argument("--log-every", type=_positive_int, default=100)
+    g.add_argument("--epochs", type=_positive_int, default=500, help="passes over the training data")
+    g.add_argument("--log-every", type=_positive_int, default=100, help="print the loss every this many epochs")
     g.add_argument("--quiet", action="store_true", help="only the final metrics")
     return parser
 
@@ -391,18 +375,26 @@ def _model(args, n_features: int, task: str):
 
 
 def _optimizer_defaults(args, many: bool) -> None:
-    """Fill in --lr and --momentum defaults for the optimizer; reject momentum it does not take."""
+    """Fill in --lr and --momentum defaults for the optimizer; reject an argument it does not take.
+
+    An optimizer argument the optimizer does not take may only be given at its
+    registry default (``--momentum 0`` with adam is fine, ``--momentum 0.9`` is not).
+    """
     takes = OPTIMIZER_ARGS[args.optimizer]
+    for name in _OPTION_NAMES:
+        given = getattr(args, name)
+        if HPARAMS[name].target != "optimizer" or name in takes or given is None:
+            continue
+        if any(v != HPARAMS[name].default for v in (given if many else [given])):
+            raise CLIError(
+                f"{HPARAMS[name].cli}: optimizer {args.optimizer!r} has no {name}; it takes {', '.join(takes)}"
+            )
     if args.lr is None:
         args.lr = 0.1 if args.optimizer == "sgd" else 0.01
         args.lr = [args.lr] if many else args.lr
-    if args.momentum is None:
+    if args.momentum is None and "momentum" in takes:
         args.momentum = 0.9 if args.optimizer == "sgd" else 0.0
         args.momentum = [args.momentum] if many else args.momentum
-    elif "momentum" not in takes:
-        momentum = args.momentum if many else [args.momentum]
-        if any(m != 0 for m in momentum):
-            raise CLIError(f"--momentum: optimizer {args.optimizer!r} has no momentum; it takes {', '.join(takes)}")
 
 
 def _fmt(v: Any) -> str:
@@ -446,7 +438,7 @@ def _run_sweep(args) -> int:
     device = _device(args.device)
     compile_ = device.type == "cuda" if args.compile is None else args.compile
     _threads(args.threads)
-    axes = {name: getattr(args, name) for name in _SWEEP_KEYS}
+    axes = {name: getattr(args, name) for name in _OPTION_NAMES if getattr(args, name) is not None}
     axes["seed"] = args.seeds
     configs = regfn.grid(**axes)
     swept = [n for n, v in axes.items() if len(v) > 1]
@@ -546,20 +538,13 @@ def _run_train(args) -> int:
     compile_ = device.type == "cuda" if args.compile is None else args.compile
     _threads(args.threads)
     train, val = train.to(device), (val.to(device) if val is not None else None)
-    optimizer = build_optimizer(
-        args.optimizer,
-        {n: getattr(args, n) for n in ("lr", "momentum", "weight_decay") if n in OPTIMIZER_ARGS[args.optimizer]},
-    )
-    penalties: list[regfn.penalties.Penalty] = []
-    if args.l1:
-        penalties.append(regfn.l1(args.l1))
-    if args.l2:
-        penalties.append(regfn.l2(args.l2))
-    if args.norm2:
-        penalties.append(regfn.norm(args.norm2, 2))
+    takes = OPTIMIZER_ARGS[args.optimizer]
+    optimizer = build_optimizer(args.optimizer, {n: getattr(args, n) for n in takes if getattr(args, n) is not None})
+    penalties = [PENALTIES[n](getattr(args, n)) for n in PENALTIES if getattr(args, n)]
     if not args.quiet:
         print(f"regfn train: {desc}")
-        hp = ", ".join(f"{n}={_fmt(getattr(args, n))}" for n in _SWEEP_KEYS if getattr(args, n) or n in ("lr", "p"))
+        shown = [n for n in _OPTION_NAMES if getattr(args, n) or n in ("lr", "p")]
+        hp = ", ".join(f"{n}={_fmt(getattr(args, n))}" for n in shown if getattr(args, n) is not None)
         print(
             f"model {'-'.join(map(str, sizes))} ({args.activation}, {loss}), {args.optimizer}, {hp}, seed {args.seed}",
             flush=True,

@@ -1,26 +1,19 @@
 """The command line's value syntax: :func:`parse_values`, :func:`parse_seeds`, :func:`parse_hidden`.
 
 Value lists are comma-separated numbers, ``LOW:HIGH:N`` log ranges and
-``lin:LOW:HIGH:N`` evenly spaced ranges; ``_LIMITS`` holds the allowed range
-of each hyperparameter the command knows. Bad input raises ``ValueError``
-with a message that starts with the option (``--l2: ...``).
+``lin:LOW:HIGH:N`` evenly spaced ranges; a hyperparameter's values are
+checked against its range in the registry (:mod:`regfn._hparams`), the same
+check :func:`regfn.sweep` makes. Bad input raises ``ValueError`` with a
+message that starts with the option (``--l2: ...``).
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["parse_hidden", "parse_seeds", "parse_values"]
+from .._hparams import HPARAMS
 
-_LIMITS = {  # name -> (low, high, low included, high included, what)
-    "l1": (0.0, math.inf, True, False, "a penalty strength, >= 0"),
-    "l2": (0.0, math.inf, True, False, "a penalty strength, >= 0"),
-    "norm2": (0.0, math.inf, True, False, "a penalty strength, >= 0"),
-    "weight_decay": (0.0, math.inf, True, False, "a penalty strength, >= 0"),
-    "p": (0.0, 1.0, True, True, "a dropout rate, in [0, 1]"),
-    "lr": (0.0, math.inf, False, False, "a learning rate, > 0"),
-    "momentum": (0.0, 1.0, True, False, "in [0, 1)"),
-}
+__all__ = ["parse_hidden", "parse_seeds", "parse_values"]
 
 
 def _number(text: str, what: str) -> float:
@@ -96,11 +89,11 @@ def parse_values(text: str, name: str = "value") -> list[float]:
             continue
         values.extend(_range(item, what) if ":" in item else [_number(item, what)])
     out = list(dict.fromkeys(values))
-    if name in _LIMITS:
-        lo, hi, lo_in, hi_in, desc = _LIMITS[name]
+    if name in HPARAMS:
+        hp = HPARAMS[name]
         for v in out:
-            if not ((v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
-                raise ValueError(f"{what}: {v:g} is out of range ({name} is {desc})")
+            if not hp.contains(v):
+                raise ValueError(f"{what}: {v:g} is out of range ({name} is {hp.describe()})")
     return out
 
 

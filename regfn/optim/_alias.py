@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._hparams import bounds
 from ._base import Transform, chain
 from ._checks import betas_pair, flag, hyper, is_zero
 from ._constraints import add_decayed_weights, add_l2
@@ -27,11 +28,11 @@ from ._transforms import (
 
 
 def _lr(lr: Any, where: str) -> Any:
-    return hyper(lr, "lr", where, low=0.0, schedule=True)
+    return hyper(lr, "lr", where, **bounds("lr"), schedule=True)
 
 
 def _wd(weight_decay: Any, where: str) -> Any:
-    return hyper(weight_decay, "weight_decay", where, low=0.0)
+    return hyper(weight_decay, "weight_decay", where, **bounds("weight_decay"))
 
 
 def sgd(
@@ -74,8 +75,8 @@ def sgd(
     """
     where = "sgd"
     lr = _lr(lr, where)
-    momentum = hyper(momentum, "momentum", where, low=0.0)
-    dampening = hyper(dampening, "dampening", where, low=0.0, high=1.0)
+    momentum = hyper(momentum, "momentum", where, **bounds("momentum"))
+    dampening = hyper(dampening, "dampening", where, **bounds("dampening"))
     weight_decay = _wd(weight_decay, where)
     nesterov = flag(nesterov, "nesterov", where)
     maximize = flag(maximize, "maximize", where)
@@ -101,7 +102,7 @@ def _adam(
 ) -> Transform:
     lr = _lr(lr, where)
     b1, b2 = betas_pair(betas, where)
-    eps = hyper(eps, "eps", where, low=0.0)
+    eps = hyper(eps, "eps", where, **bounds("eps"))
     weight_decay = _wd(weight_decay, where)
     amsgrad = flag(amsgrad, "amsgrad", where)
     maximize = flag(maximize, "maximize", where)
@@ -238,10 +239,10 @@ def rmsprop(
     """
     where = "rmsprop"
     lr = _lr(lr, where)
-    alpha = hyper(alpha, "alpha", where, low=0.0, high=1.0)
-    eps = hyper(eps, "eps", where, low=0.0)
+    alpha = hyper(alpha, "alpha", where, **bounds("alpha"))
+    eps = hyper(eps, "eps", where, **bounds("eps"))
     weight_decay = _wd(weight_decay, where)
-    momentum = hyper(momentum, "momentum", where, low=0.0)
+    momentum = hyper(momentum, "momentum", where, **bounds("momentum"))
     centered = flag(centered, "centered", where)
     maximize = flag(maximize, "maximize", where)
     parts = [scale(-1)] if maximize else []
@@ -295,10 +296,12 @@ def adagrad(
     """
     where = "adagrad"
     lr = _lr(lr, where)
-    lr_decay = hyper(lr_decay, "lr_decay", where, low=0.0)
+    lr_decay = hyper(lr_decay, "lr_decay", where, **bounds("lr_decay"))
     weight_decay = _wd(weight_decay, where)
-    initial_accumulator_value = hyper(initial_accumulator_value, "initial_accumulator_value", where, low=0.0)
-    eps = hyper(eps, "eps", where, low=0.0)
+    initial_accumulator_value = hyper(
+        initial_accumulator_value, "initial_accumulator_value", where, **bounds("initial_accumulator_value")
+    )
+    eps = hyper(eps, "eps", where, **bounds("eps"))
     maximize = flag(maximize, "maximize", where)
     parts = [scale(-1)] if maximize else []
     if not is_zero(weight_decay):

@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_real
+from .._hparams import bounds
+
 Hyper = float | Tensor
 Schedule = Callable[[Tensor], Any]
 
@@ -32,16 +35,6 @@ def is_number(value: Any) -> bool:
 def is_zero(value: Any) -> bool:
     """True only for a Python number equal to 0 (never looks at a tensor's value)."""
     return is_number(value) and value == 0
-
-
-def _range_text(name: str, low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
-    parts = []
-    if low is not None:
-        parts.append(f"{low} {'<' if low_open else '<='} ")
-    parts.append(name)
-    if high is not None:
-        parts.append(f" {'<' if high_open else '<='} {high}")
-    return "".join(parts)
 
 
 def hyper(
@@ -76,15 +69,7 @@ def hyper(
             )
         return value.reshape(()) if value.ndim else value
     if is_number(value):
-        ok = value == value  # NaN fails every comparison
-        if low is not None:
-            ok = ok and (value > low if low_open else value >= low)
-        if high is not None:
-            ok = ok and (value < high if high_open else value <= high)
-        if not ok:
-            raise ValueError(
-                f"{where}: invalid {name}={value!r}; expected {_range_text(name, low, high, low_open, high_open)}"
-            )
+        check_real(value, name, where, low=low, high=high, low_open=low_open, high_open=high_open)
         return value
     if schedule and callable(value):
         return value
@@ -105,8 +90,8 @@ def betas_pair(betas: Any, where: str) -> tuple[Any, Any]:
         raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
     b1, b2 = betas
     return (
-        hyper(b1, "betas[0]", where, low=0.0, high=1.0, high_open=True),
-        hyper(b2, "betas[1]", where, low=0.0, high=1.0, high_open=True),
+        hyper(b1, "betas[0]", where, **bounds("beta1")),
+        hyper(b2, "betas[1]", where, **bounds("beta2")),
     )
 
 
