@@ -13,6 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC = {
     "regfn": [
+        "Loss",
         "Model",
         "SweepResult",
         "TrainResult",
@@ -31,6 +32,7 @@ PUBLIC = {
         "train",
         "weights_only",
         "data",
+        "losses",
         "nn",
         "optim",
         "penalties",
@@ -85,6 +87,8 @@ PUBLIC = {
         "step",
         "step_",
     ],
+    "regfn.losses": ["Loss", "LOSSES", "get_loss"],
+    "regfn.cli": ["main", "build_parser", "parse_values", "parse_seeds", "parse_hidden"],
     "regfn.data": [
         "Dataset",
         "load_csv",
@@ -95,6 +99,20 @@ PUBLIC = {
         "batches",
     ],
 }
+
+
+def test_functions_do_not_shadow_modules():
+    import importlib
+
+    import regfn
+
+    assert callable(regfn.sweep)
+    assert callable(regfn.train)
+    for gone in ("regfn.sweep", "regfn.train"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(gone)
+    # Every "regfn.x.Y" an error message names resolves.
+    assert regfn.losses.Loss is regfn.Loss
 
 
 @pytest.mark.parametrize("module", sorted(PUBLIC))
