@@ -47,14 +47,19 @@ def _num(v: float) -> str:
 def interval_text(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
     """The allowed range in words: ``">= 1"``, ``"> 0"``, ``"in [0, 1)"``, ``"any number"``.
 
-    An infinite end counts as no end.
+    An infinite end counts as no end; an open infinite end means "finite".
 
     Examples:
         >>> interval_text(0.0, 1.0, high_open=True), interval_text(0.0, None, low_open=True)
         ('in [0, 1)', '> 0')
+        >>> interval_text(0.0, math.inf, high_open=True)
+        '>= 0 and finite'
     """
+    finite = (low == -math.inf and low_open) or (high == math.inf and high_open)
     low = None if low is not None and math.isinf(low) else low
     high = None if high is not None and math.isinf(high) else high
+    if finite:
+        return interval_text(low, high, low_open, high_open) + " and finite"
     if low is not None and high is not None:
         return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
     if low is not None:
@@ -108,7 +113,7 @@ def check_real(
     """
     if not is_real(value):
         raise TypeError(f"{where}: {name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not in_interval(value, low, high, low_open, high_open):
-        raise ValueError(f"{where}: {name} must be {interval_text(low, high, low_open, high_open)}, got {value:g}")
-    return value
+    number = float(value)
+    if not in_interval(number, low, high, low_open, high_open):
+        raise ValueError(f"{where}: {name} must be {interval_text(low, high, low_open, high_open)}, got {value!r}")
+    return number

@@ -124,6 +124,7 @@ def _entries(*params: HParam) -> dict[str, HParam]:
 
 
 _INF = math.inf
+_STRENGTH: dict[str, Any] = {"high_open": True, "column": True}
 HPARAMS: Mapping[str, HParam] = _entries(
     # optimizer arguments: torch.optim's names and ranges (regfn.optim's factories check these)
     HParam("lr", 0.01, 0.0, None, "optimizer", "the learning rate", "learning rate", column=True),
@@ -145,10 +146,11 @@ HPARAMS: Mapping[str, HParam] = _entries(
         "initial accumulator",
     ),
     # penalties added to the loss
-    HParam("l1", 0.0, 0.0, None, "penalty", "an L1 strength (s * sum|w|)", "L1 strength (l1 · Σ|w|)", column=True),
-    HParam("l2", 0.0, 0.0, None, "penalty", "an L2 strength (s/2 * sum w^2)", "L2 strength (l2/2 · Σw²)", column=True),
+    # (finite: an infinite strength is refused, as regfn.penalties refuses it)
+    HParam("l1", 0.0, 0.0, _INF, "penalty", "an L1 strength (s * sum|w|)", "L1 strength (l1 · Σ|w|)", **_STRENGTH),
+    HParam("l2", 0.0, 0.0, _INF, "penalty", "an L2 strength (s/2 * sum w^2)", "L2 strength (l2/2 · Σw²)", **_STRENGTH),
     HParam(
-        "norm2", 0.0, 0.0, None, "penalty", "the tutorial's s * sum_p ||p||_2", "norm2 strength (Σ‖W‖₂)", column=True
+        "norm2", 0.0, 0.0, _INF, "penalty", "the tutorial's s * sum_p ||p||_2", "norm2 strength (Σ‖W‖₂)", **_STRENGTH
     ),
     # the model
     HParam("p", 0.0, 0.0, 1.0, "model", "a dropout rate", "dropout rate p", column=True),

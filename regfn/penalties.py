@@ -42,6 +42,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._checks import check_real
+from ._hparams import bounds
 from ._tree import Mask, Params, resolve_mask, weights_only
 
 __all__ = [
@@ -85,11 +87,8 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
                 f"torch.func.vmap over a vector of them"
             )
         return value.reshape(()) if value.ndim else value
-    if isinstance(value, numbers.Real):
-        as_float = float(value)
-        if not math.isfinite(as_float) or as_float < 0:
-            raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-        return as_float
+    if isinstance(value, numbers.Real):  # every penalty strength has the registry's penalty range
+        return check_real(value, name, owner, **bounds("l2"))
     raise TypeError(f"{owner}: {name} must be a real number or a 0-d tensor, got {type(value).__name__}")
 
 

@@ -322,7 +322,10 @@ def bad_cases(tmp_path):
         (["sweep", "--p", "1.5"], "--p: 1.5 is out of range (p is a dropout rate, in [0, 1])"),
         (["sweep", "--p", "-0.1"], "out of range"),
         (["sweep", "--p", "lin:0:2:3"], "--p: 2 is out of range"),
-        (["sweep", "--l1", "-1e-3"], "--l1: -0.001 is out of range (l1 is an L1 strength (s * sum|w|), >= 0)"),
+        (
+            ["sweep", "--l1", "-1e-3"],
+            "--l1: -0.001 is out of range (l1 is an L1 strength (s * sum|w|), >= 0 and finite)",
+        ),
         (["sweep", "--weight-decay", "-1"], "out of range"),
         (["sweep", "--norm2", "-1"], "out of range"),
         (["sweep", "--lr", "-0.1"], "--lr: -0.1 is out of range (lr is the learning rate, >= 0)"),

@@ -125,7 +125,7 @@ def test_factories_read_the_registry_ranges():
     assert bounds("beta2") == {"low": 0.0, "high": 1.0, "low_open": False, "high_open": True}
     with pytest.raises(ValueError, match=r"sgd: momentum must be >= 0, got -0\.5"):
         regfn.optim.sgd(0.1, momentum=-0.5)
-    with pytest.raises(ValueError, match=r"adam: betas\[1\] must be in \[0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"adam: betas\[1\] must be in \[0, 1\), got 1\.0"):
         regfn.optim.adam(0.1, betas=(0.9, 1.0))
 
 

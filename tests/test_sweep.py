@@ -191,7 +191,7 @@ BAD = [
     ({"configs": []}, ValueError, "configs is empty"),
     ({"configs": [{"dropout": 0.5}]}, ValueError, "unknown hyperparameters ['dropout']"),
     ({"configs": [{"p": 1.5}]}, ValueError, "config 0: p must be in [0, 1], got 1.5"),
-    ({"configs": [{"l2": -1.0}]}, ValueError, "config 0: l2 must be >= 0, got -1"),
+    ({"configs": [{"l2": -1.0}]}, ValueError, "config 0: l2 must be >= 0 and finite, got -1.0"),
     ({"configs": [{"seed": 1.5}]}, TypeError, "config 0: seed must be an int"),
     ({"configs": [{"lr": "fast"}]}, TypeError, "config 0: lr must be a number"),
     ({"optimizer": "lbfgs"}, ValueError, "optimizer must be one of"),

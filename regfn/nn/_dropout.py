@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import is_int
+from .._checks import check_real, is_int
+from .._hparams import bounds
 from ..random import bernoulli, fold_in, split
 from ..random import key as _make_key
 
@@ -40,10 +41,7 @@ def _check_rate(p: object, fn: str) -> Rate:
         return p
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"{fn}: p must be a float or a 0-d floating tensor, got {type(p).__name__}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{fn}: the drop probability p must be in [0, 1], got {p}")
-    return p
+    return check_real(p, "p", fn, **bounds("p"))
 
 
 def _mask_shape(shape: torch.Size, broadcast_dims: Sequence[int] | int) -> tuple[int, ...]:

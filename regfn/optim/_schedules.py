@@ -16,20 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from ._checks import Schedule, flag, hyper, is_number, scalar_dtype
 
 
 def _float_step(step: Any) -> Tensor:
     step = torch.as_tensor(step)
     return step.to(scalar_dtype(step.device))
-
-
-def _positive_int(value: Any, name: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{where}: invalid {name}={value!r}; expected {name} >= 1")
-    return value
 
 
 def constant_schedule(value: Any) -> Schedule:
@@ -83,7 +76,7 @@ def exponential_decay(init_value: Any, decay_rate: Any, transition_steps: int = 
     where = "exponential_decay"
     init_value = hyper(init_value, "init_value", where, low=0.0)
     decay_rate = hyper(decay_rate, "decay_rate", where, low=0.0)
-    transition_steps = _positive_int(transition_steps, "transition_steps", where)
+    transition_steps = check_int(transition_steps, "transition_steps", where, low=1)
     staircase = flag(staircase, "staircase", where)
 
     def schedule(step: Tensor) -> Tensor:
@@ -123,7 +116,7 @@ def cosine_decay(init_value: Any, decay_steps: int, end_value: Any = 0.0) -> Sch
     """
     where = "cosine_decay"
     init_value = hyper(init_value, "init_value", where, low=0.0)
-    decay_steps = _positive_int(decay_steps, "decay_steps", where)
+    decay_steps = check_int(decay_steps, "decay_steps", where, low=1)
     end_value = hyper(end_value, "end_value", where, low=0.0)
 
     def schedule(step: Tensor) -> Tensor:
@@ -159,7 +152,7 @@ def linear_warmup(peak_value: Any, warmup_steps: int, init_value: Any = 0.0, aft
     """
     where = "linear_warmup"
     peak_value = hyper(peak_value, "peak_value", where, low=0.0)
-    warmup_steps = _positive_int(warmup_steps, "warmup_steps", where)
+    warmup_steps = check_int(warmup_steps, "warmup_steps", where, low=1)
     init_value = hyper(init_value, "init_value", where, low=0.0)
     if after is not None and not callable(after):
         raise TypeError(f"{where}: after must be a schedule step -> value, got {type(after).__name__}")
