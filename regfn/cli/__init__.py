@@ -29,6 +29,19 @@ machine (see BENCHMARKS.md).
 
 Bad input ends with one line ``regfn: error: <message>`` on stderr and exit
 status 2.
+
+Examples:
+    >>> from regfn.cli import main, parse_values
+    >>> parse_values("0,1e-4:1e-1:4")
+    [0.0, 0.0001, 0.001, 0.01, 0.1]
+    >>> main(["train", "--n", "64", "--epochs", "20", "--quiet"])
+    train accuracy ... (dropout off); final loss ...; ... s
+    0
+    >>> import contextlib, sys
+    >>> with contextlib.redirect_stderr(sys.stdout):  # bad input: one line on stderr, status 2
+    ...     main(["train", "--p", "2"])
+    regfn: error: ...
+    2
 """
 
 from ._commands import PROG as PROG
