@@ -30,6 +30,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from regfn._sweep import _triton_mlp as kernels
+from regfn._sweep._triton import HP_COLUMNS
 
 POINTERS = {"x_ptr": "*fp32", "y_ptr": "*fp32", "theta_ptr": "*fp32", "buf_ptr": "*fp32", "hp_ptr": "*fp32",
             "key_ptr": "*i32", "order_ptr": "*i32", "bias_ptr": "*fp32", "out_ptr": "*fp32"}  # fmt: skip
@@ -44,7 +45,7 @@ def compile_case(
     n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
     constants = {f"S{i}": w for i, w in enumerate(widths)}
     constants.update({f"P{i}": kernels.padded(w) for i, w in enumerate(widths)})
-    constants.update(N_PARAMS=n_params, N_HP=len(kernels.HP_COLUMNS), MSE=False, DECOUPLED=False, USE_L1=False,
+    constants.update(N_PARAMS=n_params, N_HP=len(HP_COLUMNS), MSE=False, DECOUPLED=False, USE_L1=False,
                      USE_L2=True, USE_NORM=False, BLOCK_R=rows)  # fmt: skip
     signature = {**POINTERS, **SCALARS, **dict.fromkeys(constants, "constexpr")}
     source = _ast_source(fn, signature, constants)
