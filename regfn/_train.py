@@ -179,6 +179,19 @@ def train(
 
     Raises:
         ValueError: for a bad ``epochs``, ``batch_size`` or ``log_every``.
+
+    Examples:
+        >>> import regfn
+        >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+        >>> model = regfn.nn.mlp((2, 8, 1), output="logits")
+        >>> run = train(model, data, optimizer=regfn.optim.adam(1e-2), key=regfn.random.key(1),
+        ...             penalties=[regfn.l1(1e-4)], p=0.2, epochs=10, batch_size=16, log_every=5)
+        >>> [entry["epoch"] for entry in run.history], run.diverged
+        ([5, 10], False)
+        >>> list(run.params), run.params["fc1.weight"].shape
+        (['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias'], torch.Size([8, 2]))
+        >>> 0.0 <= run.metrics["acc"] <= 1.0
+        True
     """
     epochs = check_int(epochs, "epochs", "regfn.train", low=1)
     log_every = epochs if log_every is None else check_int(log_every, "log_every", "regfn.train", low=1)

@@ -35,6 +35,12 @@ class Loss(NamedTuple):
             (0 for logits, 0.5 for probabilities), or ``None`` for regression.
         name: what ``fn`` computes, for engines that run it their own way
             (``"bce"``, ``"bce_logits"``, ``"mse"``); ``None`` for any other.
+
+    Examples:
+        >>> import torch
+        >>> mae = Loss(lambda out, y: (out - y).abs().mean(), threshold=None)  # a regression loss
+        >>> mae.fn(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 4.0]))
+        tensor(1.5000)
     """
 
     fn: Callable[[Tensor, Tensor], Tensor]

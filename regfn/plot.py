@@ -207,6 +207,17 @@ def plot_metric(
 
     Returns:
         The written path.
+
+    Examples:
+        >>> import pathlib, tempfile, regfn
+        >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+        >>> res = regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), data,
+        ...                   regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1]),
+        ...                   epochs=3, compile=False, quiet=True)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = plot_metric(res, pathlib.Path(tmp) / "acc_vs_l2.png", x="l2")  # one line per p
+        ...     path.name, path.stat().st_size > 0
+        ('acc_vs_l2.png', True)
     """
     metric = _metric(result, metric)
     if x not in result.hyperparameters:
@@ -285,6 +296,15 @@ def plot_heatmap(
 
     Raises:
         ValueError: if fewer than two hyperparameters are given or swept.
+
+    Examples:
+        >>> import pathlib, tempfile, regfn
+        >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+        >>> res = regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), data,
+        ...                   regfn.grid(l2=[0.0, 1e-2], l1=[0.0, 1e-3]), epochs=3, compile=False, quiet=True)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     plot_heatmap(res, pathlib.Path(tmp) / "heatmap.png").name
+        'heatmap.png'
     """
     metric = _metric(result, metric)
     names = [n for n in swept(result) if n not in (x, y)]
@@ -382,6 +402,15 @@ def plot_curves(result: SweepResult, path: PathLike, n: int = 3, *, metric: str 
 
     Returns:
         The written path.
+
+    Examples:
+        >>> import pathlib, tempfile, regfn
+        >>> train, val = regfn.data.train_val_split(regfn.random.key(1), regfn.data.quadrants(regfn.random.key(0), 80))
+        >>> res = regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), train, regfn.grid(seed=[0, 1, 2]),
+        ...                   val=val, epochs=4, compile=False, quiet=True)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     plot_curves(res, pathlib.Path(tmp) / "curves.png", n=1).name
+        'curves.png'
     """
     metric = _metric(result, metric)
     if "loss" not in result.curves:

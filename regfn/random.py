@@ -449,8 +449,8 @@ def normal(key_: Tensor, shape: int | Sequence[int] = (), dtype: torch.dtype = t
     float32 redoes XLA CPU's float32 ``erf_inv`` operation by operation
     (its log1p and fused multiply-adds included), so it equals CPU jax bit for
     bit on x86-64 with FMA (checked for every possible ``u``); the promise is
-    2 ulp. The emulation, in float64, makes float32 ``normal`` about 2 to 3
-    times slower than a plain float32 ``erfinv`` would. Other dtypes use
+    2 ulp. The emulation, in float64, makes float32 ``normal`` slower than a
+    plain float32 ``erfinv`` would (see BENCHMARKS.md). Other dtypes use
     ``torch.erfinv``.
 
     Args:

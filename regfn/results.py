@@ -53,6 +53,16 @@ class SweepResult:
         engine: the engine that trained the configurations (``"vmap"`` or
             ``"triton"``; ``"vmap"`` also when the Triton kernel failed and
             the sweep fell back).
+
+    Examples:
+        >>> import regfn
+        >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+        >>> result = regfn.sweep(regfn.nn.mlp((2, 4, 1), output="logits"), data,
+        ...                      regfn.grid(l2=[0.0, 1e-2], seed=[0, 1]), epochs=5, compile=False, quiet=True)
+        >>> len(result), result.swept(), result.default_metric(), result.diverged
+        (4, ['l2', 'seed'], 'acc', [])
+        >>> result.rows[3]["l2"], result.rows[3]["seed"], result.curves["loss"].shape, result.curve_epochs
+        (0.01, 1, torch.Size([4, 5]), [1, 2, 3, 4, 5])
     """
 
     rows: list[dict[str, Any]]
@@ -85,6 +95,16 @@ class SweepResult:
         """The ``n`` best rows by ``by`` (higher accuracy, lower loss/MSE); diverged rows last.
 
         Each returned row carries its index in ``rows`` as ``"config"``.
+
+        Examples:
+            >>> rows = [{"l2": 0.0, "seed": 0, "val_acc": 0.75, "diverged": False},
+            ...         {"l2": 0.1, "seed": 0, "val_acc": 0.875, "diverged": False},
+            ...         {"l2": 1.0, "seed": 0, "val_acc": float("nan"), "diverged": True}]
+            >>> result = SweepResult(rows, curves={}, curve_epochs=[], hyperparameters=("l2", "seed"))
+            >>> [(row["config"], row["val_acc"]) for row in result.best(3)]
+            [(1, 0.875), (0, 0.75), (2, nan)]
+            >>> result.best(1, by="l2")[0]["config"]  # lower is better for anything but accuracy
+            0
         """
         by = by or self.default_metric()
         if self.rows and by not in self.rows[0]:
@@ -100,7 +120,17 @@ class SweepResult:
         return [{"config": i, **row} for i, row in ordered[:n]]
 
     def table(self, n: int = 10, by: str | None = None, columns: Sequence[str] | None = None) -> str:
-        """A plain-text table of the ``n`` best rows (columns: the swept hyperparameters, then metrics)."""
+        """A plain-text table of the ``n`` best rows (columns: the swept hyperparameters, then metrics).
+
+        Examples:
+            >>> rows = [{"l2": 0.0, "seed": 0, "val_acc": 0.75, "diverged": False},
+            ...         {"l2": 0.1, "seed": 0, "val_acc": 0.875, "diverged": False}]
+            >>> result = SweepResult(rows, curves={}, curve_epochs=[], hyperparameters=("l2", "seed"))
+            >>> print(result.table())
+            config   l2  val_acc  diverged
+                 1  0.1    0.875     False
+                 0    0     0.75     False
+        """
         best = self.best(n, by)
         if not best:
             return "(no configurations)"
@@ -126,7 +156,15 @@ class SweepResult:
             writer.writerows(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """Rows, curves (as lists) and timings, JSON-ready (NaN and inf become None)."""
+        """Rows, curves (as lists) and timings, JSON-ready (NaN and inf become None).
+
+        Examples:
+            >>> import torch
+            >>> rows = [{"l2": 0.0, "loss": float("nan"), "diverged": True}]
+            >>> d = SweepResult(rows, {"loss": torch.tensor([[0.5, 0.25]])}, [1, 2], ("l2",)).to_dict()
+            >>> d["rows"], d["curves"], d["curve_epochs"]
+            ([{'l2': 0.0, 'loss': None, 'diverged': True}], {'loss': [[0.5, 0.25]]}, [1, 2])
+        """
 
         def clean(v: Any) -> Any:
             return None if isinstance(v, float) and not math.isfinite(v) else v

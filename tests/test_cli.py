@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import itertools
 import json
 import os
@@ -80,12 +78,6 @@ def test_parse_hidden(text, expected):
 
 
 # ----------------------------------------------------------------- end to end
-
-
-def test_value_syntax_docstring_examples():
-    result = doctest.testmod(importlib.import_module("regfn.cli._values"))
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 def test_sweep_in_process_writes_table_and_files(capsys, tmp_path):

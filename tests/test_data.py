@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import importlib
 import inspect
 
@@ -32,13 +31,6 @@ def write(tmp_path, text, name="t.csv"):
 
 
 DATA_MODULES = ["regfn.data", "regfn.data._dataset", "regfn.data._csv", "regfn.data._synthetic", "regfn.data._split"]
-
-
-@pytest.mark.parametrize("name", DATA_MODULES)
-def test_doctests(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 # ----------------------------------------------------------------- Dataset

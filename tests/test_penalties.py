@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import doctest
 import inspect
 import math
 import os
@@ -632,9 +631,3 @@ def test_penalties_are_frozen_dataclasses():
     assert norm(0.1, 1).ord == 1.0
     assert l2(0.1, mask=weights_only).mask is weights_only
     assert "L2Penalty(strength=0.1" in repr(l2(0.1))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(penalties_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0
-    assert result.failed == 0

@@ -5,8 +5,8 @@ registers: the parameters and optimizer state are loaded once, each step
 runs forward, dropout (threefry bits, bit for bit the masks of
 :func:`regfn.random.bernoulli`), loss, backward, penalties and the optimizer
 step over tiles of rows, and only the last objective and the final parameters go
-back to memory. A block of E epochs is one kernel launch, against about 20
-launches per epoch for the compiled ``vmap`` step.
+back to memory. A block of E epochs is one kernel launch, where the compiled
+``vmap`` step launches many kernels every epoch (BENCHMARKS.md counts them).
 
 Supported (everything else stays on the ``vmap`` engine): an MLP from
 :func:`regfn.nn.mlp` with any number of hidden layers (the kernel's source is

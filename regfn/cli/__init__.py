@@ -21,15 +21,27 @@ so ``--l2 0,1e-4:1e-1:4`` sweeps 0, 1e-4, 1e-3, 1e-2, 1e-1. Seeds:
 the single seed 7) lists them; ``--seeds 10:14`` is 10, 11, 12, 13.
 
 ``torch.compile`` is on by default only on CUDA: on CPU, for these small
-models, compilation takes far longer than it saves (measured on a 2-core
-CPU: the default 24-config, 300-epoch sweep trains in about 5 s eagerly,
-while compiling the step alone takes about 80 s). ``--compile`` / ``--no-compile`` override it.
-On CPU the command uses one thread by default (``--threads``): these models
-are too small for intra-op parallelism, which made the default sweep up to
-8 times slower on a busy 2-core machine.
+models, compilation takes far longer than it saves (see BENCHMARKS.md).
+``--compile`` / ``--no-compile`` override it. On CPU the command uses one
+thread by default (``--threads``): these models are too small for intra-op
+parallelism, which made the default sweep several times slower on a busy
+machine (see BENCHMARKS.md).
 
 Bad input ends with one line ``regfn: error: <message>`` on stderr and exit
 status 2.
+
+Examples:
+    >>> from regfn.cli import main, parse_values
+    >>> parse_values("0,1e-4:1e-1:4")
+    [0.0, 0.0001, 0.001, 0.01, 0.1]
+    >>> main(["train", "--n", "64", "--epochs", "20", "--quiet"])
+    train accuracy ... (dropout off); final loss ...; ... s
+    0
+    >>> import contextlib, sys
+    >>> with contextlib.redirect_stderr(sys.stdout):  # bad input: one line on stderr, status 2
+    ...     main(["train", "--p", "2"])
+    regfn: error: ...
+    2
 """
 
 from ._commands import PROG as PROG

@@ -35,7 +35,15 @@ class FeatureStats(NamedTuple):
     std: Tensor
 
     def apply(self, data: Dataset) -> Dataset:
-        """Standardize ``data``'s features with these statistics (e.g. a test split later)."""
+        """Standardize ``data``'s features with these statistics (e.g. a test split later).
+
+        Examples:
+            >>> import torch
+            >>> from regfn.data import Dataset
+            >>> stats = FeatureStats(mean=torch.tensor([1.0, 10.0]), std=torch.tensor([2.0, 5.0]))
+            >>> stats.apply(Dataset(torch.tensor([[3.0, 0.0]]), torch.zeros(1, 1))).x
+            tensor([[ 1., -2.]])
+        """
         if data.n_features != self.mean.shape[0]:
             raise ValueError(
                 f"regfn.data.FeatureStats.apply: data has {data.n_features} features, "

@@ -216,6 +216,13 @@ class Model(NamedTuple):
     Attributes:
         init: ``init(key) -> params``.
         apply: ``apply(params, x, *, key=None, p=0.0, train=False) -> output``.
+
+    Examples:
+        >>> import torch, regfn.random as rr
+        >>> linear = Model(init=lambda key: {"w": rr.normal(key, (3,))},
+        ...                apply=lambda params, x, *, key=None, p=0.0, train=False: x @ params["w"])
+        >>> linear.apply(linear.init(rr.key(0)), torch.ones(2, 3)).shape
+        torch.Size([2])
     """
 
     init: Callable[[Tensor], dict[str, Tensor]]
