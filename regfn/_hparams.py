@@ -25,22 +25,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ._checks import check_int, check_real, in_interval, interval_text
 
 __all__ = [
     "HPARAMS",
+    "LAYER_RATE_NAMES",
+    "MAX_LAYER_RATES",
     "OPTIMIZER_ARGS",
     "PENALTY_NAMES",
     "HParam",
     "bounds",
     "defaults",
     "optimizer_defaults",
+    "user_hparams",
 ]
 
-Target = Literal["optimizer", "penalty", "model", "run"]
+Target = Literal["optimizer", "penalty", "model", "loss", "run", "user"]
+MAX_LAYER_RATES = 8
+"""Per-layer dropout rates ``p1`` .. ``p8`` are sweepable (the i-th dropout call uses ``p<i>``)."""
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,21 @@ class HParam:
         low, high: the ends of the allowed range (``None``: no end).
         low_open, high_open: whether that end is excluded.
         target: where it goes: ``"optimizer"`` (an argument of the
-            optimizer factories), ``"penalty"``, ``"model"`` (the dropout
-            rate) or ``"run"`` (the seed).
+            optimizer factories), ``"penalty"``, ``"model"`` (dropout
+            rates), ``"loss"`` (label smoothing), ``"run"`` (the seed) or
+            ``"user"`` (a name a sweep's caller declares, handed to their
+            loss and model).
         what: a short description for messages and ``--help``.
         label: how figures label an axis of it.
         integer: whether values are integers (the seed).
         column: always a column of a sweep's results (the others are
             columns only when a configuration sets them).
+        default_from: a configuration that does not set this name takes the
+            value of that name instead of ``default`` (``p1`` takes ``p``).
     """
 
     name: str
-    default: float | int
+    default: float | int | None
     low: float | None
     high: float | None
     target: Target
@@ -73,6 +82,7 @@ class HParam:
     high_open: bool = False
     integer: bool = False
     column: bool = False
+    default_from: str | None = None
 
     @property
     def cli(self) -> str:
@@ -152,8 +162,23 @@ HPARAMS: Mapping[str, HParam] = _entries(
     HParam(
         "norm2", 0.0, 0.0, _INF, "penalty", "the tutorial's s * sum_p ||p||_2", "norm2 strength (Σ‖W‖₂)", **_STRENGTH
     ),
-    # the model
+    # the loss
+    HParam("label_smoothing", 0.0, 0.0, 1.0, "loss", "cross-entropy label smoothing", "label smoothing"),
+    # the model: one rate for every dropout call, or one per call (p1 for the first, ...)
     HParam("p", 0.0, 0.0, 1.0, "model", "a dropout rate", "dropout rate p", column=True),
+    *(
+        HParam(
+            f"p{i}",
+            0.0,
+            0.0,
+            1.0,
+            "model",
+            f"the dropout rate of dropout call {i}",
+            f"dropout rate p{i}",
+            default_from="p",
+        )
+        for i in range(1, MAX_LAYER_RATES + 1)
+    ),
     # the run
     HParam("seed", 0, -(2**63), 2**63, "run", "a run seed", "seed", high_open=True, integer=True, column=True),
 )
@@ -175,6 +200,42 @@ _OPTIMIZER_OVERRIDES: Mapping[str, Mapping[str, float]] = {
 PENALTY_NAMES: tuple[str, ...] = tuple(n for n, p in HPARAMS.items() if p.target == "penalty")
 
 
+LAYER_RATE_NAMES: tuple[str, ...] = tuple(f"p{i}" for i in range(1, MAX_LAYER_RATES + 1))
+
+
+def user_hparams(declared: Mapping[str, Any] | None) -> dict[str, HParam]:
+    """Entries for names a sweep's caller declares: ``{"temperature": (low, high)}`` or ``(low, high, default)``.
+
+    ``None`` at an end means no end; a finite end is included. Without a
+    default, every configuration must set the name.
+
+    Raises:
+        TypeError, ValueError: for a name that is not an identifier, one the
+            registry already has, or a range that is not ``(low, high[, default])``.
+
+    Examples:
+        >>> user_hparams({"temperature": (0.0, None, 1.0)})["temperature"].describe()
+        'temperature (declared by the caller), >= 0'
+    """
+    out: dict[str, HParam] = {}
+    for name, spec in (declared or {}).items():
+        where = "regfn.sweep: hparams"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"{where}: names must be identifiers, got {name!r}")
+        if name in HPARAMS:
+            raise ValueError(f"{where}: {name!r} is a built-in hyperparameter; declare only names of your own")
+        if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+            raise TypeError(f"{where}[{name!r}] must be (low, high) or (low, high, default), got {spec!r}")
+        low, high = (None if v is None else check_real(v, f"hparams[{name!r}] end", "regfn.sweep") for v in spec[:2])
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"{where}[{name!r}]: low must be <= high, got ({low}, {high})")
+        entry = HParam(name, None, low, high, "user", f"{name} (declared by the caller)", name)
+        if len(spec) == 3:
+            entry = replace(entry, default=entry.check(spec[2], f"{where}[{name!r}] default"))
+        out[name] = entry
+    return out
+
+
 def optimizer_defaults(optimizer: str) -> dict[str, float | int]:
     """Every registry name with the value a configuration gets under ``optimizer``.
 
@@ -187,8 +248,8 @@ def optimizer_defaults(optimizer: str) -> dict[str, float | int]:
 
 
 def defaults() -> dict[str, float | int]:
-    """Every registry name with its default."""
-    return {name: p.default for name, p in HPARAMS.items()}
+    """Every registry name with its default (``p1`` .. ``p8`` too: 0, though a sweep gives them ``p``)."""
+    return {name: p.default for name, p in HPARAMS.items() if p.default is not None}
 
 
 def bounds(name: str) -> dict[str, Any]:

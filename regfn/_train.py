@@ -33,13 +33,24 @@ from torch.func import grad_and_value
 
 from ._checks import check_int
 from .data import Dataset, batches
-from .losses import Loss, get_loss
+from .losses import Loss, get_loss, loss_value, takes_hp
 from .nn import Model
 from .optim import Transform, apply_updates
 from .penalties import Penalty, penalize, penalty_value
 from .random import fold_in, split
 
-__all__ = ["TrainResult", "evaluate", "run_keys", "step_key", "train", "train_step"]
+__all__ = [
+    "TrainResult",
+    "apply_model",
+    "check_targets",
+    "evaluate",
+    "is_collapsed",
+    "majority_rate",
+    "run_keys",
+    "step_key",
+    "train",
+    "train_step",
+]
 
 Params = dict[str, Tensor]
 
@@ -64,19 +75,41 @@ def step_key(dropout_key: Tensor, epoch: int | Tensor, batch: int | Tensor = 0) 
     return fold_in(fold_in(dropout_key, epoch), batch)
 
 
+def apply_model(
+    model: Model,
+    params: Params,
+    x: Tensor,
+    *,
+    key: Tensor | None = None,
+    p: Any = 0.0,
+    train: bool = False,
+    hp: Mapping[str, Any] | None = None,
+) -> Tensor:
+    """``model.apply``, handing over the configuration's hyperparameters when ``apply`` takes ``hp``."""
+    if takes_hp(model.apply):
+        return model.apply(params, x, key=key, p=p, train=train, hp=hp if hp is not None else {})
+    if train:
+        return model.apply(params, x, key=key, p=p, train=True)
+    return model.apply(params, x, train=False)
+
+
 def train_step(
     model: Model,
     loss: Loss,
     optimizer: Transform,
     penalties: Sequence[Penalty],
-    p: float | Tensor,
+    p: Any,
     params: Params,
     opt_state: Any,
     x: Tensor,
     y: Tensor,
     key: Tensor,
+    hp: Mapping[str, Any] | None = None,
 ) -> tuple[Params, Any, Tensor]:
     """One optimizer step on ``(x, y)`` with dropout drawn from ``key``; pure.
+
+    ``p`` is one dropout rate or one per dropout call; ``hp`` the
+    configuration's hyperparameters, for a loss or model that reads them.
 
     Returns:
         ``(new_params, new_opt_state, objective)`` where ``objective`` is the
@@ -85,7 +118,8 @@ def train_step(
     """
 
     def data_loss(params: Params) -> Tensor:
-        return loss.fn(model.apply(params, x, key=key, p=p, train=True), y)
+        out = apply_model(model, params, x, key=key, p=p, train=True, hp=hp)
+        return loss_value(loss, out, y, hp)
 
     objective = penalize(data_loss, *penalties) if penalties else data_loss
     grads, value = grad_and_value(objective)(params)
@@ -94,20 +128,58 @@ def train_step(
 
 
 def evaluate(
-    model: Model, loss: Loss, penalties: Sequence[Penalty], params: Params, x: Tensor, y: Tensor
+    model: Model,
+    loss: Loss,
+    penalties: Sequence[Penalty],
+    params: Params,
+    x: Tensor,
+    y: Tensor,
+    hp: Mapping[str, Any] | None = None,
 ) -> dict[str, Tensor]:
-    """Metrics with dropout off: data ``loss``, ``penalty``, and ``acc`` (binary) or ``mse``.
+    """Metrics with dropout off: data ``loss``, ``penalty``, and ``acc`` or ``mse`` (by the loss's task).
 
-    Empty data gives NaN metrics.
+    Binary accuracy thresholds the output at ``loss.threshold``; multi-class
+    accuracy takes the argmax of the outputs; regression reports the mean
+    squared error. ``_constant`` is 1 when every prediction is the same (a
+    model that collapsed to a constant), else 0. Empty data gives NaN metrics.
     """
-    out = model.apply(params, x, train=False)
-    metrics = {"loss": loss.fn(out, y)}
+    out = apply_model(model, params, x, train=False, hp=hp)
+    metrics = {"loss": loss_value(loss, out, y, hp)}
     metrics["penalty"] = penalty_value(params, *penalties) if penalties else out.new_zeros(())
-    if loss.threshold is None:
+    task = loss.resolved_task
+    if task == "regression":
         metrics["mse"] = F.mse_loss(out, y)
+        predictions = out
+    elif task == "multiclass":
+        predictions = out.argmax(-1)
+        metrics["acc"] = (predictions == y).to(out.dtype).mean()
     else:
-        metrics["acc"] = ((out > loss.threshold).to(y.dtype) == y).to(out.dtype).mean()
+        threshold = 0.0 if loss.threshold is None else loss.threshold  # a binary Loss without one: logits
+        predictions = (out > threshold).to(y.dtype)
+        metrics["acc"] = (predictions == y).to(out.dtype).mean()
+    spread = (predictions.amax(0) - predictions.amin(0)).abs().amax() if len(x) else out.new_zeros(())
+    metrics["_constant"] = (spread == 0).to(out.dtype)
     return metrics
+
+
+def check_targets(loss: Loss, data: Dataset, where: str) -> None:
+    """Refuse data whose targets do not fit the loss's task (before any training).
+
+    Raises:
+        TypeError: class labels for a binary or regression loss, or float targets for a multi-class one.
+    """
+    labels = not data.y.dtype.is_floating_point
+    task = loss.resolved_task
+    if task == "multiclass" and not labels:
+        raise TypeError(
+            f"{where}: loss {loss.name or 'of task multiclass'!r} needs integer class labels of shape (n,), "
+            f"got {data.y.dtype} targets of shape {tuple(data.y.shape)} (a {data.task} dataset)"
+        )
+    if task != "multiclass" and labels:
+        raise TypeError(
+            f"{where}: loss {loss.name or 'of task ' + task!r} needs floating targets, got integer class labels; "
+            "use loss='cross_entropy' for multi-class data"
+        )
 
 
 # ----------------------------------------------------------------- the loop
@@ -124,6 +196,9 @@ class TrainResult:
         history: one dict per logged epoch: ``epoch``, ``loss`` (that
             epoch's objective, dropout on) and ``val_*`` metrics if ``val``.
         diverged: whether the loss or the parameters became NaN or infinite.
+        collapsed: whether the model learned a constant: every prediction the
+            same, or (classification) an accuracy within one example of the
+            majority-class rate; judged on the validation data when given.
     """
 
     params: Params
@@ -131,6 +206,27 @@ class TrainResult:
     val_metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     diverged: bool = False
+    collapsed: bool = False
+
+
+def majority_rate(data: Dataset) -> float | None:
+    """The share of the most frequent class (binary or multi-class data), or ``None`` for regression."""
+    if len(data) == 0 or data.task == "regression":
+        return None
+    y = data.y.reshape(-1)
+    if y.dtype.is_floating_point:  # binary 0/1
+        positive = float((y > 0.5).to(torch.float64).mean())
+        return max(positive, 1.0 - positive)
+    return float(torch.bincount(y).max()) / len(y)
+
+
+def is_collapsed(constant: bool, acc: float | None, majority: float | None, n: int) -> bool:
+    """A constant predictor, or an accuracy within one example (``1/n``) of the majority-class rate."""
+    if constant:
+        return True
+    if acc is None or majority is None or n == 0 or not math.isfinite(acc):
+        return False
+    return abs(acc - majority) <= 1.0 / n + 1e-12
 
 
 def _float_dict(metrics: Mapping[str, Tensor]) -> dict[str, float]:
@@ -152,6 +248,7 @@ def train(
     log_every: int | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     compile: bool = False,
+    hparams: Mapping[str, float | Tensor] | None = None,
 ) -> TrainResult:
     """Train one model: full batch (the tutorial) or keyed mini-batches.
 
@@ -173,6 +270,9 @@ def train(
         log_every: record ``history`` every this many epochs (and at the last).
         on_log: called with each history entry (e.g. to print it).
         compile: run the step under ``torch.compile``.
+        hparams: hyperparameters for a loss or model that reads them (as
+            0-d tensors in ``hp``): ``{"label_smoothing": 0.1}`` for
+            ``"cross_entropy"``, or names of your own.
 
     Returns:
         A :class:`TrainResult`.
@@ -200,12 +300,14 @@ def train(
     n = len(data)
     if batch_size is not None:
         check_int(batch_size, "batch_size", "regfn.train", low=1, high=n)
+    check_targets(loss, data, "regfn.train")
+    hp = {name: torch.as_tensor(v, dtype=data.x.dtype, device=data.x.device) for name, v in (hparams or {}).items()}
     init_key, dropout_key, shuffle_key = run_keys(key)
     params = model.init(init_key)
     opt_state = optimizer.init(params)
 
     def step(params, opt_state, x, y, k):
-        return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k)
+        return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp)
 
     run_step = torch.compile(step) if compile else step
     history: list[dict[str, float]] = []
@@ -224,12 +326,17 @@ def train(
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             entry = {"epoch": epoch + 1, "loss": float(value)}
             if has_val and val is not None:  # the last log is after the last epoch: these end as the final val_metrics
-                val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y))
+                val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y, hp))
                 entry.update({f"val_{k}": v for k, v in val_metrics.items()})
             history.append(entry)
             if on_log is not None:
                 on_log(entry)
-    metrics = _float_dict(evaluate(model, loss, penalties, params, data.x, data.y))
+    metrics = _float_dict(evaluate(model, loss, penalties, params, data.x, data.y, hp))
     finite = all(bool(torch.isfinite(t).all()) for t in params.values())
     diverged = not (finite and math.isfinite(metrics["loss"]) and all(math.isfinite(h["loss"]) for h in history))
-    return TrainResult(params, metrics, val_metrics, history, diverged)
+    judged, judged_on = (val_metrics, val) if has_val and val is not None else (metrics, data)
+    collapsed = is_collapsed(bool(judged["_constant"]), judged.get("acc"), majority_rate(judged_on), len(judged_on))
+    for m in (metrics, val_metrics, *history):
+        m.pop("_constant", None)
+        m.pop("val__constant", None)
+    return TrainResult(params, metrics, val_metrics, history, diverged, collapsed)

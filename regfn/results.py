@@ -80,6 +80,11 @@ class SweepResult:
         """Indices of the configurations whose training diverged."""
         return [i for i, row in enumerate(self.rows) if row["diverged"]]
 
+    @property
+    def collapsed(self) -> list[int]:
+        """Indices of the configurations that learned a constant (see ``regfn.TrainResult.collapsed``)."""
+        return [i for i, row in enumerate(self.rows) if row.get("collapsed")]
+
     def swept(self) -> list[str]:
         """The hyperparameters that take more than one value across the rows."""
         return [h for h in self.hyperparameters if len({row[h] for row in self.rows}) > 1]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .._hparams import HPARAMS, OPTIMIZER_ARGS, PENALTY_NAMES, optimizer_defaults
+from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS, PENALTY_NAMES, HParam, optimizer_defaults
 
-__all__ = ["Configs", "grid", "hyper_tensors", "live_penalties", "normalize", "shown_names"]
+__all__ = ["Configs", "grid", "hyper_tensors", "layer_rates", "live_penalties", "normalize", "shown_names"]
 
 Configs = Sequence[Mapping[str, Any]] | Mapping[str, Iterable[Any]]
 
@@ -31,24 +31,34 @@ def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def normalize(configs: Configs, optimizer: str) -> tuple[list[dict[str, Any]], list[str]]:
+def normalize(
+    configs: Configs,
+    optimizer: str,
+    extra: Mapping[str, HParam] | None = None,
+    loss_reads: Collection[str] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every configuration checked and completed with defaults, and the names some configuration set.
 
-    Returns ``(rows, given)``: each row holds every registry name (a missing
-    one takes the optimizer's default, see
-    :func:`regfn._hparams.optimizer_defaults`); ``given`` lists the names any
+    Returns ``(rows, given)``: each row holds every registry name and every
+    name of ``extra`` (the caller's own, see
+    :func:`regfn._hparams.user_hparams`); a missing one takes the optimizer's
+    default (:func:`regfn._hparams.optimizer_defaults`), or the value of the
+    name it defaults from (``p1`` takes ``p``). ``given`` lists the names any
     configuration set, in registry order.
 
     Raises:
         ValueError, TypeError: for an empty list, a row that is not a dict, an
-            unknown name, a value out of its range, or an optimizer argument
-            ``optimizer`` does not take set away from its default.
+            unknown name, a value out of its range, an optimizer argument
+            ``optimizer`` does not take (or a loss hyperparameter outside
+            ``loss_reads``, when given) set away from its default, or a
+            declared name without a default that a configuration leaves out.
     """
     if isinstance(configs, Mapping):
         configs = grid(**configs)
     given_rows = list(configs)
     if not given_rows:
         raise ValueError("configs is empty: give at least one configuration (e.g. regfn.grid(l2=[1e-3]))")
+    registry = {**HPARAMS, **(extra or {})}
     defaults = optimizer_defaults(optimizer)
     takes = OPTIMIZER_ARGS[optimizer]
     rows: list[dict[str, Any]] = []
@@ -56,21 +66,42 @@ def normalize(configs: Configs, optimizer: str) -> tuple[list[dict[str, Any]], l
     for i, row in enumerate(given_rows):
         if not isinstance(row, Mapping):
             raise TypeError(f"config {i} must be a dict of hyperparameters, got {type(row).__name__}")
-        unknown = set(row) - set(HPARAMS)
+        unknown = set(row) - set(registry)
         if unknown:
-            raise ValueError(f"config {i}: unknown hyperparameters {sorted(unknown)}; a sweep can vary {list(HPARAMS)}")
-        full = {name: HPARAMS[name].check(row.get(name, defaults[name]), f"config {i}") for name in HPARAMS}
+            raise ValueError(
+                f"config {i}: unknown hyperparameters {sorted(unknown)}; a sweep can vary {list(registry)} "
+                "(declare names of your own with hparams={name: (low, high)})"
+            )
+        full: dict[str, Any] = {}
+        for name, hp in registry.items():
+            if name in row:
+                full[name] = hp.check(row[name], f"config {i}")
+            elif hp.default_from is not None:
+                full[name] = full[hp.default_from]
+            elif name in defaults or hp.default is not None:
+                full[name] = defaults.get(name, hp.default)
+            else:
+                raise ValueError(f"config {i}: {name} has no default; set it in every configuration")
         for name in row:
-            if HPARAMS[name].target == "optimizer" and name not in takes and full[name] != defaults[name]:
+            target = registry[name].target
+            if target == "optimizer" and name not in takes and full[name] != defaults[name]:
                 raise ValueError(f"config {i}: optimizer {optimizer!r} has no {name}; it takes {', '.join(takes)}")
+            if target == "loss" and loss_reads is not None and name not in loss_reads and full[name] != defaults[name]:
+                raise ValueError(f"config {i}: the loss has no {name} (cross_entropy reads label_smoothing)")
         given.update(row)
         rows.append(full)
-    return rows, [name for name in HPARAMS if name in given]
+    return rows, [name for name in registry if name in given]
 
 
-def shown_names(given: Sequence[str]) -> tuple[str, ...]:
+def shown_names(given: Sequence[str], extra: Mapping[str, HParam] | None = None) -> tuple[str, ...]:
     """The hyperparameter columns of the results: the usual ones and any other a configuration set."""
-    return tuple(name for name, p in HPARAMS.items() if p.column or name in given)
+    registry = {**HPARAMS, **(extra or {})}
+    return tuple(name for name, p in registry.items() if p.column or name in given)
+
+
+def layer_rates(given: Sequence[str]) -> int:
+    """How many per-layer dropout rates a sweep hands the model: the highest ``p<i>`` any configuration set."""
+    return max((i for i, name in enumerate(LAYER_RATE_NAMES, start=1) if name in given), default=0)
 
 
 def live_penalties(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -79,10 +110,8 @@ def live_penalties(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
 
 
 def hyper_tensors(rows: Sequence[Mapping[str, Any]], dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
-    """One ``(K,)`` tensor per registry name (the seed as int64, the rest in ``dtype``)."""
+    """One ``(K,)`` tensor per name of the rows (the seed as int64, the rest in ``dtype``)."""
     return {
-        name: torch.tensor(
-            [r[name] for r in rows], dtype=torch.int64 if HPARAMS[name].integer else dtype, device=device
-        )
-        for name in HPARAMS
+        name: torch.tensor([r[name] for r in rows], dtype=torch.int64 if name == "seed" else dtype, device=device)
+        for name in rows[0]
     }

@@ -34,13 +34,15 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._hparams import OPTIMIZER_ARGS
+from .._hparams import OPTIMIZER_ARGS, user_hparams
+from .._train import check_targets, is_collapsed, majority_rate
 from ..data import Dataset
-from ..losses import Loss, get_loss
+from ..losses import Loss, get_loss, takes_hp
 from ..nn import Model
+from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ..results import SweepResult
-from ._configs import Configs, hyper_tensors, live_penalties, normalize, shown_names
+from ._configs import Configs, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Engine, EngineFailed, Job, warn
 from ._program import Spec, live_optimizer_args
 from ._triton import TritonEngine
@@ -101,6 +103,7 @@ def sweep(
     threads: int | None = None,
     engine: str = "vmap",
     quiet: bool = False,
+    hparams: Mapping[str, Any] | None = None,
 ) -> SweepResult:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -113,12 +116,19 @@ def sweep(
             ``beta1``, ``beta2``, ``eps``, ``alpha``, ``lr_decay``,
             ``initial_accumulator_value``: each optimizer takes torch.optim's
             own), ``l1``, ``l2`` (``l2/2 * sum w**2``), ``norm2`` (the
-            tutorial's ``sum ||w||_2``), ``p`` (dropout after each hidden
-            layer), ``seed``. Missing keys take their defaults (the
-            optimizer's own for its arguments); ranges are those of
-            torch.optim and of the penalties.
+            tutorial's ``sum ||w||_2``), ``p`` (the rate of every dropout
+            call), ``p1`` .. ``p8`` (the rate of the first, ... dropout call;
+            a configuration that sets none of them gives every call ``p``,
+            one that sets some gives the others ``p``), ``label_smoothing``
+            (``"cross_entropy"``), ``seed``, and the names declared in
+            ``hparams``. Missing keys take their defaults (the optimizer's
+            own for its arguments); ranges are those of torch.optim and of
+            the penalties.
         val: validation data, evaluated at every log point and at the end.
-        loss: ``"bce_logits"``, ``"bce"``, ``"mse"`` or a :class:`regfn.losses.Loss`.
+        loss: ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
+            (integer class labels) or a :class:`regfn.losses.Loss`, whose
+            function may take ``(output, target, hp)`` to read the
+            configuration's hyperparameters.
         optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"``.
         epochs: passes over the data.
         batch_size: ``None`` for full batch, else keyed mini-batches (last
@@ -153,7 +163,12 @@ def sweep(
             the same bits and its numbers agree with ``"vmap"`` to float
             tolerance (sums run in another order). Should the kernel fail to
             compile, the sweep warns and runs ``"vmap"``.
-        quiet: no progress bar and no divergence warning.
+        quiet: no progress bar and no divergence or collapse warning.
+        hparams: hyperparameters of your own, ``{name: (low, high)}`` or
+            ``{name: (low, high, default)}`` (``None`` for an open end);
+            each reaches your loss (``fn(output, target, hp)``) and your
+            model (an ``apply`` with an ``hp`` keyword) as ``hp[name]``, a
+            0-d tensor per configuration.
 
     Returns:
         A :class:`~regfn.results.SweepResult` with one row per configuration.
@@ -166,7 +181,18 @@ def sweep(
     if optimizer not in OPTIMIZER_ARGS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_ARGS)}, got {optimizer!r}")
     check_int(epochs, "epochs", "regfn.sweep", low=1)
-    rows, given = normalize(configs, optimizer)
+    extra = user_hparams(hparams)
+    rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
+    check_targets(loss, data, "regfn.sweep")
+    if val is not None:
+        check_targets(loss, val, "regfn.sweep (val)")
+    rates = layer_rates(given)
+    settings = settings_of(model)
+    if rates and settings is not None and rates != len(settings.sizes) - 2:
+        raise ValueError(
+            f"regfn.sweep: the configurations set per-layer rates up to p{rates}, but the MLP has "
+            f"{len(settings.sizes) - 2} hidden layers: set p1 .. p{len(settings.sizes) - 2} (or only p)"
+        )
     log_every = max(1, epochs // 20) if log_every is None else check_int(log_every, "log_every", "regfn.sweep", low=1)
     device = torch.device(device) if device is not None else data.x.device
     data = data.to(device)
@@ -177,11 +203,10 @@ def sweep(
         check_int(threads, "threads", "regfn.sweep", low=1)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    chunk = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), data.x.shape[-1], device)
+    chunk = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), _features(data), device)
 
-    spec = Spec(
-        model, loss, optimizer, live_optimizer_args(rows, optimizer), live_penalties(rows), batch_size is not None
-    )
+    optimizer_args = live_optimizer_args(rows, optimizer)
+    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
     job = Job(spec, data, val, epochs, batch_size, log_every, compile, cuda_graphs)
     problems = ENGINES[engine].problems(job)
     if problems:
@@ -189,7 +214,12 @@ def sweep(
     hp_all = hyper_tensors(rows, data.x.dtype, device)
     with _cpu_threads(threads if device.type == "cpu" else None):
         result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
-    return _table(rows, shown_names(given), result, quiet)
+    judged = val if val is not None and len(val) else data
+    return _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
+
+
+def _features(data: Dataset) -> int:
+    return math.prod(data.x.shape[1:])
 
 
 def _chunk_size(
@@ -341,18 +371,23 @@ class _Driver:
         job, evaluate = self.job, self.engine.program.eval
         curves: dict[str, list[Tensor]] = {}
         logged: list[int] = []
+        val_flags: dict[str, Tensor] = {}
 
         def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
             logged.append(done)
             curves.setdefault("loss", []).append(value.detach().clone())
             if job.val is not None and len(job.val):
                 for name, v in evaluate(params, hp, job.val.x, job.val.y).items():
-                    curves.setdefault(f"val_{name}", []).append(v)
+                    if name.startswith("_"):  # flags, not curves: the last one is kept
+                        val_flags[f"val_{name}"] = v
+                    else:
+                        curves.setdefault(f"val_{name}", []).append(v)
 
         params = self.engine.run(hp, log, bar)
         final = dict(evaluate(params, hp, job.data.x, job.data.y))
         # The last curve point is logged after the last epoch: the final validation metrics.
         final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
+        final.update(val_flags)
         zero, tiny = _sparsity(params)
         finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
         stacked = {n: torch.stack(v, dim=1) for n, v in curves.items()}
@@ -372,7 +407,20 @@ class _Driver:
 # ----------------------------------------------------------------- the results table
 
 
-def _table(rows: list[dict[str, Any]], shown: tuple[str, ...], run: dict[str, Any], quiet: bool) -> SweepResult:
+def _table(
+    rows: list[dict[str, Any]],
+    shown: tuple[str, ...],
+    run: dict[str, Any],
+    quiet: bool,
+    majority: float | None,
+    n_judged: int,
+) -> SweepResult:
+    """The rows: hyperparameters, final metrics, sparsity, ``diverged`` and ``collapsed``.
+
+    ``collapsed`` is judged on the validation data when there is some (its
+    majority-class rate ``majority`` and size ``n_judged``), else on the
+    training data.
+    """
     outputs = run["outputs"]
 
     def cat(key: str) -> Tensor:
@@ -385,20 +433,24 @@ def _table(rows: list[dict[str, Any]], shown: tuple[str, ...], run: dict[str, An
     table = []
     for i, row in enumerate(rows):
         out: dict[str, Any] = {name: row[name] for name in shown}
-        out.update({name: float(v[i]) for name, v in final.items()})
+        out.update({name: float(v[i]) for name, v in final.items() if "_constant" not in name})
         out["zero_frac"], out["tiny_frac"] = float(zero[i]), float(tiny[i])
         diverged = bool(bad[i].any()) or not bool(finite[i]) or not math.isfinite(out["loss"])
         first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
         out["diverged"] = diverged
         out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
+        prefix = "val_" if "val__constant" in final else ""
+        constant = bool(final[f"{prefix}_constant"][i])
+        out["collapsed"] = not diverged and is_collapsed(constant, out.get(f"{prefix}acc"), majority, n_judged)
         table.append(out)
     result = SweepResult(table, curves, logged, shown)
     result.timings = run["timings"]
     result.engine = run["engine"]
-    if result.diverged and not quiet:
-        first_bad = result.diverged[0]
-        warn(
-            f"regfn.sweep: {len(result.diverged)} of {len(rows)} configurations diverged (NaN/inf), "
-            f"e.g. config {first_bad}: { {n: rows[first_bad][n] for n in shown} }; they are flagged in the results"
-        )
+    for flagged, what in ((result.diverged, "diverged (NaN/inf)"), (result.collapsed, "collapsed to a constant")):
+        if flagged and not quiet:
+            first = flagged[0]
+            warn(
+                f"regfn.sweep: {len(flagged)} of {len(rows)} configurations {what}, "
+                f"e.g. config {first}: { {n: rows[first][n] for n in shown} }; they are flagged in the results"
+            )
     return result

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from .. import optim
-from .._hparams import OPTIMIZER_ARGS, optimizer_defaults
+from .._hparams import LAYER_RATE_NAMES, OPTIMIZER_ARGS, optimizer_defaults
 from .._train import evaluate, run_keys, step_key, train_step
 from ..data import batches
 from ..losses import Loss
@@ -120,6 +120,8 @@ class Spec:
             (so an argument nobody sweeps costs nothing).
         penalties: the penalty names some configuration turns on.
         minibatch: keyed mini-batches (else full batch).
+        layer_rates: 0 to give the model one dropout rate (``p``), else the
+            number of per-call rates ``p1`` .. ``p<layer_rates>`` it gets.
     """
 
     model: Model
@@ -128,6 +130,7 @@ class Spec:
     optimizer_args: tuple[str, ...]
     penalties: tuple[str, ...]
     minibatch: bool
+    layer_rates: int = 0
 
 
 def _parts(spec: Spec, hp: Mapping[str, Tensor]) -> tuple[optim.Transform, list[Penalty]]:
@@ -143,12 +146,19 @@ def init_state(spec: Spec, hp: Mapping[str, Tensor]) -> dict[str, Any]:
     return {"params": params, "opt": opt.init(params), "dkey": dropout_key, "skey": shuffle_key}
 
 
+def rates(spec: Spec, hp: Mapping[str, Tensor]) -> Any:
+    """The dropout rate(s) a configuration hands its model: ``p``, or ``(p1, ..., p<k>)``."""
+    if spec.layer_rates == 0:
+        return hp["p"]
+    return tuple(hp[name] for name in LAYER_RATE_NAMES[: spec.layer_rates])
+
+
 def step(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], x, y, epoch, batch):
     """One optimizer step of one configuration on ``(x, y)``; returns (state, objective)."""
     opt, pens = _parts(spec, hp)
     k = step_key(state["dkey"], epoch, batch)
     params, opt_state, value = train_step(
-        spec.model, spec.loss, opt, pens, hp["p"], state["params"], state["opt"], x, y, k
+        spec.model, spec.loss, opt, pens, rates(spec, hp), state["params"], state["opt"], x, y, k, hp
     )
     return {**state, "params": params, "opt": opt_state}, value
 
@@ -166,7 +176,7 @@ def order(state: Mapping[str, Any], epoch, n: int, batch_size: int) -> Tensor:
 def evaluate_config(spec: Spec, params, hp: Mapping[str, Tensor], x, y) -> dict[str, Tensor]:
     """One configuration's metrics with dropout off (see :func:`regfn._train.evaluate`)."""
     _, pens = _parts(spec, hp)
-    return evaluate(spec.model, spec.loss, pens, params, x, y)
+    return evaluate(spec.model, spec.loss, pens, params, x, y, hp)
 
 
 class Program:

@@ -477,13 +477,13 @@ def _run_sweep(args) -> int:
             engine=args.engine,
         )
     for w in caught:
-        if "diverged" not in str(w.message):
+        if "diverged" not in str(w.message) and "collapsed" not in str(w.message):
             print(f"regfn: warning: {w.message}", file=sys.stderr)
 
     by = args.by or result.default_metric()
     shown = [n for n in swept if n != "seed"] + (["seed"] if "seed" in swept else [])
     metrics = [c for c in ("loss", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac") if c in result.rows[0]]
-    columns = ["config", *(shown or ["seed"]), *metrics, "diverged"]
+    columns = ["config", *(shown or ["seed"]), *metrics, "diverged", "collapsed"]
     if args.top:
         print(f"\nbest {min(args.top, len(result))} of {len(result)} configs by {by}:")
         print(result.table(args.top, by=by, columns=columns))
@@ -491,12 +491,13 @@ def _run_sweep(args) -> int:
         if summary is not None:
             print(f"\nbest settings by mean {by} over {len(args.seeds)} seeds:")
             print(summary)
-    n_div = len(result.diverged)
-    line = f"\ndiverged: {n_div} of {len(result)} configs"
-    if n_div:
-        first = result.rows[result.diverged[0]]
-        line += " (e.g. config {}: {})".format(result.diverged[0], ", ".join(f"{n}={_fmt(first[n])}" for n in shown))
-    print(line)
+    print()
+    for flagged, what in ((result.diverged, "diverged"), (result.collapsed, "collapsed (learned a constant)")):
+        line = f"{what}: {len(flagged)} of {len(result)} configs"
+        if flagged:
+            first = result.rows[flagged[0]]
+            line += " (e.g. config {}: {})".format(flagged[0], ", ".join(f"{n}={_fmt(first[n])}" for n in shown))
+        print(line)
     t = result.timings
     rate = len(result) * args.epochs / max(t.get("run_s", 0.0), 1e-9)
     print(
