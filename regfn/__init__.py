@@ -15,6 +15,7 @@ from . import optim as optim
 from . import penalties as penalties
 from . import plot as plot
 from . import random as random
+from . import search as search
 from ._sweep import grid as grid
 from ._sweep import sweep as sweep
 from ._train import TrainResult as TrainResult
@@ -57,6 +58,7 @@ __all__ = [
     "penalty_value",
     "plot",
     "random",
+    "search",
     "sweep",
     "train",
     "weights_only",

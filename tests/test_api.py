@@ -37,6 +37,21 @@ PUBLIC = {
         "optim",
         "penalties",
         "random",
+        "search",
+    ],
+    "regfn.search": [
+        "Space",
+        "Uniform",
+        "LogUniform",
+        "Choice",
+        "RandInt",
+        "uniform",
+        "loguniform",
+        "choice",
+        "randint",
+        "sample",
+        "sobol_seed",
+        "optuna_sweep",
     ],
     "regfn.random": [
         "key",
@@ -129,6 +144,7 @@ def test_import_has_no_side_effects():
         "import regfn;"
         "assert torch.equal(state, torch.random.get_rng_state()); assert threads == torch.get_num_threads();"
         "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules;"
+        "assert 'optuna' not in sys.modules;"
         "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -19,9 +19,10 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # Modules the walk leaves out, and why: __main__ runs the CLI when imported;
 # _triton_mlp imports triton at import time, so it runs only where triton is
-# installed; plot's examples draw a figure and need matplotlib.
+# installed; plot's examples draw a figure and need matplotlib; the Optuna
+# adapter's examples run a study.
 SKIP = {"regfn.__main__"}
-NEEDS = {"regfn._sweep._triton_mlp": "triton", "regfn.plot": "matplotlib"}
+NEEDS = {"regfn._sweep._triton_mlp": "triton", "regfn.plot": "matplotlib", "regfn.search._optuna": "optuna"}
 
 # Modules that promise examples (every public module, and the private ones
 # behind them): the test fails if it finds none there, so it cannot pass by
@@ -46,6 +47,10 @@ MUST_HAVE_EXAMPLES = {
     "regfn.cli",
     "regfn.cli._values",
     "regfn.plot",
+    "regfn.search",
+    "regfn.search._space",
+    "regfn.search._sample",
+    "regfn.search._optuna",
     "regfn._sweep._driver",
     "regfn._train",
 }
