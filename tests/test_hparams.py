@@ -197,3 +197,106 @@ def test_cli_sweeps_a_newly_sweepable_argument(tmp_path, capsys):
     assert main(["sweep", "--optimizer", "sgd", "--beta2", "0.9", "--epochs", "1", "--out", str(tmp_path)]) == 2
     assert "--beta2: optimizer 'sgd' has no beta2" in capsys.readouterr().err
     assert torch.get_num_threads() >= 1
+
+
+# ----------------------------------------------------------------- loss and model hyperparameters
+
+
+def test_cross_entropy_label_smoothing_is_torchs():
+    logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3, 1, 1, 2, 0, 3])
+    ce = regfn.losses.get_loss("cross_entropy")
+    for s in (0.0, 0.1, 0.7):
+        ours = regfn.losses.loss_value(ce, logits, labels, {"label_smoothing": torch.tensor(s)})
+        torchs = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=s)
+        assert torch.allclose(ours, torchs, rtol=1e-6, atol=1e-7), s
+    assert torch.equal(regfn.losses.loss_value(ce, logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_label_smoothing_needs_a_loss_that_reads_it(data):
+    train, _ = data
+    model = regfn.mlp((2, 4, 1), output="logits")
+    with pytest.raises(ValueError, match="config 0: the loss has no label_smoothing"):
+        regfn.sweep(model, train, [{"label_smoothing": 0.1}], epochs=1, compile=False, quiet=True)
+    regfn.sweep(model, train, [{"label_smoothing": 0.0}], epochs=1, compile=False, quiet=True)  # the default is fine
+
+
+def test_declared_hyperparameters_reach_the_loss_and_the_model(data):
+    train, val = data
+    seen = {}
+
+    def scaled_bce(out, y, hp):
+        seen["loss"] = sorted(hp)
+        return torch.nn.functional.binary_cross_entropy_with_logits(out / hp["temperature"], y)
+
+    base = regfn.mlp((2, 6, 1), output="logits")
+
+    def apply(params, x, *, key=None, p=0.0, train=False, hp=None):
+        seen["model"] = hp is not None and "shift" in hp
+        return base.apply(params, x, key=key, p=p, train=train) + hp["shift"]
+
+    model = regfn.Model(base.init, apply)
+    loss = regfn.Loss(scaled_bce, threshold=0.0)
+    cfgs = [{"temperature": t, "shift": 0.0, "seed": 0, "lr": 0.1} for t in (0.5, 2.0)]
+    declared = {"temperature": (0.0, None), "shift": (-1.0, 1.0, 0.0)}
+    result = regfn.sweep(model, train, cfgs, val=val, loss=loss, epochs=5, hparams=declared, compile=False, quiet=True)
+    assert seen["model"]
+    assert {"temperature", "shift", "lr", "p"} <= set(seen["loss"])
+    assert [r["temperature"] for r in result.rows] == [0.5, 2.0]
+    for row, cfg in zip(result.rows, cfgs, strict=True):
+        single = regfn.train(
+            model, train, optimizer=regfn.optim.sgd(0.1), loss=loss, key=rr.key(0), epochs=5, val=val,
+            hparams={"temperature": cfg["temperature"], "shift": 0.0},
+        )  # fmt: skip
+        assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-7)
+    assert result.rows[0]["loss"] != result.rows[1]["loss"]
+    # Declared ranges are checked like the registry's; a name without a default must be set.
+    with pytest.raises(ValueError, match="config 0: temperature must be >= 0, got -1"):
+        regfn.sweep(model, train, [{"temperature": -1}], loss=loss, hparams=declared, epochs=1, quiet=True)
+    with pytest.raises(ValueError, match="config 0: temperature has no default; set it in every configuration"):
+        regfn.sweep(model, train, [{}], loss=loss, hparams=declared, epochs=1, quiet=True)
+    with pytest.raises(ValueError, match="'lr' is a built-in hyperparameter"):
+        regfn.sweep(model, train, [{}], loss=loss, hparams={"lr": (0, 1)}, epochs=1, quiet=True)
+    with pytest.raises(ValueError, match=r"unknown hyperparameters \['temperature'\]"):
+        regfn.sweep(model, train, [{"temperature": 1.0}], epochs=1, quiet=True)
+
+
+def test_per_layer_rates_equal_the_single_run(data):
+    train, val = data
+    model = regfn.mlp((2, 8, 6, 1), output="logits")
+    cfgs = [{"p": 0.5, "p1": 0.1, "seed": 3}, {"p": 0.2, "p2": 0.6, "seed": 4}, {"p": 0.3, "seed": 5}]
+    result = regfn.sweep(model, train, cfgs, val=val, epochs=6, compile=False, quiet=True)
+    expected_rates = [(0.1, 0.5), (0.2, 0.6), (0.3, 0.3)]
+    for row, cfg, rates in zip(result.rows, cfgs, expected_rates, strict=True):
+        assert (row["p1"], row["p2"]) == rates
+        single = regfn.train(model, train, optimizer=regfn.optim.sgd(0.01), p=rates, key=rr.key(cfg["seed"]),
+                             epochs=6, val=val)  # fmt: skip
+        assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-7)
+    with pytest.raises(ValueError, match=r"per-layer rates up to p1, but the MLP has 2 hidden layers"):
+        regfn.sweep(model, train, [{"p1": 0.5}], epochs=1, quiet=True)
+
+
+def test_collapsed_flags_a_constant_predictor_not_a_learning_one(data):
+    train, val = data
+    model = regfn.mlp((2, 8, 1), output="logits")
+    cfgs = [{"lr": 0.5, "momentum": 0.9, "seed": 0}, {"lr": 0.5, "l2": 5.0, "seed": 0}]
+    with pytest.warns(UserWarning, match="1 of 2 configurations collapsed to a constant"):
+        result = regfn.sweep(model, train, cfgs, val=val, epochs=60, compile=False)
+    assert result.rows[0]["val_acc"] > 0.8
+    assert result.rows[0]["collapsed"] is False
+    assert result.rows[1]["collapsed"] is True
+    assert result.collapsed == [1]
+    single = regfn.train(model, train, optimizer=regfn.optim.sgd(0.5), penalties=[regfn.l2(5.0)], key=rr.key(0),
+                         epochs=60, val=val)  # fmt: skip
+    assert single.collapsed
+    assert "_constant" not in single.metrics
+    assert "val__constant" not in result.rows[1]
+
+
+def test_targets_must_fit_the_loss(data):
+    train, _ = data
+    model = regfn.mlp((2, 4, 1), output="logits")
+    with pytest.raises(TypeError, match=r"regfn\.sweep: loss .cross_entropy. needs integer class labels"):
+        regfn.sweep(model, train, [{}], loss="cross_entropy", epochs=1, quiet=True)
+    with pytest.raises(TypeError, match=r"regfn\.train: loss .cross_entropy. needs integer class labels"):
+        regfn.train(model, train, optimizer=regfn.optim.sgd(0.1), key=rr.key(0), loss="cross_entropy", epochs=1)

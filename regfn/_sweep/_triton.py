@@ -73,6 +73,8 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
             f"it sweeps only {', '.join(HP_COLUMNS)} and the seed; "
             f"{', '.join(fixed)} must keep the default ({', '.join(f'{n}={HPARAMS[n].default:g}' for n in fixed)})"
         )
+    if spec.layer_rates:
+        problems.append(f"it takes one dropout rate p for every layer, got per-layer rates p1 .. p{spec.layer_rates}")
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
     if device.type != "cuda" and not _interpreting():
