@@ -42,7 +42,9 @@ class SweepResult:
             ``acc`` or ``mse`` on the training data with dropout off; the
             same with a ``val_`` prefix on validation data), weight sparsity
             (``zero_frac``: exact zeros, ``tiny_frac``: ``|w| < 1e-6``, over
-            weight matrices), ``diverged`` and ``diverged_epoch``.
+            weight matrices), ``diverged``, ``diverged_epoch`` and
+            ``collapsed`` (a constant predictor, or an accuracy within one
+            example of the majority-class rate).
         curves: ``name -> (K, T)`` tensors sampled at ``curve_epochs``:
             ``loss`` (the training objective, dropout on) and the ``val_*``
             metrics when validation data was given.
@@ -53,6 +55,11 @@ class SweepResult:
         engine: the engine that trained the configurations (``"vmap"`` or
             ``"triton"``; ``"vmap"`` also when the Triton kernel failed and
             the sweep fell back).
+        settings: how the sweep ran: ``compile`` (whether the step was
+            compiled, after ``compile="auto"`` decided), ``threads`` (CPU
+            threads, after ``threads="auto"`` decided; ``None`` on CUDA),
+            ``chunk_size`` (configurations per vmapped call) and
+            ``padded`` (configurations trained, padding included).
 
     Examples:
         >>> import regfn
@@ -71,6 +78,7 @@ class SweepResult:
     hyperparameters: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "vmap"
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)

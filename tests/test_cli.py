@@ -124,7 +124,8 @@ def test_sweep_header_and_defaults_without_quiet(capsys, tmp_path):
     )
     assert code == 0
     assert out.startswith("regfn sweep: 1 configs (1) on synthetic quadrants (n=40, --data-seed 0)")
-    assert "model 2-6-4-1 (relu, bce_logits), sgd, 2 epochs, full batch, device cpu, compile off" in out
+    assert "model 2-6-4-1 (relu, bce_logits), sgd, 2 epochs, full batch, device cpu\n" in out
+    assert "ran: vmap engine, compile off, 1 thread, chunks of 1 configs\n" in out  # short: eager, one thread
     assert not list(tmp_path.glob("*.png"))
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor
 
 from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS, PENALTY_NAMES, HParam, optimizer_defaults
 
-__all__ = ["Configs", "grid", "hyper_tensors", "layer_rates", "live_penalties", "normalize", "shown_names"]
+__all__ = ["Configs", "count", "grid", "hyper_tensors", "layer_rates", "live_penalties", "normalize", "shown_names"]
 
 Configs = Sequence[Mapping[str, Any]] | Mapping[str, Iterable[Any]]
 
@@ -56,6 +57,18 @@ def normalize(
     if isinstance(configs, Mapping):
         configs = grid(**configs)
     given_rows = list(configs)
+    checked: dict[tuple[str, type, Any], Any] = {}  # grids repeat values: check each (name, value) once
+
+    def check(name: str, value: Any, i: int) -> Any:
+        try:
+            memo = (name, type(value), value)
+            if memo in checked:
+                return checked[memo]
+        except TypeError:  # unhashable: check it every time
+            return registry[name].check(value, f"config {i}")
+        checked[memo] = registry[name].check(value, f"config {i}")
+        return checked[memo]
+
     if not given_rows:
         raise ValueError("configs is empty: give at least one configuration (e.g. regfn.grid(l2=[1e-3]))")
     registry = {**HPARAMS, **(extra or {})}
@@ -75,7 +88,7 @@ def normalize(
         full: dict[str, Any] = {}
         for name, hp in registry.items():
             if name in row:
-                full[name] = hp.check(row[name], f"config {i}")
+                full[name] = check(name, row[name], i)
             elif hp.default_from is not None:
                 full[name] = full[hp.default_from]
             elif name in defaults or hp.default is not None:
@@ -91,6 +104,18 @@ def normalize(
         given.update(row)
         rows.append(full)
     return rows, [name for name in registry if name in given]
+
+
+def count(configs: Configs) -> int:
+    """How many configurations ``configs`` describes, without building a grid's rows.
+
+    Examples:
+        >>> count({"l2": [0.0, 1e-3], "seed": range(5)}), count([{}, {"p": 0.5}])
+        (10, 2)
+    """
+    if isinstance(configs, Mapping):
+        return math.prod(len(v) if isinstance(v, Sized) else len(list(v)) for v in configs.values())
+    return len(configs)
 
 
 def shown_names(given: Sequence[str], extra: Mapping[str, HParam] | None = None) -> tuple[str, ...]:

@@ -28,13 +28,14 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._hparams import OPTIMIZER_ARGS, user_hparams
+from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
 from .._train import check_targets, is_collapsed, majority_rate
 from ..data import Dataset
 from ..losses import Loss, get_loss, takes_hp
@@ -42,7 +43,7 @@ from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ..results import SweepResult
-from ._configs import Configs, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
+from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Engine, EngineFailed, Job, warn
 from ._program import Spec, live_optimizer_args
 from ._triton import TritonEngine
@@ -61,11 +62,7 @@ def _memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.5)
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        total = 8 * 2**30
-    return int(min(total * 0.25, 4 * 2**30))
+    return int(min(_physical_memory() * 0.25, 4 * 2**30))
 
 
 def auto_chunk_size(params: Mapping[str, Tensor], rows_per_step: int, n_features: int, device: torch.device) -> int:
@@ -98,9 +95,9 @@ def sweep(
     log_every: int | None = None,
     chunk_size: int | str | None = "auto",
     device: str | torch.device | None = None,
-    compile: bool = True,
+    compile: bool | str = "auto",
     cuda_graphs: bool = True,
-    threads: int | None = None,
+    threads: int | str | None = "auto",
     engine: str = "vmap",
     quiet: bool = False,
     hparams: Mapping[str, Any] | None = None,
@@ -141,14 +138,22 @@ def sweep(
             recompiles the step), an int, or ``None`` for all at once.
         device: where to train (default: the data's device).
         compile: compile the step with ``torch.compile`` (falls back to eager,
-            with a warning, if compilation fails).
+            with a warning, if compilation fails). ``"auto"`` (the default)
+            compiles where it pays: always on CUDA; on CPU when this process
+            already compiled the same program for the same chunk size, or
+            when the eager run, timed on the first chunk, would take longer
+            than compiling (about two minutes, see BENCHMARKS.md). Compiled
+            and eager numbers agree to float tolerance, not bit for bit: pass
+            ``True`` or ``False`` when repeats must be bit-identical.
+            ``result.settings["compile"]`` says what ran.
         cuda_graphs: on CUDA, replay captured blocks of epochs.
         threads: on CPU, the number of threads torch uses during the sweep
-            (restored afterwards); ``None`` keeps torch's setting. On an idle
-            machine all cores help, but a compiled step of a small model is a
-            few dozen tiny kernels, each ending in an OpenMP barrier, which
-            stall when other processes hold the cores: pass ``threads=1`` on a
-            busy machine (BENCHMARKS.md has the measurements).
+            (restored afterwards): an int, ``None`` (torch's setting), or
+            ``"auto"`` (the default): time a few eager epochs of the first
+            chunk with one thread and with torch's setting, and take the
+            faster (on a busy machine, one thread can be several times faster
+            for small models; BENCHMARKS.md). Short sweeps skip the timing
+            and take one thread. ``result.settings["threads"]`` says which.
         engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
             over configurations and compiled) or ``"triton"`` (CUDA only: one
             fused Triton kernel trains each configuration of the tutorial's
@@ -182,6 +187,7 @@ def sweep(
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_ARGS)}, got {optimizer!r}")
     check_int(epochs, "epochs", "regfn.sweep", low=1)
     extra = user_hparams(hparams)
+    _check_size(count(configs), len(HPARAMS) + len(extra), epochs, log_every)
     rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
     check_targets(loss, data, "regfn.sweep")
     if val is not None:
@@ -199,23 +205,120 @@ def sweep(
     val = val.to(device) if val is not None else None
     if batch_size is not None:
         check_int(batch_size, "batch_size", "regfn.sweep", low=1, high=len(data))
-    if threads is not None:
+    if threads is not None and threads != "auto":
         check_int(threads, "threads", "regfn.sweep", low=1)
+    if compile not in (True, False, "auto"):
+        raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    chunk = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), _features(data), device)
+    limit = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), _features(data), device)
 
     optimizer_args = live_optimizer_args(rows, optimizer)
     spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
-    job = Job(spec, data, val, epochs, batch_size, log_every, compile, cuda_graphs)
+    job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs)
     problems = ENGINES[engine].problems(job)
     if problems:
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
     hp_all = hyper_tensors(rows, data.x.dtype, device)
-    with _cpu_threads(threads if device.type == "cpu" else None):
+    k = len(rows)
+    compiled, n_threads = _decide(replace(job, compile=False), hp_all, min(limit, k), compile, threads)
+    job = replace(job, compile=compiled)
+    # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
+    # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
+    chunk = _bucket(limit, k) if compiled and not isinstance(chunk_size, int) else min(limit, k)
+    with _cpu_threads(n_threads if device.type == "cpu" else None):
         result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
+    result["settings"] = {
+        "compile": compiled,
+        "threads": n_threads if device.type == "cpu" else None,
+        "chunk_size": result.pop("chunk"),
+        "padded": result.pop("padded"),
+    }
     judged = val if val is not None and len(val) else data
     return _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
+
+
+_COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
+_PROBE_MIN_EPOCHS = 50  # sweeps shorter than this (epochs x chunks) are not timed: eager, one thread
+_warmed: set[tuple[Spec, int]] = set()  # (spec, chunk size) of compiled programs this process has warmed
+
+
+def _decide(
+    job: Job, hp_all: dict[str, Tensor], limit: int, compile: bool | str, threads: int | str | None
+) -> tuple[bool, int | None]:
+    """``(compile, threads)``: the caller's choices, or what ``"auto"`` picks (see :func:`sweep`)."""
+    device = job.device
+    k = next(iter(hp_all.values())).shape[0]
+    chunks = math.ceil(k / limit)
+    fixed_threads = threads if isinstance(threads, int) else None
+    if device.type != "cpu":
+        return (True if compile == "auto" else bool(compile)), None
+    if compile != "auto" and threads != "auto":
+        return bool(compile), fixed_threads
+    if compile == "auto" and any(s == job.spec for s, _ in _warmed):
+        compile = True  # this process compiled the program already: new chunk sizes recompile in seconds
+    if job.epochs * chunks < _PROBE_MIN_EPOCHS:
+        return (False if compile == "auto" else bool(compile)), (1 if threads == "auto" else fixed_threads)
+    probe = VmapEngine(job)
+    hp = {n: v[:limit] for n, v in hp_all.items()}
+    candidates = [fixed_threads] if threads != "auto" else sorted({1, torch.get_num_threads()})
+    seconds = {}
+    for n in candidates:
+        with _cpu_threads(n):
+            probe.warm_up(hp)  # allocations, first calls
+            t0 = time.perf_counter()
+            probe.warm_up(hp)  # two eager epochs
+            seconds[n] = (time.perf_counter() - t0) / 2
+    best = min(seconds, key=lambda n: (seconds[n], n or 0))
+    if compile == "auto":
+        compile = seconds[best] * job.epochs * chunks > _COMPILE_PAYS_S
+    return bool(compile), best
+
+
+def _bucket(limit: int, k: int) -> int:
+    """The chunk size for ``k`` configurations under the memory limit ``limit``: a bucket size.
+
+    Buckets are the powers of two and three times the powers of two (1, 2,
+    3, 4, 6, 8, 12, 16, 24, ...), so padding wastes at most a third of a chunk.
+    The smallest bucket that holds every configuration, if it fits the
+    limit; else the largest bucket within the limit.
+    """
+    sizes = sorted({s for i in range(63) for s in (2**i, 3 * 2**i)})
+    fits = [s for s in sizes if s <= max(limit, 1)]
+    whole = next(s for s in sizes if s >= k)
+    return whole if whole <= limit else fits[-1]
+
+
+_BYTES_PER_CELL = 100  # a Python float in a dict: measured about 97 bytes per column of a row
+
+
+def _check_size(k: int, n_names: int, epochs: int, log_every: int | None) -> None:
+    """Refuse, before building anything, a sweep whose rows and results would not fit in memory.
+
+    Per configuration: its validated row and its results row (about 100
+    bytes a cell) and its curves (4 bytes a point).
+    """
+    points = epochs // (log_every or max(1, epochs // 20)) + 1
+    per_config = 2 * (n_names + 20) * _BYTES_PER_CELL + 8 * points * 4
+    need, total = k * per_config, _physical_memory()
+    if need > total // 2:
+        raise ValueError(
+            f"regfn.sweep: {k:,} configurations need about {_size(need)} for their rows and results "
+            f"({per_config:,} bytes each), more than half of this machine's memory ({_size(total)}); "
+            f"sweep at most about {total // 2 // per_config:,} configurations per call (split the grid, or "
+            "sample configurations with regfn.search.sample)"
+        )
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
 
 
 def _features(data: Dataset) -> int:
@@ -225,15 +328,14 @@ def _features(data: Dataset) -> int:
 def _chunk_size(
     chunk_size: int | str | None, k: int, model: Model, rows_per_step: int, n_features: int, device: torch.device
 ) -> int:
+    """The most configurations one chunk may hold: the memory estimate, the caller's size, or all (``None``)."""
     if chunk_size == "auto":
-        chunk = auto_chunk_size(model.init(make_key(0)), rows_per_step, n_features, device)
-    elif chunk_size is None:
-        chunk = k
-    elif isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
-        chunk = chunk_size
-    else:
-        raise ValueError(f"regfn.sweep: chunk_size must be 'auto', None or an int >= 1, got {chunk_size!r}")
-    return min(chunk, k)
+        return auto_chunk_size(model.init(make_key(0)), rows_per_step, n_features, device)
+    if chunk_size is None:
+        return 2**62
+    if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
+        return chunk_size
+    raise ValueError(f"regfn.sweep: chunk_size must be 'auto', None or an int >= 1, got {chunk_size!r}")
 
 
 @contextlib.contextmanager
@@ -248,13 +350,25 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
 
 
 def _progress(total: int, quiet: bool) -> Any:
+    """A progress bar over configuration-epochs (tqdm's, with its rate and ETA), or none."""
     if quiet:
         return contextlib.nullcontext(None)
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return contextlib.nullcontext(None)
-    return tqdm(total=total, unit="epoch", desc="sweep", leave=False)
+    return tqdm(total=total, unit="config-epoch", unit_scale=True, desc="sweep", leave=False)
+
+
+class _ChunkBar:
+    """The bar as an engine sees it: epochs of one chunk, counted as epochs x the chunk's real configurations."""
+
+    def __init__(self, bar: Any, configs: int):
+        self.bar, self.configs = bar, configs
+
+    def update(self, epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.update(epochs * self.configs)
 
 
 def _pad(hp: dict[str, Tensor], size: int) -> dict[str, Tensor]:
@@ -296,7 +410,8 @@ class _Driver:
         epochs = self.job.epochs
         outputs: list[dict[str, Any]] = []
         start, warm = 0, None
-        with _progress(epochs * math.ceil(self.k / self.chunk), self.quiet) as bar:
+        padded = 0
+        with _progress(epochs * self.k, self.quiet) as bar:
             while start < self.k:
                 try:
                     if self.engine.needs_warm_up and warm != self.chunk:  # warm up on a throwaway chunk
@@ -304,17 +419,27 @@ class _Driver:
                         self._warm_up(self._hp(0))
                         self.compile_s += time.perf_counter() - tc
                         warm = self.chunk
-                    outputs.append(self._finish_chunk(self._hp(start), bar, self.k - start))
+                        if self.engine.program.compiled:
+                            _warmed.add((self.job.spec, self.chunk))
+                    kept = min(self.chunk, self.k - start)
+                    outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept))
                     start += self.chunk
+                    padded += self.chunk
                 except torch.cuda.OutOfMemoryError:
                     if not self.adaptive or self.chunk == 1:
                         raise
-                    self._after_out_of_memory(self.k - start, epochs * len(outputs), bar)
+                    self._after_out_of_memory(self.k - start, epochs * start, bar)
         if self.job.device.type == "cuda":
             torch.cuda.synchronize(self.job.device)
         total_s = time.perf_counter() - t0
         timings = {"compile_s": self.compile_s, "run_s": total_s - self.compile_s, "total_s": total_s}
-        return {"outputs": outputs, "timings": timings, "engine": self.engine.name}
+        return {
+            "outputs": outputs,
+            "timings": timings,
+            "engine": self.engine.name,
+            "chunk": self.chunk,
+            "padded": padded,
+        }
 
     def _warm_up(self, hp: dict[str, Tensor]) -> None:
         """Compile for this chunk size; on an engine's failure, warn and switch to the engine it names.
@@ -351,7 +476,7 @@ class _Driver:
     def _after_out_of_memory(self, left: int, done: int, bar: Any) -> None:
         """Halve the chunk size after an out-of-memory error, warn, and recount the progress bar.
 
-        ``left`` configurations remain; the bar has ``done`` epochs of finished chunks.
+        ``left`` configurations remain; the bar counts ``done`` configuration-epochs of finished chunks.
         """
         smaller = max(1, min(self.chunk, left) // 2)
         warn(
@@ -360,8 +485,7 @@ class _Driver:
         )
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        if bar is not None:  # the failed chunk's epochs are run again, in smaller chunks
-            bar.total = done + self.job.epochs * math.ceil(left / smaller)
+        if bar is not None:  # the failed chunk's configuration-epochs are run again, in smaller chunks
             bar.n = done
             bar.refresh()
         self.chunk = smaller
@@ -446,6 +570,7 @@ def _table(
     result = SweepResult(table, curves, logged, shown)
     result.timings = run["timings"]
     result.engine = run["engine"]
+    result.settings = run["settings"]
     for flagged, what in ((result.diverged, "diverged (NaN/inf)"), (result.collapsed, "collapsed to a constant")):
         if flagged and not quiet:
             first = flagged[0]

@@ -233,10 +233,14 @@ def _model_options(p: argparse.ArgumentParser, optimizers: Sequence[str]) -> Non
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="torch.compile the step (default: on for CUDA, off for CPU)",
+        help="torch.compile the step (default: auto, as regfn.sweep: on CUDA always, on CPU when the run is "
+        "long enough to pay for compiling)",
     )
     g.add_argument(
-        "--threads", type=_positive_int, default=1, help="CPU threads for torch (small models run fastest on one)"
+        "--threads",
+        type=_threads_option,
+        default="auto",
+        help="CPU threads for torch: a number, or auto (time one thread against all cores, take the faster)",
     )
 
 
@@ -332,10 +336,16 @@ def _device(name: str):
     return device
 
 
-def _threads(n: int) -> None:
+def _threads_option(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _threads(n: int | str) -> None:
+    """Set torch's threads for this command; ``auto`` leaves the choice to regfn.sweep (or 1 for regfn train)."""
     import torch
 
-    torch.set_num_threads(n)  # this process is the command: its own setting to make
+    if n != "auto":
+        torch.set_num_threads(int(n))  # this process is the command: its own setting to make
 
 
 def _load(args) -> tuple[Any, Any, str]:
@@ -429,6 +439,17 @@ def _seed_summary(result, swept: list[str], by: str, n: int) -> str | None:
     return "\n".join(lines)
 
 
+def _settings_line(result) -> str:
+    """How the sweep ran: compiled or not, threads, chunking and padding."""
+    s = result.settings
+    threads = "" if s.get("threads") is None else f", {s['threads']} thread{'s' if s['threads'] != 1 else ''}"
+    padded, k = s.get("padded", len(result)), len(result)
+    waste = f" ({padded - k} padding, {(padded - k) / padded:.0%})" if padded > k else ""
+    return f"ran: {result.engine} engine, compile {'on' if s.get('compile') else 'off'}{threads}, " + (
+        f"chunks of {s.get('chunk_size', k)} configs{waste}"
+    )
+
+
 def _run_sweep(args) -> int:
     import regfn
 
@@ -436,11 +457,11 @@ def _run_sweep(args) -> int:
     model, loss, sizes = _model(args, train.n_features, train.task)
     _optimizer_defaults(args, many=True)
     device = _device(args.device)
-    compile_ = device.type == "cuda" if args.compile is None else args.compile
+    compile_ = "auto" if args.compile is None else args.compile
     _threads(args.threads)
     axes = {name: getattr(args, name) for name in _OPTION_NAMES if getattr(args, name) is not None}
     axes["seed"] = args.seeds
-    configs = regfn.grid(**axes)
+    n_configs = math.prod(len(v) for v in axes.values())  # the grid is built by regfn.sweep, after its size check
     swept = [n for n, v in axes.items() if len(v) > 1]
     if args.by is not None:
         allowed = ["loss", "penalty", "acc" if train.task == "binary" else "mse", "zero_frac", "tiny_frac"]
@@ -450,11 +471,10 @@ def _run_sweep(args) -> int:
             raise CLIError(f"--by: unknown metric {args.by!r}; use one of {', '.join(allowed)}")
     if not args.quiet:
         shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
-        print(f"regfn sweep: {len(configs)} configs ({shape}) on {desc}")
+        print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
         print(
             f"model {'-'.join(map(str, sizes))} ({args.activation}, {loss}), {args.optimizer}, {args.epochs} epochs, "
-            f"{'full batch' if args.batch_size is None else f'batch {args.batch_size}'}, device {device}, "
-            f"compile {'on' if compile_ else 'off'}",
+            f"{'full batch' if args.batch_size is None else f'batch {args.batch_size}'}, device {device}",
             flush=True,
         )
     with warnings.catch_warnings(record=True) as caught:
@@ -462,7 +482,7 @@ def _run_sweep(args) -> int:
         result = regfn.sweep(
             model,
             train,
-            configs,
+            axes,
             val=val,
             loss=loss,
             optimizer=args.optimizer,
@@ -504,6 +524,7 @@ def _run_sweep(args) -> int:
         f"time: {t.get('total_s', 0):.1f} s total (compile/warm-up {t.get('compile_s', 0):.1f} s, "
         f"training {t.get('run_s', 0):.1f} s, {rate:,.0f} config-epochs/s)"
     )
+    print(_settings_line(result))
 
     out = pathlib.Path(args.out)
     try:
