@@ -97,6 +97,7 @@ PUBLIC = {
         "standardize",
         "train_val_split",
         "batches",
+        "digits",
     ],
 }
 
@@ -128,7 +129,7 @@ def test_import_has_no_side_effects():
         "import torch; state = torch.random.get_rng_state().clone(); threads = torch.get_num_threads();"
         "import regfn;"
         "assert torch.equal(state, torch.random.get_rng_state()); assert threads == torch.get_num_threads();"
-        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules;"
+        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules and 'sklearn' not in sys.modules;"
         "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

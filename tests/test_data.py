@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import inspect
 import math
+import sys
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ DATA_MODULES = [
     "regfn.data._csv",
     "regfn.data._synthetic",
     "regfn.data._split",
+    "regfn.data._digits",
 ]
 
 
@@ -791,6 +793,7 @@ def test_all_names_exported():
         "Dataset",
         "FeatureStats",
         "batches",
+        "digits",
         "load_csv",
         "quadrants",
         "sparse_regression",
@@ -813,3 +816,57 @@ def test_synthetic_diabetes_has_the_tables_shape_and_is_keyed():
     assert c.x.shape == (100, 8)
     assert 0.2 < float(a.y.mean()) < 0.5  # roughly the table's 35% positives
     assert float(a.x[:, 1].mean()) == pytest.approx(121, rel=0.1)  # Glucose on its scale
+
+
+# ----------------------------------------------------------------- digits
+
+
+def test_digits():
+    pytest.importorskip("sklearn")
+    d = data_module.digits()
+    assert d.x.shape == (1797, 1, 8, 8)
+    assert d.x.dtype == torch.float32
+    assert d.y.shape == (1797,)
+    assert d.y.dtype == torch.int64
+    assert d.task == "multiclass"
+    assert d.n_classes == 10
+    assert d.class_names == tuple(str(c) for c in range(10))
+    assert d.target_name == "digit"
+    assert d.feature_names == ()
+    assert int(d.y.min()) == 0
+    assert int(d.y.max()) == 9
+    counts = torch.bincount(d.y).tolist()
+    assert all(170 <= c <= 190 for c in counts), counts  # about 180 per class
+    assert sum(counts) == 1797
+    assert float(d.x.min()) == 0.0
+    assert float(d.x.max()) == 1.0
+    assert torch.equal(d.x * 16, (d.x * 16).round())  # gray levels 0..16, divided by 16
+    flat = data_module.digits(flat=True)
+    assert flat.x.shape == (1797, 64)
+    assert torch.equal(flat.x, d.x.reshape(1797, 64))
+    assert torch.equal(flat.y, d.y)
+    assert flat.feature_names[:3] == ("pixel_0_0", "pixel_0_1", "pixel_0_2")
+    assert flat.feature_names[8] == "pixel_1_0"
+    assert flat.feature_names[-1] == "pixel_7_7"
+    d64 = data_module.digits(dtype=torch.float64)
+    assert d64.x.dtype == torch.float64
+    assert torch.equal(d64.x.float(), d.x)
+    train, val = train_val_split(rr.key(0), d, 0.2)  # stratified: about 36 of each digit
+    assert len(val) == 359
+    assert all(abs(c - 0.2 * n) <= 1 for c, n in zip(torch.bincount(val.y).tolist(), counts, strict=True))
+    assert standardize(train, val)[-1].mean.shape == (1, 8, 8)
+
+
+def test_digits_errors():
+    pytest.importorskip("sklearn")
+    with pytest.raises(TypeError, match="flat must be a bool"):
+        data_module.digits(flat=1)
+    with pytest.raises(TypeError, match="dtype"):
+        data_module.digits(dtype=torch.int64)
+
+
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"regfn\.data\.digits needs scikit-learn: pip install 'regfn\[datasets\]'"):
+        data_module.digits()

@@ -30,6 +30,7 @@ Examples:
 
 from ._csv import load_csv as load_csv
 from ._dataset import Dataset as Dataset
+from ._digits import digits as digits
 from ._split import FeatureStats as FeatureStats
 from ._split import batches as batches
 from ._split import standardize as standardize
@@ -42,6 +43,7 @@ __all__ = [
     "Dataset",
     "FeatureStats",
     "batches",
+    "digits",
     "load_csv",
     "quadrants",
     "sparse_regression",
