@@ -112,6 +112,7 @@ PUBLIC = {
         "standardize",
         "train_val_split",
         "batches",
+        "digits",
     ],
 }
 
@@ -143,7 +144,7 @@ def test_import_has_no_side_effects():
         "import torch; state = torch.random.get_rng_state().clone(); threads = torch.get_num_threads();"
         "import regfn;"
         "assert torch.equal(state, torch.random.get_rng_state()); assert threads == torch.get_num_threads();"
-        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules;"
+        "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules and 'sklearn' not in sys.modules;"
         "assert 'optuna' not in sys.modules;"
         "print('ok')"
     )

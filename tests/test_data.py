@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
+import sys
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from regfn.data import (
     quadrants,
     sparse_regression,
     standardize,
+    synthetic_diabetes,
     train_val_split,
 )
 
@@ -30,7 +33,14 @@ def write(tmp_path, text, name="t.csv"):
     return path
 
 
-DATA_MODULES = ["regfn.data", "regfn.data._dataset", "regfn.data._csv", "regfn.data._synthetic", "regfn.data._split"]
+DATA_MODULES = [
+    "regfn.data",
+    "regfn.data._dataset",
+    "regfn.data._csv",
+    "regfn.data._synthetic",
+    "regfn.data._split",
+    "regfn.data._digits",
+]
 
 
 # ----------------------------------------------------------------- Dataset
@@ -83,7 +93,7 @@ def test_dataset_to():
     [
         ({"x": torch.zeros(3), "y": torch.zeros(3)}, ValueError, r"x must have shape \(n, d\)"),
         ({"x": torch.zeros(3, 2), "y": torch.zeros(4)}, ValueError, r"y must have shape \(3, 1\)"),
-        ({"x": torch.zeros(3, 2), "y": torch.zeros(3, 2)}, ValueError, r"y must have shape"),
+        ({"x": torch.zeros(3, 2), "y": torch.zeros(3, 2, 1)}, ValueError, r"y must have shape"),
         ({"x": torch.zeros(3, 2, dtype=torch.int64), "y": torch.zeros(3)}, TypeError, "floating"),
         ({"x": torch.zeros(3, 2), "y": torch.zeros(3), "feature_names": ("a",)}, ValueError, "feature_names"),
         ({"x": torch.zeros(3, 2), "y": torch.zeros(3), "task": "multiclass"}, ValueError, "task"),
@@ -92,6 +102,101 @@ def test_dataset_to():
 def test_dataset_validation(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         Dataset(**kwargs)
+
+
+def test_dataset_images_and_class_labels():
+    x = rr.normal(rr.key(0), (6, 1, 8, 8))
+    d = Dataset(x, torch.tensor([0, 2, 1, 2, 0, 1], dtype=torch.int32))
+    assert d.task == "multiclass"
+    assert d.y.dtype == torch.int64  # other integer dtypes become int64
+    assert d.y.shape == (6,)
+    assert d.class_names == ("0", "1", "2")
+    assert d.n_classes == 3
+    assert d.feature_shape == (1, 8, 8)
+    assert d.n_features == 64
+    assert d.feature_names == ()  # no default names beyond tables
+    sub = d[torch.tensor([1, 3])]
+    assert sub.x.shape == (2, 1, 8, 8)
+    assert torch.equal(sub.x, x[[1, 3]])
+    assert sub.y.tolist() == [2, 2]
+    assert sub.class_names == d.class_names  # a subset keeps every class
+    assert sub.n_classes == 3
+    assert d[torch.tensor([True, False] * 3)].y.tolist() == [0, 1, 0]
+    assert len(d[2:]) == 4
+    d64 = d.to(dtype=torch.float64)
+    assert d64.x.dtype == torch.float64
+    assert d64.y.dtype == torch.int64  # labels are never cast
+    assert d64.to("cpu").class_names == d.class_names
+    r = repr(d)
+    assert "feature_shape=(1, 8, 8)" in r
+    assert "n_classes=3" in r
+    named = Dataset(torch.zeros(2, 1, 2), torch.tensor([0, 1]), feature_names=("a", "b"))
+    assert named.feature_names == ("a", "b")
+    with pytest.raises(IndexError, match="1-D index"):
+        d[torch.tensor([[0, 1]])]
+
+
+def test_dataset_task_inference():
+    x = torch.zeros(4, 2)
+    assert Dataset(x, torch.tensor([0, 1, 1, 0])).task == "multiclass"  # integer 0/1 labels: two classes
+    assert Dataset(x, torch.tensor([0.0, 1.0, 1.0, 0.0])).task == "binary"
+    assert Dataset(x, torch.tensor([0.0, 1.0, 1.0, 0.0])).n_classes == 2
+    assert Dataset(x, torch.tensor([0.0, 2.0, 1.0, 0.0])).task == "regression"
+    assert Dataset(x, torch.tensor([0.0, 2.0, 1.0, 0.0])).n_classes is None
+    two = Dataset(x, torch.tensor([[0.0, 1.0]] * 4))  # 0/1 values in two columns: multi-output regression
+    assert two.task == "regression"
+    assert two.y.shape == (4, 2)
+    assert Dataset(x, torch.rand(4, 3, generator=torch.Generator().manual_seed(0)), task="regression").y.shape == (4, 3)
+    assert Dataset(x, torch.tensor([0.0, 1.0, 1.0, 0.0]), class_names=("no", "yes")).class_names == ("no", "yes")
+    assert Dataset(x, torch.tensor([0, 1, 0, 4]), class_names=tuple("abcde")).n_classes == 5
+    empty = Dataset(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64))
+    assert (empty.task, empty.n_classes, empty.class_names) == ("multiclass", 0, ())
+    assert Dataset(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64), class_names=("a", "b")).n_classes == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"y": torch.zeros(4), "task": "multiclass"}, ValueError, r"task='multiclass' needs integer class labels"),
+        ({"y": torch.zeros(4, 2), "task": "binary"}, ValueError, r"task='binary' needs one floating column"),
+        ({"y": torch.zeros(4, dtype=torch.int64), "task": "binary"}, ValueError, r"binary.*use y\.float\(\)"),
+        (
+            {"y": torch.zeros(4, dtype=torch.int64), "task": "regression"},
+            ValueError,
+            r"task='regression' needs floating",
+        ),
+        ({"y": torch.zeros(4, dtype=torch.bool)}, TypeError, r"integer tensor \(class labels\), got torch\.bool"),
+        ({"y": torch.zeros(4, dtype=torch.complex64)}, TypeError, "floating tensor"),
+        ({"y": torch.zeros(4, 1, dtype=torch.int64)}, ValueError, r"must have shape \(4,\).*use y\[:, 0\]"),
+        ({"y": torch.zeros(3, dtype=torch.int64)}, ValueError, r"must have shape \(4,\)"),
+        ({"y": torch.tensor([0, 1, -1, 2])}, ValueError, r"class labels must be >= 0, got -1"),
+        (
+            {"y": torch.tensor([0, 1, 2, 1]), "class_names": ("a", "b")},
+            ValueError,
+            r"class labels must be in \[0, 2\) \(one per class name\), got 2",
+        ),
+        ({"y": torch.tensor([0, -3, 1, 1]), "class_names": ("a", "b")}, ValueError, r"in \[0, 2\).*got -3"),
+        ({"y": torch.tensor([0, 1, 2**40, 1])}, ValueError, r"class labels must be below \d+ when class_names"),
+        ({"y": torch.tensor([0, 1, 0, 1]), "class_names": ("a", "a")}, ValueError, "distinct"),
+        ({"y": torch.tensor([0, 1, 0, 1]), "class_names": (0, 1)}, TypeError, "class_names must be a tuple of str"),
+        ({"y": torch.tensor([0, 1, 0, 1]), "class_names": "ab"}, TypeError, "class_names must be a tuple of str"),
+        ({"y": torch.zeros(4), "class_names": ("a", "b", "c")}, ValueError, r"2 names \(for 0 and 1\)"),
+        ({"y": torch.full((4,), 3.0), "class_names": ("a",)}, ValueError, "empty for task='regression'"),
+    ],
+)
+def test_dataset_target_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match) as e:
+        Dataset(torch.zeros(4, 2), **kwargs)
+    assert str(e.value).startswith("regfn.data.Dataset: ")
+
+
+def test_dataset_shape_errors():
+    with pytest.raises(ValueError, match=r"use x\[:, None\] for one feature\), got \(3,\)"):
+        Dataset(torch.zeros(3), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"feature_names must be 64 strings"):
+        Dataset(torch.zeros(2, 1, 8, 8), torch.zeros(2), feature_names=("a", "b"))
+    with pytest.raises(ValueError, match=r"y must have shape \(2, 1\), \(2, m\) or \(2,\)"):
+        Dataset(torch.zeros(2, 1, 8, 8), torch.zeros(2, 0))
 
 
 # ----------------------------------------------------------------- load_csv
@@ -225,7 +330,7 @@ def test_load_not_utf8(tmp_path):
 
 def test_load_argument_errors(tmp_path):
     p = write(tmp_path, "a,y\n1,0\n2,1\n")
-    with pytest.raises(ValueError, match="task must be 'binary' or 'regression'"):
+    with pytest.raises(ValueError, match="task must be 'binary', 'multiclass' or 'regression', got 'classification'"):
         load_csv(p, task="classification")
     with pytest.raises(ValueError, match="header must be"):
         load_csv(p, header="yes")
@@ -241,6 +346,73 @@ def test_load_overflow_float16(tmp_path):
     p = write(tmp_path, "a,y\n1e6,0\n2,1\n")
     with pytest.raises(ValueError, match="overflow"):
         load_csv(p, dtype=torch.float16)
+
+
+def test_load_text_labels_are_classes(tmp_path):
+    p = write(tmp_path, "a,b,species\n1,2,cat\n3,4,dog\n5,6, ant \n7,8,cat\n")
+    d = load_csv(p)
+    assert d.task == "multiclass"
+    assert d.class_names == ("ant", "cat", "dog")  # sorted, spaces stripped
+    assert d.y.dtype == torch.int64
+    assert d.y.tolist() == [1, 2, 0, 1]
+    assert d.n_classes == 3
+    assert d.x.dtype == torch.float32
+    assert d.x.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]
+    assert d.feature_names == ("a", "b")
+    assert d.target_name == "species"
+    assert load_csv(p, task="multiclass").class_names == d.class_names
+    assert load_csv(p, dtype=torch.float64).y.dtype == torch.int64
+    # labels that are numbers sort numerically, before the text labels, which sort alphabetically
+    mixed = load_csv(write(tmp_path, "a,y\n1,10\n2,b\n3,9\n4,a\n5,9.0\n6,2.5\n"))
+    assert mixed.class_names == ("2.5", "9", "10", "a", "b")
+    assert mixed.y.tolist() == [2, 4, 1, 3, 1, 0]
+    # two text classes: multiclass unless task="binary", which maps them to 0/1 in sorted order
+    p2 = write(tmp_path, "a,y\n1,yes\n2,no\n3,yes\n")
+    assert load_csv(p2).task == "multiclass"
+    assert load_csv(p2).class_names == ("no", "yes")
+    b = load_csv(p2, task="binary")
+    assert b.task == "binary"
+    assert b.class_names == ("no", "yes")
+    assert b.y.dtype == torch.float32
+    assert b.y[:, 0].tolist() == [1.0, 0.0, 1.0]
+
+
+def test_load_numeric_multiclass(tmp_path):
+    p = write(tmp_path, "a,rating\n1,3\n2,1\n3,2\n4,3\n5,1\n")
+    assert load_csv(p).task == "regression"  # integers with more than two values: regression, as before
+    d = load_csv(p, task="multiclass")
+    assert d.task == "multiclass"
+    assert d.class_names == ("1", "2", "3")
+    assert d.y.tolist() == [2, 0, 1, 2, 0]
+    digits_like = load_csv(write(tmp_path, "a,y\n1,10\n2,9\n3,0\n4,1\n"), task="multiclass")
+    assert digits_like.class_names == ("0", "1", "9", "10")
+    assert digits_like.y.tolist() == [3, 2, 0, 1]
+    assert load_csv(write(tmp_path, "a,y\n1,0\n2,1\n3,1\n"), task="multiclass").class_names == ("0", "1")
+    assert load_csv(write(tmp_path, "a,y\n1,0\n2,1\n3,1\n")).task == "binary"  # 0/1: binary, as before
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "expected"),
+    [
+        (
+            "a,y\n1,2\n3,cat\n",
+            {"task": "regression"},
+            ["row 3, column 'y': 'cat' is not a number", "task='regression'"],
+        ),
+        ("a,y\n1,a\n3,b\n4,c\n", {"task": "binary"}, ["column 'y' has 3 classes ('a', 'b', 'c')", "task='binary'"]),
+        ("a,y\n1,a\n3,\n", {}, ["row 3, column 'y'", "empty cell"]),
+        ("a,y\n1,a\n3,inf\n", {}, ["row 3, column 'y'", "not a finite number"]),
+        ("a,y\n1,a\nx,b\n", {}, ["row 3, column 'a': 'x' is not a number"]),
+    ],
+)
+def test_load_label_errors(tmp_path, text, kwargs, expected):
+    p = write(tmp_path, text, name="bad.csv")
+    with pytest.raises(ValueError) as e:
+        load_csv(p, **kwargs)
+    msg = one_line(e)
+    assert msg.startswith(str(p) + ": ")
+    for part in expected:
+        assert part in msg, msg
 
 
 def test_load_csv_does_not_know_the_tutorial_path():
@@ -368,6 +540,32 @@ def test_standardize_constant_column_and_single():
         standardize(Dataset(torch.zeros(0, 2), torch.zeros(0), task="regression"))
 
 
+def test_standardize_images(key):
+    a, b = rr.split(key)
+    scale = rr.uniform(rr.key(5), (1, 8, 8), minval=0.5, maxval=4.0)
+    raw_train = Dataset(rr.normal(a, (60, 1, 8, 8)) * scale + 3.0, torch.arange(60) % 10)
+    raw_val = Dataset(rr.normal(b, (20, 1, 8, 8)), torch.arange(20) % 10)
+    train, val, stats = standardize(raw_train, raw_val)
+    assert stats.mean.shape == stats.std.shape == (1, 8, 8)  # one mean and std per pixel
+    assert train.x.shape == (60, 1, 8, 8)
+    assert torch.equal(train.y, raw_train.y)
+    assert torch.allclose(train.x.mean(0), torch.zeros(1, 8, 8), atol=1e-5)
+    assert torch.allclose(train.x.std(0, correction=0), torch.ones(1, 8, 8), atol=1e-5)
+    # the same numbers as standardizing the flattened table
+    flat_train, flat_val, flat_stats = standardize(
+        Dataset(raw_train.x.flatten(1), raw_train.y), Dataset(raw_val.x.flatten(1), raw_val.y)
+    )
+    assert torch.equal(train.x.flatten(1), flat_train.x)
+    assert torch.equal(val.x.flatten(1), flat_val.x)
+    assert torch.equal(stats.mean.flatten(), flat_stats.mean)
+    assert torch.equal(stats.std.flatten(), flat_stats.std)
+    assert torch.allclose(stats.apply(raw_val).x, val.x, atol=1e-5)  # float32 statistics: rounding differs
+    with pytest.raises(ValueError, match=r"examples of shape \(64,\), the statistics have shape \(1, 8, 8\)"):
+        stats.apply(Dataset(raw_val.x.flatten(1), raw_val.y))
+    with pytest.raises(ValueError, match="data has 3 features, the statistics have 64"):
+        flat_stats.apply(Dataset(torch.zeros(2, 3), torch.zeros(2)))
+
+
 def test_standardize_diabetes(diabetes_csv):
     d = load_csv(diabetes_csv)
     train, val = train_val_split(rr.key(0), d, 0.2)
@@ -439,6 +637,98 @@ def test_train_val_split_stratified(key):
     assert not set(train.x[:, 0].tolist()) & set(val.x[:, 0].tolist())
 
 
+def class_data(counts, n_feat=1):
+    """Examples numbered 0..n-1 in x[:, 0], with the given number of examples per class (interleaved)."""
+    labels = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])
+    labels = labels[rr.permutation(rr.key(99), len(labels))]  # classes interleaved, not in blocks
+    n = len(labels)
+    return Dataset(torch.arange(float(n)).reshape(n, 1).repeat(1, n_feat), labels)
+
+
+@pytest.mark.parametrize("frac", [0.1, 0.25, 0.3, 0.5])
+def test_stratified_split_multiclass(key, frac):
+    counts = [50, 31, 17, 9, 4, 1]
+    d = class_data(counts)
+    train, val = train_val_split(key, d, frac)  # multiclass: stratified by default
+    n = len(d)
+    assert len(val) == math.floor(frac * n + 0.5)  # as many as the unstratified split
+    assert len(train) + len(val) == n
+    per_class = torch.bincount(val.y, minlength=len(counts)).tolist()
+    for c, count in enumerate(counts):  # within one example of the exact share
+        assert math.floor(frac * count) <= per_class[c] <= math.ceil(frac * count), (c, per_class)
+    assert torch.bincount(train.y, minlength=len(counts)).tolist() == [
+        a - b for a, b in zip(counts, per_class, strict=True)
+    ]
+    tr, va = set(train.x[:, 0].tolist()), set(val.x[:, 0].tolist())
+    assert not tr & va
+    assert tr | va == set(range(n))
+    assert torch.equal(d.y[train.x[:, 0].long()], train.y)  # each example keeps its label
+    assert bool((train.x[1:, 0] > train.x[:-1, 0]).all())  # original order kept
+    assert bool((val.x[1:, 0] > val.x[:-1, 0]).all())
+    assert train.class_names == val.class_names == d.class_names
+    again_train, again_val = train_val_split(key, d, frac, stratify=True)
+    assert torch.equal(again_val.x, val.x)
+    assert torch.equal(again_train.x, train.x)
+    _, other = train_val_split(rr.fold_in(key, 1), d, frac)
+    assert not torch.equal(other.x, val.x)
+
+
+def test_stratified_split_is_a_shuffle_within_each_class():
+    d = class_data([40, 40])
+    first = d.x[d.y == 0, 0][:10]  # the first 10 examples of class 0 in row order
+    vals = [train_val_split(rr.key(s), d, 0.25)[1] for s in range(8)]
+    chosen = [set(v.x[v.y == 0, 0].tolist()) for v in vals]
+    assert len({frozenset(c) for c in chosen}) == 8  # different keys choose different examples
+    assert any(c != set(first.tolist()) for c in chosen)
+
+
+def test_stratified_total_is_the_unstratified_total():
+    d = class_data([5] * 10)  # 0.5 example per class: rounding each class would give 10
+    _, val = train_val_split(rr.key(0), d, 0.1)
+    assert len(val) == 5
+    assert sorted(torch.bincount(val.y, minlength=10).tolist()) == [0] * 5 + [1] * 5
+
+
+def test_split_defaults_by_task(key):
+    binary = quadrants(rr.key(3), 101)
+    for a, b in zip(train_val_split(key, binary, 0.3), train_val_split(key, binary, 0.3, stratify=True), strict=True):
+        assert torch.equal(a.x, b.x)
+    multi = class_data([20, 13, 7])
+    for a, b in zip(train_val_split(key, multi, 0.3), train_val_split(key, multi, 0.3, stratify=True), strict=True):
+        assert torch.equal(a.x, b.x)
+    reg, _ = sparse_regression(rr.key(3), 50, 4)
+    for a, b in zip(train_val_split(key, reg, 0.3), train_val_split(key, reg, 0.3, stratify=False), strict=True):
+        assert torch.equal(a.x, b.x)
+    # the unstratified split: the permutation's first round(frac * n) rows, whatever the task
+    for data in (binary, multi, reg):
+        _, val = train_val_split(key, data, 0.3, stratify=False)
+        in_val = torch.zeros(len(data), dtype=torch.bool)
+        in_val[rr.permutation(key, len(data))[: round(0.3 * len(data))]] = True
+        assert torch.equal(val.x, data.x[in_val])
+
+
+def test_stratified_binary_keeps_the_balance(key):
+    d = synthetic_diabetes(rr.key(0))
+    _, val = train_val_split(key, d, 0.2)
+    positives = int(d.y.sum())
+    assert len(val) == 154
+    assert abs(int(val.y.sum()) - 0.2 * positives) <= 1
+
+
+def test_split_stratify_errors():
+    d = class_data([5, 5])
+    with pytest.raises(TypeError, match=r"stratify must be a bool or None, got str 'yes'"):
+        train_val_split(rr.key(0), d, 0.2, stratify="yes")
+    odd = Dataset(torch.zeros(4, 1), torch.tensor([0.0, 1.0, 0.5, 1.0]), task="binary")  # labels unchecked
+    with pytest.raises(ValueError, match=r"needs 0/1 labels, got 0.5 \(or pass stratify=False\)"):
+        train_val_split(rr.key(0), odd, 0.5)
+    assert len(train_val_split(rr.key(0), odd, 0.5, stratify=False)[1]) == 2
+    train, val = train_val_split(rr.key(0), d, 0.0)
+    assert (len(train), len(val)) == (10, 0)
+    empty = Dataset(torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64))
+    assert [len(s) for s in train_val_split(rr.key(0), empty, 0.5)] == [0, 0]
+
+
 # ----------------------------------------------------------------- batches
 
 
@@ -503,6 +793,7 @@ def test_all_names_exported():
         "Dataset",
         "FeatureStats",
         "batches",
+        "digits",
         "load_csv",
         "quadrants",
         "sparse_regression",
@@ -525,3 +816,57 @@ def test_synthetic_diabetes_has_the_tables_shape_and_is_keyed():
     assert c.x.shape == (100, 8)
     assert 0.2 < float(a.y.mean()) < 0.5  # roughly the table's 35% positives
     assert float(a.x[:, 1].mean()) == pytest.approx(121, rel=0.1)  # Glucose on its scale
+
+
+# ----------------------------------------------------------------- digits
+
+
+def test_digits():
+    pytest.importorskip("sklearn")
+    d = data_module.digits()
+    assert d.x.shape == (1797, 1, 8, 8)
+    assert d.x.dtype == torch.float32
+    assert d.y.shape == (1797,)
+    assert d.y.dtype == torch.int64
+    assert d.task == "multiclass"
+    assert d.n_classes == 10
+    assert d.class_names == tuple(str(c) for c in range(10))
+    assert d.target_name == "digit"
+    assert d.feature_names == ()
+    assert int(d.y.min()) == 0
+    assert int(d.y.max()) == 9
+    counts = torch.bincount(d.y).tolist()
+    assert all(170 <= c <= 190 for c in counts), counts  # about 180 per class
+    assert sum(counts) == 1797
+    assert float(d.x.min()) == 0.0
+    assert float(d.x.max()) == 1.0
+    assert torch.equal(d.x * 16, (d.x * 16).round())  # gray levels 0..16, divided by 16
+    flat = data_module.digits(flat=True)
+    assert flat.x.shape == (1797, 64)
+    assert torch.equal(flat.x, d.x.reshape(1797, 64))
+    assert torch.equal(flat.y, d.y)
+    assert flat.feature_names[:3] == ("pixel_0_0", "pixel_0_1", "pixel_0_2")
+    assert flat.feature_names[8] == "pixel_1_0"
+    assert flat.feature_names[-1] == "pixel_7_7"
+    d64 = data_module.digits(dtype=torch.float64)
+    assert d64.x.dtype == torch.float64
+    assert torch.equal(d64.x.float(), d.x)
+    train, val = train_val_split(rr.key(0), d, 0.2)  # stratified: about 36 of each digit
+    assert len(val) == 359
+    assert all(abs(c - 0.2 * n) <= 1 for c, n in zip(torch.bincount(val.y).tolist(), counts, strict=True))
+    assert standardize(train, val)[-1].mean.shape == (1, 8, 8)
+
+
+def test_digits_errors():
+    pytest.importorskip("sklearn")
+    with pytest.raises(TypeError, match="flat must be a bool"):
+        data_module.digits(flat=1)
+    with pytest.raises(TypeError, match="dtype"):
+        data_module.digits(dtype=torch.int64)
+
+
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"regfn\.data\.digits needs scikit-learn: pip install 'regfn\[datasets\]'"):
+        data_module.digits()

@@ -20,9 +20,14 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # Modules the walk leaves out, and why: __main__ runs the CLI when imported;
 # _triton_mlp imports triton at import time, so it runs only where triton is
 # installed; plot's examples draw a figure and need matplotlib; the Optuna
-# adapter's examples run a study.
+# adapter's examples run a study; digits loads scikit-learn's bundled data set.
 SKIP = {"regfn.__main__"}
-NEEDS = {"regfn._sweep._triton_mlp": "triton", "regfn.plot": "matplotlib", "regfn.search._optuna": "optuna"}
+NEEDS = {
+    "regfn._sweep._triton_mlp": "triton",
+    "regfn.plot": "matplotlib",
+    "regfn.search._optuna": "optuna",
+    "regfn.data._digits": "sklearn",
+}
 
 # Modules that promise examples (every public module, and the private ones
 # behind them): the test fails if it finds none there, so it cannot pass by
@@ -42,6 +47,7 @@ MUST_HAVE_EXAMPLES = {
     "regfn.data._dataset",
     "regfn.data._split",
     "regfn.data._synthetic",
+    "regfn.data._digits",
     "regfn.losses",
     "regfn.results",
     "regfn.cli",

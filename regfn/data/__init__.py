@@ -1,19 +1,26 @@
-"""Data for the regularization experiments: CSV loading, synthetic sets, splits, batches.
+"""Data for the regularization experiments: CSV loading, synthetic and real sets, splits, batches.
 
 Everything random takes an explicit :mod:`regfn.random` key, so a split, a
 synthetic data set or an epoch's shuffle is a pure function of its key.
 
-* :class:`Dataset` holds features ``x`` of shape ``(n, d)`` and targets ``y``
-  of shape ``(n, 1)`` (float, ready for ``BCEWithLogitsLoss`` / ``MSELoss``
-  against a model with one output), with column names and a task.
-* :func:`load_csv` reads a numeric CSV (the tutorial's format: a header row,
-  numeric columns, the label last) and reports bad input as one-line
-  ``ValueError`` messages that name the file, row and column.
+* :class:`Dataset` holds features ``x`` of shape ``(n, ...)`` (a table
+  ``(n, d)``, images ``(n, C, H, W)``, sequences) and targets ``y``: float
+  ``(n, 1)`` (binary 0/1 labels or one regression target, ready for
+  ``BCEWithLogitsLoss`` / ``MSELoss``), float ``(n, m)`` (multi-output
+  regression) or int64 class labels ``(n,)`` (multiclass, with
+  ``class_names``), with names and a task (``"binary"``, ``"multiclass"``,
+  ``"regression"``; inferred, or given and checked).
+* :func:`load_csv` reads a CSV table (the tutorial's format: a header row,
+  numeric features, the label last; text labels make classes) and reports
+  bad input as one-line ``ValueError`` messages that name the file, row and
+  column.
 * :func:`quadrants` and :func:`sparse_regression` make the tutorial's
-  synthetic data from a key.
+  synthetic data from a key; :func:`digits` loads scikit-learn's bundled
+  8x8 handwritten digits (10 classes; the ``regfn[datasets]`` extra).
 * :func:`standardize`, :func:`train_val_split` and :func:`batches` prepare
-  training: z-scores with train statistics, a keyed split, keyed mini-batch
-  indices (which also work under ``torch.func.vmap`` over keys).
+  training: per-feature z-scores with train statistics, a keyed split
+  (stratified by class for classification), keyed mini-batch indices
+  (which also work under ``torch.func.vmap`` over keys).
 
 Examples:
     >>> import regfn.random as rr
@@ -30,6 +37,7 @@ Examples:
 
 from ._csv import load_csv as load_csv
 from ._dataset import Dataset as Dataset
+from ._digits import digits as digits
 from ._split import FeatureStats as FeatureStats
 from ._split import batches as batches
 from ._split import standardize as standardize
@@ -42,6 +50,7 @@ __all__ = [
     "Dataset",
     "FeatureStats",
     "batches",
+    "digits",
     "load_csv",
     "quadrants",
     "sparse_regression",

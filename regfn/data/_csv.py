@@ -32,6 +32,12 @@ def _show_path(path: str) -> str:
 
 def _parse_cell(cell: str) -> float | str:
     """The cell's finite float value, or a short description of why it is not one."""
+    value = _number(cell)
+    return f"{_show(cell)} is not a number" if value is None else value
+
+
+def _number(cell: str) -> float | str | None:
+    """The cell's finite float value, ``None`` for text that is not a number, or why it is a missing value."""
     text = cell.strip()
     if not text:
         return "empty cell (missing value)"
@@ -40,12 +46,37 @@ def _parse_cell(cell: str) -> float | str:
             raise ValueError
         value = float(text)
     except ValueError:
-        return f"{_show(cell)} is not a number"
+        return None
     if math.isnan(value):
         return f"{_show(cell)} is a missing value (NaN)"
     if math.isinf(value):
         return f"{_show(cell)} is not a finite number"
     return value
+
+
+def _label(cell: str) -> float | str:
+    """A target cell: its float value, a :class:`_Text` class name, or (a plain str) why it is a missing value."""
+    value = _number(cell)
+    if value is None:
+        return _Text(cell.strip())
+    return value
+
+
+class _Text(str):
+    """A target cell that is a class name, not a number."""
+
+
+def _class_name(value: float | str) -> str:
+    """A class's name: the label text, or the number written without a needless ``.0``."""
+    if isinstance(value, _Text):
+        return str(value)
+    assert isinstance(value, float)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _class_order(value: float | str) -> tuple[int, float, str]:
+    """Numbers first, in numeric order, then text labels in alphabetical order."""
+    return (1, 0.0, str(value)) if isinstance(value, _Text) else (0, float(value), "")
 
 
 def load_csv(
@@ -57,11 +88,22 @@ def load_csv(
     task: Task | None = None,
     delimiter: str = ",",
 ) -> Dataset:
-    """Load a numeric CSV table (one row per example) as a :class:`Dataset`.
+    """Load a CSV table (one row per example) as a :class:`Dataset`.
 
-    The format is the tutorial's: an optional header row, numeric cells, and
-    one target column (by default the last). Blank lines are skipped, cells
-    may have surrounding spaces, and a UTF-8 byte order mark is ignored.
+    The format is the tutorial's: an optional header row, numeric feature
+    cells, and one target column (by default the last). Blank lines are
+    skipped, cells may have surrounding spaces, and a UTF-8 byte order mark
+    is ignored.
+
+    The target decides the task (unless ``task`` is given):
+
+    * numbers, every one 0 or 1: binary, ``y`` float of shape ``(n, 1)``;
+    * other numbers: regression, ``y`` float ``(n, 1)``;
+    * any text label (``"setosa"``, ``"cat"``): multiclass, ``y`` int64 class
+      indices ``(n,)`` into ``class_names``, the distinct labels sorted
+      (labels that are numbers first, in numeric order, then text labels
+      alphabetically; a number is named as written without a needless
+      ``.0``: ``"3"``, ``"2.5"``).
 
     Args:
         path: the CSV file.
@@ -71,36 +113,50 @@ def load_csv(
             is data, ``"infer"`` (default) to treat it as a header when any
             of its cells is not a number. Without a header, columns are named
             ``col0, col1, ...``.
-        dtype: floating dtype of ``x`` and ``y``.
-        task: ``"binary"`` (the target must be 0/1), ``"regression"``, or
-            ``None`` to infer: binary when every target is 0 or 1. A 0/1
-            regression target needs ``task="regression"``.
+        dtype: floating dtype of ``x`` (and of a floating ``y``).
+        task: ``None`` to infer it (above); ``"binary"`` (the target must be
+            0/1, or text with exactly two classes, which become 0 and 1 in
+            sorted order and keep their names); ``"regression"`` (a numeric
+            target, 0/1 included); ``"multiclass"`` (numeric targets too: the
+            distinct values, sorted, become classes ``0..K-1``, e.g. a rating
+            1 to 5 or digit labels 0 to 9).
         delimiter: the field separator.
 
     Returns:
-        A :class:`Dataset` with ``y`` of shape ``(n, 1)``.
+        A :class:`Dataset`.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file cannot be used: it is a directory, not UTF-8
             text, empty, has fewer than 2 data rows or 2 columns, ragged
-            rows, a cell that is empty, not a number, NaN or infinite, a
-            ``target`` that names no column, or (``task="binary"``) a label
-            other than 0/1. Each message is a single line naming the file
-            and, where it applies, the row (numbered like the file's lines,
-            header included: row 1 is the first line) and the column, e.g.
+            rows, a feature cell that is empty, not a number, NaN or
+            infinite, a target cell that is empty, NaN or infinite, a
+            ``target`` that names no column, a label other than 0/1
+            (``task="binary"``) or a text label (``task="regression"``).
+            Each message is a single line naming the file and, where it
+            applies, the row (numbered like the file's lines, header
+            included: row 1 is the first line) and the column, e.g.
             ``data.csv: row 12, column 'Glucose': 'abc' is not a number``.
         TypeError: an argument of the wrong type.
 
     Examples:
         >>> import os, tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     path = os.path.join(tmp, "toy.csv")
-        ...     with open(path, "w") as f:
-        ...         _ = f.write("age,bmi,label\\n50,33.6,1\\n31,26.6,0\\n32,23.3,1\\n")
-        ...     data = load_csv(path)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "toy.csv")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("age,bmi,label\\n50,33.6,1\\n31,26.6,0\\n32,23.3,1\\n")
+        >>> data = load_csv(path)
         >>> data.x.shape, data.y.shape, data.feature_names, data.target_name, data.task
         (torch.Size([3, 2]), torch.Size([3, 1]), ('age', 'bmi'), 'label', 'binary')
+
+        Text labels are classes:
+
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("length,width,species\\n5.1,3.5,setosa\\n7.0,3.2,versicolor\\n6.3,3.3,virginica\\n4.9,3.0,setosa\\n")
+        >>> data = load_csv(path)
+        >>> data.task, data.class_names, data.y.tolist()
+        ('multiclass', ('setosa', 'versicolor', 'virginica'), [0, 1, 2, 0])
+        >>> tmp.cleanup()
     """
     if isinstance(target, bool) or not isinstance(target, (numbers.Integral, str)):
         raise TypeError(f"regfn.data.load_csv: target must be a column index or name, got {target!r}")
@@ -118,11 +174,13 @@ def load_csv(
     if not os.path.exists(path):
         raise FileNotFoundError(f"{where}: no such file")
 
-    names: list[str] | None = None
-    values: list[list[float]] = []
+    features: list[list[float]] = []
+    labels: list[float | str] = []
     line_nums: list[int] = []
     ncols = 0
+    t = 0
     col_names: list[str] = []
+    has_header = False
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter, strict=True)
@@ -135,25 +193,32 @@ def load_csv(
                     first = False
                     ncols = len(row)
                     parsed = [_parse_cell(c) for c in row]
-                    is_header = header is True or (
+                    has_header = header is True or (
                         header == "infer"
                         and any(isinstance(p, str) and c.strip() for p, c in zip(parsed, row, strict=True))
                     )
-                    if is_header:
-                        names = [c.strip() or f"col{j}" for j, c in enumerate(row)]
-                        col_names = names
+                    if has_header:
+                        col_names = [c.strip() or f"col{j}" for j, c in enumerate(row)]
+                    else:
+                        col_names = [f"col{j}" for j in range(ncols)]
+                    if ncols < 2:
+                        raise ValueError(f"{where}: has {ncols} column; needs at least 2 (features and a target)")
+                    t = _target_column(target, col_names, where)
+                    if has_header:
                         continue
-                    col_names = [f"col{j}" for j in range(ncols)]
                 if len(row) != ncols:
-                    source = "the header" if names is not None else "the first row"
+                    source = "the header" if has_header else "the first row"
                     raise ValueError(f"{where}: row {line} has {len(row)} columns, expected {ncols} as in {source}")
-                out = []
+                out: list[float] = []
                 for j, cell in enumerate(row):
-                    v = _parse_cell(cell)
-                    if isinstance(v, str):
+                    v = _label(cell) if j == t else _parse_cell(cell)
+                    if isinstance(v, str) and not isinstance(v, _Text):
                         raise ValueError(f"{where}: row {line}, column {_show(col_names[j])}: {v}")
-                    out.append(v)
-                values.append(out)
+                    if j == t:
+                        labels.append(v)
+                    else:
+                        out.append(float(v))
+                features.append(out)
                 line_nums.append(line)
     except csv.Error as e:
         raise ValueError(f"{where}: row {reader.line_num}: malformed CSV ({e})") from None
@@ -162,10 +227,55 @@ def load_csv(
 
     if ncols == 0:
         raise ValueError(f"{where}: file is empty")
-    if ncols < 2:
-        raise ValueError(f"{where}: has {ncols} column; needs at least 2 (features and a target)")
+    if len(features) < 2:
+        raise ValueError(f"{where}: needs at least 2 data rows, found {len(features)}")
 
-    # Resolve the target column.
+    x = torch.tensor(features, dtype=torch.float64).reshape(len(features), ncols - 1).to(dtype)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity)")
+    target_name = col_names[t]
+    feature_names = tuple(col_names[j] for j in range(ncols) if j != t)
+    column = f"column {_show(target_name)}"
+
+    texts = [i for i, v in enumerate(labels) if isinstance(v, _Text)]
+    if task == "regression" and texts:
+        i = texts[0]
+        raise ValueError(
+            f"{where}: row {line_nums[i]}, {column}: {_show(str(labels[i]))} is not a number "
+            f"(task='regression' needs a numeric target)"
+        )
+    if texts or task == "multiclass":
+        classes = sorted(set(labels), key=_class_order)
+        class_names = tuple(_class_name(c) for c in classes)
+        if task == "binary" and len(classes) != 2:
+            shown = ", ".join(_show(c) for c in class_names[:5]) + (", ..." if len(classes) > 5 else "")
+            raise ValueError(
+                f"{where}: {column} has {len(classes)} classes ({shown}); task='binary' needs 2 (or 0/1 numbers)"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        y = torch.tensor([index[v] for v in labels], dtype=torch.int64)
+        if task == "binary":
+            return Dataset(x, y.to(dtype).reshape(-1, 1), feature_names, target_name, "binary", class_names)
+        return Dataset(x, y, feature_names, target_name, "multiclass", class_names)
+
+    y64 = torch.tensor(labels, dtype=torch.float64)
+    binary = bool(((y64 == 0) | (y64 == 1)).all())
+    if task == "binary" and not binary:
+        i = int(((y64 != 0) & (y64 != 1)).nonzero()[0, 0])
+        raise ValueError(
+            f"{where}: row {line_nums[i]}, {column}: label {labels[i]:g} is not 0 or 1 (task='binary' needs 0/1 labels)"
+        )
+    if task is None:
+        task = "binary" if binary else "regression"
+    y = y64.reshape(-1, 1).to(dtype)
+    if not torch.isfinite(y).all():
+        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity)")
+    return Dataset(x=x, y=y, feature_names=feature_names, target_name=target_name, task=task)
+
+
+def _target_column(target: int | str, col_names: list[str], where: str) -> int:
+    """The index of the ``target`` column (a name or an index, negative from the end)."""
+    ncols = len(col_names)
     if isinstance(target, str):
         matches = [j for j, s in enumerate(col_names) if s == target]
         if not matches:
@@ -173,40 +283,11 @@ def load_csv(
             raise ValueError(f"{where}: target column {_show(target)} not found; columns are {shown}")
         if len(matches) > 1:
             raise ValueError(f"{where}: target column {_show(target)} is ambiguous: columns {matches} share that name")
-        t = matches[0]
-    else:
-        t = int(target)
-        if not -ncols <= t < ncols:
-            raise ValueError(
-                f"{where}: target column index {t} does not exist; the file has {ncols} columns "
-                f"(valid indices {-ncols} to {ncols - 1})"
-            )
-        t %= ncols
-
-    if len(values) < 2:
-        raise ValueError(f"{where}: needs at least 2 data rows, found {len(values)}")
-
-    table = torch.tensor(values, dtype=torch.float64)
-    y64 = table[:, t]
-    feat = [j for j in range(ncols) if j != t]
-    binary = bool(((y64 == 0) | (y64 == 1)).all())
-    if task == "binary" and not binary:
-        i = int(((y64 != 0) & (y64 != 1)).nonzero()[0, 0])
+        return matches[0]
+    t = int(target)
+    if not -ncols <= t < ncols:
         raise ValueError(
-            f"{where}: row {line_nums[i]}, column {_show(col_names[t])}: label {values[i][t]:g} is not 0 or 1 "
-            f"(task='binary' needs 0/1 labels)"
+            f"{where}: target column index {t} does not exist; the file has {ncols} columns "
+            f"(valid indices {-ncols} to {ncols - 1})"
         )
-    if task is None:
-        task = "binary" if binary else "regression"
-
-    x = table[:, feat].to(dtype)
-    y = y64.reshape(-1, 1).to(dtype)
-    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity)")
-    return Dataset(
-        x=x,
-        y=y,
-        feature_names=tuple(col_names[j] for j in feat),
-        target_name=col_names[t],
-        task=task,
-    )
+    return t % ncols
