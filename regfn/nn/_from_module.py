@@ -26,7 +26,7 @@ __all__ = ["from_module"]
 
 _WHERE = "from_module"
 InitFn = Callable[[Tensor, tuple[int, ...]], Tensor]
-# rule(module, attribute, parameter) -> draw(key) -> tensor, for one parameter of a known layer
+# draw(key) -> one parameter's initial value; a layer's rule(module, attribute, parameter) gives it (None: no rule)
 _Draw = Callable[[Tensor], Tensor]
 
 
