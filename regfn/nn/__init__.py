@@ -11,6 +11,9 @@ work under ``torch.func.grad``, ``torch.func.vmap`` and ``torch.compile``.
   as ``init(key) -> params`` and ``apply(params, x, *, key, p, train)``.
 * :func:`functionalize` turns any ``nn.Module`` into ``(apply, params)`` with
   its dropout driven by a key; :func:`mc_dropout` averages over many keys.
+* :func:`from_module` turns any ``nn.Module`` into a :class:`Model` whose
+  ``init(key)`` re-draws its parameters like torch's layers and whose
+  ``apply`` takes the dropout rate ``p``: a model ``regfn.sweep`` can vary.
 * :func:`numpy_dropout` is the tutorial's numpy reference implementation.
 
 Examples:
@@ -28,6 +31,7 @@ from ._dropout import dropout as dropout
 from ._dropout import flax_dropout_key as flax_dropout_key
 from ._dropout import mc_dropout as mc_dropout
 from ._dropout import numpy_dropout as numpy_dropout
+from ._from_module import from_module as from_module
 from ._mlp import MLPSettings as MLPSettings
 from ._mlp import Model as Model
 from ._mlp import mlp as mlp
@@ -41,6 +45,7 @@ __all__ = [
     "Model",
     "dropout",
     "flax_dropout_key",
+    "from_module",
     "functionalize",
     "mc_dropout",
     "mlp",

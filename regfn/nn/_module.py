@@ -37,20 +37,34 @@ def _channel_dims(ndim: int, spatial: int) -> tuple[int, ...]:
 
 
 class _KeyedDropout(TorchFunctionMode):
-    """Routes torch's dropout functions to :func:`dropout`, one key per call site."""
+    """Routes torch's dropout functions to :func:`dropout`, one key per call site.
 
-    def __init__(self, key: Tensor | None, train: bool):
+    ``rates`` overrides the calls' own rates: ``None`` keeps them, one rate (a
+    float or 0-d tensor) serves every call, a tuple or 1-d tensor serves call
+    ``i`` with ``rates[i]`` (calls past its end keep their own rate; the caller
+    compares ``site``, the number of calls made, with the length afterwards).
+    """
+
+    def __init__(self, key: Tensor | None, train: bool, where: str = "functionalize", rates: Any = None):
         super().__init__()
-        self.key, self.train, self.site = key, train, 0
+        self.key, self.train, self.where, self.rates, self.site = key, train, where, rates, 0
+
+    def _rate(self, site: int, own: Any) -> Any:
+        rates = self.rates
+        if rates is None:
+            return own
+        if isinstance(rates, tuple) or (isinstance(rates, Tensor) and rates.ndim == 1):
+            return rates[site] if site < len(rates) else own
+        return rates
 
     def _drop(self, x: Tensor, p: Any, training: bool, dims: tuple[int, ...], what: str) -> Tensor:
         site = self.site
         self.site += 1
         if not (self.train and training):
             return x
-        p = _check_rate(p, what)
+        p = _check_rate(self._rate(site, p), self.where)
         if self.key is None and not (isinstance(p, float) and p == 0.0):
-            raise ValueError(f"functionalize: dropout site {site} ({what}) needs a key with train=True; {_KEY_HINT}")
+            raise ValueError(f"{self.where}: dropout site {site} ({what}) needs a key with train=True; {_KEY_HINT}")
         return dropout(None if self.key is None else fold_in(self.key, site), x, p, broadcast_dims=dims)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -83,9 +97,10 @@ def _f_dropout_nd(spatial: int, name: str):
 
 def _unsupported(name: str):
     def route(mode, input, p=0.5, training=False, *args, **kwargs):
+        p = mode._rate(mode.site, p)
         mode.site += 1
-        if mode.train and training and p != 0:
-            raise NotImplementedError(f"functionalize: {name} is not supported with train=True")
+        if mode.train and training and (isinstance(p, Tensor) or p != 0):
+            raise NotImplementedError(f"{mode.where}: {name} is not supported with train=True")
         return input
 
     return route
@@ -142,13 +157,35 @@ def functionalize(module: torch.nn.Module) -> tuple[Callable[..., Any], dict[str
     """
 
     def apply(params: Mapping[str, Tensor], *args: Any, key: Tensor | None = None, train: bool = False, **kwargs: Any):
-        modes = [(m, m.training) for m in module.modules()]
-        module.train(train)
-        try:
-            with _KeyedDropout(key, train):
-                return torch.func.functional_call(module, dict(params), args, kwargs)
-        finally:
-            for m, was in modes:
-                m.training = was
+        return _routed_call(module, params, args, kwargs, key=key, train=train)[0]
 
     return apply, params_from_module(module)
+
+
+def _routed_call(
+    module: torch.nn.Module,
+    params: Mapping[str, Tensor],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    key: Tensor | None,
+    train: bool,
+    where: str = "functionalize",
+    rates: Any = None,
+) -> tuple[Any, int]:
+    """``functional_call(module, params, args, kwargs)`` with dropout routed; returns ``(output, dropout calls)``.
+
+    The module (and every submodule) is in ``train`` mode during the call and
+    gets its modes back afterwards, even on error. ``rates`` as in
+    :class:`_KeyedDropout`.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.train(train)
+    try:
+        mode = _KeyedDropout(key, train, where, rates)
+        with mode:  # not `with ... as mode`: under torch.compile that binds something else
+            out = torch.func.functional_call(module, dict(params), tuple(args), dict(kwargs))
+        return out, mode.site
+    finally:
+        for m, was in modes:
+            m.training = was
