@@ -23,6 +23,7 @@ from ._train import train as train
 from .losses import Loss as Loss
 from .nn import Model as Model
 from .nn import dropout as dropout
+from .nn import from_module as from_module
 from .nn import functionalize as functionalize
 from .nn import mc_dropout as mc_dropout
 from .nn import mlp as mlp
@@ -43,6 +44,7 @@ __all__ = [
     "data",
     "dropout",
     "elastic_net",
+    "from_module",
     "functionalize",
     "grid",
     "l1",

@@ -19,6 +19,7 @@ PUBLIC = {
         "TrainResult",
         "dropout",
         "elastic_net",
+        "from_module",
         "functionalize",
         "grid",
         "l1",

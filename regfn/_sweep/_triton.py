@@ -77,6 +77,8 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
         problems.append(f"it takes one dropout rate p for every layer, got per-layer rates p1 .. p{spec.layer_rates}")
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
+    if x.ndim != 2:
+        problems.append(f"the data must be a table (n, d), got x of shape {tuple(x.shape)}")
     if device.type != "cuda" and not _interpreting():
         problems.append(
             f"it runs on CUDA, got device {device} (with TRITON_INTERPRET=1 in the environment before "
