@@ -428,7 +428,8 @@ def bad_cases(tmp_path):
         (["sweep", "--bogus"], "unrecognized arguments: --bogus"),
         (["train", "--l2", "1e-3,1e-2"], "takes one value"),
         (["train", "--p", "2"], "out of range"),
-        (["train", "--csv", str(tmp_path / "nope.csv")], "no such file"),
+        (["train", "--csv", str(tmp_path / "nope.csv")], "no such file (the path does not exist)"),
+        (["sweep", "--csv", str(tmp_path / "diabetes.csv")], "the tutorial's Pima Indians Diabetes table"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ]
 
