@@ -354,7 +354,8 @@ def test_python_dash_m_regfn_bad_input_is_one_line(tmp_path):
         env=_env(),
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"regfn: error: {tmp_path / 'missing.csv'}: no such file"]
+    expected = f"regfn: error: {tmp_path / 'missing.csv'}: no such file (the path does not exist)"
+    assert proc.stderr.strip().splitlines() == [expected]
     assert proc.stdout == ""
 
 
