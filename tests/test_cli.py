@@ -430,7 +430,7 @@ def bad_cases(tmp_path):
         (["train", "--l2", "1e-3,1e-2"], "takes one value"),
         (["train", "--p", "2"], "out of range"),
         (["train", "--csv", str(tmp_path / "nope.csv")], "no such file (the path does not exist)"),
-        (["sweep", "--csv", str(tmp_path / "diabetes.csv")], "the tutorial's Pima Indians Diabetes table"),
+        (["sweep", "--csv", str(tmp_path / "diabetes.csv")], "is the Pima Indians Diabetes table"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ]
 

@@ -32,7 +32,7 @@ def _show_path(path: str) -> str:
 
 # Where the tutorial's table comes from, for a missing file with its name.
 _DIABETES_HINT = (
-    "diabetes.csv is the tutorial's Pima Indians Diabetes table (768 rows, 8 numeric features, label Outcome "
+    "the tutorial's table of that name is the Pima Indians Diabetes table (768 rows, 8 numeric features, label Outcome "
     "last, header row); a public copy is the 'Pima Indians Diabetes Database' on Kaggle or in the UCI repository "
     "(see \"The tutorial's data\" in regfn's README); without it, regfn.data.synthetic_diabetes is a stand-in of "
     "the same shape"
@@ -41,7 +41,7 @@ _DIABETES_HINT = (
 
 def _missing(path: str) -> str:
     """The one-line message for a CSV path that does not exist: where it was looked for, and for the
-    tutorial's ``diabetes.csv``, where to get it."""
+    tutorial's diabetes table, where to get it."""
     where = _show_path(path)
     message = f"{where}: no such file (the path does not exist"
     if not os.path.isabs(path):
@@ -104,8 +104,8 @@ def load_csv(
         A :class:`Dataset` with ``y`` of shape ``(n, 1)``.
 
     Raises:
-        FileNotFoundError: the file does not exist (one line; for a name like
-            ``diabetes.csv`` it says where the tutorial's table comes from).
+        FileNotFoundError: the file does not exist (one line; for the name of
+            the tutorial's diabetes table it says where that table comes from).
         ValueError: the file cannot be used: it is a directory, not UTF-8
             text, empty, has fewer than 2 data rows or 2 columns, ragged
             rows, a cell that is empty, not a number, NaN or infinite, a
