@@ -94,9 +94,26 @@ def _save(fig: Figure, path: PathLike) -> pathlib.Path:
 
 
 def _titles(ax: Axes, title: str, note: str) -> None:
-    """A title with a small grey note line under it (what the points aggregate)."""
-    ax.set_title(title, fontsize=12, pad=16)
-    ax.text(0.5, 1.0, note, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.35")
+    """A title with a small grey note under it (what the points aggregate), wrapped to the axes' width."""
+    import textwrap
+
+    width = ax.bbox.width / ax.figure.dpi  # inches, before the layout shrinks the axes a little
+    lines = textwrap.wrap(note, width=max(30, int(width * 14)))  # ~14 characters of 8 pt text per inch
+    ax.set_title(title, fontsize=12, pad=6 + 10 * len(lines))
+    ax.text(0.5, 1.0, "\n".join(lines), transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.35")
+
+
+def _legend_outside(ax: Axes, handles: list[Any] | None = None, labels: list[str] | None = None) -> Any:
+    """The legend to the right of the axes, outside the data area (constrained layout makes room for it)."""
+    kwargs: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": 7}
+    if handles is not None and labels is not None:
+        return ax.legend(handles, labels, **kwargs)
+    return ax.legend(**kwargs)
+
+
+def _tied(values: Sequence[float], value: float) -> int:
+    """How many of ``values`` equal ``value`` (up to float rounding in a mean)."""
+    return sum(math.isclose(v, value, rel_tol=1e-9, abs_tol=1e-12) for v in values)
 
 
 def _label(name: str) -> str:
@@ -265,7 +282,7 @@ def plot_metric(
         note += f"; {dropped} diverged run{'s' if dropped != 1 else ''} left out"
     _titles(ax, title or f"{_label(metric)} vs {_label(x)}", note)
     if hue:
-        ax.legend(title=None, fontsize=8, loc="best")
+        _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -333,17 +350,22 @@ def plot_heatmap(
             bright = (v - lo) / (hi - lo) if hi > lo else 0.5
             bright = bright if higher else 1 - bright
             ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="black" if bright > 0.6 else "white")
+    note = _pooled_note(result, [x, y], "mean")
     if finite:
-        best = (max if higher else min)(finite)
-        ax.add_patch(_rect(best[2], best[1]))
-    _titles(ax, f"{_label(metric)} over {x} × {y}", _pooled_note(result, [x, y], "mean") + "; red box: best")
+        # Every cell tied with the best gets a box: boxing one of several would pick a winner the data do not.
+        top = (max if higher else min)(v for v, _, _ in finite)
+        tied = [(i, j) for v, i, j in finite if _tied([top], v)]
+        for i, j in tied:
+            ax.add_patch(_rect(j, i))
+        note += "; red box: best" if len(tied) == 1 else f"; red boxes: {len(tied)} cells tied for best ({top:.3g})"
+    _titles(ax, f"{_label(metric)} over {x} × {y}", note)
     return _save(fig, path)
 
 
 def _rect(j: int, i: int) -> Rectangle:
     from matplotlib.patches import Rectangle
 
-    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2)
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2, gid="best")
 
 
 def plot_sparsity(result: SweepResult, path: PathLike, x: str = "l1") -> pathlib.Path:
@@ -382,7 +404,7 @@ def plot_sparsity(result: SweepResult, path: PathLike, x: str = "l1") -> pathlib
     ax.set_xlabel(_label(x))
     ax.set_ylabel("fraction of weights")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    _legend_outside(ax)
     _titles(ax, f"weight sparsity vs {_label(x)}", _pooled_note(result, [x]))
     return _save(fig, path)
 
@@ -390,7 +412,40 @@ def plot_sparsity(result: SweepResult, path: PathLike, x: str = "l1") -> pathlib
 def _describe(result: SweepResult, index: int) -> str:
     row = result.rows[index]
     names = list(swept(result, include_seed=True)) or ["seed"]
-    return f"#{index}: " + ", ".join(f"{n}={row[n]:g}" for n in names)
+    return ", ".join(f"{n}={row[n]:g}" for n in names)
+
+
+def _ranks(items: Sequence[tuple[str, int]]) -> str:
+    """``[("best", 1), ("best", 2), ("worst", 1)]`` -> ``"best 1-2, worst 1"``."""
+    parts = []
+    for kind in ("best", "worst"):
+        ranks = sorted(r for k, r in items if k == kind)
+        if ranks:
+            contiguous = ranks == list(range(ranks[0], ranks[-1] + 1))
+            text = f"{ranks[0]}-{ranks[-1]}" if contiguous and len(ranks) > 1 else ", ".join(map(str, ranks))
+            parts.append(f"{kind} {text}")
+    return ", ".join(parts)
+
+
+def _coincide(curves: Sequence[Any], i: int, j: int, shown: Sequence[int]) -> bool:
+    """Whether configurations ``i`` and ``j`` draw the same line on every panel.
+
+    Same missing (non-finite) points, and finite points closer than 0.5% of the
+    panel's range over the shown configurations: closer than a line's width.
+    """
+    import torch
+
+    for data in curves:
+        a, b = data[i].double(), data[j].double()
+        fa, fb = torch.isfinite(a), torch.isfinite(b)
+        if not torch.equal(fa, fb):
+            return False
+        values = data[list(shown)].double()
+        values = values[torch.isfinite(values)]
+        span = float(values.max() - values.min()) if values.numel() else 0.0
+        if fa.any() and float((a[fa] - b[fa]).abs().max()) > 0.005 * span:
+            return False
+    return True
 
 
 def plot_curves(result: SweepResult, path: PathLike, n: int = 3, *, metric: str | None = None) -> pathlib.Path:
@@ -398,7 +453,12 @@ def plot_curves(result: SweepResult, path: PathLike, n: int = 3, *, metric: str 
 
     Left: the training objective (dropout on) per logged epoch; right, when
     the sweep had validation data: the validation metric. Best in solid
-    greens, worst in dashed reds.
+    greens, worst in dashed reds. Each line is labelled by its rank and its
+    configuration (``best 1 (config 7): l2=0.01, ...``, the index into
+    ``result.rows``). A rank whose metric value ties with other
+    configurations says ``one of N tied``; configurations whose curves
+    coincide are drawn as one line with markers, labelled ``N configs tied``.
+    The legend sits outside the plotting area.
 
     Returns:
         The written path.
@@ -415,34 +475,62 @@ def plot_curves(result: SweepResult, path: PathLike, n: int = 3, *, metric: str 
     metric = _metric(result, metric)
     if "loss" not in result.curves:
         raise ValueError("regfn.plot.plot_curves: the result has no curves")
-    ranked = [row["config"] for row in result.best(len(result), by=metric) if _usable(row, metric)]
-    best = ranked[:n]
-    worst = [i for i in ranked[::-1][:n] if i not in best]
+    ranked_rows = [row for row in result.best(len(result), by=metric) if _usable(row, metric)]
+    ranked = [row["config"] for row in ranked_rows]
+    values = [row[metric] for row in ranked_rows]
+    value_of = dict(zip(ranked, values, strict=True))
+    entries = [("best", k, i) for k, i in enumerate(ranked[:n], 1)]
+    entries += [("worst", k, i) for k, i in enumerate(ranked[::-1][:n], 1) if i not in ranked[:n]]
     val_curve = metric if metric.startswith("val_") else None
     if val_curve is not None and val_curve not in result.curves:
         val_curve = None
     panels = [("loss", "training objective (dropout on)")]
     if val_curve:
         panels.append((val_curve, _label(val_curve) + " (dropout off)"))
+    curves = [result.curves[name] for name, _ in panels]
+    shown = [i for _, _, i in entries]
+    # Configurations whose lines would lie on top of each other are one line, labelled as a tie.
+    groups: list[list[tuple[str, int, int]]] = []
+    for entry in entries:
+        for group in groups:
+            if _coincide(curves, group[0][2], entry[2], shown):
+                group.append(entry)
+                break
+        else:
+            groups.append([entry])
     fig, axes = _figure(6.0, 4.4, len(panels))
     epochs = list(result.curve_epochs)
-    greens = ["#1b7837", "#5aae61", "#a6dba0"]
-    reds = ["#b2182b", "#ef8a62", "#f4a582"]
+    colors = {"best": ["#1b7837", "#5aae61", "#a6dba0"], "worst": ["#b2182b", "#ef8a62", "#f4a582"]}
+    handles, labels = [], []
+    for group in groups:
+        kind, rank, first = group[0]
+        configs = [i for _, _, i in group]
+        ties = _tied(values, value_of[first])
+        if len(group) == 1:
+            tie = f", one of {ties} tied at {metric}={value_of[first]:.4g}" if ties > 1 else ""
+            label = f"{kind} {rank} (config {first}{tie}): {_describe(result, first)}"
+        else:
+            label = f"{_ranks([(k, r) for k, r, _ in group])} (configs {', '.join(map(str, configs))}): "
+            label += f"{len(group)} configs tied, curves coincide"
+            if ties > len(group):
+                label += f"; {ties} tied at {metric}={value_of[first]:.4g}"
+        style: dict[str, Any] = {
+            "linestyle": "-" if kind == "best" else "--",
+            "color": colors[kind][min(rank - 1, 2)],
+            "lw": 1.8 if kind == "best" else 1.5,
+        }
+        if len(group) > 1:
+            style.update(marker="o", ms=4, markevery=max(1, len(epochs) // 8))
+        for ax, data in zip(axes, curves, strict=True):
+            (line,) = ax.plot(epochs, data[first].tolist(), **style)
+        handles.append(line)
+        labels.append(label)
     for ax, (name, ylabel) in zip(axes, panels, strict=True):
-        data = result.curves[name]
-        for k, i in enumerate(best):
-            ax.plot(
-                epochs, data[i].tolist(), "-", color=greens[min(k, 2)], lw=1.8, label="best " + _describe(result, i)
-            )
-        for k, i in enumerate(worst):
-            ax.plot(
-                epochs, data[i].tolist(), "--", color=reds[min(k, 2)], lw=1.5, label="worst " + _describe(result, i)
-            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         ax.set_title(_label(name), fontsize=11)
-    axes[0].legend(fontsize=7, loc="best")
+    _legend_outside(axes[-1], handles, labels)
     n_div = len(result.diverged)
     title = f"curves of the best and worst configs by {_label(metric)}"
     if n_div:

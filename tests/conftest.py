@@ -28,12 +28,40 @@ def key(request):
     return rr.key(request.param)
 
 
+PIMA_HEADER = "Pregnancies,Glucose,BloodPressure,SkinThickness,Insulin,BMI,DiabetesPedigreeFunction,Age,Outcome"
+
+
+def write_diabetes_standin(path: pathlib.Path) -> pathlib.Path:
+    """A CSV in the tutorial's format: the Pima header, 768 rows of ``synthetic_diabetes(key(0))``."""
+    import regfn
+
+    data = regfn.data.synthetic_diabetes(rr.key(0))
+    assert ",".join((*data.feature_names, data.target_name)) == PIMA_HEADER
+    lines = [PIMA_HEADER]
+    for x, y in zip(data.x.tolist(), data.y[:, 0].tolist() if data.y.dim() > 1 else data.y.tolist(), strict=True):
+        lines.append(",".join(f"{v:.9g}" for v in x) + f",{int(y)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture
-def diabetes_csv():
+def real_diabetes_csv():
     """Path of the seed tutorial's diabetes.csv, or skip where ../shared is absent."""
     if not DIABETES_CSV.exists():
         pytest.skip(f"{DIABETES_CSV} not found (the tutorial's data lives in ../shared)")
     return DIABETES_CSV
+
+
+@pytest.fixture(params=["real", "stand-in"])
+def diabetes_csv(request, tmp_path):
+    """A diabetes.csv: the tutorial's (skips where ../shared is absent), then a generated stand-in.
+
+    The stand-in has the same header and shape (768 x 9, label Outcome last), so the
+    code paths that read the tutorial's file are tested everywhere.
+    """
+    if request.param == "real":
+        return request.getfixturevalue("real_diabetes_csv")
+    return write_diabetes_standin(tmp_path / "diabetes.csv")
 
 
 @functools.cache

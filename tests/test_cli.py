@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -230,6 +231,75 @@ def test_train_with_penalties_and_adam(capsys):
     assert "train accuracy" in out
 
 
+def test_train_names_each_loss(capsys):
+    code, out, err = run_main(
+        capsys, "train", "--n", "64", "--epochs", "20", "--log-every", "10", "--p", "0.5", "--l2", "1e-2"
+    )
+    assert code == 0, err
+    last_epoch = re.findall(r"^Epoch \[20/20\], Loss: (\d+\.\d{4})$", out, re.M)
+    objective = re.search(
+        r"^final training objective (\d+\.\d{4}) \(data loss with dropout on \+ penalties, epoch 20: "
+        r"the Loss of the Epoch lines\)$",
+        out,
+        re.M,
+    )
+    assert objective, out
+    assert objective.group(1) == last_epoch[0]  # the same number, named
+    data_loss = re.search(
+        r"^final data loss with dropout off: train (\d+\.\d{4}), validation (\d+\.\d{4}) "
+        r"\(penalties (\d+\.\d{4}) not included\)$",
+        out,
+        re.M,
+    )
+    assert data_loss, out
+    assert "final loss " not in out  # the unnamed "final loss X" is gone
+    # Without penalties, dropout or validation data, the lines say so.
+    code, out, err = run_main(
+        capsys, "train", "--n", "64", "--epochs", "5", "--p", "0", "--val-fraction", "0", "--quiet"
+    )
+    assert code == 0, err
+    assert re.search(
+        r"^final training objective \d+\.\d{4} \(data loss with dropout off \(p=0\), epoch 5\)$", out, re.M
+    )
+    assert re.search(r"^final data loss with dropout off: train \d+\.\d{4}$", out, re.M)
+
+
+def test_sweep_out_is_checked_before_training(capsys, tmp_path, monkeypatch):
+    import time
+
+    (tmp_path / "afile").write_text("not a folder")
+    trained = []
+
+    class Trained(Exception):
+        pass
+
+    def sweep(*args, **kwargs):
+        trained.append(1)
+        raise Trained
+
+    monkeypatch.setattr(regfn, "sweep", sweep)
+    generous = ["--seeds", "16", "--epochs", "100000", "--l2", "0,1e-4:1e-1:8", "--p", "lin:0:0.5:6"]
+    for out_dir, reason in (
+        (tmp_path / "afile" / "sub", "Not a directory"),
+        (tmp_path / "afile", "it is a file, not a directory"),
+    ):
+        t0 = time.perf_counter()
+        code, out, err = run_main(capsys, "sweep", *generous, "--out", str(out_dir))
+        seconds = time.perf_counter() - t0
+        assert code == 2, (out, err)
+        assert seconds < 2, seconds
+        assert err.strip().splitlines() == [f"regfn: error: --out {out_dir}: cannot write results ({reason})"]
+        assert "configs" not in out
+    assert trained == []
+    # A good --out is created before the sweep runs.
+    good = tmp_path / "new" / "deeper"
+    with pytest.raises(Trained):
+        cli.main(["sweep", *generous, "--out", str(good), "--quiet"])
+    assert trained == [1]
+    assert good.is_dir()
+    assert list(good.iterdir()) == []  # the write check leaves nothing behind
+
+
 def test_main_restores_torch_threads(capsys):
     before = torch.get_num_threads()
     run_main(capsys, "train", "--n", "32", "--epochs", "2", "--threads", "1", "--quiet")
@@ -285,7 +355,8 @@ def test_python_dash_m_regfn_bad_input_is_one_line(tmp_path):
         env=_env(),
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"regfn: error: {tmp_path / 'missing.csv'}: no such file"]
+    expected = f"regfn: error: {tmp_path / 'missing.csv'}: no such file (the path does not exist)"
+    assert proc.stderr.strip().splitlines() == [expected]
     assert proc.stdout == ""
 
 
@@ -359,7 +430,8 @@ def bad_cases(tmp_path):
         (["sweep", "--bogus"], "unrecognized arguments: --bogus"),
         (["train", "--l2", "1e-3,1e-2"], "takes one value"),
         (["train", "--p", "2"], "out of range"),
-        (["train", "--csv", str(tmp_path / "nope.csv")], "no such file"),
+        (["train", "--csv", str(tmp_path / "nope.csv")], "no such file (the path does not exist)"),
+        (["sweep", "--csv", str(tmp_path / "diabetes.csv")], "is the Pima Indians Diabetes table"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ]
 
@@ -458,6 +530,40 @@ def test_sweep_help_documents_syntax(capsys):
         "regfn[plot]",
     ):
         assert text in out, text
+
+
+def _subparsers():
+    parser = cli.build_parser()
+    (choices,) = [a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser, choices
+
+
+@pytest.mark.parametrize("command", ["sweep", "train"])
+def test_every_option_has_help_and_one_default(capsys, command):
+    parser, commands = _subparsers()
+    sub = commands[command]
+    for action in [*parser._actions, *sub._actions]:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            continue
+        assert (action.help or "").strip(), action.option_strings
+    code, out, _ = run_main(capsys, command, "--help")
+    assert code == 0
+    assert "(default: None)" not in out
+    assert "default: False" not in out
+    # One entry per option: its line and the more indented lines under it.
+    entries: list[str] = []
+    for line in out.split("examples:")[0].splitlines():
+        if re.match(r"^  -", line):
+            entries.append(line)
+        elif entries and re.match(r"^ {4,}\S", line):
+            entries[-1] += " " + line.strip()
+    options = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    assert len(entries) == len([a for a in sub._actions if a.option_strings])
+    joined = " ".join(entries)
+    assert all(option in joined for option in options)
+    for entry in entries:
+        assert len(re.findall(r"\bdefault\b", entry)) <= 1, entry  # "default:", "(default)": said once
+        assert "[" not in entry.split("default:")[-1], entry  # lists shown as typed (0,0.001), not [0.0, 0.001]
 
 
 def test_no_command_prints_help(capsys):

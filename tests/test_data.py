@@ -212,9 +212,6 @@ def test_load_diabetes(diabetes_csv):
     assert d.feature_names[:2] == ("Pregnancies", "Glucose")
     assert d.feature_names[-1] == "Age"
     assert d.x.dtype == torch.float32
-    assert d.x[0].tolist() == pytest.approx([6, 148, 72, 35, 0, 33.6, 0.627, 50])
-    assert d.y[:2, 0].tolist() == [1.0, 0.0]
-    assert int(d.y.sum()) == 268
     assert load_csv(diabetes_csv, target="Outcome").x.shape == (768, 8)
     z = load_csv(diabetes_csv, target="Age", dtype=torch.float64)
     assert z.task == "regression"
@@ -564,6 +561,43 @@ def test_standardize_images(key):
         stats.apply(Dataset(raw_val.x.flatten(1), raw_val.y))
     with pytest.raises(ValueError, match="data has 3 features, the statistics have 64"):
         flat_stats.apply(Dataset(torch.zeros(2, 3), torch.zeros(2)))
+
+
+def test_load_diabetes_values(real_diabetes_csv):
+    d = load_csv(real_diabetes_csv)
+    assert d.x[0].tolist() == pytest.approx([6, 148, 72, 35, 0, 33.6, 0.627, 50])
+    assert d.y[:2, 0].tolist() == [1.0, 0.0]
+    assert int(d.y.sum()) == 268
+
+
+def test_diabetes_standin_csv_is_synthetic_diabetes(tmp_path):
+    from conftest import PIMA_HEADER, write_diabetes_standin
+
+    path = write_diabetes_standin(tmp_path / "diabetes.csv")
+    assert path.read_text().splitlines()[0] == PIMA_HEADER
+    d = load_csv(path)
+    expected = data_module.synthetic_diabetes(rr.key(0))
+    assert d.feature_names == expected.feature_names
+    assert torch.equal(d.x, expected.x)  # 9 significant digits round-trip float32 exactly
+    assert torch.equal(d.y, expected.y.reshape(-1, 1))
+    assert 0.25 < float(d.y.mean()) < 0.5
+
+
+def test_missing_csv_says_the_path_does_not_exist(tmp_path, monkeypatch):
+    missing = tmp_path / "nope" / "data.csv"
+    with pytest.raises(FileNotFoundError) as err:
+        load_csv(missing)
+    message = str(err.value)
+    assert message == f"{missing}: no such file (the path does not exist)"
+    assert "Kaggle" not in message
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        load_csv("diabetes.csv")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"diabetes.csv: no such file (the path does not exist; looked in {tmp_path}); ")
+    for text in ("Pima Indians Diabetes", "768 rows", "Outcome", "Kaggle", "UCI", "synthetic_diabetes"):
+        assert text in message, text
 
 
 def test_standardize_diabetes(diabetes_csv):

@@ -49,6 +49,32 @@ def test_diabetes_synthetic(run_example):
     assert "MC dropout, mean of 5 draws" in out
 
 
+def test_diabetes_says_when_the_model_learned_nothing(run_example):
+    # The tutorial's lr 0.01 and few epochs: the model predicts the majority class, which looks like 0.6 accuracy.
+    out = run_example("diabetes.py", "--lr", "0.01", "--epochs", "20", "--log-every", "20")
+    base = re.search(r"^majority class \(baseline\)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    off = re.search(r"^dropout off \(regfn, correct\)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    assert base, out
+    assert off, out
+    assert base.groups() == ("0.599", "0.597")  # 40% positives in the synthetic stand-in
+    assert abs(float(off.group(2)) - 0.597) <= 1 / 154 + 0.001  # within one of the 154 validation rows
+    line = (
+        f"the model learned nothing beyond the majority class (0.597): its validation accuracy {off.group(2)} is "
+        "within one example of always predicting 0; try more --epochs or a larger --lr"
+    )
+    assert line in out.splitlines()
+
+
+def test_diabetes_defaults_learn(run_example):
+    # The example's default lr (0.1, not the tutorial's 0.01) learns the synthetic stand-in; 300 epochs suffice here.
+    out = run_example("diabetes.py", "--epochs", "300", "--log-every", "300")
+    base = re.search(r"^majority class \(baseline\)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    off = re.search(r"^dropout off \(regfn, correct\)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    assert "SGD lr 0.1," in out
+    assert float(off.group(2)) > float(base.group(2)) + 0.1, out
+    assert "learned nothing" not in out
+
+
 @pytest.mark.parametrize("penalty", ["none", "l1", "norm2", "weight-decay"])
 def test_diabetes_penalties(run_example, penalty):
     out = run_example("diabetes.py", "--epochs", "3", "--log-every", "3", "--penalty", penalty, "--strength", "1e-2")

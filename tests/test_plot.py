@@ -152,3 +152,134 @@ def test_import_is_lazy():
     code = "import sys, regfn.plot; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ----------------------------------------------------------------- figures a user can trust
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The Figure objects the plot functions save, in order (the PNGs are still written)."""
+    saved = []
+    original = plot._save
+
+    def save(fig, path):
+        saved.append(fig)
+        return original(fig, path)
+
+    monkeypatch.setattr(plot, "_save", save)
+    return saved
+
+
+def legend_outside_data(fig) -> None:
+    """Every legend of ``fig`` is drawn and overlaps no axes' data area (as laid out in the saved PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if ax.get_label() == "<colorbar>":
+                continue
+            area = ax.get_window_extent(renderer)
+            assert not box.overlaps(area), (box, area)
+
+
+def curve_result(metrics, curves=None, epochs=(1, 2, 3, 4)):
+    """Configs with the given val_acc values; curves: one per config (default: distinct lines)."""
+    rows = [{"l2": 0.01 * i, "val_acc": v} for i, v in enumerate(metrics)]
+    res = fake(rows, epochs=epochs)
+    k = len(rows)
+    if curves is None:
+        curves = [[1.0 - 0.1 * i - 0.05 * e for e in range(len(epochs))] for i in range(k)]
+    res.curves["loss"] = torch.tensor(curves)
+    res.curves["val_acc"] = torch.tensor([[v] * len(epochs) for v in metrics])
+    return res
+
+
+def legend_texts(fig):
+    return [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+
+
+def test_curves_are_labelled_by_rank_and_config(figures, tmp_path):
+    res = curve_result([0.5, 0.9, 0.6, 0.8, 0.7, 0.4, 0.55])
+    plot.plot_curves(res, tmp_path / "curves.png", n=2)
+    (fig,) = figures
+    texts = legend_texts(fig)
+    assert [t.split(":")[0] for t in texts] == [
+        "best 1 (config 1)",
+        "best 2 (config 3)",
+        "worst 1 (config 5)",
+        "worst 2 (config 0)",
+    ]
+    assert texts[0] == "best 1 (config 1): l2=0.01"
+    assert not any("#" in t or "tied" in t for t in texts)
+    legend_outside_data(fig)
+    assert is_png(tmp_path / "curves.png")
+
+
+def test_curves_say_when_a_rank_is_one_of_several_tied(figures, tmp_path):
+    res = curve_result([0.9, 0.9, 0.9, 0.5, 0.7])  # three configs share the best accuracy, different curves
+    plot.plot_curves(res, tmp_path / "curves.png", n=1)
+    texts = legend_texts(figures[0])
+    assert texts[0] == "best 1 (config 0, one of 3 tied at val_acc=0.9): l2=0"
+    assert texts[1].startswith("worst 1 (config 3): ")
+
+
+def test_curves_that_coincide_are_one_line_labelled_as_a_tie(figures, tmp_path):
+    # configs 3, 4, 5 diverge from none: they are stuck at the same loss and accuracy (the worst).
+    stuck = [0.69, 0.69, 0.69, 0.69]
+    curves = [[1.0, 0.6, 0.4, 0.3], [1.0, 0.7, 0.5, 0.4], [1.0, 0.8, 0.6, 0.5], stuck, stuck, stuck]
+    res = curve_result([0.9, 0.8, 0.7, 0.6, 0.6, 0.6], curves)
+    plot.plot_curves(res, tmp_path / "curves.png", n=3)
+    (fig,) = figures
+    texts = legend_texts(fig)
+    assert texts[:3] == ["best 1 (config 0): l2=0", "best 2 (config 1): l2=0.01", "best 3 (config 2): l2=0.02"]
+    assert texts[3] == "worst 1-3 (configs 5, 4, 3): 3 configs tied, curves coincide"
+    assert len(texts) == 4
+    tie_lines = [line for line in fig.axes[0].get_lines() if line.get_marker() not in (None, "None", "")]
+    assert len(tie_lines) == 1  # one line for the three, with markers
+    assert len(fig.axes[0].get_lines()) == 4
+    legend_outside_data(fig)
+
+
+def test_curves_all_tied(figures, tmp_path):
+    same = [[0.69, 0.69] for _ in range(4)]
+    res = curve_result([0.5] * 4, same, epochs=(1, 2))
+    plot.plot_curves(res, tmp_path / "curves.png", n=2)
+    assert legend_texts(figures[0]) == [
+        "best 1-2, worst 1-2 (configs 0, 1, 3, 2): 4 configs tied, curves coincide",
+    ]
+
+
+def test_heatmap_boxes_every_tied_best_cell(figures, tmp_path):
+    rows = [{"l2": a, "p": p, "val_acc": acc} for (a, p), acc in zip(
+        [(0.0, 0.0), (0.0, 0.5), (0.1, 0.0), (0.1, 0.5), (1.0, 0.0), (1.0, 0.5)],
+        [0.75, 0.75, 0.5, 0.75, 0.25, 0.5], strict=True)]  # fmt: skip
+    plot.plot_heatmap(fake(rows), tmp_path / "heat.png", "l2", "p")
+    ax = figures[0].axes[0]
+    boxes = [p for p in ax.patches if p.get_gid() == "best"]
+    assert sorted((b.get_x() + 0.5, b.get_y() + 0.5) for b in boxes) == [(0, 0), (0, 1), (1, 1)]  # (x index, y index)
+    notes = [" ".join(t.get_text().split()) for t in ax.texts if "red box" in t.get_text()]
+    assert notes == ["mean over 1 seed; red boxes: 3 cells tied for best (0.75)"]
+
+
+def test_heatmap_single_best(figures, tmp_path):
+    rows = [{"l2": a, "p": p, "val_acc": 0.5 + a / 10 + p / 100} for a in (0.0, 1.0) for p in (0.0, 0.5)]
+    plot.plot_heatmap(fake(rows), tmp_path / "heat.png", "l2", "p")
+    ax = figures[0].axes[0]
+    boxes = [p for p in ax.patches if p.get_gid() == "best"]
+    assert [(b.get_x() + 0.5, b.get_y() + 0.5) for b in boxes] == [(1, 1)]
+    assert any(" ".join(t.get_text().split()).endswith("; red box: best") for t in ax.texts)
+
+
+def test_metric_and_sparsity_legends_are_off_the_data(result, figures, tmp_path):
+    plot.plot_vs_l2(result, tmp_path / "l2.png")
+    plot.plot_sparsity(result, tmp_path / "sparsity.png")
+    plot.plot_curves(result, tmp_path / "curves.png")
+    for fig in figures:
+        legend_outside_data(fig)

@@ -35,7 +35,9 @@ Examples:
     >>> parse_values("0,1e-4:1e-1:4")
     [0.0, 0.0001, 0.001, 0.01, 0.1]
     >>> main(["train", "--n", "64", "--epochs", "20", "--quiet"])
-    train accuracy ... (dropout off); final loss ...; ... s
+    train accuracy ... (dropout off); ... s
+    final training objective ... (data loss with dropout on, epoch 20)
+    final data loss with dropout off: train ..., validation ...
     0
     >>> import contextlib, sys
     >>> with contextlib.redirect_stderr(sys.stdout):  # bad input: one line on stderr, status 2

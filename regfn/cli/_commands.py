@@ -12,6 +12,7 @@ import math
 import pathlib
 import re
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -49,14 +50,32 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Raw epilogs, and each option's default printed once: not for ``None``, nor where the help gives it."""
+def _show_default(value: Any) -> str:
+    """A default as it would be typed: ``0,0.001`` for a list, ``6,4`` for widths."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Raw epilogs, and each option's default printed once, as it would be typed.
+
+    Not for ``None`` (the help says what happens), flags (their default is off),
+    nor where the help already gives it (``default:`` in the text).
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default is None or "default:" in text:
+        default = action.default
+        if (
+            default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or not action.option_strings
+            or "default:" in text
+        ):
             return text
-        return super()._get_help_string(action)
+        return f"{text} (default: {_show_default(default).replace('%', '%%')})"
 
 
 # ----------------------------------------------------------------- argparse types
@@ -148,8 +167,11 @@ examples:
   regfn train --csv diabetes.csv --hidden 6,4 --p 0.5 --l1 1e-3 --seed 3
 
 prints the loss every --log-every epochs as the tutorial does
-(Epoch [100/2000], Loss: 0.6543), then the final train/validation accuracy
-(or MSE) with dropout off.
+(Epoch [100/2000], Loss: 0.6543): the training objective, i.e. the data loss
+with dropout on plus the penalties, before that epoch's last step. Then the
+final train/validation accuracy (or MSE) with dropout off, the final training
+objective, and the data loss with dropout off (without penalties): the loss
+of the model as evaluated.
 """
 
 _MAIN_EPILOG = """\
@@ -286,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=tuple(ENGINES),
         default="vmap",
-        help="vmap: any model (default); triton: one fused CUDA kernel per config (relu MLPs)",
+        help="vmap: any model; triton: one fused CUDA kernel per config (relu MLPs)",
     )
     g.add_argument(
         "--log-every",
@@ -414,6 +436,20 @@ def _fmt(v: Any) -> str:
 # ----------------------------------------------------------------- regfn sweep
 
 
+def _writable_out(path: str) -> pathlib.Path:
+    """``--out``, created and checked to take a file before any training: a bad path fails in a second."""
+    out = pathlib.Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {path}: cannot write results (it is a file, not a directory)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".regfn-write-check-"):
+            pass
+    except OSError as err:
+        raise CLIError(f"--out {path}: cannot write results ({err.strerror or err})") from None
+    return out
+
+
 def _seed_summary(result, swept: list[str], by: str, n: int) -> str | None:
     """Settings ranked by the mean of ``by`` over seeds (diverged runs count as failures)."""
     groups: dict[tuple, list[float]] = {}
@@ -469,6 +505,7 @@ def _run_sweep(args) -> int:
             allowed += [f"val_{m}" for m in ("loss", "acc" if train.task == "binary" else "mse")]
         if args.by not in allowed:
             raise CLIError(f"--by: unknown metric {args.by!r}; use one of {', '.join(allowed)}")
+    out = _writable_out(args.out)
     if not args.quiet:
         shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
         print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
@@ -526,9 +563,7 @@ def _run_sweep(args) -> int:
     )
     print(_settings_line(result))
 
-    out = pathlib.Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
         result.to_csv(out / "results.csv")
         result.to_json(out / "results.json")
     except OSError as err:
@@ -598,7 +633,22 @@ def _run_train(args) -> int:
     line = f"train {name} {run.metrics[metric]:.4f}"
     if run.val_metrics:
         line += f", validation {name} {run.val_metrics[metric]:.4f}"
-    print(f"{line} (dropout off); final loss {run.metrics['loss']:.4f}; {seconds:.1f} s")
+    print(f"{line} (dropout off); {seconds:.1f} s")
+    # Two different losses: the Epoch lines print what the optimizer minimised (dropout on, penalties
+    # added); the model itself is judged with dropout off, on the data loss alone.
+    objective = run.history[-1]["loss"] if run.history else math.nan
+    batch = ", last mini-batch" if args.batch_size is not None and args.batch_size < len(train) else ""
+    print(
+        f"final training objective {objective:.4f} (data loss with dropout {'on' if args.p else 'off (p=0)'}"
+        f"{' + penalties' if penalties else ''}, "
+        f"epoch {args.epochs}{batch}{'' if args.quiet else ': the Loss of the Epoch lines'})"
+    )
+    line = f"final data loss with dropout off: train {run.metrics['loss']:.4f}"
+    if run.val_metrics:
+        line += f", validation {run.val_metrics['loss']:.4f}"
+    if penalties:
+        line += f" (penalties {run.metrics['penalty']:.4f} not included)"
+    print(line)
     if run.diverged:
         print("the run diverged (NaN/inf loss or weights); try a smaller --lr", file=sys.stderr)
         return 1

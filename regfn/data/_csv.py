@@ -30,6 +30,29 @@ def _show_path(path: str) -> str:
     return path if path.isprintable() else repr(path)
 
 
+# Where the tutorial's table comes from, for a missing file with its name.
+_DIABETES_HINT = (
+    "the tutorial's table of that name is the Pima Indians Diabetes table (768 rows, 8 numeric features, label Outcome "
+    "last, header row); a public copy is the 'Pima Indians Diabetes Database' on Kaggle or in the UCI repository "
+    "(see \"The tutorial's data\" in regfn's README); without it, regfn.data.synthetic_diabetes is a stand-in of "
+    "the same shape"
+)
+
+
+def _missing(path: str) -> str:
+    """The one-line message for a CSV path that does not exist: where it was looked for, and for the
+    tutorial's diabetes table, where to get it."""
+    where = _show_path(path)
+    message = f"{where}: no such file (the path does not exist"
+    if not os.path.isabs(path):
+        message += f"; looked in {_show_path(os.getcwd())}"
+    message += ")"
+    name = os.path.basename(path).lower()
+    if "diabetes" in name or "pima" in name:
+        message += f"; {_DIABETES_HINT}"
+    return message
+
+
 def _parse_cell(cell: str) -> float | str:
     """The cell's finite float value, or a short description of why it is not one."""
     value = _number(cell)
@@ -126,7 +149,8 @@ def load_csv(
         A :class:`Dataset`.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: the file does not exist (one line; for the name of
+            the tutorial's diabetes table it says where that table comes from).
         ValueError: the file cannot be used: it is a directory, not UTF-8
             text, empty, has fewer than 2 data rows or 2 columns, ragged
             rows, a feature cell that is empty, not a number, NaN or
@@ -172,7 +196,7 @@ def load_csv(
     if os.path.isdir(path):
         raise ValueError(f"{where}: is a directory, not a CSV file")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{where}: no such file")
+        raise FileNotFoundError(_missing(os.fspath(path)))
 
     features: list[list[float]] = []
     labels: list[float | str] = []
