@@ -301,6 +301,7 @@ def train(
     if batch_size is not None:
         check_int(batch_size, "batch_size", "regfn.train", low=1, high=n)
     check_targets(loss, data, "regfn.train")
+    takes_hp(model.apply), takes_hp(loss.fn)  # answered before any tracing (see regfn.losses.takes_hp)
     hp = {name: torch.as_tensor(v, dtype=data.x.dtype, device=data.x.device) for name, v in (hparams or {}).items()}
     init_key, dropout_key, shuffle_key = run_keys(key)
     params = model.init(init_key)

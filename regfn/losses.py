@@ -28,7 +28,7 @@ Examples:
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -75,7 +75,6 @@ class Loss(NamedTuple):
         return "binary" if self.threshold is not None else "regression"
 
 
-@functools.cache
 def _positional_arity(fn: Callable[..., Any]) -> int:
     try:
         params = inspect.signature(fn).parameters.values()
@@ -87,19 +86,25 @@ def _positional_arity(fn: Callable[..., Any]) -> int:
     return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
-@functools.cache
 def takes_hp(fn: Callable[..., Any]) -> bool:
     """Whether a loss function (or a model's ``apply``) wants the configuration's hyperparameters.
 
     A loss function wants them when it has a third required positional
     parameter; a model's ``apply`` when it has an ``hp`` keyword parameter.
+    The answer is kept on the function (``_regfn_takes_hp``), so that
+    compiled code reads a constant instead of inspecting a signature;
+    :func:`regfn.train` and :func:`regfn.sweep` ask before they compile.
     """
+    known = getattr(fn, "_regfn_takes_hp", None)
+    if known is not None:
+        return bool(known)
     try:
-        if "hp" in inspect.signature(fn).parameters:
-            return True
+        answer = "hp" in inspect.signature(fn).parameters or _positional_arity(fn) >= 3
     except (TypeError, ValueError):
-        return False
-    return _positional_arity(fn) >= 3
+        answer = False
+    with contextlib.suppress(AttributeError, TypeError):  # builtins and bound methods take no attributes
+        fn._regfn_takes_hp = answer  # type: ignore[attr-defined]
+    return answer
 
 
 def loss_value(loss: Loss, output: Tensor, target: Tensor, hp: Mapping[str, Any] | None = None) -> Tensor:

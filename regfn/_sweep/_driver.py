@@ -186,6 +186,7 @@ def sweep(
     if optimizer not in OPTIMIZER_ARGS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_ARGS)}, got {optimizer!r}")
     check_int(epochs, "epochs", "regfn.sweep", low=1)
+    takes_hp(model.apply)  # answered before any tracing (see regfn.losses.takes_hp)
     extra = user_hparams(hparams)
     _check_size(count(configs), len(HPARAMS) + len(extra), epochs, log_every)
     rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
@@ -226,7 +227,7 @@ def sweep(
     # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
     # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
     chunk = _bucket(limit, k) if compiled and not isinstance(chunk_size, int) else min(limit, k)
-    with _cpu_threads(n_threads if device.type == "cpu" else None):
+    with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
         result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
     result["settings"] = {
         "compile": compiled,
@@ -336,6 +337,21 @@ def _chunk_size(
     if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
         return chunk_size
     raise ValueError(f"regfn.sweep: chunk_size must be 'auto', None or an int >= 1, got {chunk_size!r}")
+
+
+@contextlib.contextmanager
+def _room_to_recompile() -> Iterator[None]:
+    """Lift dynamo's per-function recompile limit for the length of a sweep.
+
+    Every program compiles the same functions (``step``, ``evaluate_config``,
+    ...) for its spec and chunk size; past dynamo's default of 8 versions a
+    process that runs many sweeps would silently fall back to eager code.
+    """
+    import torch._dynamo.config as dynamo_config
+
+    names = [n for n in ("recompile_limit", "cache_size_limit") if hasattr(dynamo_config, n)]
+    with dynamo_config.patch(dict.fromkeys(names, 1024)):
+        yield
 
 
 @contextlib.contextmanager

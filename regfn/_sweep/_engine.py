@@ -9,8 +9,13 @@ It implements three things:
 * :meth:`Engine.warm_up`: compile for one chunk size on a throwaway chunk
   (the driver then warms the shared evaluation); a failure the engine can
   recover from becomes :class:`EngineFailed`, naming the engine to hand over to;
-* :meth:`Engine.run`: train one chunk, calling ``log`` at every log point,
-  and return the final parameters.
+* :meth:`Engine.start`, :meth:`Engine.advance`, :meth:`Engine.params`: a
+  chunk's training as state: its starting :class:`ChunkState`, that state
+  trained on to a later epoch (calling ``log`` at every log point on the way),
+  and the parameters it holds. :meth:`Engine.run` strings them together for a
+  whole run. A state is a tree of tensors whose leading dimension is the
+  chunk's configurations, so the driver can save it (checkpoints), resume it,
+  or take rows of it (schedules that stop or copy configurations).
 
 Engines share :class:`~regfn._sweep._program.Program` (initial state,
 mini-batch orders, evaluation), so every engine starts from the same
@@ -36,7 +41,7 @@ from torch import Tensor
 from ..data import Dataset
 from ._program import Program, Spec, program
 
-__all__ = ["Engine", "EngineFailed", "Job", "LogFn", "warn"]
+__all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "warn"]
 
 LogFn = Callable[[int, Tensor, dict[str, Tensor]], None]
 """``log(epochs_done, objective, params)``: called by an engine at every log point."""
@@ -83,6 +88,19 @@ class Job:
         return self.data.x.device
 
 
+@dataclass
+class ChunkState:
+    """A chunk in training: a tree (dicts of tensors, each ``(chunk, ...)``) and the epochs it has run.
+
+    The tree is the engine's own layout (the vmap engine's parameters,
+    optimizer state and keys; the Triton engine's packed buffers); only its
+    engine reads it, but every leaf has one row per configuration.
+    """
+
+    tree: dict[str, Any]
+    epoch: int = 0
+
+
 class EngineFailed(RuntimeError):
     """An engine could not warm up; the driver warns with ``message`` and runs ``fallback`` instead."""
 
@@ -126,10 +144,27 @@ class Engine(abc.ABC):
         """
 
     @abc.abstractmethod
-    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
-        """Train one chunk (``hp``: ``(chunk,)`` tensors); return its final parameters.
+    def start(self, hp: dict[str, Tensor]) -> ChunkState:
+        """The chunk's state before its first epoch (``hp``: ``(chunk,)`` tensors)."""
+
+    @abc.abstractmethod
+    def advance(self, state: ChunkState, hp: dict[str, Tensor], until: int, log: LogFn, bar: Any) -> ChunkState:
+        """Train ``state`` on to epoch ``until``; return the new state (``state`` may be reused).
 
         Calls ``log(done, objective, params)`` after epoch ``done`` whenever
-        ``done`` is a multiple of ``job.log_every`` or the last epoch, and
-        advances ``bar`` (a tqdm bar or ``None``) by the epochs it runs.
+        ``done`` is a multiple of ``job.log_every`` or ``job.epochs``, and
+        advances ``bar`` by the epochs it runs. Training ``a`` epochs, then
+        ``b``, gives the same state as ``a + b`` at once.
         """
+
+    @abc.abstractmethod
+    def params(self, state: ChunkState) -> dict[str, Tensor]:
+        """The parameters ``state`` holds (``(chunk, ...)`` tensors)."""
+
+    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
+        """Train one chunk for the job's epochs; return its final parameters."""
+        return self.params(self.advance(self.start(hp), hp, self.job.epochs, log, bar))
+
+    def is_log_point(self, done: int) -> bool:
+        """Whether the curves sample after epoch ``done``."""
+        return done % self.job.log_every == 0 or done == self.job.epochs

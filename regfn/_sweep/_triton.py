@@ -23,7 +23,7 @@ from torch import Tensor
 from .._hparams import HPARAMS
 from ..nn._mlp import settings_of
 from ..random import _wrap32
-from ._engine import Engine, EngineFailed, Job, LogFn
+from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn
 from ._program import Program, Spec
 from ._vmap import VmapEngine
 
@@ -93,22 +93,44 @@ def _kernels():
     return importlib.import_module("regfn._sweep._triton_mlp")
 
 
-class Packed:
-    """One chunk's parameters, optimizer state, hyperparameters and keys, laid out for the kernel."""
+def _initial_tree(spec: Spec, prog: Program, hp: dict[str, Tensor]) -> dict[str, Any]:
+    """A chunk's starting state in the kernel's layout: flat parameters, optimizer slots, dropout keys.
 
-    def __init__(self, spec: Spec, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
-        _kernels()  # imports triton: a missing or broken Triton fails here, inside warm_up
-        self.state = prog.init(hp)  # kept whole: the compiled order program sees the vmap loop's structure
-        params = self.state["params"]
-        self.names = list(params)
-        self.shapes = [tuple(p.shape[1:]) for p in params.values()]
-        self.theta = torch.cat([p.reshape(p.shape[0], -1) for p in params.values()], 1).contiguous()
+    ``init`` is the shared program's initial state, kept whole: its shuffle
+    keys draw the mini-batch orders, and the compiled order program sees the
+    vmap engine's structure.
+    """
+    _kernels()  # imports triton: a missing or broken Triton fails here, inside warm_up
+    init = prog.init(hp)
+    params = init["params"]
+    theta = torch.cat([p.reshape(p.shape[0], -1) for p in params.values()], 1).contiguous()
+    slots = _OPTIMIZERS[spec.optimizer]  # zeros, as regfn.optim starts every slot
+    shape = theta.shape if slots == 1 else (theta.shape[0], slots, theta.shape[1])
+    buf = torch.zeros(shape, dtype=theta.dtype, device=theta.device)
+    return {"theta": theta, "buf": buf, "keys": _wrap32(init["dkey"]).contiguous(), "init": init}
+
+
+def _unpack(tree: dict[str, Any]) -> dict[str, Tensor]:
+    """The parameters of a state in the kernel's layout, as a dict of (K, ...) tensors (copies)."""
+    theta, out, start = tree["theta"], {}, 0
+    for name, like in tree["init"]["params"].items():
+        n = math.prod(like.shape[1:])
+        out[name] = theta[:, start : start + n].reshape(like.shape).clone()
+        start += n
+    return out
+
+
+class Packed:
+    """One chunk's state (see :func:`_initial_tree`), hyperparameters and data, laid out for the kernel."""
+
+    def __init__(
+        self, spec: Spec, prog: Program, tree: dict[str, Any], hp: dict[str, Tensor], x: Tensor, y: Tensor,
+        batch_size: int | None,
+    ):  # fmt: skip
+        self.state = tree["init"]
+        self.theta, self.buf, self.keys = tree["theta"], tree["buf"], tree["keys"]
         self.optimizer = spec.optimizer
-        slots = _OPTIMIZERS[spec.optimizer]  # zeros, as regfn.optim starts every slot
-        shape = self.theta.shape if slots == 1 else (self.theta.shape[0], slots, self.theta.shape[1])
-        self.buf = torch.zeros(shape, dtype=self.theta.dtype, device=self.theta.device)
         self.hp = torch.stack([hp[name].to(torch.float32) for name in HP_COLUMNS], 1).contiguous()
-        self.keys = _wrap32(self.state["dkey"]).contiguous()
         self.x, self.y = x.contiguous(), y.reshape(-1).contiguous()
         settings = settings_of(spec.model)
         if settings is None:  # _problems refuses such a model before any chunk is packed
@@ -146,13 +168,7 @@ class Packed:
 
     def params(self) -> dict[str, Tensor]:
         """The current parameters as a dict of (K, ...) tensors (copies)."""
-        out, start = {}, 0
-        k = self.theta.shape[0]
-        for name, shape in zip(self.names, self.shapes, strict=True):
-            n = math.prod(shape)
-            out[name] = self.theta[:, start : start + n].reshape(k, *shape).clone()
-            start += n
-        return out
+        return _unpack({"theta": self.theta, "init": self.state})
 
 
 class TritonEngine(Engine):
@@ -168,9 +184,9 @@ class TritonEngine(Engine):
     def problems(cls, job: Job) -> list[str]:
         return _problems(job.spec, job.data.x, job.device)
 
-    def _packed(self, hp: dict[str, Tensor]) -> Packed:
+    def _packed(self, tree: dict[str, Any], hp: dict[str, Tensor]) -> Packed:
         job = self.job
-        return Packed(job.spec, self.program, hp, job.data.x, job.data.y, job.batch_size)
+        return Packed(job.spec, self.program, tree, hp, job.data.x, job.data.y, job.batch_size)
 
     def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
         """Compile the kernel for this workload: one epoch on a throwaway chunk; returns its parameters.
@@ -180,7 +196,7 @@ class TritonEngine(Engine):
         sweep over to the vmap engine.
         """
         try:
-            packed = self._packed(hp)
+            packed = self._packed(self.start(hp).tree, hp)
             packed.train(0, 1)
             return packed.params()
         except torch.cuda.OutOfMemoryError:
@@ -189,17 +205,22 @@ class TritonEngine(Engine):
             message = f"the Triton kernel failed ({type(err).__name__}: {err}); running engine='vmap'"
             raise EngineFailed(message, VmapEngine(self.job)) from err
 
-    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
-        """One launch per stretch of epochs between log points."""
-        epochs, log_every = self.job.epochs, self.job.log_every
-        packed = self._packed(hp)
-        done = 0
-        while done < epochs:
-            n = min(log_every - done % log_every, epochs - done)
+    def start(self, hp: dict[str, Tensor]) -> ChunkState:
+        return ChunkState(_initial_tree(self.job.spec, self.program, hp), 0)
+
+    def params(self, state: ChunkState) -> dict[str, Tensor]:
+        return _unpack(state.tree)
+
+    def advance(self, state: ChunkState, hp: dict[str, Tensor], until: int, log: LogFn, bar: Any) -> ChunkState:
+        """One launch per stretch of epochs between log points (the kernel updates the state in place)."""
+        log_every = self.job.log_every
+        packed = self._packed(state.tree, hp)
+        done = state.epoch
+        while done < until:
+            n = min(log_every - done % log_every, until - done)
             value = packed.train(done, n)
             done += n
-            if bar is not None:
-                bar.update(n)
-            if done % log_every == 0 or done == epochs:
+            bar.update(n)
+            if self.is_log_point(done):
                 log(done, value, packed.params())
-        return packed.params()
+        return ChunkState(state.tree, done)

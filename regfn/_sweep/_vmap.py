@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree
 
-from ._engine import Engine, EngineFailed, Job, LogFn, warn
+from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, warn
 from ._program import Program
 
 __all__ = ["VmapEngine"]
@@ -107,30 +107,36 @@ class VmapEngine(Engine):
         eager = VmapEngine(replace(self.job, compile=False, cuda_graphs=False))
         return EngineFailed(f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", eager)
 
-    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
-        epochs, log_every = self.job.epochs, self.job.log_every
-        state = tree_clone(self.program.init(hp))
-        epoch_t = torch.zeros((), dtype=torch.int64, device=self.job.device)
+    def start(self, hp: dict[str, Tensor]) -> ChunkState:
+        return ChunkState(tree_clone(self.program.init(hp)), 0)
+
+    def params(self, state: ChunkState) -> dict[str, Tensor]:
+        return state.tree["params"]
+
+    def advance(self, state: ChunkState, hp: dict[str, Tensor], until: int, log: LogFn, bar: Any) -> ChunkState:
+        tree = state.tree
+        epoch_t = torch.tensor(state.epoch, dtype=torch.int64, device=self.job.device)
         loop = self._loop(hp)
-        block = math.gcd(log_every, 100) if self.use_graphs else 1
-        graph = None
-        if self.use_graphs and epochs >= block:
-            try:
-                graph, value_out = loop.capture(state, epoch_t, block)
-            except Exception as err:  # any capture failure falls back to plain calls
-                warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs")
-                graph, block = None, 1
-        done = 0
-        while done < epochs:
-            if graph is not None and epochs - done >= block:
+        block = math.gcd(self.job.log_every, 100)
+        graphs = self.use_graphs
+        graph: torch.cuda.CUDAGraph | None = None
+        done = state.epoch
+        while done < until:
+            if graphs and done % block == 0 and until - done >= block:
+                if graph is None:  # captured on the tree as it is now; replays update it in place
+                    try:
+                        graph, value_out = loop.capture(tree, epoch_t, block)
+                    except Exception as err:  # any capture failure falls back to plain calls
+                        warn(f"regfn.sweep: CUDA graph capture failed ({err}); running without graphs")
+                        graphs = False
+                        continue
                 graph.replay()
                 value, n = value_out, block
             else:
-                state, value = loop.epoch(state, epoch_t)
+                tree, value = loop.epoch(tree, epoch_t)
                 n = 1
             done += n
-            if bar is not None:
-                bar.update(n)
-            if done % log_every == 0 or done == epochs:
-                log(done, value, state["params"])
-        return state["params"]
+            bar.update(n)
+            if self.is_log_point(done):
+                log(done, value, tree["params"])
+        return ChunkState(tree, done)
