@@ -241,7 +241,7 @@ def sweep(
 
 _COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
 _PROBE_MIN_EPOCHS = 50  # sweeps shorter than this (epochs x chunks) are not timed: eager, one thread
-_warmed: set[tuple[Spec, int]] = set()  # (spec, chunk size) of compiled programs this process has warmed
+_warmed: set[Spec] = set()  # specs whose compiled program this process has warmed (bounded: see _Driver.run)
 
 
 def _decide(
@@ -256,7 +256,7 @@ def _decide(
         return (True if compile == "auto" else bool(compile)), None
     if compile != "auto" and threads != "auto":
         return bool(compile), fixed_threads
-    if compile == "auto" and any(s == job.spec for s, _ in _warmed):
+    if compile == "auto" and job.spec in _warmed:
         compile = True  # this process compiled the program already: new chunk sizes recompile in seconds
     if job.epochs * chunks < _PROBE_MIN_EPOCHS:
         return (False if compile == "auto" else bool(compile)), (1 if threads == "auto" else fixed_threads)
@@ -436,7 +436,9 @@ class _Driver:
                         self.compile_s += time.perf_counter() - tc
                         warm = self.chunk
                         if self.engine.program.compiled:
-                            _warmed.add((self.job.spec, self.chunk))
+                            if len(_warmed) >= 64:  # as many as the compiled programs worth remembering
+                                _warmed.clear()
+                            _warmed.add(self.job.spec)
                     kept = min(self.chunk, self.k - start)
                     outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept))
                     start += self.chunk
