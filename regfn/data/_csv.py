@@ -91,9 +91,8 @@ class _Text(str):
 
 def _class_name(value: float | str) -> str:
     """A class's name: the label text, or the number written without a needless ``.0``."""
-    if isinstance(value, _Text):
+    if isinstance(value, str):  # a _Text: the label as written
         return str(value)
-    assert isinstance(value, float)
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
