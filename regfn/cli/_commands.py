@@ -30,7 +30,9 @@ PROG = "regfn"
 # The command's own defaults where they differ from the registry's: a small grid to sweep
 # (regfn sweep), one setting to train (regfn train). lr and momentum depend on the
 # optimizer (see _optimizer_defaults); every other name defaults to not given.
-_SWEEP_GRID = {"l1": [0.0], "l2": [0.0, 1e-3, 1e-2, 1e-1], "norm2": [0.0], "weight_decay": [0.0], "p": [0.0, 0.2, 0.5]}
+# --p's default grid is filled in by _run_sweep: 0, 0.2, 0.5, or only 0 when --p1 .. give every call's rate.
+_SWEEP_GRID = {"l1": [0.0], "l2": [0.0, 1e-3, 1e-2, 1e-1], "norm2": [0.0], "weight_decay": [0.0]}
+_SWEEP_P, _SWEEP_P_WITH_RATES = [0.0, 0.2, 0.5], [0.0]
 _TRAIN_SETTING = {"l1": 0.0, "l2": 0.0, "norm2": 0.0, "weight_decay": 0.0, "p": 0.1}
 _OPTIMIZER_DEFAULT_NOTE = {
     "lr": "default: 0.1 for sgd, 0.01 for the others",
@@ -228,6 +230,8 @@ def _hyperparameter_options(g: argparse._ArgumentGroup, many: bool) -> None:
         takers = [o for o, args in OPTIMIZER_ARGS.items() if name in args]
         where = f"; {', '.join(takers)} only" if hp.target == "optimizer" and len(takers) < len(OPTIMIZER_ARGS) else ""
         note = _OPTIMIZER_DEFAULT_NOTE.get(name, "default: the optimizer's" if hp.target == "optimizer" else "")
+        if many and name == "p":
+            note = "default: 0,0.2,0.5; 0 when --p1 .. are given"
         help_text = f"{hp.describe()}{where}" + (f" ({note})" if note and default is None else "")
         g.add_argument(
             hp.cli,
@@ -485,7 +489,11 @@ def _user_module(spec_text: str) -> tuple[Any, str]:
             sys.path.remove(folder)
     cls = getattr(module, class_name, None)
     if cls is None:
-        found = sorted(n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, torch.nn.Module))
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, torch.nn.Module) and v.__module__ == spec.name
+        )
         have = f"; it defines {', '.join(found)}" if found else "; it defines no nn.Module class"
         raise CLIError(f"--model: {path} has no class {class_name!r}{have}")
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
@@ -679,6 +687,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     model, loss, model_desc = _model(args, train)
     _check_label_smoothing(args, loss, many=True)
     _optimizer_defaults(args, many=True)
+    if args.p is None:
+        args.p = _SWEEP_P_WITH_RATES if _layer_rates(args) else _SWEEP_P
     device = _device(args.device)
     compile_ = "auto" if args.compile is None else args.compile
     _threads(args.threads)
