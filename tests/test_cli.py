@@ -366,7 +366,9 @@ def test_sweep_digits_cnn_writes_accuracy_and_figures(capsys, tmp_path):
     out_dir = tmp_path / "out"
     code, out, err = run_main(capsys, "sweep", *DIGITS, "--model", "cnn", "--p", "0,0.5", "--out", str(out_dir))
     assert code == 0, err
-    assert out.startswith("regfn sweep: 2 configs (p 2) on digits (120 of 1797, 1x8x8 images): 96 train / 24 val")
+    assert out.startswith(
+        "regfn sweep: 2 configs (p 2) on digits (the first 120 of 1797, 1x8x8 images): 96 train / 24 val"
+    )
     assert "64 features, multiclass, 10 classes" in out
     assert "model small_cnn 1x8x8 -> 10 (9,930 parameters, cross_entropy), sgd, 2 epochs" in out
     assert "best 2 of 2 configs by val_acc" in out
@@ -385,7 +387,7 @@ def test_sweep_digits_mlp_takes_pixels_and_ranks_by_acc(capsys, tmp_path):
         capsys, "sweep", *DIGITS, "--p", "0", "--hidden", "16", "--by", "acc", "--out", str(tmp_path), "--no-plots"
     )
     assert code == 0, err
-    assert "on digits (120 of 1797, 64 pixels)" in out
+    assert "on digits (the first 120 of 1797, 64 pixels)" in out
     assert "model 64-16-10 (relu, cross_entropy)" in out
     assert "best 1 of 1 configs by acc" in out
 
@@ -565,6 +567,20 @@ def test_bad_models_and_data_are_one_line_errors(capsys, tmp_path, module_file):
         assert message in lines[0], (argv, lines[0])
         assert "best" not in out  # nothing trained
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_sweep_warnings_keep_regfns_once_and_drop_torchs():
+    import warnings
+
+    from regfn.cli._commands import _sweep_warnings
+
+    inside_torch = os.path.join(os.path.dirname(torch.__file__), "jit", "_script.py")
+    caught = [
+        warnings.WarningMessage(UserWarning("regfn.sweep: compile failed"), UserWarning, "user.py", 1),
+        warnings.WarningMessage(DeprecationWarning("script_method"), DeprecationWarning, inside_torch, 1),
+        warnings.WarningMessage(UserWarning("regfn.sweep: compile failed"), UserWarning, "user.py", 1),
+    ]
+    assert _sweep_warnings(caught) == ["regfn.sweep: compile failed"]
 
 
 # ----------------------------------------------------------------- bad input

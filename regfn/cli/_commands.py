@@ -134,8 +134,9 @@ examples:
   regfn sweep                                    # defaults: quadrant data, l2 x p x 2 seeds
   regfn sweep --l2 0,1e-4:1e-1:8 --p lin:0:0.5:6 --seeds 4
   regfn sweep --csv diabetes.csv --target Outcome --l1 0,1e-4:1e-2:5 --epochs 1000
-  regfn sweep --data digits --model cnn --p1 0,0.25 --p2 0.5 --label-smoothing 0,0.1 --epochs 50
-  regfn sweep --data digits --model module:net.py:Net --optimizer adam --lr 1e-3 --beta2 0.99,0.999
+  regfn sweep --data digits --model cnn --optimizer adam --lr 1e-2 --batch-size 128 --epochs 20 --l2 0 \\
+      --p1 0,0.25 --p2 0.5 --label-smoothing 0,0.1
+  regfn sweep --data digits --model module:net.py:Net --optimizer adam --lr 1e-3,1e-2 --beta2 0.99,0.999
   regfn sweep --weight-decay 1e-4,1e-3 --optimizer adam --lr 1e-3,1e-2 --no-plots
   regfn sweep --device cuda --seeds 32 --l2 1e-6:1e-1:32 --p lin:0:0.6:7   # 7168 configs
   regfn sweep --device cuda --engine triton --seeds 32 --l2 1e-6:1e-1:32    # one fused kernel
@@ -163,7 +164,7 @@ examples:
   regfn train                                    # one run on the quadrant data
   regfn train --p 0.5 --l2 1e-3 --epochs 2000 --lr 0.01
   regfn train --csv diabetes.csv --hidden 6,4 --p 0.5 --l1 1e-3 --seed 3
-  regfn train --data digits --model cnn --optimizer adam --lr 1e-3 --epochs 50
+  regfn train --data digits --model cnn --optimizer adam --lr 1e-2 --batch-size 128 --epochs 20
 
 prints the loss every --log-every epochs as the tutorial does
 (Epoch [100/2000], Loss: 0.6543), then the final train/validation accuracy
@@ -429,10 +430,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, str]:
         except ImportError as err:
             raise CLIError(f"--data digits: {err}") from None
         total = len(data)
+        rows = f"{total} rows"
         if args.n is not None and args.n < total:
             data = data[: args.n]
+            rows = f"the first {args.n} of {total}"
         shape = "x".join(map(str, data.feature_shape))
-        source = f"digits ({len(data)} of {total}, {shape} {'images' if data.x.ndim > 2 else 'pixels'})"
+        source = f"digits ({rows}, {shape} {'images' if data.x.ndim > 2 else 'pixels'})"
     else:
         target: int | str = -1
         if args.target is not None:
@@ -669,6 +672,25 @@ def _seed_summary(result, swept: list[str], by: str, n: int) -> str | None:
     return "\n".join(lines)
 
 
+def _sweep_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The distinct messages of the warnings a sweep raised, in order, without those from inside torch.
+
+    regfn's own warnings (a compile fallback, a halved chunk) point at the
+    caller's line; torch's (``torch.compile``'s deprecation notes and graph
+    breaks, one per compiled chunk) say nothing about the results, so they
+    are dropped.
+    """
+    import torch
+
+    torch_dir = pathlib.Path(torch.__file__).resolve().parent
+    out: list[str] = []
+    for w in caught:
+        message = str(w.message)
+        if not pathlib.Path(w.filename).resolve().is_relative_to(torch_dir) and message not in out:
+            out.append(message)
+    return out
+
+
 def _settings_line(result) -> str:
     """How the sweep ran: compiled or not, threads, chunking and padding."""
     s = result.settings
@@ -730,9 +752,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
             threads=args.threads,
             engine=args.engine,
         )
-    for w in caught:
-        if "diverged" not in str(w.message) and "collapsed" not in str(w.message):
-            print(f"regfn: warning: {w.message}", file=sys.stderr)
+    for message in _sweep_warnings(caught):
+        if "diverged" not in message and "collapsed" not in message:
+            print(f"regfn: warning: {message}", file=sys.stderr)
 
     by = args.by or result.default_metric()
     shown = [n for n in swept if n != "seed"] + (["seed"] if "seed" in swept else [])
