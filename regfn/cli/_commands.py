@@ -43,7 +43,7 @@ _OPTION_NAMES = tuple(name for name in HPARAMS if name != "seed")
 _DATA = ("quadrants", "digits")
 _ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
 _MLP_HIDDEN, _MLP_ACTIVATION = (6, 4), "relu"  # --model mlp's defaults
-# The loss of each task, and what the model outputs for it.
+# The loss of each task (the model outputs logits for the two classification tasks).
 _LOSS = {"binary": "bce_logits", "multiclass": "cross_entropy", "regression": "mse"}
 
 
