@@ -75,6 +75,7 @@ PUBLIC = {
         "numpy_dropout",
         "flax_dropout_key",
         "params_from_module",
+        "small_cnn",
         "Model",
         "MLPSettings",
     ],

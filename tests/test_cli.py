@@ -360,6 +360,300 @@ def test_python_dash_m_regfn_bad_input_is_one_line(tmp_path):
     assert proc.stdout == ""
 
 
+# ----------------------------------------------------------------- any data, any model
+
+# A tiny digits sweep: 120 of the 1,797 digits (the first ones: the ten digits take turns), 2 epochs, 1 seed.
+DIGITS = ["--data", "digits", "--n", "120", "--epochs", "2", "--seeds", "1", "--l2", "0"]
+
+MODULE_FILE = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class FiveLogits(Net):
+    def __init__(self):
+        super().__init__(classes=5)
+
+
+class NeedsWidth(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.fc = nn.Linear(64, width)
+
+
+class WithBatchNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(64)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(self.bn(x.flatten(1)))
+
+
+class CustomParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(64, 10))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w
+
+
+class WrongInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 10)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+NOT_A_MODULE = 3
+"""
+
+
+@pytest.fixture
+def module_file(tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(MODULE_FILE)
+    return str(path)
+
+
+def _rows(out_dir):
+    return json.loads((out_dir / "results.json").read_text())["rows"]
+
+
+def test_sweep_digits_cnn_writes_accuracy_and_figures(capsys, tmp_path):
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(capsys, "sweep", *DIGITS, "--model", "cnn", "--p", "0,0.5", "--out", str(out_dir))
+    assert code == 0, err
+    assert out.startswith(
+        "regfn sweep: 2 configs (p 2) on digits (the first 120 of 1797, 1x8x8 images): 96 train / 24 val"
+    )
+    assert "64 features, multiclass, 10 classes" in out
+    assert "model small_cnn 1x8x8 -> 10 (9,930 parameters, cross_entropy), sgd, 2 epochs" in out
+    assert "best 2 of 2 configs by val_acc" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("config"))
+    assert header.split() == ["config", "p", "loss", "acc", "val_loss", "val_acc", "zero_frac", "diverged", "collapsed"]
+    rows = _rows(out_dir)
+    assert [r["p"] for r in rows] == [0.0, 0.5]
+    assert all(0 <= r["val_acc"] <= 1 and 0 <= r["acc"] <= 1 for r in rows)
+    pytest.importorskip("matplotlib")
+    pngs = sorted(p.name for p in out_dir.glob("*.png"))
+    assert pngs == ["curves.png", "val_acc_vs_p.png"]
+
+
+def test_sweep_digits_mlp_takes_pixels_and_ranks_by_acc(capsys, tmp_path):
+    code, out, err = run_main(
+        capsys, "sweep", *DIGITS, "--p", "0", "--hidden", "16", "--by", "acc", "--out", str(tmp_path), "--no-plots"
+    )
+    assert code == 0, err
+    assert "on digits (the first 120 of 1797, 64 pixels)" in out
+    assert "model 64-16-10 (relu, cross_entropy)" in out
+    assert "best 1 of 1 configs by acc" in out
+
+
+def test_sweep_a_module_from_a_file(capsys, tmp_path, module_file):
+    code, out, err = run_main(
+        capsys,
+        "sweep",
+        *DIGITS,
+        "--model",
+        f"module:{module_file}:Net",
+        "--p",
+        "0,0.3",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--beta2",
+        "0.99,0.999",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-plots",
+    )
+    assert code == 0, err
+    assert f"model Net from {module_file} (1,210 parameters, cross_entropy), adam" in out
+    assert "4 configs (beta2 2 x p 2)" in out
+    assert sorted({r["beta2"] for r in _rows(tmp_path / "o")}) == [0.99, 0.999]
+
+
+def test_sweep_label_smoothing_is_a_swept_column(capsys, tmp_path):
+    code, out, err = run_main(
+        capsys, "sweep", *DIGITS, "--p", "0", "--label-smoothing", "0,0.1", "--out", str(tmp_path), "--no-plots"
+    )
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.strip().startswith("config"))
+    assert header.split()[:2] == ["config", "label_smoothing"]
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].split(",")[6] == "label_smoothing"
+    rows = _rows(tmp_path)
+    assert [r["label_smoothing"] for r in rows] == [0.0, 0.1]
+    assert rows[0]["loss"] != rows[1]["loss"]  # the smoothed loss is another number
+
+
+def test_sweep_per_call_rates_with_a_two_hidden_layer_mlp(capsys, tmp_path):
+    code, out, err = run_main(
+        capsys,
+        "sweep",
+        *SMALL[:4],
+        "--seeds",
+        "1",
+        "--l2",
+        "0,1e-2",
+        "--p1",
+        "0.1,0.3",
+        "--p2",
+        "0.5",
+        "--out",
+        str(tmp_path),
+        "--no-plots",
+    )
+    assert code == 0, err
+    assert "regfn sweep: 4 configs (l2 2 x p1 2)" in out  # --p defaults to 0 alone when --p1 .. are given
+    header = next(line for line in out.splitlines() if line.strip().startswith("config"))
+    assert header.split()[:3] == ["config", "l2", "p1"]
+    rows = _rows(tmp_path)
+    assert sorted({(r["p"], r["p1"], r["p2"]) for r in rows}) == [(0.0, 0.1, 0.5), (0.0, 0.3, 0.5)]
+
+
+def test_sweep_csv_with_class_labels(capsys, tmp_path):
+    names = ("cat", "dog", "eel")
+    rows = ["a,b,kind"] + [f"{i % 5},{(i * 3) % 7},{names[i % 3]}" for i in range(45)]
+    path = write_csv(tmp_path / "kinds.csv", "\n".join(rows) + "\n")
+    code, out, err = run_main(
+        capsys,
+        "sweep",
+        "--csv",
+        path,
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--p",
+        "0",
+        "--l2",
+        "0",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-plots",
+    )
+    assert code == 0, err
+    assert "36 train / 9 val rows, 2 features, multiclass, 3 classes" in out
+    assert "model 2-6-4-3 (relu, cross_entropy)" in out
+    numbers = ["a,b,rating"] + [f"{i % 5},{(i * 3) % 7},{1 + i % 4}" for i in range(40)]
+    path = write_csv(tmp_path / "ratings.csv", "\n".join(numbers) + "\n")
+    code, out, err = run_main(capsys, "train", "--csv", path, "--task", "multiclass", "--epochs", "2", "--quiet")
+    assert code == 0, err
+    assert "train accuracy" in out
+
+
+def test_train_digits_cnn_prints_accuracy(capsys):
+    code, out, err = run_main(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "cnn",
+        "--n",
+        "120",
+        "--epochs",
+        "2",
+        "--log-every",
+        "1",
+        "--p1",
+        "0.1",
+        "--p2",
+        "0.3",
+        "--label-smoothing",
+        "0.1",
+    )
+    assert code == 0, err
+    assert "model small_cnn 1x8x8 -> 10 (9,930 parameters, cross_entropy)" in out
+    assert "label_smoothing=0.1" in out
+    assert re.search(r"^Epoch \[2/2\], Loss: \d+\.\d{4}$", out, re.M)
+    assert re.search(r"train accuracy [\d.]+, validation accuracy [\d.]+ \(dropout off\)", out)
+
+
+def model_cases(module_file, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def oops(:\n")
+    digits = ["sweep", "--data", "digits", "--n", "40", "--epochs", "1", "--seeds", "1", "--no-plots"]
+    digits += ["--out", str(tmp_path / "o")]
+    mod = f"module:{module_file}"
+    return [
+        ([*digits, "--model", f"module:{tmp_path / 'none.py'}:Net"], f"--model: {tmp_path / 'none.py'}: no such file"),
+        (
+            [*digits, "--model", f"{mod}:Nope"],
+            "has no class 'Nope'; it defines CustomParameter, FiveLogits, NeedsWidth, Net, WithBatchNorm, WrongInput",
+        ),
+        ([*digits, "--model", f"{mod}:NOT_A_MODULE"], "NOT_A_MODULE in "),
+        ([*digits, "--model", f"{mod}:NeedsWidth"], "--model: NeedsWidth() needs arguments"),
+        ([*digits, "--model", f"{mod}:WithBatchNorm"], "--model: from_module: module 'bn' (BatchNorm1d) has buffers"),
+        ([*digits, "--model", f"{mod}:CustomParameter"], "--model: from_module: no initialiser for parameter 'w'"),
+        (
+            [*digits, "--model", f"{mod}:FiveLogits"],
+            "gives outputs of shape (2, 5) for 2 rows; the data needs shape (2, 10): 10 logits, one per class",
+        ),
+        ([*digits, "--model", f"{mod}:WrongInput"], "fails on two rows of the data (x of shape (2, 1, 8, 8))"),
+        ([*digits, "--model", f"module:{broken}:Net"], "importing"),
+        ([*digits, "--model", module_file], "--model: use mlp, cnn or module:PATH.py:ClassName"),
+        ([*digits, "--model", "resnet"], "--model: use mlp, cnn or module:PATH.py:ClassName"),
+        ([*digits, "--model", "cnn", "--hidden", "8"], "--hidden is an option of --model mlp"),
+        ([*digits, "--model", "cnn", "--activation", "tanh"], "--activation is an option of --model mlp"),
+        ([*digits, "--model", "cnn", "--p1", "0.1"], "--p1: from_module: the module made 2 dropout calls but 1 rate"),
+        ([*digits, "--p1", "0.1", "--p2", "0.1", "--p3", "0.1"], "--p3: --model mlp has 2 hidden layers"),
+        ([*digits, "--hidden", "none", "--p1", "0.1"], "--p1: --model mlp without hidden layers has no dropout"),
+        ([*digits, "--task", "binary"], "--task binary: the digits are multiclass"),
+        ([*digits, "--target", "digit"], "--target needs --csv"),
+        ([*digits, "--label-smoothing", "1.5"], "--label-smoothing: 1.5 is out of range"),
+        ([*digits, "--data", "mnist"], "invalid choice: 'mnist'"),
+        (["sweep", "--model", "cnn"], "--model cnn needs square images (N, C, S, S)"),
+        (["sweep", "--task", "multiclass"], "--task multiclass needs --csv"),
+        (["sweep", "--label-smoothing", "0.1"], "--label-smoothing: only the cross_entropy loss"),
+        (["sweep", "--label-smoothing", "0,0.1"], "--label-smoothing: only the cross_entropy loss"),
+        (["train", "--label-smoothing", "0.1"], "--label-smoothing: only the cross_entropy loss"),
+        (["sweep", "--p9", "0.1"], "unrecognized arguments: --p9"),
+        (["sweep", "--dropout", "0.1"], "unrecognized arguments: --dropout"),
+    ]
+
+
+def test_bad_models_and_data_are_one_line_errors(capsys, tmp_path, module_file):
+    for argv, message in model_cases(module_file, tmp_path):
+        code, out, err = run_main(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2, (argv, out, err)
+        assert len(lines) == 1, (argv, err)
+        assert lines[0].startswith("regfn: error: "), (argv, err)
+        assert message in lines[0], (argv, lines[0])
+        assert "best" not in out  # nothing trained
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_sweep_warnings_keep_regfns_once_and_drop_torchs():
+    import warnings
+
+    from regfn.cli._commands import _sweep_warnings
+
+    inside_torch = os.path.join(os.path.dirname(torch.__file__), "jit", "_script.py")
+    caught = [
+        warnings.WarningMessage(UserWarning("regfn.sweep: compile failed"), UserWarning, "user.py", 1),
+        warnings.WarningMessage(DeprecationWarning("script_method"), DeprecationWarning, inside_torch, 1),
+        warnings.WarningMessage(UserWarning("regfn.sweep: compile failed"), UserWarning, "user.py", 1),
+    ]
+    assert _sweep_warnings(caught) == ["regfn.sweep: compile failed"]
+
+
 # ----------------------------------------------------------------- bad input
 
 
@@ -525,6 +819,11 @@ def test_sweep_help_documents_syntax(capsys):
         "--top",
         "--out",
         "--quiet",
+        "--data",
+        "--model",
+        "module:PATH.py:ClassName",
+        "--label-smoothing",
+        "--p1",
         "lin:LOW:HIGH:N",
         "--seeds 4 = seeds 0,1,2,3",
         "regfn[plot]",

@@ -38,6 +38,7 @@ MUST_HAVE_EXAMPLES = {
     "regfn.nn._dropout",
     "regfn.nn._mlp",
     "regfn.nn._module",
+    "regfn.nn._zoo",
     "regfn.penalties",
     "regfn.optim",
     "regfn.optim._alias",

@@ -8,6 +8,8 @@ prints as one line ``regfn: error: <message>`` with exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import inspect
 import math
 import pathlib
 import re
@@ -18,7 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._hparams import HPARAMS, OPTIMIZER_ARGS
+from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS
 from .._sweep._driver import ENGINES
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
@@ -29,7 +31,9 @@ PROG = "regfn"
 # The command's own defaults where they differ from the registry's: a small grid to sweep
 # (regfn sweep), one setting to train (regfn train). lr and momentum depend on the
 # optimizer (see _optimizer_defaults); every other name defaults to not given.
-_SWEEP_GRID = {"l1": [0.0], "l2": [0.0, 1e-3, 1e-2, 1e-1], "norm2": [0.0], "weight_decay": [0.0], "p": [0.0, 0.2, 0.5]}
+# --p's default grid is filled in by _run_sweep: 0, 0.2, 0.5, or only 0 when --p1 .. give every call's rate.
+_SWEEP_GRID = {"l1": [0.0], "l2": [0.0, 1e-3, 1e-2, 1e-1], "norm2": [0.0], "weight_decay": [0.0]}
+_SWEEP_P, _SWEEP_P_WITH_RATES = [0.0, 0.2, 0.5], [0.0]
 _TRAIN_SETTING = {"l1": 0.0, "l2": 0.0, "norm2": 0.0, "weight_decay": 0.0, "p": 0.1}
 _OPTIMIZER_DEFAULT_NOTE = {
     "lr": "default: 0.1 for sgd, 0.01 for the others",
@@ -37,6 +41,11 @@ _OPTIMIZER_DEFAULT_NOTE = {
 }
 # Every registry name but the seed is an option (the seed has --seeds / --seed).
 _OPTION_NAMES = tuple(name for name in HPARAMS if name != "seed")
+_DATA = ("quadrants", "digits")
+_ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
+_MLP_HIDDEN, _MLP_ACTIVATION = (6, 4), "relu"  # --model mlp's defaults
+# The loss of each task (the model outputs logits for the two classification tasks).
+_LOSS = {"binary": "bce_logits", "multiclass": "cross_entropy", "regression": "mse"}
 
 
 class CLIError(Exception):
@@ -144,6 +153,9 @@ examples:
   regfn sweep                                    # defaults: quadrant data, l2 x p x 2 seeds
   regfn sweep --l2 0,1e-4:1e-1:8 --p lin:0:0.5:6 --seeds 4
   regfn sweep --csv diabetes.csv --target Outcome --l1 0,1e-4:1e-2:5 --epochs 1000
+  regfn sweep --data digits --model cnn --optimizer adam --lr 1e-2 --batch-size 128 --epochs 20 --l2 0 \\
+      --p1 0,0.25 --p2 0.5 --label-smoothing 0,0.1
+  regfn sweep --data digits --model module:net.py:Net --optimizer adam --lr 1e-3,1e-2 --beta2 0.99,0.999
   regfn sweep --weight-decay 1e-4,1e-3 --optimizer adam --lr 1e-3,1e-2 --no-plots
   regfn sweep --device cuda --seeds 32 --l2 1e-6:1e-1:32 --p lin:0:0.6:7   # 7168 configs
   regfn sweep --device cuda --engine triton --seeds 32 --l2 1e-6:1e-1:32    # one fused kernel
@@ -153,6 +165,12 @@ included, ends > 0) or lin:LOW:HIGH:N (N evenly spaced values); e.g.
 --l2 0,1e-4:1e-1:4 gives 0, 1e-4, 1e-3, 1e-2, 1e-1.
 seeds: --seeds 4 = seeds 0,1,2,3; --seeds 0,5,9 = those; --seeds 7, = seed 7;
 --seeds 10:14 = 10,11,12,13.
+models: mlp (--hidden, --activation; digits as 64 pixel features), cnn
+(regfn.nn.small_cnn: two 3x3 convolutions with dropout, for the digits
+images) or module:PATH.py:ClassName (your nn.Module, built with no arguments;
+it gets the data as it is: (N, 1, 8, 8) images for the digits; its output:
+one logit for binary data, one logit per class for multi-class data).
+p sets every dropout call's rate; --p1 .. --p8 the first, second, ... call's.
 penalties: l1 = s*sum|w|, l2 = s/2*sum w^2 (= SGD weight_decay s),
 norm2 = s*sum_p ||p||_2 (the tutorial's), weight_decay = the optimizer's.
 compile: on by default on CUDA, off on CPU (slower there for small models).
@@ -165,6 +183,7 @@ examples:
   regfn train                                    # one run on the quadrant data
   regfn train --p 0.5 --l2 1e-3 --epochs 2000 --lr 0.01
   regfn train --csv diabetes.csv --hidden 6,4 --p 0.5 --l1 1e-3 --seed 3
+  regfn train --data digits --model cnn --optimizer adam --lr 1e-2 --batch-size 128 --epochs 20
 
 prints the loss every --log-every epochs as the tutorial does
 (Epoch [100/2000], Loss: 0.6543): the training objective, i.e. the data loss
@@ -186,9 +205,17 @@ examples:
 def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
+        "--data",
+        choices=_DATA,
+        default=None,
+        help="built-in data: quadrants (the tutorial's synthetic 2-feature binary data; the default) or digits "
+        "(scikit-learn's 8x8 handwritten digits, 10 classes: images for --model cnn, 64 pixel features for "
+        "--model mlp; needs scikit-learn)",
+    )
+    g.add_argument(
         "--csv",
         metavar="PATH",
-        help="numeric CSV (header row; label last unless --target); default: synthetic quadrant data",
+        help="numeric CSV (header row; label last unless --target; text labels make classes); overrides --data",
     )
     g.add_argument(
         "--target",
@@ -197,11 +224,19 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--task",
-        choices=("auto", "binary", "regression"),
+        choices=("auto", "binary", "multiclass", "regression"),
         default="auto",
-        help="binary (0/1 labels, BCE with logits) or regression (MSE); auto: binary when every label is 0 or 1",
+        help="binary (0/1 labels, BCE with logits), multiclass (class labels, cross-entropy on one logit per "
+        "class) or regression (MSE); auto: multiclass for text labels, binary when every label is 0 or 1, "
+        "else regression",
     )
-    g.add_argument("--n", type=_positive_int, default=400, help="rows of the synthetic data (without --csv)")
+    g.add_argument(
+        "--n",
+        type=_positive_int,
+        default=None,
+        help="rows of the built-in data: of the synthetic quadrants (default: 400), or the first N of the 1,797 "
+        "digits (default: all; in the file's order the ten digits take turns, so the classes stay balanced)",
+    )
     g.add_argument(
         "--data-seed", type=int, default=0, help="seed of the synthetic data and of the train/validation split"
     )
@@ -218,6 +253,8 @@ def _hyperparameter_options(g: argparse._ArgumentGroup, many: bool) -> None:
         takers = [o for o, args in OPTIMIZER_ARGS.items() if name in args]
         where = f"; {', '.join(takers)} only" if hp.target == "optimizer" and len(takers) < len(OPTIMIZER_ARGS) else ""
         note = _OPTIMIZER_DEFAULT_NOTE.get(name, "default: the optimizer's" if hp.target == "optimizer" else "")
+        if many and name == "p":
+            note = "default: 0,0.2,0.5; 0 when --p1 .. are given"
         help_text = f"{hp.describe()}{where}" + (f" ({note})" if note and default is None else "")
         g.add_argument(
             hp.cli,
@@ -232,17 +269,26 @@ def _hyperparameter_options(g: argparse._ArgumentGroup, many: bool) -> None:
 def _model_options(p: argparse.ArgumentParser, optimizers: Sequence[str]) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument(
+        "--model",
+        type=_model_option,
+        default="mlp",
+        metavar="{mlp,cnn,module:PATH.py:ClassName}",
+        help="mlp (regfn.mlp, see --hidden), cnn (regfn.nn.small_cnn, for images: --data digits) or your own "
+        "nn.Module: the class ClassName of the file PATH.py, built with no arguments (regfn.from_module)",
+    )
+    g.add_argument(
         "--hidden",
         type=_type(parse_hidden),
-        default=(6, 4),
+        default=None,
         metavar="W1,W2,...",
-        help="hidden layer widths: 6,4 gives sizes (d, 6, 4, 1); 'none' for a linear model",
+        help="hidden layer widths of --model mlp: 6,4 gives sizes (d, 6, 4, out); 'none' for a linear model "
+        "(default: 6,4)",
     )
     g.add_argument(
         "--activation",
-        default="relu",
-        choices=("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid"),
-        help="activation of the hidden layers",
+        default=None,
+        choices=_ACTIVATIONS,
+        help="activation of the hidden layers of --model mlp (default: relu)",
     )
     g.add_argument(
         "--optimizer", default="sgd", choices=tuple(optimizers), help="the optimizer, with torch.optim's arguments"
@@ -370,19 +416,48 @@ def _threads(n: int | str) -> None:
         torch.set_num_threads(int(n))  # this process is the command: its own setting to make
 
 
-def _load(args) -> tuple[Any, Any, str]:
-    """Training and validation datasets (standardized with training statistics) and a description."""
+def _model_option(text: str) -> str:
+    """An argparse ``type`` for ``--model``: ``mlp``, ``cnn`` or ``module:PATH.py:ClassName``."""
+    if text in ("mlp", "cnn"):
+        return text
+    path, _, name = text.removeprefix("module:").rpartition(":")
+    if not text.startswith("module:") or not path or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"use mlp, cnn or module:PATH.py:ClassName, got {text!r}")
+    return text
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """Training and validation datasets (standardized with training statistics) and a description.
+
+    The digits come as images, except for ``--model mlp`` (64 pixel features).
+    """
     import regfn
 
     rr = regfn.random
     task = None if args.task == "auto" else args.task
-    if args.csv is None:
-        if args.target is not None:
-            raise CLIError("--target needs --csv (the synthetic data has one label)")
-        if task == "regression":
-            raise CLIError("--task regression needs --csv (the synthetic quadrant data is binary)")
-        data = regfn.data.quadrants(rr.key(args.data_seed), args.n)
-        source = f"synthetic quadrants (n={args.n}, --data-seed {args.data_seed})"
+    data_name = "csv" if args.csv is not None else (args.data or "quadrants")
+    if data_name != "csv" and args.target is not None:
+        raise CLIError(f"--target needs --csv (the {data_name} data has one label)")
+    if data_name == "quadrants":
+        if task not in (None, "binary"):
+            raise CLIError(f"--task {task} needs --csv (the synthetic quadrant data is binary)")
+        n = 400 if args.n is None else args.n
+        data = regfn.data.quadrants(rr.key(args.data_seed), n)
+        source = f"synthetic quadrants (n={n}, --data-seed {args.data_seed})"
+    elif data_name == "digits":
+        if task not in (None, "multiclass"):
+            raise CLIError(f"--task {task}: the digits are multiclass (10 classes)")
+        try:
+            data = regfn.data.digits(flat=args.model == "mlp")
+        except ImportError as err:
+            raise CLIError(f"--data digits: {err}") from None
+        total = len(data)
+        rows = f"{total} rows"
+        if args.n is not None and args.n < total:
+            data = data[: args.n]
+            rows = f"the first {args.n} of {total}"
+        shape = "x".join(map(str, data.feature_shape))
+        source = f"digits ({rows}, {shape} {'images' if data.x.ndim > 2 else 'pixels'})"
     else:
         target: int | str = -1
         if args.target is not None:
@@ -394,16 +469,174 @@ def _load(args) -> tuple[Any, Any, str]:
     if len(train) < 2:
         raise CLIError(f"only {len(train)} training row(s) after the split; use more data or a smaller --val-fraction")
     train, val, _ = regfn.data.standardize(train, val)
-    desc = f"{source}: {len(train)} train / {len(val)} val rows, {data.n_features} features, {data.task}"
+    task_text = f"{data.task}, {data.n_classes} classes" if data.task == "multiclass" else data.task
+    desc = f"{source}: {len(train)} train / {len(val)} val rows, {data.n_features} features, {task_text}"
     return train, (val if len(val) else None), desc
 
 
-def _model(args, n_features: int, task: str):
+def _output_width(data: Any) -> tuple[int, str]:
+    """The model's output width for ``data`` and what it is, in words."""
+    if data.task == "multiclass":
+        return data.n_classes, f"{data.n_classes} logits, one per class"
+    if data.task == "binary":
+        return 1, "one logit (binary data)"
+    width = data.y.shape[1]
+    return width, "one output per target" if width > 1 else "one output (regression)"
+
+
+def _layer_rates(args: argparse.Namespace) -> int:
+    """How many per-call dropout rates the options give: the highest ``--p<i>`` given."""
+    return max((i for i, n in enumerate(LAYER_RATE_NAMES, start=1) if getattr(args, n) is not None), default=0)
+
+
+def _user_module(spec_text: str) -> tuple[Any, str]:
+    """``module:PATH.py:ClassName``: the class of that file, built with no arguments, and a description."""
+    import torch
+
+    path_text, _, class_name = spec_text.removeprefix("module:").rpartition(":")
+    path = pathlib.Path(path_text)
+    if not path.is_file():
+        raise CLIError(f"--model: {path}: no such file" if not path.exists() else f"--model: {path} is not a file")
+    spec = importlib.util.spec_from_file_location(f"regfn_user_model_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"--model: cannot import {path} (a Python file ending in .py?)")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # the file may import its neighbours
+    sys.modules[spec.name] = module  # dataclasses and friends look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: any error it raises is bad input
+        sys.modules.pop(spec.name, None)
+        raise CLIError(f"--model: importing {path} failed: {type(err).__name__}: {_first_line(err)}") from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, torch.nn.Module) and v.__module__ == spec.name
+        )
+        have = f"; it defines {', '.join(found)}" if found else "; it defines no nn.Module class"
+        raise CLIError(f"--model: {path} has no class {class_name!r}{have}")
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise CLIError(f"--model: {class_name} in {path} is not a torch.nn.Module class")
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as err:
+        raise CLIError(
+            f"--model: {class_name}() needs arguments ({err}); regfn builds it with none: give its parameters "
+            "defaults, or subclass it with an __init__ that takes none"
+        ) from None
+    except ValueError:  # no signature to read: try it
+        pass
+    try:
+        instance = cls()
+    except Exception as err:  # the user's class: any error it raises is bad input
+        raise CLIError(f"--model: {class_name}() failed: {type(err).__name__}: {_first_line(err)}") from None
+    return instance, f"{class_name} from {path}"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _model(args: argparse.Namespace, train: Any) -> tuple[Any, str, str]:
+    """The model ``--model`` names for ``train``, its loss, and a description.
+
+    A cnn or module model is checked on two rows of the data before any
+    training: it must run and give the output shape the loss needs.
+    """
     import regfn
 
-    sizes = (n_features, *args.hidden, 1)
-    output, loss = ("logits", "bce_logits") if task == "binary" else ("identity", "mse")
-    return regfn.mlp(sizes, activation=args.activation, output=output), loss, sizes
+    loss = _LOSS[train.task]
+    width, what = _output_width(train)
+    if args.model == "mlp":
+        hidden = _MLP_HIDDEN if args.hidden is None else args.hidden
+        activation = args.activation or _MLP_ACTIVATION
+        sizes = (train.n_features, *hidden, width)
+        rates = _layer_rates(args)
+        if rates and not hidden:
+            raise CLIError(f"--p{rates}: --model mlp without hidden layers has no dropout call")
+        if rates and rates != len(hidden):
+            raise CLIError(
+                f"--p{rates}: --model mlp has {len(hidden)} hidden layers, a dropout call after each: give "
+                f"{_rate_options(len(hidden))}, or only --p"
+            )
+        output = "identity" if train.task == "regression" else "logits"
+        model = regfn.mlp(sizes, activation=activation, output=output)
+        _check_output(model, train, width, what, _layer_rates(args), "the mlp")
+        return model, loss, f"{'-'.join(map(str, sizes))} ({activation}, {loss})"
+    for name in ("hidden", "activation"):
+        if getattr(args, name) is not None:
+            raise CLIError(f"--{name} is an option of --model mlp; --model {args.model} takes its layers as they are")
+    if args.model == "cnn":
+        x = train.x
+        if x.ndim != 4 or x.shape[2] != x.shape[3]:
+            raise CLIError(
+                f"--model cnn needs square images (N, C, S, S), such as --data digits; this data has x of shape "
+                f"{tuple(x.shape)}"
+            )
+        module = regfn.nn.small_cnn(in_channels=x.shape[1], n_classes=width, image_size=x.shape[2])
+        name = f"small_cnn {'x'.join(map(str, x.shape[1:]))} -> {width}"
+    else:
+        module, name = _user_module(args.model)
+    try:
+        model = regfn.from_module(module)
+    except (ValueError, TypeError) as err:
+        raise CLIError(f"--model: {_first_line(err)}") from None
+    _check_output(model, train, width, what, _layer_rates(args), name)
+    n_params = sum(t.numel() for t in module.parameters())
+    return model, loss, f"{name} ({n_params:,} parameters, {loss})"
+
+
+def _check_output(model: Any, train: Any, width: int, what: str, rates: int, name: str) -> None:
+    """Run ``model`` on two rows: it must give ``(2, width)`` outputs, and take ``rates`` per-call rates if any."""
+    import torch
+
+    import regfn
+
+    rr = regfn.random
+    x = train.x[:2]
+    params = model.init(rr.key(0))
+    try:
+        with torch.no_grad():
+            out = model.apply(params, x, key=rr.key(1), p=0.0, train=False)
+    except Exception as err:  # the user's forward: any error it raises is bad input
+        raise CLIError(
+            f"--model: {name} fails on two rows of the data (x of shape {tuple(x.shape)}): "
+            f"{type(err).__name__}: {_first_line(err)}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, width):
+        got = f"outputs of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CLIError(
+            f"--model: {name} gives {got} for 2 rows; the data needs shape (2, {width}): {what} "
+            f"({_LOSS[train.task]} loss)"
+        )
+    if rates:
+        try:
+            with torch.no_grad():
+                model.apply(params, x, key=rr.key(1), p=(0.0,) * rates, train=True)
+        except ValueError as err:
+            raise CLIError(f"--p{rates}: {_first_line(err)}; give one --p<i> per dropout call, or only --p") from None
+
+
+def _rate_options(n: int) -> str:
+    return "--p1" if n == 1 else f"--p1 .. --p{n}" if n > 2 else "--p1 and --p2"
+
+
+def _check_label_smoothing(args: argparse.Namespace, loss: str, many: bool) -> None:
+    """``--label-smoothing`` away from 0 needs the cross-entropy loss (multi-class data)."""
+    given = args.label_smoothing
+    if loss == "cross_entropy" or given is None or not any(v for v in (given if many else [given])):
+        return
+    raise CLIError(
+        f"--label-smoothing: only the cross_entropy loss of multi-class data smooths labels; this data's loss is "
+        f"{loss} (use --data digits, or a CSV with class labels)"
+    )
 
 
 def _optimizer_defaults(args, many: bool) -> None:
@@ -475,6 +708,25 @@ def _seed_summary(result, swept: list[str], by: str, n: int) -> str | None:
     return "\n".join(lines)
 
 
+def _sweep_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The distinct messages of the warnings a sweep raised, in order, without those from inside torch.
+
+    regfn's own warnings (a compile fallback, a halved chunk) point at the
+    caller's line; torch's (``torch.compile``'s deprecation notes and graph
+    breaks, one per compiled chunk) say nothing about the results, so they
+    are dropped.
+    """
+    import torch
+
+    torch_dir = pathlib.Path(torch.__file__).resolve().parent
+    out: list[str] = []
+    for w in caught:
+        message = str(w.message)
+        if not pathlib.Path(w.filename).resolve().is_relative_to(torch_dir) and message not in out:
+            out.append(message)
+    return out
+
+
 def _settings_line(result) -> str:
     """How the sweep ran: compiled or not, threads, chunking and padding."""
     s = result.settings
@@ -486,12 +738,15 @@ def _settings_line(result) -> str:
     )
 
 
-def _run_sweep(args) -> int:
+def _run_sweep(args: argparse.Namespace) -> int:
     import regfn
 
     train, val, desc = _load(args)
-    model, loss, sizes = _model(args, train.n_features, train.task)
+    model, loss, model_desc = _model(args, train)
+    _check_label_smoothing(args, loss, many=True)
     _optimizer_defaults(args, many=True)
+    if args.p is None:
+        args.p = _SWEEP_P_WITH_RATES if _layer_rates(args) else _SWEEP_P
     device = _device(args.device)
     compile_ = "auto" if args.compile is None else args.compile
     _threads(args.threads)
@@ -500,9 +755,10 @@ def _run_sweep(args) -> int:
     n_configs = math.prod(len(v) for v in axes.values())  # the grid is built by regfn.sweep, after its size check
     swept = [n for n, v in axes.items() if len(v) > 1]
     if args.by is not None:
-        allowed = ["loss", "penalty", "acc" if train.task == "binary" else "mse", "zero_frac", "tiny_frac"]
+        metric = "mse" if train.task == "regression" else "acc"
+        allowed = ["loss", "penalty", metric, "zero_frac", "tiny_frac"]
         if val is not None:
-            allowed += [f"val_{m}" for m in ("loss", "acc" if train.task == "binary" else "mse")]
+            allowed += [f"val_{m}" for m in ("loss", metric)]
         if args.by not in allowed:
             raise CLIError(f"--by: unknown metric {args.by!r}; use one of {', '.join(allowed)}")
     out = _writable_out(args.out)
@@ -510,7 +766,7 @@ def _run_sweep(args) -> int:
         shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
         print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
         print(
-            f"model {'-'.join(map(str, sizes))} ({args.activation}, {loss}), {args.optimizer}, {args.epochs} epochs, "
+            f"model {model_desc}, {args.optimizer}, {args.epochs} epochs, "
             f"{'full batch' if args.batch_size is None else f'batch {args.batch_size}'}, device {device}",
             flush=True,
         )
@@ -533,9 +789,9 @@ def _run_sweep(args) -> int:
             threads=args.threads,
             engine=args.engine,
         )
-    for w in caught:
-        if "diverged" not in str(w.message) and "collapsed" not in str(w.message):
-            print(f"regfn: warning: {w.message}", file=sys.stderr)
+    for message in _sweep_warnings(caught):
+        if "diverged" not in message and "collapsed" not in message:
+            print(f"regfn: warning: {message}", file=sys.stderr)
 
     by = args.by or result.default_metric()
     shown = [n for n in swept if n != "seed"] + (["seed"] if "seed" in swept else [])
@@ -585,11 +841,21 @@ def _run_sweep(args) -> int:
 # ----------------------------------------------------------------- regfn train
 
 
-def _run_train(args) -> int:
+def _train_rates(args: argparse.Namespace) -> float | tuple[float, ...]:
+    """``--p``, or one rate per dropout call when some ``--p<i>`` is given (the others take ``--p``)."""
+    rates = _layer_rates(args)
+    if not rates:
+        return float(args.p)
+    given = (getattr(args, name) for name in LAYER_RATE_NAMES[:rates])
+    return tuple(float(args.p) if v is None else float(v) for v in given)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     import regfn
 
     train, val, desc = _load(args)
-    model, loss, sizes = _model(args, train.n_features, train.task)
+    model, loss, model_desc = _model(args, train)
+    _check_label_smoothing(args, loss, many=False)
     _optimizer_defaults(args, many=False)
     device = _device(args.device)
     compile_ = device.type == "cuda" if args.compile is None else args.compile
@@ -603,7 +869,7 @@ def _run_train(args) -> int:
         shown = [n for n in _OPTION_NAMES if getattr(args, n) or n in ("lr", "p")]
         hp = ", ".join(f"{n}={_fmt(getattr(args, n))}" for n in shown if getattr(args, n) is not None)
         print(
-            f"model {'-'.join(map(str, sizes))} ({args.activation}, {loss}), {args.optimizer}, {hp}, seed {args.seed}",
+            f"model {model_desc}, {args.optimizer}, {hp}, seed {args.seed}",
             flush=True,
         )
 
@@ -619,13 +885,14 @@ def _run_train(args) -> int:
         key=regfn.random.key(args.seed).to(device),
         loss=loss,
         penalties=penalties,
-        p=args.p,
+        p=_train_rates(args),  # type: ignore[arg-type]  # regfn.train takes per-call rates too (mlp_apply, from_module)
         epochs=args.epochs,
         batch_size=args.batch_size,
         val=val,
         log_every=args.log_every,
         on_log=on_log,
         compile=compile_,
+        hparams={"label_smoothing": args.label_smoothing} if loss == "cross_entropy" and args.label_smoothing else None,
     )
     seconds = time.perf_counter() - t0
     metric = "acc" if "acc" in run.metrics else "mse"

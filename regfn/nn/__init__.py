@@ -14,6 +14,8 @@ work under ``torch.func.grad``, ``torch.func.vmap`` and ``torch.compile``.
 * :func:`from_module` turns any ``nn.Module`` into a :class:`Model` whose
   ``init(key)`` re-draws its parameters like torch's layers and whose
   ``apply`` takes the dropout rate ``p``: a model ``regfn.sweep`` can vary.
+* :func:`small_cnn` is a small built-in CNN with dropout (an ``nn.Module``
+  for :func:`from_module`), for small images such as the 8x8 digits.
 * :func:`numpy_dropout` is the tutorial's numpy reference implementation.
 
 Examples:
@@ -39,6 +41,7 @@ from ._mlp import mlp_apply as mlp_apply
 from ._mlp import mlp_init as mlp_init
 from ._module import functionalize as functionalize
 from ._module import params_from_module as params_from_module
+from ._zoo import small_cnn as small_cnn
 
 __all__ = [
     "MLPSettings",
@@ -53,4 +56,5 @@ __all__ = [
     "mlp_init",
     "numpy_dropout",
     "params_from_module",
+    "small_cnn",
 ]
