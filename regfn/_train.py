@@ -241,7 +241,7 @@ def train(
     key: Tensor,
     loss: str | Loss = "bce_logits",
     penalties: Sequence[Penalty] = (),
-    p: float | Tensor = 0.0,
+    p: float | Tensor | Sequence[float | Tensor] = 0.0,
     epochs: int = 100,
     batch_size: int | None = None,
     val: Dataset | None = None,
@@ -262,7 +262,8 @@ def train(
             probabilities, the tutorial's ``BCELoss``), ``"mse"``, or a
             :class:`regfn.losses.Loss`.
         penalties: penalties added to the loss, e.g. ``[regfn.l2(1e-3)]``.
-        p: dropout rate of the hidden layers (float, tensor, or per layer).
+        p: the dropout rate of every dropout call (a float or a 0-d tensor),
+            or one rate per call, in call order (a sequence).
         epochs: passes over the data.
         batch_size: ``None`` for full batch; else shuffled mini-batches
             of this size (the last incomplete batch is dropped).

@@ -114,9 +114,10 @@ def sweep(
             ``initial_accumulator_value``: each optimizer takes torch.optim's
             own), ``l1``, ``l2`` (``l2/2 * sum w**2``), ``norm2`` (the
             tutorial's ``sum ||w||_2``), ``p`` (the rate of every dropout
-            call), ``p1`` .. ``p8`` (the rate of the first, ... dropout call;
-            a configuration that sets none of them gives every call ``p``,
-            one that sets some gives the others ``p``), ``label_smoothing``
+            call), ``p1`` .. ``p8`` (per-call rates: when any configuration
+            sets one, the model gets ``(p1, ..., pk)`` with ``k`` the highest
+            index set, an unset one among them taking the configuration's
+            ``p``, and must make exactly ``k`` dropout calls), ``label_smoothing``
             (``"cross_entropy"``), ``seed``, and the names declared in
             ``hparams``. Missing keys take their defaults (the optimizer's
             own for its arguments); ranges are those of torch.optim and of

@@ -885,7 +885,7 @@ def _run_train(args: argparse.Namespace) -> int:
         key=regfn.random.key(args.seed).to(device),
         loss=loss,
         penalties=penalties,
-        p=_train_rates(args),  # type: ignore[arg-type]  # regfn.train takes per-call rates too (mlp_apply, from_module)
+        p=_train_rates(args),
         epochs=args.epochs,
         batch_size=args.batch_size,
         val=val,
