@@ -234,8 +234,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
         "--n",
         type=_positive_int,
         default=None,
-        help="rows of the built-in data: of the synthetic quadrants (default: 400), or the first N of the 1,797 "
-        "digits (default: all; in the file's order the ten digits take turns, so the classes stay balanced)",
+        help="rows of the built-in data: N synthetic quadrant rows (400 if not given), or the first N of the "
+        "1,797 digits (all if not given; in the file's order the ten digits take turns, so the classes stay "
+        "balanced)",
     )
     g.add_argument(
         "--data-seed", type=int, default=0, help="seed of the synthetic data and of the train/validation split"
