@@ -141,18 +141,19 @@ def sweep(
         compile: compile the step with ``torch.compile`` (falls back to eager,
             with a warning, if compilation fails). ``"auto"`` (the default)
             compiles where it pays: always on CUDA; on CPU when this process
-            already compiled the same program for the same chunk size, or
-            when the eager run, timed on the first chunk, would take longer
-            than compiling (about two minutes, see BENCHMARKS.md). Compiled
+            already compiled the same program, or when the eager run (two
+            epochs of at most 64 configurations timed, scaled to all of them)
+            would take longer than compiling (about two minutes, see
+            BENCHMARKS.md). Compiled
             and eager numbers agree to float tolerance, not bit for bit: pass
             ``True`` or ``False`` when repeats must be bit-identical.
             ``result.settings["compile"]`` says what ran.
         cuda_graphs: on CUDA, replay captured blocks of epochs.
         threads: on CPU, the number of threads torch uses during the sweep
             (restored afterwards): an int, ``None`` (torch's setting), or
-            ``"auto"`` (the default): time a few eager epochs of the first
-            chunk with one thread and with torch's setting, and take the
-            faster (on a busy machine, one thread can be several times faster
+            ``"auto"`` (the default): time a few eager epochs of (at most 64
+            of) the configurations with one thread and with torch's setting,
+            and take the faster (on a busy machine, one thread can be several times faster
             for small models; BENCHMARKS.md). Short sweeps skip the timing
             and take one thread. ``result.settings["threads"]`` says which.
         engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
@@ -241,7 +242,8 @@ def sweep(
 
 
 _COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
-_PROBE_MIN_EPOCHS = 50  # sweeps shorter than this (epochs x chunks) are not timed: eager, one thread
+_PROBE_MIN_WORK = 2000  # sweeps of fewer configuration-epochs are not timed: eager, one thread
+_PROBE_CONFIGS = 64  # the timing runs this many configurations, and scales by K
 _warmed: set[Spec] = set()  # specs whose compiled program this process has warmed (bounded: see _Driver.run)
 
 
@@ -251,7 +253,6 @@ def _decide(
     """``(compile, threads)``: the caller's choices, or what ``"auto"`` picks (see :func:`sweep`)."""
     device = job.device
     k = next(iter(hp_all.values())).shape[0]
-    chunks = math.ceil(k / limit)
     fixed_threads = threads if isinstance(threads, int) else None
     if device.type != "cpu":
         return (True if compile == "auto" else bool(compile)), None
@@ -259,10 +260,11 @@ def _decide(
         return bool(compile), fixed_threads
     if compile == "auto" and job.spec in _warmed:
         compile = True  # this process compiled the program already: new chunk sizes recompile in seconds
-    if job.epochs * chunks < _PROBE_MIN_EPOCHS:
+    if job.epochs * k < _PROBE_MIN_WORK:
         return (False if compile == "auto" else bool(compile)), (1 if threads == "auto" else fixed_threads)
     probe = VmapEngine(job)
-    hp = {n: v[:limit] for n, v in hp_all.items()}
+    probed = min(limit, _PROBE_CONFIGS)
+    hp = {n: v[:probed] for n, v in hp_all.items()}
     candidates = [fixed_threads] if threads != "auto" else sorted({1, torch.get_num_threads()})
     seconds = {}
     for n in candidates:
@@ -272,8 +274,8 @@ def _decide(
             probe.warm_up(hp)  # two eager epochs
             seconds[n] = (time.perf_counter() - t0) / 2
     best = min(seconds, key=lambda n: (seconds[n], n or 0))
-    if compile == "auto":
-        compile = seconds[best] * job.epochs * chunks > _COMPILE_PAYS_S
+    if compile == "auto":  # the eager step's cost grows about linearly with the configurations
+        compile = seconds[best] * (k / probed) * job.epochs > _COMPILE_PAYS_S
     return bool(compile), best
 
 
@@ -294,14 +296,16 @@ def _bucket(limit: int, k: int) -> int:
 _BYTES_PER_CELL = 100  # a Python float in a dict: measured about 97 bytes per column of a row
 
 
-def _check_size(k: int, n_names: int, epochs: int, log_every: int | None) -> None:
-    """Refuse, before building anything, a sweep whose rows and results would not fit in memory.
-
-    Per configuration: its validated row and its results row (about 100
-    bytes a cell) and its curves (4 bytes a point).
-    """
+def bytes_per_config(n_names: int, epochs: int, log_every: int | None) -> int:
+    """Host memory one configuration's rows and results take: its validated row and its
+    results row (about 100 bytes a cell) and its curves (4 bytes a point)."""
     points = epochs // (log_every or max(1, epochs // 20)) + 1
-    per_config = 2 * (n_names + 20) * _BYTES_PER_CELL + 8 * points * 4
+    return 2 * (n_names + 20) * _BYTES_PER_CELL + 8 * points * 4
+
+
+def _check_size(k: int, n_names: int, epochs: int, log_every: int | None) -> None:
+    """Refuse, before building anything, a sweep whose rows and results would not fit in memory."""
+    per_config = bytes_per_config(n_names, epochs, log_every)
     need, total = k * per_config, _physical_memory()
     if need > total // 2:
         raise ValueError(

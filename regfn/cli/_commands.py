@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS
-from .._sweep._driver import ENGINES
+from .._sweep._driver import ENGINES, bytes_per_config
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
 
@@ -40,6 +40,7 @@ _OPTIMIZER_DEFAULT_NOTE = {
     "momentum": "default: 0.9 for sgd, else 0",
 }
 # Every registry name but the seed is an option (the seed has --seeds / --seed).
+_LARGE_SWEEP = 10_000  # from this many configurations the header estimates the sweep's size
 _OPTION_NAMES = tuple(name for name in HPARAMS if name != "seed")
 _DATA = ("quadrants", "digits")
 _ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
@@ -766,6 +767,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if not args.quiet:
         shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
         print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
+        if n_configs >= _LARGE_SWEEP:
+            size = n_configs * bytes_per_config(len(HPARAMS), args.epochs, args.log_every)
+            print(
+                f"size: about {size / 2**20:,.0f} MiB of rows and results on the host "
+                "(the progress bar's ETA estimates the time from the first chunks)"
+            )
         print(
             f"model {model_desc}, {args.optimizer}, {args.epochs} epochs, "
             f"{'full batch' if args.batch_size is None else f'batch {args.batch_size}'}, device {device}",
