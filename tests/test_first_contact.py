@@ -100,14 +100,20 @@ def test_cli_refuses_a_ten_million_config_grid_at_once(tmp_path):
     assert main([*argv, "--quiet"]) == 2
 
 
-def test_settings_say_how_the_sweep_ran():
+def test_settings_say_how_the_sweep_ran(monkeypatch):
     data = regfn.data.quadrants(rr.key(0), 64)
     model = regfn.mlp((2, 4, 1), output="logits")
     short = regfn.sweep(model, data, [{}] * 5, epochs=3, quiet=True)
     assert short.settings == {"compile": False, "threads": 1, "chunk_size": 5, "padded": 5}
     fixed = regfn.sweep(model, data, [{}] * 5, epochs=3, quiet=True, compile=False, threads=2)
     assert (fixed.settings["compile"], fixed.settings["threads"]) == (False, 2)
-    timed = regfn.sweep(model, data, [{}] * 2, epochs=60, quiet=True, compile="auto", threads="auto")
+    from regfn._sweep import _driver
+
+    calls = []
+    real = _driver.VmapEngine.warm_up
+    monkeypatch.setattr(_driver.VmapEngine, "warm_up", lambda self, hp: calls.append(len(hp["lr"])) or real(self, hp))
+    timed = regfn.sweep(model, data, [{"seed": s} for s in range(80)], epochs=30, quiet=True)  # 2400 config-epochs
+    assert set(calls) == {64}  # timed (not skipped), on 64 of the 80 configurations
     assert timed.settings["compile"] is False  # well under the minutes a compile takes
     assert timed.settings["threads"] in (1, torch.get_num_threads())
     with pytest.raises(ValueError, match="compile must be True, False or 'auto'"):
