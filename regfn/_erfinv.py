@@ -18,6 +18,8 @@ this reproduces jax.random.normal (float32, CPU, x86-64 with FMA) exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -110,7 +112,7 @@ _LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)
 _SQRT2_F32 = 1.41421353816986083984375  # float32 0x3FB504F3, the largest float32 below sqrt(2)
 
 
-def _horner(p: Tensor, coeffs: tuple[float, ...], t: Tensor, round32) -> Tensor:
+def _horner(p: Tensor, coeffs: tuple[float, ...], t: Tensor, round32: Callable[[Tensor], Tensor]) -> Tensor:
     """Horner's rule with float32 FMAs: writes the polynomial at ``t`` into ``p``.
 
     ``p`` and ``t`` are float64 tensors holding float32 values; each step

@@ -308,7 +308,7 @@ def train(
     params = model.init(init_key)
     opt_state = optimizer.init(params)
 
-    def step(params, opt_state, x, y, k):
+    def step(params: Params, opt_state: Any, x: Tensor, y: Tensor, k: Tensor) -> tuple[Params, Any, Tensor]:
         return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp)
 
     run_step = torch.compile(step) if compile else step

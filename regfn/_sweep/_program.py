@@ -153,7 +153,9 @@ def rates(spec: Spec, hp: Mapping[str, Tensor]) -> Any:
     return tuple(hp[name] for name in LAYER_RATE_NAMES[: spec.layer_rates])
 
 
-def step(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], x, y, epoch, batch):
+def step(
+    spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, epoch: Tensor, batch: Tensor
+) -> tuple[dict[str, Any], Tensor]:
     """One optimizer step of one configuration on ``(x, y)``; returns (state, objective)."""
     opt, pens = _parts(spec, hp)
     k = step_key(state["dkey"], epoch, batch)
@@ -163,17 +165,28 @@ def step(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], x, y, epoc
     return {**state, "params": params, "opt": opt_state}, value
 
 
-def step_batch(spec: Spec, state, hp, x, y, idx, epoch, batch):
+def step_batch(
+    spec: Spec,
+    state: dict[str, Any],
+    hp: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    idx: Tensor,
+    epoch: Tensor,
+    batch: Tensor,
+) -> tuple[dict[str, Any], Tensor]:
     """:func:`step` on the rows ``idx`` of ``(x, y)``."""
     return step(spec, state, hp, x[idx], y[idx], epoch, batch)
 
 
-def order(state: Mapping[str, Any], epoch, n: int, batch_size: int) -> Tensor:
+def order(state: Mapping[str, Any], epoch: Tensor, n: int, batch_size: int) -> Tensor:
     """One configuration's mini-batch order of epoch ``epoch`` (``(n // batch_size, batch_size)`` rows)."""
     return batches(fold_in(state["skey"], epoch), n, batch_size)
 
 
-def evaluate_config(spec: Spec, params, hp: Mapping[str, Tensor], x, y) -> dict[str, Tensor]:
+def evaluate_config(
+    spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor
+) -> dict[str, Tensor]:
     """One configuration's metrics with dropout off (see :func:`regfn._train.evaluate`)."""
     _, pens = _parts(spec, hp)
     return evaluate(spec.model, spec.loss, pens, params, x, y, hp)

@@ -89,7 +89,7 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
     return problems
 
 
-def _kernels():
+def _kernels() -> Any:
     return importlib.import_module("regfn._sweep._triton_mlp")
 
 

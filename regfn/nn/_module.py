@@ -67,7 +67,9 @@ class _KeyedDropout(TorchFunctionMode):
             raise ValueError(f"{self.where}: dropout site {site} ({what}) needs a key with train=True; {_KEY_HINT}")
         return dropout(None if self.key is None else fold_in(self.key, site), x, p, broadcast_dims=dims)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         try:
             kind = _ROUTED.get(func)
@@ -78,16 +80,18 @@ class _KeyedDropout(TorchFunctionMode):
         return kind(self, *args, **kwargs)
 
 
-def _f_dropout(mode, input, p=0.5, training=True, inplace=False):
+def _f_dropout(
+    mode: _KeyedDropout, input: Tensor, p: Any = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
     return mode._drop(input, p, training, (), "dropout")
 
 
-def _torch_dropout(mode, input, p, train):
+def _torch_dropout(mode: _KeyedDropout, input: Tensor, p: Any, train: bool) -> Tensor:
     return mode._drop(input, p, train, (), "dropout")
 
 
-def _f_dropout_nd(spatial: int, name: str):
-    def route(mode, input, p=0.5, training=True, inplace=False):
+def _f_dropout_nd(spatial: int, name: str) -> Callable[..., Tensor]:
+    def route(mode: _KeyedDropout, input: Tensor, p: Any = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
         # torch reads a 3-d input to dropout2d as (N, C, L): one mask per channel
         s = 1 if spatial == 2 and input.ndim == 3 else spatial
         return mode._drop(input, p, training, _channel_dims(input.ndim, s), name)
@@ -95,8 +99,10 @@ def _f_dropout_nd(spatial: int, name: str):
     return route
 
 
-def _unsupported(name: str):
-    def route(mode, input, p=0.5, training=False, *args, **kwargs):
+def _unsupported(name: str) -> Callable[..., Tensor]:
+    def route(
+        mode: _KeyedDropout, input: Tensor, p: Any = 0.5, training: bool = False, *args: Any, **kwargs: Any
+    ) -> Tensor:
         p = mode._rate(mode.site, p)
         mode.site += 1
         if mode.train and training and (isinstance(p, Tensor) or p != 0):
@@ -156,7 +162,9 @@ def functionalize(module: torch.nn.Module) -> tuple[Callable[..., Any], dict[str
         True
     """
 
-    def apply(params: Mapping[str, Tensor], *args: Any, key: Tensor | None = None, train: bool = False, **kwargs: Any):
+    def apply(
+        params: Mapping[str, Tensor], *args: Any, key: Tensor | None = None, train: bool = False, **kwargs: Any
+    ) -> Any:
         return _routed_call(module, params, args, kwargs, key=key, train=train)[0]
 
     return apply, params_from_module(module)
