@@ -106,3 +106,19 @@ def test_optim_benchmark_runs_every_variant():
         ):
             assert r[f"{variant}_us"] > 0
         assert {"eager_ratio", "step_ratio", "inplace_ratio", "compiled_ratio"} <= set(r)
+
+
+def test_cnn_sweep_benchmark_prints_one_json_line_per_k():
+    pytest.importorskip("sklearn")
+    rows = run("sweep_cnn.py", "--K", "2,3", "--epochs", "1", "--no-jax", "--no-compile", "--seq-configs", "1")
+    assert [r["K"] for r in rows] == [2, 3]
+    for r in rows:
+        assert {"K", "epochs", "device", "regfn_s", "seq_s", "ensemble_s", "jax_s"} <= set(r)
+        assert {"seq_vs_regfn", "regfn_vs_ensemble", "regfn_vs_jax"} <= set(r)
+        assert r["jax_s"] is None
+        assert min(r["regfn_s"], r["seq_s"], r["ensemble_s"]) > 0
+        assert r["diverged"] == 0
+        assert r["l2_check_max_abs_diff"] < 1e-5  # regfn's l2 is Adam's coupled weight_decay
+        # the torch loop starts from regfn's weights with regfn's batch order: at p=0 the same run
+        if r["best"]["p"] == 0.0:
+            assert abs(r["regfn_best_val_acc"] - r["seq_same_config_val_acc"]) < 0.01

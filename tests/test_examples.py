@@ -156,3 +156,28 @@ def test_every_example_has_help(name, run_example):
     with pytest.raises(SystemExit) as done:
         run_example(name, "--help")
     assert done.value.code == 0
+
+
+def test_digits_cnn_quick(tmp_path):
+    pytest.importorskip("sklearn")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(EXAMPLES.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", str(EXAMPLES / "digits_cnn.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "8 configs (l2 2 x p 2 x 2 seeds), 2 epochs" in out
+    assert "1438 train / 359 val images" in out
+    assert "best single runs by validation accuracy" in out
+    assert "best settings by mean validation accuracy over 2 seeds" in out
+    assert re.search(r"no regularization \(l2=0, p=0\): 0\.\d{4} ± 0\.\d{4}", out)
+    assert re.search(r"does regularization help\? (yes|no|not clearly)", out)
+    assert (tmp_path / "results.csv").read_text().count("\n") == 9  # header + 8 rows
+    if "figures skipped" not in out:
+        assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
