@@ -217,3 +217,20 @@ def test_compiled_schedules_compile_a_bounded_number_of_programs(split):
     regfn.sweep(MODEL, train, configs, schedule=pbt(1, 0.5, key=rr.key(0)), **run)
     assert counters["stats"]["unique_graphs"] == graphs  # copies and new hyperparameter values are data
     assert plain.settings["chunk_size"] == 6
+
+
+def test_plot_all_draws_the_schedule(split, tmp_path):
+    pytest.importorskip("matplotlib")
+    import regfn.plot
+
+    train, val = split
+    run = RUN | {"val": val, "epochs": 4}
+    sh = regfn.sweep(MODEL, train, CONFIGS[:8], schedule=hyperband(min_epochs=1, eta=2), **run)
+    assert "rungs.png" in [p.name for p in regfn.plot.plot_all(sh, tmp_path / "sh")]
+    pb = regfn.sweep(MODEL, train, CONFIGS[:8], schedule=pbt(2, key=rr.key(0)), **run)
+    assert "pbt.png" in [p.name for p in regfn.plot.plot_all(pb, tmp_path / "pbt")]
+    with pytest.raises(ValueError, match="no PBT schedule"):
+        regfn.plot.plot_pbt(sh, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="no successive-halving or Hyperband schedule"):
+        regfn.plot.plot_rungs(pb, tmp_path / "x.png")
+    assert pb.to_dict()["schedule"]["kind"] == "pbt"

@@ -124,11 +124,12 @@ class Hyperband:
         eta**(s_max - s)`` epochs; the ``k`` configurations are shared out in
         proportion to the weights (largest remainders; at least one each
         while there are enough), in their order: bracket ``s_max`` takes the
-        first slice. Bracket 0 trains its slice for every epoch.
+        first slice. The last bracket (``s = 0``) trains its slice for every
+        epoch. A row's ``bracket`` is its bracket's position in this list.
 
         Examples:
             >>> hyperband(min_epochs=1, eta=3).brackets(81, 27)
-            [(44, 1), (20, 3), (11, 9), (6, 27)]
+            [(45, 1), (20, 3), (10, 9), (6, 27)]
         """
         s_max = 0
         while self.min_epochs * self.eta ** (s_max + 1) <= epochs:
