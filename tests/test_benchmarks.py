@@ -106,3 +106,18 @@ def test_optim_benchmark_runs_every_variant():
         ):
             assert r[f"{variant}_us"] > 0
         assert {"eager_ratio", "step_ratio", "inplace_ratio", "compiled_ratio"} <= set(r)
+
+
+def test_search_benchmark_prints_one_json_line_per_method(tmp_path):
+    args = ["--epochs", "27", "--figure", str(tmp_path / "search.png")]
+    try:
+        import optuna  # noqa: F401
+
+        args += ["--optuna-budget", "2"]
+    except ImportError:
+        args += ["--no-optuna"]
+    rows = run("search.py", *args)
+    methods = [r["method"] for r in rows]
+    assert methods[:4] == ["grid", "halving", "random", "random+halving"]
+    assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in rows)
+    assert rows[1]["settings"]["config_epochs"] < 81 * 27
