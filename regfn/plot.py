@@ -51,6 +51,8 @@ __all__ = [
     "plot_curves",
     "plot_heatmap",
     "plot_metric",
+    "plot_pbt",
+    "plot_rungs",
     "plot_sparsity",
     "plot_vs_l1",
     "plot_vs_l2",
@@ -539,6 +541,145 @@ def plot_curves(result: SweepResult, path: PathLike, n: int = 3, *, metric: str 
     return _save(fig, path)
 
 
+def plot_rungs(result: SweepResult, path: PathLike) -> pathlib.Path:
+    """A successive-halving or Hyperband schedule: the metric against epochs, survivors highlighted.
+
+    One panel per bracket. Every configuration's validation curve of the
+    schedule's metric runs up to the epoch it stopped (thin grey lines); the
+    configurations that trained to the end are coloured and labelled; dashed
+    vertical lines mark the rungs, with how many configurations continued.
+
+    Raises:
+        ValueError: for a result without such a schedule.
+
+    Examples:
+        >>> import pathlib, tempfile, regfn
+        >>> from regfn.search import successive_halving
+        >>> train, val = regfn.data.train_val_split(regfn.random.key(1), regfn.data.quadrants(regfn.random.key(0), 80))
+        >>> res = regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), train, regfn.grid(seed=range(4)), val=val,
+        ...                   epochs=4, schedule=successive_halving(min_epochs=1, eta=2), compile=False, quiet=True)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     plot_rungs(res, pathlib.Path(tmp) / "rungs.png").name
+        'rungs.png'
+    """
+    record = result.schedule
+    if record.get("kind") not in ("successive_halving", "hyperband"):
+        raise ValueError("regfn.plot.plot_rungs: the result has no successive-halving or Hyperband schedule")
+    metric = record["metric"]
+    brackets = record["brackets"]
+    fig, axes = _figure(5.2, 4.2, len(brackets))
+    epochs = list(result.curve_epochs)
+    last = max(epochs)
+    curve = result.curves[metric]
+    colors = ["#1b7837", "#2166ac", "#b2182b", "#762a83", "#e08214", "#35978f"]
+    for b, (ax, bracket) in enumerate(zip(axes, brackets, strict=True)):
+        survivors = [i for i in bracket["configs"] if result.rows[i]["stopped_epoch"] == last]
+        for i in bracket["configs"]:
+            if i in survivors:
+                continue
+            stop = result.rows[i]["stopped_epoch"]
+            xs = [e for e in epochs if e <= stop]
+            ax.plot(xs, curve[i, : len(xs)].tolist(), color="0.65", lw=0.8, alpha=0.7)
+        for n, i in enumerate(survivors):
+            label = f"config {i}: {_describe(result, i)}"
+            ax.plot(epochs, curve[i].tolist(), color=colors[n % len(colors)], lw=1.8, label=label)
+        for rung in bracket["rungs"]:
+            ax.axvline(rung["epoch"], color="0.3", ls="--", lw=0.8)
+            ax.text(
+                rung["epoch"], 1.0, f" {len(rung['kept'])}/{len(rung['live'])}", transform=ax.get_xaxis_transform(),
+                fontsize=7, va="top", color="0.3",
+            )  # fmt: skip
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(_label(metric))
+        ax.grid(True, alpha=0.3)
+        title = f"bracket {b}: " if len(brackets) > 1 else ""
+        ax.set_title(f"{title}{len(bracket['configs'])} configs, {len(survivors)} trained to the end", fontsize=10)
+        if survivors:
+            ax.legend(fontsize=6, loc="best")
+    kind = "Hyperband" if record["kind"] == "hyperband" else "successive halving"
+    fig.suptitle(f"{kind} (eta={record['eta']}) by {_label(metric)}; grey: stopped at a rung", fontsize=12)
+    return _save(fig, path)
+
+
+def plot_pbt(result: SweepResult, path: PathLike) -> pathlib.Path:
+    """A population-based training run: each configuration's hyperparameter schedule, and its lineage.
+
+    One panel per perturbed hyperparameter (its value against epochs, a step
+    at every exploit), and one of the validation metric, where a marker at
+    an exploit epoch shows each copy: the copying configuration's line takes
+    on its source's colour from there.
+
+    Raises:
+        ValueError: for a result without a PBT schedule.
+
+    Examples:
+        >>> import pathlib, tempfile, regfn
+        >>> from regfn.search import pbt
+        >>> train, val = regfn.data.train_val_split(regfn.random.key(1), regfn.data.quadrants(regfn.random.key(0), 80))
+        >>> res = regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), train, regfn.grid(lr=[0.1, 0.3], seed=range(2)),
+        ...                   val=val, epochs=4, schedule=pbt(2, key=regfn.random.key(0)), compile=False, quiet=True)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     plot_pbt(res, pathlib.Path(tmp) / "pbt.png").name
+        'pbt.png'
+    """
+    record = result.schedule
+    if record.get("kind") != "pbt":
+        raise ValueError("regfn.plot.plot_pbt: the result has no PBT schedule")
+    metric, names = record["metric"], record["names"]
+    fig, axes = _figure(5.0, 4.2, len(names) + 1)
+    epochs = list(result.curve_epochs)
+    last = max(epochs)
+    starts = [*record["epochs"], last]
+    k = len(result.rows)
+    cmap = _colormap(k)
+    # the colour of each configuration's line in each interval: its lineage's root
+    root = list(range(k))
+    roots = [list(root)]
+    for sources in record["sources"]:
+        root = [root[s] for s in sources]
+        roots.append(list(root))
+    for ax, name in zip(axes, names, strict=False):
+        for i in range(k):
+            values = record["hp"][name][i]
+            for j in range(len(values)):
+                ax.plot(starts[j : j + 2], [values[j], values[j]], color=cmap[roots[j][i]], lw=1.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(_label(name))
+        ax.grid(True, alpha=0.3)
+        if all(v > 0 for row in record["hp"][name] for v in row):
+            ax.set_yscale("log")
+        ax.set_title(f"schedule of {name}", fontsize=10)
+    ax = axes[-1]
+    curve = result.curves[metric]
+    for j in range(len(starts) - 1):
+        cols = [c for c, e in enumerate(epochs) if starts[j] < e <= starts[j + 1]]
+        before = [c for c, e in enumerate(epochs) if e <= starts[j]]
+        for i in range(k):
+            xs, ys = [epochs[c] for c in cols], curve[i, cols].tolist()
+            if j > 0 and before:  # start from where the line's source stood at the exploit
+                src = record["sources"][j - 1][i]
+                xs, ys = [epochs[before[-1]], *xs], [float(curve[src, before[-1]]), *ys]
+            ax.plot(xs, ys, color=cmap[roots[j][i]], lw=1.0)
+    for j, sources in enumerate(record["sources"], start=1):
+        column = max(c for c, e in enumerate(epochs) if e <= record["epochs"][j])
+        for dst, src in enumerate(sources):
+            if dst != src:
+                ax.plot([record["epochs"][j]], [float(curve[src, column])], "o", ms=3, color=cmap[roots[j][dst]])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(_label(metric))
+    ax.grid(True, alpha=0.3)
+    ax.set_title("lineage (colour: the root config; dots: copies)", fontsize=9)
+    fig.suptitle(f"population-based training by {_label(metric)}, every {record['interval']} epochs", fontsize=12)
+    return _save(fig, path)
+
+
+def _colormap(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis" if n > 10 else "tab10"]
+    return [cmap(i / max(n - 1, 1)) if n > 10 else cmap(i) for i in range(n)]
+
+
 def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = None) -> list[pathlib.Path]:
     """Write the figures that make sense for what was swept; returns their paths.
 
@@ -546,7 +687,9 @@ def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = Non
       value; seeds are the bands, not an axis);
     * ``heatmap_<x>_<y>.png`` over the first two swept (penalties first);
     * ``sparsity_vs_l1.png`` when ``l1`` is swept;
-    * ``curves.png``: the best and worst configurations' training curves.
+    * ``curves.png``: the best and worst configurations' training curves;
+    * ``rungs.png`` (successive halving, Hyperband) or ``pbt.png`` for a sweep
+      with a schedule (:func:`plot_rungs`, :func:`plot_pbt`).
 
     Args:
         result: a :class:`~regfn.SweepResult`.
@@ -574,4 +717,8 @@ def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = Non
         paths.append(plot_sparsity(result, out / "sparsity_vs_l1.png", "l1"))
     if "loss" in result.curves and any(_usable(r, metric) for r in result.rows):
         paths.append(plot_curves(result, out / "curves.png", metric=metric))
+    if result.schedule.get("kind") == "pbt":
+        paths.append(plot_pbt(result, out / "pbt.png"))
+    elif result.schedule:
+        paths.append(plot_rungs(result, out / "rungs.png"))
     return paths

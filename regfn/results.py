@@ -59,7 +59,19 @@ class SweepResult:
             compiled, after ``compile="auto"`` decided), ``threads`` (CPU
             threads, after ``threads="auto"`` decided; ``None`` on CUDA),
             ``chunk_size`` (configurations per vmapped call) and
-            ``padded`` (configurations trained, padding included).
+            ``padded`` (configurations trained, padding included); with a
+            schedule also ``chunk_sizes`` (every chunk size it used) and
+            ``config_epochs`` (configuration-epochs trained, padding included).
+        schedule: with ``regfn.sweep(..., schedule=...)``, the schedule's
+            record: ``kind`` (``"successive_halving"``, ``"hyperband"`` or
+            ``"pbt"``), ``metric``, and for successive halving and Hyperband
+            ``brackets`` (each: its ``configs`` and ``rungs``, a rung being
+            its ``epoch``, the ``live`` configurations, their metric
+            ``values`` and the ``kept`` ones), for PBT ``epochs`` (0 and
+            every exploit epoch), ``names``, ``sources`` (per exploit, each
+            configuration's source: itself when it did not copy) and ``hp``
+            (``name -> K lists``, the values from each of ``epochs`` on).
+            Empty without a schedule.
 
     Examples:
         >>> import regfn
@@ -79,6 +91,7 @@ class SweepResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "vmap"
     settings: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -188,6 +201,7 @@ class SweepResult:
             "curve_epochs": list(self.curve_epochs),
             "curves": {k: [[clean(float(x)) for x in r] for r in v.tolist()] for k, v in self.curves.items()},
             "timings": dict(self.timings),
+            **({"schedule": self.schedule} if self.schedule else {}),
         }
 
     def to_json(self, path: str | pathlib.Path) -> None:

@@ -122,3 +122,18 @@ def test_cnn_sweep_benchmark_prints_one_json_line_per_k():
         # the torch loop starts from regfn's weights with regfn's batch order: at p=0 the same run
         if r["best"]["p"] == 0.0:
             assert abs(r["regfn_best_val_acc"] - r["seq_same_config_val_acc"]) < 0.01
+
+
+def test_search_benchmark_prints_one_json_line_per_method(tmp_path):
+    args = ["--epochs", "27", "--figure", str(tmp_path / "search.png")]
+    try:
+        import optuna  # noqa: F401
+
+        args += ["--optuna-budget", "2"]
+    except ImportError:
+        args += ["--no-optuna"]
+    rows = run("search.py", *args)
+    methods = [r["method"] for r in rows]
+    assert methods[:4] == ["grid", "halving", "random", "random+halving"]
+    assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in rows)
+    assert rows[1]["settings"]["config_epochs"] < 81 * 27

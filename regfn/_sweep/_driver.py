@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -48,6 +48,9 @@ from ._engine import Engine, EngineFailed, Job, warn
 from ._program import Spec, live_optimizer_args
 from ._triton import TritonEngine
 from ._vmap import VmapEngine
+
+if TYPE_CHECKING:
+    from ..search._schedules import Schedule
 
 __all__ = ["ENGINES", "auto_chunk_size", "sweep"]
 
@@ -101,6 +104,7 @@ def sweep(
     engine: str = "vmap",
     quiet: bool = False,
     hparams: Mapping[str, Any] | None = None,
+    schedule: Schedule | None = None,
 ) -> SweepResult:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -176,6 +180,11 @@ def sweep(
             each reaches your loss (``fn(output, target, hp)``) and your
             model (an ``apply`` with an ``hp`` keyword) as ``hp[name]``, a
             0-d tensor per configuration.
+        schedule: ``None``, or a schedule from :mod:`regfn.search`
+            (:func:`~regfn.search.successive_halving`,
+            :func:`~regfn.search.hyperband`, :func:`~regfn.search.pbt`) that
+            stops or copies configurations as they train; needs ``val``
+            (see :mod:`regfn._sweep._schedule`).
 
     Returns:
         A :class:`~regfn.results.SweepResult` with one row per configuration.
@@ -217,6 +226,11 @@ def sweep(
     limit = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), _features(data), device)
 
     optimizer_args = live_optimizer_args(rows, optimizer)
+    if schedule is not None:  # checked before anything is built; runs below instead of the chunk loop
+        from ._schedule import prepare
+
+        scheduled = prepare(schedule, rows, given, extra, loss, val, optimizer, engine)
+        optimizer_args = scheduled.optimizer_args(optimizer_args, optimizer)
     spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs)
     problems = ENGINES[engine].problems(job)
@@ -228,17 +242,23 @@ def sweep(
     job = replace(job, compile=compiled)
     # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
     # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
-    chunk = _bucket(limit, k) if compiled and not isinstance(chunk_size, int) else min(limit, k)
+    bucketed = compiled and not isinstance(chunk_size, int)
+    chunk = _bucket(limit, k) if bucketed else min(limit, k)
     with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
-        result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
+        if schedule is None:
+            result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
+        else:
+            result = scheduled.runner(ENGINES[engine](job), hp_all, limit, bucketed=bucketed, quiet=quiet).run()
     result["settings"] = {
         "compile": compiled,
         "threads": n_threads if device.type == "cpu" else None,
         "chunk_size": result.pop("chunk"),
         "padded": result.pop("padded"),
+        **result.pop("more", {}),
     }
     judged = val if val is not None and len(val) else data
-    return _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
+    table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
+    return table if schedule is None else scheduled.annotate(table, result["record"])
 
 
 _COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)

@@ -7,7 +7,10 @@ along a scrambled Sobol sequence, for any sweepable hyperparameter (the seed
 included); the list goes straight into :func:`regfn.sweep`. The same key gives
 the same configurations on any machine. :func:`optuna_sweep` lets an Optuna
 study choose the configurations, a batch per sweep (``pip install
-"regfn[optuna]"``; Optuna is imported only when it is called).
+"regfn[optuna]"``; Optuna is imported only when it is called). Schedules
+(:func:`successive_halving`, :func:`hyperband`, :func:`pbt`) go to
+``regfn.sweep(..., schedule=...)`` and stop or copy configurations as they
+train, inside the one vmapped sweep.
 
 Examples:
     >>> import regfn
@@ -24,6 +27,13 @@ from ._optuna import optuna_sweep as optuna_sweep
 from ._sample import METHODS as METHODS
 from ._sample import sample as sample
 from ._sample import sobol_seed as sobol_seed
+from ._schedules import PBT as PBT
+from ._schedules import Hyperband as Hyperband
+from ._schedules import Schedule as Schedule
+from ._schedules import SuccessiveHalving as SuccessiveHalving
+from ._schedules import hyperband as hyperband
+from ._schedules import pbt as pbt
+from ._schedules import successive_halving as successive_halving
 from ._space import Choice as Choice
 from ._space import LogUniform as LogUniform
 from ._space import RandInt as RandInt
@@ -36,16 +46,23 @@ from ._space import uniform as uniform
 
 __all__ = [
     "METHODS",
+    "PBT",
     "Choice",
+    "Hyperband",
     "LogUniform",
     "RandInt",
+    "Schedule",
     "Space",
+    "SuccessiveHalving",
     "Uniform",
     "choice",
+    "hyperband",
     "loguniform",
     "optuna_sweep",
+    "pbt",
     "randint",
     "sample",
     "sobol_seed",
+    "successive_halving",
     "uniform",
 ]

@@ -1,0 +1,562 @@
+"""Schedules inside one sweep: successive halving, Hyperband and population-based training.
+
+:func:`regfn.sweep` hands a sweep with ``schedule=`` to this module after it
+has validated the configurations and set up the engine. The runner drives
+the engine through :meth:`~regfn._sweep._engine.Engine.start`,
+:meth:`~regfn._sweep._engine.Engine.advance` and
+:meth:`~regfn._sweep._engine.Engine.params` in stretches between decision
+epochs, evaluates with the shared ``engine.program.eval``, and between
+stretches works on the rows of the chunks' state (every leaf of a
+:class:`~regfn._sweep._engine.ChunkState` tree has one row per
+configuration):
+
+* successive halving **selects** the survivors' rows and regroups them into
+  chunks of bucket sizes (compiled: powers of two and three times them,
+  :func:`regfn._sweep._driver._bucket`), so a schedule compiles one program
+  per bucket it meets, at most one per rung, shared with any other sweep of
+  that size; a stopped configuration is evaluated where it stopped;
+* population-based training **copies** rows (parameters and optimizer state,
+  not the keys) from the best configurations into the worst and rewrites
+  their hyperparameter tensors: the chunks keep their size and nothing
+  recompiles.
+
+Because every configuration's keys, masks and mini-batch orders depend only
+on its own seed and the epoch, a configuration trains the same whichever
+others share its chunk. The results table is the driver's, with columns
+added: ``stopped_epoch`` and ``rung`` (and ``bracket`` for Hyperband), or
+``lineage`` and ``hp_schedule`` for PBT; ``result.schedule`` holds the
+record that :func:`regfn.plot.plot_rungs` and :func:`regfn.plot.plot_pbt` draw.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils import _pytree
+
+from .._hparams import HPARAMS, OPTIMIZER_ARGS, HParam
+from ..data import Dataset
+from ..losses import Loss
+from ..random import fold_in, uniform
+from ..results import SweepResult
+from ..search._schedules import PBT, Hyperband, Schedule, SuccessiveHalving, lower_is_better
+from ._engine import ChunkState, Engine
+
+__all__ = ["Scheduled", "prepare"]
+
+_WHERE = "regfn.sweep"
+_OWN_KEYS = ("dkey", "skey")  # vmap engine state entries a PBT copy leaves alone: the configuration's own keys
+
+
+def prepare(
+    schedule: Any,
+    rows: Sequence[Mapping[str, Any]],
+    given: Sequence[str],
+    extra: Mapping[str, HParam],
+    loss: Loss,
+    val: Dataset | None,
+    optimizer: str,
+    engine: str,
+) -> Scheduled:
+    """Check ``schedule`` against the sweep (before anything is built) and return its runner's settings.
+
+    Raises:
+        TypeError: for a schedule that is not one of regfn.search's.
+        ValueError: without validation data, for a metric the sweep does
+            not record, for PBT names that are not float hyperparameters of
+            the sweep, or PBT on an engine other than ``"vmap"``.
+    """
+    if not isinstance(schedule, SuccessiveHalving | Hyperband | PBT):
+        raise TypeError(
+            f"{_WHERE}: schedule must be made by regfn.search.successive_halving, hyperband or pbt, "
+            f"got {type(schedule).__name__} {schedule!r}"
+        )
+    if val is None or not len(val):
+        raise ValueError(
+            f"{_WHERE}: schedule={schedule!r} ranks configurations on validation data: pass val= "
+            "(e.g. regfn.data.train_val_split)"
+        )
+    task_metric = "val_mse" if loss.resolved_task == "regression" else "val_acc"
+    allowed = ["val_loss", task_metric]
+    if schedule.metric not in allowed:
+        raise ValueError(
+            f"{_WHERE}: schedule metric must be one of {allowed} (what this sweep records for its loss), "
+            f"got {schedule.metric!r}"
+        )
+    names: tuple[str, ...] = ()
+    if isinstance(schedule, PBT):
+        if engine != "vmap":
+            raise ValueError(f"{_WHERE}: schedule=pbt(...) copies the vmap engine's state; use engine='vmap'")
+        registry = {**HPARAMS, **extra}
+        floats = [n for n, p in registry.items() if not p.integer]
+        if schedule.names is None:
+            names = tuple(n for n in given if n in floats and len({r[n] for r in rows}) > 1)
+        else:
+            for name in schedule.names:
+                if name not in floats:
+                    raise ValueError(
+                        f"{_WHERE}: pbt names must be float hyperparameters of this sweep, one of {floats}, "
+                        f"got {name!r}"
+                    )
+                if registry[name].target == "optimizer" and name not in OPTIMIZER_ARGS[optimizer]:
+                    raise ValueError(
+                        f"{_WHERE}: pbt names: optimizer {optimizer!r} has no {name}; "
+                        f"it takes {', '.join(OPTIMIZER_ARGS[optimizer])}"
+                    )
+            names = tuple(dict.fromkeys(schedule.names))
+    return Scheduled(schedule, names, {**HPARAMS, **extra})
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """A checked schedule: what it adds to the program's spec, its runner, and the columns it adds."""
+
+    schedule: Schedule
+    names: tuple[str, ...]  # PBT: the hyperparameters it copies and perturbs
+    registry: Mapping[str, HParam]
+
+    def optimizer_args(self, live: tuple[str, ...], optimizer: str) -> tuple[str, ...]:
+        """The optimizer arguments handed over as tensors: ``live`` and any PBT perturbs.
+
+        The program builds an argument nobody moves off its default in as a
+        Python number; one that PBT perturbs must be a tensor for the new
+        values to reach the step.
+        """
+        more = [n for n in self.names if n in OPTIMIZER_ARGS[optimizer] and n not in live]
+        return tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in more)
+
+    def runner(self, engine: Engine, hp_all: dict[str, Tensor], limit: int, *, bucketed: bool, quiet: bool) -> _Runner:
+        return _Runner(self, engine, hp_all, limit, bucketed=bucketed, quiet=quiet)
+
+    def annotate(self, result: SweepResult, record: dict[str, Any]) -> SweepResult:
+        """Add the schedule's columns to the rows and its record to ``result.schedule``."""
+        for name, values in record.pop("columns").items():
+            for row, value in zip(result.rows, values, strict=True):
+                row[name] = value
+        result.schedule = record
+        return result
+
+
+# ----------------------------------------------------------------- groups of rows
+
+
+@dataclass
+class _Group:
+    """One chunk in training: the configurations it holds (``ids``, the rest is padding), state and hp."""
+
+    ids: list[int]
+    state: ChunkState
+    hp: dict[str, Tensor]
+
+
+def _rows(tree: Any, index: Tensor) -> Any:
+    return _pytree.tree_map(lambda t: t[index] if isinstance(t, Tensor) else t, tree)
+
+
+def _cat(trees: Sequence[Any]) -> Any:
+    leaves = [_pytree.tree_flatten(t) for t in trees]
+    spec = leaves[0][1]
+    joined = [
+        torch.cat(parts) if isinstance(parts[0], Tensor) else parts[0]
+        for parts in zip(*(flat for flat, _ in leaves), strict=True)
+    ]
+    return _pytree.tree_unflatten(joined, spec)
+
+
+def _pad_rows(tree: Any, size: int) -> Any:
+    """Every leaf padded to ``size`` rows by repeating its last row (padding is trained, then dropped)."""
+
+    def pad(t: Any) -> Any:
+        if not isinstance(t, Tensor) or t.shape[0] == size:
+            return t
+        return torch.cat([t, t[-1:].expand(size - t.shape[0], *t.shape[1:])])
+
+    return _pytree.tree_map(pad, tree)
+
+
+def _rank(values: Tensor, ids: Sequence[int], metric: str) -> list[int]:
+    """``ids`` best first by ``values`` (non-finite last; ties by configuration index)."""
+    sign = 1.0 if lower_is_better(metric) else -1.0
+    listed = values.double().tolist()
+
+    def key(j: int) -> tuple[bool, float, int]:
+        v = listed[j]
+        bad = not math.isfinite(v)
+        return (bad, 0.0 if bad else sign * v, ids[j])
+
+    return [ids[j] for j in sorted(range(len(ids)), key=key)]
+
+
+# ----------------------------------------------------------------- the runner
+
+
+class _Runner:
+    """Trains the configurations of one sweep call under a schedule; returns what the driver's table takes."""
+
+    def __init__(
+        self,
+        scheduled: Scheduled,
+        engine: Engine,
+        hp_all: dict[str, Tensor],
+        limit: int,
+        *,
+        bucketed: bool,
+        quiet: bool,
+    ):
+        self.scheduled, self.engine, self.hp_all = scheduled, engine, hp_all
+        self.limit, self.bucketed, self.quiet = limit, bucketed, quiet
+        self.k = next(iter(hp_all.values())).shape[0]
+        job = engine.job
+        self.epochs = job.epochs
+        self.points = [e for e in range(1, job.epochs + 1) if e % job.log_every == 0 or e == job.epochs]
+        self.column = {e: i for i, e in enumerate(self.points)}
+        self.curves: dict[str, Tensor] = {}
+        self.final: dict[str, Tensor] = {}
+        self.zero = torch.zeros(self.k)
+        self.tiny = torch.zeros(self.k)
+        self.finite = torch.ones(self.k, dtype=torch.bool)
+        self.ended = torch.full((self.k,), job.epochs, dtype=torch.int64)
+        self.sizes: list[int] = []
+        self.warm: set[int] = set()
+        self.padded = 0
+        self.config_epochs = 0
+        self.compile_s = 0.0
+        self.bar: Any = None
+
+    @property
+    def job(self) -> Any:
+        return self.engine.job
+
+    def size(self, n: int) -> int:
+        """The chunk size for ``n`` live configurations (a bucket size when compiled)."""
+        from ._driver import _bucket
+
+        return _bucket(self.limit, n) if self.bucketed else min(self.limit, n)
+
+    # -- set-up
+
+    def warm_up(self, counts: Sequence[int]) -> None:
+        """Compile every chunk size the schedule will use, before any training (engine fallbacks happen here)."""
+        from ._driver import _Driver, _pad, _warmed
+
+        if not self.engine.needs_warm_up:
+            return
+        for size in dict.fromkeys(self.size(n) for n in counts):
+            if size in self.warm:
+                continue
+            driver = _Driver(self.engine, self.hp_all, size, adaptive=False, quiet=True)
+            t0 = time.perf_counter()
+            driver._warm_up(_pad({n: v[:size] for n, v in self.hp_all.items()}, size))
+            self.compile_s += time.perf_counter() - t0
+            if type(driver.engine) is not type(self.engine) and self.warm:
+                raise RuntimeError(f"{_WHERE}: the engine changed while warming up chunks of {size}")
+            self.engine = driver.engine
+            self.warm.add(size)
+            if self.engine.program.compiled:
+                _warmed.add((self.job.spec, size))
+            if not self.engine.needs_warm_up:
+                return
+
+    def start(self, ids: Sequence[int]) -> list[_Group]:
+        """Fresh chunks for the configurations ``ids`` (ascending)."""
+        from ._driver import _pad
+
+        size = self.size(len(ids))
+        groups = []
+        for i in range(0, len(ids), size):
+            part = list(ids[i : i + size])
+            index = torch.tensor(part, device=self.job.device)
+            hp = _pad({n: v[index] for n, v in self.hp_all.items()}, size)
+            groups.append(_Group(part, self.engine.start(hp), hp))
+        self._count(groups)
+        return groups
+
+    def regroup(self, groups: Sequence[_Group], keep: Sequence[int]) -> list[_Group]:
+        """The rows of the configurations ``keep`` (ascending), regrouped into chunks of one bucket size."""
+        wanted = set(keep)
+        trees, hps, ids = [], [], []
+        for g in groups:
+            pos = [j for j, i in enumerate(g.ids) if i in wanted]
+            if not pos:
+                continue
+            index = torch.tensor(pos, device=self.job.device)
+            trees.append(_rows(g.state.tree, index))
+            hps.append(_rows(g.hp, index))
+            ids += [g.ids[j] for j in pos]
+        epoch = groups[0].state.epoch
+        tree, hp = _cat(trees), _cat(hps)
+        size = self.size(len(ids))
+        out = []
+        for i in range(0, len(ids), size):
+            part = torch.arange(i, min(i + size, len(ids)), device=self.job.device)
+            out.append(
+                _Group(
+                    ids[i : i + size],
+                    ChunkState(_pad_rows(_rows(tree, part), size), epoch),
+                    _pad_rows(_rows(hp, part), size),
+                )
+            )
+        self._count(out)
+        return out
+
+    def _count(self, groups: Sequence[_Group]) -> None:
+        size = len(groups[0].hp["lr"])
+        self.sizes.append(size)
+        self.padded += size * len(groups)
+
+    # -- training and evaluation
+
+    def _curve(self, name: str) -> Tensor:
+        if name not in self.curves:
+            self.curves[name] = torch.full((self.k, len(self.points)), math.nan)
+        return self.curves[name]
+
+    def advance(self, groups: Sequence[_Group], until: int) -> None:
+        """Train every group on to epoch ``until``, filling the curves at the log points."""
+        from ._driver import _ChunkBar
+
+        for g in groups:
+            if g.state.epoch < until:
+                self.config_epochs += len(g.hp["lr"]) * (until - g.state.epoch)
+                g.state = self.engine.advance(g.state, g.hp, until, self._logger(g), _ChunkBar(self.bar, len(g.ids)))
+
+    def _logger(self, g: _Group) -> Any:
+        """The ``log`` of group ``g``: its rows of the curves at a log point."""
+        val, evaluate = self.job.val, self.engine.program.eval
+        assert val is not None
+        rows, n = torch.tensor(g.ids), len(g.ids)
+
+        def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
+            column = self.column[done]
+            self._curve("loss")[rows, column] = value.detach()[:n].float().cpu()
+            for name, v in evaluate(params, g.hp, val.x, val.y).items():
+                if not name.startswith("_"):
+                    self._curve(f"val_{name}")[rows, column] = v[:n].float().cpu()
+
+        return log
+
+    def metric(self, groups: Sequence[_Group]) -> tuple[list[int], Tensor]:
+        """The schedule's metric of every configuration in ``groups`` on the validation data: (ids, values)."""
+        val, name = self.job.val, self.scheduled.schedule.metric.removeprefix("val_")
+        assert val is not None
+        ids, values = [], []
+        for g in groups:
+            out = self.engine.program.eval(self.engine.params(g.state), g.hp, val.x, val.y)
+            ids += g.ids
+            values.append(out[name][: len(g.ids)].double().cpu())
+        return ids, torch.cat(values)
+
+    def finish(self, groups: Sequence[_Group], which: Sequence[int]) -> None:
+        """Record the final metrics of the configurations ``which`` where their groups stand now."""
+        from ._driver import _sparsity
+
+        chosen = set(which)
+        job, evaluate = self.job, self.engine.program.eval
+        assert job.val is not None
+        for g in groups:
+            pos = [j for j, i in enumerate(g.ids) if i in chosen]
+            if not pos:
+                continue
+            params = self.engine.params(g.state)
+            final = dict(evaluate(params, g.hp, job.data.x, job.data.y))
+            final.update({f"val_{n}": v for n, v in evaluate(params, g.hp, job.val.x, job.val.y).items()})
+            zero, tiny = _sparsity(params)
+            finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
+            index, rows = torch.tensor(pos), torch.tensor([g.ids[j] for j in pos])
+            for name, v in final.items():
+                if name not in self.final:
+                    self.final[name] = torch.full((self.k,), math.nan)
+                self.final[name][rows] = v.detach().cpu().float()[index]
+            self.zero[rows], self.tiny[rows] = zero.cpu()[index], tiny.cpu()[index]
+            self.finite[rows] = finite.cpu()[index]
+            self.ended[rows] = g.state.epoch
+
+    # -- schedules
+
+    def halving(self, ids: list[int], rungs: Sequence[int], eta: int) -> dict[str, Any]:
+        """Successive halving of the configurations ``ids``; returns its rungs and each one's rung index."""
+        metric = self.scheduled.schedule.metric
+        groups = self.start(ids)
+        live, record, rung_of = list(ids), [], {}
+        for r, epoch in enumerate(rungs):
+            self.advance(groups, epoch)
+            order_ids, values = self.metric(groups)
+            ranked = _rank(values, order_ids, metric)
+            kept = sorted(ranked[: math.ceil(len(live) / eta)])
+            stopped = sorted(ranked[len(kept) :])
+            value_of = dict(zip(order_ids, values.tolist(), strict=True))
+            record.append({"epoch": epoch, "live": live, "values": [value_of[i] for i in live], "kept": kept})
+            self.finish(groups, stopped)
+            rung_of.update(dict.fromkeys(stopped, r))
+            groups = self.regroup(groups, kept)
+            live = kept
+        self.advance(groups, self.epochs)
+        self.finish(groups, live)
+        rung_of.update(dict.fromkeys(live, len(rungs)))
+        return {"rungs": record, "rung_of": rung_of}
+
+    def stages(self) -> list[tuple[list[int], list[int], int]]:
+        """The successive halvings to run: (configurations, rungs, eta) each (Hyperband: one per bracket)."""
+        schedule = self.scheduled.schedule
+        if isinstance(schedule, SuccessiveHalving):
+            return [(list(range(self.k)), schedule.rungs(self.epochs), schedule.eta)]
+        assert isinstance(schedule, Hyperband)
+        out, start = [], 0
+        for n, first in schedule.brackets(self.k, self.epochs):
+            rungs = SuccessiveHalving(schedule.metric, first, schedule.eta).rungs(self.epochs)
+            out.append((list(range(start, start + n)), rungs, schedule.eta))
+            start += n
+        return out
+
+    def run_halving(self) -> dict[str, Any]:
+        stages = self.stages()
+        counts, total = [], 0
+        for ids, rungs, eta in stages:
+            n, done = len(ids), 0
+            for epoch in [*rungs, self.epochs]:
+                counts.append(n)
+                total += n * (epoch - done)
+                n, done = math.ceil(n / eta), epoch
+        self.warm_up(counts)
+        schedule = self.scheduled.schedule
+        assert not isinstance(schedule, PBT)
+        record: dict[str, Any] = {"kind": "hyperband" if isinstance(schedule, Hyperband) else "successive_halving"}
+        record.update(metric=schedule.metric, eta=schedule.eta, brackets=[])
+        rung = [0] * self.k
+        bracket = [0] * self.k
+        with self._bar(total):
+            for b, (ids, rungs, eta) in enumerate(stages):
+                out = self.halving(ids, rungs, eta)
+                for i, r in out["rung_of"].items():
+                    rung[i], bracket[i] = r, b
+                record["brackets"].append({"configs": ids, "rungs": out["rungs"]})
+        columns: dict[str, list[Any]] = {"stopped_epoch": self.ended.tolist(), "rung": rung}
+        if isinstance(schedule, Hyperband):
+            columns["bracket"] = bracket
+        record["columns"] = columns
+        return record
+
+    def run_pbt(self) -> dict[str, Any]:
+        schedule = self.scheduled.schedule
+        assert isinstance(schedule, PBT)
+        names, registry = self.scheduled.names, self.scheduled.registry
+        self.warm_up([self.k])
+        ids = list(range(self.k))
+        n_q = max(1, math.floor(schedule.quantile * self.k)) if self.k >= 2 else 0
+        exploits = list(range(schedule.interval, self.epochs, schedule.interval))
+        history = {n: [self.hp_all[n].double().cpu().clone()] for n in names}
+        sources: list[list[int]] = []
+        with self._bar(self.k * self.epochs):
+            groups = self.start(ids)
+            size = len(groups[0].hp["lr"])
+            place = {i: (i // size, i % size) for i in ids}
+            for epoch in exploits:
+                self.advance(groups, epoch)
+                order_ids, values = self.metric(groups)
+                ranked = _rank(values, order_ids, schedule.metric)
+                top, bottom = ranked[:n_q], sorted(ranked[len(ranked) - n_q :]) if n_q else []
+                key = fold_in(schedule.key, epoch)
+                pick = uniform(fold_in(key, 0), (max(n_q, 1),), dtype=torch.float64).tolist()
+                coin = uniform(fold_in(key, 1), (max(n_q, 1), max(len(names), 1)), dtype=torch.float64).tolist()
+                source = list(ids)
+                for j, dst in enumerate(bottom):
+                    src = top[min(int(pick[j] * n_q), n_q - 1)]
+                    source[dst] = src
+                    self._copy(groups, place[src], place[dst])
+                    (gs, rs), (gd, rd) = place[src], place[dst]
+                    for c, name in enumerate(names):
+                        factor = schedule.perturb[0] if coin[j][c] < 0.5 else schedule.perturb[1]
+                        value = float(groups[gs].hp[name][rs]) * factor
+                        groups[gd].hp[name][rd] = _clip(value, registry[name], groups[gd].hp[name])
+                sources.append(source)
+                for name in names:
+                    history[name].append(torch.cat([g.hp[name][: len(g.ids)].double().cpu() for g in groups]))
+            self.advance(groups, self.epochs)
+            self.finish(groups, ids)
+        lineage = [[s[i] for s in sources] for i in ids]
+        schedules = {n: torch.stack(h, 1) for n, h in history.items()}
+        hp_rows = [{n: schedules[n][i].tolist() for n in names} for i in ids]
+        return {
+            "kind": "pbt",
+            "metric": schedule.metric,
+            "interval": schedule.interval,
+            "epochs": [0, *exploits],
+            "names": list(names),
+            "sources": sources,
+            "hp": {n: v.tolist() for n, v in schedules.items()},
+            "columns": {"lineage": lineage, "hp_schedule": hp_rows},
+        }
+
+    @staticmethod
+    def _copy(groups: Sequence[_Group], src: tuple[int, int], dst: tuple[int, int]) -> None:
+        """Row ``dst`` takes row ``src``'s state: parameters and optimizer state, not the keys."""
+        (gs, rs), (gd, rd) = src, dst
+        for name, part in groups[gd].state.tree.items():
+            if name in _OWN_KEYS:
+                continue
+            for d, s in zip(_pytree.tree_leaves(part), _pytree.tree_leaves(groups[gs].state.tree[name]), strict=True):
+                if isinstance(d, Tensor):
+                    d[rd] = s[rs]
+
+    def _bar(self, total: int) -> Any:
+        from ._driver import _progress
+
+        runner = self
+
+        class _Bar:
+            def __enter__(self) -> None:
+                self.inner = _progress(total, runner.quiet)
+                runner.bar = self.inner.__enter__()
+
+            def __exit__(self, *exc: Any) -> None:
+                self.inner.__exit__(*exc)
+                runner.bar = None
+
+        return _Bar()
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        record = self.run_pbt() if isinstance(self.scheduled.schedule, PBT) else self.run_halving()
+        if self.job.device.type == "cuda":
+            torch.cuda.synchronize(self.job.device)
+        total_s = time.perf_counter() - t0
+        ended = self.ended.unsqueeze(1)
+        points = torch.tensor(self.points).unsqueeze(0)
+        output = {
+            "final": self.final,
+            "zero_frac": self.zero,
+            "tiny_frac": self.tiny,
+            "finite": self.finite,
+            "bad": ~torch.isfinite(self.curves["loss"]) & (points <= ended),
+            "curves": self.curves,
+            "logged": self.points,
+        }
+        return {
+            "outputs": [output],
+            "timings": {"compile_s": self.compile_s, "run_s": total_s - self.compile_s, "total_s": total_s},
+            "engine": self.engine.name,
+            "chunk": self.sizes[0] if self.sizes else 0,
+            "padded": self.padded,
+            "more": {"chunk_sizes": sorted(set(self.sizes)), "config_epochs": self.config_epochs},
+            "record": record,
+        }
+
+
+def _clip(value: float, param: HParam, like: Tensor) -> Tensor:
+    """``value`` clipped into ``param``'s range, as a 0-d tensor like ``like`` (an open end is not reached)."""
+    low, high = param.low, param.high
+    if high is not None and math.isfinite(high):
+        value = min(value, high)
+    if low is not None and math.isfinite(low):
+        value = max(value, low)
+    out = torch.tensor(value, dtype=like.dtype, device=like.device)
+    if not param.contains(float(out)):  # an open end, reached in float or by rounding: step inside
+        inward = -math.inf if high is not None and float(out) >= high else math.inf
+        out = torch.nextafter(out, torch.tensor(inward, dtype=like.dtype, device=like.device))
+    return out
