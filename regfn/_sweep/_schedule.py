@@ -259,7 +259,7 @@ class _Runner:
             self.engine = driver.engine
             self.warm.add(size)
             if self.engine.program.compiled:
-                _warmed.add((self.job.spec, size))
+                _warmed.add(self.job.spec)
             if not self.engine.needs_warm_up:
                 return
 
