@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._hparams import HPARAMS, OPTIMIZER_ARGS
+from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
@@ -481,8 +482,9 @@ def _settings_line(result) -> str:
     threads = "" if s.get("threads") is None else f", {s['threads']} thread{'s' if s['threads'] != 1 else ''}"
     padded, k = s.get("padded", len(result)), len(result)
     waste = f" ({padded - k} padding, {(padded - k) / padded:.0%})" if padded > k else ""
+    ranks = f", world size {s['world_size']}" if s.get("world_size", 1) > 1 else ""
     return f"ran: {result.engine} engine, compile {'on' if s.get('compile') else 'off'}{threads}, " + (
-        f"chunks of {s.get('chunk_size', k)} configs{waste}"
+        f"chunks of {s.get('chunk_size', k)} configs{waste}{ranks}"
     )
 
 
@@ -505,8 +507,9 @@ def _run_sweep(args) -> int:
             allowed += [f"val_{m}" for m in ("loss", "acc" if train.task == "binary" else "mse")]
         if args.by not in allowed:
             raise CLIError(f"--by: unknown metric {args.by!r}; use one of {', '.join(allowed)}")
-    out = _writable_out(args.out)
-    if not args.quiet:
+    lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
+    out = _writable_out(args.out) if lead else pathlib.Path(args.out)
+    if not args.quiet and lead:
         shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
         print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
         print(
@@ -533,6 +536,8 @@ def _run_sweep(args) -> int:
             threads=args.threads,
             engine=args.engine,
         )
+    if result is None:  # another rank of a torchrun sweep: rank 0 has the results
+        return 0
     for w in caught:
         if "diverged" not in str(w.message) and "collapsed" not in str(w.message):
             print(f"regfn: warning: {w.message}", file=sys.stderr)
