@@ -3,12 +3,13 @@
 Usage: ``python tests/dist_worker.py OUT_DIR CASE...``, with ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in the environment (or under
 torchrun). Each case is one sweep (see :func:`sweep_case`), ``CASE@all`` gathered on every rank; a rank that returns a
-result writes it to ``OUT_DIR/<case>.rank<r>.json``. ``REGFN_TEST_FAIL_RANK=r`` makes
+result writes it (and its settings) to ``OUT_DIR/<case>.rank<r>.json``. ``REGFN_TEST_FAIL_RANK=r`` makes
 rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import sys
@@ -43,6 +44,9 @@ def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
     elif case == "minibatch":  # shuffled mini-batches, Adam; 5 chunks of 1: rank 0 runs three
         configs = regfn.grid(l1=[0.0, 1e-3, 1e-2], p=[0.1, 0.3], seed=[3], lr=[1e-2])[:5]
         settings = {"epochs": 2, "chunk_size": 1, "batch_size": 16, "optimizer": "adam"}
+    elif case == "auto":  # automatic chunks: at most one rank's share (4 of 7 on two ranks)
+        configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[5, 6])[:7]
+        settings = {"epochs": 2, "chunk_size": "auto"}
     else:
         raise ValueError(case)
     return regfn.sweep(
@@ -65,7 +69,8 @@ def main(argv: list[str]) -> int:
         result = sweep_case(case, gather=gather or "rank0")
         rank = int(os.environ.get("RANK", "0"))
         if result is not None:
-            result.to_json(out / f"{case}.rank{rank}.json")
+            written = {**result.to_dict(), "settings": result.settings}
+            (out / f"{case}.rank{rank}.json").write_text(json.dumps(written))
     return 0
 
 

@@ -24,6 +24,7 @@ no-op and the sweep runs in this process, as it always has.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import json
@@ -85,6 +86,7 @@ SINGLE = World()
 """One process: the sweep as it runs without torch.distributed."""
 
 _points = [0]  # status points passed by this process (the same sequence on every rank)
+_lost = [False]  # whether a collective failed (then the process group is not torn down at exit)
 
 
 def _env_int(name: str) -> int | None:
@@ -136,6 +138,7 @@ def setup(device: torch.device, dist_timeout: float | None) -> World:
     if not dist.is_available():  # pragma: no cover - torch builds without distributed
         raise RuntimeError("regfn.sweep: WORLD_SIZE > 1, but this torch build has no torch.distributed")
     timeout = datetime.timedelta(seconds=timeout_seconds(dist_timeout))
+    atexit.register(_shut_down)
     if device.type == "cuda" and torch.cuda.is_available():
         cuda = torch.device("cuda", local)
         torch.cuda.set_device(cuda)
@@ -143,6 +146,15 @@ def setup(device: torch.device, dist_timeout: float | None) -> World:
     else:
         dist.init_process_group("gloo", rank=rank, world_size=size, timeout=timeout)
     return World(rank, size, local)
+
+
+def _shut_down() -> None:
+    """At exit, destroy the process group regfn initialised, unless a rank was lost (that could block)."""
+    import torch.distributed as dist
+
+    if not _lost[0] and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
 
 
 def is_lead() -> bool:
@@ -192,6 +204,7 @@ def _collective(world: World, what: str, fn: Callable[[], _T]) -> _T:
     try:
         return fn()
     except RuntimeError as err:  # DistBackendError and gloo's errors are RuntimeErrors
+        _lost[0] = True
         silent = _silent_ranks(world, _points[0])
         who = (
             "another rank"

@@ -196,7 +196,10 @@ def sweep(
     rank that raises makes every rank raise, naming it; a rank that dies
     makes the others raise within the timeout. Under torch.distributed the
     chunk size does not shrink on out-of-memory errors: the sweep fails
-    (on every rank); pass a smaller ``chunk_size``. See the README's
+    (on every rank); pass a smaller ``chunk_size``. Automatic chunks
+    (``"auto"``, ``None``) hold at most one rank's share of the
+    configurations; an int ``chunk_size`` gives the same chunks on any
+    number of ranks. See the README's
     "Many devices: torch.distributed".
 
     Returns:
@@ -259,7 +262,9 @@ def sweep(
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
         # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
-        chunk = _bucket(limit, k) if compiled and not isinstance(chunk_size, int) else min(limit, k)
+        # Under torch.distributed, automatic chunks are at most one rank's share, so that every rank works.
+        share = math.ceil(k / world.size) if not isinstance(chunk_size, int) else k
+        chunk = _bucket(limit, share) if compiled and not isinstance(chunk_size, int) else min(limit, share)
         adaptive = chunk_size == "auto" and not world.distributed  # the ranks' chunks must keep one size
         quiet = quiet or world.rank != 0
         with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
