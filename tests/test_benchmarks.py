@@ -106,3 +106,12 @@ def test_optim_benchmark_runs_every_variant():
         ):
             assert r[f"{variant}_us"] > 0
         assert {"eager_ratio", "step_ratio", "inplace_ratio", "compiled_ratio"} <= set(r)
+
+
+@pytest.mark.slow
+def test_distributed_benchmark_compares_one_and_two_ranks():
+    (row,) = run("sweep_distributed.py", "--nproc", "2", "--K", "6", "--epochs", "2")
+    assert (row["nproc"], row["chunk_size"], row["settingsN"]["world_size"]) == (2, 3, 2)
+    assert row["rows_equal"] is True
+    assert row["world1_s"] > 0
+    assert row["worldN_s"] > 0
