@@ -137,3 +137,12 @@ def test_search_benchmark_prints_one_json_line_per_method(tmp_path):
     assert methods[:4] == ["grid", "halving", "random", "random+halving"]
     assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in rows)
     assert rows[1]["settings"]["config_epochs"] < 81 * 27
+
+
+@pytest.mark.slow
+def test_distributed_benchmark_compares_one_and_two_ranks():
+    (row,) = run("sweep_distributed.py", "--nproc", "2", "--K", "6", "--epochs", "2")
+    assert (row["nproc"], row["chunk_size"], row["settingsN"]["world_size"]) == (2, 3, 2)
+    assert row["rows_equal"] is True
+    assert row["world1_s"] > 0
+    assert row["worldN_s"] > 0

@@ -43,6 +43,7 @@ from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ..results import SweepResult
+from . import _distributed
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Engine, EngineFailed, Job, warn
 from ._program import Spec, live_optimizer_args
@@ -105,7 +106,9 @@ def sweep(
     quiet: bool = False,
     hparams: Mapping[str, Any] | None = None,
     schedule: Schedule | None = None,
-) -> SweepResult:
+    gather: str = "rank0",
+    dist_timeout: float | None = None,
+) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
     Args:
@@ -185,9 +188,35 @@ def sweep(
             :func:`~regfn.search.hyperband`, :func:`~regfn.search.pbt`) that
             stops or copies configurations as they train; needs ``val``
             (see :mod:`regfn._sweep._schedule`).
+        gather: under torch.distributed (see below): ``"rank0"`` (the
+            default) returns the result on rank 0 and ``None`` on the other
+            ranks; ``"all"`` returns it on every rank.
+        dist_timeout: under torch.distributed, when regfn initialises the
+            process group: its timeout in seconds (default: the environment
+            variable ``REGFN_DIST_TIMEOUT``, else 600), so a rank that dies
+            or hangs stops the others within it.
+
+    Under ``torchrun`` or ``srun`` (an initialised process group, or
+    ``RANK``, ``WORLD_SIZE`` > 1 and ``LOCAL_RANK`` in the environment: the
+    group is then initialised here, NCCL on CUDA, gloo on CPU), every rank
+    calls ``sweep`` with the same arguments; the configurations are shared
+    out by chunk (chunk ``i`` of the global order on rank ``i % world_size``,
+    one chunk size agreed by all ranks), each rank on its own device (a CUDA
+    device without an index means ``cuda:LOCAL_RANK``), and the rows come
+    back bit-identical to a one-process sweep on the same kind of device. A
+    rank that raises makes every rank raise, naming it; a rank that dies
+    makes the others raise within the timeout. Under torch.distributed the
+    chunk size does not shrink on out-of-memory errors: the sweep fails
+    (on every rank); pass a smaller ``chunk_size``. Automatic chunks
+    (``"auto"``, ``None``) hold at most one rank's share of the
+    configurations; an int ``chunk_size`` gives the same chunks on any
+    number of ranks. See the README's
+    "Many devices: torch.distributed".
 
     Returns:
-        A :class:`~regfn.results.SweepResult` with one row per configuration.
+        A :class:`~regfn.results.SweepResult` with one row per configuration
+        (``None`` on ranks other than 0 under torch.distributed with
+        ``gather="rank0"``).
 
     Raises:
         ValueError, TypeError: for bad configurations or arguments; the
@@ -212,7 +241,12 @@ def sweep(
             f"{len(settings.sizes) - 2} hidden layers: set p1 .. p{len(settings.sizes) - 2} (or only p)"
         )
     log_every = max(1, epochs // 20) if log_every is None else check_int(log_every, "log_every", "regfn.sweep", low=1)
+    if gather not in ("rank0", "all"):
+        raise ValueError(f"regfn.sweep: gather must be 'rank0' or 'all', got {gather!r}")
+    chosen = device is not None
     device = torch.device(device) if device is not None else data.x.device
+    world = _distributed.setup(device, dist_timeout)
+    device = _distributed.local_device(world, device, chosen)
     data = data.to(device)
     val = val.to(device) if val is not None else None
     if batch_size is not None:
@@ -229,6 +263,9 @@ def sweep(
     if schedule is not None:  # checked before anything is built; runs below instead of the chunk loop
         from ._schedule import prepare
 
+        if world.distributed:
+            raise ValueError("regfn.sweep: schedules run on one process for now; call it without torchrun")
+
         scheduled = prepare(schedule, rows, given, extra, loss, val, optimizer, engine)
         optimizer_args = scheduled.optimizer_args(optimizer_args, optimizer)
     spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
@@ -238,23 +275,36 @@ def sweep(
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
     hp_all = hyper_tensors(rows, data.x.dtype, device)
     k = len(rows)
-    compiled, n_threads = _decide(replace(job, compile=False), hp_all, min(limit, k), compile, threads)
-    job = replace(job, compile=compiled)
-    # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
-    # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
-    bucketed = compiled and not isinstance(chunk_size, int)
-    chunk = _bucket(limit, k) if bucketed else min(limit, k)
-    with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
-        if schedule is None:
-            result = _Driver(ENGINES[engine](job), hp_all, chunk, adaptive=chunk_size == "auto", quiet=quiet).run()
-        else:
-            result = scheduled.runner(ENGINES[engine](job), hp_all, limit, bucketed=bucketed, quiet=quiet).run()
+    with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
+        compiled, n_threads = _decide(replace(job, compile=False), hp_all, min(limit, k), compile, threads)
+        limit, compiled = _distributed.agree(world, limit, compiled)  # every rank: one chunk size, one program
+        job = replace(job, compile=compiled)
+        # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
+        # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
+        # Under torch.distributed, automatic chunks are at most one rank's share, so that every rank works.
+        bucketed = compiled and not isinstance(chunk_size, int)
+        share = math.ceil(k / world.size) if not isinstance(chunk_size, int) else k
+        chunk = _bucket(limit, share) if bucketed else min(limit, share)
+        adaptive = chunk_size == "auto" and not world.distributed  # the ranks' chunks must keep one size
+        quiet = quiet or world.rank != 0
+        with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
+            engine_ = ENGINES[engine](job)
+            if schedule is None:
+                result = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world).run()
+            else:
+                result = scheduled.runner(engine_, hp_all, limit, bucketed=bucketed, quiet=quiet).run()
+    if schedule is None:
+        gathered = _distributed.gather(world, result["outputs"], k, result["chunk"], everywhere=gather == "all")
+        if gathered is None:
+            return None
+        result["outputs"] = gathered
     result["settings"] = {
         "compile": compiled,
         "threads": n_threads if device.type == "cpu" else None,
         "chunk_size": result.pop("chunk"),
         "padded": result.pop("padded"),
         **result.pop("more", {}),
+        "world_size": world.size,
     }
     judged = val if val is not None and len(val) else data
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
@@ -433,9 +483,18 @@ def _sparsity(params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
 class _Driver:
     """Runs every chunk of one sweep call through an engine; collects each chunk's outputs."""
 
-    def __init__(self, engine: Engine, hp_all: dict[str, Tensor], chunk: int, *, adaptive: bool, quiet: bool):
+    def __init__(
+        self,
+        engine: Engine,
+        hp_all: dict[str, Tensor],
+        chunk: int,
+        *,
+        adaptive: bool,
+        quiet: bool,
+        world: _distributed.World = _distributed.SINGLE,
+    ):
         self.engine, self.hp_all, self.chunk = engine, hp_all, chunk
-        self.adaptive, self.quiet = adaptive, quiet
+        self.adaptive, self.quiet, self.world = adaptive, quiet, world
         self.k = next(iter(hp_all.values())).shape[0]
         self.compile_s = 0.0
 
@@ -452,8 +511,19 @@ class _Driver:
         outputs: list[dict[str, Any]] = []
         start, warm = 0, None
         padded = 0
-        with _progress(epochs * self.k, self.quiet) as bar:
+        world = self.world
+        # Chunk i (global order) runs on rank i % world.size; each round of world.size chunks ends in
+        # a status point, where a rank's failure reaches the others (no-ops on one process).
+        n_chunks = math.ceil(self.k / self.chunk)
+        configs = sum(min(self.chunk, self.k - i * self.chunk) for i in _distributed.mine(world, n_chunks))
+        with _progress(epochs * configs, self.quiet) as bar:
             while start < self.k:
+                index = start // self.chunk
+                if index % world.size != world.rank:
+                    start += self.chunk
+                    if (index + 1) % world.size == 0 or start >= self.k:
+                        _distributed.check(world)
+                    continue
                 try:
                     if self.engine.needs_warm_up and warm != self.chunk:  # warm up on a throwaway chunk
                         tc = time.perf_counter()
@@ -468,6 +538,8 @@ class _Driver:
                     outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept))
                     start += self.chunk
                     padded += self.chunk
+                    if world.distributed and ((index + 1) % world.size == 0 or start >= self.k):
+                        _distributed.check(world)
                 except torch.cuda.OutOfMemoryError:
                     if not self.adaptive or self.chunk == 1:
                         raise
@@ -481,7 +553,7 @@ class _Driver:
             "timings": timings,
             "engine": self.engine.name,
             "chunk": self.chunk,
-            "padded": padded,
+            "padded": padded if not world.distributed else n_chunks * self.chunk,
         }
 
     def _warm_up(self, hp: dict[str, Tensor]) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS
+from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES, bytes_per_config
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
@@ -735,8 +736,9 @@ def _settings_line(result) -> str:
     threads = "" if s.get("threads") is None else f", {s['threads']} thread{'s' if s['threads'] != 1 else ''}"
     padded, k = s.get("padded", len(result)), len(result)
     waste = f" ({padded - k} padding, {(padded - k) / padded:.0%})" if padded > k else ""
+    ranks = f", world size {s['world_size']}" if s.get("world_size", 1) > 1 else ""
     return f"ran: {result.engine} engine, compile {'on' if s.get('compile') else 'off'}{threads}, " + (
-        f"chunks of {s.get('chunk_size', k)} configs{waste}"
+        f"chunks of {s.get('chunk_size', k)} configs{waste}{ranks}"
     )
 
 
@@ -763,8 +765,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
             allowed += [f"val_{m}" for m in ("loss", metric)]
         if args.by not in allowed:
             raise CLIError(f"--by: unknown metric {args.by!r}; use one of {', '.join(allowed)}")
-    out = _writable_out(args.out)
-    if not args.quiet:
+    lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
+    out = _writable_out(args.out) if lead else pathlib.Path(args.out)
+    if not args.quiet and lead:
         shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
         print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
         if n_configs >= _LARGE_SWEEP:
@@ -797,6 +800,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
             threads=args.threads,
             engine=args.engine,
         )
+    if result is None:  # another rank of a torchrun sweep: rank 0 has the results
+        return 0
     for message in _sweep_warnings(caught):
         if "diverged" not in message and "collapsed" not in message:
             print(f"regfn: warning: {message}", file=sys.stderr)

@@ -194,6 +194,8 @@ def optuna_sweep(
                         config[name] = HPARAMS[name].check(_suggest(trial, name, spaces[name]), _WHERE)
                 configs.append(config)
             result = sweep(model, data, configs, val=val, epochs=epochs, log_every=report_every, **sweep_kwargs)
+            if result is None:  # another rank of a torch.distributed sweep with gather="rank0"
+                raise RuntimeError(f"{_WHERE}: under torch.distributed, pass gather='all' (every rank tells its study)")
             if metric not in result.rows[0]:
                 metrics = [c for c in result.rows[0] if c not in result.hyperparameters]
                 raise ValueError(f"{_WHERE}: metric must be one of the sweep's columns {metrics}, got {metric!r}")

@@ -1,0 +1,383 @@
+"""Sweeps across processes: torch.distributed at the edges of the driver.
+
+Under ``torchrun`` or ``srun`` (an initialised process group, or ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` in the environment), :func:`regfn.sweep`
+runs one process per device. Every rank builds the same configurations and
+agrees on one chunk size; chunk ``i`` (global configuration order, the last
+one padded as on one device) runs on rank ``i % world_size``; the outputs come
+back with fixed-shape tensor collectives (never pickled objects). A
+configuration's numbers depend on its own hyperparameters and seed only, so
+every row is the same bits whatever the number of processes.
+
+Failures: every collective is preceded by a *status point*, an ``all_gather``
+of a fixed ``(1 + 512,)`` ``uint8`` tensor (a failure flag and the first 512
+bytes of ``"ExceptionType: message"``). A rank whose work raises reports it at
+its next status point; every other rank then raises a :class:`RankFailed`
+naming that rank and its reason, and the failing rank re-raises its own
+exception. A rank that dies (killed, out of host memory) makes the others'
+collectives fail or time out (the process group's timeout): they raise a
+:class:`RankLost` naming the ranks that did not reach the status point.
+
+Without a process group (and ``WORLD_SIZE`` unset or 1) everything here is a
+no-op and the sweep runs in this process, as it always has.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SINGLE",
+    "RankFailed",
+    "RankLost",
+    "World",
+    "agree",
+    "check",
+    "gather",
+    "guard",
+    "is_lead",
+    "local_device",
+    "setup",
+]
+
+DEFAULT_TIMEOUT_S = 600.0
+"""The process group's timeout when regfn initialises it (``dist_timeout`` or ``REGFN_DIST_TIMEOUT`` override it)."""
+
+MESSAGE_BYTES = 512
+"""How much of a failing rank's ``"Type: message"`` reaches the others."""
+
+_T = TypeVar("_T")
+
+
+class RankFailed(RuntimeError):
+    """Another rank's work raised; the message names the rank and its reason."""
+
+
+class RankLost(RuntimeError):
+    """A collective failed or timed out: a rank died or stopped answering; the message names it when it can."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the sweep: its rank, the number of ranks, its rank on its node."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether other processes share the sweep."""
+        return self.size > 1
+
+
+SINGLE = World()
+"""One process: the sweep as it runs without torch.distributed."""
+
+_points = [0]  # status points passed by this process (the same sequence on every rank)
+_lost = [False]  # whether a collective failed (then the process group is not torn down at exit)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"regfn.sweep: the environment variable {name} must be an integer, got {value!r}") from None
+
+
+def timeout_seconds(dist_timeout: float | None) -> float:
+    """The process group's timeout: ``dist_timeout``, else ``REGFN_DIST_TIMEOUT``, else 600 s."""
+    if dist_timeout is None:
+        text = os.environ.get("REGFN_DIST_TIMEOUT")
+        if text is None or not text.strip():
+            return DEFAULT_TIMEOUT_S
+        try:
+            dist_timeout = float(text)
+        except ValueError:
+            raise ValueError(f"regfn.sweep: REGFN_DIST_TIMEOUT must be a number of seconds, got {text!r}") from None
+    if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, int | float) or not dist_timeout > 0:
+        raise ValueError(f"regfn.sweep: dist_timeout must be a number of seconds > 0, got {dist_timeout!r}")
+    return float(dist_timeout)
+
+
+def setup(device: torch.device, dist_timeout: float | None) -> World:
+    """The sweep's world: from an initialised process group, else from the environment, else one process.
+
+    From the environment (``RANK``, ``WORLD_SIZE`` > 1, ``LOCAL_RANK``, and
+    ``MASTER_ADDR``/``MASTER_PORT``, as ``torchrun`` sets them), the process
+    group is initialised here: NCCL when ``device`` is CUDA (with
+    ``device_id=cuda:LOCAL_RANK``), else gloo, with the timeout of
+    :func:`timeout_seconds`. It stays initialised for later sweeps.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        given, me = _env_int("LOCAL_RANK"), dist.get_rank()
+        return World(me, dist.get_world_size(), me % max(torch.cuda.device_count(), 1) if given is None else given)
+    size = _env_int("WORLD_SIZE")
+    if size is None or size <= 1:
+        return SINGLE
+    rank, local_env = _env_int("RANK"), _env_int("LOCAL_RANK")
+    if rank is None:
+        raise ValueError("regfn.sweep: WORLD_SIZE is set but RANK is not; launch with torchrun (or set both)")
+    local = rank if local_env is None else local_env
+    if not dist.is_available():  # pragma: no cover - torch builds without distributed
+        raise RuntimeError("regfn.sweep: WORLD_SIZE > 1, but this torch build has no torch.distributed")
+    timeout = datetime.timedelta(seconds=timeout_seconds(dist_timeout))
+    atexit.register(_shut_down)
+    if device.type == "cuda" and torch.cuda.is_available():
+        cuda = torch.device("cuda", local)
+        torch.cuda.set_device(cuda)
+        dist.init_process_group("nccl", rank=rank, world_size=size, timeout=timeout, device_id=cuda)
+    else:
+        dist.init_process_group("gloo", rank=rank, world_size=size, timeout=timeout)
+    return World(rank, size, local)
+
+
+def _shut_down() -> None:
+    """At exit, destroy the process group regfn initialised, unless a rank was lost (that could block)."""
+    import torch.distributed as dist
+
+    if not _lost[0] and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def is_lead() -> bool:
+    """Whether this process is rank 0 (or the only one): the one that prints and writes."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return (_env_int("WORLD_SIZE") or 1) <= 1 or (_env_int("RANK") or 0) == 0
+
+
+def local_device(world: World, device: torch.device, chosen: bool) -> torch.device:
+    """The rank's device: ``cuda:LOCAL_RANK`` for CUDA unless the caller named an index (``chosen``)."""
+    if world.distributed and device.type == "cuda" and not (chosen and device.index is not None):
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
+def _comm_device() -> torch.device:
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------- failures
+
+
+def _key(point: int, rank: int) -> str:
+    return f"regfn.sweep/status{point}/rank{rank}"
+
+
+def _silent_ranks(world: World, point: int) -> list[int] | None:
+    """The ranks that have not reached status point ``point`` (``None``: the store cannot tell)."""
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        store = _get_default_store()
+        return [r for r in range(world.size) if r != world.rank and not store.check([_key(point, r)])]
+    except Exception:
+        return None
+
+
+def _collective(world: World, what: str, fn: Callable[[], _T]) -> _T:
+    """Run one collective; turn its failure (a dead or stuck rank, the timeout) into a :class:`RankLost`."""
+    try:
+        return fn()
+    except RuntimeError as err:  # DistBackendError and gloo's errors are RuntimeErrors
+        _lost[0] = True
+        silent = _silent_ranks(world, _points[0])
+        who = (
+            "another rank"
+            if not silent
+            else ("rank " if len(silent) == 1 else "ranks ") + ", ".join(str(r) for r in silent)
+        )
+        raise RankLost(
+            f"regfn.sweep: rank {world.rank}: {what} failed: {who} did not answer (killed, out of memory, "
+            f"or stuck past the process group's timeout): {type(err).__name__}: {str(err).strip()[:300]}"
+        ) from err
+
+
+def _encode(error: BaseException | None) -> Tensor:
+    status = torch.zeros(1 + MESSAGE_BYTES, dtype=torch.uint8)
+    if error is not None:
+        text = f"{type(error).__name__}: {error}".encode(errors="replace")[:MESSAGE_BYTES]
+        status[0] = 1
+        status[1 : 1 + len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+    return status
+
+
+def _decode(status: Tensor) -> str:
+    return bytes(status[1:].tolist()).rstrip(b"\0").decode(errors="replace")
+
+
+def check(world: World, error: BaseException | None = None) -> None:
+    """A status point: every rank says whether its work raised; raise on every rank if any did.
+
+    The rank that passes ``error`` re-raises it (call this in its ``except``
+    block); the others raise :class:`RankFailed` naming the failed ranks.
+    """
+    if not world.distributed:
+        if error is not None:
+            raise error
+        return
+    import torch.distributed as dist
+
+    _points[0] += 1
+    with contextlib.suppress(Exception):  # who reached this point, for RankLost's message
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        _get_default_store().set(_key(_points[0], world.rank), "1")
+    device = _comm_device()
+    mine = _encode(error).to(device)
+    got = [torch.empty_like(mine) for _ in range(world.size)]
+    _collective(world, "the status exchange", lambda: dist.all_gather(got, mine))
+    failed = [(r, _decode(s.cpu())) for r, s in enumerate(got) if int(s[0]) != 0]
+    if error is not None:
+        raise error
+    if failed:
+        raise RankFailed("regfn.sweep: " + "; ".join(f"rank {r} failed: {why}" for r, why in failed))
+
+
+@contextlib.contextmanager
+def guard(world: World) -> Iterator[None]:
+    """Report an exception of this rank's work to the others at a status point, then re-raise it."""
+    try:
+        yield
+    except (RankFailed, RankLost):
+        raise
+    except Exception as err:
+        if not world.distributed:
+            raise
+        check(world, err)
+        raise
+
+
+def agree(world: World, limit: int, compiled: bool) -> tuple[int, bool]:
+    """One chunk limit (the smallest of the ranks') and one compile decision (compile if any rank would)."""
+    if not world.distributed:
+        return limit, compiled
+    import torch.distributed as dist
+
+    check(world)
+    values = torch.tensor([min(limit, 2**62), -int(compiled)], dtype=torch.int64, device=_comm_device())
+    _collective(world, "agreeing on the chunk size", lambda: dist.all_reduce(values, op=dist.ReduceOp.MIN))
+    return int(values[0]), bool(values[1] < 0)
+
+
+# ----------------------------------------------------------------- gathering
+
+
+def mine(world: World, n_chunks: int) -> range:
+    """The global indices of the chunks this rank runs."""
+    return range(world.rank, n_chunks, world.size)
+
+
+def _leaves(output: dict[str, Any]) -> Iterator[tuple[str, str | None, Tensor]]:
+    for key, value in sorted(output.items()):
+        if isinstance(value, dict):
+            for name, tensor in sorted(value.items()):
+                yield key, name, tensor
+        elif isinstance(value, Tensor):
+            yield key, None, value
+
+
+def _layout(output: dict[str, Any]) -> dict[str, Any]:
+    leaves = [[key, name, list(t.shape[1:]), str(t.dtype).removeprefix("torch.")] for key, name, t in _leaves(output)]
+    return {"leaves": leaves, "logged": list(output["logged"])}
+
+
+def _width(layout: dict[str, Any], chunk: int) -> int:
+    return sum(chunk * math.prod(shape) for _, _, shape, _ in layout["leaves"])
+
+
+def _pack(output: dict[str, Any], chunk: int) -> Tensor:
+    parts = []
+    for _, _, t in _leaves(output):
+        padded = torch.zeros((chunk, *t.shape[1:]), dtype=torch.float64)
+        padded[: t.shape[0]] = t.to(torch.float64)  # exact for every float32, bool and small int
+        parts.append(padded.flatten())
+    return torch.cat(parts)
+
+
+def _unpack(flat: Tensor, layout: dict[str, Any], chunk: int, keep: int) -> dict[str, Any]:
+    output: dict[str, Any] = {"logged": list(layout["logged"])}
+    at = 0
+    for key, name, shape, dtype in layout["leaves"]:
+        n = chunk * math.prod(shape)
+        t = flat[at : at + n].reshape(chunk, *shape)[:keep].to(getattr(torch, dtype))
+        at += n
+        if name is None:
+            output[key] = t
+        else:
+            output.setdefault(key, {})[name] = t
+    return output
+
+
+def gather(
+    world: World, outputs: list[dict[str, Any]], k: int, chunk: int, everywhere: bool
+) -> list[dict[str, Any]] | None:
+    """Every chunk's outputs in global order, on rank 0 (and on every rank when ``everywhere``); else ``None``.
+
+    ``outputs`` are this rank's chunks (:func:`mine`), each a dict of CPU
+    tensors with one row per kept configuration. Each is packed into one
+    float64 row of a fixed width (padded to ``chunk`` rows), so the collectives
+    have fixed shapes: a broadcast of rank 0's layout (names, shapes, dtypes
+    as JSON bytes in a uint8 tensor), then a ``gather`` (or ``all_gather``) of
+    a ``(rounds, width)`` tensor per rank.
+    """
+    if not world.distributed:
+        return outputs
+    import torch.distributed as dist
+
+    n_chunks = math.ceil(k / chunk)
+    rounds = math.ceil(n_chunks / world.size)
+    with guard(world):
+        layout = _layout(outputs[0]) if world.rank == 0 else None
+        packed = [_pack(o, chunk) for o in outputs]
+    check(world)
+    device = _comm_device()
+    # Rank 0 runs chunk 0, so it knows the layout; the other ranks learn it (a rank may have run no chunk).
+    text = torch.frombuffer(bytearray(json.dumps(layout).encode()), dtype=torch.uint8) if layout is not None else None
+    size = torch.tensor([0 if text is None else text.numel()], dtype=torch.int64, device=device)
+    _collective(world, "sending the layout", lambda: dist.broadcast(size, src=0))
+    buffer = text.to(device) if text is not None else torch.empty(int(size), dtype=torch.uint8, device=device)
+    _collective(world, "sending the layout", lambda: dist.broadcast(buffer, src=0))
+    layout = json.loads(bytes(buffer.cpu().tolist()).decode())
+    width = _width(layout, chunk)
+    block = torch.zeros((rounds, width), dtype=torch.float64)
+    for r, flat in enumerate(packed):
+        block[r] = flat
+    block = block.to(device)
+    if everywhere:
+        blocks = [torch.empty_like(block) for _ in range(world.size)]
+        _collective(world, "gathering the results", lambda: dist.all_gather(blocks, block))
+    elif world.rank == 0:
+        blocks = [torch.empty_like(block) for _ in range(world.size)]
+        _collective(world, "gathering the results", lambda: dist.gather(block, blocks, dst=0))
+    else:
+        _collective(world, "gathering the results", lambda: dist.gather(block, None, dst=0))
+        return None
+    cpu = [b.cpu() for b in blocks]
+    return [
+        _unpack(cpu[i % world.size][i // world.size], layout, chunk, min(chunk, k - i * chunk)) for i in range(n_chunks)
+    ]

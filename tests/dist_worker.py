@@ -1,0 +1,78 @@
+"""One rank of the distributed sweep tests (tests/test_distributed.py launches two).
+
+Usage: ``python tests/dist_worker.py OUT_DIR CASE...``, with ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in the environment (or under
+torchrun). Each case is one sweep (see :func:`sweep_case`), ``CASE@all`` gathered on every rank; a rank that returns a
+result writes it (and its settings) to ``OUT_DIR/<case>.rank<r>.json``. ``REGFN_TEST_FAIL_RANK=r`` makes
+rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+import torch
+
+import regfn
+
+
+def _loss() -> regfn.losses.Loss:
+    """The BCE-with-logits loss, sabotaged on the rank ``REGFN_TEST_FAIL_RANK`` names."""
+    base = regfn.losses.get_loss("bce_logits")
+    fail = os.environ.get("REGFN_TEST_FAIL_RANK")
+    if fail is None or int(os.environ.get("RANK", "0")) != int(fail):
+        return base
+
+    def broken(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if os.environ.get("REGFN_TEST_FAIL_HOW") == "exit":
+            os._exit(3)
+        raise ValueError("the test's loss fails on purpose")
+
+    return regfn.losses.Loss(broken, base.threshold)
+
+
+def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
+    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2) and ``minibatch``."""
+    data = regfn.data.quadrants(regfn.random.key(0), 64)
+    model = regfn.nn.mlp((2, 4, 1), output="logits")
+    if case == "mlp":  # K = 7 in chunks of 2: the last chunk padded
+        configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[0, 1])[:7]
+        settings: dict[str, object] = {"epochs": 3, "chunk_size": 2}
+    elif case == "minibatch":  # shuffled mini-batches, Adam; 5 chunks of 1: rank 0 runs three
+        configs = regfn.grid(l1=[0.0, 1e-3, 1e-2], p=[0.1, 0.3], seed=[3], lr=[1e-2])[:5]
+        settings = {"epochs": 2, "chunk_size": 1, "batch_size": 16, "optimizer": "adam"}
+    elif case == "auto":  # automatic chunks: at most one rank's share (4 of 7 on two ranks)
+        configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[5, 6])[:7]
+        settings = {"epochs": 2, "chunk_size": "auto"}
+    else:
+        raise ValueError(case)
+    return regfn.sweep(
+        model,
+        data,
+        configs,
+        loss=_loss(),
+        compile=False,
+        threads=1,
+        quiet=True,
+        **settings,  # type: ignore[arg-type]
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def main(argv: list[str]) -> int:
+    out = pathlib.Path(argv[0])
+    for spec in argv[1:]:  # "mlp" (gather="rank0") or "mlp@all"
+        case, _, gather = spec.partition("@")
+        result = sweep_case(case, gather=gather or "rank0")
+        rank = int(os.environ.get("RANK", "0"))
+        if result is not None:
+            written = {**result.to_dict(), "settings": result.settings}
+            (out / f"{case}.rank{rank}.json").write_text(json.dumps(written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

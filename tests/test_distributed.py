@@ -1,0 +1,186 @@
+"""regfn.sweep under torch.distributed (gloo, CPU): two ranks give the one-process rows, bit for bit.
+
+Each multi-process test launches two ranks of tests/dist_worker.py (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT set, as torchrun would; one thread each), or
+the regfn command under torchrun, and compares what rank 0 wrote with the same sweep
+run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import regfn
+from regfn._sweep import _distributed
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKER = HERE / "dist_worker.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}", **extra)
+    return env
+
+
+def _launch(
+    out: pathlib.Path, cases: list[str], timeout: float = 120, **extra: str
+) -> list[subprocess.CompletedProcess]:
+    """Run two ranks of the worker; their exit statuses and output, rank by rank."""
+    port = str(_free_port())
+    procs = []
+    for rank in range(2):
+        env = _env(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        env.update(extra)
+        cmd = [sys.executable, str(WORKER), str(out), *cases]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    done = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return done
+
+
+def _compared(result: regfn.SweepResult) -> dict:
+    d = json.loads(json.dumps(result.to_dict()))
+    return {k: d[k] for k in ("hyperparameters", "rows", "curve_epochs", "curves")}
+
+
+def _written(path: pathlib.Path) -> dict:
+    d = json.loads(path.read_text())
+    return {k: d[k] for k in ("hyperparameters", "rows", "curve_epochs", "curves")}
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path) -> None:
+    import dist_worker
+
+    # mlp: full batch, K=7 in chunks of 2 (the last padded), gathered on rank 0;
+    # minibatch: shuffled mini-batches, 5 chunks of 1 (rank 0 runs three), gathered on every rank.
+    # auto: automatic chunks hold one rank's share (4 of 7), where one process runs all 7 at once.
+    runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto"])
+    for rank, run in enumerate(runs):
+        assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "auto.rank0.json",
+        "minibatch.rank0.json",
+        "minibatch.rank1.json",
+        "mlp.rank0.json",  # gather="rank0": rank 1 returned None
+    ]
+    for case in ("mlp", "minibatch", "auto"):
+        single = dist_worker.sweep_case(case)
+        assert single is not None
+        assert single.settings["world_size"] == 1
+        expected = _compared(single)
+        assert len(expected["rows"]) in (5, 7)
+        assert _written(tmp_path / f"{case}.rank0.json") == expected  # floats round-trip exactly in JSON
+    settings = {case: json.loads((tmp_path / f"{case}.rank0.json").read_text())["settings"] for case in ("mlp", "auto")}
+    assert settings["mlp"] == {"compile": False, "threads": 1, "chunk_size": 2, "padded": 8, "world_size": 2}
+    assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)
+    assert _written(tmp_path / "minibatch.rank1.json") == _written(tmp_path / "minibatch.rank0.json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_failing_rank_stops_the_other_with_its_name(tmp_path: pathlib.Path, how: str) -> None:
+    t0 = time.perf_counter()
+    runs = _launch(
+        tmp_path, ["mlp"], timeout=90, REGFN_TEST_FAIL_RANK="1", REGFN_TEST_FAIL_HOW=how, REGFN_DIST_TIMEOUT="20"
+    )
+    assert time.perf_counter() - t0 < 75  # no hang: well within the launch's own timeout
+    rank0, rank1 = runs
+    assert rank0.returncode != 0
+    assert rank1.returncode != 0
+    if how == "raise":
+        assert "RankFailed: regfn.sweep: rank 1 failed: ValueError: the test's loss fails on purpose" in rank0.stderr
+        assert "ValueError: the test's loss fails on purpose" in rank1.stderr  # its own exception
+    else:
+        assert rank1.returncode == 3
+        assert "RankLost: regfn.sweep: rank 0:" in rank0.stderr
+        assert "rank 1 did not answer" in rank0.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_the_command_under_torchrun_writes_once_from_rank_0(tmp_path: pathlib.Path) -> None:
+    args = ["sweep", "--epochs", "3", "--l2", "0,1e-2", "--p", "0,0.2", "--seeds", "2", "--chunk-size", "3"]
+    args += ["--threads", "1", "--no-compile", "--no-plots", "--device", "cpu"]
+    port = str(_free_port())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2"]
+    cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "regfn"]
+    run = subprocess.run(
+        [*cmd, *args, "--out", str(tmp_path / "two")], env=_env(), capture_output=True, text=True, timeout=180
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("wrote ") == 1
+    assert run.stdout.count("regfn sweep: 8 configs") == 1
+    assert "world size 2" in run.stdout
+    one = subprocess.run(
+        [sys.executable, "-m", "regfn", *args, "--out", str(tmp_path / "one")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert _written(tmp_path / "two" / "results.json") == _written(tmp_path / "one" / "results.json")
+
+
+def test_without_a_process_group_the_sweep_is_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    import torch
+
+    assert _distributed.setup(torch.device("cpu"), None) == _distributed.SINGLE
+    assert _distributed.is_lead()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert _distributed.setup(torch.device("cpu"), None) == _distributed.SINGLE
+
+
+def test_bad_distributed_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = regfn.data.quadrants(regfn.random.key(0), 16)
+    model = regfn.nn.mlp((2, 4, 1), output="logits")
+    with pytest.raises(ValueError, match="gather must be 'rank0' or 'all'"):
+        regfn.sweep(model, data, [{}], epochs=1, gather="rank1", quiet=True)
+    monkeypatch.setenv("REGFN_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="REGFN_DIST_TIMEOUT must be a number of seconds"):
+        _distributed.timeout_seconds(None)
+    assert _distributed.timeout_seconds(5) == 5.0
+    with pytest.raises(ValueError, match="dist_timeout must be a number of seconds > 0"):
+        _distributed.timeout_seconds(0)
+    monkeypatch.delenv("REGFN_DIST_TIMEOUT")
+    assert _distributed.timeout_seconds(None) == _distributed.DEFAULT_TIMEOUT_S
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ValueError, match="WORLD_SIZE is set but RANK is not"):
+        _distributed.setup(__import__("torch").device("cpu"), None)
+
+
+def test_a_failure_message_travels_as_bytes() -> None:
+    err = ValueError("é" * 600)
+    status = _distributed._encode(err)
+    assert status.shape == (1 + _distributed.MESSAGE_BYTES,)
+    assert int(status[0]) == 1
+    assert _distributed._decode(status).startswith("ValueError: éé")
+    assert int(_distributed._encode(None).sum()) == 0
