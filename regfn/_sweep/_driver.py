@@ -126,9 +126,10 @@ def sweep(
             index set, an unset one among them taking the configuration's
             ``p``, and must make exactly ``k`` dropout calls), ``label_smoothing``
             (``"cross_entropy"``), ``seed``, and the names declared in
-            ``hparams``. Missing keys take their defaults (the optimizer's
-            own for its arguments); ranges are those of torch.optim and of
-            the penalties.
+            ``hparams``. Missing keys take their defaults: ``lr`` is 0.01
+            for every optimizer (torch.optim's Adam uses 1e-3: pass ``lr``),
+            the optimizer's other arguments its own defaults; ranges are
+            those of torch.optim and of the penalties.
         val: validation data, evaluated at every log point and at the end.
         loss: ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
             (integer class labels) or a :class:`regfn.losses.Loss`, whose
