@@ -1,5 +1,7 @@
 """The ``regfn`` command's argparse parser, its ``sweep`` and ``train`` commands, and :func:`main`.
 
+``regfn verify`` lives in :mod:`regfn.cli._verify`.
+
 Options are parsed with the value syntax of :mod:`regfn.cli._values`; bad
 input ends in :class:`CLIError` (or ``ValueError``), which :func:`main`
 prints as one line ``regfn: error: <message>`` with exit status 2.
@@ -22,6 +24,7 @@ from .._hparams import HPARAMS, OPTIMIZER_ARGS
 from .._sweep._driver import ENGINES
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
+from ._verify import add_verify_parser, run_verify
 
 __all__ = ["PROG", "CLIError", "build_parser", "main"]
 
@@ -179,6 +182,7 @@ examples:
   regfn sweep                 # train many (l2, p, seed) settings at once, table + figures
   regfn sweep --help          # all options
   regfn train --p 0.5         # one run, the tutorial's loss printout
+  regfn verify regfn-out/results.json   # rerun a sweep, compare every row bit for bit
   python -m regfn sweep ...   # the same without the console script
 """
 
@@ -278,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"regfn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{sweep,train}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{sweep,train,verify}", parser_class=_Parser)
 
     sw = sub.add_parser(
         "sweep",
@@ -321,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="regfn-out", metavar="DIR", help="where results.csv, results.json and figures go")
     g.add_argument("--no-plots", action="store_true", help="skip the figures")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no header")
+    g.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="save the chunks in DIR as they train; the same command again resumes from them",
+    )
+    g.add_argument("--checkpoint-every", type=_positive_int, default=100, help="epochs between a running chunk's saves")
 
     tr = sub.add_parser(
         "train",
@@ -338,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=_positive_int, default=500, help="passes over the training data")
     g.add_argument("--log-every", type=_positive_int, default=100, help="print the loss every this many epochs")
     g.add_argument("--quiet", action="store_true", help="only the final metrics")
+    add_verify_parser(sub, _Formatter)
     return parser
 
 
@@ -532,7 +544,10 @@ def _run_sweep(args) -> int:
             quiet=args.quiet,
             threads=args.threads,
             engine=args.engine,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
         )
+    result.provenance["argv"] = list(getattr(args, "argv", []))  # what `regfn verify` rebuilds the data from
     for w in caught:
         if "diverged" not in str(w.message) and "collapsed" not in str(w.message):
             print(f"regfn: warning: {w.message}", file=sys.stderr)
@@ -688,8 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         threads = torch.get_num_threads()
+        args.argv = argv
+        commands = {"sweep": _run_sweep, "train": _run_train, "verify": run_verify}
         try:
-            return _run_sweep(args) if args.command == "sweep" else _run_train(args)
+            return commands[args.command](args)
         finally:
             torch.set_num_threads(threads)  # main() may run inside another program (tests)
     except (CLIError, ValueError, TypeError, OSError) as err:  # OSError: FileNotFoundError, PermissionError, ...
