@@ -20,6 +20,8 @@ from ._sweep import grid as grid
 from ._sweep import sweep as sweep
 from ._train import TrainResult as TrainResult
 from ._train import train as train
+from ._verify import VerifyReport as VerifyReport
+from ._verify import verify as verify
 from .losses import Loss as Loss
 from .nn import Model as Model
 from .nn import dropout as dropout
@@ -41,6 +43,7 @@ __all__ = [
     "Model",
     "SweepResult",
     "TrainResult",
+    "VerifyReport",
     "data",
     "dropout",
     "elastic_net",
@@ -63,6 +66,7 @@ __all__ = [
     "search",
     "sweep",
     "train",
+    "verify",
     "weights_only",
 ]
 __version__ = "0.1.0"

@@ -72,6 +72,13 @@ class SweepResult:
             configuration's source: itself when it did not copy) and ``hp``
             (``name -> K lists``, the values from each of ``epochs`` on).
             Empty without a schedule.
+        provenance: what reruns the sweep (see :func:`regfn.verify`): the
+            ``configurations`` (the validated rows), the ``spec`` (model
+            description, loss, optimizer, epochs, batch size, log interval,
+            engine), ``data_sha256`` and ``val_sha256`` (fingerprints of the
+            tensors), ``versions`` (regfn, torch, Python), ``device``,
+            ``world_size`` and the sweep's ``arguments`` as they ran; the
+            ``regfn sweep`` command adds its ``argv``.
 
     Examples:
         >>> import regfn
@@ -92,6 +99,7 @@ class SweepResult:
     engine: str = "vmap"
     settings: dict[str, Any] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -201,12 +209,50 @@ class SweepResult:
             "curve_epochs": list(self.curve_epochs),
             "curves": {k: [[clean(float(x)) for x in r] for r in v.tolist()] for k, v in self.curves.items()},
             "timings": dict(self.timings),
+            "engine": self.engine,
+            "settings": dict(self.settings),
+            "provenance": self.provenance,
             **({"schedule": self.schedule} if self.schedule else {}),
         }
 
     def to_json(self, path: str | pathlib.Path) -> None:
         """Write :meth:`to_dict` as JSON."""
         pathlib.Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_json(cls, path: str | pathlib.Path) -> SweepResult:
+        """A result written by :meth:`to_json` (NaN and inf were written as ``None`` and stay ``None``).
+
+        Examples:
+            >>> import tempfile, pathlib, torch
+            >>> result = SweepResult([{"l2": 0.0, "loss": 0.5}], {"loss": torch.tensor([[0.5]])}, [1], ("l2",))
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "results.json"
+            >>> result.to_json(path)
+            >>> back = SweepResult.from_json(path)
+            >>> back.rows == result.rows, back.curves["loss"].tolist(), back.hyperparameters
+            (True, [[0.5]], ('l2',))
+        """
+        import torch
+
+        try:
+            d = json.loads(pathlib.Path(path).read_text())
+            curves = {
+                k: torch.tensor([[math.nan if x is None else x for x in r] for r in v], dtype=torch.float64)
+                for k, v in d["curves"].items()
+            }
+            return cls(
+                rows=list(d["rows"]),
+                curves=curves,
+                curve_epochs=list(d["curve_epochs"]),
+                hyperparameters=tuple(d["hyperparameters"]),
+                timings=dict(d.get("timings", {})),
+                engine=d.get("engine", "vmap"),
+                settings=dict(d.get("settings", {})),
+                schedule=dict(d.get("schedule", {})),
+                provenance=dict(d.get("provenance", {})),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path}: not a regfn results.json ({type(err).__name__}: {err})") from None
 
     def to_pandas(self) -> pd.DataFrame:
         """The rows as a ``pandas.DataFrame`` (needs pandas: ``pip install pandas``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -146,3 +147,30 @@ def test_distributed_benchmark_compares_one_and_two_ranks():
     assert row["rows_equal"] is True
     assert row["world1_s"] > 0
     assert row["worldN_s"] > 0
+
+
+def test_checkpoint_benchmark_prints_its_json_line():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "checkpoint.py"),
+            "--k",
+            "8",
+            "--epochs",
+            "4",
+            "--every",
+            "2",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (row,) = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert row["k"] == 8
+    assert row["files_bytes"] > 0
+    assert 0 < row["saving_fraction"] < 1

@@ -44,6 +44,7 @@ from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ..results import SweepResult
 from . import _distributed
+from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Engine, EngineFailed, Job, warn
 from ._program import Spec, live_optimizer_args
@@ -108,6 +109,8 @@ def sweep(
     schedule: Schedule | None = None,
     gather: str = "rank0",
     dist_timeout: float | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 100,
 ) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -196,6 +199,17 @@ def sweep(
             process group: its timeout in seconds (default: the environment
             variable ``REGFN_DIST_TIMEOUT``, else 600), so a rank that dies
             or hangs stops the others within it.
+        checkpoint: a directory to save the chunks in (safetensors files:
+            parameters, optimizer state, keys, epoch counter and curves; a
+            finished chunk's results), or ``None`` (no checkpoints). Calling
+            the same sweep again with the same directory resumes it: finished
+            chunks are not rerun, a running one continues from its last save,
+            and the results are bit-identical to a run never interrupted. A
+            resume whose configurations or settings differ is refused with
+            the fields that differ; a damaged file is refused by name. With
+            ``chunk_size="auto"`` or ``compile="auto"`` a resume takes the
+            chunk size and compile setting the directory was written with.
+        checkpoint_every: save a running chunk every this many epochs.
 
     Under ``torchrun`` or ``srun`` (an initialised process group, or
     ``RANK``, ``WORLD_SIZE`` > 1 and ``LOCAL_RANK`` in the environment: the
@@ -259,6 +273,11 @@ def sweep(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     limit = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), _features(data), device)
+    store = None
+    if checkpoint is not None:
+        check_int(checkpoint_every, "checkpoint_every", "regfn.sweep", low=1)
+        store = Checkpoint(checkpoint, checkpoint_every)
+    stored = store.stored() if store is not None else None
 
     optimizer_args = live_optimizer_args(rows, optimizer)
     if schedule is not None:  # checked before anything is built; runs below instead of the chunk loop
@@ -266,6 +285,8 @@ def sweep(
 
         if world.distributed:
             raise ValueError("regfn.sweep: schedules run on one process for now; call it without torchrun")
+        if checkpoint is not None:
+            raise ValueError("regfn.sweep: schedules do not take checkpoints yet; pass checkpoint=None")
 
         scheduled = prepare(schedule, rows, given, extra, loss, val, optimizer, engine)
         optimizer_args = scheduled.optimizer_args(optimizer_args, optimizer)
@@ -286,12 +307,22 @@ def sweep(
         bucketed = compiled and not isinstance(chunk_size, int)
         share = math.ceil(k / world.size) if not isinstance(chunk_size, int) else k
         chunk = _bucket(limit, share) if bucketed else min(limit, share)
+        if stored is not None:  # a resume: "auto" takes what the checkpoint was written with
+            chunk = stored.get("chunk_size", chunk) if chunk_size == "auto" else chunk
+            compiled = stored.get("compile", compiled) if compile == "auto" else compiled
+            job = replace(job, compile=compiled)
+        ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
+        ran.update({"log_every": log_every, "chunk_size": chunk, "compile": compiled, "engine": engine})
+        record = describe(rows, model, loss, data, val, **ran)
+        if store is not None:
+            store.bind(record)
         adaptive = chunk_size == "auto" and not world.distributed  # the ranks' chunks must keep one size
         quiet = quiet or world.rank != 0
         with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
             engine_ = ENGINES[engine](job)
             if schedule is None:
-                result = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world).run()
+                driver = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world)
+                result = driver.run(store)
             else:
                 result = scheduled.runner(engine_, hp_all, limit, bucketed=bucketed, quiet=quiet).run()
     if schedule is None:
@@ -309,7 +340,49 @@ def sweep(
     }
     judged = val if val is not None and len(val) else data
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
+    given_rows = [{n: row[n] for n in given} for row in rows]
+    table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs)
     return table if schedule is None else scheduled.annotate(table, result["record"])
+
+
+def _provenance(
+    rows: list[dict[str, Any]],
+    record: dict[str, Any],
+    settings: dict[str, Any],
+    device: torch.device,
+    log_every: int,
+    cuda_graphs: bool,
+) -> dict[str, Any]:
+    """What reruns the sweep: the configurations, the spec and data fingerprints, versions, where it ran.
+
+    ``rows`` are the configurations as validated, with the names some
+    configuration set (the others take their defaults again on a rerun).
+    """
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    spec = {n: record[n] for n in ("model", "loss", "optimizer", "epochs", "batch_size", "log_every", "engine")}
+    return {
+        "format": record["format"],
+        "configurations": rows,
+        "configurations_sha256": record["configurations"],
+        "spec": spec,
+        "data_sha256": record["data"],
+        "val_sha256": record["val"],
+        "versions": {n: record[n] for n in ("regfn", "torch", "python")},
+        "device": str(device),
+        "world_size": torch.distributed.get_world_size() if distributed else 1,
+        "arguments": {
+            "loss": record["loss"],
+            "optimizer": record["optimizer"],
+            "epochs": record["epochs"],
+            "batch_size": record["batch_size"],
+            "log_every": log_every,
+            "chunk_size": settings["chunk_size"],
+            "compile": settings["compile"],
+            "threads": settings["threads"],
+            "cuda_graphs": cuda_graphs,
+            "engine": record["engine"],
+        },
+    }
 
 
 _COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
@@ -498,6 +571,7 @@ class _Driver:
         self.adaptive, self.quiet, self.world = adaptive, quiet, world
         self.k = next(iter(hp_all.values())).shape[0]
         self.compile_s = 0.0
+        self.checkpoint: Checkpoint | None = None
 
     @property
     def job(self) -> Job:
@@ -506,7 +580,9 @@ class _Driver:
     def _hp(self, start: int) -> dict[str, Tensor]:
         return _pad({n: v[start : start + self.chunk] for n, v in self.hp_all.items()}, self.chunk)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+        """Train every chunk (skipping those ``checkpoint`` holds finished); the outputs and timings."""
+        self.checkpoint = checkpoint
         t0 = time.perf_counter()
         epochs = self.job.epochs
         outputs: list[dict[str, Any]] = []
@@ -525,6 +601,15 @@ class _Driver:
                     if (index + 1) % world.size == 0 or start >= self.k:
                         _distributed.check(world)
                     continue
+                finished = checkpoint.finished(start, min(self.chunk, self.k - start)) if checkpoint else None
+                if finished is not None:  # a resumed sweep: this chunk's rows are done
+                    outputs.append(finished)
+                    _ChunkBar(bar, min(self.chunk, self.k - start)).update(epochs)
+                    start += self.chunk
+                    padded += self.chunk
+                    if world.distributed and ((index + 1) % world.size == 0 or start >= self.k):
+                        _distributed.check(world)
+                    continue
                 try:
                     if self.engine.needs_warm_up and warm != self.chunk:  # warm up on a throwaway chunk
                         tc = time.perf_counter()
@@ -536,7 +621,7 @@ class _Driver:
                                 _warmed.clear()
                             _warmed.add(self.job.spec)
                     kept = min(self.chunk, self.k - start)
-                    outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept))
+                    outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept, start))
                     start += self.chunk
                     padded += self.chunk
                     if world.distributed and ((index + 1) % world.size == 0 or start >= self.k):
@@ -606,12 +691,25 @@ class _Driver:
             bar.refresh()
         self.chunk = smaller
 
-    def _finish_chunk(self, hp: dict[str, Tensor], bar: Any, keep: int) -> dict[str, Any]:
-        """Train one chunk and reduce it to the rows it keeps (the padding is dropped)."""
+    def _finish_chunk(self, hp: dict[str, Tensor], bar: Any, keep: int, start: int = 0) -> dict[str, Any]:
+        """Train one chunk and reduce it to the rows it keeps (the padding is dropped).
+
+        With a checkpoint, the chunk continues from its last save (state,
+        curves, log epochs, validation flags), is saved every
+        ``checkpoint.every`` epochs, and its outputs are saved when it ends.
+        """
         job, evaluate = self.job, self.engine.program.eval
-        curves: dict[str, list[Tensor]] = {}
-        logged: list[int] = []
-        val_flags: dict[str, Tensor] = {}
+        store = self.checkpoint
+        curves: dict[str, list[Tensor]]
+        logged: list[int]
+        val_flags: dict[str, Tensor]
+        state = self.engine.start(hp)
+        saved = store.load_state(start, self.chunk, state) if store is not None else None
+        if saved is not None:
+            state, curves, logged, val_flags = saved
+            bar.update(state.epoch)
+        else:
+            curves, logged, val_flags = {}, [], {}
 
         def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
             logged.append(done)
@@ -623,7 +721,12 @@ class _Driver:
                     else:
                         curves.setdefault(f"val_{name}", []).append(v)
 
-        params = self.engine.run(hp, log, bar)
+        every = store.every if store is not None else job.epochs
+        while state.epoch < job.epochs:  # without a checkpoint: one stretch, as Engine.run
+            state = self.engine.advance(state, hp, min(job.epochs, (state.epoch // every + 1) * every), log, bar)
+            if store is not None and state.epoch < job.epochs:
+                store.save_state(start, self.chunk, state, curves, logged, val_flags)
+        params = self.engine.params(state)
         final = dict(evaluate(params, hp, job.data.x, job.data.y))
         # The last curve point is logged after the last epoch: the final validation metrics.
         final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
@@ -633,7 +736,7 @@ class _Driver:
         stacked = {n: torch.stack(v, dim=1) for n, v in curves.items()}
         bad = ~torch.isfinite(stacked["loss"])  # (K, T)
         n = min(keep, hp["lr"].shape[0])
-        return {
+        outputs = {
             "final": {name: v[:n].cpu() for name, v in final.items()},
             "zero_frac": zero[:n].cpu(),
             "tiny_frac": tiny[:n].cpu(),
@@ -642,6 +745,9 @@ class _Driver:
             "curves": {name: v[:n].cpu() for name, v in stacked.items()},
             "logged": logged,
         }
+        if store is not None:
+            store.save_done(start, self.chunk, n, outputs)
+        return outputs
 
 
 # ----------------------------------------------------------------- the results table

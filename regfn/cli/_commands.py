@@ -1,5 +1,7 @@
 """The ``regfn`` command's argparse parser, its ``sweep`` and ``train`` commands, and :func:`main`.
 
+``regfn verify`` lives in :mod:`regfn.cli._verify`.
+
 Options are parsed with the value syntax of :mod:`regfn.cli._values`; bad
 input ends in :class:`CLIError` (or ``ValueError``), which :func:`main`
 prints as one line ``regfn: error: <message>`` with exit status 2.
@@ -25,6 +27,7 @@ from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES, bytes_per_config
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import parse_hidden, parse_seeds, parse_values
+from ._verify import add_verify_parser, run_verify
 
 __all__ = ["PROG", "CLIError", "build_parser", "main"]
 
@@ -200,6 +203,7 @@ examples:
   regfn sweep                 # train many (l2, p, seed) settings at once, table + figures
   regfn sweep --help          # all options
   regfn train --p 0.5         # one run, the tutorial's loss printout
+  regfn verify regfn-out/results.json   # rerun a sweep, compare every row bit for bit
   python -m regfn sweep ...   # the same without the console script
 """
 
@@ -327,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"regfn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{sweep,train}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{sweep,train,verify}", parser_class=_Parser)
 
     sw = sub.add_parser(
         "sweep",
@@ -370,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="regfn-out", metavar="DIR", help="where results.csv, results.json and figures go")
     g.add_argument("--no-plots", action="store_true", help="skip the figures")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no header")
+    g.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="save the chunks in DIR as they train; the same command again resumes from them",
+    )
+    g.add_argument("--checkpoint-every", type=_positive_int, default=100, help="epochs between a running chunk's saves")
 
     tr = sub.add_parser(
         "train",
@@ -387,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=_positive_int, default=500, help="passes over the training data")
     g.add_argument("--log-every", type=_positive_int, default=100, help="print the loss every this many epochs")
     g.add_argument("--quiet", action="store_true", help="only the final metrics")
+    add_verify_parser(sub, _Formatter)
     return parser
 
 
@@ -799,9 +811,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             threads=args.threads,
             engine=args.engine,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
         )
     if result is None:  # another rank of a torchrun sweep: rank 0 has the results
         return 0
+    result.provenance["argv"] = list(getattr(args, "argv", []))  # what `regfn verify` rebuilds the data from
     for message in _sweep_warnings(caught):
         if "diverged" not in message and "collapsed" not in message:
             print(f"regfn: warning: {message}", file=sys.stderr)
@@ -968,8 +983,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         threads = torch.get_num_threads()
+        args.argv = argv
+        commands = {"sweep": _run_sweep, "train": _run_train, "verify": run_verify}
         try:
-            return _run_sweep(args) if args.command == "sweep" else _run_train(args)
+            return commands[args.command](args)
         finally:
             torch.set_num_threads(threads)  # main() may run inside another program (tests)
     except (CLIError, ValueError, TypeError, OSError) as err:  # OSError: FileNotFoundError, PermissionError, ...

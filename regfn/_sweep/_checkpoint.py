@@ -1,0 +1,363 @@
+"""Checkpoints of a sweep, and the record that says which sweep wrote them.
+
+``regfn.sweep(..., checkpoint=DIR, checkpoint_every=N)`` keeps, per chunk,
+one safetensors file (``chunk-<first>-<size>.safetensors``: the chunk's first
+global configuration index and its size): the engine's state tree (parameters,
+optimizer state, keys), the curves logged so far, and, in the metadata, the
+epoch counter, a checksum of every tensor and the sweep's record
+(:func:`describe`). A finished chunk leaves ``chunk-<first>-<size>.done.safetensors``
+instead: its final outputs, so that a resumed sweep skips it. Files are
+written to ``<name>.tmp``, flushed, synced and moved into place with
+``os.replace``: a crash mid-write keeps the previous file.
+
+Only tensors are stored: the tree's structure comes from a fresh
+``engine.start(hp)`` for the chunk. No pickle is involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import platform
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils import _pytree
+
+from ..data import Dataset
+from ..losses import Loss
+from ..nn import Model
+from ..nn._mlp import settings_of
+from ..random import key as make_key
+from ._engine import ChunkState
+
+__all__ = [
+    "COMPARED",
+    "Checkpoint",
+    "configs_hash",
+    "data_fingerprint",
+    "describe",
+    "model_description",
+    "versions",
+]
+
+FORMAT = 1
+"""The checkpoint format's version (part of the record)."""
+
+COMPARED = (
+    "format",
+    "configurations",
+    "model",
+    "loss",
+    "optimizer",
+    "epochs",
+    "batch_size",
+    "log_every",
+    "chunk_size",
+    "compile",
+    "engine",
+    "data",
+    "val",
+    "regfn",
+    "torch",
+)
+"""The record's fields a resume must match (the Python version, device and thread count are kept, not compared)."""
+
+_RECORD, _CHUNK = "regfn_checkpoint", "regfn_chunk"
+
+
+# ----------------------------------------------------------------- fingerprints
+
+
+def _raw(t: Tensor) -> bytes:
+    return t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def tensor_hash(tensors: Sequence[Tensor]) -> str:
+    """sha256 over the dtypes, shapes and bytes of ``tensors``, in order."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(f"{t.dtype}{tuple(t.shape)};".encode())
+        h.update(_raw(t))
+    return h.hexdigest()
+
+
+def data_fingerprint(data: Dataset | None) -> str | None:
+    """sha256 of a dataset's ``x`` and ``y`` (dtypes, shapes, bytes); ``None`` for no data."""
+    return None if data is None else tensor_hash([data.x, data.y])
+
+
+def configs_hash(rows: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of the validated configuration rows' JSON, in order."""
+    return hashlib.sha256(json.dumps(list(rows), default=repr).encode()).hexdigest()
+
+
+def _name(f: Any) -> str:
+    if isinstance(f, str):
+        return f
+    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
+
+
+def model_description(model: Model) -> dict[str, Any]:
+    """What identifies a model without pickling it: an MLP's settings, or its apply and parameter shapes."""
+    params = model.init(make_key(0))
+    leaves, _ = _pytree.tree_flatten_with_path(params)
+    shapes = [[_pytree.keystr(path), list(leaf.shape), str(leaf.dtype)] for path, leaf in leaves]
+    out: dict[str, Any] = {
+        "apply": _name(model.apply),
+        "n_params": sum(int(leaf.numel()) for _, leaf in leaves),
+        "params_sha256": hashlib.sha256(json.dumps(shapes).encode()).hexdigest(),
+    }
+    settings = settings_of(model)
+    if settings is not None:
+        out["mlp"] = {
+            "sizes": list(settings.sizes),
+            "activation": _name(settings.activation),
+            "output": _name(settings.output),
+            "dtype": str(settings.dtype),
+        }
+    return out
+
+
+def versions() -> dict[str, str]:
+    """regfn, torch and Python versions."""
+    from .. import __version__
+
+    return {"regfn": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def describe(
+    rows: Sequence[Mapping[str, Any]],
+    model: Model,
+    loss: Loss,
+    data: Dataset,
+    val: Dataset | None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """A sweep's record: configuration hash, model, loss, data fingerprints, versions and ``settings``.
+
+    ``settings`` holds the sweep's arguments (optimizer, epochs, batch_size,
+    log_every, chunk_size, compile, engine, ...).
+    """
+    return {
+        "format": FORMAT,
+        "configurations": configs_hash(rows),
+        "model": model_description(model),
+        "loss": loss.name or _name(loss.fn),
+        "data": data_fingerprint(data),
+        "val": data_fingerprint(val),
+        **settings,
+        **versions(),
+    }
+
+
+def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The compared fields that differ, in words."""
+    out = []
+    for name in COMPARED:
+        a, b = stored.get(name), current.get(name)
+        if a != b:
+            what = {
+                "configurations": "configurations differ",
+                "data": "training data differs",
+                "val": "validation data differs",
+            }
+            shown = (f"hash {str(a)[:12]} != {str(b)[:12]}") if name in what else f"{a!r} != {b!r}"
+            out.append(f"{what.get(name, f'{name} differs')} ({shown})")
+    return out
+
+
+# ----------------------------------------------------------------- files
+
+
+def _flatten(prefix: str, tree: Any) -> dict[str, Tensor]:
+    leaves, _ = _pytree.tree_flatten_with_path(tree)
+    return {prefix + _pytree.keystr(p): v for p, v in leaves if isinstance(v, Tensor)}
+
+
+def _stack(curves: Mapping[str, list[Tensor]]) -> dict[str, Tensor]:
+    return {f"curves/{n}": torch.stack(v, dim=1) for n, v in curves.items() if v}
+
+
+class Checkpoint:
+    """A checkpoint directory: the chunk files of one sweep (see the module docstring).
+
+    Attributes:
+        directory: where the files live (created when missing).
+        every: save a running chunk every this many epochs.
+        offset: the global index of the driver's first configuration (a
+            distributed rank's share starts past 0); file names use global indices.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], every: int, offset: int = 0):
+        self.directory = pathlib.Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"regfn.sweep: checkpoint {self.directory} is a file, not a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.every, self.offset = every, offset
+        self.record: dict[str, Any] | None = None
+
+    # -- the record
+
+    def _files(self) -> list[pathlib.Path]:
+        return sorted(p for p in self.directory.glob("chunk-*.safetensors"))
+
+    def _damaged(self, path: pathlib.Path, why: str) -> ValueError:
+        return ValueError(f"regfn.sweep: checkpoint {path} is damaged ({why}); delete it to restart that chunk")
+
+    def _header(self, path: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            return json.loads(meta[_RECORD]), json.loads(meta[_CHUNK])
+        except Exception as err:
+            raise self._damaged(path, f"{type(err).__name__}: {err}") from None
+
+    def stored(self) -> dict[str, Any] | None:
+        """The record of the files already in the directory (``None`` when there are none)."""
+        files = self._files()
+        return self._header(files[0])[0] if files else None
+
+    def bind(self, record: dict[str, Any]) -> None:
+        """Check every file against this sweep's ``record``; refuse, naming what differs, if one was another's."""
+        for path in self._files():
+            stored, _ = self._header(path)
+            diff = differences(stored, record)
+            if diff:
+                raise ValueError(
+                    f"regfn.sweep: checkpoint {self.directory} was written by a different sweep: "
+                    + "; ".join(diff)
+                    + "; use another directory, or delete it to start over"
+                )
+        self.record = record
+
+    # -- writing
+
+    def _name(self, start: int, size: int, done: bool) -> pathlib.Path:
+        first = self.offset + start
+        return self.directory / f"chunk-{first:06d}-{size:06d}{'.done' if done else ''}.safetensors"
+
+    def _write(self, path: pathlib.Path, tensors: dict[str, Tensor], chunk: dict[str, Any]) -> None:
+        from safetensors.torch import save
+
+        tensors = {n: t.detach().to("cpu", copy=True).contiguous() for n, t in tensors.items()}
+        names = sorted(tensors)
+        chunk = {**chunk, "checksum": tensor_hash([tensors[n] for n in names])}
+        blob = save(tensors, metadata={_RECORD: json.dumps(self.record), _CHUNK: json.dumps(chunk)})
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def save_state(
+        self,
+        start: int,
+        size: int,
+        state: ChunkState,
+        curves: Mapping[str, list[Tensor]],
+        logged: Sequence[int],
+        flags: Mapping[str, Tensor],
+    ) -> None:
+        """Save a running chunk: its state tree, curves so far, log epochs and validation flags."""
+        tensors = {**_flatten("tree", state.tree), **_stack(curves)}
+        tensors.update({f"flags/{n}": v for n, v in flags.items()})
+        chunk = {"start": self.offset + start, "size": size, "epoch": state.epoch, "logged": list(logged)}
+        chunk.update(curves=[n for n, v in curves.items() if v], flags=list(flags))  # their orders: the columns
+        self._write(self._name(start, size, done=False), tensors, chunk)
+
+    def save_done(self, start: int, size: int, keep: int, outputs: Mapping[str, Any]) -> None:
+        """Save a finished chunk's outputs (see ``_Driver._finish_chunk``) and drop its running state."""
+        tensors: dict[str, Tensor] = {}
+        for name, value in outputs.items():
+            if isinstance(value, Tensor):
+                tensors[name] = value
+            elif isinstance(value, Mapping):
+                tensors.update({f"{name}/{n}": v for n, v in value.items()})
+        chunk = {"start": self.offset + start, "size": size, "keep": keep, "logged": list(outputs["logged"])}
+        chunk["names"] = list(tensors)  # the order of the metrics is the order of the rows' columns
+        self._write(self._name(start, size, done=True), tensors, chunk)
+        self._name(start, size, done=False).unlink(missing_ok=True)
+
+    # -- reading
+
+    def _load(self, path: pathlib.Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        from safetensors.torch import load_file
+
+        _, chunk = self._header(path)
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:
+            raise self._damaged(path, f"{type(err).__name__}: {err}") from None
+        if tensor_hash([tensors[n] for n in sorted(tensors)]) != chunk.get("checksum"):
+            raise self._damaged(path, "its tensors do not match their checksum")
+        return tensors, chunk
+
+    def load_state(
+        self, start: int, size: int, fresh: ChunkState
+    ) -> tuple[ChunkState, dict[str, list[Tensor]], list[int], dict[str, Tensor]] | None:
+        """A running chunk's saved ``(state, curves, logged, flags)``, shaped like ``fresh``; ``None`` if none."""
+        path = self._name(start, size, done=False)
+        if not path.exists():
+            return None
+        tensors, chunk = self._load(path)
+        leaves, spec = _pytree.tree_flatten_with_path(fresh.tree)
+        values = []
+        for p, like in leaves:
+            if not isinstance(like, Tensor):
+                values.append(like)
+                continue
+            stored = tensors.get("tree" + _pytree.keystr(p))
+            if stored is None or stored.shape != like.shape or stored.dtype != like.dtype:
+                raise self._damaged(path, f"its state does not fit the chunk at tree{_pytree.keystr(p)}")
+            values.append(stored.to(like.device))
+        state = ChunkState(_pytree.tree_unflatten(values, spec), int(chunk["epoch"]))
+        device = next((t.device for _, t in leaves if isinstance(t, Tensor)), torch.device("cpu"))
+        curves = {n: list(tensors[f"curves/{n}"].to(device).unbind(1)) for n in chunk["curves"]}
+        flags = {n: tensors[f"flags/{n}"].to(device) for n in chunk["flags"]}
+        return state, curves, [int(e) for e in chunk["logged"]], flags
+
+    def finished(self, start: int, keep: int) -> dict[str, Any] | None:
+        """The outputs of the configurations ``start .. start + keep`` from done files, or ``None``.
+
+        The rows may come from several done files (a sweep resumed with
+        another split of the configurations); every row must be covered.
+        """
+        done: dict[int, tuple[pathlib.Path, int]] = {}
+        for path in self.directory.glob("chunk-*.done.safetensors"):
+            first, size = (int(s) for s in path.name.split(".")[0].split("-")[1:3])
+            done[first] = (path, size)
+        lo, hi = self.offset + start, self.offset + start + keep
+        pieces: list[tuple[dict[str, Tensor], dict[str, Any], int, int]] = []
+        pos = lo
+        for first in sorted(done):
+            path, size = done[first]
+            if pos >= hi or first > pos:
+                break
+            if first + size <= pos:
+                continue
+            tensors, chunk = self._load(path)
+            end = first + int(chunk["keep"])
+            if end <= pos:
+                continue
+            pieces.append((tensors, chunk, pos - first, min(end, hi) - first))
+            pos = min(end, hi)
+        if pos < hi:
+            return None
+        out: dict[str, Any] = {"logged": [int(e) for e in pieces[0][1]["logged"]]}
+        for name in pieces[0][1]["names"]:
+            value = torch.cat([t[name][a:b] for t, _, a, b in pieces])
+            group, _, sub = name.partition("/")
+            if sub:
+                out.setdefault(group, {})[sub] = value
+            else:
+                out[name] = value
+        out.setdefault("curves", {})
+        return out

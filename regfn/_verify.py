@@ -1,0 +1,190 @@
+"""regfn.verify: rerun a sweep from its results.json and say which rows differ.
+
+A sweep's result records its provenance (:attr:`regfn.SweepResult.provenance`):
+the configurations, the spec, fingerprints of the data, versions and the
+arguments it ran with. :func:`verify` reruns it on the model and data it is
+given (they cannot be rebuilt from JSON in general; ``regfn verify`` rebuilds
+them for runs of the ``regfn sweep`` command from the recorded arguments) and
+compares every number of every row and curve, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .data import Dataset
+from .losses import LOSSES, Loss
+from .nn import Model
+from .results import SweepResult
+
+__all__ = ["VerifyReport", "verify"]
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found.
+
+    Attributes:
+        identical: every number of every row and curve is bit-identical.
+        differences: ``(row, column, stored, rerun)`` for every number that
+            differs; a curve's column reads ``curves.<name>[<point>]`` (its
+            first differing point).
+        rows: the number of rows compared.
+        notes: what else the rerun noticed (another device, other versions).
+    """
+
+    identical: bool
+    differences: list[tuple[int, str, Any, Any]]
+    rows: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def differing_rows(self) -> list[int]:
+        """The indices of the rows with at least one difference."""
+        return sorted({d[0] for d in self.differences})
+
+    def __str__(self) -> str:
+        lines = list(self.notes)
+        if self.identical:
+            lines.append(f"all {self.rows} rows are bit-identical")
+            return "\n".join(lines)
+        bad = self.differing_rows
+        lines.append(
+            f"{len(bad)} of {self.rows} rows differ: {', '.join(map(str, bad[:20]))}{' ...' if len(bad) > 20 else ''}"
+        )
+        for row, column, stored, rerun in self.differences[:50]:
+            by = ""
+            if isinstance(stored, float) and isinstance(rerun, float) and math.isfinite(stored - rerun):
+                by = f" (by {abs(stored - rerun):.3g})"
+            lines.append(f"  row {row} {column}: stored {stored!r}, rerun {rerun!r}{by}")
+        if len(self.differences) > 50:
+            lines.append(f"  ... and {len(self.differences) - 50} more")
+        return "\n".join(lines)
+
+
+def _same(stored: Any, rerun: Any) -> bool:
+    """Equal bit for bit, where JSON's ``None`` stands for a NaN or an infinity."""
+    if stored is None and isinstance(rerun, float):
+        return not math.isfinite(rerun)
+    if isinstance(stored, float) and isinstance(rerun, float):
+        return stored == rerun or (math.isnan(stored) and math.isnan(rerun))
+    return bool(stored == rerun)
+
+
+def verify(
+    results: str | pathlib.Path | SweepResult,
+    model: Model,
+    data: Dataset,
+    *,
+    val: Dataset | None = None,
+    loss: str | Loss | None = None,
+    hparams: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+) -> VerifyReport:
+    """Rerun the sweep that wrote ``results`` and compare every row and curve with the stored ones.
+
+    Args:
+        results: a ``results.json`` path (written by :meth:`SweepResult.to_json`) or a result.
+        model: the model the sweep trained.
+        data: its training data (checked against the recorded fingerprint).
+        val: its validation data, if it had some (checked too).
+        loss: the loss, when it was not a built-in one (built-ins are recorded by name).
+        hparams: the sweep's own declared hyperparameters, if any.
+        device: where to rerun (default: the recorded device when this
+            machine has it, else the data's).
+
+    Returns:
+        A :class:`VerifyReport`: ``identical``, or the ``differences``.
+
+    Raises:
+        ValueError: when ``results`` has no provenance, or the data, the
+            model or the loss given are not those of the recorded sweep.
+    """
+    from ._sweep import sweep
+    from ._sweep._checkpoint import data_fingerprint, model_description
+
+    stored = results if isinstance(results, SweepResult) else SweepResult.from_json(results)
+    prov = stored.provenance
+    if not prov or "arguments" not in prov:
+        raise ValueError("regfn.verify: the results hold no provenance (written by an older regfn?); nothing to rerun")
+    for name, given, recorded in (
+        ("data", data, prov.get("data_sha256")),
+        ("val", val, prov.get("val_sha256")),
+    ):
+        if data_fingerprint(given) != recorded:
+            what = "no validation data" if recorded is None else f"fingerprint {str(recorded)[:12]}"
+            raise ValueError(
+                f"regfn.verify: {name} is not the data the sweep ran on (recorded: {what}, "
+                f"given: {'none' if given is None else str(data_fingerprint(given))[:12]})"
+            )
+    if model_description(model) != prov["spec"]["model"]:
+        raise ValueError(
+            f"regfn.verify: the model is not the one the sweep trained "
+            f"(recorded {prov['spec']['model']}, given {model_description(model)})"
+        )
+    args = dict(prov["arguments"])
+    if loss is None:
+        if args["loss"] not in LOSSES:
+            raise ValueError(f"regfn.verify: the sweep used the loss {args['loss']!r}: pass it as loss=")
+        loss = args["loss"]
+    notes = []
+    if device is None:
+        recorded = torch.device(prov["device"])
+        device = recorded if recorded.type == "cpu" or torch.cuda.is_available() else data.x.device
+    if str(torch.device(device)) != prov["device"]:
+        notes.append(f"note: rerun on {device}, recorded on {prov['device']}: numbers may differ in the last bits")
+    here = {"torch": torch.__version__}
+    for name, version in here.items():
+        if prov.get("versions", {}).get(name) != version:
+            notes.append(f"note: {name} {version} here, {prov['versions'].get(name)} when recorded")
+    configs = prov["configurations"]
+    chunk = args["chunk_size"]
+    rerun = sweep(
+        model,
+        data,
+        configs,
+        val=val,
+        loss=loss,
+        optimizer=args["optimizer"],
+        epochs=args["epochs"],
+        batch_size=args["batch_size"],
+        log_every=args["log_every"],
+        chunk_size=None if chunk > len(configs) else chunk,  # a padded single chunk: the same bucket again
+        device=device,
+        compile=args["compile"],
+        cuda_graphs=args.get("cuda_graphs", True),
+        threads=args["threads"],
+        engine=args["engine"],
+        quiet=True,
+        hparams=hparams,
+        gather="all",  # under torchrun every rank compares
+    )
+    if rerun is None:  # pragma: no cover - gather="all" returns the result on every rank
+        raise RuntimeError("regfn.verify: the rerun returned no result")
+    return compare(stored, rerun, notes)
+
+
+def compare(stored: SweepResult, rerun: SweepResult, notes: list[str] | None = None) -> VerifyReport:
+    """Every number of ``stored`` against ``rerun``: a :class:`VerifyReport`."""
+    differences: list[tuple[int, str, Any, Any]] = []
+    if len(stored.rows) != len(rerun.rows):
+        raise ValueError(f"regfn.verify: {len(stored.rows)} rows stored, {len(rerun.rows)} rerun")
+    for i, (a, b) in enumerate(zip(stored.rows, rerun.rows, strict=True)):
+        for column in [*a, *(c for c in b if c not in a)]:
+            if not _same(a.get(column), b.get(column)):
+                differences.append((i, column, a.get(column), b.get(column)))
+        for name in sorted(set(stored.curves) | set(rerun.curves)):
+            if name not in stored.curves or name not in rerun.curves:
+                differences.append((i, f"curves.{name}", name in stored.curves, name in rerun.curves))
+                continue
+            s, r = stored.curves[name][i].double(), rerun.curves[name][i].double()
+            equal = (s == r) | (torch.isnan(s) & ~torch.isfinite(r))
+            if s.shape != r.shape or not bool(equal.all()):
+                t = int((~equal).nonzero()[0, 0]) if s.shape == r.shape else 0
+                differences.append((i, f"curves.{name}[{t}]", float(s[t]), float(r[t])))
+    return VerifyReport(not differences, differences, len(stored.rows), list(notes or []))
