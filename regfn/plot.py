@@ -680,12 +680,19 @@ def _colormap(n: int) -> list[Any]:
     return [cmap(i / max(n - 1, 1)) if n > 10 else cmap(i) for i in range(n)]
 
 
+def _fills_grid(result: SweepResult, x: str, y: str) -> bool:
+    """Whether the rows cover at least half the cells of the ``x`` by ``y`` grid (a sampled search does not)."""
+    cells = {(row[x], row[y]) for row in result.rows}
+    return 2 * len(cells) >= len({c[0] for c in cells}) * len({c[1] for c in cells})
+
+
 def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = None) -> list[pathlib.Path]:
     """Write the figures that make sense for what was swept; returns their paths.
 
     * ``<metric>_vs_<name>.png`` for every swept hyperparameter (more than one
       value; seeds are the bands, not an axis);
-    * ``heatmap_<x>_<y>.png`` over the first two swept (penalties first);
+    * ``heatmap_<x>_<y>.png`` over the first two swept (penalties first), when
+      their values form a grid (not for sampled points: ``regfn.search.sample``);
     * ``sparsity_vs_l1.png`` when ``l1`` is swept;
     * ``curves.png``: the best and worst configurations' training curves;
     * ``rungs.png`` (successive halving, Hyperband) or ``pbt.png`` for a sweep
@@ -712,6 +719,7 @@ def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = Non
         paths.append(plot_metric(result, out / f"{metric}_vs_{name}.png", name, metric=metric))
     if len(sw) >= 2:
         x, y = list(sw)[:2]
+    if len(sw) >= 2 and _fills_grid(result, x, y):
         paths.append(plot_heatmap(result, out / f"heatmap_{x}_{y}.png", x, y, metric=metric))
     if "l1" in sw:
         paths.append(plot_sparsity(result, out / "sparsity_vs_l1.png", "l1"))

@@ -691,7 +691,7 @@ def bad_cases(tmp_path):
         (["sweep", "--beta2", "1"], "--beta2: 1 is out of range (beta2 is Adam's second-moment decay, in [0, 1))"),
         (["sweep", "--optimizer", "adam", "--alpha", "0.9"], "--alpha: optimizer 'adam' has no alpha"),
         (["sweep", "--l2", "1e-3:1e-1"], "bad range '1e-3:1e-1'"),
-        (["sweep", "--l2", "lin:0:1"], "bad range"),
+        (["sweep", "--l2", "lin:0:1"], "--l2: lin:0:1 is a search range; add --search random:N or give a count"),
         (["sweep", "--l2", "0:1e-1:4"], "log range '0:1e-1:4' needs ends > 0"),
         (["sweep", "--l2", "1e-3:1e-1:x"], "is not an integer"),
         (["sweep", "--l2", "abc"], "'abc' is not a number"),
@@ -877,3 +877,101 @@ def test_version(capsys):
     code, out, _ = run_main(capsys, "--version")
     assert code == 0
     assert out.startswith("regfn ")
+
+
+# ----------------------------------------------------------------- --search (random and Sobol sampling)
+
+SEARCH = ["--l2", "log:1e-5:1e-1", "--p", "lin:0:0.5", "--seeds", "2", "--epochs", "2", "--n", "64"]
+
+
+def read_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_search_random_samples_points_and_runs_every_seed(capsys, tmp_path):
+    code, out, err = run_main(capsys, "sweep", "--search", "random:6", *SEARCH, "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "regfn sweep: random search: 6 points x 2 seeds = 12 configs (l2 log:1e-5:1e-1, p lin:0:0.5;" in out
+    assert "best settings by mean" in out  # each point's two seeds averaged
+    rows = read_rows(tmp_path / "a" / "results.csv")
+    assert len(rows) == 12
+    assert [int(r["seed"]) for r in rows] == [0, 1] * 6  # every point with every seed
+    l2 = [float(r["l2"]) for r in rows[::2]]
+    p = [float(r["p"]) for r in rows[::2]]
+    assert [float(r["l2"]) for r in rows[1::2]] == l2
+    assert all(1e-5 <= v < 1e-1 for v in l2)
+    assert all(0 <= v < 0.5 for v in p)
+    assert len(set(l2)) == 6
+    assert not set(l2) & set(cli.parse_values("1e-5:1e-1:6", "l2"))
+    # log-spread: half the points below 1e-2 (uniform in [1e-5, 1e-1) would put 9 in 10 above)
+    assert sum(v < 1e-2 for v in l2) >= 3
+    assert max(l2) / min(l2) > 10
+    # the points are regfn.search.sample's, keyed by --search-seed (default 0)
+    expected = regfn.search.sample(
+        regfn.random.key(0),
+        6,
+        l2=regfn.search.loguniform(1e-5, 1e-1),
+        p=regfn.search.uniform(0, 0.5),
+    )
+    assert l2 == [c["l2"] for c in expected]
+    assert p == [c["p"] for c in expected]
+    # figures: one per swept name and the curves; no heatmap of scattered points
+    assert sorted(f.name for f in (tmp_path / "a").glob("*.png")) == [
+        "curves.png",
+        "val_acc_vs_l2.png",
+        "val_acc_vs_p.png",
+    ]
+    # the same command gives the same results.csv
+    code, _, err = run_main(
+        capsys, "sweep", "--search", "random:6", *SEARCH, "--out", str(tmp_path / "b"), "--no-plots"
+    )
+    assert code == 0, err
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+    # another --search-seed, other points
+    code, _, err = run_main(
+        capsys, "sweep", "--search", "random:6", "--search-seed", "1", *SEARCH, "--out", str(tmp_path / "c"), "--quiet"
+    )
+    assert code == 0, err
+    assert {float(r["l2"]) for r in read_rows(tmp_path / "c" / "results.csv")}.isdisjoint(l2)
+
+
+def test_search_sobol_and_lists_as_choices(capsys, tmp_path):
+    argv = ["sweep", *SEARCH, "--lr", "0.05,0.1", "--no-plots", "--quiet"]
+    code, _, err = run_main(capsys, *argv, "--search", "sobol:4", "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    code, _, err = run_main(capsys, *argv, "--search", "random:4", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    sobol, rand = read_rows(tmp_path / "s" / "results.csv"), read_rows(tmp_path / "r" / "results.csv")
+    assert len(sobol) == len(rand) == 8
+    assert [r["l2"] for r in sobol] != [r["l2"] for r in rand]
+    assert {float(r["lr"]) for r in sobol + rand} <= {0.05, 0.1}  # a list is a choice among its values
+    assert {float(r["momentum"]) for r in sobol} == {0.9}  # a single value is a constant
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--search", "grid:5"], "argument --search: use random:N or sobol:N"),
+        (["--search", "random:0"], "argument --search: the number of points must be >= 1, got 0"),
+        (["--search", "random:x"], "argument --search: the number of points 'x' is not an integer"),
+        (["--search", "random:4", "--p", "lin:0:2"], "argument --p: lin:0:2 reaches out of range"),
+        (["--search", "random:4", "--l2", "log:0:1"], "log range 'log:0:1' needs LOW > 0; use lin:0:1"),
+        (["--search", "random:4", "--l2", "0,log:1e-3:1e-1"], "must be the option's only value"),
+        (
+            ["--l2", "log:1e-6:1e-1"],
+            "--l2: log:1e-6:1e-1 is a search range; add --search random:N or give a count, log:1e-6:1e-1:5",
+        ),
+        (["--search", "random:4", "--optimizer", "adam", "--momentum", "lin:0:0.9"], "has no momentum"),
+    ],
+)
+def test_search_bad_input_is_a_one_line_error(capsys, tmp_path, argv, message):
+    code, out, err = run_main(capsys, "sweep", *argv, "--epochs", "1", "--out", str(tmp_path / "o"))
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("regfn: error: "), err
+    assert message in lines[0]
+    assert not (tmp_path / "o").exists()

@@ -26,7 +26,7 @@ from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS
 from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES, bytes_per_config
 from .._sweep._program import PENALTIES, build_optimizer
-from ._values import parse_hidden, parse_seeds, parse_values
+from ._values import SearchRange, parse_hidden, parse_search_values, parse_seeds, parse_values
 from ._verify import add_verify_parser, run_verify
 
 __all__ = ["PROG", "CLIError", "build_parser", "main"]
@@ -147,6 +147,27 @@ def _one_value(name: str):
     return convert
 
 
+def _search_option(text: str) -> tuple[str, int]:
+    """``--search``: ``random:N`` or ``sobol:N`` -> ``(method, N)``."""
+    method, sep, count = text.partition(":")
+    if method not in ("random", "sobol") or not sep:
+        raise argparse.ArgumentTypeError(f"use random:N or sobol:N (N sampled points), got {text!r}")
+    try:
+        n = int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"the number of points {count!r} is not an integer (e.g. {method}:64)"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"the number of points must be >= 1, got {n}")
+    return method, n
+
+
+def _given(value: Any) -> list[float]:
+    """The values an option gives: a list's, or a search range's two ends."""
+    return list(value.ends()) if isinstance(value, SearchRange) else list(value)
+
+
 def _chunk(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -164,10 +185,16 @@ examples:
   regfn sweep --weight-decay 1e-4,1e-3 --optimizer adam --lr 1e-3,1e-2 --no-plots
   regfn sweep --device cuda --seeds 32 --l2 1e-6:1e-1:32 --p lin:0:0.6:7   # 7168 configs
   regfn sweep --device cuda --engine triton --seeds 32 --l2 1e-6:1e-1:32    # one fused kernel
+  regfn sweep --search sobol:256 --l2 log:1e-6:1e-1 --p lin:0:0.6 --seeds 2  # 512 configs
 
 value lists: comma-separated numbers, LOW:HIGH:N (N log-spaced values, ends
 included, ends > 0) or lin:LOW:HIGH:N (N evenly spaced values); e.g.
 --l2 0,1e-4:1e-1:4 gives 0, 1e-4, 1e-3, 1e-2, 1e-1.
+search: --search random:N or sobol:N samples N points (regfn.search.sample,
+key regfn.random.key(--search-seed)) instead of the grid; there
+log:LOW:HIGH is loguniform, lin:LOW:HIGH uniform (HIGH excluded), a list a
+choice among its values, one value a constant. Each point runs with every
+--seeds seed: N x seeds configs, and the summary averages each point's seeds.
 seeds: --seeds 4 = seeds 0,1,2,3; --seeds 0,5,9 = those; --seeds 7, = seed 7;
 --seeds 10:14 = 10,11,12,13.
 models: mlp (--hidden, --activation; digits as 64 pixel features), cnn
@@ -266,7 +293,7 @@ def _hyperparameter_options(g: argparse._ArgumentGroup, many: bool) -> None:
         g.add_argument(
             hp.cli,
             dest=name,
-            type=_type(parse_values, name) if many else _one_value(name),
+            type=_type(parse_search_values, name) if many else _one_value(name),
             default=default,
             metavar="VALUES" if many else "VALUE",
             help=help_text,
@@ -352,6 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEEDS",
         help="run seeds (init, dropout, shuffle): N = 0..N-1, or a list 0,5,9, or START:STOP",
     )
+    g.add_argument(
+        "--search",
+        type=_search_option,
+        default=None,
+        metavar="{random,sobol}:N",
+        help="sample N points of the options' ranges (log:LOW:HIGH, lin:LOW:HIGH, lists) instead of the grid; "
+        "each point runs with every seed (default: the grid)",
+    )
+    g.add_argument("--search-seed", type=int, default=0, help="key of --search: regfn.random.key(SEARCH_SEED)")
     g.add_argument("--epochs", type=_positive_int, default=300, help="passes over the training data")
     g = sw.add_argument_group("run and output")
     g.add_argument(
@@ -646,7 +682,7 @@ def _rate_options(n: int) -> str:
 def _check_label_smoothing(args: argparse.Namespace, loss: str, many: bool) -> None:
     """``--label-smoothing`` away from 0 needs the cross-entropy loss (multi-class data)."""
     given = args.label_smoothing
-    if loss == "cross_entropy" or given is None or not any(v for v in (given if many else [given])):
+    if loss == "cross_entropy" or given is None or not any(v for v in (_given(given) if many else [given])):
         return
     raise CLIError(
         f"--label-smoothing: only the cross_entropy loss of multi-class data smooths labels; this data's loss is "
@@ -665,7 +701,7 @@ def _optimizer_defaults(args, many: bool) -> None:
         given = getattr(args, name)
         if HPARAMS[name].target != "optimizer" or name in takes or given is None:
             continue
-        if any(v != HPARAMS[name].default for v in (given if many else [given])):
+        if any(v != HPARAMS[name].default for v in (_given(given) if many else [given])):
             raise CLIError(
                 f"{HPARAMS[name].cli}: optimizer {args.optimizer!r} has no {name}; it takes {', '.join(takes)}"
             )
@@ -754,6 +790,26 @@ def _settings_line(result) -> str:
     )
 
 
+def _space_text(value: Any) -> str:
+    """A swept option in the search header: its range as typed, or ``one of 0,0.2,0.5``."""
+    return value.text if isinstance(value, SearchRange) else f"one of {_show_default(value)}"
+
+
+def _search_configs(args: argparse.Namespace, axes: dict[str, Any]) -> list[dict[str, Any]]:
+    """``--search``: N points sampled from the options, each with every seed (point by point)."""
+    from .. import random, search
+
+    method, n = args.search
+    space: dict[str, Any] = {}
+    for name, v in axes.items():
+        if isinstance(v, SearchRange):
+            space[name] = v.space
+        else:
+            space[name] = v[0] if len(v) == 1 else search.choice(v)
+    points = search.sample(random.key(args.search_seed), n, method, **space)
+    return [{**point, "seed": seed} for point in points for seed in args.seeds]
+
+
 def _run_sweep(args: argparse.Namespace) -> int:
     import regfn
 
@@ -767,9 +823,22 @@ def _run_sweep(args: argparse.Namespace) -> int:
     compile_ = "auto" if args.compile is None else args.compile
     _threads(args.threads)
     axes = {name: getattr(args, name) for name in _OPTION_NAMES if getattr(args, name) is not None}
-    axes["seed"] = args.seeds
-    n_configs = math.prod(len(v) for v in axes.values())  # the grid is built by regfn.sweep, after its size check
-    swept = [n for n, v in axes.items() if len(v) > 1]
+    configs: list[dict[str, Any]] | None = None
+    if args.search is None:
+        for name, v in axes.items():
+            if isinstance(v, SearchRange):
+                raise CLIError(
+                    f"{HPARAMS[name].cli}: {v.text} is a search range; add --search random:N or give a count, "
+                    f"{v.text}:5"
+                )
+        axes["seed"] = args.seeds
+        n_configs = math.prod(len(v) for v in axes.values())  # the grid is built by regfn.sweep, after its size check
+        swept = [n for n, v in axes.items() if len(v) > 1]
+    else:
+        configs = _search_configs(args, axes)
+        n_configs = len(configs)
+        swept = [n for n, v in axes.items() if isinstance(v, SearchRange) or len(v) > 1]
+        swept += ["seed"] if len(args.seeds) > 1 else []
     if args.by is not None:
         metric = "mse" if train.task == "regression" else "acc"
         allowed = ["loss", "penalty", metric, "zero_frac", "tiny_frac"]
@@ -780,8 +849,17 @@ def _run_sweep(args: argparse.Namespace) -> int:
     lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
     out = _writable_out(args.out) if lead else pathlib.Path(args.out)
     if not args.quiet and lead:
-        shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
-        print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
+        if args.search is None:
+            shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
+            print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
+        else:
+            method, points = args.search
+            seeds = len(args.seeds)
+            spaces = ", ".join(f"{n} {_space_text(axes[n])}" for n in swept if n != "seed") or "constants only"
+            print(
+                f"regfn sweep: {method} search: {points:,} points x {seeds} seed{'s' if seeds != 1 else ''} = "
+                f"{n_configs:,} configs ({spaces}; --search-seed {args.search_seed}) on {desc}"
+            )
         if n_configs >= _LARGE_SWEEP:
             size = n_configs * bytes_per_config(len(HPARAMS), args.epochs, args.log_every)
             print(
@@ -798,7 +876,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         result = regfn.sweep(
             model,
             train,
-            axes,
+            axes if configs is None else configs,
             val=val,
             loss=loss,
             optimizer=args.optimizer,

@@ -1,7 +1,9 @@
 """The command line's value syntax: :func:`parse_values`, :func:`parse_seeds`, :func:`parse_hidden`.
 
 Value lists are comma-separated numbers, ``LOW:HIGH:N`` log ranges and
-``lin:LOW:HIGH:N`` evenly spaced ranges; a hyperparameter's values are
+``lin:LOW:HIGH:N`` evenly spaced ranges; ``log:LOW:HIGH`` and ``lin:LOW:HIGH``
+(no count) are search ranges, for ``regfn sweep --search``
+(:func:`parse_search_values`). A hyperparameter's values are
 checked against its range in the registry (:mod:`regfn._hparams`), the same
 check :func:`regfn.sweep` makes. Bad input raises ``ValueError`` with a
 message that starts with the option (``--l2: ...``).
@@ -10,10 +12,12 @@ message that starts with the option (``--l2: ...``).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from .._hparams import HPARAMS
+from ..search._space import Space, check_space, loguniform, uniform
 
-__all__ = ["parse_hidden", "parse_seeds", "parse_values"]
+__all__ = ["SearchRange", "parse_hidden", "parse_search_values", "parse_seeds", "parse_values"]
 
 
 def _number(text: str, what: str) -> float:
@@ -95,6 +99,62 @@ def parse_values(text: str, name: str = "value") -> list[float]:
             if not hp.contains(v):
                 raise ValueError(f"{what}: {v:g} is out of range ({name} is {hp.describe()})")
     return out
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """A search range as typed (``log:1e-6:1e-1``) and its space (``loguniform(1e-06, 0.1)``)."""
+
+    text: str
+    space: Space
+
+    def ends(self) -> tuple[float, float]:
+        """The ends as typed: LOW and HIGH."""
+        lo, hi = self.space.lo, self.space.hi  # type: ignore[attr-defined]
+        return lo, hi
+
+
+def _search_range(text: str, name: str) -> SearchRange | None:
+    """``log:LOW:HIGH`` or ``lin:LOW:HIGH`` as a :class:`SearchRange`; ``None`` for anything else."""
+    parts = [t.strip() for t in text.split(":")]
+    if len(parts) != 3 or parts[0].lower() not in ("log", "lin"):
+        return None
+    what = f"--{name.replace('_', '-')}"
+    lo, hi = _number(parts[1], what), _number(parts[2], what)
+    if not lo < hi:
+        raise ValueError(f"{what}: search range {text!r} needs LOW < HIGH")
+    if parts[0].lower() == "log" and lo <= 0:
+        raise ValueError(f"{what}: log range {text!r} needs LOW > 0; use lin:{lo:g}:{hi:g}")
+    space = loguniform(lo, hi) if parts[0].lower() == "log" else uniform(lo, hi)
+    if name in HPARAMS:
+        try:
+            check_space({name: space}, what)
+        except ValueError:
+            hp = HPARAMS[name]
+            raise ValueError(f"{what}: {text} reaches out of range ({name} is {hp.describe()})") from None
+    return SearchRange(text, space)
+
+
+def parse_search_values(text: str, name: str = "value") -> list[float] | SearchRange:
+    """A value list (:func:`parse_values`) or, for ``log:LOW:HIGH`` / ``lin:LOW:HIGH``, a search range.
+
+    A search range (two ends, no count) is a :class:`SearchRange` holding a
+    :func:`~regfn.search.loguniform` or :func:`~regfn.search.uniform` space
+    (HIGH excluded); ``regfn sweep`` takes it only with ``--search``. It must
+    be the option's only item, and its ends must lie in the hyperparameter's range.
+
+    Examples:
+        >>> parse_search_values("log:1e-6:1e-1", "l2").space
+        loguniform(1e-06, 0.1)
+        >>> parse_search_values("lin:0:0.5", "p").space, parse_search_values("0,0.5", "p")
+        (uniform(0.0, 0.5), [0.0, 0.5])
+    """
+    items = [s.strip() for s in str(text).split(",") if s.strip()]
+    ranges = [r for r in (_search_range(item, name) for item in items) if r is not None]
+    if ranges and len(items) > 1:
+        what = f"--{name.replace('_', '-')}"
+        raise ValueError(f"{what}: a search range ({ranges[0].text}) must be the option's only value")
+    return ranges[0] if ranges else parse_values(text, name)
 
 
 def parse_seeds(text: str) -> list[int]:
