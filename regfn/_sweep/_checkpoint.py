@@ -227,7 +227,12 @@ class Checkpoint:
     def bind(self, record: dict[str, Any]) -> None:
         """Check every file against this sweep's ``record``; refuse, naming what differs, if one was another's."""
         for path in self._files():
-            stored, _ = self._header(path)
+            try:
+                stored, _ = self._header(path)
+            except ValueError:
+                if path.exists():
+                    raise
+                continue  # another rank finished that chunk meanwhile (its running file was removed)
             diff = differences(stored, record)
             if diff:
                 raise ValueError(

@@ -139,13 +139,30 @@ def setup(device: torch.device, dist_timeout: float | None) -> World:
         raise RuntimeError("regfn.sweep: WORLD_SIZE > 1, but this torch build has no torch.distributed")
     timeout = datetime.timedelta(seconds=timeout_seconds(dist_timeout))
     atexit.register(_shut_down)
+    store = _attempt_store(rank, size, timeout)
     if device.type == "cuda" and torch.cuda.is_available():
         cuda = torch.device("cuda", local)
         torch.cuda.set_device(cuda)
-        dist.init_process_group("nccl", rank=rank, world_size=size, timeout=timeout, device_id=cuda)
+        dist.init_process_group("nccl", store=store, rank=rank, world_size=size, timeout=timeout, device_id=cuda)
     else:
-        dist.init_process_group("gloo", rank=rank, world_size=size, timeout=timeout)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=size, timeout=timeout)
     return World(rank, size, local)
+
+
+def _attempt_store(rank: int, size: int, timeout: datetime.timedelta) -> Any:
+    """Under ``torchrun`` after a restart (``TORCHELASTIC_RESTART_COUNT`` > 0): the env:// store, its keys
+    prefixed by the attempt; else ``None`` (``init_process_group`` makes its own).
+
+    torchrun's agent keeps one store across restarts (the same ``MASTER_PORT``), so the restarted
+    ranks would read the dead attempt's addresses (gloo: "connection refused") or hang.
+    """
+    import torch.distributed as dist
+
+    attempt = _env_int("TORCHELASTIC_RESTART_COUNT")
+    if not attempt:
+        return None
+    store, _, _ = next(dist.rendezvous("env://", rank, size, timeout=timeout))
+    return dist.PrefixStore(f"regfn/attempt{attempt}/", store)
 
 
 def _shut_down() -> None:
