@@ -233,6 +233,12 @@ class _Runner:
     def job(self) -> Any:
         return self.engine.job
 
+    def _validation(self) -> Dataset:
+        """The validation data; ``prepare`` refused a schedule without it before anything ran."""
+        if self.job.val is None:
+            raise ValueError(f"{_WHERE}: a schedule needs validation data (val=...)")
+        return self.job.val
+
     def size(self, n: int) -> int:
         """The chunk size for ``n`` live configurations (a bucket size when compiled)."""
         from ._driver import _bucket
@@ -328,8 +334,7 @@ class _Runner:
 
     def _logger(self, g: _Group) -> Any:
         """The ``log`` of group ``g``: its rows of the curves at a log point."""
-        val, evaluate = self.job.val, self.engine.program.eval
-        assert val is not None
+        val, evaluate = self._validation(), self.engine.program.eval
         rows, n = torch.tensor(g.ids), len(g.ids)
 
         def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
@@ -343,8 +348,7 @@ class _Runner:
 
     def metric(self, groups: Sequence[_Group]) -> tuple[list[int], Tensor]:
         """The schedule's metric of every configuration in ``groups`` on the validation data: (ids, values)."""
-        val, name = self.job.val, self.scheduled.schedule.metric.removeprefix("val_")
-        assert val is not None
+        val, name = self._validation(), self.scheduled.schedule.metric.removeprefix("val_")
         ids, values = [], []
         for g in groups:
             out = self.engine.program.eval(self.engine.params(g.state), g.hp, val.x, val.y)
@@ -357,15 +361,14 @@ class _Runner:
         from ._driver import _sparsity
 
         chosen = set(which)
-        job, evaluate = self.job, self.engine.program.eval
-        assert job.val is not None
+        job, evaluate, val = self.job, self.engine.program.eval, self._validation()
         for g in groups:
             pos = [j for j, i in enumerate(g.ids) if i in chosen]
             if not pos:
                 continue
             params = self.engine.params(g.state)
             final = dict(evaluate(params, g.hp, job.data.x, job.data.y))
-            final.update({f"val_{n}": v for n, v in evaluate(params, g.hp, job.val.x, job.val.y).items()})
+            final.update({f"val_{n}": v for n, v in evaluate(params, g.hp, val.x, val.y).items()})
             zero, tiny = _sparsity(params)
             finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
             index, rows = torch.tensor(pos), torch.tensor([g.ids[j] for j in pos])
@@ -406,7 +409,8 @@ class _Runner:
         schedule = self.scheduled.schedule
         if isinstance(schedule, SuccessiveHalving):
             return [(list(range(self.k)), schedule.rungs(self.epochs), schedule.eta)]
-        assert isinstance(schedule, Hyperband)
+        if not isinstance(schedule, Hyperband):
+            raise TypeError(f"{_WHERE}: no halvings for a {type(schedule).__name__} schedule")
         out, start = [], 0
         for n, first in schedule.brackets(self.k, self.epochs):
             rungs = SuccessiveHalving(schedule.metric, first, schedule.eta).rungs(self.epochs)
@@ -425,7 +429,8 @@ class _Runner:
                 n, done = math.ceil(n / eta), epoch
         self.warm_up(counts)
         schedule = self.scheduled.schedule
-        assert not isinstance(schedule, PBT)
+        if isinstance(schedule, PBT):
+            raise TypeError(f"{_WHERE}: PBT runs in run_pbt, not in the halving loop")
         record: dict[str, Any] = {"kind": "hyperband" if isinstance(schedule, Hyperband) else "successive_halving"}
         record.update(metric=schedule.metric, eta=schedule.eta, brackets=[])
         rung = [0] * self.k
@@ -444,7 +449,8 @@ class _Runner:
 
     def run_pbt(self) -> dict[str, Any]:
         schedule = self.scheduled.schedule
-        assert isinstance(schedule, PBT)
+        if not isinstance(schedule, PBT):
+            raise TypeError(f"{_WHERE}: run_pbt needs a PBT schedule, got {type(schedule).__name__}")
         names, registry = self.scheduled.names, self.scheduled.registry
         self.warm_up([self.k])
         ids = list(range(self.k))
