@@ -70,6 +70,7 @@ def worker(args: argparse.Namespace) -> None:
         out = {"seconds": seconds, "rows": d["rows"], "curves": d["curves"], "settings": result.settings}
         pathlib.Path(args.worker).write_text(json.dumps(out))
     if size > 1:
+        dist.barrier()  # every rank done with its collectives before any tears its connections down
         dist.destroy_process_group()
 
 

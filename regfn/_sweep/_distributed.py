@@ -166,10 +166,20 @@ def _attempt_store(rank: int, size: int, timeout: datetime.timedelta) -> Any:
 
 
 def _shut_down() -> None:
-    """At exit, destroy the process group regfn initialised, unless a rank was lost (that could block)."""
+    """At exit, destroy the process group regfn initialised, unless a rank was lost (that could block).
+
+    The ranks first meet at a barrier (at most 30 s): a rank that tore its
+    connections down while another still finished a collective made gloo
+    abort that other process ("terminate called without an active exception").
+    """
     import torch.distributed as dist
 
     if not _lost[0] and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=30))
+            else:
+                dist.barrier()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
 
