@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
@@ -97,3 +100,19 @@ def skip_unless_triton_engine_runs() -> None:
     reason = triton_engine_runs()
     if reason is not None:
         pytest.skip(reason)
+
+
+def kill_after_file(argv: list[str], env: dict[str, str], directory: pathlib.Path, pattern: str) -> None:
+    """Run ``argv`` and SIGKILL it as soon as a file matching ``pattern`` appears in ``directory``."""
+    child = subprocess.Popen(argv, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (directory.exists() and any(directory.glob(pattern))):
+            assert child.poll() is None, f"the child ended before a file {pattern} appeared"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL

@@ -8,14 +8,12 @@ import io
 import json
 import os
 import pathlib
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
+from conftest import kill_after_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -122,18 +120,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(split, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD).replace("EPOCHS", str(epochs)))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, str(script), str(directory)], env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not (directory.exists() and any(directory.glob("chunk-*.safetensors"))):
-            assert child.poll() is None, "the child ended before its first checkpoint"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_after_file([sys.executable, str(script), str(directory)], env, directory, "chunk-*.safetensors")
     left = sorted(p.name for p in directory.glob("chunk-*.safetensors"))
     assert (left and not all(".done." in n for n in left)) or len(left) < 3  # killed mid-run
     kw = {"val": val, "epochs": epochs, "log_every": 50, "batch_size": 16, "compile": False, "threads": 1}

@@ -8,13 +8,13 @@ import json
 import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
+from conftest import kill_after_file
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -94,18 +94,9 @@ def _calls(stdout: str) -> dict[str, int]:
 def test_a_sigkilled_one_process_sweep_resumes_on_two_ranks_bit_for_bit(tmp_path: pathlib.Path) -> None:
     script = _script(tmp_path, epochs=150, log_every=25, every=5)
     directory = tmp_path / "ck"
-    child = subprocess.Popen([sys.executable, str(script), str(directory), "-", "-"], env=_env())
-    try:  # killed once the third chunk (configurations 4, 5: rank 0's at world size 2) has a file
-        deadline = time.monotonic() + 120
-        while not (directory.exists() and any(directory.glob("chunk-000004-*.safetensors"))):
-            assert child.poll() is None, "the child ended before the third chunk's first checkpoint"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    # killed once the third chunk (configurations 4, 5: rank 0's at world size 2) has a file
+    argv = [sys.executable, str(script), str(directory), "-", "-"]
+    kill_after_file(argv, _env(), directory, "chunk-000004-*.safetensors")
     left = sorted(p.name for p in directory.glob("chunk-*.safetensors"))
     # chunks 0 and 1 done at world size 1 (chunk 1 is rank 1's at world size 2); the last not begun
     assert "chunk-000002-000002.done.safetensors" in left
