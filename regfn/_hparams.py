@@ -203,6 +203,10 @@ PENALTY_NAMES: tuple[str, ...] = tuple(n for n, p in HPARAMS.items() if p.target
 LAYER_RATE_NAMES: tuple[str, ...] = tuple(f"p{i}" for i in range(1, MAX_LAYER_RATES + 1))
 
 
+RESERVED: Mapping[str, str] = {"fold": "a cross-validated sweep's rows read their fold as hp['fold']"}
+"""Names the sweep puts in ``hp`` itself, which callers may not declare."""
+
+
 def user_hparams(declared: Mapping[str, Any] | None) -> dict[str, HParam]:
     """Entries for names a sweep's caller declares: ``{"temperature": (low, high)}`` or ``(low, high, default)``.
 
@@ -211,7 +215,7 @@ def user_hparams(declared: Mapping[str, Any] | None) -> dict[str, HParam]:
 
     Raises:
         TypeError, ValueError: for a name that is not an identifier, one the
-            registry already has, or a range that is not ``(low, high[, default])``.
+            registry already has or reserves (:data:`RESERVED`), or a range that is not ``(low, high[, default])``.
 
     Examples:
         >>> user_hparams({"temperature": (0.0, None, 1.0)})["temperature"].describe()
@@ -224,6 +228,8 @@ def user_hparams(declared: Mapping[str, Any] | None) -> dict[str, HParam]:
             raise TypeError(f"{where}: names must be identifiers, got {name!r}")
         if name in HPARAMS:
             raise ValueError(f"{where}: {name!r} is a built-in hyperparameter; declare only names of your own")
+        if name in RESERVED:
+            raise ValueError(f"{where}: {name!r} is reserved ({RESERVED[name]}); choose another name")
         if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
             raise TypeError(f"{where}[{name!r}] must be (low, high) or (low, high, default), got {spec!r}")
         low, high = (None if v is None else check_real(v, f"hparams[{name!r}] end", "regfn.sweep") for v in spec[:2])

@@ -107,6 +107,7 @@ def verify(
     """
     from ._sweep import sweep
     from ._sweep._checkpoint import data_fingerprint, model_description
+    from ._sweep._cv import folds_from_record
 
     stored = results if isinstance(results, SweepResult) else SweepResult.from_json(results)
     prov = stored.provenance
@@ -144,17 +145,21 @@ def verify(
             notes.append(f"note: {name} {version} here, {prov['versions'].get(name)} when recorded")
     configs = prov["configurations"]
     chunk = args["chunk_size"]
+    cv = args.get("cv")
+    folds = folds_from_record(cv) if cv is not None else None
+    rows = len(configs) * (len(folds) if folds is not None else 1)
     rerun = sweep(
         model,
         data,
         configs,
         val=val,
+        cv=folds,
         loss=loss,
         optimizer=args["optimizer"],
         epochs=args["epochs"],
         batch_size=args["batch_size"],
         log_every=args["log_every"],
-        chunk_size=None if chunk > len(configs) else chunk,  # a padded single chunk: the same bucket again
+        chunk_size=None if chunk > rows else chunk,  # a padded single chunk: the same bucket again
         device=device,
         compile=args["compile"],
         cuda_graphs=args.get("cuda_graphs", True),

@@ -44,7 +44,10 @@ class SweepResult:
             (``zero_frac``: exact zeros, ``tiny_frac``: ``|w| < 1e-6``, over
             weight matrices), ``diverged``, ``diverged_epoch`` and
             ``collapsed`` (a constant predictor, or an accuracy within one
-            example of the majority-class rate).
+            example of the majority-class rate). Under cross-validation
+            (``cv=``) the metrics are means over the folds, and each
+            validation metric ``val_m`` (but ``val_penalty``) comes with
+            ``val_m_std`` and ``val_m_folds`` (the per-fold values).
         curves: ``name -> (K, T)`` tensors sampled at ``curve_epochs``:
             ``loss`` (the training objective, dropout on) and the ``val_*``
             metrics when validation data was given.
@@ -59,7 +62,9 @@ class SweepResult:
             compiled, after ``compile="auto"`` decided), ``threads`` (CPU
             threads, after ``threads="auto"`` decided; ``None`` on CUDA),
             ``chunk_size`` (configurations per vmapped call) and
-            ``padded`` (configurations trained, padding included); with a
+            ``padded`` (rows trained, padding included; a row is a
+            configuration on one fold under cross-validation), ``folds``
+            (the number of folds, under cross-validation); with a
             schedule also ``chunk_sizes`` (every chunk size it used) and
             ``config_epochs`` (configuration-epochs trained, padding included).
         schedule: with ``regfn.sweep(..., schedule=...)``, the schedule's
@@ -172,7 +177,10 @@ class SweepResult:
         if columns is None:
             metrics = [
                 c
-                for c in ("loss", "penalty", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac")
+                for c in (
+                    *("loss", "penalty", "acc", "mse", "val_loss", "val_acc", "val_acc_std", "val_mse", "val_mse_std"),
+                    "zero_frac",
+                )
                 if c in best[0]
             ]
             columns = ["config", *(self.swept() or self.hyperparameters), *metrics, "diverged"]

@@ -35,7 +35,7 @@ def _loss() -> regfn.losses.Loss:
 
 
 def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
-    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2) and ``minibatch``."""
+    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2), ``minibatch``, ``cv`` and ``auto``."""
     data = regfn.data.quadrants(regfn.random.key(0), 64)
     model = regfn.nn.mlp((2, 4, 1), output="logits")
     if case == "mlp":  # K = 7 in chunks of 2: the last chunk padded
@@ -44,6 +44,9 @@ def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
     elif case == "minibatch":  # shuffled mini-batches, Adam; 5 chunks of 1: rank 0 runs three
         configs = regfn.grid(l1=[0.0, 1e-3, 1e-2], p=[0.1, 0.3], seed=[3], lr=[1e-2])[:5]
         settings = {"epochs": 2, "chunk_size": 1, "batch_size": 16, "optimizer": "adam"}
+    elif case == "cv":  # 3 configurations x 3 folds = 9 rows in chunks of 2: a configuration's folds split across ranks
+        configs = regfn.grid(l2=[0.0, 1e-2, 1e-1], p=[0.2], seed=[4])
+        settings = {"epochs": 2, "chunk_size": 2, "cv": 3}
     elif case == "auto":  # automatic chunks: at most one rank's share (4 of 7 on two ranks)
         configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[5, 6])[:7]
         settings = {"epochs": 2, "chunk_size": "auto"}

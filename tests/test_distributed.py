@@ -79,21 +79,23 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
     # mlp: full batch, K=7 in chunks of 2 (the last padded), gathered on rank 0;
     # minibatch: shuffled mini-batches, 5 chunks of 1 (rank 0 runs three), gathered on every rank.
     # auto: automatic chunks hold one rank's share (4 of 7), where one process runs all 7 at once.
-    runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto"])
+    # cv: 3 configurations x 3 folds, 9 rows in chunks of 2: the fold statistics gather across ranks.
+    runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto", "cv"])
     for rank, run in enumerate(runs):
         assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "auto.rank0.json",
+        "cv.rank0.json",
         "minibatch.rank0.json",
         "minibatch.rank1.json",
         "mlp.rank0.json",  # gather="rank0": rank 1 returned None
     ]
-    for case in ("mlp", "minibatch", "auto"):
+    for case in ("mlp", "minibatch", "cv", "auto"):  # auto last: its settings are checked below
         single = dist_worker.sweep_case(case)
         assert single is not None
         assert single.settings["world_size"] == 1
         expected = _compared(single)
-        assert len(expected["rows"]) in (5, 7)
+        assert len(expected["rows"]) in (3, 5, 7)
         assert _written(tmp_path / f"{case}.rank0.json") == expected  # floats round-trip exactly in JSON
     settings = {case: json.loads((tmp_path / f"{case}.rank0.json").read_text())["settings"] for case in ("mlp", "auto")}
     assert settings["mlp"] == {"compile": False, "threads": 1, "chunk_size": 2, "padded": 8, "world_size": 2}

@@ -62,6 +62,7 @@ COMPARED = (
     "engine",
     "data",
     "val",
+    "cv",
     "regfn",
     "torch",
 )
@@ -165,6 +166,7 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
                 "configurations": "configurations differ",
                 "data": "training data differs",
                 "val": "validation data differs",
+                "cv": "cross-validation folds differ",
             }
             shown = (f"hash {str(a)[:12]} != {str(b)[:12]}") if name in what else f"{a!r} != {b!r}"
             out.append(f"{what.get(name, f'{name} differs')} ({shown})")

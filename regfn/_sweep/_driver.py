@@ -37,13 +37,13 @@ from torch import Tensor
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
 from .._train import check_targets, is_collapsed, majority_rate
-from ..data import Dataset
+from ..data import Dataset, Folds
 from ..losses import Loss, get_loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ..results import SweepResult
-from . import _distributed
+from . import _cv, _distributed
 from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Engine, EngineFailed, Job, warn
@@ -93,6 +93,7 @@ def sweep(
     configs: Configs,
     *,
     val: Dataset | None = None,
+    cv: int | Folds | None = None,
     loss: str | Loss = "bce_logits",
     optimizer: str = "sgd",
     epochs: int = 100,
@@ -134,6 +135,19 @@ def sweep(
             the optimizer's other arguments its own defaults; ranges are
             those of torch.optim and of the penalties.
         val: validation data, evaluated at every log point and at the end.
+        cv: cross-validation instead of ``val``: ``k`` (the folds of
+            ``regfn.data.kfold(regfn.random.key(0), data, k)``, stratified
+            for classification) or a :func:`regfn.data.kfold` result. Every
+            configuration trains once per fold, all folds in the same vmapped
+            program (``K * k`` rows; a row reads its fold as ``hp["fold"]``),
+            each on its fold's training rows and validated on its held-out
+            rows; its keys are its own seed's, so each fold trains exactly as
+            a one-configuration sweep on that fold's data. Each result row
+            holds the mean over folds of every metric, and for each
+            validation metric ``val_m`` also ``val_m_std`` (standard deviation
+            over folds, ``correction=0``) and ``val_m_folds`` (the ``k``
+            values); curves are means over folds; a configuration has
+            diverged or collapsed when any fold has.
         loss: ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
             (integer class labels) or a :class:`regfn.losses.Loss`, whose
             function may take ``(output, target, hp)`` to read the
@@ -190,8 +204,8 @@ def sweep(
         schedule: ``None``, or a schedule from :mod:`regfn.search`
             (:func:`~regfn.search.successive_halving`,
             :func:`~regfn.search.hyperband`, :func:`~regfn.search.pbt`) that
-            stops or copies configurations as they train; needs ``val``
-            (see :mod:`regfn._sweep._schedule`).
+            stops or copies configurations as they train; needs ``val`` or
+            ``cv`` (see :mod:`regfn._sweep._schedule`).
         gather: under torch.distributed (see below): ``"rank0"`` (the
             default) returns the result on rank 0 and ``None`` on the other
             ranks; ``"all"`` returns it on every rank.
@@ -243,7 +257,9 @@ def sweep(
     check_int(epochs, "epochs", "regfn.sweep", low=1)
     takes_hp(model.apply)  # answered before any tracing (see regfn.losses.takes_hp)
     extra = user_hparams(hparams)
-    _check_size(count(configs), len(HPARAMS) + len(extra), epochs, log_every)
+    folds = _cv.resolve(cv, data, val)
+    n_folds = len(folds) if folds is not None else 1
+    _check_size(count(configs) * n_folds, len(HPARAMS) + len(extra), epochs, log_every)
     rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
     check_targets(loss, data, "regfn.sweep")
     if val is not None:
@@ -264,15 +280,16 @@ def sweep(
     device = _distributed.local_device(world, device, chosen)
     data = data.to(device)
     val = val.to(device) if val is not None else None
+    n_train = len(data) if folds is None else folds.train.shape[1]
     if batch_size is not None:
-        check_int(batch_size, "batch_size", "regfn.sweep", low=1, high=len(data))
+        check_int(batch_size, "batch_size", "regfn.sweep", low=1, high=n_train)
     if threads is not None and threads != "auto":
         check_int(threads, "threads", "regfn.sweep", low=1)
     if compile not in (True, False, "auto"):
         raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    limit = _chunk_size(chunk_size, len(rows), model, batch_size or len(data), _features(data), device)
+    limit = _chunk_size(chunk_size, len(rows) * n_folds, model, batch_size or n_train, _features(data), device)
     store = None
     if checkpoint is not None:
         check_int(checkpoint_every, "checkpoint_every", "regfn.sweep", low=1)
@@ -288,15 +305,19 @@ def sweep(
         if checkpoint is not None:
             raise ValueError("regfn.sweep: schedules do not take checkpoints yet; pass checkpoint=None")
 
-        scheduled = prepare(schedule, rows, given, extra, loss, val, optimizer, engine)
+        validated = folds is not None or (val is not None and len(val) > 0)
+        scheduled = prepare(schedule, rows, given, extra, loss, validated, optimizer, engine)
         optimizer_args = scheduled.optimizer_args(optimizer_args, optimizer)
     spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
-    job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs)
+    on_device = folds.to(device) if folds is not None else None
+    job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
     problems = ENGINES[engine].problems(job)
     if problems:
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
     hp_all = hyper_tensors(rows, data.x.dtype, device)
-    k = len(rows)
+    if folds is not None:
+        hp_all = _cv.expand(hp_all, n_folds)
+    k = len(rows) * n_folds
     with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
         compiled, n_threads = _decide(replace(job, compile=False), hp_all, min(limit, k), compile, threads)
         limit, compiled = _distributed.agree(world, limit, compiled)  # every rank: one chunk size, one program
@@ -313,6 +334,7 @@ def sweep(
             job = replace(job, compile=compiled)
         ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
         ran.update({"log_every": log_every, "chunk_size": chunk, "compile": compiled, "engine": engine})
+        ran["cv"] = _cv.fingerprint(folds)
         record = describe(rows, model, loss, data, val, **ran)
         if store is not None:
             store.bind(record)
@@ -324,24 +346,28 @@ def sweep(
                 driver = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world)
                 result = driver.run(store)
             else:
-                result = scheduled.runner(engine_, hp_all, limit, bucketed=bucketed, quiet=quiet).run()
+                runner = scheduled.runner(engine_, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=n_folds)
+                result = runner.run()
     if schedule is None:
         gathered = _distributed.gather(world, result["outputs"], k, result["chunk"], everywhere=gather == "all")
         if gathered is None:
             return None
         result["outputs"] = gathered
+    if folds is not None:
+        result["outputs"] = [_cv.reduce(_cv.joined(result["outputs"]), folds, data)]
     result["settings"] = {
         "compile": compiled,
         "threads": n_threads if device.type == "cpu" else None,
         "chunk_size": result.pop("chunk"),
         "padded": result.pop("padded"),
+        **({"folds": n_folds} if folds is not None else {}),
         **result.pop("more", {}),
         "world_size": world.size,
     }
     judged = val if val is not None and len(val) else data
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
     given_rows = [{n: row[n] for n in given} for row in rows]
-    table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs)
+    table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs, folds)
     return table if schedule is None else scheduled.annotate(table, result["record"])
 
 
@@ -352,6 +378,7 @@ def _provenance(
     device: torch.device,
     log_every: int,
     cuda_graphs: bool,
+    folds: Folds | None = None,
 ) -> dict[str, Any]:
     """What reruns the sweep: the configurations, the spec and data fingerprints, versions, where it ran.
 
@@ -381,6 +408,7 @@ def _provenance(
             "threads": settings["threads"],
             "cuda_graphs": cuda_graphs,
             "engine": record["engine"],
+            "cv": _cv.record(folds) if folds is not None else None,
         },
     }
 
@@ -660,11 +688,11 @@ class _Driver:
                     return
 
     def _warm_eval(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> None:
-        job, evaluate = self.job, self.engine.program.eval
+        job = self.job
         try:
-            evaluate(params, hp, job.data.x, job.data.y)
-            if job.val is not None and len(job.val):
-                evaluate(params, hp, job.val.x, job.val.y)
+            self.engine.train_metrics(params, hp)
+            if job.has_val:
+                self.engine.val_metrics(params, hp)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as err:
@@ -698,7 +726,7 @@ class _Driver:
         curves, log epochs, validation flags), is saved every
         ``checkpoint.every`` epochs, and its outputs are saved when it ends.
         """
-        job, evaluate = self.job, self.engine.program.eval
+        job, engine = self.job, self.engine
         store = self.checkpoint
         curves: dict[str, list[Tensor]]
         logged: list[int]
@@ -714,8 +742,8 @@ class _Driver:
         def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
             logged.append(done)
             curves.setdefault("loss", []).append(value.detach().clone())
-            if job.val is not None and len(job.val):
-                for name, v in evaluate(params, hp, job.val.x, job.val.y).items():
+            if job.has_val:
+                for name, v in engine.val_metrics(params, hp).items():
                     if name.startswith("_"):  # flags, not curves: the last one is kept
                         val_flags[f"val_{name}"] = v
                     else:
@@ -727,7 +755,7 @@ class _Driver:
             if store is not None and state.epoch < job.epochs:
                 store.save_state(start, self.chunk, state, curves, logged, val_flags)
         params = self.engine.params(state)
-        final = dict(evaluate(params, hp, job.data.x, job.data.y))
+        final = dict(engine.train_metrics(params, hp))
         # The last curve point is logged after the last epoch: the final validation metrics.
         final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
         final.update(val_flags)
@@ -785,9 +813,14 @@ def _table(
         first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
         out["diverged"] = diverged
         out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
-        prefix = "val_" if "val__constant" in final else ""
-        constant = bool(final[f"{prefix}_constant"][i])
-        out["collapsed"] = not diverged and is_collapsed(constant, out.get(f"{prefix}acc"), majority, n_judged)
+        if "collapsed" in outputs[0]:  # judged already (cross-validation: per fold)
+            out["collapsed"] = bool(outputs[0]["collapsed"][i])
+        else:
+            prefix = "val_" if "val__constant" in final else ""
+            constant = bool(final[f"{prefix}_constant"][i])
+            out["collapsed"] = not diverged and is_collapsed(constant, out.get(f"{prefix}acc"), majority, n_judged)
+        for name, values in outputs[0].get("folds", {}).items():
+            out[f"{name}_folds"] = values[i].tolist()
         table.append(out)
     result = SweepResult(table, curves, logged, shown)
     result.timings = run["timings"]

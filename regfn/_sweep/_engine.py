@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..data import Dataset
+from ..data import Dataset, Folds
 from ._program import Program, Spec, program
 
 __all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "warn"]
@@ -72,6 +72,10 @@ class Job:
         log_every: the curves' sampling interval, in epochs.
         compile: whether to compile (``torch.compile``, or the engine's own compiler).
         cuda_graphs: whether a CUDA engine may capture and replay blocks of epochs.
+        folds: cross-validation folds of ``data`` (on its device), or ``None``.
+            With folds, the configurations' rows carry ``hp["fold"]``: a row
+            trains on ``data``'s rows ``folds.train[fold]`` and is validated on
+            ``folds.val[fold]`` (``val`` is then ``None``).
     """
 
     spec: Spec
@@ -82,10 +86,29 @@ class Job:
     log_every: int
     compile: bool
     cuda_graphs: bool
+    folds: Folds | None = None
 
     @property
     def device(self) -> torch.device:
         return self.data.x.device
+
+    @property
+    def has_val(self) -> bool:
+        """Whether the configurations are validated (validation data, or held-out folds)."""
+        return self.folds is not None or (self.val is not None and len(self.val) > 0)
+
+    @property
+    def n_train(self) -> int:
+        """The training rows of one configuration (a fold's, under cross-validation)."""
+        return len(self.data) if self.folds is None else self.folds.train.shape[1]
+
+    def train_rows(self, hp: dict[str, Tensor]) -> Tensor | None:
+        """Each configuration's training rows ``(K, n_train)`` of ``data``; ``None``: all of them, shared."""
+        return None if self.folds is None else self.folds.train[hp["fold"]]
+
+    def val_rows(self, hp: dict[str, Tensor]) -> Tensor | None:
+        """Each configuration's validation rows ``(K, n_val)`` of ``data``; ``None``: ``val``, shared."""
+        return None if self.folds is None else self.folds.val[hp["fold"]]
 
 
 @dataclass
@@ -160,6 +183,25 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def params(self, state: ChunkState) -> dict[str, Tensor]:
         """The parameters ``state`` holds (``(chunk, ...)`` tensors)."""
+
+    def train_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every configuration's metrics on its training data, dropout off (``(K,)`` tensors)."""
+        return self._metrics(params, hp, self.job.data, self.job.train_rows(hp))
+
+    def val_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every configuration's metrics on its validation data (``job.has_val`` must hold)."""
+        rows = self.job.val_rows(hp)
+        data = self.job.data if rows is not None else self.job.val
+        if data is None:
+            raise ValueError("regfn.sweep: no validation data to evaluate on")
+        return self._metrics(params, hp, data, rows)
+
+    def _metrics(
+        self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Dataset, rows: Tensor | None
+    ) -> dict[str, Tensor]:
+        if rows is None:
+            return self.program.eval(params, hp, data.x, data.y)
+        return self.program.eval_rows(params, hp, data.x, data.y, rows)
 
     def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
         """Train one chunk for the job's epochs; return its final parameters."""

@@ -192,6 +192,13 @@ def evaluate_config(
     return evaluate(spec.model, spec.loss, pens, params, x, y, hp)
 
 
+def evaluate_rows(
+    spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, idx: Tensor
+) -> dict[str, Tensor]:
+    """:func:`evaluate_config` on the rows ``idx`` of ``(x, y)`` (a cross-validation fold's)."""
+    return evaluate_config(spec, params, hp, x[idx], y[idx])
+
+
 class Program:
     """The per-configuration functions of one spec, vmapped (and possibly compiled).
 
@@ -201,6 +208,7 @@ class Program:
         step, step_batch: one step of every configuration (full batch / rows ``idx``).
         order: every configuration's mini-batch order of an epoch.
         eval: every configuration's metrics on ``(x, y)``.
+        eval_rows: every configuration's metrics on its own rows ``idx[k]`` of ``(x, y)``.
     """
 
     def __init__(self, spec: Spec, compiled: bool):
@@ -214,6 +222,7 @@ class Program:
         self.step_batch = wrap(vmap(functools.partial(step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))
         self.order = wrap(vmap(order, in_dims=(0, None, None, None)))
         self.eval = wrap(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
+        self.eval_rows = wrap(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0)))
 
 
 @functools.lru_cache(maxsize=16)

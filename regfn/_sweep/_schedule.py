@@ -5,7 +5,7 @@ has validated the configurations and set up the engine. The runner drives
 the engine through :meth:`~regfn._sweep._engine.Engine.start`,
 :meth:`~regfn._sweep._engine.Engine.advance` and
 :meth:`~regfn._sweep._engine.Engine.params` in stretches between decision
-epochs, evaluates with the shared ``engine.program.eval``, and between
+epochs, evaluates with the engine's shared evaluation, and between
 stretches works on the rows of the chunks' state (every leaf of a
 :class:`~regfn._sweep._engine.ChunkState` tree has one row per
 configuration):
@@ -22,7 +22,10 @@ configuration):
 
 Because every configuration's keys, masks and mini-batch orders depend only
 on its own seed and the epoch, a configuration trains the same whichever
-others share its chunk. The results table is the driver's, with columns
+others share its chunk. Under cross-validation (``cv=k``) a configuration is
+``k`` rows, one per fold: the schedules rank configurations by their mean
+over the folds, and stop, keep or copy all ``k`` rows of a configuration
+together (a PBT copy takes each fold's row from the same fold of the source). The results table is the driver's, with columns
 added: ``stopped_epoch`` and ``rung`` (and ``bracket`` for Hyperband), or
 ``lineage`` and ``hp_schedule`` for PBT; ``result.schedule`` holds the
 record that :func:`regfn.plot.plot_rungs` and :func:`regfn.plot.plot_pbt` draw.
@@ -41,7 +44,6 @@ from torch import Tensor
 from torch.utils import _pytree
 
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, HParam
-from ..data import Dataset
 from ..losses import Loss
 from ..random import fold_in, uniform
 from ..results import SweepResult
@@ -60,7 +62,7 @@ def prepare(
     given: Sequence[str],
     extra: Mapping[str, HParam],
     loss: Loss,
-    val: Dataset | None,
+    validated: bool,
     optimizer: str,
     engine: str,
 ) -> Scheduled:
@@ -68,7 +70,7 @@ def prepare(
 
     Raises:
         TypeError: for a schedule that is not one of regfn.search's.
-        ValueError: without validation data, for a metric the sweep does
+        ValueError: without validation data (``validated``: ``val`` or ``cv``), for a metric the sweep does
             not record, for PBT names that are not float hyperparameters of
             the sweep, or PBT on an engine other than ``"vmap"``.
     """
@@ -77,10 +79,10 @@ def prepare(
             f"{_WHERE}: schedule must be made by regfn.search.successive_halving, hyperband or pbt, "
             f"got {type(schedule).__name__} {schedule!r}"
         )
-    if val is None or not len(val):
+    if not validated:
         raise ValueError(
             f"{_WHERE}: schedule={schedule!r} ranks configurations on validation data: pass val= "
-            "(e.g. regfn.data.train_val_split)"
+            "(e.g. regfn.data.train_val_split) or cv="
         )
     task_metric = "val_mse" if loss.resolved_task == "regression" else "val_acc"
     allowed = ["val_loss", task_metric]
@@ -131,8 +133,10 @@ class Scheduled:
         more = [n for n in self.names if n in OPTIMIZER_ARGS[optimizer] and n not in live]
         return tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in more)
 
-    def runner(self, engine: Engine, hp_all: dict[str, Tensor], limit: int, *, bucketed: bool, quiet: bool) -> _Runner:
-        return _Runner(self, engine, hp_all, limit, bucketed=bucketed, quiet=quiet)
+    def runner(
+        self, engine: Engine, hp_all: dict[str, Tensor], limit: int, *, bucketed: bool, quiet: bool, folds: int = 1
+    ) -> _Runner:
+        return _Runner(self, engine, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=folds)
 
     def annotate(self, result: SweepResult, record: dict[str, Any]) -> SweepResult:
         """Add the schedule's columns to the rows and its record to ``result.schedule``."""
@@ -208,10 +212,13 @@ class _Runner:
         *,
         bucketed: bool,
         quiet: bool,
+        folds: int = 1,
     ):
         self.scheduled, self.engine, self.hp_all = scheduled, engine, hp_all
         self.limit, self.bucketed, self.quiet = limit, bucketed, quiet
-        self.k = next(iter(hp_all.values())).shape[0]
+        self.k = next(iter(hp_all.values())).shape[0]  # rows: configurations x folds
+        self.folds = folds  # rows per configuration (row c * folds + f: configuration c, fold f)
+        self.n_configs = self.k // folds
         job = engine.job
         self.epochs = job.epochs
         self.points = [e for e in range(1, job.epochs + 1) if e % job.log_every == 0 or e == job.epochs]
@@ -233,17 +240,19 @@ class _Runner:
     def job(self) -> Any:
         return self.engine.job
 
-    def _validation(self) -> Dataset:
-        """The validation data; ``prepare`` refused a schedule without it before anything ran."""
-        if self.job.val is None:
-            raise ValueError(f"{_WHERE}: a schedule needs validation data (val=...)")
-        return self.job.val
-
     def size(self, n: int) -> int:
         """The chunk size for ``n`` live configurations (a bucket size when compiled)."""
         from ._driver import _bucket
 
         return _bucket(self.limit, n) if self.bucketed else min(self.limit, n)
+
+    def rows_of(self, configs: Sequence[int]) -> list[int]:
+        """The rows of the configurations ``configs`` (each one's folds, in order)."""
+        return [c * self.folds + f for c in configs for f in range(self.folds)]
+
+    def per_config(self, values: Tensor) -> Tensor:
+        """``(rows,)`` values of whole configurations as ``(configs,)``: each configuration's fold 0."""
+        return values[:: self.folds]
 
     # -- set-up
 
@@ -334,13 +343,12 @@ class _Runner:
 
     def _logger(self, g: _Group) -> Any:
         """The ``log`` of group ``g``: its rows of the curves at a log point."""
-        val, evaluate = self._validation(), self.engine.program.eval
         rows, n = torch.tensor(g.ids), len(g.ids)
 
         def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
             column = self.column[done]
             self._curve("loss")[rows, column] = value.detach()[:n].float().cpu()
-            for name, v in evaluate(params, g.hp, val.x, val.y).items():
+            for name, v in self.engine.val_metrics(params, g.hp).items():
                 if not name.startswith("_"):
                     self._curve(f"val_{name}")[rows, column] = v[:n].float().cpu()
 
@@ -348,27 +356,37 @@ class _Runner:
 
     def metric(self, groups: Sequence[_Group]) -> tuple[list[int], Tensor]:
         """The schedule's metric of every configuration in ``groups`` on the validation data: (ids, values)."""
-        val, name = self._validation(), self.scheduled.schedule.metric.removeprefix("val_")
+        name = self.scheduled.schedule.metric.removeprefix("val_")
         ids, values = [], []
         for g in groups:
-            out = self.engine.program.eval(self.engine.params(g.state), g.hp, val.x, val.y)
+            out = self.engine.val_metrics(self.engine.params(g.state), g.hp)
             ids += g.ids
             values.append(out[name][: len(g.ids)].double().cpu())
         return ids, torch.cat(values)
+
+    def config_metric(self, groups: Sequence[_Group]) -> tuple[list[int], Tensor]:
+        """The schedule's metric of every configuration in ``groups``: (configurations, mean over folds)."""
+        ids, values = self.metric(groups)
+        if self.folds == 1:
+            return ids, values
+        by_row = dict(zip(ids, values.tolist(), strict=True))
+        configs = sorted({i // self.folds for i in ids})
+        means = [sum(by_row[r] for r in self.rows_of([c])) / self.folds for c in configs]
+        return configs, torch.tensor(means, dtype=torch.float64)
 
     def finish(self, groups: Sequence[_Group], which: Sequence[int]) -> None:
         """Record the final metrics of the configurations ``which`` where their groups stand now."""
         from ._driver import _sparsity
 
         chosen = set(which)
-        job, evaluate, val = self.job, self.engine.program.eval, self._validation()
+        engine = self.engine
         for g in groups:
             pos = [j for j, i in enumerate(g.ids) if i in chosen]
             if not pos:
                 continue
             params = self.engine.params(g.state)
-            final = dict(evaluate(params, g.hp, job.data.x, job.data.y))
-            final.update({f"val_{n}": v for n, v in evaluate(params, g.hp, val.x, val.y).items()})
+            final = dict(engine.train_metrics(params, g.hp))
+            final.update({f"val_{n}": v for n, v in engine.val_metrics(params, g.hp).items()})
             zero, tiny = _sparsity(params)
             finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
             index, rows = torch.tensor(pos), torch.tensor([g.ids[j] for j in pos])
@@ -385,22 +403,22 @@ class _Runner:
     def halving(self, ids: list[int], rungs: Sequence[int], eta: int) -> dict[str, Any]:
         """Successive halving of the configurations ``ids``; returns its rungs and each one's rung index."""
         metric = self.scheduled.schedule.metric
-        groups = self.start(ids)
+        groups = self.start(self.rows_of(ids))
         live, record, rung_of = list(ids), [], {}
         for r, epoch in enumerate(rungs):
             self.advance(groups, epoch)
-            order_ids, values = self.metric(groups)
+            order_ids, values = self.config_metric(groups)
             ranked = _rank(values, order_ids, metric)
             kept = sorted(ranked[: math.ceil(len(live) / eta)])
             stopped = sorted(ranked[len(kept) :])
             value_of = dict(zip(order_ids, values.tolist(), strict=True))
             record.append({"epoch": epoch, "live": live, "values": [value_of[i] for i in live], "kept": kept})
-            self.finish(groups, stopped)
+            self.finish(groups, self.rows_of(stopped))
             rung_of.update(dict.fromkeys(stopped, r))
-            groups = self.regroup(groups, kept)
+            groups = self.regroup(groups, self.rows_of(kept))
             live = kept
         self.advance(groups, self.epochs)
-        self.finish(groups, live)
+        self.finish(groups, self.rows_of(live))
         rung_of.update(dict.fromkeys(live, len(rungs)))
         return {"rungs": record, "rung_of": rung_of}
 
@@ -408,11 +426,11 @@ class _Runner:
         """The successive halvings to run: (configurations, rungs, eta) each (Hyperband: one per bracket)."""
         schedule = self.scheduled.schedule
         if isinstance(schedule, SuccessiveHalving):
-            return [(list(range(self.k)), schedule.rungs(self.epochs), schedule.eta)]
+            return [(list(range(self.n_configs)), schedule.rungs(self.epochs), schedule.eta)]
         if not isinstance(schedule, Hyperband):
             raise TypeError(f"{_WHERE}: no halvings for a {type(schedule).__name__} schedule")
         out, start = [], 0
-        for n, first in schedule.brackets(self.k, self.epochs):
+        for n, first in schedule.brackets(self.n_configs, self.epochs):
             rungs = SuccessiveHalving(schedule.metric, first, schedule.eta).rungs(self.epochs)
             out.append((list(range(start, start + n)), rungs, schedule.eta))
             start += n
@@ -424,8 +442,8 @@ class _Runner:
         for ids, rungs, eta in stages:
             n, done = len(ids), 0
             for epoch in [*rungs, self.epochs]:
-                counts.append(n)
-                total += n * (epoch - done)
+                counts.append(n * self.folds)
+                total += n * self.folds * (epoch - done)
                 n, done = math.ceil(n / eta), epoch
         self.warm_up(counts)
         schedule = self.scheduled.schedule
@@ -433,15 +451,15 @@ class _Runner:
             raise TypeError(f"{_WHERE}: PBT runs in run_pbt, not in the halving loop")
         record: dict[str, Any] = {"kind": "hyperband" if isinstance(schedule, Hyperband) else "successive_halving"}
         record.update(metric=schedule.metric, eta=schedule.eta, brackets=[])
-        rung = [0] * self.k
-        bracket = [0] * self.k
+        rung = [0] * self.n_configs
+        bracket = [0] * self.n_configs
         with self._bar(total):
             for b, (ids, rungs, eta) in enumerate(stages):
                 out = self.halving(ids, rungs, eta)
                 for i, r in out["rung_of"].items():
                     rung[i], bracket[i] = r, b
                 record["brackets"].append({"configs": ids, "rungs": out["rungs"]})
-        columns: dict[str, list[Any]] = {"stopped_epoch": self.ended.tolist(), "rung": rung}
+        columns: dict[str, list[Any]] = {"stopped_epoch": self.per_config(self.ended).tolist(), "rung": rung}
         if isinstance(schedule, Hyperband):
             columns["bracket"] = bracket
         record["columns"] = columns
@@ -453,18 +471,18 @@ class _Runner:
             raise TypeError(f"{_WHERE}: run_pbt needs a PBT schedule, got {type(schedule).__name__}")
         names, registry = self.scheduled.names, self.scheduled.registry
         self.warm_up([self.k])
-        ids = list(range(self.k))
-        n_q = max(1, math.floor(schedule.quantile * self.k)) if self.k >= 2 else 0
+        ids = list(range(self.n_configs))
+        n_q = max(1, math.floor(schedule.quantile * self.n_configs)) if self.n_configs >= 2 else 0
         exploits = list(range(schedule.interval, self.epochs, schedule.interval))
-        history = {n: [self.hp_all[n].double().cpu().clone()] for n in names}
+        history = {n: [self.per_config(self.hp_all[n]).double().cpu().clone()] for n in names}
         sources: list[list[int]] = []
         with self._bar(self.k * self.epochs):
-            groups = self.start(ids)
+            groups = self.start(list(range(self.k)))
             size = len(groups[0].hp["lr"])
-            place = {i: (i // size, i % size) for i in ids}
+            place = {i: (i // size, i % size) for i in range(self.k)}
             for epoch in exploits:
                 self.advance(groups, epoch)
-                order_ids, values = self.metric(groups)
+                order_ids, values = self.config_metric(groups)
                 ranked = _rank(values, order_ids, schedule.metric)
                 top, bottom = ranked[:n_q], sorted(ranked[len(ranked) - n_q :]) if n_q else []
                 key = fold_in(schedule.key, epoch)
@@ -474,17 +492,21 @@ class _Runner:
                 for j, dst in enumerate(bottom):
                     src = top[min(int(pick[j] * n_q), n_q - 1)]
                     source[dst] = src
-                    self._copy(groups, place[src], place[dst])
-                    (gs, rs), (gd, rd) = place[src], place[dst]
-                    for c, name in enumerate(names):
-                        factor = schedule.perturb[0] if coin[j][c] < 0.5 else schedule.perturb[1]
-                        value = float(groups[gs].hp[name][rs]) * factor
-                        groups[gd].hp[name][rd] = _clip(value, registry[name], groups[gd].hp[name])
+                    factors = [
+                        schedule.perturb[0] if coin[j][c] < 0.5 else schedule.perturb[1] for c in range(len(names))
+                    ]
+                    for row_src, row_dst in zip(self.rows_of([src]), self.rows_of([dst]), strict=True):
+                        self._copy(groups, place[row_src], place[row_dst])  # fold f from the source's fold f
+                        (gs, rs), (gd, rd) = place[row_src], place[row_dst]
+                        for name, factor in zip(names, factors, strict=True):
+                            value = float(groups[gs].hp[name][rs]) * factor
+                            groups[gd].hp[name][rd] = _clip(value, registry[name], groups[gd].hp[name])
                 sources.append(source)
                 for name in names:
-                    history[name].append(torch.cat([g.hp[name][: len(g.ids)].double().cpu() for g in groups]))
+                    rows = torch.cat([g.hp[name][: len(g.ids)].double().cpu() for g in groups])
+                    history[name].append(self.per_config(rows))
             self.advance(groups, self.epochs)
-            self.finish(groups, ids)
+            self.finish(groups, list(range(self.k)))
         lineage = [[s[i] for s in sources] for i in ids]
         schedules = {n: torch.stack(h, 1) for n, h in history.items()}
         hp_rows = [{n: schedules[n][i].tolist() for n in names} for i in ids]

@@ -182,7 +182,10 @@ class TritonEngine(Engine):
 
     @classmethod
     def problems(cls, job: Job) -> list[str]:
-        return _problems(job.spec, job.data.x, job.device)
+        found = _problems(job.spec, job.data.x, job.device)
+        if job.folds is not None:
+            found.append("cross-validation (cv=) trains each fold's own rows, which the kernel does not gather")
+        return found
 
     def _packed(self, tree: dict[str, Any], hp: dict[str, Tensor]) -> Packed:
         job = self.job

@@ -32,25 +32,32 @@ def _tree_copy_(dst: Any, src: Any) -> None:
 
 
 class _Loop:
-    """Runs epochs of one chunk: plain calls, or replays of a captured CUDA graph."""
+    """Runs epochs of one chunk: plain calls, or replays of a captured CUDA graph.
 
-    def __init__(self, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None):
-        self.prog, self.hp, self.x, self.y = prog, hp, x, y
-        self.n = x.shape[0]
+    ``rows`` (cross-validation) are each configuration's training rows of
+    ``(x, y)``, ``(K, n_rows)``; ``None``: every configuration trains on all of them.
+    """
+
+    def __init__(
+        self, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None, rows: Tensor | None
+    ):
+        self.prog, self.hp, self.x, self.y, self.rows = prog, hp, x, y, rows
+        self.n = x.shape[0] if rows is None else rows.shape[1]
         self.batch_size = batch_size
         self.n_batches = 1 if batch_size is None else self.n // batch_size
         self.batch_ids = torch.arange(self.n_batches, device=x.device)
 
     def epoch(self, state: Any, epoch_t: Tensor) -> tuple[Any, Tensor]:
         """One epoch from ``state``; advances ``epoch_t`` in place; returns (state, last objective)."""
-        if self.batch_size is None:
+        if self.batch_size is None and self.rows is None:
             state, value = self.prog.step(state, self.hp, self.x, self.y, epoch_t, self.batch_ids[0])
+        elif self.batch_size is None:  # a fold's rows, full batch
+            state, value = self.prog.step_batch(state, self.hp, self.x, self.y, self.rows, epoch_t, self.batch_ids[0])
         else:
             order = self.prog.order(state, epoch_t, self.n, self.batch_size)
             for b in range(self.n_batches):
-                state, value = self.prog.step_batch(
-                    state, self.hp, self.x, self.y, order[:, b], epoch_t, self.batch_ids[b]
-                )
+                idx = order[:, b] if self.rows is None else torch.gather(self.rows, 1, order[:, b])
+                state, value = self.prog.step_batch(state, self.hp, self.x, self.y, idx, epoch_t, self.batch_ids[b])
         epoch_t.add_(1)
         return state, value
 
@@ -85,7 +92,8 @@ class VmapEngine(Engine):
         self.use_graphs = job.cuda_graphs and job.compile and job.device.type == "cuda"
 
     def _loop(self, hp: dict[str, Tensor]) -> _Loop:
-        return _Loop(self.program, hp, self.job.data.x, self.job.data.y, self.job.batch_size)
+        job = self.job
+        return _Loop(self.program, hp, job.data.x, job.data.y, job.batch_size, job.train_rows(hp))
 
     def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
         try:

@@ -21,6 +21,8 @@ synthetic data set or an epoch's shuffle is a pure function of its key.
   training: per-feature z-scores with train statistics, a keyed split
   (stratified by class for classification), keyed mini-batch indices
   (which also work under ``torch.func.vmap`` over keys).
+* :func:`kfold` deals the rows into ``k`` keyed (stratified) folds of equal
+  size for cross-validation (``regfn.sweep(..., cv=k)``).
 
 Examples:
     >>> import regfn.random as rr
@@ -38,6 +40,8 @@ Examples:
 from ._csv import load_csv as load_csv
 from ._dataset import Dataset as Dataset
 from ._digits import digits as digits
+from ._folds import Folds as Folds
+from ._folds import kfold as kfold
 from ._split import FeatureStats as FeatureStats
 from ._split import batches as batches
 from ._split import standardize as standardize
@@ -49,8 +53,10 @@ from ._synthetic import synthetic_diabetes as synthetic_diabetes
 __all__ = [
     "Dataset",
     "FeatureStats",
+    "Folds",
     "batches",
     "digits",
+    "kfold",
     "load_csv",
     "quadrants",
     "sparse_regression",
