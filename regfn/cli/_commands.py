@@ -19,8 +19,8 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS
 from .._sweep._distributed import is_lead
@@ -28,6 +28,13 @@ from .._sweep._driver import ENGINES, bytes_per_config
 from .._sweep._program import PENALTIES, build_optimizer
 from ._values import SearchRange, parse_hidden, parse_search_values, parse_seeds, parse_values
 from ._verify import add_verify_parser, run_verify
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..data import Dataset
+    from ..nn import Model
+    from ..results import SweepResult
 
 __all__ = ["PROG", "CLIError", "build_parser", "main"]
 
@@ -49,8 +56,6 @@ _OPTION_NAMES = tuple(name for name in HPARAMS if name != "seed")
 _DATA = ("quadrants", "digits")
 _ACTIVATIONS = ("relu", "tanh", "gelu", "silu", "elu", "leaky_relu", "sigmoid")
 _MLP_HIDDEN, _MLP_ACTIVATION = (6, 4), "relu"  # --model mlp's defaults
-# The loss of each task (the model outputs logits for the two classification tasks).
-_LOSS = {"binary": "bce_logits", "multiclass": "cross_entropy", "regression": "mse"}
 
 
 class CLIError(Exception):
@@ -60,11 +65,11 @@ class CLIError(Exception):
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and do not exit the interpreter."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-def _show_default(value: Any) -> str:
+def _show_default(value: object) -> str:
     """A default as it would be typed: ``0,0.001`` for a list, ``6,4`` for widths."""
     if isinstance(value, (list, tuple)):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
@@ -95,8 +100,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 # ----------------------------------------------------------------- argparse types
 
 
-def _type(fn, *args):
-    def convert(text: str):
+_T = TypeVar("_T")
+
+
+def _type(fn: Callable[..., _T], *args: Any) -> Callable[[str], _T]:
+    """An argparse ``type`` calling ``fn(text, *args)``; its ``ValueError`` becomes argparse's one-line error."""
+
+    def convert(text: str) -> _T:
         try:
             return fn(text, *args)
         except ValueError as err:
@@ -137,7 +147,9 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _one_value(name: str):
+def _one_value(name: str) -> Callable[[str], float]:
+    """An argparse ``type`` for ``regfn train``'s hyperparameters: a value list of exactly one value."""
+
     def convert(text: str) -> float:
         values = _type(parse_values, name)(text)
         if len(values) != 1:
@@ -163,7 +175,7 @@ def _search_option(text: str) -> tuple[str, int]:
     return method, n
 
 
-def _given(value: Any) -> list[float]:
+def _given(value: list[float] | SearchRange) -> list[float]:
     """The values an option gives: a list's, or a search range's two ends."""
     return list(value.ends()) if isinstance(value, SearchRange) else list(value)
 
@@ -441,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------- shared steps
 
 
-def _device(name: str):
+def _device(name: str) -> torch.device:
     import torch
 
     if name == "auto":
@@ -477,7 +489,7 @@ def _model_option(text: str) -> str:
     return text
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, str]:
+def _load(args: argparse.Namespace) -> tuple[Dataset, Dataset | None, str]:
     """Training and validation datasets (standardized with training statistics) and a description.
 
     The digits come as images, except for ``--model mlp`` (64 pixel features).
@@ -525,10 +537,20 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, str]:
     return train, (val if len(val) else None), desc
 
 
-def _output_width(data: Any) -> tuple[int, str]:
-    """The model's output width for ``data`` and what it is, in words."""
+def _loss_of(data: Dataset) -> str:
+    """The loss of ``data``'s task (the model outputs logits for the two classification tasks)."""
     if data.task == "multiclass":
-        return data.n_classes, f"{data.n_classes} logits, one per class"
+        return "cross_entropy"
+    if data.task == "binary":
+        return "bce_logits"
+    return "mse"
+
+
+def _output_width(data: Dataset) -> tuple[int, str]:
+    """The model's output width for ``data`` and what it is, in words."""
+    n_classes = data.n_classes
+    if data.task == "multiclass" and n_classes is not None:  # a multiclass Dataset always counts its classes
+        return n_classes, f"{n_classes} logits, one per class"
     if data.task == "binary":
         return 1, "one logit (binary data)"
     width = data.y.shape[1]
@@ -540,7 +562,7 @@ def _layer_rates(args: argparse.Namespace) -> int:
     return max((i for i, n in enumerate(LAYER_RATE_NAMES, start=1) if getattr(args, n) is not None), default=0)
 
 
-def _user_module(spec_text: str) -> tuple[Any, str]:
+def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
     """``module:PATH.py:ClassName``: the class of that file, built with no arguments, and a description."""
     import torch
 
@@ -595,7 +617,7 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _model(args: argparse.Namespace, train: Any) -> tuple[Any, str, str]:
+def _model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str]:
     """The model ``--model`` names for ``train``, its loss, and a description.
 
     A cnn or module model is checked on two rows of the data before any
@@ -603,7 +625,7 @@ def _model(args: argparse.Namespace, train: Any) -> tuple[Any, str, str]:
     """
     import regfn
 
-    loss = _LOSS[train.task]
+    loss = _loss_of(train)
     width, what = _output_width(train)
     if args.model == "mlp":
         hidden = _MLP_HIDDEN if args.hidden is None else args.hidden
@@ -624,6 +646,7 @@ def _model(args: argparse.Namespace, train: Any) -> tuple[Any, str, str]:
     for name in ("hidden", "activation"):
         if getattr(args, name) is not None:
             raise CLIError(f"--{name} is an option of --model mlp; --model {args.model} takes its layers as they are")
+    module: torch.nn.Module
     if args.model == "cnn":
         x = train.x
         if x.ndim != 4 or x.shape[2] != x.shape[3]:
@@ -644,7 +667,7 @@ def _model(args: argparse.Namespace, train: Any) -> tuple[Any, str, str]:
     return model, loss, f"{name} ({n_params:,} parameters, {loss})"
 
 
-def _check_output(model: Any, train: Any, width: int, what: str, rates: int, name: str) -> None:
+def _check_output(model: Model, train: Dataset, width: int, what: str, rates: int, name: str) -> None:
     """Run ``model`` on two rows: it must give ``(2, width)`` outputs, and take ``rates`` per-call rates if any."""
     import torch
 
@@ -665,7 +688,7 @@ def _check_output(model: Any, train: Any, width: int, what: str, rates: int, nam
         got = f"outputs of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise CLIError(
             f"--model: {name} gives {got} for 2 rows; the data needs shape (2, {width}): {what} "
-            f"({_LOSS[train.task]} loss)"
+            f"({_loss_of(train)} loss)"
         )
     if rates:
         try:
@@ -690,7 +713,7 @@ def _check_label_smoothing(args: argparse.Namespace, loss: str, many: bool) -> N
     )
 
 
-def _optimizer_defaults(args, many: bool) -> None:
+def _optimizer_defaults(args: argparse.Namespace, many: bool) -> None:
     """Fill in --lr and --momentum defaults for the optimizer; reject an argument it does not take.
 
     An optimizer argument the optimizer does not take may only be given at its
@@ -713,7 +736,7 @@ def _optimizer_defaults(args, many: bool) -> None:
         args.momentum = [args.momentum] if many else args.momentum
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
@@ -734,7 +757,7 @@ def _writable_out(path: str) -> pathlib.Path:
     return out
 
 
-def _seed_summary(result, swept: list[str], by: str, n: int) -> str | None:
+def _seed_summary(result: SweepResult, swept: list[str], by: str, n: int) -> str | None:
     """Settings ranked by the mean of ``by`` over seeds (diverged runs count as failures)."""
     groups: dict[tuple, list[float]] = {}
     for row in result.rows:
@@ -778,7 +801,7 @@ def _sweep_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
     return out
 
 
-def _settings_line(result) -> str:
+def _settings_line(result: SweepResult) -> str:
     """How the sweep ran: compiled or not, threads, chunking and padding."""
     s = result.settings
     threads = "" if s.get("threads") is None else f", {s['threads']} thread{'s' if s['threads'] != 1 else ''}"
@@ -790,12 +813,12 @@ def _settings_line(result) -> str:
     )
 
 
-def _space_text(value: Any) -> str:
+def _space_text(value: list[float] | SearchRange) -> str:
     """A swept option in the search header: its range as typed, or ``one of 0,0.2,0.5``."""
     return value.text if isinstance(value, SearchRange) else f"one of {_show_default(value)}"
 
 
-def _search_configs(args: argparse.Namespace, axes: dict[str, Any]) -> list[dict[str, Any]]:
+def _search_configs(args: argparse.Namespace, axes: Mapping[str, list[float] | SearchRange]) -> list[dict[str, Any]]:
     """``--search``: N points sampled from the options, each with every seed (point by point)."""
     from .. import random, search
 
