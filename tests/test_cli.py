@@ -643,7 +643,7 @@ def test_bad_models_and_data_are_one_line_errors(capsys, tmp_path, module_file):
 def test_sweep_warnings_keep_regfns_once_and_drop_torchs():
     import warnings
 
-    from regfn.cli._commands import _sweep_warnings
+    from regfn.cli._report import sweep_warnings
 
     inside_torch = os.path.join(os.path.dirname(torch.__file__), "jit", "_script.py")
     caught = [
@@ -651,7 +651,7 @@ def test_sweep_warnings_keep_regfns_once_and_drop_torchs():
         warnings.WarningMessage(DeprecationWarning("script_method"), DeprecationWarning, inside_torch, 1),
         warnings.WarningMessage(UserWarning("regfn.sweep: compile failed"), UserWarning, "user.py", 1),
     ]
-    assert _sweep_warnings(caught) == ["regfn.sweep: compile failed"]
+    assert sweep_warnings(caught) == ["regfn.sweep: compile failed"]
 
 
 # ----------------------------------------------------------------- bad input

@@ -46,10 +46,10 @@ Examples:
     2
 """
 
-from ._commands import PROG as PROG
-from ._commands import CLIError as CLIError
-from ._commands import build_parser as build_parser
-from ._commands import main as main
+from ._errors import CLIError as CLIError
+from ._main import PROG as PROG
+from ._main import build_parser as build_parser
+from ._main import main as main
 from ._values import parse_hidden as parse_hidden
 from ._values import parse_seeds as parse_seeds
 from ._values import parse_values as parse_values

@@ -11,12 +11,15 @@ differ, 2 bad input.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._errors import CLIParser
 
 __all__ = ["add_verify_parser", "run_verify"]
 
 
-def add_verify_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def add_verify_parser(sub: argparse._SubParsersAction[CLIParser], formatter: type[argparse.HelpFormatter]) -> None:
     """The ``verify`` subcommand's parser, on the ``regfn`` command's subparsers ``sub``."""
     p = sub.add_parser(
         "verify",
@@ -34,7 +37,10 @@ def run_verify(args: argparse.Namespace) -> int:
     """Rerun and compare; print the report. 0: identical, 1: rows differ."""
     import regfn
 
-    from ._commands import CLIError, _load, _model, build_parser
+    from ._data import load_data
+    from ._errors import CLIError
+    from ._main import build_parser
+    from ._model import build_model
 
     try:
         stored = regfn.SweepResult.from_json(args.results)
@@ -47,8 +53,8 @@ def run_verify(args: argparse.Namespace) -> int:
             "verify it in Python with regfn.verify(path, model, data, val=...)"
         )
     recorded = build_parser().parse_args(argv)
-    train, val, desc = _load(recorded)
-    model, loss, _ = _model(recorded, train)
+    train, val, desc = load_data(recorded)
+    model, loss, _ = build_model(recorded, train)
     print(f"regfn verify: rerunning {len(stored)} configs on {desc}", flush=True)
     report = regfn.verify(stored, model, train, val=val, loss=loss, device=args.device)
     print(report)

@@ -1,0 +1,70 @@
+"""The "model and training" option group: the model's options, then how it trains and where.
+
+``--optimizer``, ``--batch-size``, ``--device``, ``--compile`` and
+``--threads``, and the two steps they take before training: the device
+(checked to exist) and torch's thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from .._hparams import OPTIMIZER_ARGS
+from ._argtypes import auto_or_positive_int, positive_int
+from ._errors import CLIError
+from ._model import add_model_options
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["add_training_options", "pick_device", "set_threads"]
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The ``model and training`` option group of ``regfn sweep`` and ``regfn train``."""
+    g = p.add_argument_group("model and training")
+    add_model_options(g)
+    g.add_argument(
+        "--optimizer", default="sgd", choices=tuple(OPTIMIZER_ARGS), help="the optimizer, with torch.optim's arguments"
+    )
+    g.add_argument(
+        "--batch-size", type=positive_int, default=None, help="mini-batch size (default: full batch, as the tutorial)"
+    )
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the step (default: auto, as regfn.sweep: on CUDA always, on CPU when the run is "
+        "long enough to pay for compiling)",
+    )
+    g.add_argument(
+        "--threads",
+        type=auto_or_positive_int,
+        default="auto",
+        help="CPU threads for torch: a number, or auto (time one thread against all cores, take the faster)",
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    """``--device``: ``auto`` is cuda when available; a device that does not exist here is a :class:`CLIError`."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device: unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def set_threads(n: int | str) -> None:
+    """Set torch's threads for this command; ``auto`` leaves the choice to regfn.sweep (or 1 for regfn train)."""
+    import torch
+
+    if n != "auto":
+        torch.set_num_threads(int(n))  # this process is the command: its own setting to make
