@@ -975,3 +975,42 @@ def test_search_bad_input_is_a_one_line_error(capsys, tmp_path, argv, message):
     assert lines[0].startswith("regfn: error: "), err
     assert message in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------- --cv (cross-validation)
+
+
+def test_cv_cross_validates_every_config_and_verifies(capsys, tmp_path):
+    argv = ["sweep", "--cv", "4", "--l2", "0,1e-2", "--p", "0", "--seeds", "1", "--epochs", "3", "--n", "50"]
+    code, out, err = run_main(capsys, *argv, "--out", str(tmp_path / "a"), "--no-plots")
+    assert code == 0, err
+    assert "50 rows in 4 folds" in out
+    assert "4-fold cross-validation (8 rows)" in out
+    assert "val_acc_std" in out
+    rows = read_rows(tmp_path / "a" / "results.csv")
+    assert len(rows) == 2
+    folds = json.loads(rows[0]["val_acc_folds"])
+    assert len(folds) == 4
+    assert float(rows[0]["val_acc"]) == pytest.approx(sum(folds) / 4)
+    # the folds are kfold's with a key from --data-seed, on all 50 rows standardized together
+    data, _ = regfn.data.standardize(regfn.data.quadrants(regfn.random.key(0), 50))
+    expected = regfn.data.kfold(regfn.random.fold_in(regfn.random.key(0), 2), data, 4)
+    stored = json.loads((tmp_path / "a" / "results.json").read_text())["provenance"]["arguments"]["cv"]
+    assert stored["val"] == expected.val.tolist()
+    code, out, err = run_main(capsys, "verify", str(tmp_path / "a" / "results.json"))
+    assert code == 0, err
+    assert "bit-identical" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--cv", "1"], "argument --cv: must be >= 2, got 1"),
+        (["--cv", "60", "--n", "50"], "--cv 60: more folds than the 50 rows"),
+        (["--cv", "x"], "argument --cv: 'x' is not an integer"),
+    ],
+)
+def test_cv_bad_input_is_a_one_line_error(capsys, tmp_path, argv, message):
+    code, _, err = run_main(capsys, "sweep", *argv, "--epochs", "2", "--out", str(tmp_path))
+    assert code == 2
+    assert message in err

@@ -298,3 +298,17 @@ def test_pbt_over_folds_copies_each_fold_from_the_same_fold(data):
     again = regfn.sweep(MODEL, data, configs, schedule=schedule, **run)
     assert again.rows == res.rows
     assert again.schedule == res.schedule
+
+
+def test_a_loss_reads_its_row_fold_as_hp(data):
+    base = regfn.losses.get_loss("bce_logits")
+
+    def shifted(output, target, hp):  # a constant per fold: the gradient is unchanged, the objective moves
+        return base.fn(output, target) + hp["fold"].to(output.dtype)
+
+    loss = regfn.losses.Loss(shifted, base.threshold, task="binary")
+    run = {"cv": 3, "epochs": 2, "compile": False, "quiet": True}
+    plain = regfn.sweep(MODEL, data, CONFIGS, **run)
+    moved = regfn.sweep(MODEL, data, CONFIGS, loss=loss, **run)
+    # the training objective's curve is the mean over folds 0, 1, 2 of the shifted loss: one more
+    torch.testing.assert_close(moved.curves["loss"], plain.curves["loss"] + 1, rtol=0, atol=1e-5)

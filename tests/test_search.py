@@ -274,6 +274,19 @@ def test_optuna_sweep_runs_batches_and_tells_the_metric():
     assert [t.params for t in again.trials] == [t.params for t in trials]
 
 
+def test_optuna_sweep_tells_the_cross_validated_mean():
+    optuna = pytest.importorskip("optuna")
+    train, _ = tiny()
+    study = make_study(optuna)
+    space = {"lr": loguniform(1e-2, 1.0), "seed": 0}
+    results = regfn.search.optuna_sweep(study, 4, batch=4, model=MODEL, data=train, space=space, cv=3, **SWEEP)
+    rows = results[0].rows
+    assert results[0].settings["folds"] == 3
+    for trial, row in zip(study.trials, rows, strict=True):
+        assert len(row["val_acc_folds"]) == 3
+        assert trial.value == row["val_acc"]  # the mean over the folds
+
+
 def test_optuna_sweep_reports_intermediate_values_for_the_pruner():
     optuna = pytest.importorskip("optuna")
     train, val = tiny()

@@ -67,9 +67,9 @@ def expand(hp_all: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
     """``K`` configurations' tensors as ``K * k`` rows, configuration-major, with ``hp["fold"]``.
 
     Examples:
-        >>> out = expand({"lr": torch.tensor([0.1, 0.2])}, 3)
-        >>> out["lr"].tolist(), out["fold"].tolist()
-        ([0.1, 0.1, 0.1, 0.2, 0.2, 0.2], [0, 1, 2, 0, 1, 2])
+        >>> out = expand({"seed": torch.tensor([7, 9])}, 3)
+        >>> out["seed"].tolist(), out["fold"].tolist()
+        ([7, 7, 7, 9, 9, 9], [0, 1, 2, 0, 1, 2])
     """
     n = next(iter(hp_all.values())).shape[0]
     device = next(iter(hp_all.values())).device

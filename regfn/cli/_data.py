@@ -3,7 +3,8 @@
 Without ``--csv`` the data is built in: the tutorial's synthetic quadrants
 (the default) or scikit-learn's digits. Rows are split into training and
 validation with a key from ``--data-seed``, and the features standardized
-with the training split's statistics.
+with the training split's statistics; under ``regfn sweep --cv K`` all rows
+are kept (the folds are drawn by :func:`cv_folds`) and standardized together.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import argparse
 import re
 from typing import TYPE_CHECKING
 
-from ._argtypes import fraction, positive_int
+from ._argtypes import fraction, int_at_least, positive_int
 from ._errors import CLIError
 
 if TYPE_CHECKING:
-    from ..data import Dataset
+    from ..data import Dataset, Folds
 
-__all__ = ["add_data_options", "load_data"]
+__all__ = ["add_data_options", "cv_folds", "load_data"]
 
 _DATA = ("quadrants", "digits")
 
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
-    """The ``data`` option group of ``regfn sweep`` and ``regfn train``."""
+def add_data_options(p: argparse.ArgumentParser, *, cv: bool = False) -> None:
+    """The ``data`` option group of ``regfn sweep`` and ``regfn train`` (``cv``: with ``--cv``, the sweep's)."""
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -64,6 +65,16 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
         "--data-seed", type=int, default=0, help="seed of the synthetic data and of the train/validation split"
     )
     g.add_argument("--val-fraction", type=fraction, default=0.2, help="share of rows held out for validation (0: none)")
+    if cv:
+        g.add_argument(
+            "--cv",
+            type=int_at_least(2),
+            default=None,
+            metavar="K",
+            help="K-fold cross-validation instead of the --val-fraction split: every configuration trains on each "
+            "fold (all in one vmapped run) and reports the mean, std and per-fold validation metrics; folds keyed "
+            "by --data-seed, stratified for classes; features standardized on all rows",
+        )
 
 
 def load_data(args: argparse.Namespace) -> tuple[Dataset, Dataset | None, str]:
@@ -104,11 +115,27 @@ def load_data(args: argparse.Namespace) -> tuple[Dataset, Dataset | None, str]:
             target = int(args.target) if re.fullmatch(r"[+-]?\d+", args.target.strip()) else args.target
         data = regfn.data.load_csv(args.csv, target=target, task=task)
         source = f"{args.csv} (target {data.target_name!r})"
+    task_text = f"{data.task}, {data.n_classes} classes" if data.task == "multiclass" else data.task
+    if getattr(args, "cv", None) is not None:  # regfn sweep --cv K: every row, the folds hold out their own
+        if args.cv > len(data):
+            raise CLIError(f"--cv {args.cv}: more folds than the {len(data)} rows")
+        data, _ = regfn.data.standardize(data)
+        desc = f"{source}: {len(data)} rows in {args.cv} folds, {data.n_features} features, {task_text}"
+        return data, None, desc
     split_key = rr.fold_in(rr.key(args.data_seed), 1)
     train, val = regfn.data.train_val_split(split_key, data, args.val_fraction)
     if len(train) < 2:
         raise CLIError(f"only {len(train)} training row(s) after the split; use more data or a smaller --val-fraction")
     train, val, _ = regfn.data.standardize(train, val)
-    task_text = f"{data.task}, {data.n_classes} classes" if data.task == "multiclass" else data.task
     desc = f"{source}: {len(train)} train / {len(val)} val rows, {data.n_features} features, {task_text}"
     return train, (val if len(val) else None), desc
+
+
+def cv_folds(args: argparse.Namespace, data: Dataset) -> Folds | None:
+    """``--cv K``'s folds of ``data``: :func:`regfn.data.kfold` with a key from ``--data-seed``; else ``None``."""
+    import regfn
+
+    if getattr(args, "cv", None) is None:
+        return None
+    rr = regfn.random
+    return regfn.data.kfold(rr.fold_in(rr.key(args.data_seed), 2), data, args.cv)

@@ -43,13 +43,13 @@ def add_output_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--no-plots", action="store_true", help="skip the figures")
 
 
-def check_metric(by: str | None, train: Dataset, val: Dataset | None) -> None:
-    """``--by``: a metric the sweep's rows will have for this data."""
+def check_metric(by: str | None, train: Dataset, val: Dataset | None, *, validated: bool = False) -> None:
+    """``--by``: a metric the sweep's rows will have for this data (``validated``: cross-validated)."""
     if by is None:
         return
     metric = "mse" if train.task == "regression" else "acc"
     allowed = ["loss", "penalty", metric, "zero_frac", "tiny_frac"]
-    if val is not None:
+    if val is not None or validated:
         allowed += [f"val_{m}" for m in ("loss", metric)]
     if by not in allowed:
         raise CLIError(f"--by: unknown metric {by!r}; use one of {', '.join(allowed)}")
@@ -117,11 +117,14 @@ def _settings_line(result: SweepResult) -> str:
     """How the sweep ran: compiled or not, threads, chunking and padding."""
     s = result.settings
     threads = "" if s.get("threads") is None else f", {s['threads']} thread{'s' if s['threads'] != 1 else ''}"
-    padded, k = s.get("padded", len(result)), len(result)
+    folds = s.get("folds", 1)
+    unit = "configs" if folds == 1 else "rows"  # cross-validation: a row is a configuration on one fold
+    padded, k = s.get("padded", len(result)), len(result) * folds
     waste = f" ({padded - k} padding, {(padded - k) / padded:.0%})" if padded > k else ""
     ranks = f", world size {s['world_size']}" if s.get("world_size", 1) > 1 else ""
-    return f"ran: {result.engine} engine, compile {'on' if s.get('compile') else 'off'}{threads}, " + (
-        f"chunks of {s.get('chunk_size', k)} configs{waste}{ranks}"
+    cv = f", {folds}-fold cross-validation ({k} rows)" if folds > 1 else ""
+    return f"ran: {result.engine} engine, compile {'on' if s.get('compile') else 'off'}{threads}{cv}, " + (
+        f"chunks of {s.get('chunk_size', k)} {unit}{waste}{ranks}"
     )
 
 
@@ -129,7 +132,8 @@ def print_report(result: SweepResult, args: argparse.Namespace, swept: list[str]
     """The tables (best configurations, best settings over seeds), the flagged runs, the timings, how it ran."""
     by = args.by or result.default_metric()
     shown = [n for n in swept if n != "seed"] + (["seed"] if "seed" in swept else [])
-    metrics = [c for c in ("loss", "acc", "mse", "val_loss", "val_acc", "val_mse", "zero_frac") if c in result.rows[0]]
+    names = ("loss", "acc", "mse", "val_loss", "val_acc", "val_acc_std", "val_mse", "val_mse_std", "zero_frac")
+    metrics = [c for c in names if c in result.rows[0]]
     columns = ["config", *(shown or ["seed"]), *metrics, "diverged", "collapsed"]
     if args.top:
         print(f"\nbest {min(args.top, len(result))} of {len(result)} configs by {by}:")
@@ -146,10 +150,12 @@ def print_report(result: SweepResult, args: argparse.Namespace, swept: list[str]
             line += " (e.g. config {}: {})".format(flagged[0], ", ".join(f"{n}={fmt(first[n])}" for n in shown))
         print(line)
     t = result.timings
-    rate = len(result) * args.epochs / max(t.get("run_s", 0.0), 1e-9)
+    folds = result.settings.get("folds", 1)
+    rate = len(result) * folds * args.epochs / max(t.get("run_s", 0.0), 1e-9)
+    unit = "config-epochs/s" if folds == 1 else "config-fold-epochs/s"
     print(
         f"time: {t.get('total_s', 0):.1f} s total (compile/warm-up {t.get('compile_s', 0):.1f} s, "
-        f"training {t.get('run_s', 0):.1f} s, {rate:,.0f} config-epochs/s)"
+        f"training {t.get('run_s', 0):.1f} s, {rate:,.0f} {unit})"
     )
     print(_settings_line(result))
 

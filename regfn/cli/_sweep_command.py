@@ -18,7 +18,7 @@ from .._hparams import HPARAMS
 from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES, bytes_per_config
 from ._argtypes import auto_or_positive_int, positive_int, value_type
-from ._data import add_data_options, load_data
+from ._data import add_data_options, cv_folds, load_data
 from ._errors import CLIParser
 from ._hparam_options import (
     OPTION_NAMES,
@@ -52,6 +52,7 @@ examples:
   regfn sweep --device cuda --seeds 32 --l2 1e-6:1e-1:32 --p lin:0:0.6:7   # 7168 configs
   regfn sweep --device cuda --engine triton --seeds 32 --l2 1e-6:1e-1:32    # one fused kernel
   regfn sweep --search sobol:256 --l2 log:1e-6:1e-1 --p lin:0:0.6 --seeds 2  # 512 configs
+  regfn sweep --cv 5 --l2 0,1e-4:1e-1:4                 # 5-fold cross-validation, all folds at once
 
 value lists: comma-separated numbers, LOW:HIGH:N (N log-spaced values, ends
 included, ends > 0) or lin:LOW:HIGH:N (N evenly spaced values); e.g.
@@ -89,7 +90,7 @@ def add_sweep_parser(
         epilog=_SWEEP_EPILOG,
         formatter_class=formatter,
     )
-    add_data_options(sw)
+    add_data_options(sw, cv=True)
     add_training_options(sw)
     g = sw.add_argument_group("swept hyperparameters (value lists, see below)")
     add_hparam_options(g, many=True)
@@ -192,7 +193,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         n_configs = len(configs)
         swept = [n for n, v in axes.items() if isinstance(v, SearchRange) or len(v) > 1]
         swept += ["seed"] if len(args.seeds) > 1 else []
-    check_metric(args.by, train, val)
+    check_metric(args.by, train, val, validated=args.cv is not None)
     lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
     out = writable_out(args.out) if lead else pathlib.Path(args.out)
     if not args.quiet and lead:
@@ -204,6 +205,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             train,
             axes if configs is None else configs,
             val=val,
+            cv=cv_folds(args, train),
             loss=loss,
             optimizer=args.optimizer,
             epochs=args.epochs,

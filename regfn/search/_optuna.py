@@ -143,7 +143,8 @@ def optuna_sweep(
         report_every: report to the pruner every this many epochs (the
             sweep's ``log_every``; default: the sweep's, ``max(1, epochs // 20)``).
         **sweep_kwargs: any other argument of :func:`regfn.sweep` (``loss``,
-            ``optimizer``, ``batch_size``, ``compile``, ``quiet``, ...).
+            ``optimizer``, ``batch_size``, ``compile``, ``quiet``, ``cv``
+            (then each trial is told its mean over the folds), ...).
 
     Returns:
         One :class:`~regfn.results.SweepResult` per batch, in order; row ``i``
@@ -163,8 +164,8 @@ def optuna_sweep(
     spaces, constants = check_space(space, _WHERE)
     if not isinstance(metric, str):
         raise TypeError(f"{_WHERE}: metric must be a str, got {type(metric).__name__} {metric!r}")
-    if metric.startswith("val_") and val is None:
-        raise ValueError(f"{_WHERE}: metric={metric!r} needs validation data: pass val=")
+    if metric.startswith("val_") and val is None and sweep_kwargs.get("cv") is None:
+        raise ValueError(f"{_WHERE}: metric={metric!r} needs validation data: pass val= (or cv=)")
     if "log_every" in sweep_kwargs:
         raise TypeError(f"{_WHERE}: pass report_every, not log_every (the curves are what the pruner sees)")
     directions = study.directions
