@@ -174,3 +174,10 @@ def test_checkpoint_benchmark_prints_its_json_line():
     assert row["k"] == 8
     assert row["files_bytes"] > 0
     assert 0 < row["saving_fraction"] < 1
+
+
+def test_cv_benchmark_prints_its_methods_and_the_folds_agree():
+    rows = run("cv.py", "--epochs", "3", "--configs", "3", "--k", "3", "--loop-configs", "1")
+    assert [r.get("method") for r in rows[:3]] == ["cv", "folds", "loop"]
+    assert rows[1]["max_val_loss_gap"] < 1e-5  # one program of K x k rows equals k sweeps of K
+    assert rows[3]["ratio_cv_over_folds"] > 0
