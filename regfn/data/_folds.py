@@ -17,7 +17,7 @@ from .. import random as rr
 from .._checks import check_int
 from ..random import _check_key
 from ._dataset import Dataset
-from ._split import _class_labels
+from ._split import _class_labels, stratified
 
 __all__ = ["Folds", "kfold"]
 
@@ -117,14 +117,7 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
     if n < 2:
         raise ValueError(f"{where}: data must have at least 2 rows to split into folds, got {n}")
     k = check_int(k, "k", where, low=2, high=n)
-    if stratify is not None and not isinstance(stratify, bool):
-        raise TypeError(f"{where}: stratify must be a bool or None, got {type(stratify).__name__} {stratify!r}")
-    if stratify is None:
-        stratify = data.task != "regression"
-    if stratify and data.task == "regression":
-        raise ValueError(
-            f"{where}: stratify=True needs a classification task ('binary' or 'multiclass'), got 'regression'"
-        )
+    stratify = stratified(stratify, data, where)
     order = rr.permutation(key, n)
     if stratify:
         labels, _ = _class_labels(data.to("cpu"), where)

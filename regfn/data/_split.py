@@ -170,14 +170,7 @@ def train_val_split(
         raise TypeError(f"{where}: data must be a Dataset, got {type(data).__name__}")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not (0 <= val_fraction < 1):
         raise ValueError(f"{where}: val_fraction must be in [0, 1), got {val_fraction!r}")
-    if stratify is not None and not isinstance(stratify, bool):
-        raise TypeError(f"{where}: stratify must be a bool or None, got {type(stratify).__name__} {stratify!r}")
-    if stratify is None:
-        stratify = data.task != "regression"
-    if stratify and data.task == "regression":
-        raise ValueError(
-            f"{where}: stratify=True needs a classification task ('binary' or 'multiclass'), got 'regression'"
-        )
+    stratify = stratified(stratify, data, where)
     n = len(data)
     device = data.x.device
     perm = rr.permutation(key, n).to(device)
@@ -200,6 +193,19 @@ def train_val_split(
     in_val = torch.zeros(n, dtype=torch.bool, device=device)
     in_val[val_idx] = True
     return data[~in_val], data[in_val]
+
+
+def stratified(stratify: object, data: Dataset, where: str) -> bool:
+    """The ``stratify`` argument checked and resolved: ``None`` means by class unless the task is regression."""
+    if stratify is not None and not isinstance(stratify, bool):
+        raise TypeError(f"{where}: stratify must be a bool or None, got {type(stratify).__name__} {stratify!r}")
+    if stratify is None:
+        return data.task != "regression"
+    if stratify and data.task == "regression":
+        raise ValueError(
+            f"{where}: stratify=True needs a classification task ('binary' or 'multiclass'), got 'regression'"
+        )
+    return stratify
 
 
 def _class_labels(data: Dataset, where: str) -> tuple[Tensor, int]:
