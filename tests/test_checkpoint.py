@@ -326,3 +326,99 @@ def test_cli_checkpoint_and_verify_exit_statuses(tmp_path):
         assert main(["verify", str(results)]) == 2
     assert "no such file" in stderr.getvalue()
     assert "not written by 'regfn sweep'" in stderr.getvalue()
+
+
+# ----------------------------------------------------------------- schedules (one schedule.safetensors file)
+
+SCHEDULES = {
+    "halving": lambda: regfn.search.successive_halving("val_loss", min_epochs=2, eta=3),
+    "hyperband": lambda: regfn.search.hyperband("val_acc", min_epochs=2, eta=3),
+    "pbt": lambda: regfn.search.pbt(interval=4, key=rr.key(3)),
+}
+
+
+def scheduled_run(split, kind, cv=False):
+    train, val = split
+    kw = {"epochs": 18, "log_every": 1, "compile": False, "threads": 1, "quiet": True, "chunk_size": 5}
+    kw["schedule"] = SCHEDULES[kind]()
+    if cv:
+        kw["cv"] = 3
+        return train, kw
+    kw["val"] = val
+    return train, kw
+
+
+def assert_same_schedule(a, b):
+    assert json.dumps(a.rows) == json.dumps(b.rows)
+    assert a.curve_epochs == b.curve_epochs
+    assert set(a.curves) == set(b.curves)
+    for name in a.curves:  # stopped configurations' curves are NaN after their stop: NaN-safe, bit for bit
+        torch.testing.assert_close(a.curves[name], b.curves[name], rtol=0, atol=0, equal_nan=True)
+    assert a.schedule == b.schedule
+    assert a.settings == b.settings  # chunk sizes and configuration-epochs too
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls=st.integers(0, 30))
+@pytest.mark.parametrize(("kind", "cv"), [("halving", False), ("hyperband", False), ("pbt", False), ("halving", True)])
+def test_an_interrupted_schedule_resumes_bit_identical(split, tmp_path_factory, monkeypatch, kind, cv, calls):
+    train, kw = scheduled_run(split, kind, cv)
+    reference = regfn.sweep(MODEL, train, CONFIGS, **kw)
+    with crash_after(monkeypatch, 10**6) as every_call:  # a whole checkpointed run: its stretches of 3 epochs
+        regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path_factory.mktemp("whole"), checkpoint_every=3, **kw)
+    directory = tmp_path_factory.mktemp("ck")
+    with crash_after(monkeypatch, calls), contextlib.suppress(Crash):
+        regfn.sweep(MODEL, train, CONFIGS, checkpoint=directory, checkpoint_every=3, **kw)
+    saved = (directory / "schedule.safetensors").exists()
+    with crash_after(monkeypatch, 10**6) as resumed_calls:
+        resumed = regfn.sweep(MODEL, train, CONFIGS, checkpoint=directory, checkpoint_every=3, **kw)
+    assert_same_schedule(resumed, reference)
+    if saved:  # it went on from the save: fewer stretches than a whole run
+        assert len(resumed_calls) < len(every_call)
+
+
+def test_a_finished_schedule_is_not_rerun_and_another_schedule_is_refused(split, tmp_path, monkeypatch):
+    train, kw = scheduled_run(split, "halving")
+    first = regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path, checkpoint_every=3, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["schedule.safetensors"]
+    with crash_after(monkeypatch, 0):  # nothing left to train
+        again = regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path, checkpoint_every=3, **kw)
+    assert_same_schedule(again, first)
+    other = {**kw, "schedule": regfn.search.successive_halving("val_loss", min_epochs=3, eta=3)}
+    with pytest.raises(ValueError, match=r"schedule differs .*min_epochs=2.* != .*min_epochs=3"):
+        regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path, checkpoint_every=3, **other)
+    pbt_kw = {**kw, "schedule": regfn.search.pbt(interval=4, key=rr.key(3))}
+    regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path / "pbt", checkpoint_every=3, **pbt_kw)
+    with pytest.raises(ValueError, match="schedule differs"):  # PBT's key decides the copies: part of the record
+        regfn.sweep(
+            MODEL,
+            train,
+            CONFIGS,
+            checkpoint=tmp_path / "pbt",
+            checkpoint_every=3,
+            **{**kw, "schedule": regfn.search.pbt(interval=4, key=rr.key(4))},
+        )
+
+
+SCHEDULED_CHILD = """
+import sys, regfn, regfn.random as rr
+data = regfn.data.quadrants(rr.key(0), 64)
+train, val = regfn.data.train_val_split(rr.key(1), data, 0.25)
+regfn.sweep(regfn.mlp((2, 8, 4, 1), output="logits"), train, regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1, 2]),
+            val=val, epochs=600, log_every=50, batch_size=16, compile=False, threads=1, quiet=True,
+            schedule=regfn.search.successive_halving("val_loss", min_epochs=60, eta=3),
+            checkpoint=sys.argv[1], checkpoint_every=20)
+"""
+
+
+def test_sigkill_mid_schedule_then_resume_is_bit_identical(split, tmp_path):
+    train, val = split
+    directory = tmp_path / "ck"
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(SCHEDULED_CHILD))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    kill_after_file([sys.executable, str(script), str(directory)], env, directory, "schedule.safetensors")
+    kw = {"val": val, "epochs": 600, "log_every": 50, "batch_size": 16, "compile": False, "threads": 1, "quiet": True}
+    kw["schedule"] = regfn.search.successive_halving("val_loss", min_epochs=60, eta=3)
+    resumed = regfn.sweep(MODEL, train, CONFIGS, checkpoint=directory, checkpoint_every=20, **kw)
+    assert_same_schedule(resumed, regfn.sweep(MODEL, train, CONFIGS, **kw))

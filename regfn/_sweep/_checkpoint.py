@@ -6,7 +6,10 @@ global configuration index and its size): the engine's state tree (parameters,
 optimizer state, keys), the curves logged so far, and, in the metadata, the
 epoch counter, a checksum of every tensor and the sweep's record
 (:func:`describe`). A finished chunk leaves ``chunk-<first>-<size>.done.safetensors``
-instead: its final outputs, so that a resumed sweep skips it. Files are
+instead: its final outputs, so that a resumed sweep skips it. A sweep with a
+schedule keeps one file instead, ``schedule.safetensors``: every chunk's
+state and hyperparameters, the results so far, and where the schedule stands
+(see :mod:`regfn._sweep._schedule`). Files are
 written to ``<name>.tmp``, flushed, synced and moved into place with
 ``os.replace``: a crash mid-write keeps the previous file.
 
@@ -63,12 +66,14 @@ COMPARED = (
     "data",
     "val",
     "cv",
+    "schedule",
     "regfn",
     "torch",
 )
 """The record's fields a resume must match (the Python version, device and thread count are kept, not compared)."""
 
 _RECORD, _CHUNK = "regfn_checkpoint", "regfn_chunk"
+_SCHEDULE_FILE = "schedule.safetensors"
 
 
 # ----------------------------------------------------------------- fingerprints
@@ -176,7 +181,7 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 # ----------------------------------------------------------------- files
 
 
-def _flatten(prefix: str, tree: Any) -> dict[str, Tensor]:
+def flatten_tree(prefix: str, tree: Any) -> dict[str, Tensor]:
     leaves, _ = _pytree.tree_flatten_with_path(tree)
     return {prefix + _pytree.keystr(p): v for p, v in leaves if isinstance(v, Tensor)}
 
@@ -206,7 +211,9 @@ class Checkpoint:
     # -- the record
 
     def _files(self) -> list[pathlib.Path]:
-        return sorted(p for p in self.directory.glob("chunk-*.safetensors"))
+        files = sorted(p for p in self.directory.glob("chunk-*.safetensors"))
+        schedule = self.directory / _SCHEDULE_FILE
+        return [*files, schedule] if schedule.exists() else files
 
     def _damaged(self, path: pathlib.Path, why: str) -> ValueError:
         return ValueError(f"regfn.sweep: checkpoint {path} is damaged ({why}); delete it to restart that chunk")
@@ -274,7 +281,7 @@ class Checkpoint:
         flags: Mapping[str, Tensor],
     ) -> None:
         """Save a running chunk: its state tree, curves so far, log epochs and validation flags."""
-        tensors = {**_flatten("tree", state.tree), **_stack(curves)}
+        tensors = {**flatten_tree("tree", state.tree), **_stack(curves)}
         tensors.update({f"flags/{n}": v for n, v in flags.items()})
         chunk = {"start": self.offset + start, "size": size, "epoch": state.epoch, "logged": list(logged)}
         chunk.update(curves=[n for n, v in curves.items() if v], flags=list(flags))  # their orders: the columns
@@ -307,6 +314,20 @@ class Checkpoint:
             raise self._damaged(path, "its tensors do not match their checksum")
         return tensors, chunk
 
+    def fill(self, fresh: Any, tensors: Mapping[str, Tensor], prefix: str, path: pathlib.Path) -> Any:
+        """The tree ``fresh`` with every tensor leaf replaced by the stored ``prefix<path>`` (checked to fit)."""
+        leaves, spec = _pytree.tree_flatten_with_path(fresh)
+        values = []
+        for p, like in leaves:
+            if not isinstance(like, Tensor):
+                values.append(like)
+                continue
+            stored = tensors.get(prefix + _pytree.keystr(p))
+            if stored is None or stored.shape != like.shape or stored.dtype != like.dtype:
+                raise self._damaged(path, f"its state does not fit the chunk at {prefix}{_pytree.keystr(p)}")
+            values.append(stored.to(like.device))
+        return _pytree.tree_unflatten(values, spec)
+
     def load_state(
         self, start: int, size: int, fresh: ChunkState
     ) -> tuple[ChunkState, dict[str, list[Tensor]], list[int], dict[str, Tensor]] | None:
@@ -315,18 +336,9 @@ class Checkpoint:
         if not path.exists():
             return None
         tensors, chunk = self._load(path)
-        leaves, spec = _pytree.tree_flatten_with_path(fresh.tree)
-        values = []
-        for p, like in leaves:
-            if not isinstance(like, Tensor):
-                values.append(like)
-                continue
-            stored = tensors.get("tree" + _pytree.keystr(p))
-            if stored is None or stored.shape != like.shape or stored.dtype != like.dtype:
-                raise self._damaged(path, f"its state does not fit the chunk at tree{_pytree.keystr(p)}")
-            values.append(stored.to(like.device))
-        state = ChunkState(_pytree.tree_unflatten(values, spec), int(chunk["epoch"]))
-        device = next((t.device for _, t in leaves if isinstance(t, Tensor)), torch.device("cpu"))
+        state = ChunkState(self.fill(fresh.tree, tensors, "tree", path), int(chunk["epoch"]))
+        leaves = _pytree.tree_leaves(fresh.tree)
+        device = next((t.device for t in leaves if isinstance(t, Tensor)), torch.device("cpu"))
         curves = {n: list(tensors[f"curves/{n}"].to(device).unbind(1)) for n in chunk["curves"]}
         flags = {n: tensors[f"flags/{n}"].to(device) for n in chunk["flags"]}
         return state, curves, [int(e) for e in chunk["logged"]], flags
@@ -368,3 +380,20 @@ class Checkpoint:
                 out[name] = value
         out.setdefault("curves", {})
         return out
+
+    # -- a schedule's one file
+
+    @property
+    def schedule_path(self) -> pathlib.Path:
+        """The file of a sweep with a schedule."""
+        return self.directory / _SCHEDULE_FILE
+
+    def save_schedule(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Save a scheduled sweep where it stands: ``tensors`` (states, results so far) and ``meta`` (JSON)."""
+        self._write(self.schedule_path, tensors, meta)
+
+    def load_schedule(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The saved ``(tensors, meta)`` of a scheduled sweep (checksum checked); ``None`` if there is none."""
+        if not self.schedule_path.exists():
+            return None
+        return self._load(self.schedule_path)

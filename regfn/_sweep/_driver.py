@@ -223,6 +223,8 @@ def sweep(
             the fields that differ; a damaged file is refused by name. With
             ``chunk_size="auto"`` or ``compile="auto"`` a resume takes the
             chunk size and compile setting the directory was written with.
+            With a schedule, one file (``schedule.safetensors``) holds every
+            chunk, the results so far and where the schedule stands.
         checkpoint_every: save a running chunk every this many epochs.
 
     Under ``torchrun`` or ``srun`` (an initialised process group, or
@@ -302,8 +304,6 @@ def sweep(
 
         if world.distributed:
             raise ValueError("regfn.sweep: schedules run on one process for now; call it without torchrun")
-        if checkpoint is not None:
-            raise ValueError("regfn.sweep: schedules do not take checkpoints yet; pass checkpoint=None")
 
         validated = folds is not None or (val is not None and len(val) > 0)
         scheduled = prepare(schedule, rows, given, extra, loss, validated, optimizer, engine)
@@ -335,6 +335,7 @@ def sweep(
         ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
         ran.update({"log_every": log_every, "chunk_size": chunk, "compile": compiled, "engine": engine})
         ran["cv"] = _cv.fingerprint(folds)
+        ran["schedule"] = scheduled.describe() if schedule is not None else None
         record = describe(rows, model, loss, data, val, **ran)
         if store is not None:
             store.bind(record)
@@ -347,6 +348,7 @@ def sweep(
                 result = driver.run(store)
             else:
                 runner = scheduled.runner(engine_, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=n_folds)
+                runner.store = store
                 result = runner.run()
     if schedule is None:
         gathered = _distributed.gather(world, result["outputs"], k, result["chunk"], everywhere=gather == "all")

@@ -48,6 +48,7 @@ from ..losses import Loss
 from ..random import fold_in, uniform
 from ..results import SweepResult
 from ..search._schedules import PBT, Hyperband, Schedule, SuccessiveHalving, lower_is_better
+from ._checkpoint import Checkpoint, flatten_tree
 from ._engine import ChunkState, Engine
 
 __all__ = ["Scheduled", "prepare"]
@@ -123,6 +124,13 @@ class Scheduled:
     names: tuple[str, ...]  # PBT: the hyperparameters it copies and perturbs
     registry: Mapping[str, HParam]
 
+    def describe(self) -> str:
+        """The schedule in words, for a checkpoint's record (PBT's key included: it decides the copies)."""
+        text = repr(self.schedule)
+        if isinstance(self.schedule, PBT):
+            text += f" key={self.schedule.key.tolist()}"
+        return text
+
     def optimizer_args(self, live: tuple[str, ...], optimizer: str) -> tuple[str, ...]:
         """The optimizer arguments handed over as tensors: ``live`` and any PBT perturbs.
 
@@ -157,6 +165,14 @@ class _Group:
     ids: list[int]
     state: ChunkState
     hp: dict[str, Tensor]
+
+
+@dataclass
+class _Resumed:
+    """A checkpointed schedule as it was saved: where it stood (``position``) and its chunks."""
+
+    position: dict[str, Any]
+    groups: list[_Group]
 
 
 def _rows(tree: Any, index: Tensor) -> Any:
@@ -235,6 +251,8 @@ class _Runner:
         self.config_epochs = 0
         self.compile_s = 0.0
         self.bar: Any = None
+        self.store: Checkpoint | None = None  # set by the driver for checkpoint=DIR
+        self.position: dict[str, Any] = {}  # where the schedule stands, saved with each checkpoint (JSON)
 
     @property
     def job(self) -> Any:
@@ -333,13 +351,24 @@ class _Runner:
         return self.curves[name]
 
     def advance(self, groups: Sequence[_Group], until: int) -> None:
-        """Train every group on to epoch ``until``, filling the curves at the log points."""
+        """Train every group on to epoch ``until``, filling the curves at the log points.
+
+        With a checkpoint, the groups advance together in stretches that end
+        at multiples of ``checkpoint_every``, and everything is saved after
+        each stretch (with :attr:`position`, where the schedule stands).
+        """
         from ._driver import _ChunkBar
 
-        for g in groups:
-            if g.state.epoch < until:
-                self.config_epochs += len(g.hp["lr"]) * (until - g.state.epoch)
-                g.state = self.engine.advance(g.state, g.hp, until, self._logger(g), _ChunkBar(self.bar, len(g.ids)))
+        every = self.store.every if self.store is not None else self.epochs
+        while groups and min(g.state.epoch for g in groups) < until:
+            stop = min(until, (min(g.state.epoch for g in groups) // every + 1) * every)
+            for g in groups:
+                if g.state.epoch < stop:
+                    self.config_epochs += len(g.hp["lr"]) * (stop - g.state.epoch)
+                    bar = _ChunkBar(self.bar, len(g.ids))
+                    g.state = self.engine.advance(g.state, g.hp, stop, self._logger(g), bar)
+            if self.store is not None and stop < self.epochs:
+                self.save(groups)
 
     def _logger(self, g: _Group) -> Any:
         """The ``log`` of group ``g``: its rows of the curves at a log point."""
@@ -398,14 +427,82 @@ class _Runner:
             self.finite[rows] = finite.cpu()[index]
             self.ended[rows] = g.state.epoch
 
+    # -- checkpoints
+
+    _ARRAYS = ("zero", "tiny", "finite", "ended")
+
+    def save(self, groups: Sequence[_Group]) -> None:
+        """Save every group's state and hyperparameters, the results so far and :attr:`position`."""
+        if self.store is None:
+            return
+        tensors: dict[str, Tensor] = {}
+        for i, g in enumerate(groups):
+            tensors.update(flatten_tree(f"g{i}/tree", g.state.tree))
+            tensors.update({f"g{i}/hp/{n}": v for n, v in g.hp.items()})
+        tensors.update({f"curves/{n}": v for n, v in self.curves.items()})
+        tensors.update({f"final/{n}": v for n, v in self.final.items()})
+        tensors.update({name: getattr(self, name) for name in self._ARRAYS})
+        meta = {
+            "position": self.position,
+            "groups": [{"ids": g.ids, "epoch": g.state.epoch} for g in groups],
+            "hp": list(groups[0].hp) if groups else [],
+            "curves": list(self.curves),
+            "final": list(self.final),
+            "counters": {"sizes": self.sizes, "padded": self.padded, "config_epochs": self.config_epochs},
+        }
+        self.store.save_schedule(tensors, meta)
+
+    def save_done(self, record: dict[str, Any]) -> None:
+        """Save the finished schedule: its results and ``record``, so that calling the sweep again trains nothing."""
+        self.position = {"phase": "done", "record": record}
+        self.save([])
+
+    def restore(self) -> _Resumed | None:
+        """Where a checkpointed schedule stood (its results so far restored into the runner), or ``None``."""
+        loaded = self.store.load_schedule() if self.store is not None else None
+        if loaded is None or self.store is None:
+            return None
+        tensors, meta = loaded
+        self.curves = {n: tensors[f"curves/{n}"] for n in meta["curves"]}
+        self.final = {n: tensors[f"final/{n}"] for n in meta["final"]}
+        for name in self._ARRAYS:
+            setattr(self, name, tensors[name])
+        counters = meta["counters"]
+        self.sizes, self.padded, self.config_epochs = (
+            list(counters["sizes"]),
+            counters["padded"],
+            counters["config_epochs"],
+        )
+        groups = []
+        for i, info in enumerate(meta["groups"]):
+            hp = {n: tensors[f"g{i}/hp/{n}"].to(self.job.device) for n in meta["hp"]}
+            tree = self.store.fill(self.engine.start(hp).tree, tensors, f"g{i}/tree", self.store.schedule_path)
+            groups.append(_Group(list(info["ids"]), ChunkState(tree, int(info["epoch"])), hp))
+        return _Resumed(meta["position"], groups)
+
     # -- schedules
 
-    def halving(self, ids: list[int], rungs: Sequence[int], eta: int) -> dict[str, Any]:
-        """Successive halving of the configurations ``ids``; returns its rungs and each one's rung index."""
+    def halving(
+        self, stage: int, ids: list[int], rungs: Sequence[int], eta: int, resumed: _Resumed | None, done: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Successive halving of the configurations ``ids`` (from where ``resumed`` stands, if given).
+
+        Returns its rungs and each configuration's rung index. ``done`` is
+        what the earlier stages left (saved with every checkpoint).
+        """
         metric = self.scheduled.schedule.metric
-        groups = self.start(self.rows_of(ids))
-        live, record, rung_of = list(ids), [], {}
-        for r, epoch in enumerate(rungs):
+        if resumed is None:
+            groups, live, record, rung_of, first = self.start(self.rows_of(ids)), list(ids), [], {}, 0
+        else:
+            pos = resumed.position
+            groups, live, record, first = resumed.groups, list(pos["live"]), list(pos["record"]), int(pos["rung_index"])
+            rung_of = {int(c): int(r) for c, r in pos["rung_of"]}
+        for r in range(first, len(rungs) + 1):
+            self.position = {"phase": "halving", "stage": stage, "rung_index": r, "live": live, "record": record}
+            self.position.update(rung_of=sorted(rung_of.items()), **done)
+            if r == len(rungs):
+                break
+            epoch = rungs[r]
             self.advance(groups, epoch)
             order_ids, values = self.config_metric(groups)
             ranked = _rank(values, order_ids, metric)
@@ -437,6 +534,12 @@ class _Runner:
         return out
 
     def run_halving(self) -> dict[str, Any]:
+        schedule = self.scheduled.schedule
+        if isinstance(schedule, PBT):
+            raise TypeError(f"{_WHERE}: PBT runs in run_pbt, not in the halving loop")
+        resumed = self.restore()
+        if resumed is not None and resumed.position["phase"] == "done":
+            return dict(resumed.position["record"])
         stages = self.stages()
         counts, total = [], 0
         for ids, rungs, eta in stages:
@@ -446,16 +549,24 @@ class _Runner:
                 total += n * self.folds * (epoch - done)
                 n, done = math.ceil(n / eta), epoch
         self.warm_up(counts)
-        schedule = self.scheduled.schedule
-        if isinstance(schedule, PBT):
-            raise TypeError(f"{_WHERE}: PBT runs in run_pbt, not in the halving loop")
         record: dict[str, Any] = {"kind": "hyperband" if isinstance(schedule, Hyperband) else "successive_halving"}
         record.update(metric=schedule.metric, eta=schedule.eta, brackets=[])
         rung = [0] * self.n_configs
         bracket = [0] * self.n_configs
+        first = 0
+        if resumed is not None:  # the stages finished before the interruption, and where the next one stands
+            pos = resumed.position
+            record["brackets"], rung, bracket, first = (
+                list(pos["brackets"]),
+                list(pos["rung"]),
+                list(pos["bracket"]),
+                pos["stage"],
+            )
         with self._bar(total):
-            for b, (ids, rungs, eta) in enumerate(stages):
-                out = self.halving(ids, rungs, eta)
+            for b in range(first, len(stages)):
+                ids, rungs, eta = stages[b]
+                earlier = {"brackets": record["brackets"], "rung": rung, "bracket": bracket}
+                out = self.halving(b, ids, rungs, eta, resumed if b == first else None, earlier)
                 for i, r in out["rung_of"].items():
                     rung[i], bracket[i] = r, b
                 record["brackets"].append({"configs": ids, "rungs": out["rungs"]})
@@ -463,6 +574,7 @@ class _Runner:
         if isinstance(schedule, Hyperband):
             columns["bracket"] = bracket
         record["columns"] = columns
+        self.save_done(record)
         return record
 
     def run_pbt(self) -> dict[str, Any]:
@@ -470,17 +582,30 @@ class _Runner:
         if not isinstance(schedule, PBT):
             raise TypeError(f"{_WHERE}: run_pbt needs a PBT schedule, got {type(schedule).__name__}")
         names, registry = self.scheduled.names, self.scheduled.registry
+        resumed = self.restore()
+        if resumed is not None and resumed.position["phase"] == "done":
+            return dict(resumed.position["record"])
         self.warm_up([self.k])
         ids = list(range(self.n_configs))
         n_q = max(1, math.floor(schedule.quantile * self.n_configs)) if self.n_configs >= 2 else 0
         exploits = list(range(schedule.interval, self.epochs, schedule.interval))
         history = {n: [self.per_config(self.hp_all[n]).double().cpu().clone()] for n in names}
         sources: list[list[int]] = []
+        first = 0
+        if resumed is not None:  # the exploits made before the interruption
+            pos = resumed.position
+            first, sources = int(pos["exploit"]), [list(s) for s in pos["sources"]]
+            history = {n: [torch.tensor(h, dtype=torch.float64) for h in pos["history"][n]] for n in names}
         with self._bar(self.k * self.epochs):
-            groups = self.start(list(range(self.k)))
+            groups = self.start(list(range(self.k))) if resumed is None else resumed.groups
             size = len(groups[0].hp["lr"])
             place = {i: (i // size, i % size) for i in range(self.k)}
-            for epoch in exploits:
+            for j in range(first, len(exploits) + 1):
+                self.position = {"phase": "pbt", "exploit": j, "sources": sources}
+                self.position["history"] = {n: [h.tolist() for h in history[n]] for n in names}
+                if j == len(exploits):
+                    break
+                epoch = exploits[j]
                 self.advance(groups, epoch)
                 order_ids, values = self.config_metric(groups)
                 ranked = _rank(values, order_ids, schedule.metric)
@@ -510,7 +635,7 @@ class _Runner:
         lineage = [[s[i] for s in sources] for i in ids]
         schedules = {n: torch.stack(h, 1) for n, h in history.items()}
         hp_rows = [{n: schedules[n][i].tolist() for n in names} for i in ids]
-        return {
+        record = {
             "kind": "pbt",
             "metric": schedule.metric,
             "interval": schedule.interval,
@@ -520,6 +645,8 @@ class _Runner:
             "hp": {n: v.tolist() for n, v in schedules.items()},
             "columns": {"lineage": lineage, "hp_schedule": hp_rows},
         }
+        self.save_done(record)
+        return record
 
     @staticmethod
     def _copy(groups: Sequence[_Group], src: tuple[int, int], dst: tuple[int, int]) -> None:
