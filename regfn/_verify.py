@@ -108,6 +108,7 @@ def verify(
     from ._sweep import sweep
     from ._sweep._checkpoint import data_fingerprint, model_description
     from ._sweep._cv import folds_from_record
+    from .search._schedules import schedule_from_dict
 
     stored = results if isinstance(results, SweepResult) else SweepResult.from_json(results)
     prov = stored.provenance
@@ -154,6 +155,7 @@ def verify(
         configs,
         val=val,
         cv=folds,
+        schedule=schedule_from_dict(args["schedule"]) if args.get("schedule") else None,
         loss=loss,
         optimizer=args["optimizer"],
         epochs=args["epochs"],

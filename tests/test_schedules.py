@@ -234,3 +234,21 @@ def test_plot_all_draws_the_schedule(split, tmp_path):
     with pytest.raises(ValueError, match="no successive-halving or Hyperband schedule"):
         regfn.plot.plot_rungs(pb, tmp_path / "x.png")
     assert pb.to_dict()["schedule"]["kind"] == "pbt"
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [successive_halving("val_acc", min_epochs=1), hyperband(min_epochs=1), pbt(3, key=rr.key(2))],
+    ids=["halving", "hyperband", "pbt"],
+)
+def test_verify_reruns_the_schedule_from_the_provenance(split, tmp_path, schedule):
+    train, val = split
+    result = regfn.sweep(MODEL, train, CONFIGS[:9], val=val, epochs=9, schedule=schedule, **RUN)
+    path = tmp_path / "results.json"
+    result.to_json(path)
+    recorded = regfn.SweepResult.from_json(path).provenance["arguments"]["schedule"]
+    assert recorded["kind"] == {"SuccessiveHalving": "successive_halving", "Hyperband": "hyperband", "PBT": "pbt"}[
+        type(schedule).__name__
+    ]
+    report = regfn.verify(path, MODEL, train, val=val)
+    assert report.identical, str(report)

@@ -43,6 +43,7 @@ from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ..results import SweepResult
+from ..search._schedules import schedule_to_dict
 from . import _cv, _distributed
 from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
@@ -370,6 +371,7 @@ def sweep(
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
     given_rows = [{n: row[n] for n in given} for row in rows]
     table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs, folds)
+    table.provenance["arguments"]["schedule"] = schedule_to_dict(schedule) if schedule is not None else None
     return table if schedule is None else scheduled.annotate(table, result["record"])
 
 

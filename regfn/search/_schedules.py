@@ -22,9 +22,10 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
@@ -187,6 +188,42 @@ class PBT:
 
 Schedule = SuccessiveHalving | Hyperband | PBT
 """What :func:`regfn.sweep` takes as ``schedule=``."""
+
+_KINDS: dict[str, type[SuccessiveHalving] | type[Hyperband] | type[PBT]] = {
+    "successive_halving": SuccessiveHalving,
+    "hyperband": Hyperband,
+    "pbt": PBT,
+}
+
+
+def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+    """A schedule as JSON-ready settings (PBT's key as its two words), for provenance.
+
+    Examples:
+        >>> import regfn
+        >>> schedule_to_dict(successive_halving(min_epochs=10))
+        {'kind': 'successive_halving', 'metric': 'val_loss', 'min_epochs': 10, 'eta': 3, 'max_rungs': None}
+        >>> back = schedule_from_dict(schedule_to_dict(pbt(5, key=regfn.random.key(7))))
+        >>> back.interval, back.key.tolist() == regfn.random.key(7).tolist()
+        (5, True)
+    """
+    kind = next(name for name, cls in _KINDS.items() if isinstance(schedule, cls))
+    out: dict[str, Any] = {"kind": kind}
+    for f in fields(schedule):
+        value = getattr(schedule, f.name)
+        out[f.name] = value.tolist() if isinstance(value, Tensor) else list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def schedule_from_dict(settings: dict[str, Any]) -> Schedule:
+    """The schedule :func:`schedule_to_dict` described (checked again by its constructor)."""
+    values = {n: v for n, v in settings.items() if n != "kind"}
+    if "key" in values:
+        values["key"] = torch.tensor(values["key"], dtype=torch.int64)  # a regfn.random key's dtype
+    for name in ("perturb", "names"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
+    return _KINDS[settings["kind"]](**values)
 
 
 def successive_halving(
