@@ -247,8 +247,9 @@ def test_verify_reruns_the_schedule_from_the_provenance(split, tmp_path, schedul
     path = tmp_path / "results.json"
     result.to_json(path)
     recorded = regfn.SweepResult.from_json(path).provenance["arguments"]["schedule"]
-    assert recorded["kind"] == {"SuccessiveHalving": "successive_halving", "Hyperband": "hyperband", "PBT": "pbt"}[
-        type(schedule).__name__
-    ]
+    assert (
+        recorded["kind"]
+        == {"SuccessiveHalving": "successive_halving", "Hyperband": "hyperband", "PBT": "pbt"}[type(schedule).__name__]
+    )
     report = regfn.verify(path, MODEL, train, val=val)
     assert report.identical, str(report)

@@ -211,7 +211,9 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": kind}
     for f in fields(schedule):
         value = getattr(schedule, f.name)
-        out[f.name] = value.tolist() if isinstance(value, Tensor) else list(value) if isinstance(value, tuple) else value
+        out[f.name] = (
+            value.tolist() if isinstance(value, Tensor) else list(value) if isinstance(value, tuple) else value
+        )
     return out
 
 
