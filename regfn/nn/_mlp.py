@@ -170,6 +170,7 @@ def mlp_apply(
         rates = [p[i] for i in range(hidden)]
     else:
         rates = [p] * hidden
+    layer_keys: Tensor | None = None
     for i in range(n):
         x = layer(x, params[f"fc{i + 1}.weight"], params.get(f"fc{i + 1}.bias"))
         if i == hidden:
@@ -179,7 +180,11 @@ def mlp_apply(
         if train and not (isinstance(rate, float) and rate == 0.0):
             if key is None:
                 raise ValueError(f"mlp_apply: train=True with dropout needs a random key; {_KEY_HINT}")
-            x = dropout(fold_in(key, i), x, rate)
+            if layer_keys is None:
+                # split(key, n)[i] is threefry2x32(key, (0, i)), which is fold_in(key, i): every
+                # layer's key from one call (one cipher pass instead of one per layer).
+                layer_keys = split(key, hidden)
+            x = dropout(layer_keys[i], x, rate)
     return out_fn(x)
 
 
