@@ -9,6 +9,7 @@ run in this process.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import socket
@@ -186,3 +187,23 @@ def test_a_failure_message_travels_as_bytes() -> None:
     assert int(status[0]) == 1
     assert _distributed._decode(status).startswith("ValueError: éé")
     assert int(_distributed._encode(None).sum()) == 0
+
+
+def test_shared_values_travel_as_json_and_safetensors() -> None:
+    import torch
+
+    tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)[:, 1:], "flag": torch.tensor([True, False])}
+    value = {"rows": [3, 5], "values": [0.1, float("nan"), float("inf")]}
+    got, back = _distributed._unframe(_distributed._frame(value, tensors))
+    assert got["rows"] == [3, 5]
+    assert got["values"][0] == 0.1
+    assert math.isnan(got["values"][1])
+    assert got["values"][2] == float("inf")
+    assert set(back) == {"w", "flag"}
+    assert torch.equal(back["w"], tensors["w"])
+    assert back["flag"].dtype == torch.bool
+    assert _distributed._unframe(_distributed._frame([1, 2], {})) == ([1, 2], {})
+    one = _distributed.share(_distributed.SINGLE, "nothing", value, tensors)  # one process: its own arguments
+    assert one is not None
+    assert one[0][0] is value
+    assert one[0][1]["w"] is tensors["w"]
