@@ -4,7 +4,8 @@ Usage: ``python tests/dist_worker.py OUT_DIR CASE...``, with ``RANK``, ``WORLD_S
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in the environment (or under
 torchrun). Each case is one sweep (see :func:`sweep_case`), ``CASE@all`` gathered on every rank; a rank that returns a
 result writes it (and its settings) to ``OUT_DIR/<case>.rank<r>.json``. ``REGFN_TEST_FAIL_RANK=r`` makes
-rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead).
+rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead), from its call number
+``REGFN_TEST_FAIL_AFTER + 1`` on (default: its first call).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ def _loss() -> regfn.losses.Loss:
     if fail is None or int(os.environ.get("RANK", "0")) != int(fail):
         return base
 
+    calls = [0]
+    after = int(os.environ.get("REGFN_TEST_FAIL_AFTER", "0"))
+
     def broken(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] <= after:
+            return base.fn(output, target)
         if os.environ.get("REGFN_TEST_FAIL_HOW") == "exit":
             os._exit(3)
         raise ValueError("the test's loss fails on purpose")
@@ -34,10 +41,17 @@ def _loss() -> regfn.losses.Loss:
     return regfn.losses.Loss(broken, base.threshold)
 
 
+SCHEDULED = ("halving", "hyperband", "pbt", "halving_cv")
+"""The scheduled cases: each runs on every rank's rows and shares its decisions (see :func:`sweep_case`)."""
+
+
 def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
-    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2), ``minibatch``, ``cv`` and ``auto``."""
+    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2), ``minibatch``, ``cv``, ``auto``,
+    and the schedules of :data:`SCHEDULED`."""
     data = regfn.data.quadrants(regfn.random.key(0), 64)
     model = regfn.nn.mlp((2, 4, 1), output="logits")
+    if case in SCHEDULED:
+        return _scheduled(case, data, **kwargs)
     if case == "mlp":  # K = 7 in chunks of 2: the last chunk padded
         configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[0, 1])[:7]
         settings: dict[str, object] = {"epochs": 3, "chunk_size": 2}
@@ -55,6 +69,39 @@ def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
     return regfn.sweep(
         model,
         data,
+        configs,
+        loss=_loss(),
+        compile=False,
+        threads=1,
+        quiet=True,
+        **settings,  # type: ignore[arg-type]
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _scheduled(case: str, data: regfn.data.Dataset, **kwargs: object) -> regfn.SweepResult | None:
+    """Successive halving (K=9: 9 -> 3 -> 1), Hyperband (brackets of 5, 3, 1), PBT (K=8, lr and p perturbed) and
+    halving with cv=3 (5 configurations x 3 folds = 15 rows: a configuration's folds on both ranks), with
+    dropout and shuffled mini-batches, in chunks of 2 (a rank regroups its survivors; padded chunks)."""
+    from regfn.search import hyperband, pbt, successive_halving
+
+    model = regfn.nn.mlp((2, 6, 1), output="logits")
+    train, val = regfn.data.train_val_split(regfn.random.key(1), data)
+    configs = regfn.grid(lr=[0.1, 0.3, 1.0], p=[0.0, 0.2, 0.4], seed=[7])
+    settings: dict[str, object] = {"val": val, "epochs": 9, "batch_size": 16, "log_every": 1, "chunk_size": 2}
+    if case == "halving":
+        settings["schedule"] = successive_halving("val_loss", min_epochs=1, eta=3)
+    elif case == "hyperband":
+        settings["schedule"] = hyperband("val_acc", min_epochs=1, eta=3)
+    elif case == "pbt":
+        configs = [{**c, "seed": i} for i, c in enumerate(configs[:8])]
+        settings["schedule"] = pbt(interval=2, quantile=0.25, perturb=(0.8, 1.25), key=regfn.random.key(3))
+    else:  # halving_cv
+        train, configs = data, configs[:5]
+        settings.update(val=None, cv=3, schedule=successive_halving("val_loss", min_epochs=2, eta=2))
+    return regfn.sweep(
+        model,
+        train,
         configs,
         loss=_loss(),
         compile=False,

@@ -9,6 +9,7 @@ run in this process.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import socket
@@ -103,6 +104,111 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
     assert _written(tmp_path / "minibatch.rank1.json") == _written(tmp_path / "minibatch.rank0.json")
 
 
+def _nan_safe(value: object) -> object:
+    """``value`` (JSON's lists, dicts and numbers) with every NaN as the string "nan", so that == compares them."""
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, list):
+        return [_nan_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nan_safe(v) for k, v in value.items()}
+    return value
+
+
+def _scheduled(d: dict) -> object:
+    """What a scheduled sweep must give on any number of ranks: rows, curves (stopped ones NaN after their stop)
+    and the schedule's record (rungs, kept, values; PBT's sources and hyperparameter history)."""
+    return _nan_safe({k: d[k] for k in ("hyperparameters", "rows", "curve_epochs", "curves", "schedule")})
+
+
+@pytest.mark.slow
+def test_schedules_on_two_ranks_give_the_one_process_result_bit_for_bit(tmp_path: pathlib.Path) -> None:
+    import dist_worker
+
+    # Rows live on rank r % 2 and never move; the ranks share the metric at every rung or exploit, PBT's copied
+    # rows (sources on the other rank too), and their results at the end. Eager, a row's numbers do not depend
+    # on the rows beside it in its chunk, so everything equals one process's bit for bit, decisions included.
+    # halving: 9 -> 3 -> 1 (after the last rung one rank has no live row); hyperband: three brackets;
+    # pbt: 8 configurations, lr and p perturbed; halving_cv: 5 configurations x 3 folds, folds on both ranks.
+    cases = ["halving", "hyperband@all", "pbt@all", "halving_cv"]
+    runs = _launch(tmp_path, cases, timeout=300)
+    for rank, run in enumerate(runs):
+        assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "halving.rank0.json",  # gather="rank0": rank 1 returned None
+        "halving_cv.rank0.json",
+        "hyperband.rank0.json",
+        "hyperband.rank1.json",
+        "pbt.rank0.json",
+        "pbt.rank1.json",
+    ]
+    for case in dist_worker.SCHEDULED:
+        single = dist_worker.sweep_case(case)
+        assert single is not None
+        expected = _scheduled(json.loads(json.dumps(single.to_dict())))
+        written = json.loads((tmp_path / f"{case}.rank0.json").read_text())
+        assert _scheduled(written) == expected, case
+        assert written["settings"]["world_size"] == 2
+    record = json.loads((tmp_path / "pbt.rank0.json").read_text())["schedule"]
+    copies = [(dst, src) for srcs in record["sources"] for dst, src in enumerate(srcs) if dst != src]
+    assert {(dst - src) % 2 for dst, src in copies} == {0, 1}  # copies within a rank and across ranks
+    (last,) = json.loads((tmp_path / "halving.rank0.json").read_text())["schedule"]["brackets"][0]["rungs"][-1:]
+    assert len(last["kept"]) == 1  # the last stretch ran on one rank: the other had no live row
+    for case in ("hyperband", "pbt"):  # gather="all": the same result on both ranks
+        assert _scheduled(json.loads((tmp_path / f"{case}.rank1.json").read_text())) == _scheduled(
+            json.loads((tmp_path / f"{case}.rank0.json").read_text())
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("how", "after"), [("raise", 0), ("raise", 14), ("exit", 14)])
+def test_a_failing_rank_stops_a_scheduled_sweep_with_its_name(tmp_path: pathlib.Path, how: str, after: int) -> None:
+    # after=14: rank 1's loss works for 14 calls (training to the first rung, evaluating, finishing the stopped
+    # rows), then fails in the first step of its regrouped survivor
+    t0 = time.perf_counter()
+    runs = _launch(
+        tmp_path,
+        ["halving"],
+        timeout=90,
+        REGFN_TEST_FAIL_RANK="1",
+        REGFN_TEST_FAIL_HOW=how,
+        REGFN_TEST_FAIL_AFTER=str(after),
+        REGFN_DIST_TIMEOUT="20",
+    )
+    assert time.perf_counter() - t0 < 75
+    rank0, rank1 = runs
+    assert rank0.returncode != 0
+    assert rank1.returncode != 0
+    if how == "raise":
+        assert "RankFailed: regfn.sweep: rank 1 failed: ValueError: the test's loss fails on purpose" in rank0.stderr
+        assert "ValueError: the test's loss fails on purpose" in rank1.stderr
+    else:
+        assert rank1.returncode == 3
+        assert "RankLost: regfn.sweep: rank 0:" in rank0.stderr
+        assert "rank 1 did not answer" in rank0.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_scheduled_sweep_with_a_checkpoint_is_refused_under_torch_distributed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setattr(_distributed, "setup", lambda device, timeout: _distributed.World(0, 2, 0))
+    data = regfn.data.quadrants(regfn.random.key(0), 16)
+    model = regfn.nn.mlp((2, 4, 1), output="logits")
+    with pytest.raises(ValueError, match=r"checkpoint= with a schedule runs on one process only .* 2 ranks"):
+        regfn.sweep(
+            model,
+            data,
+            [{}, {}],
+            val=data,
+            epochs=2,
+            quiet=True,
+            checkpoint=tmp_path / "ck",
+            schedule=regfn.search.successive_halving(min_epochs=1),
+        )
+    assert not (tmp_path / "ck").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["raise", "exit"])
 def test_a_failing_rank_stops_the_other_with_its_name(tmp_path: pathlib.Path, how: str) -> None:
@@ -186,3 +292,23 @@ def test_a_failure_message_travels_as_bytes() -> None:
     assert int(status[0]) == 1
     assert _distributed._decode(status).startswith("ValueError: éé")
     assert int(_distributed._encode(None).sum()) == 0
+
+
+def test_shared_values_travel_as_json_and_safetensors() -> None:
+    import torch
+
+    tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)[:, 1:], "flag": torch.tensor([True, False])}
+    value = {"rows": [3, 5], "values": [0.1, float("nan"), float("inf")]}
+    got, back = _distributed._unframe(_distributed._frame(value, tensors))
+    assert got["rows"] == [3, 5]
+    assert got["values"][0] == 0.1
+    assert math.isnan(got["values"][1])
+    assert got["values"][2] == float("inf")
+    assert set(back) == {"w", "flag"}
+    assert torch.equal(back["w"], tensors["w"])
+    assert back["flag"].dtype == torch.bool
+    assert _distributed._unframe(_distributed._frame([1, 2], {})) == ([1, 2], {})
+    one = _distributed.share(_distributed.SINGLE, "nothing", value, tensors)  # one process: its own arguments
+    assert one is not None
+    assert one[0][0] is value
+    assert one[0][1]["w"] is tensors["w"]

@@ -18,6 +18,13 @@ exception. A rank that dies (killed, out of host memory) makes the others'
 collectives fail or time out (the process group's timeout): they raise a
 :class:`RankLost` naming the ranks that did not reach the status point.
 
+A sweep with a schedule (successive halving, Hyperband, PBT) owns rows
+rather than chunks (row ``r`` on rank ``r % world_size``) and meets the
+other ranks at every decision: :func:`share` all-gathers each rank's
+metric values, the state of the rows a PBT exploit copies, and at the end
+its rows' results. What travels is JSON (ids, values) and safetensors bytes
+(tensors) in a ``uint8`` tensor, never pickle.
+
 Without a process group (and ``WORLD_SIZE`` unset or 1) everything here is a
 no-op and the sweep runs in this process, as it always has.
 """
@@ -30,7 +37,7 @@ import datetime
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -49,6 +56,7 @@ __all__ = [
     "is_lead",
     "local_device",
     "setup",
+    "share",
 ]
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -408,3 +416,67 @@ def gather(
     return [
         _unpack(cpu[i % world.size][i // world.size], layout, chunk, min(chunk, k - i * chunk)) for i in range(n_chunks)
     ]
+
+
+# ----------------------------------------------------------------- sharing values between ranks
+
+
+def _frame(value: Any, tensors: Mapping[str, Tensor]) -> bytes:
+    """``value`` as JSON and ``tensors`` as safetensors, in one message: 8 bytes of JSON length, JSON, tensors."""
+    from safetensors.torch import save
+
+    text = json.dumps(value).encode()
+    blob = save({n: t.detach().to("cpu", copy=True).contiguous() for n, t in tensors.items()}) if tensors else b""
+    return len(text).to_bytes(8, "little") + text + blob
+
+
+def _unframe(message: bytes) -> tuple[Any, dict[str, Tensor]]:
+    from safetensors.torch import load
+
+    n = int.from_bytes(message[:8], "little")
+    rest = message[8 + n :]
+    return json.loads(message[8 : 8 + n].decode()), (load(rest) if rest else {})
+
+
+def share(
+    world: World,
+    what: str,
+    value: Any,
+    tensors: Mapping[str, Tensor] | None = None,
+    *,
+    everywhere: bool = True,
+) -> list[tuple[Any, dict[str, Tensor]]] | None:
+    """Every rank's ``(value, tensors)``, in rank order, on every rank (on rank 0 only unless ``everywhere``).
+
+    ``value`` is anything JSON takes (floats round-trip exactly, NaN and
+    infinities included); ``tensors`` arrive on the CPU, the same bits. One
+    process gets its own arguments back (not copied). Every rank calls it at
+    the same point, inside :func:`guard`: it encodes, then passes a status
+    point (so a rank that failed before, or while encoding, is reported by
+    name), then all-gathers the message sizes and the messages (padded to the
+    longest); a dead rank there raises :class:`RankLost`, whose message says
+    ``what`` failed. Ranks other than 0 get ``None`` when not ``everywhere``.
+    """
+    if not world.distributed:
+        return [(value, dict(tensors or {}))]
+    import torch.distributed as dist
+
+    message = _frame(value, tensors or {})
+    check(world)
+    device = _comm_device()
+    size = torch.tensor([len(message)], dtype=torch.int64, device=device)
+    sizes = [torch.empty_like(size) for _ in range(world.size)]
+    _collective(world, what, lambda: dist.all_gather(sizes, size))
+    lengths = [int(n) for n in sizes]
+    buffer = torch.zeros(max(lengths), dtype=torch.uint8)
+    buffer[: len(message)] = torch.frombuffer(bytearray(message), dtype=torch.uint8)
+    buffer = buffer.to(device)
+    got = [torch.empty_like(buffer) for _ in range(world.size)]
+    if everywhere:
+        _collective(world, what, lambda: dist.all_gather(got, buffer))
+    elif world.rank == 0:
+        _collective(world, what, lambda: dist.gather(buffer, got, dst=0))
+    else:
+        _collective(world, what, lambda: dist.gather(buffer, None, dst=0))
+        return None
+    return [_unframe(g[:n].cpu().numpy().tobytes()) for g, n in zip(got, lengths, strict=True)]

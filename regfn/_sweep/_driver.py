@@ -206,7 +206,10 @@ def sweep(
             (:func:`~regfn.search.successive_halving`,
             :func:`~regfn.search.hyperband`, :func:`~regfn.search.pbt`) that
             stops or copies configurations as they train; needs ``val`` or
-            ``cv`` (see :mod:`regfn._sweep._schedule`).
+            ``cv`` (see :mod:`regfn._sweep._schedule`). Under
+            torch.distributed each rank trains its rows (row ``r`` on rank
+            ``r % world_size``) and the ranks share their metrics at every
+            decision; not with ``checkpoint`` there.
         gather: under torch.distributed (see below): ``"rank0"`` (the
             default) returns the result on rank 0 and ``None`` on the other
             ranks; ``"all"`` returns it on every rank.
@@ -225,7 +228,8 @@ def sweep(
             ``chunk_size="auto"`` or ``compile="auto"`` a resume takes the
             chunk size and compile setting the directory was written with.
             With a schedule, one file (``schedule.safetensors``) holds every
-            chunk, the results so far and where the schedule stands.
+            chunk, the results so far and where the schedule stands (one
+            process only: refused under torch.distributed).
         checkpoint_every: save a running chunk every this many epochs.
 
     Under ``torchrun`` or ``srun`` (an initialised process group, or
@@ -242,8 +246,13 @@ def sweep(
     (on every rank); pass a smaller ``chunk_size``. Automatic chunks
     (``"auto"``, ``None``) hold at most one rank's share of the
     configurations; an int ``chunk_size`` gives the same chunks on any
-    number of ranks. See the README's
-    "Many devices: torch.distributed".
+    number of ranks. With a ``schedule``, rows rather than chunks are shared
+    out (row ``r`` of the configurations x folds on rank ``r % world_size``,
+    for the whole schedule); the ranks exchange their rows' metric values at
+    every rung or PBT exploit, so that every rank takes the same decisions,
+    send a PBT copy its source's state when the source lives elsewhere, and
+    gather their rows at the end: the result equals one process's (bit for
+    bit eager). See the README's "Many devices: torch.distributed".
 
     Returns:
         A :class:`~regfn.results.SweepResult` with one row per configuration
@@ -293,6 +302,12 @@ def sweep(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     limit = _chunk_size(chunk_size, len(rows) * n_folds, model, batch_size or n_train, _features(data), device)
+    if schedule is not None and checkpoint is not None and world.distributed:  # the ranks would need one file each
+        raise ValueError(
+            "regfn.sweep: checkpoint= with a schedule runs on one process only (a scheduled sweep keeps one file, "
+            f"and this one runs on {world.size} ranks): drop checkpoint= to run the schedule under torch.distributed, "
+            "or run it without torchrun to checkpoint it"
+        )
     store = None
     if checkpoint is not None:
         check_int(checkpoint_every, "checkpoint_every", "regfn.sweep", low=1)
@@ -302,9 +317,6 @@ def sweep(
     optimizer_args = live_optimizer_args(rows, optimizer)
     if schedule is not None:  # checked before anything is built; runs below instead of the chunk loop
         from ._schedule import prepare
-
-        if world.distributed:
-            raise ValueError("regfn.sweep: schedules run on one process for now; call it without torchrun")
 
         validated = folds is not None or (val is not None and len(val) > 0)
         scheduled = prepare(schedule, rows, given, extra, loss, validated, optimizer, engine)
@@ -348,7 +360,16 @@ def sweep(
                 driver = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world)
                 result = driver.run(store)
             else:
-                runner = scheduled.runner(engine_, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=n_folds)
+                runner = scheduled.runner(
+                    engine_,
+                    hp_all,
+                    limit,
+                    bucketed=bucketed,
+                    quiet=quiet,
+                    folds=n_folds,
+                    world=world,
+                    everywhere=gather == "all",
+                )
                 runner.store = store
                 result = runner.run()
     if schedule is None:
@@ -356,6 +377,8 @@ def sweep(
         if gathered is None:
             return None
         result["outputs"] = gathered
+    elif world.rank != 0 and gather != "all":  # the runner gathered the results on rank 0 only
+        return None
     if folds is not None:
         result["outputs"] = [_cv.reduce(_cv.joined(result["outputs"]), folds, data)]
     result["settings"] = {

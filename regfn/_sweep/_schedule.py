@@ -25,7 +25,19 @@ on its own seed and the epoch, a configuration trains the same whichever
 others share its chunk. Under cross-validation (``cv=k``) a configuration is
 ``k`` rows, one per fold: the schedules rank configurations by their mean
 over the folds, and stop, keep or copy all ``k`` rows of a configuration
-together (a PBT copy takes each fold's row from the same fold of the source). The results table is the driver's, with columns
+together (a PBT copy takes each fold's row from the same fold of the source).
+
+Under torch.distributed the runner on each rank owns the rows ``r`` with
+``r % world_size == rank`` for the whole schedule (a row never moves): it
+starts, trains, regroups, evaluates and finishes only those (possibly none).
+At every decision the ranks share their rows' metric values
+(:func:`regfn._sweep._distributed.share`), so every rank ranks the same
+values and takes the same decisions; a PBT copy gets its source's state
+from the source's rank, and every rank computes the new hyperparameter
+values from the history. At the end the ranks' results are gathered, and
+equal one process's (bit for bit eager).
+
+The results table is the driver's, with columns
 added: ``stopped_epoch`` and ``rung`` (and ``bracket`` for Hyperband), or
 ``lineage`` and ``hp_schedule`` for PBT; ``result.schedule`` holds the
 record that :func:`regfn.plot.plot_rungs` and :func:`regfn.plot.plot_pbt` draw.
@@ -48,6 +60,7 @@ from ..losses import Loss
 from ..random import fold_in, uniform
 from ..results import SweepResult
 from ..search._schedules import PBT, Hyperband, Schedule, SuccessiveHalving, lower_is_better
+from . import _distributed
 from ._checkpoint import Checkpoint, flatten_tree
 from ._engine import ChunkState, Engine
 
@@ -142,9 +155,20 @@ class Scheduled:
         return tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in more)
 
     def runner(
-        self, engine: Engine, hp_all: dict[str, Tensor], limit: int, *, bucketed: bool, quiet: bool, folds: int = 1
+        self,
+        engine: Engine,
+        hp_all: dict[str, Tensor],
+        limit: int,
+        *,
+        bucketed: bool,
+        quiet: bool,
+        folds: int = 1,
+        world: _distributed.World = _distributed.SINGLE,
+        everywhere: bool = True,
     ) -> _Runner:
-        return _Runner(self, engine, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=folds)
+        return _Runner(
+            self, engine, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=folds, world=world, everywhere=everywhere
+        )
 
     def annotate(self, result: SweepResult, record: dict[str, Any]) -> SweepResult:
         """Add the schedule's columns to the rows and its record to ``result.schedule``."""
@@ -229,8 +253,13 @@ class _Runner:
         bucketed: bool,
         quiet: bool,
         folds: int = 1,
+        world: _distributed.World = _distributed.SINGLE,
+        everywhere: bool = True,
     ):
         self.scheduled, self.engine, self.hp_all = scheduled, engine, hp_all
+        # Under torch.distributed, row r lives on rank r % world.size for the whole schedule; the ranks
+        # share their rows' metrics at every decision and their results at the end (everywhere: on every rank).
+        self.world, self.everywhere = world, everywhere
         self.limit, self.bucketed, self.quiet = limit, bucketed, quiet
         self.k = next(iter(hp_all.values())).shape[0]  # rows: configurations x folds
         self.folds = folds  # rows per configuration (row c * folds + f: configuration c, fold f)
@@ -272,6 +301,14 @@ class _Runner:
         """``(rows,)`` values of whole configurations as ``(configs,)``: each configuration's fold 0."""
         return values[:: self.folds]
 
+    def mine(self, rows: Sequence[int]) -> list[int]:
+        """The rows of ``rows`` this rank trains (row ``r`` on rank ``r % world_size``; all on one process)."""
+        return [r for r in rows if r % self.world.size == self.world.rank]
+
+    def _share_of(self, total: int) -> int:
+        """This rank's share of ``total`` configuration-epochs (for its progress bar: its rows' part)."""
+        return math.ceil(total * len(self.mine(range(self.k))) / self.k)
+
     # -- set-up
 
     def warm_up(self, counts: Sequence[int]) -> None:
@@ -280,7 +317,7 @@ class _Runner:
 
         if not self.engine.needs_warm_up:
             return
-        for size in dict.fromkeys(self.size(n) for n in counts):
+        for size in dict.fromkeys(self.size(n) for n in counts if n > 0):
             if size in self.warm:
                 continue
             driver = _Driver(self.engine, self.hp_all, size, adaptive=False, quiet=True)
@@ -296,10 +333,13 @@ class _Runner:
             if not self.engine.needs_warm_up:
                 return
 
-    def start(self, ids: Sequence[int]) -> list[_Group]:
-        """Fresh chunks for the configurations ``ids`` (ascending)."""
+    def start(self, rows: Sequence[int]) -> list[_Group]:
+        """Fresh chunks for this rank's rows of ``rows`` (ascending); none when it has none of them."""
         from ._driver import _pad
 
+        ids = self.mine(rows)
+        if not ids:
+            return []
         size = self.size(len(ids))
         groups = []
         for i in range(0, len(ids), size):
@@ -311,7 +351,12 @@ class _Runner:
         return groups
 
     def regroup(self, groups: Sequence[_Group], keep: Sequence[int]) -> list[_Group]:
-        """The rows of the configurations ``keep`` (ascending), regrouped into chunks of one bucket size."""
+        """The rows ``keep`` (ascending) that ``groups`` hold, regrouped into chunks of one bucket size.
+
+        Under torch.distributed the rank meets this size only now: it is
+        warmed up (compiled) here; on one process every size was warmed before
+        training, and this is a no-op.
+        """
         wanted = set(keep)
         trees, hps, ids = [], [], []
         for g in groups:
@@ -322,6 +367,9 @@ class _Runner:
             trees.append(_rows(g.state.tree, index))
             hps.append(_rows(g.hp, index))
             ids += [g.ids[j] for j in pos]
+        if not ids:
+            return []
+        self.warm_up([len(ids)])
         epoch = groups[0].state.epoch
         tree, hp = _cat(trees), _cat(hps)
         size = self.size(len(ids))
@@ -339,6 +387,8 @@ class _Runner:
         return out
 
     def _count(self, groups: Sequence[_Group]) -> None:
+        if not groups:
+            return
         size = len(groups[0].hp["lr"])
         self.sizes.append(size)
         self.padded += size * len(groups)
@@ -386,7 +436,7 @@ class _Runner:
     def metric(self, groups: Sequence[_Group]) -> tuple[list[int], Tensor]:
         """The schedule's metric of every configuration in ``groups`` on the validation data: (ids, values)."""
         name = self.scheduled.schedule.metric.removeprefix("val_")
-        ids, values = [], []
+        ids, values = [], [torch.zeros(0, dtype=torch.float64)]
         for g in groups:
             out = self.engine.val_metrics(self.engine.params(g.state), g.hp)
             ids += g.ids
@@ -394,12 +444,21 @@ class _Runner:
         return ids, torch.cat(values)
 
     def config_metric(self, groups: Sequence[_Group]) -> tuple[list[int], Tensor]:
-        """The schedule's metric of every configuration in ``groups``: (configurations, mean over folds)."""
+        """The schedule's metric of every live configuration: (configurations, mean over folds), ascending.
+
+        Under torch.distributed each rank evaluates its own rows and the
+        ranks share the values (a configuration's folds may sit on different
+        ranks), so every rank ranks the same values and takes the same decisions.
+        """
         ids, values = self.metric(groups)
-        if self.folds == 1:
-            return ids, values
         by_row = dict(zip(ids, values.tolist(), strict=True))
-        configs = sorted({i // self.folds for i in ids})
+        if self.world.distributed:
+            shared = _distributed.share(self.world, "sharing the schedule's metric", [ids, values.tolist()])
+            by_row = {r: v for (rows, vals), _ in shared or [] for r, v in zip(rows, vals, strict=True)}
+        if self.folds == 1:
+            configs = sorted(by_row)
+            return configs, torch.tensor([by_row[c] for c in configs], dtype=torch.float64)
+        configs = sorted({i // self.folds for i in by_row})
         means = [sum(by_row[r] for r in self.rows_of([c])) / self.folds for c in configs]
         return configs, torch.tensor(means, dtype=torch.float64)
 
@@ -548,6 +607,8 @@ class _Runner:
                 counts.append(n * self.folds)
                 total += n * self.folds * (epoch - done)
                 n, done = math.ceil(n / eta), epoch
+        if self.world.distributed:  # a rank knows only its first chunks' sizes; regroup warms up the others
+            counts = [len(self.mine(self.rows_of(ids))) for ids, _, _ in stages]
         self.warm_up(counts)
         record: dict[str, Any] = {"kind": "hyperband" if isinstance(schedule, Hyperband) else "successive_halving"}
         record.update(metric=schedule.metric, eta=schedule.eta, brackets=[])
@@ -562,7 +623,7 @@ class _Runner:
                 list(pos["bracket"]),
                 pos["stage"],
             )
-        with self._bar(total):
+        with self._bar(self._share_of(total)):
             for b in range(first, len(stages)):
                 ids, rungs, eta = stages[b]
                 earlier = {"brackets": record["brackets"], "rung": rung, "bracket": bracket}
@@ -570,6 +631,7 @@ class _Runner:
                 for i, r in out["rung_of"].items():
                     rung[i], bracket[i] = r, b
                 record["brackets"].append({"configs": ids, "rungs": out["rungs"]})
+        self.merge()
         columns: dict[str, list[Any]] = {"stopped_epoch": self.per_config(self.ended).tolist(), "rung": rung}
         if isinstance(schedule, Hyperband):
             columns["bracket"] = bracket
@@ -585,7 +647,7 @@ class _Runner:
         resumed = self.restore()
         if resumed is not None and resumed.position["phase"] == "done":
             return dict(resumed.position["record"])
-        self.warm_up([self.k])
+        self.warm_up([len(self.mine(range(self.k)))])
         ids = list(range(self.n_configs))
         n_q = max(1, math.floor(schedule.quantile * self.n_configs)) if self.n_configs >= 2 else 0
         exploits = list(range(schedule.interval, self.epochs, schedule.interval))
@@ -596,10 +658,9 @@ class _Runner:
             pos = resumed.position
             first, sources = int(pos["exploit"]), [list(s) for s in pos["sources"]]
             history = {n: [torch.tensor(h, dtype=torch.float64) for h in pos["history"][n]] for n in names}
-        with self._bar(self.k * self.epochs):
+        with self._bar(self._share_of(self.k * self.epochs)):
             groups = self.start(list(range(self.k))) if resumed is None else resumed.groups
-            size = len(groups[0].hp["lr"])
-            place = {i: (i // size, i % size) for i in range(self.k)}
+            place = {r: (gi, j) for gi, g in enumerate(groups) for j, r in enumerate(g.ids)}
             for j in range(first, len(exploits) + 1):
                 self.position = {"phase": "pbt", "exploit": j, "sources": sources}
                 self.position["history"] = {n: [h.tolist() for h in history[n]] for n in names}
@@ -614,24 +675,38 @@ class _Runner:
                 pick = uniform(fold_in(key, 0), (max(n_q, 1),), dtype=torch.float64).tolist()
                 coin = uniform(fold_in(key, 1), (max(n_q, 1), max(len(names), 1)), dtype=torch.float64).tolist()
                 source = list(ids)
-                for j, dst in enumerate(bottom):
-                    src = top[min(int(pick[j] * n_q), n_q - 1)]
+                # Every rank computes every copy and new value (the hyperparameters' current values are the
+                # history's last ones); each writes its own rows.
+                now = {n: history[n][-1].clone() for n in names}
+                values_of: dict[int, list[Tensor]] = {}
+                for q, dst in enumerate(bottom):
+                    src = top[min(int(pick[q] * n_q), n_q - 1)]
                     source[dst] = src
                     factors = [
-                        schedule.perturb[0] if coin[j][c] < 0.5 else schedule.perturb[1] for c in range(len(names))
+                        schedule.perturb[0] if coin[q][c] < 0.5 else schedule.perturb[1] for c in range(len(names))
                     ]
-                    for row_src, row_dst in zip(self.rows_of([src]), self.rows_of([dst]), strict=True):
-                        self._copy(groups, place[row_src], place[row_dst])  # fold f from the source's fold f
-                        (gs, rs), (gd, rd) = place[row_src], place[row_dst]
-                        for name, factor in zip(names, factors, strict=True):
-                            value = float(groups[gs].hp[name][rs]) * factor
-                            groups[gd].hp[name][rd] = _clip(value, registry[name], groups[gd].hp[name])
+                    values_of[dst] = [
+                        _clip(float(history[n][-1][src]) * f, registry[n], self.hp_all[n])
+                        for n, f in zip(names, factors, strict=True)
+                    ]
+                    for n, v in zip(names, values_of[dst], strict=True):
+                        now[n][dst] = float(v)
+                pairs = [
+                    (row_src, row_dst)  # fold f from the source's fold f
+                    for dst in bottom
+                    for row_src, row_dst in zip(self.rows_of([source[dst]]), self.rows_of([dst]), strict=True)
+                ]
+                self._copy(groups, place, pairs)
+                for row_dst in self.mine([d for _, d in pairs]):
+                    gd, rd = place[row_dst]
+                    for n, v in zip(names, values_of[row_dst // self.folds], strict=True):
+                        groups[gd].hp[n][rd] = v
                 sources.append(source)
-                for name in names:
-                    rows = torch.cat([g.hp[name][: len(g.ids)].double().cpu() for g in groups])
-                    history[name].append(self.per_config(rows))
+                for n in names:
+                    history[n].append(now[n])
             self.advance(groups, self.epochs)
             self.finish(groups, list(range(self.k)))
+        self.merge()
         lineage = [[s[i] for s in sources] for i in ids]
         schedules = {n: torch.stack(h, 1) for n, h in history.items()}
         hp_rows = [{n: schedules[n][i].tolist() for n in names} for i in ids]
@@ -648,16 +723,90 @@ class _Runner:
         self.save_done(record)
         return record
 
-    @staticmethod
-    def _copy(groups: Sequence[_Group], src: tuple[int, int], dst: tuple[int, int]) -> None:
-        """Row ``dst`` takes row ``src``'s state: parameters and optimizer state, not the keys."""
-        (gs, rs), (gd, rd) = src, dst
-        for name, part in groups[gd].state.tree.items():
-            if name in _OWN_KEYS:
+    def _copy(
+        self, groups: Sequence[_Group], place: Mapping[int, tuple[int, int]], pairs: list[tuple[int, int]]
+    ) -> None:
+        """Each destination row takes its source row's state: parameters and optimizer state, not the keys.
+
+        ``place`` maps this rank's rows to (group, position). Under
+        torch.distributed a source may live on another rank: the ranks first
+        share their source rows' state (every leaf, as tensors), then each
+        writes its own destination rows.
+        """
+        if not pairs:
+            return
+        sources = sorted({s for s, _ in pairs} & set(place))
+        state = [self._state_leaves(g) for g in groups]
+        leaves: dict[str, list[Tensor]] = {}
+        for row in sources:
+            gi, j = place[row]
+            for path, leaf in state[gi].items():
+                leaves.setdefault(path, []).append(leaf[j])
+        stacked = {path: torch.stack(rows) for path, rows in leaves.items()}
+        shared = _distributed.share(self.world, "sharing the rows PBT copies", sources, stacked)
+        found: dict[int, tuple[dict[str, Tensor], int]] = {}
+        for rows, tensors in shared or []:
+            found.update({row: (tensors, i) for i, row in enumerate(rows)})
+        for row_src, row_dst in pairs:
+            if row_dst not in place:
                 continue
-            for d, s in zip(_pytree.tree_leaves(part), _pytree.tree_leaves(groups[gs].state.tree[name]), strict=True):
-                if isinstance(d, Tensor):
-                    d[rd] = s[rs]
+            tensors, i = found[row_src]
+            gd, rd = place[row_dst]
+            for path, leaf in state[gd].items():
+                leaf[rd] = tensors[path][i].to(leaf.device)
+
+    @staticmethod
+    def _state_leaves(group: _Group) -> dict[str, Tensor]:
+        """The tensors of a group's state that a PBT copy takes (all but the keys), by their path."""
+        out: dict[str, Tensor] = {}
+        for name, part in group.state.tree.items():
+            if name not in _OWN_KEYS:
+                out.update(flatten_tree(name, part))
+        return out
+
+    def merge(self) -> None:
+        """Under torch.distributed, gather every rank's rows of the results (on every rank, or on rank 0).
+
+        Each rank sends its rows' final metrics, sparsity, finiteness, the
+        epoch each ended at and curves; a receiving rank (every rank when
+        :attr:`everywhere`, else rank 0) then holds one process's results.
+        The counters (chunk sizes met, padded rows, configuration-epochs)
+        become all the ranks' together. A no-op on one process.
+        """
+        if not self.world.distributed:
+            return
+        rows = self.mine(range(self.k))
+        index = torch.tensor(rows, dtype=torch.int64)
+        tensors = {f"final/{n}": v[index] for n, v in self.final.items()}
+        tensors.update({f"curves/{n}": v[index] for n, v in self.curves.items()})
+        tensors.update({name: getattr(self, name)[index] for name in self._ARRAYS})
+        value = {
+            "rows": rows,
+            "final": list(self.final),
+            "curves": list(self.curves),
+            "counters": {"sizes": self.sizes, "padded": self.padded, "config_epochs": self.config_epochs},
+        }
+        shared = _distributed.share(
+            self.world, "gathering the schedule's results", value, tensors, everywhere=self.everywhere
+        )
+        if shared is None:  # gather="rank0" on another rank: it returns no result
+            return
+        firsts, sizes = [], set()
+        self.padded = self.config_epochs = 0
+        for got, tensors in shared:
+            at = torch.tensor(got["rows"], dtype=torch.int64)
+            for n in got["final"]:
+                self.final.setdefault(n, torch.full((self.k,), math.nan))[at] = tensors[f"final/{n}"]
+            for n in got["curves"]:
+                self._curve(n)[at] = tensors[f"curves/{n}"]
+            for name in self._ARRAYS:
+                getattr(self, name)[at] = tensors[name]
+            counters = got["counters"]
+            firsts += counters["sizes"][:1]
+            sizes.update(counters["sizes"])
+            self.padded += counters["padded"]
+            self.config_epochs += counters["config_epochs"]
+        self.sizes = [max(firsts), *sorted(sizes)] if firsts else []  # first: the largest chunk a rank started
 
     def _bar(self, total: int) -> Any:
         from ._driver import _progress
