@@ -126,18 +126,37 @@ def test_cnn_sweep_benchmark_prints_one_json_line_per_k():
 
 
 def test_search_benchmark_prints_one_json_line_per_method(tmp_path):
-    args = ["--epochs", "27", "--figure", str(tmp_path / "search.png")]
+    tasks = "diabetes"
+    try:
+        import sklearn  # noqa: F401
+
+        tasks += ",digits"
+    except ImportError:
+        pass
+    figure = tmp_path / "search.png"
+    args = ["--tasks", tasks, "--epochs", "9", "--samples", "243", "--figure", str(figure)]
     try:
         import optuna  # noqa: F401
 
-        args += ["--optuna-budget", "2"]
+        args += ["--optuna-budget", "1"]
+        optuna_rows = ["optuna"]
     except ImportError:
-        args += ["--no-optuna"]
+        args += ["--no-optuna", "--optuna-budget", "1"]
+        optuna_rows = []
     rows = run("search.py", *args)
-    methods = [r["method"] for r in rows]
-    assert methods[:4] == ["grid", "halving", "random", "random+halving"]
-    assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in rows)
-    assert rows[1]["settings"]["config_epochs"] < 81 * 27
+    for task in tasks.split(","):
+        mine = [r for r in rows if r["task"] == task]
+        methods = [r["method"] for r in mine]
+        halvings = [f"halving {m} r={r} eta=3" for r in (1, 3) for m in ("val_acc", "val_loss")]
+        samples = [f"random {n} + halving val_loss r=1" for n in (81, 243)]
+        anytime = ["anytime 27", "anytime 81 + halving"]
+        assert methods == ["grid", "1 configuration", *halvings, "random", *samples, *anytime, *optuna_rows, "summary"]
+        assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in mine[:-1])
+        assert all(r["config_epochs"] < 81 * 9 for r in mine if r["method"].startswith("halving"))
+        summary = mine[-1]
+        assert set(summary["halving_vs_grid"]) == {*halvings, *samples}
+        assert ("reach_optuna_best" in summary) == bool(optuna_rows)
+    assert figure.exists()
 
 
 @pytest.mark.slow
