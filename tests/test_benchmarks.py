@@ -200,3 +200,10 @@ def test_cv_benchmark_prints_its_methods_and_the_folds_agree():
     assert [r.get("method") for r in rows[:3]] == ["cv", "folds", "loop"]
     assert rows[1]["max_val_loss_gap"] < 1e-5  # one program of K x k rows equals k sweeps of K
     assert rows[3]["ratio_cv_over_folds"] > 0
+
+
+def test_cv_benchmark_times_halving_under_cross_validation():
+    rows = run("cv.py", "--halving", "--epochs", "27", "--k", "3")
+    assert [r["method"] for r in rows] == ["grid", "halving val_loss", "halving val_acc"]
+    assert rows[1]["config_fold_epochs"] < rows[0]["config_fold_epochs"]
+    assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in rows)
