@@ -826,8 +826,10 @@ def test_all_names_exported():
     assert set(data_module.__all__) == {
         "Dataset",
         "FeatureStats",
+        "Folds",
         "batches",
         "digits",
+        "kfold",
         "load_csv",
         "quadrants",
         "sparse_regression",
