@@ -372,7 +372,7 @@ def dynamo_traces_function_modes() -> bool:
 
     try:
         torch.compile(f, fullgraph=True, backend="eager")(torch.zeros(1))
-    except Exception:  # dynamo's Unsupported
+    except torch._dynamo.exc.Unsupported:
         return False
     return True
 
