@@ -355,6 +355,28 @@ def test_grad_through_apply():
     assert all(torch.equal(grads[k], ref[k]) for k in ref)
 
 
+def dynamo_traces_function_modes() -> bool:
+    """Whether torch.compile(fullgraph=True) traces code that enters a ``TorchFunctionMode``.
+
+    ``apply`` routes dropout through one (``regfn.nn._module._KeyedDropout``);
+    torch 2.4's dynamo cannot trace it ("inline in skipfiles:
+    TorchFunctionMode.__init__") and compiles around it with graph breaks.
+    """
+
+    class Mode(torch.overrides.TorchFunctionMode):
+        pass
+
+    def f(x):
+        with Mode():
+            return x + 1
+
+    try:
+        torch.compile(f, fullgraph=True, backend="eager")(torch.zeros(1))
+    except torch._dynamo.exc.Unsupported:
+        return False
+    return True
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inductor's own torch.jit use
 def test_compiled_apply_matches_eager():
@@ -367,10 +389,13 @@ def test_compiled_apply_matches_eager():
 
     p = torch.tensor(0.4)
     eager = run(params, x, rr.key(2), p)
-    compiled = torch.compile(run, fullgraph=True)(params, x, rr.key(2), p)  # one compile (10-50 s cold)
+    # One graph where dynamo traces the dropout routing; graph breaks around it where it cannot (torch 2.4),
+    # and there inductor's own Linear and tanh between the breaks round up to ~2e-7 away from eager's.
+    fullgraph = dynamo_traces_function_modes()
+    compiled = torch.compile(run, fullgraph=fullgraph)(params, x, rr.key(2), p)  # one compile (10-50 s cold)
     assert (eager == 0).any()
     assert torch.equal(eager == 0, compiled == 0)  # the same masks
-    torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-7 if fullgraph else 1e-6)
 
 
 # ----------------------------------------------------------------- training and sweeps
