@@ -478,6 +478,32 @@ def _decide(
     return bool(compile), best
 
 
+def compiled_graphs() -> int:
+    """How many graphs dynamo has compiled in this process (``torch._dynamo``'s own counter)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+_told_nothing_compiled = False
+
+
+def _warn_if_nothing_compiled() -> None:
+    """Warn (once a process) when a compiled warm-up left dynamo with no compiled graph at all.
+
+    Some torch versions cannot trace the vmapped step (torch 2.4's dynamo, for
+    one, gives up on it) and run it eagerly without a word; the sweep then
+    says so instead of reporting a compiled run.
+    """
+    global _told_nothing_compiled
+    if compiled_graphs() == 0 and not _told_nothing_compiled:
+        _told_nothing_compiled = True
+        warn(
+            f"regfn.sweep: torch.compile compiled no graph of the step on torch {torch.__version__} "
+            "(dynamo could not trace it), so the sweep runs eagerly; pass compile=False to skip the attempt"
+        )
+
+
 def _bucket(limit: int, k: int) -> int:
     """The chunk size for ``k`` configurations under the memory limit ``limit``: a bucket size.
 
@@ -707,6 +733,8 @@ class _Driver:
             try:
                 params = self.engine.warm_up(hp)
                 self._warm_eval(params, hp)
+                if self.engine.program.compiled:
+                    _warn_if_nothing_compiled()
                 return
             except EngineFailed as failed:
                 warn(f"regfn.sweep: {failed.message}")
