@@ -316,7 +316,7 @@ def sweep(
 
     optimizer_args = live_optimizer_args(rows, optimizer)
     if schedule is not None:  # checked before anything is built; runs below instead of the chunk loop
-        from ._schedule import prepare
+        from ._schedule import Runner, prepare
 
         validated = folds is not None or (val is not None and len(val) > 0)
         scheduled = prepare(schedule, rows, given, extra, loss, validated, optimizer, engine)
@@ -360,7 +360,8 @@ def sweep(
                 driver = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world)
                 result = driver.run(store)
             else:
-                runner = scheduled.runner(
+                runner = Runner(
+                    scheduled,
                     engine_,
                     hp_all,
                     limit,

@@ -64,7 +64,7 @@ from . import _distributed
 from ._checkpoint import Checkpoint, flatten_tree
 from ._engine import ChunkState, Engine
 
-__all__ = ["Scheduled", "prepare"]
+__all__ = ["Runner", "Scheduled", "prepare"]
 
 _WHERE = "regfn.sweep"
 _OWN_KEYS = ("dkey", "skey")  # vmap engine state entries a PBT copy leaves alone: the configuration's own keys
@@ -154,22 +154,6 @@ class Scheduled:
         more = [n for n in self.names if n in OPTIMIZER_ARGS[optimizer] and n not in live]
         return tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in more)
 
-    def runner(
-        self,
-        engine: Engine,
-        hp_all: dict[str, Tensor],
-        limit: int,
-        *,
-        bucketed: bool,
-        quiet: bool,
-        folds: int = 1,
-        world: _distributed.World = _distributed.SINGLE,
-        everywhere: bool = True,
-    ) -> _Runner:
-        return _Runner(
-            self, engine, hp_all, limit, bucketed=bucketed, quiet=quiet, folds=folds, world=world, everywhere=everywhere
-        )
-
     def annotate(self, result: SweepResult, record: dict[str, Any]) -> SweepResult:
         """Add the schedule's columns to the rows and its record to ``result.schedule``."""
         for name, values in record.pop("columns").items():
@@ -240,7 +224,7 @@ def _rank(values: Tensor, ids: Sequence[int], metric: str) -> list[int]:
 # ----------------------------------------------------------------- the runner
 
 
-class _Runner:
+class Runner:
     """Trains the configurations of one sweep call under a schedule; returns what the driver's table takes."""
 
     def __init__(
