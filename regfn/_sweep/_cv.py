@@ -97,11 +97,7 @@ def fingerprint(folds: Folds | None) -> str | None:
 def folds_from_record(rec: Mapping[str, Any]) -> Folds:
     """The :class:`~regfn.data.Folds` that :func:`record` wrote."""
     val = torch.tensor(rec["val"], dtype=torch.int64).reshape(rec["k"], -1)
-    n = int(rec["n"])
-    held = torch.zeros(val.shape[0], n, dtype=torch.bool)
-    held.scatter_(1, val, True)
-    train = torch.arange(n).expand(val.shape[0], n)[~held].reshape(val.shape[0], n - val.shape[1])
-    return Folds(train.contiguous(), val, n, bool(rec["stratified"]))
+    return Folds.from_val(val, int(rec["n"]), bool(rec["stratified"]))
 
 
 def _collapsed(output: Mapping[str, Any], folds: Folds, data: Dataset, diverged: Tensor) -> Tensor:
@@ -123,11 +119,12 @@ def _collapsed(output: Mapping[str, Any], folds: Folds, data: Dataset, diverged:
 def reduce(output: Mapping[str, Any], folds: Folds, data: Dataset) -> dict[str, Any]:
     """One chunk-output dict of ``K * k`` rows as ``K`` rows: means over folds, and fold statistics.
 
-    Every metric becomes its mean over the folds; each validation metric
-    ``val_m`` (but the penalty, the same on any data) also gets ``val_m_std`` (over the folds, ``correction=0``, as
-    numpy's ``std``) and its ``k`` per-fold values (``folds``); a
-    configuration has diverged (``bad``, not ``finite``) or collapsed when
-    any of its folds has; sparsities and curves are means over the folds.
+    Every metric becomes its mean over the folds. Each validation metric
+    ``val_m`` but the penalty (the same on any data) also gets ``val_m_std``
+    (over the folds, ``correction=0``, as numpy's ``std``) and its ``k``
+    per-fold values (under ``"folds"``). A configuration has diverged
+    (``bad``, not ``finite``) or collapsed when any of its folds has;
+    sparsities and curves are means over the folds.
     """
     k = len(folds)
 

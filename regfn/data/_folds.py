@@ -53,6 +53,15 @@ class Folds:
     def __len__(self) -> int:
         return self.train.shape[0]
 
+    @classmethod
+    def from_val(cls, val: Tensor, n: int, stratified: bool) -> Folds:
+        """The folds whose held-out rows are ``val`` (``(k, m)``, ascending): each trains on the other rows."""
+        k = val.shape[0]
+        held = torch.zeros(k, n, dtype=torch.bool)
+        held.scatter_(1, val, True)
+        train = torch.arange(n).expand(k, n)[~held].reshape(k, n - val.shape[1])
+        return cls(train.contiguous(), val.contiguous(), n, stratified)
+
     def split(self, data: Dataset, i: int) -> tuple[Dataset, Dataset]:
         """Fold ``i``'s ``(train, val)`` datasets of ``data`` (the data the folds were drawn for)."""
         self.check(data, "regfn.data.Folds.split")
@@ -124,8 +133,4 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
         order = order[torch.argsort(labels[order], stable=True)]
     n_val = n // k
     dealt = order[: k * n_val].reshape(n_val, k)  # row j of the order sits at (j // k, j % k): fold j % k
-    val = torch.sort(dealt.T, dim=1).values
-    in_val = torch.zeros(k, n, dtype=torch.bool)
-    in_val.scatter_(1, val, True)
-    train = torch.arange(n).expand(k, n)[~in_val].reshape(k, n - n_val)
-    return Folds(train.contiguous(), val.contiguous(), n, stratify)
+    return Folds.from_val(torch.sort(dealt.T, dim=1).values, n, stratify)
