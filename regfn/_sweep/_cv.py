@@ -27,7 +27,7 @@ from ..data import Dataset, Folds, kfold
 from ..random import key as make_key
 from ._checkpoint import tensor_hash
 
-__all__ = ["CV_KEY", "expand", "fingerprint", "folds_from_record", "joined", "record", "reduce", "resolve"]
+__all__ = ["CV_KEY", "expand", "fingerprint", "folds_from_record", "record", "reduce", "resolve"]
 
 CV_KEY = 0
 """``cv=k`` draws its folds as ``regfn.data.kfold(regfn.random.key(CV_KEY), data, k)``."""
@@ -154,22 +154,4 @@ def reduce(output: Mapping[str, Any], folds: Folds, data: Dataset) -> dict[str, 
         "collapsed": per_fold(_collapsed(output, folds, data, diverged)).any(1),
         "curves": {name: per_fold(v.double()).mean(1) for name, v in output["curves"].items()},
         "logged": output["logged"],
-    }
-
-
-def joined(outputs: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The chunks' output dicts as one (rows concatenated in order)."""
-
-    def cat(key: str) -> Tensor:
-        return torch.cat([o[key] for o in outputs])
-
-    first = outputs[0]
-    return {
-        "final": {n: torch.cat([o["final"][n] for o in outputs]) for n in first["final"]},
-        "zero_frac": cat("zero_frac"),
-        "tiny_frac": cat("tiny_frac"),
-        "finite": cat("finite"),
-        "bad": cat("bad"),
-        "curves": {n: torch.cat([o["curves"][n] for o in outputs]) for n in first["curves"]},
-        "logged": first["logged"],
     }

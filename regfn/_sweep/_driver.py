@@ -381,7 +381,7 @@ def sweep(
     elif world.rank != 0 and gather != "all":  # the runner gathered the results on rank 0 only
         return None
     if folds is not None:
-        result["outputs"] = [_cv.reduce(_cv.joined(result["outputs"]), folds, data)]
+        result["outputs"] = [_cv.reduce(_joined(result["outputs"]), folds, data)]
     result["settings"] = {
         "compile": compiled,
         "threads": n_threads if device.type == "cpu" else None,
@@ -837,6 +837,20 @@ class _Driver:
 # ----------------------------------------------------------------- the results table
 
 
+def _joined(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chunks' output dicts as one: every tensor, and every dict of tensors, concatenated by rows in order."""
+    first = outputs[0]
+    out: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, Tensor):
+            out[key] = torch.cat([o[key] for o in outputs])
+        elif isinstance(value, Mapping):
+            out[key] = {name: torch.cat([o[key][name] for o in outputs]) for name in value}
+        else:  # the log epochs: the same for every chunk
+            out[key] = value
+    return out
+
+
 def _table(
     rows: list[dict[str, Any]],
     shown: tuple[str, ...],
@@ -851,15 +865,9 @@ def _table(
     majority-class rate ``majority`` and size ``n_judged``), else on the
     training data.
     """
-    outputs = run["outputs"]
-
-    def cat(key: str) -> Tensor:
-        return torch.cat([o[key] for o in outputs])
-
-    final = {name: torch.cat([o["final"][name] for o in outputs]) for name in outputs[0]["final"]}
-    curves = {name: torch.cat([o["curves"][name] for o in outputs]) for name in outputs[0]["curves"]}
-    zero, tiny, finite, bad = cat("zero_frac"), cat("tiny_frac"), cat("finite"), cat("bad")
-    logged = outputs[0]["logged"]
+    joined = _joined(run["outputs"])
+    final, curves, logged = joined["final"], joined["curves"], joined["logged"]
+    zero, tiny, finite, bad = (joined[n] for n in ("zero_frac", "tiny_frac", "finite", "bad"))
     table = []
     for i, row in enumerate(rows):
         out: dict[str, Any] = {name: row[name] for name in shown}
@@ -869,13 +877,13 @@ def _table(
         first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
         out["diverged"] = diverged
         out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
-        if "collapsed" in outputs[0]:  # judged already (cross-validation: per fold)
-            out["collapsed"] = bool(outputs[0]["collapsed"][i])
+        if "collapsed" in joined:  # judged already (cross-validation: per fold)
+            out["collapsed"] = bool(joined["collapsed"][i])
         else:
             prefix = "val_" if "val__constant" in final else ""
             constant = bool(final[f"{prefix}_constant"][i])
             out["collapsed"] = not diverged and is_collapsed(constant, out.get(f"{prefix}acc"), majority, n_judged)
-        for name, values in outputs[0].get("folds", {}).items():
+        for name, values in joined.get("folds", {}).items():
             out[f"{name}_folds"] = values[i].tolist()
         table.append(out)
     result = SweepResult(table, curves, logged, shown)
