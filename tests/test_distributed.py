@@ -84,7 +84,7 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
     runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto", "cv"])
     for rank, run in enumerate(runs):
         assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
         "auto.rank0.json",
         "cv.rank0.json",
         "minibatch.rank0.json",
@@ -98,6 +98,8 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         expected = _compared(single)
         assert len(expected["rows"]) in (3, 5, 7)
         assert _written(tmp_path / f"{case}.rank0.json") == expected  # floats round-trip exactly in JSON
+        single.to_csv(tmp_path / f"{case}.single.csv")  # the same columns in the same order: the same bytes
+        assert (tmp_path / f"{case}.rank0.csv").read_bytes() == (tmp_path / f"{case}.single.csv").read_bytes()
     settings = {case: json.loads((tmp_path / f"{case}.rank0.json").read_text())["settings"] for case in ("mlp", "auto")}
     assert settings["mlp"] == {"compile": False, "threads": 1, "chunk_size": 2, "padded": 8, "world_size": 2}
     assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)
@@ -134,7 +136,7 @@ def test_schedules_on_two_ranks_give_the_one_process_result_bit_for_bit(tmp_path
     runs = _launch(tmp_path, cases, timeout=300)
     for rank, run in enumerate(runs):
         assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
         "halving.rank0.json",  # gather="rank0": rank 1 returned None
         "halving_cv.rank0.json",
         "hyperband.rank0.json",
@@ -149,6 +151,8 @@ def test_schedules_on_two_ranks_give_the_one_process_result_bit_for_bit(tmp_path
         written = json.loads((tmp_path / f"{case}.rank0.json").read_text())
         assert _scheduled(written) == expected, case
         assert written["settings"]["world_size"] == 2
+        single.to_csv(tmp_path / f"{case}.single.csv")
+        assert (tmp_path / f"{case}.rank0.csv").read_bytes() == (tmp_path / f"{case}.single.csv").read_bytes()
     record = json.loads((tmp_path / "pbt.rank0.json").read_text())["schedule"]
     copies = [(dst, src) for srcs in record["sources"] for dst, src in enumerate(srcs) if dst != src]
     assert {(dst - src) % 2 for dst, src in copies} == {0, 1}  # copies within a rank and across ranks
@@ -283,6 +287,22 @@ def test_bad_distributed_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ValueError, match="WORLD_SIZE is set but RANK is not"):
         _distributed.setup(__import__("torch").device("cpu"), None)
+
+
+def test_gathered_outputs_keep_the_order_of_their_columns() -> None:
+    # results.csv's columns follow the metrics' order; a gather sorted them, so two ranks wrote acc,loss,penalty
+    # where one process wrote loss,penalty,acc.
+    import torch
+
+    output = {
+        "final": {"loss": torch.ones(2), "penalty": torch.zeros(2), "acc": torch.ones(2)},
+        "zero_frac": torch.zeros(2),
+        "logged": [1],
+    }
+    layout = _distributed._layout(output)
+    back = _distributed._unpack(_distributed._pack(output, layout, 3), layout, 3, 2)
+    assert list(back["final"]) == ["loss", "penalty", "acc"]
+    assert list(back) == ["logged", "final", "zero_frac"]
 
 
 def test_a_failure_message_travels_as_bytes() -> None:

@@ -328,9 +328,10 @@ def mine(world: World, n_chunks: int) -> range:
 
 
 def _leaves(output: dict[str, Any]) -> Iterator[tuple[str, str | None, Tensor]]:
-    for key, value in sorted(output.items()):
+    """Every tensor of ``output``, in the dicts' own order (the order of the results' columns)."""
+    for key, value in output.items():
         if isinstance(value, dict):
-            for name, tensor in sorted(value.items()):
+            for name, tensor in value.items():
                 yield key, name, tensor
         elif isinstance(value, Tensor):
             yield key, None, value
@@ -345,9 +346,11 @@ def _width(layout: dict[str, Any], chunk: int) -> int:
     return sum(chunk * math.prod(shape) for _, _, shape, _ in layout["leaves"])
 
 
-def _pack(output: dict[str, Any], chunk: int) -> Tensor:
+def _pack(output: dict[str, Any], layout: dict[str, Any], chunk: int) -> Tensor:
+    """``output``'s tensors in ``layout``'s order (rank 0's), each padded to ``chunk`` rows, as one float64 row."""
     parts = []
-    for _, _, t in _leaves(output):
+    for key, name, _, _ in layout["leaves"]:
+        t = output[key] if name is None else output[key][name]
         padded = torch.zeros((chunk, *t.shape[1:]), dtype=torch.float64)
         padded[: t.shape[0]] = t.to(torch.float64)  # exact for every float32, bool and small int
         parts.append(padded.flatten())
@@ -388,7 +391,6 @@ def gather(
     rounds = math.ceil(n_chunks / world.size)
     with guard(world):
         layout = _layout(outputs[0]) if world.rank == 0 else None
-        packed = [_pack(o, chunk) for o in outputs]
     check(world)
     device = _comm_device()
     # Rank 0 runs chunk 0, so it knows the layout; the other ranks learn it (a rank may have run no chunk).
@@ -398,6 +400,9 @@ def gather(
     buffer = text.to(device) if text is not None else torch.empty(int(size), dtype=torch.uint8, device=device)
     _collective(world, "sending the layout", lambda: dist.broadcast(buffer, src=0))
     layout = json.loads(bytes(buffer.cpu().tolist()).decode())
+    with guard(world):  # every rank packs in rank 0's order: the columns come out as on one process
+        packed = [_pack(o, layout, chunk) for o in outputs]
+    check(world)
     width = _width(layout, chunk)
     block = torch.zeros((rounds, width), dtype=torch.float64)
     for r, flat in enumerate(packed):
