@@ -40,6 +40,7 @@ from .penalties import Penalty, penalize, penalty_value
 from .random import fold_in, split
 
 __all__ = [
+    "CONSTANT",
     "TrainResult",
     "apply_model",
     "check_targets",
@@ -51,6 +52,9 @@ __all__ = [
     "train",
     "train_step",
 ]
+
+CONSTANT = "_constant"
+"""The key of :func:`evaluate`'s flag: 1 when every prediction is the same (a collapsed model), else 0."""
 
 Params = dict[str, Tensor]
 
@@ -158,7 +162,7 @@ def evaluate(
         predictions = (out > threshold).to(y.dtype)
         metrics["acc"] = (predictions == y).to(out.dtype).mean()
     spread = (predictions.amax(0) - predictions.amin(0)).abs().amax() if len(x) else out.new_zeros(())
-    metrics["_constant"] = (spread == 0).to(out.dtype)
+    metrics[CONSTANT] = (spread == 0).to(out.dtype)
     return metrics
 
 
@@ -337,8 +341,8 @@ def train(
     finite = all(bool(torch.isfinite(t).all()) for t in params.values())
     diverged = not (finite and math.isfinite(metrics["loss"]) and all(math.isfinite(h["loss"]) for h in history))
     judged, judged_on = (val_metrics, val) if has_val and val is not None else (metrics, data)
-    collapsed = is_collapsed(bool(judged["_constant"]), judged.get("acc"), majority_rate(judged_on), len(judged_on))
+    collapsed = is_collapsed(bool(judged[CONSTANT]), judged.get("acc"), majority_rate(judged_on), len(judged_on))
     for m in (metrics, val_metrics, *history):
-        m.pop("_constant", None)
-        m.pop("val__constant", None)
+        m.pop(CONSTANT, None)
+        m.pop(f"val_{CONSTANT}", None)
     return TrainResult(params, metrics, val_metrics, history, diverged, collapsed)

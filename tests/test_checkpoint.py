@@ -152,8 +152,10 @@ def test_done_rows_are_reassembled_across_another_chunking(split, tmp_path):
     part = store.finished(3, 6)  # rows 3 .. 8 span the first two files
     assert part is not None
     assert whole is not None
-    assert torch.equal(part["curves"]["loss"], whole["curves"]["loss"][3:9])
-    assert torch.equal(part["final"]["loss"], whole["final"]["loss"][3:9])
+    (part_tensors, meta), (whole_tensors, _) = part, whole
+    assert meta["names"]["metrics"][:3] == ["loss", "penalty", "acc"]  # the columns' order
+    assert torch.equal(part_tensors["curves/loss"], whole_tensors["curves/loss"][3:9])
+    assert torch.equal(part_tensors["metrics/loss"], whole_tensors["metrics/loss"][3:9])
     assert store.finished(10, 3) is None  # row 12 does not exist
 
 

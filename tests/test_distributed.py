@@ -289,20 +289,20 @@ def test_bad_distributed_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -
         _distributed.setup(__import__("torch").device("cpu"), None)
 
 
-def test_gathered_outputs_keep_the_order_of_their_columns() -> None:
+def test_gathered_results_keep_the_order_of_their_columns() -> None:
     # results.csv's columns follow the metrics' order; a gather sorted them, so two ranks wrote acc,loss,penalty
     # where one process wrote loss,penalty,acc.
     import torch
 
-    output = {
-        "final": {"loss": torch.ones(2), "penalty": torch.zeros(2), "acc": torch.ones(2)},
-        "zero_frac": torch.zeros(2),
-        "logged": [1],
-    }
-    layout = _distributed._layout(output)
-    back = _distributed._unpack(_distributed._pack(output, layout, 3), layout, 3, 2)
-    assert list(back["final"]) == ["loss", "penalty", "acc"]
-    assert list(back) == ["logged", "final", "zero_frac"]
+    from regfn._sweep._outputs import Results
+
+    sent = Results(3, 2, 1)
+    sent.metrics = {"loss": torch.ones(3), "penalty": torch.zeros(3), "acc": torch.ones(3)}
+    sent.flags = {"constant": torch.zeros(3)}
+    got = Results(3, 2, 1)
+    got.fill([0, 2], sent.tensors([0, 2]), sent.names())
+    assert list(got.outputs().metrics) == ["loss", "penalty", "acc"]
+    assert got.outputs().metrics["loss"].tolist()[::2] == [1.0, 1.0]
 
 
 def test_a_failure_message_travels_as_bytes() -> None:

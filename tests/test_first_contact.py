@@ -13,6 +13,7 @@ import torch
 
 import regfn
 import regfn.random as rr
+from regfn._sweep import _progress as progress_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -138,10 +139,39 @@ def test_progress_bar_counts_configuration_epochs(monkeypatch):
         def update(self, n):
             self.n += n
 
+        def close(self):
+            pass
+
     monkeypatch.setattr(tqdm_auto, "tqdm", Recording)
+    monkeypatch.setattr(progress_module, "is_terminal", lambda stream: True)
     data = regfn.data.quadrants(rr.key(0), 64)
     regfn.sweep(regfn.mlp((2, 4, 1), output="logits"), data, [{}] * 5, epochs=4, chunk_size=2, compile=False)
     (bar,) = bars
     assert bar.kwargs["total"] == 5 * 4
     assert bar.kwargs["unit"] == "config-epoch"
     assert bar.n == 20  # three chunks (2, 2, 1 real configs), the padding not counted
+
+
+def test_progress_off_a_terminal_is_one_line_per_chunk_or_rung(capsys):
+    # A bar's frames in a log file pile up as carriage returns: off a terminal the sweep prints lines instead.
+    data = regfn.data.quadrants(rr.key(0), 64)
+    model = regfn.mlp((2, 4, 1), output="logits")
+    regfn.sweep(model, data, [{}] * 5, epochs=4, chunk_size=2, compile=False)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("sweep:")]
+    assert [line.split(" (")[0] for line in lines] == [
+        "sweep: 8/20 config-epochs, a chunk of 2 done",
+        "sweep: 16/20 config-epochs, a chunk of 2 done",
+        "sweep: 20/20 config-epochs, a chunk of 1 done",
+    ]
+    train, val = regfn.data.train_val_split(rr.key(1), data)
+    halving = regfn.search.successive_halving(min_epochs=1, eta=2)
+    regfn.sweep(model, train, [{"seed": s} for s in range(4)], val=val, epochs=2, compile=False, schedule=halving)
+    lines = [line.split(" (")[0] for line in capsys.readouterr().err.splitlines() if line.startswith("sweep:")]
+    assert lines == [
+        "sweep: 4/6 config-epochs, epoch 1: 2 live, 2 stopped, 0 copied",
+        "sweep: 6/6 config-epochs, a chunk of 2 done",
+    ]
+    regfn.sweep(model, data, [{}] * 5, epochs=4, chunk_size=2, compile=False, quiet=True)
+    assert capsys.readouterr().err == ""

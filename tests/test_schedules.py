@@ -9,6 +9,7 @@ import torch
 
 import regfn
 import regfn.random as rr
+from regfn._sweep._strategies import Decision, Stage, Strategy
 from regfn.search import hyperband, pbt, successive_halving
 
 MODEL = regfn.mlp((2, 8, 1), output="logits")
@@ -253,3 +254,39 @@ def test_verify_reruns_the_schedule_from_the_provenance(split, tmp_path, schedul
     )
     report = regfn.verify(path, MODEL, train, val=val)
     assert report.identical, str(report)
+
+
+# ----------------------------------------------------------------- a schedule of one's own
+
+
+class StopTheWorseHalfOnce(Strategy):
+    """A schedule written outside regfn (CONTRIBUTING.md's recipe): halfway, the worse half by val_loss stops."""
+
+    metric = "val_loss"
+    stops = True
+
+    def stages(self, n_configs, epochs):
+        return [Stage(list(range(n_configs)), [epochs // 2])]
+
+    def decide(self, stage, epoch, configs, values):
+        ranked = [c for _, c in sorted(zip(values, configs, strict=True))]
+        return Decision(stop=sorted(ranked[len(ranked) // 2 :]))
+
+
+def test_a_schedule_from_outside_the_package_runs_in_the_same_loop(split):
+    train, val = split
+    configs = CONFIGS[:6]
+    kw = RUN | {"val": val, "batch_size": 32, "chunk_size": 4}
+    res = regfn.sweep(MODEL, train, configs, schedule=StopTheWorseHalfOnce(), epochs=6, **kw)
+    whole = regfn.sweep(MODEL, train, configs, epochs=6, **kw)
+    half = regfn.sweep(MODEL, train, configs, epochs=3, **kw)
+    ranked = sorted(range(6), key=lambda i: (half.rows[i]["val_loss"], i))
+    kept, stopped = sorted(ranked[:3]), sorted(ranked[3:])
+    for i in kept:  # trained on as in a plain sweep, bit for bit (eager)
+        assert res.rows[i] == whole.rows[i]
+    for i in stopped:  # stopped halfway: the results of a 3-epoch sweep, NaN curves after
+        assert res.rows[i] == half.rows[i]
+        assert torch.isnan(res.curves["val_loss"][i, 3:]).all()
+        assert torch.equal(res.curves["val_loss"][i, :3], half.curves["val_loss"][i])
+    assert res.settings["chunk_sizes"] == [3, 4]  # 6 rows in chunks of 4 (padded), then the 3 kept
+    assert res.schedule == {}

@@ -15,8 +15,11 @@ import regfn.random as rr
 from regfn._hparams import defaults
 from regfn.optim import sgd
 
-driver = importlib.import_module("regfn._sweep._driver")
+groups_module = importlib.import_module("regfn._sweep._groups")
 program_module = importlib.import_module("regfn._sweep._program")
+plan_module = importlib.import_module("regfn._sweep._plan")
+loop_module = importlib.import_module("regfn._sweep._loop")
+warm_module = importlib.import_module("regfn._sweep._warm")
 
 
 @pytest.fixture(scope="module")
@@ -221,12 +224,14 @@ def test_thread_setting_is_restored(split):
 
 
 def _fail_above(real, limit):
-    """Wrap a driver method so that it runs out of GPU memory for chunks above ``limit`` configs."""
+    """Wrap a loop method (of a chunk, or of its hyperparameters) so that it runs out of GPU memory for chunks
+    above ``limit`` configs."""
 
-    def wrapped(self, hp, *args, **kwargs):
-        if hp["lr"].shape[0] > limit:
+    def wrapped(self, chunk, *args, **kwargs):
+        size = chunk.size if isinstance(chunk, groups_module.Group) else chunk["lr"].shape[0]
+        if size > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(self, hp, *args, **kwargs)
+        return real(self, chunk, *args, **kwargs)
 
     return wrapped
 
@@ -236,9 +241,9 @@ def test_auto_chunks_shrink_after_out_of_memory(split, monkeypatch, compile):
     train, val = split
     cfgs = [dict(c, seed=i) for i, c in enumerate(CONFIGS * 2)]  # 10 configs
     whole = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=None, compile=False, quiet=True)
-    monkeypatch.setattr(driver, "auto_chunk_size", lambda *a, **k: len(cfgs))
-    monkeypatch.setattr(driver._Driver, "_finish_chunk", _fail_above(driver._Driver._finish_chunk, 3))
-    monkeypatch.setattr(driver._Driver, "_warm_up", _fail_above(driver._Driver._warm_up, 3))
+    monkeypatch.setattr(plan_module, "auto_chunk_size", lambda *a, **k: len(cfgs))
+    monkeypatch.setattr(loop_module.Loop, "_train", _fail_above(loop_module.Loop._train, 3))
+    monkeypatch.setattr(warm_module.Warmer, "warm", _fail_above(warm_module.Warmer.warm, 3))
     # Eager chunks hold all 10; compiled chunks are a bucket size (8, then halved: 4, 2).
     first, second = ((10, 5), (5, 2)) if not compile else ((8, 4), (4, 2))
     with pytest.warns(
@@ -261,7 +266,7 @@ def test_auto_chunks_shrink_after_out_of_memory(split, monkeypatch, compile):
 
 def test_auto_chunk_size_is_positive_and_bounded():
     params = MODEL.init(rr.key(0))
-    size = driver.auto_chunk_size(params, 768, 8, torch.device("cpu"))
+    size = plan_module.auto_chunk_size(params, 768, 8, torch.device("cpu"))
     assert size >= 1000  # thousands of tiny configs fit in a few GiB
 
 
@@ -336,14 +341,14 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(split, monkeypatch):
 def test_a_compile_that_compiled_nothing_is_reported_once(monkeypatch):
     # torch 2.4's dynamo cannot trace the vmapped step and runs it eagerly without a word (checked by hand in a
     # torch 2.4.1 environment, where regfn.sweep(compile=True) now warns); here the counter is faked.
-    monkeypatch.setattr(driver, "_told_nothing_compiled", False)
-    monkeypatch.setattr(driver, "compiled_graphs", lambda: 5)
-    driver._warn_if_nothing_compiled()  # graphs were compiled: silent
-    monkeypatch.setattr(driver, "compiled_graphs", lambda: 0)
+    monkeypatch.setattr(warm_module, "_told_nothing_compiled", [False])
+    monkeypatch.setattr(warm_module, "compiled_graphs", lambda: 5)
+    warm_module.warn_if_nothing_compiled()  # graphs were compiled: silent
+    monkeypatch.setattr(warm_module, "compiled_graphs", lambda: 0)
     with pytest.warns(UserWarning, match=r"torch.compile compiled no graph of the step on torch .* runs eagerly"):
-        driver._warn_if_nothing_compiled()
+        warm_module.warn_if_nothing_compiled()
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        driver._warn_if_nothing_compiled()  # once a process
+        warm_module.warn_if_nothing_compiled()  # once a process

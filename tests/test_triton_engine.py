@@ -241,6 +241,33 @@ def test_refuses_data_too_large_for_32_bit_dropout_counters():
     assert "rows x widest hidden layer must be below 2**31, got 357913942 x 6" in problems
 
 
+def _job(spec, data, **kw):
+    return engine_module.Job(spec, data, None, 2, None, 1, False, False, **kw)
+
+
+def test_a_penalty_the_kernel_lacks_is_refused_not_dropped():
+    # The kernel applies l1, l2 and norm2 by flag; a penalty it has no flag for would silently train without it.
+    data = regfn.data.synthetic_diabetes(rr.key(0), n=16)
+    bce = regfn.losses.get_loss("bce_logits")
+    spec = program_module.Spec(MODEL, bce, "sgd", ("lr",), ("l2", "elastic"), False)
+    problems = engine_module.TritonEngine.problems(_job(spec, data))
+    assert "it applies only the penalties l1, l2, norm2, not elastic" in problems
+    kept = program_module.Spec(MODEL, bce, "sgd", ("lr",), engine_module.PENALTIES, False)
+    assert not any("penalties" in p for p in engine_module.TritonEngine.problems(_job(kept, data)))
+    vmap = importlib.import_module("regfn._sweep._vmap").VmapEngine
+    assert vmap.problems(_job(spec, data)) == []  # the vmap engine applies any penalty
+
+
+def test_what_an_engine_does_not_run_is_refused_naming_it():
+    data = regfn.data.synthetic_diabetes(rr.key(0), n=16)
+    train, val = regfn.data.train_val_split(rr.key(1), data, 0.25)
+    schedule = regfn.search.pbt(interval=1, key=rr.key(0))
+    with pytest.raises(ValueError, match=r"engine='triton' is not available: .*a PBT schedule copies rows"):
+        regfn.sweep(MODEL, train, [{"lr": 0.1}, {"lr": 0.2}], val=val, engine="triton", schedule=schedule, **RUN)
+    with pytest.raises(ValueError, match=r"engine='triton' is not available: .*cross-validation \(cv=\)"):
+        regfn.sweep(MODEL, data, [{}], cv=2, engine="triton", **RUN)
+
+
 def test_refuses_cpu_without_the_interpreter(split, monkeypatch):
     train, _ = split
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)

@@ -9,7 +9,7 @@ epoch counter, a checksum of every tensor and the sweep's record
 instead: its final outputs, so that a resumed sweep skips it. A sweep with a
 schedule keeps one file instead, ``schedule.safetensors``: every chunk's
 state and hyperparameters, the results so far, and where the schedule stands
-(see :mod:`regfn._sweep._schedule`). Files are
+(see :mod:`regfn._sweep._loop`). Files are
 written to ``<name>.tmp``, flushed, synced and moved into place with
 ``os.replace``: a crash mid-write keeps the previous file.
 
@@ -37,6 +37,7 @@ from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import key as make_key
 from ._engine import ChunkState
+from ._groups import flatten_tree
 
 __all__ = [
     "COMPARED",
@@ -181,15 +182,6 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 # ----------------------------------------------------------------- files
 
 
-def flatten_tree(prefix: str, tree: Any) -> dict[str, Tensor]:
-    leaves, _ = _pytree.tree_flatten_with_path(tree)
-    return {prefix + _pytree.keystr(p): v for p, v in leaves if isinstance(v, Tensor)}
-
-
-def _stack(curves: Mapping[str, list[Tensor]]) -> dict[str, Tensor]:
-    return {f"curves/{n}": torch.stack(v, dim=1) for n, v in curves.items() if v}
-
-
 class Checkpoint:
     """A checkpoint directory: the chunk files of one sweep (see the module docstring).
 
@@ -272,32 +264,18 @@ class Checkpoint:
         os.replace(tmp, path)
 
     def save_state(
-        self,
-        start: int,
-        size: int,
-        state: ChunkState,
-        curves: Mapping[str, list[Tensor]],
-        logged: Sequence[int],
-        flags: Mapping[str, Tensor],
+        self, start: int, size: int, state: ChunkState, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
     ) -> None:
-        """Save a running chunk: its state tree, curves so far, log epochs and validation flags."""
-        tensors = {**flatten_tree("tree", state.tree), **_stack(curves)}
-        tensors.update({f"flags/{n}": v for n, v in flags.items()})
-        chunk = {"start": self.offset + start, "size": size, "epoch": state.epoch, "logged": list(logged)}
-        chunk.update(curves=[n for n, v in curves.items() if v], flags=list(flags))  # their orders: the columns
-        self._write(self._name(start, size, done=False), tensors, chunk)
+        """Save a running chunk: its state tree, ``tensors`` (its rows' results so far) and ``meta`` (JSON)."""
+        chunk = {"start": self.offset + start, "size": size, "epoch": state.epoch, **meta}
+        self._write(self._name(start, size, done=False), {**flatten_tree("tree", state.tree), **tensors}, chunk)
 
-    def save_done(self, start: int, size: int, keep: int, outputs: Mapping[str, Any]) -> None:
-        """Save a finished chunk's outputs (see ``_Driver._finish_chunk``) and drop its running state."""
-        tensors: dict[str, Tensor] = {}
-        for name, value in outputs.items():
-            if isinstance(value, Tensor):
-                tensors[name] = value
-            elif isinstance(value, Mapping):
-                tensors.update({f"{name}/{n}": v for n, v in value.items()})
-        chunk = {"start": self.offset + start, "size": size, "keep": keep, "logged": list(outputs["logged"])}
-        chunk["names"] = list(tensors)  # the order of the metrics is the order of the rows' columns
-        self._write(self._name(start, size, done=True), tensors, chunk)
+    def save_done(
+        self, start: int, size: int, keep: int, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
+    ) -> None:
+        """Save a finished chunk's results (``tensors``, ``keep`` rows each; ``meta``: JSON) and drop its running state."""
+        chunk = {"start": self.offset + start, "size": size, "keep": keep, **meta}
+        self._write(self._name(start, size, done=True), dict(tensors), chunk)
         self._name(start, size, done=False).unlink(missing_ok=True)
 
     # -- reading
@@ -330,24 +308,21 @@ class Checkpoint:
 
     def load_state(
         self, start: int, size: int, fresh: ChunkState
-    ) -> tuple[ChunkState, dict[str, list[Tensor]], list[int], dict[str, Tensor]] | None:
-        """A running chunk's saved ``(state, curves, logged, flags)``, shaped like ``fresh``; ``None`` if none."""
+    ) -> tuple[ChunkState, dict[str, Tensor], dict[str, Any]] | None:
+        """A running chunk's saved ``(state, tensors, meta)``, its state shaped like ``fresh``; ``None`` if none."""
         path = self._name(start, size, done=False)
         if not path.exists():
             return None
         tensors, chunk = self._load(path)
         state = ChunkState(self.fill(fresh.tree, tensors, "tree", path), int(chunk["epoch"]))
-        leaves = _pytree.tree_leaves(fresh.tree)
-        device = next((t.device for t in leaves if isinstance(t, Tensor)), torch.device("cpu"))
-        curves = {n: list(tensors[f"curves/{n}"].to(device).unbind(1)) for n in chunk["curves"]}
-        flags = {n: tensors[f"flags/{n}"].to(device) for n in chunk["flags"]}
-        return state, curves, [int(e) for e in chunk["logged"]], flags
+        return state, {n: t for n, t in tensors.items() if not n.startswith("tree")}, chunk
 
-    def finished(self, start: int, keep: int) -> dict[str, Any] | None:
-        """The outputs of the configurations ``start .. start + keep`` from done files, or ``None``.
+    def finished(self, start: int, keep: int) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The saved results of the configurations ``start .. start + keep`` from done files, with the first
+        file's ``meta``; ``None`` unless every row is covered.
 
         The rows may come from several done files (a sweep resumed with
-        another split of the configurations); every row must be covered.
+        another split of the configurations).
         """
         done: dict[int, tuple[pathlib.Path, int]] = {}
         for path in self.directory.glob("chunk-*.done.safetensors"):
@@ -370,16 +345,8 @@ class Checkpoint:
             pos = min(end, hi)
         if pos < hi:
             return None
-        out: dict[str, Any] = {"logged": [int(e) for e in pieces[0][1]["logged"]]}
-        for name in pieces[0][1]["names"]:
-            value = torch.cat([t[name][a:b] for t, _, a, b in pieces])
-            group, _, sub = name.partition("/")
-            if sub:
-                out.setdefault(group, {})[sub] = value
-            else:
-                out[name] = value
-        out.setdefault("curves", {})
-        return out
+        names = pieces[0][0].keys()
+        return {n: torch.cat([t[n][a:b] for t, _, a, b in pieces]) for n in names}, pieces[0][1]
 
     # -- a schedule's one file
 

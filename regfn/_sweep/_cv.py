@@ -26,6 +26,7 @@ from .._train import is_collapsed, majority_rate
 from ..data import Dataset, Folds, kfold
 from ..random import key as make_key
 from ._checkpoint import tensor_hash
+from ._outputs import Outputs
 
 __all__ = ["CV_KEY", "expand", "fingerprint", "folds_from_record", "record", "reduce", "resolve"]
 
@@ -100,12 +101,14 @@ def folds_from_record(rec: Mapping[str, Any]) -> Folds:
     return Folds.from_val(val, int(rec["n"]), bool(rec["stratified"]))
 
 
-def _collapsed(output: Mapping[str, Any], folds: Folds, data: Dataset, diverged: Tensor) -> Tensor:
+def _collapsed(outputs: Outputs, folds: Folds, data: Dataset, diverged: Tensor) -> Tensor:
     """``(K * k,)``: whether each row learned a constant, judged on its fold's held-out rows."""
-    final, k = output["final"], len(folds)
+    k = len(folds)
     majority = [majority_rate(data[folds.val[f].to(data.x.device)]) for f in range(k)]
     n_val = folds.val.shape[1]
-    constant, acc = final["val__constant"].tolist(), final.get("val_acc")
+    if outputs.val_constant is None:
+        raise ValueError("regfn.sweep: cross-validation evaluates every row on its fold's held-out rows")
+    constant, acc = outputs.val_constant.tolist(), outputs.metrics.get("val_acc")
     return torch.tensor(
         [
             not diverged[r]
@@ -116,14 +119,14 @@ def _collapsed(output: Mapping[str, Any], folds: Folds, data: Dataset, diverged:
     )
 
 
-def reduce(output: Mapping[str, Any], folds: Folds, data: Dataset) -> dict[str, Any]:
-    """One chunk-output dict of ``K * k`` rows as ``K`` rows: means over folds, and fold statistics.
+def reduce(outputs: Outputs, folds: Folds, data: Dataset) -> Outputs:
+    """The results of ``K * k`` rows as ``K`` configurations: means over folds, and fold statistics.
 
     Every metric becomes its mean over the folds. Each validation metric
     ``val_m`` but the penalty (the same on any data) also gets ``val_m_std``
     (over the folds, ``correction=0``, as numpy's ``std``) and its ``k``
-    per-fold values (under ``"folds"``). A configuration has diverged
-    (``bad``, not ``finite``) or collapsed when any of its folds has;
+    per-fold values (in ``folds``). A configuration has diverged (a bad
+    curve point, not ``finite``) or collapsed when any of its folds has;
     sparsities and curves are means over the folds.
     """
     k = len(folds)
@@ -131,27 +134,26 @@ def reduce(output: Mapping[str, Any], folds: Folds, data: Dataset) -> dict[str, 
     def per_fold(t: Tensor) -> Tensor:
         return t.reshape(t.shape[0] // k, k, *t.shape[1:])
 
-    bad = per_fold(output["bad"])
-    diverged = output["bad"].any(1) | ~output["finite"]
-    final: dict[str, Tensor] = {}
+    diverged = outputs.bad.any(1) | ~outputs.finite
+    metrics: dict[str, Tensor] = {}
     fold_values: dict[str, Tensor] = {}
-    for name, v in output["final"].items():
-        if "_constant" in name:
-            final[name] = per_fold(v).any(1)
-            continue
+    for name, v in outputs.metrics.items():
         values = per_fold(v.double())
-        final[name] = values.mean(1)
+        metrics[name] = values.mean(1)
         if name.startswith("val_") and name != "val_penalty":  # the penalty does not depend on the data
-            final[f"{name}_std"] = values.std(1, correction=0)
+            metrics[f"{name}_std"] = values.std(1, correction=0)
             fold_values[name] = values
-    return {
-        "final": final,
-        "folds": fold_values,
-        "zero_frac": per_fold(output["zero_frac"].double()).mean(1),
-        "tiny_frac": per_fold(output["tiny_frac"].double()).mean(1),
-        "finite": per_fold(output["finite"]).all(1),
-        "bad": bad.any(1),
-        "collapsed": per_fold(_collapsed(output, folds, data, diverged)).any(1),
-        "curves": {name: per_fold(v.double()).mean(1) for name, v in output["curves"].items()},
-        "logged": output["logged"],
-    }
+    val_constant = outputs.val_constant
+    return Outputs(
+        metrics=metrics,
+        constant=per_fold(outputs.constant).any(1),
+        val_constant=None if val_constant is None else per_fold(val_constant).any(1),
+        zero_frac=per_fold(outputs.zero_frac.double()).mean(1),
+        tiny_frac=per_fold(outputs.tiny_frac.double()).mean(1),
+        finite=per_fold(outputs.finite).all(1),
+        ended=outputs.ended[::k],
+        curves={name: per_fold(v.double()).mean(1) for name, v in outputs.curves.items()},
+        logged=outputs.logged,
+        collapsed=per_fold(_collapsed(outputs, folds, data, diverged)).any(1),
+        folds=fold_values,
+    )

@@ -5,7 +5,7 @@ Under ``torchrun`` or ``srun`` (an initialised process group, or ``RANK``,
 runs one process per device. Every rank builds the same configurations and
 agrees on one chunk size; chunk ``i`` (global configuration order, the last
 one padded as on one device) runs on rank ``i % world_size``; the outputs come
-back with fixed-shape tensor collectives (never pickled objects). A
+back with :func:`share` (JSON and safetensors, never pickled objects). A
 configuration's numbers depend on its own hyperparameters and seed only, so
 every row is the same bits whatever the number of processes.
 
@@ -35,7 +35,6 @@ import atexit
 import contextlib
 import datetime
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,7 +50,6 @@ __all__ = [
     "World",
     "agree",
     "check",
-    "gather",
     "guard",
     "is_lead",
     "local_device",
@@ -317,110 +315,6 @@ def agree(world: World, limit: int, compiled: bool) -> tuple[int, bool]:
     values = torch.tensor([min(limit, 2**62), -int(compiled)], dtype=torch.int64, device=_comm_device())
     _collective(world, "agreeing on the chunk size", lambda: dist.all_reduce(values, op=dist.ReduceOp.MIN))
     return int(values[0]), bool(values[1] < 0)
-
-
-# ----------------------------------------------------------------- gathering
-
-
-def mine(world: World, n_chunks: int) -> range:
-    """The global indices of the chunks this rank runs."""
-    return range(world.rank, n_chunks, world.size)
-
-
-def _leaves(output: dict[str, Any]) -> Iterator[tuple[str, str | None, Tensor]]:
-    """Every tensor of ``output``, in the dicts' own order (the order of the results' columns)."""
-    for key, value in output.items():
-        if isinstance(value, dict):
-            for name, tensor in value.items():
-                yield key, name, tensor
-        elif isinstance(value, Tensor):
-            yield key, None, value
-
-
-def _layout(output: dict[str, Any]) -> dict[str, Any]:
-    leaves = [[key, name, list(t.shape[1:]), str(t.dtype).removeprefix("torch.")] for key, name, t in _leaves(output)]
-    return {"leaves": leaves, "logged": list(output["logged"])}
-
-
-def _width(layout: dict[str, Any], chunk: int) -> int:
-    return sum(chunk * math.prod(shape) for _, _, shape, _ in layout["leaves"])
-
-
-def _pack(output: dict[str, Any], layout: dict[str, Any], chunk: int) -> Tensor:
-    """``output``'s tensors in ``layout``'s order (rank 0's), each padded to ``chunk`` rows, as one float64 row."""
-    parts = []
-    for key, name, _, _ in layout["leaves"]:
-        t = output[key] if name is None else output[key][name]
-        padded = torch.zeros((chunk, *t.shape[1:]), dtype=torch.float64)
-        padded[: t.shape[0]] = t.to(torch.float64)  # exact for every float32, bool and small int
-        parts.append(padded.flatten())
-    return torch.cat(parts)
-
-
-def _unpack(flat: Tensor, layout: dict[str, Any], chunk: int, keep: int) -> dict[str, Any]:
-    output: dict[str, Any] = {"logged": list(layout["logged"])}
-    at = 0
-    for key, name, shape, dtype in layout["leaves"]:
-        n = chunk * math.prod(shape)
-        t = flat[at : at + n].reshape(chunk, *shape)[:keep].to(getattr(torch, dtype))
-        at += n
-        if name is None:
-            output[key] = t
-        else:
-            output.setdefault(key, {})[name] = t
-    return output
-
-
-def gather(
-    world: World, outputs: list[dict[str, Any]], k: int, chunk: int, everywhere: bool
-) -> list[dict[str, Any]] | None:
-    """Every chunk's outputs in global order, on rank 0 (and on every rank when ``everywhere``); else ``None``.
-
-    ``outputs`` are this rank's chunks (:func:`mine`), each a dict of CPU
-    tensors with one row per kept configuration. Each is packed into one
-    float64 row of a fixed width (padded to ``chunk`` rows), so the collectives
-    have fixed shapes: a broadcast of rank 0's layout (names, shapes, dtypes
-    as JSON bytes in a uint8 tensor), then a ``gather`` (or ``all_gather``) of
-    a ``(rounds, width)`` tensor per rank.
-    """
-    if not world.distributed:
-        return outputs
-    import torch.distributed as dist
-
-    n_chunks = math.ceil(k / chunk)
-    rounds = math.ceil(n_chunks / world.size)
-    with guard(world):
-        layout = _layout(outputs[0]) if world.rank == 0 else None
-    check(world)
-    device = _comm_device()
-    # Rank 0 runs chunk 0, so it knows the layout; the other ranks learn it (a rank may have run no chunk).
-    text = torch.frombuffer(bytearray(json.dumps(layout).encode()), dtype=torch.uint8) if layout is not None else None
-    size = torch.tensor([0 if text is None else text.numel()], dtype=torch.int64, device=device)
-    _collective(world, "sending the layout", lambda: dist.broadcast(size, src=0))
-    buffer = text.to(device) if text is not None else torch.empty(int(size), dtype=torch.uint8, device=device)
-    _collective(world, "sending the layout", lambda: dist.broadcast(buffer, src=0))
-    layout = json.loads(bytes(buffer.cpu().tolist()).decode())
-    with guard(world):  # every rank packs in rank 0's order: the columns come out as on one process
-        packed = [_pack(o, layout, chunk) for o in outputs]
-    check(world)
-    width = _width(layout, chunk)
-    block = torch.zeros((rounds, width), dtype=torch.float64)
-    for r, flat in enumerate(packed):
-        block[r] = flat
-    block = block.to(device)
-    if everywhere:
-        blocks = [torch.empty_like(block) for _ in range(world.size)]
-        _collective(world, "gathering the results", lambda: dist.all_gather(blocks, block))
-    elif world.rank == 0:
-        blocks = [torch.empty_like(block) for _ in range(world.size)]
-        _collective(world, "gathering the results", lambda: dist.gather(block, blocks, dst=0))
-    else:
-        _collective(world, "gathering the results", lambda: dist.gather(block, None, dst=0))
-        return None
-    cpu = [b.cpu() for b in blocks]
-    return [
-        _unpack(cpu[i % world.size][i // world.size], layout, chunk, min(chunk, k - i * chunk)) for i in range(n_chunks)
-    ]
 
 
 # ----------------------------------------------------------------- sharing values between ranks

@@ -1,15 +1,14 @@
-"""The sweep driver: configurations in, chunks to an engine, a results table out.
+"""The sweep driver: configurations in, the loop run, a results table out.
 
 :func:`sweep` validates the configurations against the hyperparameter
 registry (:mod:`regfn._hparams`), turns them into one ``(K,)`` tensor per
-hyperparameter, cuts them into equal chunks (the last one padded) that fit in
-memory, and hands each chunk to an engine (:mod:`regfn._sweep._engine`): the
-vmap engine (:mod:`regfn._sweep._vmap`) or the Triton engine
-(:mod:`regfn._sweep._triton`). Should a chunk run out of GPU memory with
-automatic chunks, the chunk size is halved and the chunk rerun; should an
-engine fail to warm up, the driver warns and runs the engine it names
-instead. The driver evaluates every chunk the same way, whichever engine
-trained it, and assembles the rows.
+hyperparameter, asks the engine (:data:`regfn._sweep._engines.ENGINES`)
+whether it runs the job, decides whether to compile and how many threads to
+use, plans the chunk sizes (:mod:`regfn._sweep._plan`), and runs the loop
+(:mod:`regfn._sweep._loop`) under the schedule's strategy
+(:mod:`regfn._sweep._strategies`; a plain sweep is the strategy that never
+decides). It then folds cross-validation's rows back into configurations
+and writes the typed rows as the results table (:mod:`regfn._sweep._table`).
 
 Examples:
     >>> import regfn
@@ -24,7 +23,6 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -36,53 +34,29 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
-from .._train import check_targets, is_collapsed, majority_rate
+from .._train import check_targets, majority_rate
 from ..data import Dataset, Folds
 from ..losses import Loss, get_loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
-from ..random import key as make_key
 from ..results import SweepResult
-from ..search._schedules import schedule_to_dict
-from . import _cv, _distributed
+from . import _cv, _distributed, _table
 from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
-from ._engine import Engine, EngineFailed, Job, warn
+from ._engine import Job
+from ._engines import ENGINES
+from ._loop import Loop
+from ._plan import Plan, auto_chunk_size, limit_of, physical_memory
 from ._program import Spec, live_optimizer_args
-from ._triton import TritonEngine
+from ._strategies import Context, context_registry, strategy_of
 from ._vmap import VmapEngine
+from ._warm import warmed
 
 if TYPE_CHECKING:
     from ..search._schedules import Schedule
+    from ._strategies import Strategy
 
-__all__ = ["ENGINES", "auto_chunk_size", "sweep"]
-
-ENGINES: Mapping[str, type[Engine]] = {engine.name: engine for engine in (VmapEngine, TritonEngine)}
-"""The engines a sweep can run, by name."""
-
-
-# ----------------------------------------------------------------- memory
-
-
-def _memory_budget(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
-    return int(min(_physical_memory() * 0.25, 4 * 2**30))
-
-
-def auto_chunk_size(params: Mapping[str, Tensor], rows_per_step: int, n_features: int, device: torch.device) -> int:
-    """How many configurations fit in memory at once (a conservative estimate).
-
-    Per configuration it counts parameters, gradients and optimizer state
-    (about 16 copies of the parameters) and activations of one step: about
-    12 floats per row per unit, where the units are the input features plus
-    the sizes of the 1-D parameters (the biases, i.e. the layer widths).
-    """
-    n_params = sum(p.numel() for p in params.values())
-    width = n_features + sum(p.numel() for p in params.values() if p.ndim == 1)
-    per_config = 4 * (16 * n_params + 12 * rows_per_step * width) + 4096
-    return max(1, _memory_budget(device) // per_config)
+__all__ = ["ENGINES", "auto_chunk_size", "bytes_per_config", "sweep"]
 
 
 # ----------------------------------------------------------------- the public entry point
@@ -108,7 +82,7 @@ def sweep(
     engine: str = "vmap",
     quiet: bool = False,
     hparams: Mapping[str, Any] | None = None,
-    schedule: Schedule | None = None,
+    schedule: Schedule | Strategy | None = None,
     gather: str = "rank0",
     dist_timeout: float | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -206,10 +180,9 @@ def sweep(
             (:func:`~regfn.search.successive_halving`,
             :func:`~regfn.search.hyperband`, :func:`~regfn.search.pbt`) that
             stops or copies configurations as they train; needs ``val`` or
-            ``cv`` (see :mod:`regfn._sweep._schedule`). Under
-            torch.distributed each rank trains its rows (row ``r`` on rank
-            ``r % world_size``) and the ranks share their metrics at every
-            decision; not with ``checkpoint`` there.
+            ``cv``. A :class:`regfn._sweep._strategies.Strategy` of your own
+            runs too (see CONTRIBUTING.md). Under torch.distributed the ranks
+            share their metrics at every decision; not with ``checkpoint`` there.
         gather: under torch.distributed (see below): ``"rank0"`` (the
             default) returns the result on rank 0 and ``None`` on the other
             ranks; ``"all"`` returns it on every rank.
@@ -246,9 +219,9 @@ def sweep(
     (on every rank); pass a smaller ``chunk_size``. Automatic chunks
     (``"auto"``, ``None``) hold at most one rank's share of the
     configurations; an int ``chunk_size`` gives the same chunks on any
-    number of ranks. With a ``schedule``, rows rather than chunks are shared
-    out (row ``r`` of the configurations x folds on rank ``r % world_size``,
-    for the whole schedule); the ranks exchange their rows' metric values at
+    number of ranks. With a ``schedule``, each stage's chunks are shared out
+    the same way and a rank's rows stay on it (its survivors regroup among
+    themselves); the ranks exchange their rows' metric values at
     every rung or PBT exploit, so that every rank takes the same decisions,
     send a PBT copy its source's state when the source lives elsewhere, and
     gather their rows at the end: the result equals one process's (bit for
@@ -301,8 +274,9 @@ def sweep(
         raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    limit = _chunk_size(chunk_size, len(rows) * n_folds, model, batch_size or n_train, _features(data), device)
-    if schedule is not None and checkpoint is not None and world.distributed:  # the ranks would need one file each
+    limit = limit_of(chunk_size, model, batch_size or n_train, data, device)
+    strategy = strategy_of(schedule)
+    if strategy.metric is not None and checkpoint is not None and world.distributed:  # one file per sweep
         raise ValueError(
             "regfn.sweep: checkpoint= with a schedule runs on one process only (a scheduled sweep keeps one file, "
             f"and this one runs on {world.size} ranks): drop checkpoint= to run the schedule under torch.distributed, "
@@ -314,20 +288,22 @@ def sweep(
         store = Checkpoint(checkpoint, checkpoint_every)
     stored = store.stored() if store is not None else None
 
-    optimizer_args = live_optimizer_args(rows, optimizer)
-    if schedule is not None:  # checked before anything is built; runs below instead of the chunk loop
-        from ._schedule import Runner, prepare
-
-        validated = folds is not None or (val is not None and len(val) > 0)
-        scheduled = prepare(schedule, rows, given, extra, loss, validated, optimizer, engine)
-        optimizer_args = scheduled.optimizer_args(optimizer_args, optimizer)
+    task_metric = "val_mse" if loss.resolved_task == "regression" else "val_acc"
+    validated = folds is not None or (val is not None and len(val) > 0)
+    context = Context(rows, given, context_registry(extra), optimizer, task_metric, validated, epochs)
+    strategy.check(context)  # before anything is built
+    live = live_optimizer_args(rows, optimizer)
+    moved = [n for n in strategy.names if n in OPTIMIZER_ARGS[optimizer]]  # tensors: their new values reach the step
+    optimizer_args = tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in moved)
     spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
+    job = replace(job, stops=strategy.stops, copies=strategy.copies)
     problems = ENGINES[engine].problems(job)
     if problems:
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
     hp_all = hyper_tensors(rows, data.x.dtype, device)
+    strategy.bind(replace(context, hp=hp_all))
     if folds is not None:
         hp_all = _cv.expand(hp_all, n_folds)
     k = len(rows) * n_folds
@@ -337,114 +313,63 @@ def sweep(
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
         # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
-        # Under torch.distributed, automatic chunks are at most one rank's share, so that every rank works.
-        bucketed = compiled and not isinstance(chunk_size, int)
-        share = math.ceil(k / world.size) if not isinstance(chunk_size, int) else k
-        chunk = _bucket(limit, share) if bucketed else min(limit, share)
+        fixed = isinstance(chunk_size, int)
+        plan = Plan(limit, compiled and not fixed, fixed, chunk_size == "auto" and not world.distributed, world.size)
         if stored is not None:  # a resume: "auto" takes what the checkpoint was written with
-            chunk = stored.get("chunk_size", chunk) if chunk_size == "auto" else chunk
+            plan.limit = stored.get("chunk_size", plan.size(k)) if chunk_size == "auto" else plan.limit
             compiled = stored.get("compile", compiled) if compile == "auto" else compiled
             job = replace(job, compile=compiled)
         ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
-        ran.update({"log_every": log_every, "chunk_size": chunk, "compile": compiled, "engine": engine})
+        ran.update({"log_every": log_every, "chunk_size": plan.size(k), "compile": compiled, "engine": engine})
         ran["cv"] = _cv.fingerprint(folds)
-        ran["schedule"] = scheduled.describe() if schedule is not None else None
+        ran["schedule"] = strategy.describe()
         record = describe(rows, model, loss, data, val, **ran)
         if store is not None:
             store.bind(record)
-        adaptive = chunk_size == "auto" and not world.distributed  # the ranks' chunks must keep one size
         quiet = quiet or world.rank != 0
         with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
-            engine_ = ENGINES[engine](job)
-            if schedule is None:
-                driver = _Driver(engine_, hp_all, chunk, adaptive=adaptive, quiet=quiet, world=world)
-                result = driver.run(store)
-            else:
-                runner = Runner(
-                    scheduled,
-                    engine_,
-                    hp_all,
-                    limit,
-                    bucketed=bucketed,
-                    quiet=quiet,
-                    folds=n_folds,
-                    world=world,
-                    everywhere=gather == "all",
-                )
-                runner.store = store
-                result = runner.run()
-    if schedule is None:
-        gathered = _distributed.gather(world, result["outputs"], k, result["chunk"], everywhere=gather == "all")
-        if gathered is None:
-            return None
-        result["outputs"] = gathered
-    elif world.rank != 0 and gather != "all":  # the runner gathered the results on rank 0 only
+            loop = Loop(
+                ENGINES[engine](job),
+                hp_all,
+                plan,
+                strategy,
+                folds=n_folds,
+                quiet=quiet,
+                store=store,
+                world=world,
+                everywhere=gather == "all",
+            )
+            result = loop.run()
+    if result.outputs is None:  # gather="rank0" on another rank
         return None
-    if folds is not None:
-        result["outputs"] = [_cv.reduce(_joined(result["outputs"]), folds, data)]
-    result["settings"] = {
+    outputs = result.outputs if folds is None else _cv.reduce(result.outputs, folds, data)
+    run_settings = {
         "compile": compiled,
         "threads": n_threads if device.type == "cpu" else None,
-        "chunk_size": result.pop("chunk"),
-        "padded": result.pop("padded"),
+        "chunk_size": result.settings.pop("chunk_size"),
+        "padded": result.settings.pop("padded"),
         **({"folds": n_folds} if folds is not None else {}),
-        **result.pop("more", {}),
+        **result.settings,
         "world_size": world.size,
     }
     judged = val if val is not None and len(val) else data
-    table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
+    shown = shown_names(given, extra)
+    columns = result.record.pop("columns") if result.record is not None else None
+    table = _table.table(
+        _table.rows_of(rows, shown, outputs, majority_rate(judged), len(judged), columns), rows, shown, outputs, quiet
+    )
+    table.timings, table.engine, table.settings = result.timings, result.engine, run_settings
     given_rows = [{n: row[n] for n in given} for row in rows]
-    table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs, folds)
-    table.provenance["arguments"]["schedule"] = schedule_to_dict(schedule) if schedule is not None else None
-    return table if schedule is None else scheduled.annotate(table, result["record"])
-
-
-def _provenance(
-    rows: list[dict[str, Any]],
-    record: dict[str, Any],
-    settings: dict[str, Any],
-    device: torch.device,
-    log_every: int,
-    cuda_graphs: bool,
-    folds: Folds | None = None,
-) -> dict[str, Any]:
-    """What reruns the sweep: the configurations, the spec and data fingerprints, versions, where it ran.
-
-    ``rows`` are the configurations as validated, with the names some
-    configuration set (the others take their defaults again on a rerun).
-    """
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    spec = {n: record[n] for n in ("model", "loss", "optimizer", "epochs", "batch_size", "log_every", "engine")}
-    return {
-        "format": record["format"],
-        "configurations": rows,
-        "configurations_sha256": record["configurations"],
-        "spec": spec,
-        "data_sha256": record["data"],
-        "val_sha256": record["val"],
-        "versions": {n: record[n] for n in ("regfn", "torch", "python")},
-        "device": str(device),
-        "world_size": torch.distributed.get_world_size() if distributed else 1,
-        "arguments": {
-            "loss": record["loss"],
-            "optimizer": record["optimizer"],
-            "epochs": record["epochs"],
-            "batch_size": record["batch_size"],
-            "log_every": log_every,
-            "chunk_size": settings["chunk_size"],
-            "compile": settings["compile"],
-            "threads": settings["threads"],
-            "cuda_graphs": cuda_graphs,
-            "engine": record["engine"],
-            "cv": _cv.record(folds) if folds is not None else None,
-        },
-    }
+    table.provenance = _table.provenance(given_rows, record, run_settings, device, log_every, cuda_graphs, folds)
+    table.provenance["arguments"]["schedule"] = strategy.settings()
+    if result.record is not None:
+        table.schedule = result.record
+    return table
 
 
 _COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
 _PROBE_MIN_WORK = 2000  # sweeps of fewer configuration-epochs are not timed: eager, one thread
 _PROBE_CONFIGS = 64  # the timing runs this many configurations, and scales by K
-_warmed: set[Spec] = set()  # specs whose compiled program this process has warmed (bounded: see _Driver.run)
 
 
 def _decide(
@@ -458,7 +383,7 @@ def _decide(
         return (True if compile == "auto" else bool(compile)), None
     if compile != "auto" and threads != "auto":
         return bool(compile), fixed_threads
-    if compile == "auto" and job.spec in _warmed:
+    if compile == "auto" and job.spec in warmed:
         compile = True  # this process compiled the program already: new chunk sizes recompile in seconds
     if job.epochs * k < _PROBE_MIN_WORK:
         return (False if compile == "auto" else bool(compile)), (1 if threads == "auto" else fixed_threads)
@@ -479,46 +404,6 @@ def _decide(
     return bool(compile), best
 
 
-def compiled_graphs() -> int:
-    """How many graphs dynamo has compiled in this process (``torch._dynamo``'s own counter)."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
-_told_nothing_compiled = False
-
-
-def _warn_if_nothing_compiled() -> None:
-    """Warn (once a process) when a compiled warm-up left dynamo with no compiled graph at all.
-
-    Some torch versions cannot trace the vmapped step (torch 2.4's dynamo, for
-    one, gives up on it) and run it eagerly without a word; the sweep then
-    says so instead of reporting a compiled run.
-    """
-    global _told_nothing_compiled
-    if compiled_graphs() == 0 and not _told_nothing_compiled:
-        _told_nothing_compiled = True
-        warn(
-            f"regfn.sweep: torch.compile compiled no graph of the step on torch {torch.__version__} "
-            "(dynamo could not trace it), so the sweep runs eagerly; pass compile=False to skip the attempt"
-        )
-
-
-def _bucket(limit: int, k: int) -> int:
-    """The chunk size for ``k`` configurations under the memory limit ``limit``: a bucket size.
-
-    Buckets are the powers of two and three times the powers of two (1, 2,
-    3, 4, 6, 8, 12, 16, 24, ...), so padding wastes at most a third of a chunk.
-    The smallest bucket that holds every configuration, if it fits the
-    limit; else the largest bucket within the limit.
-    """
-    sizes = sorted({s for i in range(63) for s in (2**i, 3 * 2**i)})
-    fits = [s for s in sizes if s <= max(limit, 1)]
-    whole = next(s for s in sizes if s >= k)
-    return whole if whole <= limit else fits[-1]
-
-
 _BYTES_PER_CELL = 100  # a Python float in a dict: measured about 97 bytes per column of a row
 
 
@@ -532,7 +417,7 @@ def bytes_per_config(n_names: int, epochs: int, log_every: int | None) -> int:
 def _check_size(k: int, n_names: int, epochs: int, log_every: int | None) -> None:
     """Refuse, before building anything, a sweep whose rows and results would not fit in memory."""
     per_config = bytes_per_config(n_names, epochs, log_every)
-    need, total = k * per_config, _physical_memory()
+    need, total = k * per_config, physical_memory()
     if need > total // 2:
         raise ValueError(
             f"regfn.sweep: {k:,} configurations need about {_size(need)} for their rows and results "
@@ -544,30 +429,6 @@ def _check_size(k: int, n_names: int, epochs: int, log_every: int | None) -> Non
 
 def _size(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
-
-
-def _features(data: Dataset) -> int:
-    return math.prod(data.x.shape[1:])
-
-
-def _chunk_size(
-    chunk_size: int | str | None, k: int, model: Model, rows_per_step: int, n_features: int, device: torch.device
-) -> int:
-    """The most configurations one chunk may hold: the memory estimate, the caller's size, or all (``None``)."""
-    if chunk_size == "auto":
-        return auto_chunk_size(model.init(make_key(0)), rows_per_step, n_features, device)
-    if chunk_size is None:
-        return 2**62
-    if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
-        return chunk_size
-    raise ValueError(f"regfn.sweep: chunk_size must be 'auto', None or an int >= 1, got {chunk_size!r}")
 
 
 @contextlib.contextmanager
@@ -594,307 +455,3 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def _progress(total: int, quiet: bool) -> Any:
-    """A progress bar over configuration-epochs (tqdm's, with its rate and ETA), or none."""
-    if quiet:
-        return contextlib.nullcontext(None)
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return contextlib.nullcontext(None)
-    return tqdm(total=total, unit="config-epoch", unit_scale=True, desc="sweep", leave=False)
-
-
-class _ChunkBar:
-    """The bar as an engine sees it: epochs of one chunk, counted as epochs x the chunk's real configurations."""
-
-    def __init__(self, bar: Any, configs: int):
-        self.bar, self.configs = bar, configs
-
-    def update(self, epochs: int) -> None:
-        if self.bar is not None:
-            self.bar.update(epochs * self.configs)
-
-
-def _pad(hp: dict[str, Tensor], size: int) -> dict[str, Tensor]:
-    k = next(iter(hp.values())).shape[0]
-    if k == size:
-        return hp
-    return {n: torch.cat([v, v[-1:].expand(size - k)]) for n, v in hp.items()}
-
-
-def _sparsity(params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-    weights = [p.flatten(1) for p in params.values() if p.ndim >= 3]  # (K, ...) weight matrices
-    if not weights:
-        weights = [p.flatten(1) for p in params.values()]
-    w = torch.cat(weights, dim=1)
-    return (w == 0).float().mean(1), (w.abs() < 1e-6).float().mean(1)
-
-
-# ----------------------------------------------------------------- the chunk loop
-
-
-class _Driver:
-    """Runs every chunk of one sweep call through an engine; collects each chunk's outputs."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        hp_all: dict[str, Tensor],
-        chunk: int,
-        *,
-        adaptive: bool,
-        quiet: bool,
-        world: _distributed.World = _distributed.SINGLE,
-    ):
-        self.engine, self.hp_all, self.chunk = engine, hp_all, chunk
-        self.adaptive, self.quiet, self.world = adaptive, quiet, world
-        self.k = next(iter(hp_all.values())).shape[0]
-        self.compile_s = 0.0
-        self.checkpoint: Checkpoint | None = None
-
-    @property
-    def job(self) -> Job:
-        return self.engine.job
-
-    def _hp(self, start: int) -> dict[str, Tensor]:
-        return _pad({n: v[start : start + self.chunk] for n, v in self.hp_all.items()}, self.chunk)
-
-    def run(self, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
-        """Train every chunk (skipping those ``checkpoint`` holds finished); the outputs and timings."""
-        self.checkpoint = checkpoint
-        t0 = time.perf_counter()
-        epochs = self.job.epochs
-        outputs: list[dict[str, Any]] = []
-        start, warm = 0, None
-        padded = 0
-        world = self.world
-        # Chunk i (global order) runs on rank i % world.size; each round of world.size chunks ends in
-        # a status point, where a rank's failure reaches the others (no-ops on one process).
-        n_chunks = math.ceil(self.k / self.chunk)
-        configs = sum(min(self.chunk, self.k - i * self.chunk) for i in _distributed.mine(world, n_chunks))
-        with _progress(epochs * configs, self.quiet) as bar:
-            while start < self.k:
-                index = start // self.chunk
-                if index % world.size != world.rank:
-                    start += self.chunk
-                    if (index + 1) % world.size == 0 or start >= self.k:
-                        _distributed.check(world)
-                    continue
-                finished = checkpoint.finished(start, min(self.chunk, self.k - start)) if checkpoint else None
-                if finished is not None:  # a resumed sweep: this chunk's rows are done
-                    outputs.append(finished)
-                    _ChunkBar(bar, min(self.chunk, self.k - start)).update(epochs)
-                    start += self.chunk
-                    padded += self.chunk
-                    if world.distributed and ((index + 1) % world.size == 0 or start >= self.k):
-                        _distributed.check(world)
-                    continue
-                try:
-                    if self.engine.needs_warm_up and warm != self.chunk:  # warm up on a throwaway chunk
-                        tc = time.perf_counter()
-                        self._warm_up(self._hp(0))
-                        self.compile_s += time.perf_counter() - tc
-                        warm = self.chunk
-                        if self.engine.program.compiled:
-                            if len(_warmed) >= 64:  # as many as the compiled programs worth remembering
-                                _warmed.clear()
-                            _warmed.add(self.job.spec)
-                    kept = min(self.chunk, self.k - start)
-                    outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept, start))
-                    start += self.chunk
-                    padded += self.chunk
-                    if world.distributed and ((index + 1) % world.size == 0 or start >= self.k):
-                        _distributed.check(world)
-                except torch.cuda.OutOfMemoryError:
-                    if not self.adaptive or self.chunk == 1:
-                        raise
-                    self._after_out_of_memory(self.k - start, epochs * start, bar)
-        if self.job.device.type == "cuda":
-            torch.cuda.synchronize(self.job.device)
-        total_s = time.perf_counter() - t0
-        timings = {"compile_s": self.compile_s, "run_s": total_s - self.compile_s, "total_s": total_s}
-        return {
-            "outputs": outputs,
-            "timings": timings,
-            "engine": self.engine.name,
-            "chunk": self.chunk,
-            "padded": padded if not world.distributed else n_chunks * self.chunk,
-        }
-
-    def _warm_up(self, hp: dict[str, Tensor]) -> None:
-        """Compile for this chunk size; on an engine's failure, warn and switch to the engine it names.
-
-        Running out of memory is not a failure of the engine: it propagates,
-        so that the caller can shrink the chunks.
-        """
-        while True:
-            try:
-                params = self.engine.warm_up(hp)
-                self._warm_eval(params, hp)
-                if self.engine.program.compiled:
-                    _warn_if_nothing_compiled()
-                return
-            except EngineFailed as failed:
-                warn(f"regfn.sweep: {failed.message}")
-                self.engine = failed.fallback
-                if not self.engine.needs_warm_up:
-                    return
-
-    def _warm_eval(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> None:
-        job = self.job
-        try:
-            self.engine.train_metrics(params, hp)
-            if job.has_val:
-                self.engine.val_metrics(params, hp)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as err:
-            if not self.engine.program.compiled:
-                raise
-            raise VmapEngine(job).eager_fallback(err) from err
-        if job.device.type == "cuda":
-            torch.cuda.synchronize(job.device)
-
-    def _after_out_of_memory(self, left: int, done: int, bar: Any) -> None:
-        """Halve the chunk size after an out-of-memory error, warn, and recount the progress bar.
-
-        ``left`` configurations remain; the bar counts ``done`` configuration-epochs of finished chunks.
-        """
-        smaller = max(1, min(self.chunk, left) // 2)
-        warn(
-            f"regfn.sweep: out of GPU memory with chunks of {self.chunk} configurations; "
-            f"retrying with {smaller} (a compiled step is recompiled for the new size)"
-        )
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if bar is not None:  # the failed chunk's configuration-epochs are run again, in smaller chunks
-            bar.n = done
-            bar.refresh()
-        self.chunk = smaller
-
-    def _finish_chunk(self, hp: dict[str, Tensor], bar: Any, keep: int, start: int = 0) -> dict[str, Any]:
-        """Train one chunk and reduce it to the rows it keeps (the padding is dropped).
-
-        With a checkpoint, the chunk continues from its last save (state,
-        curves, log epochs, validation flags), is saved every
-        ``checkpoint.every`` epochs, and its outputs are saved when it ends.
-        """
-        job, engine = self.job, self.engine
-        store = self.checkpoint
-        curves: dict[str, list[Tensor]]
-        logged: list[int]
-        val_flags: dict[str, Tensor]
-        state = self.engine.start(hp)
-        saved = store.load_state(start, self.chunk, state) if store is not None else None
-        if saved is not None:
-            state, curves, logged, val_flags = saved
-            bar.update(state.epoch)
-        else:
-            curves, logged, val_flags = {}, [], {}
-
-        def log(done: int, value: Tensor, params: dict[str, Tensor]) -> None:
-            logged.append(done)
-            curves.setdefault("loss", []).append(value.detach().clone())
-            if job.has_val:
-                for name, v in engine.val_metrics(params, hp).items():
-                    if name.startswith("_"):  # flags, not curves: the last one is kept
-                        val_flags[f"val_{name}"] = v
-                    else:
-                        curves.setdefault(f"val_{name}", []).append(v)
-
-        every = store.every if store is not None else job.epochs
-        while state.epoch < job.epochs:  # without a checkpoint: one stretch, as Engine.run
-            state = self.engine.advance(state, hp, min(job.epochs, (state.epoch // every + 1) * every), log, bar)
-            if store is not None and state.epoch < job.epochs:
-                store.save_state(start, self.chunk, state, curves, logged, val_flags)
-        params = self.engine.params(state)
-        final = dict(engine.train_metrics(params, hp))
-        # The last curve point is logged after the last epoch: the final validation metrics.
-        final.update({name: points[-1] for name, points in curves.items() if name.startswith("val_")})
-        final.update(val_flags)
-        zero, tiny = _sparsity(params)
-        finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
-        stacked = {n: torch.stack(v, dim=1) for n, v in curves.items()}
-        bad = ~torch.isfinite(stacked["loss"])  # (K, T)
-        n = min(keep, hp["lr"].shape[0])
-        outputs = {
-            "final": {name: v[:n].cpu() for name, v in final.items()},
-            "zero_frac": zero[:n].cpu(),
-            "tiny_frac": tiny[:n].cpu(),
-            "finite": finite[:n].cpu(),
-            "bad": bad[:n].cpu(),
-            "curves": {name: v[:n].cpu() for name, v in stacked.items()},
-            "logged": logged,
-        }
-        if store is not None:
-            store.save_done(start, self.chunk, n, outputs)
-        return outputs
-
-
-# ----------------------------------------------------------------- the results table
-
-
-def _joined(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chunks' output dicts as one: every tensor, and every dict of tensors, concatenated by rows in order."""
-    first = outputs[0]
-    out: dict[str, Any] = {}
-    for key, value in first.items():
-        if isinstance(value, Tensor):
-            out[key] = torch.cat([o[key] for o in outputs])
-        elif isinstance(value, Mapping):
-            out[key] = {name: torch.cat([o[key][name] for o in outputs]) for name in value}
-        else:  # the log epochs: the same for every chunk
-            out[key] = value
-    return out
-
-
-def _table(
-    rows: list[dict[str, Any]],
-    shown: tuple[str, ...],
-    run: dict[str, Any],
-    quiet: bool,
-    majority: float | None,
-    n_judged: int,
-) -> SweepResult:
-    """The rows: hyperparameters, final metrics, sparsity, ``diverged`` and ``collapsed``.
-
-    ``collapsed`` is judged on the validation data when there is some (its
-    majority-class rate ``majority`` and size ``n_judged``), else on the
-    training data.
-    """
-    joined = _joined(run["outputs"])
-    final, curves, logged = joined["final"], joined["curves"], joined["logged"]
-    zero, tiny, finite, bad = (joined[n] for n in ("zero_frac", "tiny_frac", "finite", "bad"))
-    table = []
-    for i, row in enumerate(rows):
-        out: dict[str, Any] = {name: row[name] for name in shown}
-        out.update({name: float(v[i]) for name, v in final.items() if "_constant" not in name})
-        out["zero_frac"], out["tiny_frac"] = float(zero[i]), float(tiny[i])
-        diverged = bool(bad[i].any()) or not bool(finite[i]) or not math.isfinite(out["loss"])
-        first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
-        out["diverged"] = diverged
-        out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
-        if "collapsed" in joined:  # judged already (cross-validation: per fold)
-            out["collapsed"] = bool(joined["collapsed"][i])
-        else:
-            prefix = "val_" if "val__constant" in final else ""
-            constant = bool(final[f"{prefix}_constant"][i])
-            out["collapsed"] = not diverged and is_collapsed(constant, out.get(f"{prefix}acc"), majority, n_judged)
-        for name, values in joined.get("folds", {}).items():
-            out[f"{name}_folds"] = values[i].tolist()
-        table.append(out)
-    result = SweepResult(table, curves, logged, shown)
-    result.timings = run["timings"]
-    result.engine = run["engine"]
-    result.settings = run["settings"]
-    for flagged, what in ((result.diverged, "diverged (NaN/inf)"), (result.collapsed, "collapsed to a constant")):
-        if flagged and not quiet:
-            first = flagged[0]
-            warn(
-                f"regfn.sweep: {len(flagged)} of {len(rows)} configurations {what}, "
-                f"e.g. config {first}: { {n: rows[first][n] for n in shown} }; they are flagged in the results"
-            )
-    return result

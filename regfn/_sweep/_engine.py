@@ -1,27 +1,37 @@
-"""The interface every sweep engine implements, and the job it runs.
+"""The interface every sweep engine implements, what it declares it runs, and the job it runs.
 
-The driver (:mod:`regfn._sweep._driver`) cuts the configurations into chunks
-and hands each chunk to an engine; an engine trains a chunk and nothing else.
-It implements three things:
+The sweep loop (:mod:`regfn._sweep._loop`) cuts the configurations into
+chunks and hands each chunk to an engine; an engine trains a chunk and
+nothing else. The loop never tests an engine's name: it asks the engine.
+An engine declares:
 
-* :meth:`Engine.problems` (a classmethod): what it cannot run for a job, as
-  sentences; the driver refuses the sweep with them before any work starts;
+* :attr:`Engine.runs` (a :class:`Runs`): the losses, penalties and
+  optimizers it runs, whether it runs cross-validation's folds and
+  schedules, and whether a schedule may copy rows of its state (PBT);
+  :meth:`Engine.problems` turns what a job asks beyond that (and
+  :meth:`Engine.more_problems`, an engine's own checks) into sentences that
+  the sweep refuses, naming the engine, before any work starts;
 * :meth:`Engine.warm_up`: compile for one chunk size on a throwaway chunk
-  (the driver then warms the shared evaluation); a failure the engine can
-  recover from becomes :class:`EngineFailed`, naming the engine to hand over to;
+  (the loop then warms the shared evaluation); a failure the engine can
+  recover from becomes :class:`EngineFailed`, naming the engine to hand
+  over to; :meth:`Engine.eager` is the same engine without compilation;
 * :meth:`Engine.start`, :meth:`Engine.advance`, :meth:`Engine.params`: a
   chunk's training as state: its starting :class:`ChunkState`, that state
   trained on to a later epoch (calling ``log`` at every log point on the way),
-  and the parameters it holds. :meth:`Engine.run` strings them together for a
-  whole run. A state is a tree of tensors whose leading dimension is the
-  chunk's configurations, so the driver can save it (checkpoints), resume it,
-  or take rows of it (schedules that stop or copy configurations).
+  and the parameters it holds. A state is a tree of tensors whose leading
+  dimension is the chunk's configurations, so the loop can save it
+  (checkpoints), resume it, or take rows of it (schedules that stop
+  configurations); :meth:`Engine.copied` lists the leaves a PBT copy takes.
 
 Engines share :class:`~regfn._sweep._program.Program` (initial state,
 mini-batch orders, evaluation), so every engine starts from the same
-parameters and keys, and the driver evaluates every engine's results the
-same way. An engine reads models and losses by their declared properties
-(``apply.mlp_settings``, ``Loss.name``), never by identity.
+parameters and keys, and the loop evaluates every engine's results the
+same way (:meth:`Engine.train_metrics`, :meth:`Engine.val_metrics`, typed
+as :class:`Metrics`). An engine reads models and losses by their declared
+properties (``apply.mlp_settings``, ``Loss.name``), never by identity.
+
+A new engine is one module with an :class:`Engine` subclass, and one line
+in :data:`regfn._sweep._engines.ENGINES`.
 """
 
 from __future__ import annotations
@@ -30,18 +40,19 @@ import abc
 import os
 import sys
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from .._train import CONSTANT
 from ..data import Dataset, Folds
 from ._program import Program, Spec, program
 
-__all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "warn"]
+__all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "Metrics", "Runs", "warn"]
 
 LogFn = Callable[[int, Tensor, dict[str, Tensor]], None]
 """``log(epochs_done, objective, params)``: called by an engine at every log point."""
@@ -76,6 +87,9 @@ class Job:
             With folds, the configurations' rows carry ``hp["fold"]``: a row
             trains on ``data``'s rows ``folds.train[fold]`` and is validated on
             ``folds.val[fold]`` (``val`` is then ``None``).
+        stops: a schedule stops configurations and regroups the rest
+            (successive halving, Hyperband): the engine's state is cut by rows.
+        copies: a schedule copies rows of the state into others (PBT).
     """
 
     spec: Spec
@@ -87,6 +101,8 @@ class Job:
     compile: bool
     cuda_graphs: bool
     folds: Folds | None = None
+    stops: bool = False
+    copies: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -124,6 +140,62 @@ class ChunkState:
     epoch: int = 0
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """Every configuration's metrics on one dataset: ``values`` (``name -> (K,)``, in the results' column
+    order) and ``constant`` (``(K,)``, 1 where the model predicts one value for every row)."""
+
+    values: dict[str, Tensor]
+    constant: Tensor
+
+    @classmethod
+    def of(cls, evaluated: dict[str, Tensor]) -> Metrics:
+        """The program's evaluation (:func:`regfn._train.evaluate`'s dict) split into values and the flag."""
+        values = dict(evaluated)
+        return cls(values, values.pop(CONSTANT))
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What an engine runs; a sweep that asks for more is refused before any work, naming the engine.
+
+    Attributes:
+        losses: the loss names (``Loss.name``) it runs; ``None``: any loss.
+        penalties: the penalty hyperparameters it applies; ``None``: every one.
+        optimizers: the optimizers it runs; ``None``: every one.
+        folds: whether it runs cross-validation (``cv=``): each row on its fold's rows.
+        stops: whether a schedule may stop rows and regroup the rest (its state cut by rows).
+        copies: whether a schedule may copy rows of its state into others (PBT).
+    """
+
+    losses: Collection[str] | None = None
+    penalties: Collection[str] | None = None
+    optimizers: Collection[str] | None = None
+    folds: bool = True
+    stops: bool = True
+    copies: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def problems(self, job: Job) -> list[str]:
+        """What ``job`` asks beyond these, as sentences."""
+        spec, out = job.spec, []
+        if self.losses is not None and spec.loss.name not in self.losses:
+            out.append(f"the loss must be one of {sorted(self.losses)}")
+        if self.optimizers is not None and spec.optimizer not in self.optimizers:
+            out.append(f"the optimizer must be one of {list(self.optimizers)}, got {spec.optimizer!r}")
+        if self.penalties is not None:
+            missing = [n for n in spec.penalties if n not in self.penalties]
+            if missing:
+                out.append(f"it applies only the penalties {', '.join(self.penalties)}, not {', '.join(missing)}")
+        if job.folds is not None and not self.folds:
+            out.append(self.notes.get("folds", "it does not run cross-validation (cv=)"))
+        if job.stops and not self.stops:
+            out.append("it does not run schedules that stop configurations")
+        if job.copies and not self.copies:
+            out.append("a PBT schedule copies rows of the state, which it does not; use engine='vmap'")
+        return out
+
+
 class EngineFailed(RuntimeError):
     """An engine could not warm up; the driver warns with ``message`` and runs ``fallback`` instead."""
 
@@ -137,6 +209,7 @@ class Engine(abc.ABC):
     """A way to train a chunk of configurations (see the module docstring)."""
 
     name: ClassVar[str]
+    runs: ClassVar[Runs] = Runs()
 
     def __init__(self, job: Job):
         self.job = job
@@ -154,8 +227,25 @@ class Engine(abc.ABC):
 
     @classmethod
     def problems(cls, job: Job) -> list[str]:
-        """What this engine cannot run for ``job`` (empty: it can run it)."""
+        """What this engine cannot run for ``job`` (empty: it can run it): :attr:`runs`, then :meth:`more_problems`."""
+        return cls.runs.problems(job) + cls.more_problems(job)
+
+    @classmethod
+    def more_problems(cls, job: Job) -> list[str]:
+        """An engine's own checks (its models, dtypes, devices), as sentences."""
         return []
+
+    def eager(self) -> Engine:
+        """The engine a compiler failure hands over to: this one, without compilation (the same state layout)."""
+        return type(self)(replace(self.job, compile=False, cuda_graphs=False))
+
+    def copied(self, state: ChunkState) -> dict[str, Tensor]:
+        """The leaves of ``state`` a PBT copy takes (by path; views: writing a row writes the state).
+
+        Raises:
+            NotImplementedError: for an engine whose :attr:`runs` has ``copies=False``.
+        """
+        raise NotImplementedError(f"engine {self.name!r} does not copy rows")
 
     @abc.abstractmethod
     def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -184,11 +274,11 @@ class Engine(abc.ABC):
     def params(self, state: ChunkState) -> dict[str, Tensor]:
         """The parameters ``state`` holds (``(chunk, ...)`` tensors)."""
 
-    def train_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> dict[str, Tensor]:
+    def train_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> Metrics:
         """Every configuration's metrics on its training data, dropout off (``(K,)`` tensors)."""
         return self._metrics(params, hp, self.job.data, self.job.train_rows(hp))
 
-    def val_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> dict[str, Tensor]:
+    def val_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> Metrics:
         """Every configuration's metrics on its validation data (``job.has_val`` must hold)."""
         rows = self.job.val_rows(hp)
         data = self.job.data if rows is not None else self.job.val
@@ -196,12 +286,10 @@ class Engine(abc.ABC):
             raise ValueError("regfn.sweep: no validation data to evaluate on")
         return self._metrics(params, hp, data, rows)
 
-    def _metrics(
-        self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Dataset, rows: Tensor | None
-    ) -> dict[str, Tensor]:
+    def _metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Dataset, rows: Tensor | None) -> Metrics:
         if rows is None:
-            return self.program.eval(params, hp, data.x, data.y)
-        return self.program.eval_rows(params, hp, data.x, data.y, rows)
+            return Metrics.of(self.program.eval(params, hp, data.x, data.y))
+        return Metrics.of(self.program.eval_rows(params, hp, data.x, data.y, rows))
 
     def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
         """Train one chunk for the job's epochs; return its final parameters."""

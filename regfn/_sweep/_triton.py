@@ -23,13 +23,14 @@ from torch import Tensor
 from .._hparams import HPARAMS
 from ..nn._mlp import settings_of
 from ..random import _wrap32
-from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn
+from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, Runs
 from ._program import Program, Spec
 from ._vmap import VmapEngine
 
 __all__ = ["TritonEngine"]
 
 _LOSSES = ("bce_logits", "mse")  # by Loss.name
+PENALTIES = ("l1", "l2", "norm2")  # the penalties the kernel applies (USE_L1, USE_L2, USE_NORM in _triton_mlp)
 _OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2, "adagrad": 1}  # optimizer -> state slots per parameter
 # The hyperparameters the kernel reads per configuration, in the order it loads them
 # (hp + 0 .. hp + 6 in _triton_mlp); every other optimizer argument must keep its
@@ -43,7 +44,7 @@ def _interpreting() -> bool:
 
 
 def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
-    """What ``engine="triton"`` cannot run for this spec and data, as sentences."""
+    """What ``engine="triton"`` cannot run for this spec and data (beyond :attr:`TritonEngine.runs`), as sentences."""
     settings = settings_of(spec.model)
     dtype = x.dtype
     problems = []
@@ -63,10 +64,6 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
         widest = max(settings.sizes[1:-1], default=0)
         if x.shape[0] * widest >= 2**31:  # dropout counters are 32-bit in the kernel
             problems.append(f"rows x widest hidden layer must be below 2**31, got {x.shape[0]} x {widest}")
-    if spec.loss.name not in _LOSSES:
-        problems.append(f"the loss must be one of {sorted(_LOSSES)}")
-    if spec.optimizer not in _OPTIMIZERS:
-        problems.append(f"the optimizer must be one of {list(_OPTIMIZERS)}, got {spec.optimizer!r}")
     fixed = [n for n in spec.optimizer_args if n not in HP_COLUMNS]
     if fixed:
         problems.append(
@@ -175,17 +172,21 @@ class TritonEngine(Engine):
     """The tutorial's kind of sweep in one fused Triton kernel (CUDA; Triton's interpreter for tests)."""
 
     name = "triton"
+    runs = Runs(
+        losses=_LOSSES,
+        penalties=PENALTIES,
+        optimizers=tuple(_OPTIMIZERS),
+        folds=False,
+        notes={"folds": "cross-validation (cv=) trains each fold's own rows, which the kernel does not gather"},
+    )
 
     @property
     def needs_warm_up(self) -> bool:
         return True  # the kernel compiles per chunk size, whatever job.compile says
 
     @classmethod
-    def problems(cls, job: Job) -> list[str]:
-        found = _problems(job.spec, job.data.x, job.device)
-        if job.folds is not None:
-            found.append("cross-validation (cv=) trains each fold's own rows, which the kernel does not gather")
-        return found
+    def more_problems(cls, job: Job) -> list[str]:
+        return _problems(job.spec, job.data.x, job.device)
 
     def _packed(self, tree: dict[str, Any], hp: dict[str, Tensor]) -> Packed:
         job = self.job
@@ -206,7 +207,7 @@ class TritonEngine(Engine):
             raise
         except Exception as err:
             message = f"the Triton kernel failed ({type(err).__name__}: {err}); running engine='vmap'"
-            raise EngineFailed(message, VmapEngine(self.job)) from err
+            raise EngineFailed(message, VmapEngine(self.job)) from err  # the fallback: any job the kernel takes
 
     def start(self, hp: dict[str, Tensor]) -> ChunkState:
         return ChunkState(_initial_tree(self.job.spec, self.program, hp), 0)

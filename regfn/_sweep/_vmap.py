@@ -8,14 +8,14 @@ captured once in a CUDA graph and replayed, so a block costs one launch.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils import _pytree
 
-from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, warn
+from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, Runs, warn
+from ._groups import flatten_tree
 from ._program import Program
 
 __all__ = ["VmapEngine"]
@@ -86,6 +86,9 @@ class VmapEngine(Engine):
     """Any model, loss and optimizer: the step vmapped over configurations (and compiled)."""
 
     name = "vmap"
+    runs = Runs(copies=True)  # any loss, penalty, optimizer; folds; schedules that stop or copy rows
+
+    _OWN_KEYS = ("dkey", "skey")  # a configuration's own dropout and shuffle keys: a PBT copy leaves them alone
 
     def __init__(self, job: Job):
         super().__init__(job)
@@ -108,12 +111,17 @@ class VmapEngine(Engine):
         except Exception as err:
             if not self.program.compiled:
                 raise
-            raise self.eager_fallback(err) from err
+            raise EngineFailed(
+                f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", self.eager()
+            ) from err
 
-    def eager_fallback(self, err: Exception) -> EngineFailed:
-        """A compiler failure: hand over to the same engine without compilation (nor graphs)."""
-        eager = VmapEngine(replace(self.job, compile=False, cuda_graphs=False))
-        return EngineFailed(f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", eager)
+    def copied(self, state: ChunkState) -> dict[str, Tensor]:
+        """Parameters and optimizer state: everything but the configuration's own keys."""
+        out: dict[str, Tensor] = {}
+        for name, part in state.tree.items():
+            if name not in self._OWN_KEYS:
+                out.update(flatten_tree(name, part))
+        return out
 
     def start(self, hp: dict[str, Tensor]) -> ChunkState:
         return ChunkState(tree_clone(self.program.init(hp)), 0)

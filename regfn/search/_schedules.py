@@ -4,7 +4,7 @@ A schedule goes to :func:`regfn.sweep` as ``schedule=``; the sweep then
 trains its configurations in stretches and, between stretches, stops some
 (:func:`successive_halving`, :func:`hyperband`) or lets the worst copy the
 best (:func:`pbt`). The constructors only check and hold the settings; the
-runner is :mod:`regfn._sweep._schedule`. Every schedule ranks the
+decisions are :mod:`regfn._sweep._strategies`'. Every schedule ranks the
 configurations by a validation metric, so the sweep needs ``val=``.
 
 Examples:

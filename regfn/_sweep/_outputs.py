@@ -1,0 +1,189 @@
+"""What a sweep records about its rows while it trains, typed, until the results table is written.
+
+:class:`Results` holds one row per trained row (configuration x fold): its
+curves, filled at every log point, and, once the row ends (at the last
+epoch, or where a schedule stopped it), its final metrics, its constant
+flags, the sparsity and finiteness of its parameters and the epoch it ended
+at. It is written once for every schedule, saved in checkpoints and
+gathered across ranks from here. :meth:`Results.outputs` hands the table an
+:class:`Outputs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import _distributed
+from ._engine import Metrics
+
+__all__ = ["Outputs", "Results", "sparsity"]
+
+
+def sparsity(params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Each row's fraction of exact zeros and of ``|w| < 1e-6`` over its weight matrices (all parameters
+    when it has none)."""
+    weights = [p.flatten(1) for p in params.values() if p.ndim >= 3]  # (K, ...) weight matrices
+    if not weights:
+        weights = [p.flatten(1) for p in params.values()]
+    w = torch.cat(weights, dim=1)
+    return (w == 0).float().mean(1), (w.abs() < 1e-6).float().mean(1)
+
+
+@dataclass
+class Outputs:
+    """Every row's results (``(K,)`` tensors unless said), as the table reads them.
+
+    Attributes:
+        metrics: final metrics by column name, in column order (training, then ``val_*``).
+        constant: 1 where the final model predicts one value on its training data.
+        val_constant: the same on the validation data (``None`` without it).
+        zero_frac, tiny_frac: sparsity of the weights.
+        finite: whether every parameter is finite.
+        ended: the epoch each row stopped training at.
+        curves: ``name -> (K, T)`` at ``logged`` (NaN after a row ended).
+        logged: the epochs the curves sample.
+        collapsed: judged already (cross-validation: per fold), else ``None``.
+        folds: cross-validation's per-fold values ``name -> (K, k)``.
+    """
+
+    metrics: dict[str, Tensor]
+    constant: Tensor
+    val_constant: Tensor | None
+    zero_frac: Tensor
+    tiny_frac: Tensor
+    finite: Tensor
+    ended: Tensor
+    curves: dict[str, Tensor]
+    logged: list[int]
+    collapsed: Tensor | None = None
+    folds: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def bad(self) -> Tensor:
+        """``(K, T)``: the log points where a row's objective was not finite (before it ended)."""
+        points = torch.tensor(self.logged).unsqueeze(0)
+        return ~torch.isfinite(self.curves["loss"]) & (points <= self.ended.unsqueeze(1))
+
+
+class Results:
+    """The results of ``k`` rows, filled as they train (see the module docstring)."""
+
+    def __init__(self, k: int, epochs: int, log_every: int):
+        self.k = k
+        self.logged = [e for e in range(1, epochs + 1) if e % log_every == 0 or e == epochs]
+        self.column = {e: i for i, e in enumerate(self.logged)}
+        self.metrics: dict[str, Tensor] = {}
+        self.flags: dict[str, Tensor] = {}
+        self.curves: dict[str, Tensor] = {}
+        self.arrays = {
+            "zero_frac": torch.zeros(k),
+            "tiny_frac": torch.zeros(k),
+            "finite": torch.ones(k, dtype=torch.bool),
+            "ended": torch.full((k,), epochs, dtype=torch.int64),
+        }
+
+    @staticmethod
+    def _slot(table: dict[str, Tensor], name: str, like: Tensor, shape: tuple[int, ...]) -> Tensor:
+        if name not in table:
+            table[name] = torch.full(shape, math.nan, dtype=like.dtype)
+        return table[name]
+
+    def log(self, ids: Sequence[int], done: int, objective: Tensor, val: Metrics | None) -> None:
+        """The curves of the rows ``ids`` (the first ``len(ids)`` of a chunk) at log point ``done``."""
+        rows, n, column = torch.tensor(ids, dtype=torch.int64), len(ids), self.column[done]
+        shape = (self.k, len(self.logged))
+        self._slot(self.curves, "loss", objective, shape)[rows, column] = objective.detach()[:n].cpu()
+        for name, v in (val.values if val is not None else {}).items():
+            self._slot(self.curves, f"val_{name}", v, shape)[rows, column] = v.detach()[:n].cpu()
+
+    def finish(
+        self,
+        ids: Sequence[int],
+        pos: Sequence[int],
+        epoch: int,
+        params: Mapping[str, Tensor],
+        train: Metrics,
+        val: Metrics | None,
+    ) -> None:
+        """The final results of the rows ``ids``, at positions ``pos`` of their chunk, which ended at ``epoch``."""
+        rows, at = torch.tensor(list(ids), dtype=torch.int64), torch.tensor(list(pos), dtype=torch.int64)
+        values = dict(train.values)
+        flags = {"constant": train.constant}
+        if val is not None:
+            values.update({f"val_{name}": v for name, v in val.values.items()})
+            flags["val_constant"] = val.constant
+        for table, new in ((self.metrics, values), (self.flags, flags)):
+            for name, v in new.items():
+                self._slot(table, name, v, (self.k,))[rows] = v.detach().cpu()[at]
+        zero, tiny = sparsity(params)
+        finite = torch.stack([torch.isfinite(p.flatten(1)).all(1) for p in params.values()]).all(0)
+        self.arrays["zero_frac"][rows] = zero.cpu()[at]
+        self.arrays["tiny_frac"][rows] = tiny.cpu()[at]
+        self.arrays["finite"][rows] = finite.cpu()[at]
+        self.arrays["ended"][rows] = epoch
+
+    # -- as tensors: checkpoints and gathering
+
+    def names(self) -> dict[str, list[str]]:
+        """The names of the metrics, flags and curves, in their order (JSON, beside :meth:`tensors`)."""
+        return {"metrics": list(self.metrics), "flags": list(self.flags), "curves": list(self.curves)}
+
+    def tensors(self, rows: Sequence[int] | None = None) -> dict[str, Tensor]:
+        """Everything recorded, of the rows ``rows`` (all when ``None``), by name."""
+        index = None if rows is None else torch.tensor(list(rows), dtype=torch.int64)
+        out: dict[str, Tensor] = {}
+        for group, table in (("metrics", self.metrics), ("flags", self.flags), ("curves", self.curves)):
+            out.update({f"{group}/{n}": v for n, v in table.items()})
+        out.update(self.arrays)
+        return out if index is None else {n: v[index] for n, v in out.items()}
+
+    def fill(self, rows: Sequence[int], tensors: Mapping[str, Tensor], names: Mapping[str, list[str]]) -> None:
+        """Put the rows ``rows`` of :meth:`tensors` (with :meth:`names`) back."""
+        index = torch.tensor(list(rows), dtype=torch.int64)
+        for group, table in (("metrics", self.metrics), ("flags", self.flags), ("curves", self.curves)):
+            for n in names[group]:
+                v = tensors[f"{group}/{n}"]
+                self._slot(table, n, v, (self.k, *v.shape[1:]))[index] = v
+        for name, array in self.arrays.items():
+            if name in tensors:
+                array[index] = tensors[name]
+
+    def merge(self, world: _distributed.World, rows: Sequence[int], everywhere: bool, counters: Any) -> list[Any]:
+        """Under torch.distributed, every rank's rows ``rows`` of the results and its ``counters`` (JSON),
+        on every rank (``everywhere``) or on rank 0; the ranks' counters in rank order (``[]`` on a rank
+        that gets nothing). One process: ``[counters]``."""
+        value = {"rows": list(rows), "names": self.names(), "counters": counters}
+        shared = _distributed.share(
+            world,
+            "gathering the results",
+            value,
+            self.tensors(rows) if world.distributed else {},
+            everywhere=everywhere,
+        )
+        if shared is None:
+            return []
+        if world.distributed:
+            for got, tensors in shared:
+                if got["rows"]:
+                    self.fill(got["rows"], tensors, got["names"])
+        return [got["counters"] for got, _ in shared]
+
+    def outputs(self) -> Outputs:
+        """The typed results of every row."""
+        return Outputs(
+            metrics=dict(self.metrics),
+            constant=self.flags["constant"],
+            val_constant=self.flags.get("val_constant"),
+            zero_frac=self.arrays["zero_frac"],
+            tiny_frac=self.arrays["tiny_frac"],
+            finite=self.arrays["finite"],
+            ended=self.arrays["ended"],
+            curves=dict(self.curves),
+            logged=list(self.logged),
+        )

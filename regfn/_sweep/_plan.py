@@ -1,0 +1,124 @@
+"""How a sweep cuts its rows into chunks: computed once, as a :class:`Plan`.
+
+A chunk is the rows one engine call trains at once. Its size comes from a
+memory estimate (``chunk_size="auto"``), the caller (an int), or all rows
+(``None``). Compiled automatic chunks are padded to a few bucket sizes, so
+that one compiled program serves sweeps of other sizes; under
+torch.distributed automatic chunks hold at most one rank's share, so that
+every rank works, while an int gives the same chunks on any number of ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..data import Dataset
+from ..nn import Model
+from ..random import key as make_key
+
+__all__ = ["Plan", "auto_chunk_size", "bucket", "physical_memory"]
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (8 GiB where it cannot tell)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def _memory_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return int(min(physical_memory() * 0.25, 4 * 2**30))
+
+
+def auto_chunk_size(params: Mapping[str, Tensor], rows_per_step: int, n_features: int, device: torch.device) -> int:
+    """How many configurations fit in memory at once (a conservative estimate).
+
+    Per configuration it counts parameters, gradients and optimizer state
+    (about 16 copies of the parameters) and activations of one step: about
+    12 floats per row per unit, where the units are the input features plus
+    the sizes of the 1-D parameters (the biases, i.e. the layer widths).
+    """
+    n_params = sum(p.numel() for p in params.values())
+    width = n_features + sum(p.numel() for p in params.values() if p.ndim == 1)
+    per_config = 4 * (16 * n_params + 12 * rows_per_step * width) + 4096
+    return max(1, _memory_budget(device) // per_config)
+
+
+def bucket(limit: int, k: int) -> int:
+    """The chunk size for ``k`` configurations under the memory limit ``limit``: a bucket size.
+
+    Buckets are the powers of two and three times the powers of two (1, 2,
+    3, 4, 6, 8, 12, 16, 24, ...), so padding wastes at most a third of a chunk.
+    The smallest bucket that holds every configuration, if it fits the
+    limit; else the largest bucket within the limit.
+
+    Examples:
+        >>> bucket(100, 5), bucket(100, 7), bucket(10, 100)
+        (6, 8, 8)
+    """
+    sizes = sorted({s for i in range(63) for s in (2**i, 3 * 2**i)})
+    fits = [s for s in sizes if s <= max(limit, 1)]
+    whole = next(s for s in sizes if s >= k)
+    return whole if whole <= limit else fits[-1]
+
+
+def limit_of(
+    chunk_size: int | str | None, model: Model, rows_per_step: int, data: Dataset, device: torch.device
+) -> int:
+    """The most configurations one chunk may hold: the memory estimate, the caller's size, or all (``None``)."""
+    if chunk_size == "auto":
+        return auto_chunk_size(model.init(make_key(0)), rows_per_step, math.prod(data.x.shape[1:]), device)
+    if chunk_size is None:
+        return 2**62
+    if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
+        return chunk_size
+    raise ValueError(f"regfn.sweep: chunk_size must be 'auto', None or an int >= 1, got {chunk_size!r}")
+
+
+@dataclass
+class Plan:
+    """The chunk sizes of one sweep call.
+
+    Attributes:
+        limit: the most rows one chunk may hold (after a resume, the chunk
+            size the checkpoint was written with; halved after running out
+            of memory when ``adaptive``).
+        bucketed: chunk sizes are bucket sizes (compiled, automatic chunks).
+        fixed: the caller gave an int: the same chunks on any number of ranks.
+        adaptive: halve the chunks after running out of GPU memory (automatic
+            chunks on one process).
+        ranks: the processes sharing the sweep.
+    """
+
+    limit: int
+    bucketed: bool
+    fixed: bool
+    adaptive: bool
+    ranks: int = 1
+
+    def size(self, n: int, shared: bool = True) -> int:
+        """The chunk size for ``n`` rows: shared out among the ranks (``shared``), or one rank's own.
+
+        Examples:
+            >>> Plan(limit=100, bucketed=True, fixed=False, adaptive=True, ranks=2).size(9)
+            6
+            >>> Plan(limit=4, bucketed=False, fixed=True, adaptive=False, ranks=2).size(9)
+            4
+        """
+        share = math.ceil(n / self.ranks) if shared and not self.fixed else n
+        return bucket(self.limit, share) if self.bucketed else max(1, min(self.limit, share))
+
+    def shrink(self, chunk: int, left: int) -> int:
+        """The smaller chunk size after chunks of ``chunk`` ran out of memory with ``left`` rows to go."""
+        self.limit = max(1, min(chunk, left) // 2)
+        return self.limit
