@@ -11,6 +11,7 @@ import regfn
 import regfn.random as rr
 from regfn._sweep._strategies import Decision, Stage, Strategy
 from regfn.search import hyperband, pbt, successive_halving
+from regfn.search._schedules import schedule_from_dict
 
 MODEL = regfn.mlp((2, 8, 1), output="logits")
 RUN = {"compile": False, "threads": 1, "quiet": True, "log_every": 1}
@@ -290,3 +291,7 @@ def test_a_schedule_from_outside_the_package_runs_in_the_same_loop(split):
         assert torch.equal(res.curves["val_loss"][i, :3], half.curves["val_loss"][i])
     assert res.settings["chunk_sizes"] == [3, 4]  # 6 rows in chunks of 4 (padded), then the 3 kept
     assert res.schedule == {}
+    recorded = res.provenance["arguments"]["schedule"]
+    assert recorded["kind"] == "StopTheWorseHalfOnce"
+    with pytest.raises(ValueError, match=r"'StopTheWorseHalfOnce' is not one of regfn\.search's"):
+        schedule_from_dict(recorded)  # so regfn.verify refuses to rerun it, naming it

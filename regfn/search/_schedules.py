@@ -218,7 +218,16 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
 
 
 def schedule_from_dict(settings: dict[str, Any]) -> Schedule:
-    """The schedule :func:`schedule_to_dict` described (checked again by its constructor)."""
+    """The schedule :func:`schedule_to_dict` described (checked again by its constructor).
+
+    Raises:
+        ValueError: for a kind that is not regfn.search's (a strategy of one's own cannot be rebuilt from its record).
+    """
+    if settings.get("kind") not in _KINDS:
+        raise ValueError(
+            f"schedule {settings.get('kind')!r} is not one of regfn.search's ({', '.join(_KINDS)}): "
+            f"it cannot be rebuilt from its record {settings!r}"
+        )
     values = {n: v for n, v in settings.items() if n != "kind"}
     if "key" in values:
         values["key"] = torch.tensor(values["key"], dtype=torch.int64)  # a regfn.random key's dtype
