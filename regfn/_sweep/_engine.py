@@ -291,10 +291,6 @@ class Engine(abc.ABC):
             return Metrics.of(self.program.eval(params, hp, data.x, data.y))
         return Metrics.of(self.program.eval_rows(params, hp, data.x, data.y, rows))
 
-    def run(self, hp: dict[str, Tensor], log: LogFn, bar: Any) -> dict[str, Tensor]:
-        """Train one chunk for the job's epochs; return its final parameters."""
-        return self.params(self.advance(self.start(hp), hp, self.job.epochs, log, bar))
-
     def is_log_point(self, done: int) -> bool:
         """Whether the curves sample after epoch ``done``."""
         return done % self.job.log_every == 0 or done == self.job.epochs
