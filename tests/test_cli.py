@@ -780,7 +780,8 @@ def test_cuda_device_without_cuda(capsys):
         pytest.skip("CUDA is available here")
     code, _, err = run_main(capsys, "sweep", "--device", "cuda")
     assert code == 2
-    assert "CUDA is not available" in err
+    assert "--device cuda: device 'cuda' asks for a GPU, but there is no CUDA device here" in err
+    assert "--device cpu" in err
 
 
 # ----------------------------------------------------------------- help

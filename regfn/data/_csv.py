@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from ._finite import nonfinite_cells
 from ._dataset import Dataset, PathLike, Task, _check_float_dtype, _check_task
 
 __all__ = ["load_csv"]
@@ -254,10 +255,11 @@ def load_csv(
         raise ValueError(f"{where}: needs at least 2 data rows, found {len(features)}")
 
     x = torch.tensor(features, dtype=torch.float64).reshape(len(features), ncols - 1).to(dtype)
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity)")
     target_name = col_names[t]
     feature_names = tuple(col_names[j] for j in range(ncols) if j != t)
+    count, cells = nonfinite_cells(x, feature_names)
+    if count:
+        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity): {', '.join(cells)}")
     column = f"column {_show(target_name)}"
 
     texts = [i for i, v in enumerate(labels) if isinstance(v, _Text)]
