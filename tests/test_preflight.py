@@ -155,3 +155,23 @@ def test_cuda_without_a_cuda_device_is_a_regfn_error():
     data = regfn.data.quadrants(rr.key(0), 64)
     with pytest.raises(ValueError, match=r"no CUDA device here .*device='cpu'"):
         _sweep(regfn.mlp((2, 4, 1)), data, device="cuda")
+
+
+def test_a_run_that_goes_non_finite_between_log_points_reports_that_epoch():
+    """diverged_epoch is the first epoch with a NaN/inf objective (regfn.train's history, logged every epoch)."""
+    data = regfn.data.quadrants(rr.key(0), 64)
+    model = regfn.mlp((2, 8, 1), output="logits")
+    lrs = [1e3, 1e4, 1e6, 0.1]
+    expected = []
+    for lr in lrs:
+        run = regfn.train(model, data, optimizer=regfn.optim.sgd(lr), key=rr.key(0), epochs=30, log_every=1)
+        expected.append(next((h["epoch"] for h in run.history if not torch.isfinite(torch.tensor(h["loss"]))), None))
+    assert expected[:3] == [12, 8, 6]  # between the log points 10 and 20, or before the first
+    assert expected[3] is None
+    configs = [{"lr": lr, "seed": 0} for lr in lrs]
+    for chunk in (None, 3):
+        result = _sweep(model, data, configs, epochs=30, log_every=10, chunk_size=chunk)
+        assert [row["diverged_epoch"] for row in result.rows] == expected
+    folded = _sweep(model, data, configs, epochs=30, log_every=10, cv=2)
+    assert [row["diverged_epoch"] is not None for row in folded.rows] == [True, True, True, False]
+    assert all(row["diverged_epoch"] % 10 != 0 for row in folded.rows[:3])

@@ -846,6 +846,8 @@ class _Driver:
             "curves": {name: v[:n].cpu() for name, v in stacked.items()},
             "logged": logged,
         }
+        if state.nonfinite is not None:  # issue 23 item 6: the epoch, not the next log point
+            outputs["nonfinite_epoch"] = state.nonfinite[:n].cpu()
         if store is not None:
             store.save_done(start, self.chunk, n, outputs)
         return outputs
@@ -894,6 +896,9 @@ def _table(
         first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
         out["diverged"] = diverged
         out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
+        if "nonfinite_epoch" in joined and int(joined["nonfinite_epoch"][i]) > 0:  # tracked every epoch
+            seen = int(joined["nonfinite_epoch"][i])
+            out["diverged_epoch"] = min(seen, out["diverged_epoch"] or seen)
         if "collapsed" in joined:  # judged already (cross-validation: per fold)
             out["collapsed"] = bool(joined["collapsed"][i])
         else:
@@ -910,8 +915,9 @@ def _table(
     for flagged, what in ((result.diverged, "diverged (NaN/inf)"), (result.collapsed, "collapsed to a constant")):
         if flagged and not quiet:
             first = flagged[0]
+            example = f", e.g. config {first}: { {n: rows[first][n] for n in shown} }" if len(rows) > 1 else ""
             warn(
-                f"regfn.sweep: {len(flagged)} of {len(rows)} configurations {what}, "
-                f"e.g. config {first}: { {n: rows[first][n] for n in shown} }; they are flagged in the results"
+                f"regfn.sweep: {len(flagged)} of {len(rows)} configuration{'s' if len(rows) != 1 else ''} {what}"
+                f"{example}; they are flagged in the results"
             )
     return result

@@ -14,8 +14,8 @@ from typing import Literal
 
 import torch
 
-from ._finite import nonfinite_cells
 from ._dataset import Dataset, PathLike, Task, _check_float_dtype, _check_task
+from ._finite import nonfinite_cells
 
 __all__ = ["load_csv"]
 
