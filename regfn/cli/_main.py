@@ -84,7 +84,7 @@ def _process_age() -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``regfn`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     # From the command line, the time: line counts from the process's start (importing torch and regfn included).
-    clock = (time.perf_counter(), _process_age() if argv is None else 0.0)
+    clock = (time.perf_counter(), _process_age() if argv is None else None)
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         parser = build_parser()

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 from ._argtypes import value_type
 from ._errors import CLIError, first_line
 from ._hparam_options import layer_rates, rate_options
+from ._targets import TargetScale
 from ._values import parse_hidden
 
 if TYPE_CHECKING:
     import torch
 
     from ..data import Dataset
+    from ..losses import Loss
     from ..nn import Model
 
 __all__ = ["add_model_options", "build_model"]
@@ -136,12 +138,22 @@ def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
     return instance, f"{class_name} from {path}"
 
 
-def build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str]:
+def build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str | Loss, str]:
     """The model ``--model`` names for ``train``, its loss, and a description.
 
     A cnn or module model is checked on two rows of the data before any
-    training: it must run and give the output shape the loss needs.
+    training: it must run and give the output shape the loss needs. For
+    regression data (unless ``--raw-targets``) the model and the loss work on
+    standardized targets, the outputs in the targets' units (:mod:`._targets`).
     """
+    model, loss, desc = _build_model(args, train)
+    if train.task != "regression" or getattr(args, "raw_targets", False):
+        return model, loss, desc
+    scale = TargetScale.of(train)
+    return scale.model(model), scale.loss(), desc.replace(f", {loss})", f", {loss} on standardized targets)")
+
+
+def _build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str]:
     import regfn
 
     loss = _loss_of(train)

@@ -117,7 +117,7 @@ def fold_summary(result: SweepResult, shown: list[str], by: str, n: int) -> str 
     return _stats_table(result.summary(over="fold", by=by), ["config", *shown], by, n, "folds")
 
 
-def _settings_line(result: SweepResult) -> str:
+def _settings_line(result: SweepResult, loss_text: str | None = None) -> str:
     """How the sweep ran: compiled or not, threads, chunking and padding."""
     s = result.settings
     threads = "" if s.get("threads") is None else f", {s['threads']} thread{'s' if s['threads'] != 1 else ''}"
@@ -128,6 +128,7 @@ def _settings_line(result: SweepResult) -> str:
     ranks = f", world size {s['world_size']}" if s.get("world_size", 1) > 1 else ""
     cv = f", {folds}-fold cross-validation ({k} rows)" if folds > 1 else ""
     loss = f", loss {s['loss']}" + (" (the data's task)" if s.get("loss_from_task") else "") if "loss" in s else ""
+    loss = f", loss {loss_text}" if loss_text else loss
     compiled = f"compile {'on' if s.get('compile') else 'off'}"
     return f"ran: {result.engine} engine{loss}, {compiled}{threads}{cv}, " + (
         f"chunks of {count_of(s.get('chunk_size', k), unit)}{waste}{ranks}"
@@ -169,23 +170,19 @@ def print_time(result: SweepResult, args: argparse.Namespace, plots_s: float) ->
     import time
 
     t = result.timings
-    clock = getattr(args, "clock", None)
-    import_s = 0.0
-    if clock is not None:
-        started, import_s = clock
-        total = time.perf_counter() - started + import_s
-    else:
-        total = t.get("total_s", 0.0) + plots_s
+    started, imported = getattr(args, "clock", (None, None))  # imported: None when main() ran in-process
+    import_s = imported or 0.0
+    total = time.perf_counter() - started + import_s if started is not None else t.get("total_s", 0.0) + plots_s
     folds = result.settings.get("folds", 1)
     rate = len(result) * folds * args.epochs / max(t.get("run_s", 0.0), 1e-9)
     unit = "config-epochs/s" if folds == 1 else "config-fold-epochs/s"
-    parts = [f"import {import_s:.1f} s"] if clock is not None else []
+    parts = [f"import {import_s:.1f} s"] if imported is not None else []
     parts += [f"compile/warm-up {t.get('compile_s', 0):.1f} s", f"training {t.get('run_s', 0):.1f} s"]
     parts += [f"figures {plots_s:.1f} s"] if not args.no_plots else []
     rest = total - import_s - t.get("total_s", 0.0) - plots_s
-    parts += [f"data, model and files {max(rest, 0.0):.1f} s"]
+    parts += [f"other (data, model, setup, files) {max(rest, 0.0):.1f} s"]
     print(f"time: {total:.1f} s wall clock ({', '.join(parts)}; {rate:,.0f} {unit})")
-    print(_settings_line(result))
+    print(_settings_line(result, getattr(args, "loss_text", None)))
 
 
 def write_results(result: SweepResult, out: pathlib.Path, args: argparse.Namespace) -> float:

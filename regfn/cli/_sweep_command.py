@@ -15,6 +15,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._hparams import HPARAMS
+from .._preflight import task_loss
 from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES, bytes_per_config
 from ._argtypes import auto_or_positive_int, positive_int, value_type
@@ -187,7 +188,10 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     train, val, desc = load_data(args)
     model, loss, model_desc = build_model(args, train)
-    check_label_smoothing(args, loss, many=True)
+    args.loss_text = (
+        None if isinstance(loss, str) else "mse on standardized targets (mse, val_mse in the targets' units)"
+    )
+    check_label_smoothing(args, task_loss(train.task or "regression"), many=True)
     apply_optimizer_defaults(args, many=True)
     if args.p is None:
         args.p = default_sweep_rates(args)
@@ -220,7 +224,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             axes if configs is None else configs,
             val=val,
             cv=cv_folds(args, train),
-            loss=None,  # the data's task's, as build_model's `loss` (the settings then say so)
+            loss=None if isinstance(loss, str) else loss,  # a name: the data's task's (the settings say so)
             optimizer=args.optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
