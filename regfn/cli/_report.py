@@ -13,7 +13,7 @@ import pathlib
 import tempfile
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._argtypes import nonneg_int
 from ._errors import CLIError
@@ -89,7 +89,7 @@ def sweep_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
     return out
 
 
-def _stats_table(entries: list[dict[str, object]], names: list[str], by: str, n: int, counted: str) -> str:
+def _stats_table(entries: list[dict[str, Any]], names: list[str], by: str, n: int, counted: str) -> str:
     """``entries`` of :meth:`SweepResult.summary` as a table: ``names``, then mean, std, min, max and the count."""
     header = [*names, f"mean {by}", "std", "min", "max", counted]
     cells = [
@@ -105,7 +105,7 @@ def _stats_table(entries: list[dict[str, object]], names: list[str], by: str, n:
 def seed_summary(result: SweepResult, swept: list[str], by: str, n: int) -> str | None:
     """Settings ranked by the mean of ``by`` over seeds (diverged runs count as failures): ``result.summary``."""
     entries = result.summary(over="seed", by=by)
-    if not swept or all(int(str(e["runs"])) < 2 for e in entries):
+    if not swept or all(e["runs"] < 2 for e in entries):
         return None
     return _stats_table(entries, swept, by, n, "seeds")
 
