@@ -861,6 +861,8 @@ def _joined(outputs: list[dict[str, Any]]) -> dict[str, Any]:
     first = outputs[0]
     out: dict[str, Any] = {}
     for key, value in first.items():
+        if any(key not in o for o in outputs):  # e.g. "nonfinite_epoch" missing from an older checkpoint's chunk
+            continue
         if isinstance(value, Tensor):
             out[key] = torch.cat([o[key] for o in outputs])
         elif isinstance(value, Mapping):
