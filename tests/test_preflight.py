@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import hypothesis.strategies as st
 import pytest
 import torch
+from hypothesis import given
 from torch import nn
 
 import regfn
@@ -175,3 +178,23 @@ def test_a_run_that_goes_non_finite_between_log_points_reports_that_epoch():
     folded = _sweep(model, data, configs, epochs=30, log_every=10, cv=2)
     assert [row["diverged_epoch"] is not None for row in folded.rows] == [True, True, True, False]
     assert all(row["diverged_epoch"] % 10 != 0 for row in folded.rows[:3])
+
+
+@given(
+    rows=st.integers(1, 6),
+    cols=st.integers(1, 4),
+    bad=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.sampled_from([math.nan, math.inf, -math.inf]))),
+)
+def test_nonfinite_cells_counts_and_names_in_row_order(rows, cols, bad):
+    from regfn.data._finite import nonfinite_cells
+
+    x = torch.zeros(rows, cols)
+    cells = {}
+    for i, j, v in bad:
+        if i < rows and j < cols:
+            x[i, j] = v
+            cells[(i, j)] = v
+    names = [f"c{j}" for j in range(cols)]
+    count, shown = nonfinite_cells(x, names, limit=3)
+    assert count == len(cells)
+    assert shown == [f"row {i} column 'c{j}' ({cells[(i, j)]})" for i, j in sorted(cells)[:3]]
