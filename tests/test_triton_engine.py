@@ -218,7 +218,8 @@ def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
     ("kwargs", "message"),
     [
         ({"model": regfn.mlp((8, 1), output="logits")}, "needs a hidden layer"),
-        ({"model": regfn.mlp((8, 6, 4, 2), output="logits")}, "one output"),
+        # two logits for binary data: the two-row check before training refuses it first (regfn._preflight)
+        ({"model": regfn.mlp((8, 6, 4, 2), output="logits")}, r"the data needs shape \(2, 1\)"),
         ({"model": regfn.mlp((8, 6, 4, 1), "tanh", output="logits")}, "activation must be 'relu'"),
         ({"model": regfn.mlp((8, 6, 4, 1))}, "output must be 'logits'"),
         ({"model": regfn.Model(MODEL.init, lambda params, x, **kw: MODEL.apply(params, x, **kw))}, "regfn.mlp"),

@@ -144,7 +144,13 @@ def reduce(output: Mapping[str, Any], folds: Folds, data: Dataset) -> dict[str, 
         if name.startswith("val_") and name != "val_penalty":  # the penalty does not depend on the data
             final[f"{name}_std"] = values.std(1, correction=0)
             fold_values[name] = values
+    more = {}
+    if "nonfinite_epoch" in output:  # a configuration's first non-finite epoch over its folds (0: none)
+        epochs = per_fold(output["nonfinite_epoch"])
+        first = torch.where(epochs > 0, epochs, torch.iinfo(torch.int64).max).amin(1)
+        more["nonfinite_epoch"] = torch.where(first == torch.iinfo(torch.int64).max, 0, first)
     return {
+        **more,
         "final": final,
         "folds": fold_values,
         "zero_frac": per_fold(output["zero_frac"].double()).mean(1),

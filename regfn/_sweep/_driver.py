@@ -36,9 +36,10 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
-from .._train import check_targets, is_collapsed, majority_rate
+from .._preflight import check_data, check_device, resolve_loss
+from .._train import is_collapsed, majority_rate
 from ..data import Dataset, Folds
-from ..losses import Loss, get_loss, takes_hp
+from ..losses import Loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import key as make_key
@@ -95,7 +96,7 @@ def sweep(
     *,
     val: Dataset | None = None,
     cv: int | Folds | None = None,
-    loss: str | Loss = "bce_logits",
+    loss: str | Loss | None = None,
     optimizer: str = "sgd",
     epochs: int = 100,
     batch_size: int | None = None,
@@ -149,10 +150,18 @@ def sweep(
             over folds, ``correction=0``) and ``val_m_folds`` (the ``k``
             values); curves are means over folds; a configuration has
             diverged or collapsed when any fold has.
-        loss: ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
+        loss: ``None`` (the default: the loss of the data's task,
+            ``"bce_logits"`` for binary, ``"cross_entropy"`` for multiclass,
+            ``"mse"`` for regression; ``result.settings["loss"]`` says which),
+            ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
             (integer class labels) or a :class:`regfn.losses.Loss`, whose
             function may take ``(output, target, hp)`` to read the
-            configuration's hyperparameters.
+            configuration's hyperparameters (a Loss without a task or
+            threshold is multi-class for integer labels). Before training,
+            the data is checked (no NaN or inf, targets that fit the loss,
+            converted to the model's dtype with a warning) and the model run
+            on two rows: it must run and give one output per target
+            (``(n,)`` for one) or one logit per class.
         optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"``.
         epochs: passes over the data.
         batch_size: ``None`` for full batch, else keyed mini-batches (last
@@ -263,7 +272,8 @@ def sweep(
         ValueError, TypeError: for bad configurations or arguments; the
             message names the argument and the allowed range.
     """
-    loss = get_loss(loss)
+    loss_given = loss is not None
+    loss = resolve_loss(loss, data, "regfn.sweep")
     if optimizer not in OPTIMIZER_ARGS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_ARGS)}, got {optimizer!r}")
     check_int(epochs, "epochs", "regfn.sweep", low=1)
@@ -273,9 +283,8 @@ def sweep(
     n_folds = len(folds) if folds is not None else 1
     _check_size(count(configs) * n_folds, len(HPARAMS) + len(extra), epochs, log_every)
     rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
-    check_targets(loss, data, "regfn.sweep")
-    if val is not None:
-        check_targets(loss, val, "regfn.sweep (val)")
+    # Before anything is built: the data, the loss and the model on two rows (regfn._preflight).
+    data, val = check_data(model, loss, data, val, "regfn.sweep", _first_hp(rows, data))
     rates = layer_rates(given)
     settings = settings_of(model)
     if rates and settings is not None and rates != len(settings.sizes) - 2:
@@ -288,6 +297,7 @@ def sweep(
         raise ValueError(f"regfn.sweep: gather must be 'rank0' or 'all', got {gather!r}")
     chosen = device is not None
     device = torch.device(device) if device is not None else data.x.device
+    check_device(device, "regfn.sweep")
     world = _distributed.setup(device, dist_timeout)
     device = _distributed.local_device(world, device, chosen)
     data = data.to(device)
@@ -390,6 +400,8 @@ def sweep(
         **({"folds": n_folds} if folds is not None else {}),
         **result.pop("more", {}),
         "world_size": world.size,
+        "loss": loss.name or "custom",
+        "loss_from_task": not loss_given,
     }
     judged = val if val is not None and len(val) else data
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
@@ -397,6 +409,11 @@ def sweep(
     table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs, folds)
     table.provenance["arguments"]["schedule"] = schedule_to_dict(schedule) if schedule is not None else None
     return table if schedule is None else scheduled.annotate(table, result["record"])
+
+
+def _first_hp(rows: list[dict[str, Any]], data: Dataset) -> dict[str, Tensor]:
+    """The first configuration's hyperparameters as 0-d tensors: what the two-row check hands a model."""
+    return {n: v[0] for n, v in hyper_tensors(rows[:1], data.x.dtype, data.x.device).items()}
 
 
 def _provenance(
@@ -829,6 +846,8 @@ class _Driver:
             "curves": {name: v[:n].cpu() for name, v in stacked.items()},
             "logged": logged,
         }
+        if state.nonfinite is not None:  # issue 23 item 6: the epoch, not the next log point
+            outputs["nonfinite_epoch"] = state.nonfinite[:n].cpu()
         if store is not None:
             store.save_done(start, self.chunk, n, outputs)
         return outputs
@@ -842,6 +861,8 @@ def _joined(outputs: list[dict[str, Any]]) -> dict[str, Any]:
     first = outputs[0]
     out: dict[str, Any] = {}
     for key, value in first.items():
+        if any(key not in o for o in outputs):  # e.g. "nonfinite_epoch" missing from an older checkpoint's chunk
+            continue
         if isinstance(value, Tensor):
             out[key] = torch.cat([o[key] for o in outputs])
         elif isinstance(value, Mapping):
@@ -877,6 +898,9 @@ def _table(
         first = int(bad[i].nonzero()[0, 0]) if bool(bad[i].any()) else None
         out["diverged"] = diverged
         out["diverged_epoch"] = logged[first] if first is not None else (logged[-1] if diverged else None)
+        if "nonfinite_epoch" in joined and int(joined["nonfinite_epoch"][i]) > 0:  # tracked every epoch
+            seen = int(joined["nonfinite_epoch"][i])
+            out["diverged_epoch"] = min(seen, out["diverged_epoch"] or seen)
         if "collapsed" in joined:  # judged already (cross-validation: per fold)
             out["collapsed"] = bool(joined["collapsed"][i])
         else:
@@ -893,8 +917,9 @@ def _table(
     for flagged, what in ((result.diverged, "diverged (NaN/inf)"), (result.collapsed, "collapsed to a constant")):
         if flagged and not quiet:
             first = flagged[0]
+            example = f", e.g. config {first}: { {n: rows[first][n] for n in shown} }" if len(rows) > 1 else ""
             warn(
-                f"regfn.sweep: {len(flagged)} of {len(rows)} configurations {what}, "
-                f"e.g. config {first}: { {n: rows[first][n] for n in shown} }; they are flagged in the results"
+                f"regfn.sweep: {len(flagged)} of {len(rows)} configuration{'s' if len(rows) != 1 else ''} {what}"
+                f"{example}; they are flagged in the results"
             )
     return result

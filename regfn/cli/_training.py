@@ -57,8 +57,12 @@ def pick_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise CLIError(f"--device: unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    from .._preflight import check_device
+
+    try:
+        check_device(device, f"--device {name}")  # regfn.sweep's own check and message
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     return device
 
 
