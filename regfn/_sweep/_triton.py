@@ -75,6 +75,11 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
         )
     if spec.layer_rates:
         problems.append(f"it takes one dropout rate p for every layer, got per-layer rates p1 .. p{spec.layer_rates}")
+    if spec.key_impl != "threefry2x32":
+        problems.append(
+            f"its kernel draws threefry2x32 masks only, got key_impl={spec.key_impl!r} (regfn.random's philox4x32 "
+            "words equal Triton's tl.randint4x, but the kernel does not draw them yet)"
+        )
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
     if x.ndim != 2:
