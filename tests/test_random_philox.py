@@ -112,13 +112,6 @@ def test_words_equal_triton_randint(seed):
     assert torch.equal(rr._unsigned(drawn.cpu()).reshape(n, 4), rr.bits(child, (n, 4)))
 
 
-def test_triton_engine_refuses_philox():
-    model = regfn.mlp((2, 3, 1), output="logits")
-    data = regfn.data.quadrants(rr.key(0), 16)
-    with pytest.raises(ValueError, match="draws threefry2x32 masks only, got key_impl='philox4x32'"):
-        regfn.sweep(model, data, [{}], epochs=1, engine="triton", key_impl="philox4x32", quiet=True)
-
-
 # ----------------------------------------------------------------- properties
 
 

@@ -200,7 +200,8 @@ def sweep(
         key_impl: the kind of each configuration's key,
             ``regfn.random.key(seed, impl=key_impl)``: ``"threefry2x32"`` (rows
             equal ``jax.random``'s draws) or ``"philox4x32"`` (cheaper masks;
-            vmap engine only). A row equals :func:`regfn.train` with that key.
+            the Triton engine draws them with ``tl.philox``). A row equals
+            :func:`regfn.train` with that key.
             ``result.settings["key_impl"]`` records it.
         quiet: no progress bar and no divergence or collapse warning.
         hparams: hyperparameters of your own, ``{name: (low, high)}`` or

@@ -1,7 +1,7 @@
 """The Triton engine: one fused kernel trains each configuration of the tutorial's kind of sweep.
 
 One program per configuration holds its parameters in registers for a
-stretch of epochs (forward, threefry dropout masks, loss, backward, penalties
+stretch of epochs (forward, threefry2x32 or philox4x32 dropout masks, loss, backward, penalties
 and the optimizer step), one launch per stretch between log points. This
 module holds the engine (what it takes, the epoch loop around the kernel);
 the kernel itself lives in :mod:`regfn._sweep._triton_mlp`, imported only when
@@ -75,11 +75,6 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
         )
     if spec.layer_rates:
         problems.append(f"it takes one dropout rate p for every layer, got per-layer rates p1 .. p{spec.layer_rates}")
-    if spec.key_impl != "threefry2x32":
-        problems.append(
-            f"its kernel draws threefry2x32 masks only, got key_impl={spec.key_impl!r} (regfn.random's philox4x32 "
-            "words equal Triton's tl.randint4x, but the kernel does not draw them yet)"
-        )
     if dtype != torch.float32:
         problems.append(f"the data must be float32, got {dtype}")
     if x.ndim != 2:
