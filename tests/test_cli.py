@@ -1030,3 +1030,17 @@ def test_sweep_key_impl_is_recorded_and_verified(capsys, tmp_path):
     threefry = json.loads((tmp_path / "b" / "results.json").read_text())
     assert threefry["settings"]["key_impl"] == "threefry2x32"
     assert threefry["rows"] != stored["rows"]
+
+
+def test_train_key_impl_draws_from_a_philox_key(capsys):
+    argv = ["train", "--epochs", "3", "--p", "0.5", "--n", "40"]
+    code, threefry, err = run_main(capsys, *argv)
+    assert code == 0, err
+    code, philox, err = run_main(capsys, *argv, "--key-impl", "philox4x32")
+    assert code == 0, err
+    last = [line for line in philox.splitlines() if line.startswith("final training objective")]
+    assert last
+    assert last[0] not in threefry  # other weights and masks
+    code, _, err = run_main(capsys, *argv, "--key-impl", "rbg")
+    assert code != 0
+    assert "--key-impl" in err
