@@ -85,6 +85,9 @@ def test_triton_kernel_compiles_for_hopper_without_a_gpu():
     assert 0 < row["registers"] <= 255
     assert row["stack_bytes"] >= 0
     assert row["triton"]
+    (row,) = run("triton_kernel_info.py", "--arch", "90", "--sizes", "8-6-4-1", "--key-impl", "philox4x32")
+    assert row["key_impl"] == "philox4x32"
+    assert 0 < row["registers"] <= 255
 
 
 @pytest.mark.slow
