@@ -257,7 +257,10 @@ def train(
         data: the training :class:`~regfn.data.Dataset`.
         optimizer: a :class:`~regfn.optim.Transform`, e.g. ``regfn.optim.sgd(0.01)``.
         key: the run's key; it decides the initial weights, the dropout masks
-            and the mini-batch order.
+            and the mini-batch order. Its kind (``regfn.random.key(seed,
+            impl=...)``: threefry2x32 or philox4x32) is the kind of every key
+            drawn from it; ``regfn.sweep(..., key_impl=...)`` rows equal runs
+            with ``key(seed, impl=key_impl)``.
         loss: ``"bce_logits"`` (model outputs logits), ``"bce"`` (model outputs
             probabilities, the tutorial's ``BCELoss``), ``"mse"``, or a
             :class:`regfn.losses.Loss`.
