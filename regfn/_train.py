@@ -258,7 +258,10 @@ def train(
         data: the training :class:`~regfn.data.Dataset`.
         optimizer: a :class:`~regfn.optim.Transform`, e.g. ``regfn.optim.sgd(0.01)``.
         key: the run's key; it decides the initial weights, the dropout masks
-            and the mini-batch order.
+            and the mini-batch order. Its kind (``regfn.random.key(seed,
+            impl=...)``: threefry2x32 or philox4x32) is the kind of every key
+            drawn from it; ``regfn.sweep(..., key_impl=...)`` rows equal runs
+            with ``key(seed, impl=key_impl)``.
         loss: ``None`` (the default: the loss of the data's task,
             ``"bce_logits"`` for binary, ``"cross_entropy"`` for multiclass,
             ``"mse"`` for regression), ``"bce_logits"`` (model outputs

@@ -64,6 +64,10 @@ PUBLIC = {
         "normal",
         "permutation",
         "threefry2x32",
+        "philox4x32",
+        "key_impl",
+        "check_impl",
+        "IMPLS",
     ],
     "regfn.nn": [
         "dropout",

@@ -1018,3 +1018,33 @@ def test_cv_bad_input_is_a_one_line_error(capsys, tmp_path, argv, message):
     code, _, err = run_main(capsys, "sweep", *argv, "--epochs", "2", "--out", str(tmp_path))
     assert code == 2
     assert message in err
+
+
+def test_sweep_key_impl_is_recorded_and_verified(capsys, tmp_path):
+    argv = ["sweep", "--p", "0.5", "--seeds", "2", "--epochs", "3", "--n", "40", "--key-impl", "philox4x32"]
+    code, _, err = run_main(capsys, *argv, "--out", str(tmp_path / "a"), "--no-plots", "--quiet")
+    assert code == 0, err
+    stored = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert stored["settings"]["key_impl"] == stored["provenance"]["arguments"]["key_impl"] == "philox4x32"
+    code, out, err = run_main(capsys, "verify", str(tmp_path / "a" / "results.json"))
+    assert code == 0, err
+    assert "bit-identical" in out
+    code, _, err = run_main(capsys, *argv[:-2], "--out", str(tmp_path / "b"), "--no-plots", "--quiet")
+    assert code == 0, err
+    threefry = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert threefry["settings"]["key_impl"] == "threefry2x32"
+    assert threefry["rows"] != stored["rows"]
+
+
+def test_train_key_impl_draws_from_a_philox_key(capsys):
+    argv = ["train", "--epochs", "3", "--p", "0.5", "--n", "40"]
+    code, threefry, err = run_main(capsys, *argv)
+    assert code == 0, err
+    code, philox, err = run_main(capsys, *argv, "--key-impl", "philox4x32")
+    assert code == 0, err
+    last = [line for line in philox.splitlines() if line.startswith("final training objective")]
+    assert last
+    assert last[0] not in threefry  # other weights and masks
+    code, _, err = run_main(capsys, *argv, "--key-impl", "rbg")
+    assert code != 0
+    assert "--key-impl" in err

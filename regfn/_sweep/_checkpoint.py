@@ -63,6 +63,7 @@ COMPARED = (
     "chunk_size",
     "compile",
     "engine",
+    "key_impl",
     "data",
     "val",
     "cv",

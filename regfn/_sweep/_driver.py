@@ -114,6 +114,7 @@ def sweep(
     dist_timeout: float | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 100,
+    key_impl: str = "threefry2x32",
 ) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -205,6 +206,12 @@ def sweep(
             the same bits and its numbers agree with ``"vmap"`` to float
             tolerance (sums run in another order). Should the kernel fail to
             compile, the sweep warns and runs ``"vmap"``.
+        key_impl: the kind of each configuration's key,
+            ``regfn.random.key(seed, impl=key_impl)``: ``"threefry2x32"`` (rows
+            equal ``jax.random``'s draws) or ``"philox4x32"`` (cheaper masks;
+            the Triton engine draws them with ``tl.philox``). A row equals
+            :func:`regfn.train` with that key.
+            ``result.settings["key_impl"]`` records it.
         quiet: no progress bar and no divergence or collapse warning.
         hparams: hyperparameters of your own, ``{name: (low, high)}`` or
             ``{name: (low, high, default)}`` (``None`` for an open end);
@@ -331,7 +338,7 @@ def sweep(
         validated = folds is not None or (val is not None and len(val) > 0)
         scheduled = prepare(schedule, rows, given, extra, loss, validated, optimizer, engine)
         optimizer_args = scheduled.optimizer_args(optimizer_args, optimizer)
-    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
+    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates, key_impl)
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
     problems = ENGINES[engine].problems(job)
@@ -357,6 +364,7 @@ def sweep(
             job = replace(job, compile=compiled)
         ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
         ran.update({"log_every": log_every, "chunk_size": chunk, "compile": compiled, "engine": engine})
+        ran["key_impl"] = key_impl
         ran["cv"] = _cv.fingerprint(folds)
         ran["schedule"] = scheduled.describe() if schedule is not None else None
         record = describe(rows, model, loss, data, val, **ran)
@@ -402,6 +410,7 @@ def sweep(
         "world_size": world.size,
         "loss": loss.name or "custom",
         "loss_from_task": not loss_given,
+        "key_impl": key_impl,
     }
     judged = val if val is not None and len(val) else data
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
@@ -454,6 +463,7 @@ def _provenance(
             "cuda_graphs": cuda_graphs,
             "engine": record["engine"],
             "cv": _cv.record(folds) if folds is not None else None,
+            "key_impl": settings["key_impl"],
         },
     }
 

@@ -235,6 +235,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             threads=args.threads,
             engine=args.engine,
+            key_impl=args.key_impl,
             checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every,
             schedule=schedule,

@@ -111,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         model,
         train,
         optimizer=optimizer,
-        key=regfn.random.key(args.seed).to(device),
+        key=regfn.random.key(args.seed, impl=args.key_impl).to(device),
         loss=loss,
         penalties=penalties,
         p=_train_rates(args),
