@@ -28,7 +28,15 @@ from ._hparam_options import (
     default_sweep_rates,
 )
 from ._model import build_model
-from ._report import add_output_options, check_metric, print_report, sweep_warnings, writable_out, write_results
+from ._report import (
+    add_output_options,
+    check_metric,
+    check_trackers,
+    print_report,
+    sweep_warnings,
+    writable_out,
+    write_results,
+)
 from ._search import add_search_options, reject_search_ranges, search_configs, space_text
 from ._training import add_training_options, pick_device, set_threads
 from ._values import SearchRange, parse_seeds
@@ -196,6 +204,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_metric(args.by, train, val, validated=args.cv is not None)
     lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
     out = writable_out(args.out) if lead else pathlib.Path(args.out)
+    check_trackers(args)
     if not args.quiet and lead:
         _print_header(args, axes, swept, n_configs, desc, model_desc, device)
     with warnings.catch_warnings(record=True) as caught:

@@ -252,7 +252,9 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
             ranks = np.ones(len(means), dtype=np.int32)
         else:
             filled = np.where(np.isnan(means), np.nanmin(means) - 1, means)  # a failed candidate ranks last
-            ranks = (np.searchsorted(np.sort(-filled), -filled, side="left") + 1).astype(np.int32)  # ties share the best
+            ranks = (np.searchsorted(np.sort(-filled), -filled, side="left") + 1).astype(
+                np.int32
+            )  # ties share the best
         results["rank_test_score"] = ranks
         return results
 
