@@ -40,6 +40,7 @@ PUBLIC = {
         "random",
         "search",
     ],
+    "regfn.sklearn": ["NeuralNetClassifier", "NeuralNetRegressor", "GridSearchCV", "RandomizedSearchCV"],
     "regfn.search": [
         "Space",
         "Uniform",

@@ -188,8 +188,7 @@ class NeuralNetwork(BaseEstimator):
             sizes = tuple(self.hidden_layer_sizes)
             if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
                 raise ValueError(f"{where}: hidden_layer_sizes must be positive ints, got {self.hidden_layer_sizes!r}")
-            dtype = torch.float32
-            return mlp((n_features, *(int(s) for s in sizes), n_outputs), output="logits", dtype=dtype)
+            return mlp((n_features, *(int(s) for s in sizes), n_outputs), output="logits")
         if isinstance(module, Model):
             return module
         if isinstance(module, type) and issubclass(module, tnn.Module):
@@ -301,11 +300,6 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNetwork):
         index = (out[:, 0] > 0).long() if len(self.classes_) == 2 else out.argmax(-1)
         return self.classes_[index.numpy()]
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
-        return tags
-
 
 class NeuralNetRegressor(RegressorMixin, NeuralNetwork):
     """A regressor trained by regfn with the ``"mse"`` loss: one target ``(n,)`` or several ``(n, m)``.
@@ -350,5 +344,5 @@ class NeuralNetRegressor(RegressorMixin, NeuralNetwork):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        tags.target_tags.multi_output = True  # y may be (n, m): scikit-learn's checks then try two targets
         return tags
