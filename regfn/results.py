@@ -312,3 +312,15 @@ class SweepResult:
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError("to_pandas needs pandas: pip install pandas (or regfn[pandas])") from err
         return pd.DataFrame(self.rows)
+
+    def to_tensorboard(self, logdir: str | pathlib.Path) -> list[pathlib.Path]:
+        """One TensorBoard run per configuration under ``logdir`` (see :func:`regfn.tracking._tensorboard.to_tensorboard`)."""
+        from .tracking._tensorboard import to_tensorboard
+
+        return to_tensorboard(self, logdir)
+
+    def to_mlflow(self, experiment: str, tracking_uri: str | None = None) -> str:
+        """A parent MLflow run and one child run per configuration; the parent's id (see :mod:`regfn.tracking._mlflow`)."""
+        from .tracking._mlflow import to_mlflow
+
+        return to_mlflow(self, experiment, tracking_uri)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "add_output_options",
     "check_metric",
+    "check_trackers",
     "fold_summary",
     "print_report",
     "print_time",
@@ -42,6 +43,18 @@ def add_output_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--by", default=None, help="metric to rank by (default: val_acc, val_mse, acc or mse)")
     g.add_argument("--out", default="regfn-out", metavar="DIR", help="where results.csv, results.json and figures go")
     g.add_argument("--no-plots", action="store_true", help="skip the figures")
+    g.add_argument(
+        "--tensorboard", default=None, metavar="DIR", help="also write one TensorBoard run per configuration in DIR"
+    )
+    g.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="URI",
+        help="also log to MLflow at URI (e.g. sqlite:///mlflow.db): a parent run and a child run per configuration",
+    )
+    g.add_argument(
+        "--mlflow-experiment", default="regfn", metavar="NAME", help="the MLflow experiment (default: regfn)"
+    )
 
 
 def check_metric(by: str | None, train: Dataset, val: Dataset | None, *, validated: bool = False) -> None:
@@ -54,6 +67,18 @@ def check_metric(by: str | None, train: Dataset, val: Dataset | None, *, validat
         allowed += [f"val_{m}" for m in ("loss", metric)]
     if by not in allowed:
         raise CLIError(f"--by: unknown metric {by!r}; use one of {', '.join(allowed)}")
+
+
+def check_trackers(args: argparse.Namespace) -> None:
+    """``--tensorboard`` and ``--mlflow``: their packages are installed (checked before any training)."""
+    from ..tracking import needs
+
+    for option, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        if getattr(args, option, None) is not None:
+            try:
+                needs(package, package, f"--{option}")
+            except ImportError as err:
+                raise CLIError(str(err)) from None
 
 
 def writable_out(path: str) -> pathlib.Path:
@@ -208,4 +233,11 @@ def write_results(result: SweepResult, out: pathlib.Path, args: argparse.Namespa
             figures = []
         written += figures
     print("wrote " + ", ".join(str(p) for p in written))
-    return time.perf_counter() - t0
+    plots_s = time.perf_counter() - t0
+    if args.tensorboard is not None:
+        result.to_tensorboard(args.tensorboard)
+        print(f"wrote {len(result)} TensorBoard runs in {args.tensorboard} (tensorboard --logdir {args.tensorboard})")
+    if args.mlflow is not None:
+        run_id = result.to_mlflow(args.mlflow_experiment, tracking_uri=args.mlflow)
+        print(f"logged to MLflow {args.mlflow}: experiment {args.mlflow_experiment!r}, parent run {run_id}")
+    return plots_s

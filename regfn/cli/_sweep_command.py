@@ -33,6 +33,7 @@ from ._model import build_model
 from ._report import (
     add_output_options,
     check_metric,
+    check_trackers,
     print_report,
     print_time,
     sweep_warnings,
@@ -214,6 +215,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     schedule = schedule_of(args)
     lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
     out = writable_out(args.out) if lead else pathlib.Path(args.out)
+    check_trackers(args)
     if not args.quiet and lead:
         _print_header(args, axes, swept, n_configs, desc, model_desc, device)
     with warnings.catch_warnings(record=True) as caught:
