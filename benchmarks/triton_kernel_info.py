@@ -38,7 +38,13 @@ SCALARS = {"epoch0": "i32", "n_epochs": "i32", "n_batches": "i32", "batch_rows":
 
 
 def compile_case(
-    sizes: tuple[int, ...], rows: int, warps: int, arch: int, shuffled: bool = False, optimizer: str = "sgd"
+    sizes: tuple[int, ...],
+    rows: int,
+    warps: int,
+    arch: int,
+    shuffled: bool = False,
+    optimizer: str = "sgd",
+    key_impl: str = "threefry2x32",
 ) -> dict:
     widths = sizes[:-1]
     fn = kernels.kernel(len(widths) - 1, shuffled, optimizer)
@@ -46,14 +52,14 @@ def compile_case(
     constants = {f"S{i}": w for i, w in enumerate(widths)}
     constants.update({f"P{i}": kernels.padded(w) for i, w in enumerate(widths)})
     constants.update(N_PARAMS=n_params, N_HP=len(HP_COLUMNS), MSE=False, DECOUPLED=False, USE_L1=False,
-                     USE_L2=True, USE_NORM=False, BLOCK_R=rows)  # fmt: skip
+                     USE_L2=True, USE_NORM=False, BLOCK_R=rows, PHILOX=key_impl == "philox4x32")  # fmt: skip
     signature = {**POINTERS, **SCALARS, **dict.fromkeys(constants, "constexpr")}
     source = _ast_source(fn, signature, constants)
     t = time.perf_counter()
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
     seconds = time.perf_counter() - t
     return {"sizes": "-".join(map(str, sizes)), "tile": f"{rows}x{warps}", "arch": f"sm_{arch}", "mini_batches": shuffled,
-            "optimizer": optimizer,
+            "optimizer": optimizer, "key_impl": key_impl,
             "compile_s": round(seconds, 2), "triton": triton.__version__, **resources(compiled.asm["cubin"])}  # fmt: skip
 
 
@@ -99,6 +105,9 @@ def main() -> None:
         choices=["sgd", "adam", "rmsprop", "adagrad"],
         help="the kernel's update (adam: Adam and AdamW)",
     )
+    parser.add_argument(
+        "--key-impl", default="threefry2x32", choices=["threefry2x32", "philox4x32"], help="the dropout keys' kind"
+    )
     args = parser.parse_args()
     for text in args.sizes.split(","):
         sizes = tuple(int(v) for v in text.split("-"))
@@ -107,9 +116,8 @@ def main() -> None:
                 rows, warps = kernels.auto_block_rows(sizes), kernels.NUM_WARPS
             else:
                 rows, warps = (int(v) for v in tile.split("x"))
-            print(
-                json.dumps(compile_case(sizes, rows, warps, args.arch, args.mini_batches, args.optimizer)), flush=True
-            )
+            case = compile_case(sizes, rows, warps, args.arch, args.mini_batches, args.optimizer, args.key_impl)
+            print(json.dumps(case), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ from torch import Tensor
 from torch.func import grad_and_value
 
 from ._checks import check_int
+from ._preflight import check_data, resolve_loss
 from .data import Dataset, batches
-from .losses import Loss, get_loss, loss_value, takes_hp
+from .losses import Loss, fit_output, loss_value, takes_hp
 from .nn import Model
 from .optim import Transform, apply_updates
 from .penalties import Penalty, penalize, penalty_value
@@ -147,7 +148,7 @@ def evaluate(
     squared error. ``_constant`` is 1 when every prediction is the same (a
     model that collapsed to a constant), else 0. Empty data gives NaN metrics.
     """
-    out = apply_model(model, params, x, train=False, hp=hp)
+    out = fit_output(apply_model(model, params, x, train=False, hp=hp), y)
     metrics = {"loss": loss_value(loss, out, y, hp)}
     metrics["penalty"] = penalty_value(params, *penalties) if penalties else out.new_zeros(())
     task = loss.resolved_task
@@ -182,7 +183,7 @@ def check_targets(loss: Loss, data: Dataset, where: str) -> None:
     if task != "multiclass" and labels:
         raise TypeError(
             f"{where}: loss {loss.name or 'of task ' + task!r} needs floating targets, got integer class labels; "
-            "use loss='cross_entropy' for multi-class data"
+            "use loss='cross_entropy' for multi-class data (Loss(fn, task='multiclass') for a loss of your own)"
         )
 
 
@@ -243,7 +244,7 @@ def train(
     *,
     optimizer: Transform,
     key: Tensor,
-    loss: str | Loss = "bce_logits",
+    loss: str | Loss | None = None,
     penalties: Sequence[Penalty] = (),
     p: float | Tensor | Sequence[float | Tensor] = 0.0,
     epochs: int = 100,
@@ -261,9 +262,15 @@ def train(
         data: the training :class:`~regfn.data.Dataset`.
         optimizer: a :class:`~regfn.optim.Transform`, e.g. ``regfn.optim.sgd(0.01)``.
         key: the run's key; it decides the initial weights, the dropout masks
-            and the mini-batch order.
-        loss: ``"bce_logits"`` (model outputs logits), ``"bce"`` (model outputs
-            probabilities, the tutorial's ``BCELoss``), ``"mse"``, or a
+            and the mini-batch order. Its kind (``regfn.random.key(seed,
+            impl=...)``: threefry2x32 or philox4x32) is the kind of every key
+            drawn from it; ``regfn.sweep(..., key_impl=...)`` rows equal runs
+            with ``key(seed, impl=key_impl)``.
+        loss: ``None`` (the default: the loss of the data's task,
+            ``"bce_logits"`` for binary, ``"cross_entropy"`` for multiclass,
+            ``"mse"`` for regression), ``"bce_logits"`` (model outputs
+            logits), ``"bce"`` (model outputs probabilities, the tutorial's
+            ``BCELoss``), ``"mse"``, ``"cross_entropy"``, or a
             :class:`regfn.losses.Loss`.
         penalties: penalties added to the loss, e.g. ``[regfn.l2(1e-3)]``.
         p: the dropout rate of every dropout call (a float or a 0-d tensor),
@@ -283,7 +290,10 @@ def train(
         A :class:`TrainResult`.
 
     Raises:
-        ValueError: for a bad ``epochs``, ``batch_size`` or ``log_every``.
+        ValueError: for a bad ``epochs``, ``batch_size`` or ``log_every``; before
+            training, for NaN or infinite data, or a model that fails on two
+            rows of the data or whose outputs do not fit the targets.
+        TypeError: for targets of the wrong kind for the loss.
 
     Examples:
         >>> import regfn
@@ -300,14 +310,20 @@ def train(
     """
     epochs = check_int(epochs, "epochs", "regfn.train", low=1)
     log_every = epochs if log_every is None else check_int(log_every, "log_every", "regfn.train", low=1)
-    loss = get_loss(loss)
+    loss = resolve_loss(loss, data, "regfn.train")
     penalties = tuple(penalties)
     n = len(data)
     if batch_size is not None:
         check_int(batch_size, "batch_size", "regfn.train", low=1, high=n)
-    check_targets(loss, data, "regfn.train")
     takes_hp(model.apply), takes_hp(loss.fn)  # answered before any tracing (see regfn.losses.takes_hp)
-    hp = {name: torch.as_tensor(v, dtype=data.x.dtype, device=data.x.device) for name, v in (hparams or {}).items()}
+
+    def hp_of(data: Dataset) -> dict[str, Tensor]:
+        return {
+            name: torch.as_tensor(v, dtype=data.x.dtype, device=data.x.device) for name, v in (hparams or {}).items()
+        }
+
+    data, val = check_data(model, loss, data, val, "regfn.train", hp_of(data))  # before training: one regfn message
+    hp = hp_of(data)
     init_key, dropout_key, shuffle_key = run_keys(key)
     params = model.init(init_key)
     opt_state = optimizer.init(params)

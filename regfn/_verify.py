@@ -167,6 +167,7 @@ def verify(
         cuda_graphs=args.get("cuda_graphs", True),
         threads=args["threads"],
         engine=args["engine"],
+        key_impl=args.get("key_impl", "threefry2x32"),  # results written before key_impl existed: threefry
         quiet=True,
         hparams=hparams,
         gather="all",  # under torchrun every rank compares

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LOSSES", "TASKS", "Loss", "get_loss", "loss_value", "takes_hp"]
+__all__ = ["LOSSES", "TASKS", "Loss", "fit_output", "get_loss", "loss_value", "takes_hp"]
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -55,7 +55,9 @@ class Loss(NamedTuple):
             (``"bce"``, ``"bce_logits"``, ``"mse"``, ``"cross_entropy"``);
             ``None`` for any other.
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``; ``None``
-            infers binary from a threshold, else regression.
+            infers binary from a threshold, else regression (and, in
+            :func:`regfn.sweep` and :func:`regfn.train`, multiclass when the
+            targets are integer class labels and there is no threshold).
         hparams: the built-in loss hyperparameters ``fn`` reads from ``hp``
             (``("label_smoothing",)`` for cross-entropy), so a sweep can
             refuse them for a loss that ignores them.
@@ -107,8 +109,25 @@ def takes_hp(fn: Callable[..., Any]) -> bool:
     return answer
 
 
+def fit_output(output: Tensor, target: Tensor) -> Tensor:
+    """A model's ``(n,)`` output as ``(n, 1)`` when the target is one floating column; else ``output`` as it is.
+
+    skorch and many hand-written binary models squeeze their single logit;
+    regfn's targets keep their column (``(n, 1)``), so such an output is
+    lined up with it instead of broadcasting to ``(n, n)``.
+
+    Examples:
+        >>> fit_output(torch.zeros(3), torch.zeros(3, 1)).shape, fit_output(torch.zeros(3, 2), torch.zeros(3)).shape
+        (torch.Size([3, 1]), torch.Size([3, 2]))
+    """
+    if output.ndim == 1 and target.ndim == 2 and target.shape[1] == 1 and target.dtype.is_floating_point:
+        return output.unsqueeze(-1)
+    return output
+
+
 def loss_value(loss: Loss, output: Tensor, target: Tensor, hp: Mapping[str, Any] | None = None) -> Tensor:
-    """``loss.fn(output, target)``, handing ``hp`` over when the function takes it."""
+    """``loss.fn(output, target)``, handing ``hp`` over when the function takes it (``output`` through :func:`fit_output`)."""
+    output = fit_output(output, target)
     if takes_hp(loss.fn):
         return loss.fn(output, target, hp if hp is not None else {})
     return loss.fn(output, target)

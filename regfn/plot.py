@@ -690,7 +690,9 @@ def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = Non
     """Write the figures that make sense for what was swept; returns their paths.
 
     * ``<metric>_vs_<name>.png`` for every swept hyperparameter (more than one
-      value; seeds are the bands, not an axis);
+      value; seeds are the bands, not an axis); for sampled points (the
+      first two swept do not form a grid) a scatter coloured by another
+      swept hyperparameter (:func:`regfn._plot_points.plot_points`);
     * ``heatmap_<x>_<y>.png`` over the first two swept (penalties first), when
       their values form a grid (not for sampled points: ``regfn.search.sample``);
     * ``sparsity_vs_l1.png`` when ``l1`` is swept;
@@ -715,11 +717,16 @@ def plot_all(result: SweepResult, out_dir: PathLike, *, metric: str | None = Non
     metric = _metric(result, metric)
     sw = swept(result)
     paths = []
-    for name in sw:
-        paths.append(plot_metric(result, out / f"{metric}_vs_{name}.png", name, metric=metric))
+    sampled = len(sw) >= 2 and not _fills_grid(result, *list(sw)[:2])
+    if sampled:  # random or Sobol points: dots coloured by another hyperparameter, no lines
+        from ._plot_points import plot_points
+
+        paths += [plot_points(result, out / f"{metric}_vs_{name}.png", name, metric=metric) for name in sw]
+    else:
+        paths += [plot_metric(result, out / f"{metric}_vs_{name}.png", name, metric=metric) for name in sw]
     if len(sw) >= 2:
         x, y = list(sw)[:2]
-    if len(sw) >= 2 and _fills_grid(result, x, y):
+    if len(sw) >= 2 and not sampled:
         paths.append(plot_heatmap(result, out / f"heatmap_{x}_{y}.png", x, y, metric=metric))
     if "l1" in sw:
         paths.append(plot_sparsity(result, out / "sparsity_vs_l1.png", "l1"))

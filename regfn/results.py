@@ -130,10 +130,26 @@ class SweepResult:
                 return name
         return "loss"
 
-    def best(self, n: int = 5, by: str | None = None) -> list[dict[str, Any]]:
+    def survivors(self) -> list[int] | None:
+        """Successive halving or Hyperband: the rows trained to the end (not stopped at a rung); else ``None``.
+
+        Examples:
+            >>> rows = [{"l2": 0.0, "stopped_epoch": 30}, {"l2": 0.1, "stopped_epoch": 90}]
+            >>> SweepResult(rows, {}, [], ("l2",), schedule={"kind": "hyperband"}).survivors()
+            [1]
+        """
+        if self.schedule.get("kind") not in ("successive_halving", "hyperband") or not self.rows:
+            return None
+        end = max(row["stopped_epoch"] for row in self.rows)
+        return [i for i, row in enumerate(self.rows) if row["stopped_epoch"] == end]
+
+    def best(self, n: int = 5, by: str | None = None, *, survivors_first: bool = True) -> list[dict[str, Any]]:
         """The ``n`` best rows by ``by`` (higher accuracy, lower loss/MSE); diverged rows last.
 
-        Each returned row carries its index in ``rows`` as ``"config"``.
+        Each returned row carries its index in ``rows`` as ``"config"``. After
+        successive halving or Hyperband, the rows trained to the end rank
+        ahead of those stopped at a rung (whose metrics are from fewer
+        epochs), unless ``survivors_first=False``.
 
         Examples:
             >>> rows = [{"l2": 0.0, "seed": 0, "val_acc": 0.75, "diverged": False},
@@ -149,11 +165,13 @@ class SweepResult:
         if self.rows and by not in self.rows[0]:
             raise ValueError(f"by must be one of {sorted(self.rows[0])}, got {by!r}")
         sign = 1.0 if _lower_is_better(by) else -1.0
+        kept = self.survivors() if survivors_first else None
+        ahead = set(kept) if kept is not None else set(range(len(self.rows)))
 
-        def rank(item: tuple[int, dict[str, Any]]) -> tuple[bool, float]:
+        def rank(item: tuple[int, dict[str, Any]]) -> tuple[bool, bool, float]:
             value = item[1][by]
             bad = item[1]["diverged"] or value is None or not math.isfinite(value)
-            return (bad, sign * value if not bad else 0.0)
+            return (bad, item[0] not in ahead, sign * value if not bad else 0.0)
 
         ordered = sorted(enumerate(self.rows), key=rank)
         return [{"config": i, **row} for i, row in ordered[:n]]
@@ -183,12 +201,37 @@ class SweepResult:
                 )
                 if c in best[0]
             ]
-            columns = ["config", *(self.swept() or self.hyperparameters), *metrics, "diverged"]
+            scheduled = [c for c in ("stopped_epoch", "rung") if c in best[0]]
+            columns = ["config", *(self.swept() or self.hyperparameters), *metrics, *scheduled, "diverged"]
         cells = [[_fmt(row[c]) for c in columns] for row in best]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
         lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
         return "\n".join(lines)
+
+    def summary(self, over: str = "seed", by: str | None = None) -> list[dict[str, Any]]:
+        """Mean, std, min and max of ``by`` over seeds or folds, best first (what ``regfn sweep`` prints).
+
+        ``over="seed"``: one entry per setting (the swept hyperparameters but
+        ``seed``), with the setting, ``mean``, ``std`` (``correction=0``),
+        ``min``, ``max``, ``n`` (runs that did not diverge) and ``runs``.
+        ``over="fold"`` (a cross-validated sweep, ``by`` a validation metric):
+        one entry per configuration, its ``config`` index and
+        hyperparameters with the statistics of its per-fold values. Diverged
+        runs count in ``runs`` only; a setting without any run left has NaN
+        statistics and ranks last.
+
+        Examples:
+            >>> rows = [{"l2": l2, "seed": s, "acc": a, "diverged": False}
+            ...         for l2, s, a in [(0.0, 0, 0.5), (0.0, 1, 0.7), (0.1, 0, 0.8), (0.1, 1, 0.9)]]
+            >>> result = SweepResult(rows, curves={}, curve_epochs=[], hyperparameters=("l2", "seed"))
+            >>> [(s["l2"], round(s["mean"], 3), round(s["std"], 3), s["min"], s["max"], s["n"])
+            ...  for s in result.summary(over="seed", by="acc")]
+            [(0.1, 0.85, 0.05, 0.8, 0.9, 2), (0.0, 0.6, 0.1, 0.5, 0.7, 2)]
+        """
+        from ._summary import summarize
+
+        return summarize(self, over, by or self.default_metric())
 
     def to_csv(self, path: str | pathlib.Path) -> None:
         """Write the rows as CSV (header: the row keys)."""
@@ -269,3 +312,15 @@ class SweepResult:
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError("to_pandas needs pandas: pip install pandas (or regfn[pandas])") from err
         return pd.DataFrame(self.rows)
+
+    def to_tensorboard(self, logdir: str | pathlib.Path) -> list[pathlib.Path]:
+        """One TensorBoard run per configuration under ``logdir`` (see :func:`regfn.tracking._tensorboard.to_tensorboard`)."""
+        from .tracking._tensorboard import to_tensorboard
+
+        return to_tensorboard(self, logdir)
+
+    def to_mlflow(self, experiment: str, tracking_uri: str | None = None) -> str:
+        """A parent MLflow run and one child run per configuration; the parent's id (see :mod:`regfn.tracking._mlflow`)."""
+        from .tracking._mlflow import to_mlflow
+
+        return to_mlflow(self, experiment, tracking_uri)

@@ -55,9 +55,9 @@ def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
     if case == "mlp":  # K = 7 in chunks of 2: the last chunk padded
         configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[0, 1])[:7]
         settings: dict[str, object] = {"epochs": 3, "chunk_size": 2}
-    elif case == "minibatch":  # shuffled mini-batches, Adam; 5 chunks of 1: rank 0 runs three
+    elif case == "minibatch":  # shuffled mini-batches, Adam, philox keys; 5 chunks of 1: rank 0 runs three
         configs = regfn.grid(l1=[0.0, 1e-3, 1e-2], p=[0.1, 0.3], seed=[3], lr=[1e-2])[:5]
-        settings = {"epochs": 2, "chunk_size": 1, "batch_size": 16, "optimizer": "adam"}
+        settings = {"epochs": 2, "chunk_size": 1, "batch_size": 16, "optimizer": "adam", "key_impl": "philox4x32"}
     elif case == "cv":  # 3 configurations x 3 folds = 9 rows in chunks of 2: a configuration's folds split across ranks
         configs = regfn.grid(l2=[0.0, 1e-2, 1e-1], p=[0.2], seed=[4])
         settings = {"epochs": 2, "chunk_size": 2, "cv": 3}

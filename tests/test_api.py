@@ -40,6 +40,7 @@ PUBLIC = {
         "random",
         "search",
     ],
+    "regfn.sklearn": ["NeuralNetClassifier", "NeuralNetRegressor", "GridSearchCV", "RandomizedSearchCV"],
     "regfn.search": [
         "Space",
         "Uniform",
@@ -64,6 +65,10 @@ PUBLIC = {
         "normal",
         "permutation",
         "threefry2x32",
+        "philox4x32",
+        "key_impl",
+        "check_impl",
+        "IMPLS",
     ],
     "regfn.nn": [
         "dropout",
@@ -147,14 +152,19 @@ def test_import_has_no_side_effects():
         "import regfn;"
         "assert torch.equal(state, torch.random.get_rng_state()); assert threads == torch.get_num_threads();"
         "import sys; assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules and 'triton' not in sys.modules and 'sklearn' not in sys.modules;"
-        "assert 'optuna' not in sys.modules;"
+        "assert 'optuna' not in sys.modules and 'tensorboard' not in sys.modules and 'mlflow' not in sys.modules;"
         "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
 
 
-SHRINK = [("range(100)", "range(3)"), ("epochs=100", "epochs=3"), ("epochs=300)", "epochs=3, compile=False)")]
+SHRINK = [
+    ("range(100)", "range(3)"),
+    ("epochs=100", "epochs=3"),
+    ("epochs=300)", "epochs=3, compile=False)"),
+    ("epochs=30)", "epochs=2)"),
+]
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):

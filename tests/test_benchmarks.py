@@ -85,12 +85,20 @@ def test_triton_kernel_compiles_for_hopper_without_a_gpu():
     assert 0 < row["registers"] <= 255
     assert row["stack_bytes"] >= 0
     assert row["triton"]
+    (row,) = run("triton_kernel_info.py", "--arch", "90", "--sizes", "8-6-4-1", "--key-impl", "philox4x32")
+    assert row["key_impl"] == "philox4x32"
+    assert 0 < row["registers"] <= 255
 
 
 @pytest.mark.slow
 def test_uniform_benchmark_runs():
     rows = run("random_uniform.py", "--device", "cpu", "--sizes", "1000", "--repeats", "1")
-    assert [r["mode"] for r in rows] == ["eager", "compiled"]
+    assert [(r["impl"], r["mode"]) for r in rows] == [
+        ("threefry2x32", "eager"),
+        ("threefry2x32", "compiled"),
+        ("philox4x32", "eager"),
+        ("philox4x32", "compiled"),
+    ]
 
 
 def test_optim_benchmark_runs_every_variant():

@@ -75,10 +75,14 @@ def interrupted_then_resumed(monkeypatch, train, directory, calls, every, kw, re
     return regfn.sweep(MODEL, train, CONFIGS, checkpoint=directory, checkpoint_every=resume_every or every, **kw)
 
 
-@pytest.mark.parametrize("batch_size", [None, 16], ids=["full", "minibatch"])
-def test_resumed_equals_uninterrupted(split, tmp_path, monkeypatch, batch_size):
+@pytest.mark.parametrize(
+    ("batch_size", "key_impl"),
+    [(None, "threefry2x32"), (16, "threefry2x32"), (16, "philox4x32")],
+    ids=["full", "minibatch", "minibatch-philox"],
+)
+def test_resumed_equals_uninterrupted(split, tmp_path, monkeypatch, batch_size, key_impl):
     train, val = split
-    kw = kwargs(val, batch_size=batch_size)
+    kw = kwargs(val, batch_size=batch_size, key_impl=key_impl)
     reference = regfn.sweep(MODEL, train, CONFIGS, **kw)
     # 23 epochs, saved every 7: 4 stretches a chunk; crash in the second chunk's third stretch
     resumed = interrupted_then_resumed(monkeypatch, train, tmp_path, 6, 7, kw)
@@ -208,6 +212,8 @@ def test_another_sweep_is_refused_naming_what_differs(split, tmp_path, monkeypat
         regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path, **{**kw, "chunk_size": 6})
     with pytest.raises(ValueError, match=r"validation data differs"):
         regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path, **{**kw, "val": train})
+    with pytest.raises(ValueError, match=r"key_impl differs \('threefry2x32' != 'philox4x32'\)"):
+        regfn.sweep(MODEL, train, CONFIGS, checkpoint=tmp_path, **{**kw, "key_impl": "philox4x32"})
 
 
 def test_checkpoint_every_is_checked(split, tmp_path):

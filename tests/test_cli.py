@@ -90,7 +90,7 @@ def test_sweep_in_process_writes_table_and_files(capsys, tmp_path):
     assert header.split()[:4] == ["config", "l2", "p", "seed"]
     assert "val_acc" in header
     assert "diverged: 0 of 8 configs" in out
-    assert re.search(r"time: [\d.]+ s total", out)
+    assert re.search(r"time: [\d.]+ s wall clock \(compile/warm-up [\d.]+ s, training [\d.]+ s, figures", out)
     assert "best settings by mean val_acc over 2 seeds" in out
     rows = (out_dir / "results.csv").read_text().splitlines()
     assert len(rows) == 9
@@ -124,9 +124,12 @@ def test_sweep_header_and_defaults_without_quiet(capsys, tmp_path):
         "--no-plots",
     )
     assert code == 0
-    assert out.startswith("regfn sweep: 1 configs (1) on synthetic quadrants (n=40, --data-seed 0)")
+    assert out.startswith("regfn sweep: 1 config on synthetic quadrants (n=40, --data-seed 0)")
     assert "model 2-6-4-1 (relu, bce_logits), sgd, 2 epochs, full batch, device cpu\n" in out
-    assert "ran: vmap engine, compile off, 1 thread, chunks of 1 configs\n" in out  # short: eager, one thread
+    # short: eager, one thread; the loss is the data's task's
+    assert "ran: vmap engine, loss bce_logits (the data's task), compile off, 1 thread, chunks of 1 config\n" in out
+    assert "best 1 of 1 config by val_acc" in out
+    assert "diverged: 0 of 1 config\n" in out
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -460,7 +463,7 @@ def test_sweep_digits_mlp_takes_pixels_and_ranks_by_acc(capsys, tmp_path):
     assert code == 0, err
     assert "on digits (the first 120 of 1797, 64 pixels)" in out
     assert "model 64-16-10 (relu, cross_entropy)" in out
-    assert "best 1 of 1 configs by acc" in out
+    assert "best 1 of 1 config by acc" in out
 
 
 def test_sweep_a_module_from_a_file(capsys, tmp_path, module_file):
@@ -780,7 +783,8 @@ def test_cuda_device_without_cuda(capsys):
         pytest.skip("CUDA is available here")
     code, _, err = run_main(capsys, "sweep", "--device", "cuda")
     assert code == 2
-    assert "CUDA is not available" in err
+    assert "--device cuda: device 'cuda' asks for a GPU, but there is no CUDA device here" in err
+    assert "--device cpu" in err
 
 
 # ----------------------------------------------------------------- help
@@ -1014,3 +1018,33 @@ def test_cv_bad_input_is_a_one_line_error(capsys, tmp_path, argv, message):
     code, _, err = run_main(capsys, "sweep", *argv, "--epochs", "2", "--out", str(tmp_path))
     assert code == 2
     assert message in err
+
+
+def test_sweep_key_impl_is_recorded_and_verified(capsys, tmp_path):
+    argv = ["sweep", "--p", "0.5", "--seeds", "2", "--epochs", "3", "--n", "40", "--key-impl", "philox4x32"]
+    code, _, err = run_main(capsys, *argv, "--out", str(tmp_path / "a"), "--no-plots", "--quiet")
+    assert code == 0, err
+    stored = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert stored["settings"]["key_impl"] == stored["provenance"]["arguments"]["key_impl"] == "philox4x32"
+    code, out, err = run_main(capsys, "verify", str(tmp_path / "a" / "results.json"))
+    assert code == 0, err
+    assert "bit-identical" in out
+    code, _, err = run_main(capsys, *argv[:-2], "--out", str(tmp_path / "b"), "--no-plots", "--quiet")
+    assert code == 0, err
+    threefry = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert threefry["settings"]["key_impl"] == "threefry2x32"
+    assert threefry["rows"] != stored["rows"]
+
+
+def test_train_key_impl_draws_from_a_philox_key(capsys):
+    argv = ["train", "--epochs", "3", "--p", "0.5", "--n", "40"]
+    code, threefry, err = run_main(capsys, *argv)
+    assert code == 0, err
+    code, philox, err = run_main(capsys, *argv, "--key-impl", "philox4x32")
+    assert code == 0, err
+    last = [line for line in philox.splitlines() if line.startswith("final training objective")]
+    assert last
+    assert last[0] not in threefry  # other weights and masks
+    code, _, err = run_main(capsys, *argv, "--key-impl", "rbg")
+    assert code != 0
+    assert "--key-impl" in err

@@ -78,7 +78,7 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
     import dist_worker
 
     # mlp: full batch, K=7 in chunks of 2 (the last padded), gathered on rank 0;
-    # minibatch: shuffled mini-batches, 5 chunks of 1 (rank 0 runs three), gathered on every rank.
+    # minibatch: shuffled mini-batches and philox keys, 5 chunks of 1 (rank 0 runs three), gathered on every rank.
     # auto: automatic chunks hold one rank's share (4 of 7), where one process runs all 7 at once.
     # cv: 3 configurations x 3 folds, 9 rows in chunks of 2: the fold statistics gather across ranks.
     runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto", "cv"])
@@ -101,7 +101,14 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         single.to_csv(tmp_path / f"{case}.single.csv")  # the same columns in the same order: the same bytes
         assert (tmp_path / f"{case}.rank0.csv").read_bytes() == (tmp_path / f"{case}.single.csv").read_bytes()
     settings = {case: json.loads((tmp_path / f"{case}.rank0.json").read_text())["settings"] for case in ("mlp", "auto")}
-    assert settings["mlp"] == {"compile": False, "threads": 1, "chunk_size": 2, "padded": 8, "world_size": 2}
+    assert settings["mlp"] == {
+        "compile": False,
+        "threads": 1,
+        "chunk_size": 2,
+        "padded": 8,
+        "world_size": 2,
+        "key_impl": "threefry2x32",
+    }
     assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)
     assert _written(tmp_path / "minibatch.rank1.json") == _written(tmp_path / "minibatch.rank0.json")
 

@@ -27,6 +27,11 @@ NEEDS = {
     "regfn.plot": "matplotlib",
     "regfn.search._optuna": "optuna",
     "regfn.data._digits": "sklearn",
+    "regfn.sklearn": "sklearn",
+    "regfn.sklearn._estimators": "sklearn",
+    "regfn.sklearn._search": "sklearn",
+    "regfn.tracking._tensorboard": "tensorboard",
+    "regfn.tracking._mlflow": "mlflow",
 }
 
 # Modules that promise examples (every public module, and the private ones
@@ -60,6 +65,8 @@ MUST_HAVE_EXAMPLES = {
     "regfn.search._optuna",
     "regfn._sweep._driver",
     "regfn._train",
+    "regfn.sklearn._estimators",
+    "regfn.sklearn._search",
 }
 
 

@@ -105,7 +105,16 @@ def test_settings_say_how_the_sweep_ran(monkeypatch):
     data = regfn.data.quadrants(rr.key(0), 64)
     model = regfn.mlp((2, 4, 1), output="logits")
     short = regfn.sweep(model, data, [{}] * 5, epochs=3, quiet=True)
-    assert short.settings == {"compile": False, "threads": 1, "chunk_size": 5, "padded": 5, "world_size": 1}
+    assert short.settings == {
+        "compile": False,
+        "threads": 1,
+        "chunk_size": 5,
+        "padded": 5,
+        "world_size": 1,
+        "loss": "bce_logits",
+        "loss_from_task": True,
+        "key_impl": "threefry2x32",
+    }
     fixed = regfn.sweep(model, data, [{}] * 5, epochs=3, quiet=True, compile=False, threads=2)
     assert (fixed.settings["compile"], fixed.settings["threads"]) == (False, 2)
     from regfn._sweep import _driver

@@ -38,7 +38,10 @@ CONFIGS = [
 ]
 
 
-def single_run(row, data, val, **kw):
+IMPLS = list(rr.IMPLS)
+
+
+def single_run(row, data, val, key_impl="threefry2x32", **kw):
     hp = {**defaults(), **row}
     penalties = [
         f(hp[name])
@@ -47,16 +50,18 @@ def single_run(row, data, val, **kw):
     ]
     opt = sgd(hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
     return regfn.train(
-        MODEL, data, optimizer=opt, penalties=penalties, p=hp["p"], key=rr.key(hp["seed"]), val=val, **kw
+        MODEL, data, optimizer=opt, penalties=penalties, p=hp["p"], key=rr.key(hp["seed"], impl=key_impl), val=val, **kw
     )
 
 
-def test_rows_equal_single_runs(split):
+@pytest.mark.parametrize("key_impl", IMPLS)
+def test_rows_equal_single_runs(split, key_impl):
     train, val = split
-    result = regfn.sweep(MODEL, train, CONFIGS, val=val, epochs=8, compile=False, quiet=True)
+    result = regfn.sweep(MODEL, train, CONFIGS, val=val, epochs=8, compile=False, quiet=True, key_impl=key_impl)
     assert len(result) == len(CONFIGS)
+    assert result.settings["key_impl"] == result.provenance["arguments"]["key_impl"] == key_impl
     for row, cfg in zip(result.rows, CONFIGS, strict=True):
-        single = single_run(cfg, train, val, epochs=8)
+        single = single_run(cfg, train, val, key_impl, epochs=8)
         for key, value in cfg.items():
             assert row[key] == value
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-6)
@@ -101,14 +106,30 @@ def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split, mo
     assert again.rows == result.rows
 
 
-def test_chunked_equals_unchunked(split):
+@pytest.mark.parametrize("key_impl", IMPLS)
+def test_chunked_equals_unchunked(split, key_impl):
     train, val = split
     cfgs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1])[:7]
-    whole = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=None, compile=False, quiet=True)
-    chunked = regfn.sweep(MODEL, train, cfgs, val=val, epochs=4, chunk_size=3, compile=False, quiet=True)
+    kw = {"val": val, "epochs": 4, "batch_size": 30, "compile": False, "quiet": True, "key_impl": key_impl}
+    whole = regfn.sweep(MODEL, train, cfgs, chunk_size=None, **kw)
+    chunked = regfn.sweep(MODEL, train, cfgs, chunk_size=3, **kw)
     assert chunked.rows == whole.rows
     for name in whole.curves:
         assert torch.equal(chunked.curves[name], whole.curves[name])
+
+
+def test_philox_minibatch_rows_equal_single_runs_and_differ_from_threefry(split):
+    train, _ = split
+    cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.2, "seed": 1}]
+    kw = {"epochs": 3, "batch_size": 16, "compile": False, "quiet": True}
+    philox = regfn.sweep(MODEL, train, cfgs, key_impl="philox4x32", **kw)
+    threefry = regfn.sweep(MODEL, train, cfgs, **kw)
+    for row, other, cfg in zip(philox.rows, threefry.rows, cfgs, strict=True):
+        single = single_run(cfg, train, None, "philox4x32", epochs=3, batch_size=16)
+        assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5)
+        assert row["loss"] != other["loss"]  # other weights, masks and orders
+    with pytest.raises(ValueError, match="key_impl must be one of 'threefry2x32', 'philox4x32', got 'rbg'"):
+        regfn.sweep(MODEL, train, cfgs, key_impl="rbg", **kw)
 
 
 def test_diverging_config_is_flagged_and_neighbours_untouched():
@@ -134,10 +155,11 @@ def test_diverging_config_is_flagged_and_neighbours_untouched():
     assert not math.isfinite(mixed.rows[1]["loss"])
 
 
-def test_repeated_calls_are_bit_identical(split):
+@pytest.mark.parametrize("key_impl", IMPLS)
+def test_repeated_calls_are_bit_identical(split, key_impl):
     train, val = split
-    a = regfn.sweep(MODEL, train, CONFIGS[:3], val=val, epochs=5, compile=False, quiet=True)
-    b = regfn.sweep(MODEL, train, CONFIGS[:3], val=val, epochs=5, compile=False, quiet=True)
+    a = regfn.sweep(MODEL, train, CONFIGS[:3], val=val, epochs=5, compile=False, quiet=True, key_impl=key_impl)
+    b = regfn.sweep(MODEL, train, CONFIGS[:3], val=val, epochs=5, compile=False, quiet=True, key_impl=key_impl)
     assert a.rows == b.rows
     assert all(torch.equal(a.curves[n], b.curves[n]) for n in a.curves)
 

@@ -97,6 +97,45 @@ def test_threefry_fold_in_and_masks_match_regfn_random():
         assert torch.equal(mask.cpu().bool(), rr.bernoulli(key, torch.tensor(keep), (64,)))
 
 
+def test_philox_fold_in_and_masks_match_regfn_random():
+    skip_unless_triton_engine_runs()
+    global tm
+    tm = importlib.import_module("regfn._sweep._triton_mlp")
+    tl = triton.language
+
+    @triton.jit
+    def probe(key_ptr, fold_ptr, mask_ptr, keep, N: tl.constexpr):
+        k0, k1 = tm._load_key(key_ptr, 0, True)
+        i = tl.arange(0, N).to(tl.uint32)
+        f0, f1 = tm._key_fold_in(k0, k1, tl.full((), 7, tl.uint32), True)
+        tl.store(fold_ptr, f0.to(tl.int64, bitcast=True))
+        tl.store(fold_ptr + 1, f1.to(tl.int64, bitcast=True))
+        tl.store(mask_ptr + tl.arange(0, N), tm._philox_keep_mask(k0, k1, i, keep).to(tl.int32))
+
+    for seed in (0, 42, 2**40 + 5):
+        key = rr.fold_in(rr.key(seed, impl="philox4x32"), 3)  # all four words nonzero
+        fold = torch.empty(2, dtype=torch.int64, device=DEVICE)
+        mask = torch.empty(64, dtype=torch.int32, device=DEVICE)
+        probe[(1,)](rr._wrap32(key).to(DEVICE), fold, mask, 0.7, N=64)
+        packed = fold.cpu()
+        words = torch.stack([packed & 0xFFFFFFFF, (packed >> 32) & 0xFFFFFFFF], dim=1).reshape(-1)
+        assert torch.equal(words, rr.fold_in(key, 7))
+        assert torch.equal(mask.cpu().bool(), rr.bernoulli(key, torch.tensor(0.7), (64,)))
+
+
+@pytest.mark.parametrize("batch_size", [None, 30])
+def test_philox_keys_match_vmap_engine(split, batch_size):
+    train, val = split
+    run = dict(RUN, epochs=3, log_every=1, key_impl="philox4x32", batch_size=batch_size)
+    a = regfn.sweep(MODEL, train, CONFIGS[1:3], val=val, **run)
+    b = regfn.sweep(MODEL, train, CONFIGS[1:3], val=val, engine="triton", **run)
+    assert (a.engine, b.engine) == ("vmap", "triton")
+    assert b.settings["key_impl"] == "philox4x32"
+    assert_rows_close(a, b)
+    threefry = regfn.sweep(MODEL, train, CONFIGS[1:3], val=val, engine="triton", **dict(run, key_impl="threefry2x32"))
+    assert threefry.rows[0]["loss"] != b.rows[0]["loss"]  # the masks differ by key kind
+
+
 # ----------------------------------------------------------------- against the vmap engine
 
 
@@ -218,7 +257,8 @@ def test_diverging_config_is_flagged_and_neighbours_are_exact(split):
     ("kwargs", "message"),
     [
         ({"model": regfn.mlp((8, 1), output="logits")}, "needs a hidden layer"),
-        ({"model": regfn.mlp((8, 6, 4, 2), output="logits")}, "one output"),
+        # two logits for binary data: the two-row check before training refuses it first (regfn._preflight)
+        ({"model": regfn.mlp((8, 6, 4, 2), output="logits")}, r"the data needs shape \(2, 1\)"),
         ({"model": regfn.mlp((8, 6, 4, 1), "tanh", output="logits")}, "activation must be 'relu'"),
         ({"model": regfn.mlp((8, 6, 4, 1))}, "output must be 'logits'"),
         ({"model": regfn.Model(MODEL.init, lambda params, x, **kw: MODEL.apply(params, x, **kw))}, "regfn.mlp"),

@@ -64,6 +64,7 @@ COMPARED = (
     "chunk_size",
     "compile",
     "engine",
+    "key_impl",
     "data",
     "val",
     "cv",

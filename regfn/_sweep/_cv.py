@@ -126,7 +126,8 @@ def reduce(outputs: Outputs, folds: Folds, data: Dataset) -> Outputs:
     ``val_m`` but the penalty (the same on any data) also gets ``val_m_std``
     (over the folds, ``correction=0``, as numpy's ``std``) and its ``k``
     per-fold values (in ``folds``). A configuration has diverged (a bad
-    curve point, not ``finite``) or collapsed when any of its folds has;
+    curve point, not ``finite``; its first non-finite epoch is the earliest
+    over its folds) or collapsed when any of its folds has;
     sparsities and curves are means over the folds.
     """
     k = len(folds)
@@ -156,4 +157,12 @@ def reduce(outputs: Outputs, folds: Folds, data: Dataset) -> Outputs:
         logged=outputs.logged,
         collapsed=per_fold(_collapsed(outputs, folds, data, diverged)).any(1),
         folds=fold_values,
+        nonfinite_epoch=_first_nonfinite(per_fold(outputs.nonfinite_epoch)),
     )
+
+
+def _first_nonfinite(epochs: Tensor) -> Tensor:
+    """``(K, k)`` epochs (0: none) as each configuration's first over its folds (0: none)."""
+    never = torch.iinfo(torch.int64).max
+    first = torch.where(epochs > 0, epochs, never).amin(1)
+    return torch.where(first == never, 0, first)

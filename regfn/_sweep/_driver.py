@@ -34,9 +34,10 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
-from .._train import check_targets, majority_rate
+from .._preflight import check_data, check_device, resolve_loss
+from .._train import majority_rate
 from ..data import Dataset, Folds
-from ..losses import Loss, get_loss, takes_hp
+from ..losses import Loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
 from ..results import SweepResult
@@ -69,7 +70,7 @@ def sweep(
     *,
     val: Dataset | None = None,
     cv: int | Folds | None = None,
-    loss: str | Loss = "bce_logits",
+    loss: str | Loss | None = None,
     optimizer: str = "sgd",
     epochs: int = 100,
     batch_size: int | None = None,
@@ -87,6 +88,7 @@ def sweep(
     dist_timeout: float | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 100,
+    key_impl: str = "threefry2x32",
 ) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -123,10 +125,18 @@ def sweep(
             over folds, ``correction=0``) and ``val_m_folds`` (the ``k``
             values); curves are means over folds; a configuration has
             diverged or collapsed when any fold has.
-        loss: ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
+        loss: ``None`` (the default: the loss of the data's task,
+            ``"bce_logits"`` for binary, ``"cross_entropy"`` for multiclass,
+            ``"mse"`` for regression; ``result.settings["loss"]`` says which),
+            ``"bce_logits"``, ``"bce"``, ``"mse"``, ``"cross_entropy"``
             (integer class labels) or a :class:`regfn.losses.Loss`, whose
             function may take ``(output, target, hp)`` to read the
-            configuration's hyperparameters.
+            configuration's hyperparameters (a Loss without a task or
+            threshold is multi-class for integer labels). Before training,
+            the data is checked (no NaN or inf, targets that fit the loss,
+            converted to the model's dtype with a warning) and the model run
+            on two rows: it must run and give one output per target
+            (``(n,)`` for one) or one logit per class.
         optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"``.
         epochs: passes over the data.
         batch_size: ``None`` for full batch, else keyed mini-batches (last
@@ -170,6 +180,12 @@ def sweep(
             the same bits and its numbers agree with ``"vmap"`` to float
             tolerance (sums run in another order). Should the kernel fail to
             compile, the sweep warns and runs ``"vmap"``.
+        key_impl: the kind of each configuration's key,
+            ``regfn.random.key(seed, impl=key_impl)``: ``"threefry2x32"`` (rows
+            equal ``jax.random``'s draws) or ``"philox4x32"`` (cheaper masks;
+            the Triton engine draws them with ``tl.philox``). A row equals
+            :func:`regfn.train` with that key.
+            ``result.settings["key_impl"]`` records it.
         quiet: no progress bar and no divergence or collapse warning.
         hparams: hyperparameters of your own, ``{name: (low, high)}`` or
             ``{name: (low, high, default)}`` (``None`` for an open end);
@@ -236,7 +252,8 @@ def sweep(
         ValueError, TypeError: for bad configurations or arguments; the
             message names the argument and the allowed range.
     """
-    loss = get_loss(loss)
+    loss_given = loss is not None
+    loss = resolve_loss(loss, data, "regfn.sweep")
     if optimizer not in OPTIMIZER_ARGS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_ARGS)}, got {optimizer!r}")
     check_int(epochs, "epochs", "regfn.sweep", low=1)
@@ -246,9 +263,8 @@ def sweep(
     n_folds = len(folds) if folds is not None else 1
     _check_size(count(configs) * n_folds, len(HPARAMS) + len(extra), epochs, log_every)
     rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
-    check_targets(loss, data, "regfn.sweep")
-    if val is not None:
-        check_targets(loss, val, "regfn.sweep (val)")
+    # Before anything is built: the data, the loss and the model on two rows (regfn._preflight).
+    data, val = check_data(model, loss, data, val, "regfn.sweep", _first_hp(rows, data))
     rates = layer_rates(given)
     settings = settings_of(model)
     if rates and settings is not None and rates != len(settings.sizes) - 2:
@@ -261,6 +277,7 @@ def sweep(
         raise ValueError(f"regfn.sweep: gather must be 'rank0' or 'all', got {gather!r}")
     chosen = device is not None
     device = torch.device(device) if device is not None else data.x.device
+    check_device(device, "regfn.sweep")
     world = _distributed.setup(device, dist_timeout)
     device = _distributed.local_device(world, device, chosen)
     data = data.to(device)
@@ -295,7 +312,7 @@ def sweep(
     live = live_optimizer_args(rows, optimizer)
     moved = [n for n in strategy.names if n in OPTIMIZER_ARGS[optimizer]]  # tensors: their new values reach the step
     optimizer_args = tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in moved)
-    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates)
+    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates, key_impl)
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
     job = replace(job, stops=strategy.stops, copies=strategy.copies)
@@ -321,6 +338,7 @@ def sweep(
             job = replace(job, compile=compiled)
         ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
         ran.update({"log_every": log_every, "chunk_size": plan.size(k), "compile": compiled, "engine": engine})
+        ran["key_impl"] = key_impl
         ran["cv"] = _cv.fingerprint(folds)
         ran["schedule"] = strategy.describe()
         record = describe(rows, model, loss, data, val, **ran)
@@ -351,6 +369,9 @@ def sweep(
         **({"folds": n_folds} if folds is not None else {}),
         **result.settings,
         "world_size": world.size,
+        "loss": loss.name or "custom",
+        "loss_from_task": not loss_given,
+        "key_impl": key_impl,
     }
     judged = val if val is not None and len(val) else data
     shown = shown_names(given, extra)
@@ -365,6 +386,11 @@ def sweep(
     if result.record is not None:
         table.schedule = result.record
     return table
+
+
+def _first_hp(rows: list[dict[str, Any]], data: Dataset) -> dict[str, Tensor]:
+    """The first configuration's hyperparameters as 0-d tensors: what the two-row check hands a model."""
+    return {n: v[0] for n, v in hyper_tensors(rows[:1], data.x.dtype, data.x.device).items()}
 
 
 _COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)

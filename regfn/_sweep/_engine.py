@@ -52,7 +52,7 @@ from .._train import CONSTANT
 from ..data import Dataset, Folds
 from ._program import Program, Spec, program
 
-__all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "Metrics", "Runs", "warn"]
+__all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "Metrics", "Runs", "mark_nonfinite", "warn"]
 
 LogFn = Callable[[int, Tensor, dict[str, Tensor]], None]
 """``log(epochs_done, objective, params)``: called by an engine at every log point."""
@@ -138,6 +138,16 @@ class ChunkState:
 
     tree: dict[str, Any]
     epoch: int = 0
+    # issue 23 item 6: per configuration, the first epoch (1-based) whose objective was NaN or inf, 0 for none;
+    # None where an engine does not track it (the driver then reads the log points).
+    nonfinite: Tensor | None = None
+
+
+def mark_nonfinite(first: Tensor | None, value: Tensor, done: int) -> Tensor:
+    """``first`` (see :attr:`ChunkState.nonfinite`) with epoch ``done`` set where ``value`` turned non-finite."""
+    if first is None:
+        first = torch.zeros(value.shape, dtype=torch.int64, device=value.device)
+    return torch.where((first == 0) & ~torch.isfinite(value), done, first)
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,8 @@ class Loop:
         if engine.job.has_val:
             val = g.seen[1] if g.seen is not None and g.seen[0] == epoch else engine.val_metrics(params, g.hp)
         ids = [g.ids[j] for j in pos]
-        self.results.finish(ids, list(pos), epoch, params, engine.train_metrics(params, g.hp), val)
+        train = engine.train_metrics(params, g.hp)
+        self.results.finish(ids, list(pos), epoch, params, train, val, g.state.nonfinite)
 
     # ----------------------------------------------------------------- decisions
 
@@ -354,12 +355,14 @@ class Loop:
     def _regroup(self, groups: Sequence[Group], keep: set[int]) -> list[Group]:
         """This rank's rows of ``keep`` that ``groups`` hold, in chunks of their own size (warmed up here)."""
         self.slots = 0  # a rank's own chunks from now on: no rounds of status points
-        trees, hps, ids = [], [], []
+        trees, hps, ids, marks = [], [], [], []
         for g in groups:
             pos = [j for j, r in enumerate(g.ids) if r in keep]
             if pos and g.state is not None:
                 index = torch.tensor(pos, device=self.engine.job.device)
                 trees.append(take_rows(g.state.tree, index))
+                if g.state.nonfinite is not None:
+                    marks.append(g.state.nonfinite[index])
                 hps.append(take_rows(g.hp, index))
                 ids += [g.ids[j] for j in pos]
         if not ids:
@@ -367,10 +370,12 @@ class Loop:
         epoch, size = groups[0].epoch, self.plan.size(len(ids), shared=False)
         self._warm(size)
         tree, hp = cat_rows(trees), cat_rows(hps)
+        nonfinite = torch.cat(marks) if len(marks) == len(trees) else None  # every group tracked it, or none
         out = []
         for i in range(0, len(ids), size):
             part = torch.arange(i, min(i + size, len(ids)), device=self.engine.job.device)
-            state = ChunkState(pad_rows(take_rows(tree, part), size), epoch)
+            marked = None if nonfinite is None else pad_rows(nonfinite[part], size)
+            state = ChunkState(pad_rows(take_rows(tree, part), size), epoch, marked)
             out.append(Group(ids[i : i + size], pad_rows(take_rows(hp, part), size), state))
         self._count(size, len(out))
         return out

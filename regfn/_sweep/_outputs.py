@@ -46,6 +46,7 @@ class Outputs:
         zero_frac, tiny_frac: sparsity of the weights.
         finite: whether every parameter is finite.
         ended: the epoch each row stopped training at.
+        nonfinite_epoch: the first epoch whose objective was NaN or inf (0: none, or not tracked).
         curves: ``name -> (K, T)`` at ``logged`` (NaN after a row ended).
         logged: the epochs the curves sample.
         collapsed: judged already (cross-validation: per fold), else ``None``.
@@ -59,6 +60,7 @@ class Outputs:
     tiny_frac: Tensor
     finite: Tensor
     ended: Tensor
+    nonfinite_epoch: Tensor
     curves: dict[str, Tensor]
     logged: list[int]
     collapsed: Tensor | None = None
@@ -86,6 +88,7 @@ class Results:
             "tiny_frac": torch.zeros(k),
             "finite": torch.ones(k, dtype=torch.bool),
             "ended": torch.full((k,), epochs, dtype=torch.int64),
+            "nonfinite_epoch": torch.zeros(k, dtype=torch.int64),
         }
 
     @staticmethod
@@ -110,6 +113,7 @@ class Results:
         params: Mapping[str, Tensor],
         train: Metrics,
         val: Metrics | None,
+        nonfinite: Tensor | None = None,
     ) -> None:
         """The final results of the rows ``ids``, at positions ``pos`` of their chunk, which ended at ``epoch``."""
         rows, at = torch.tensor(list(ids), dtype=torch.int64), torch.tensor(list(pos), dtype=torch.int64)
@@ -127,6 +131,8 @@ class Results:
         self.arrays["tiny_frac"][rows] = tiny.cpu()[at]
         self.arrays["finite"][rows] = finite.cpu()[at]
         self.arrays["ended"][rows] = epoch
+        if nonfinite is not None:  # engines that track it: the epoch each row's objective turned NaN or inf
+            self.arrays["nonfinite_epoch"][rows] = nonfinite.cpu()[at]
 
     # -- as tensors: checkpoints and gathering
 
@@ -184,6 +190,7 @@ class Results:
             tiny_frac=self.arrays["tiny_frac"],
             finite=self.arrays["finite"],
             ended=self.arrays["ended"],
+            nonfinite_epoch=self.arrays["nonfinite_epoch"],
             curves=dict(self.curves),
             logged=list(self.logged),
         )

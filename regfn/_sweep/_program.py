@@ -28,7 +28,7 @@ from ..data import batches
 from ..losses import Loss
 from ..nn import Model
 from ..penalties import Penalty, l1, l2, norm
-from ..random import fold_in
+from ..random import check_impl, fold_in
 from ..random import key as make_key
 
 __all__ = [
@@ -122,6 +122,14 @@ class Spec:
         minibatch: keyed mini-batches (else full batch).
         layer_rates: 0 to give the model one dropout rate (``p``), else the
             number of per-call rates ``p1`` .. ``p<layer_rates>`` it gets.
+        key_impl: the implementation of the configurations' keys
+            (:func:`regfn.random.key`'s ``impl``): each configuration's run key
+            is ``regfn.random.key(seed, impl=key_impl)``, and every key split
+            or folded from it (weights, dropout masks, mini-batch orders) is
+            of the same kind.
+
+    Raises:
+        ValueError: for an unknown ``key_impl`` (named as ``regfn.sweep``'s argument).
     """
 
     model: Model
@@ -131,6 +139,10 @@ class Spec:
     penalties: tuple[str, ...]
     minibatch: bool
     layer_rates: int = 0
+    key_impl: str = "threefry2x32"
+
+    def __post_init__(self) -> None:
+        check_impl(self.key_impl, "regfn.sweep: key_impl")
 
 
 def _parts(spec: Spec, hp: Mapping[str, Tensor]) -> tuple[optim.Transform, list[Penalty]]:
@@ -140,7 +152,7 @@ def _parts(spec: Spec, hp: Mapping[str, Tensor]) -> tuple[optim.Transform, list[
 
 def init_state(spec: Spec, hp: Mapping[str, Tensor]) -> dict[str, Any]:
     """One configuration's starting state: params, optimizer state, dropout and shuffle keys."""
-    init_key, dropout_key, shuffle_key = run_keys(make_key(hp["seed"]))
+    init_key, dropout_key, shuffle_key = run_keys(make_key(hp["seed"], impl=spec.key_impl))
     params = spec.model.init(init_key)
     opt, _ = _parts(spec, hp)
     return {"params": params, "opt": opt.init(params), "dkey": dropout_key, "skey": shuffle_key}

@@ -71,12 +71,16 @@ class ChunkFiles(Keeper):
         if saved is None:
             return
         g.state, tensors, meta = saved
+        if "nonfinite" in tensors:
+            g.state.nonfinite = tensors["nonfinite"].to(loop.engine.job.device)
         loop.results.fill(g.ids, tensors, {"metrics": [], "flags": [], "curves": meta["curves"]})
         loop.progress.update(g.state.epoch * len(g.ids))
 
     def saved_stretch(self, loop: Loop, g: Group) -> None:
         assert g.state is not None
         curves = {n: v for n, v in loop.results.tensors(g.ids).items() if n.startswith("curves/")}
+        if g.state.nonfinite is not None:  # the epoch each row went NaN or inf, so far
+            curves["nonfinite"] = g.state.nonfinite
         self.store.save_state(g.ids[0], g.size, g.state, curves, {"curves": loop.results.names()["curves"]})
 
     def finished(self, loop: Loop, g: Group) -> None:
@@ -95,6 +99,8 @@ class LoopFile(Keeper):
         for i, g in enumerate(loop.current):
             if g.state is not None:
                 tensors.update(flatten_tree(f"g{i}/tree", g.state.tree))
+                if g.state.nonfinite is not None:
+                    tensors[f"g{i}/nonfinite"] = g.state.nonfinite
             tensors.update({f"g{i}/hp/{n}": v for n, v in g.hp.items()})
         meta = {
             "position": loop.position,
@@ -128,7 +134,9 @@ class LoopFile(Keeper):
             g = Group(list(info["ids"]), hp)
             if info["started"]:
                 tree = self.store.fill(loop.engine.start(hp).tree, tensors, f"g{i}/tree", self.store.schedule_path)
-                g.state = ChunkState(tree, int(info["epoch"]))
+                nonfinite = tensors.get(f"g{i}/nonfinite")
+                device = loop.engine.job.device
+                g.state = ChunkState(tree, int(info["epoch"]), None if nonfinite is None else nonfinite.to(device))
             groups.append(g)
         return groups
 

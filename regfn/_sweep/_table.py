@@ -74,6 +74,10 @@ def rows_of(
         row_bad = bool(bad[i].any())
         diverged = row_bad or not bool(outputs.finite[i]) or not math.isfinite(metrics["loss"])
         first = int(bad[i].nonzero()[0, 0]) if row_bad else None
+        diverged_epoch = logged[first] if first is not None else (logged[-1] if diverged else None)
+        seen = int(outputs.nonfinite_epoch[i])
+        if seen > 0:  # tracked every epoch (an engine that does not leaves 0): the epoch, not the next log point
+            diverged_epoch = min(seen, diverged_epoch or seen)
         if outputs.collapsed is not None:
             collapsed = bool(outputs.collapsed[i])
         else:
@@ -86,7 +90,7 @@ def rows_of(
                 zero_frac=float(outputs.zero_frac[i]),
                 tiny_frac=float(outputs.tiny_frac[i]),
                 diverged=diverged,
-                diverged_epoch=logged[first] if first is not None else (logged[-1] if diverged else None),
+                diverged_epoch=diverged_epoch,
                 collapsed=collapsed,
                 folds={name: values[i].tolist() for name, values in outputs.folds.items()},
                 schedule={name: values[i] for name, values in (columns or {}).items()},
@@ -103,9 +107,10 @@ def table(
     for flagged, what in ((result.diverged, "diverged (NaN/inf)"), (result.collapsed, "collapsed to a constant")):
         if flagged and not quiet:
             first = flagged[0]
+            example = f", e.g. config {first}: { {n: configs[first][n] for n in shown} }" if len(configs) > 1 else ""
             warn(
-                f"regfn.sweep: {len(flagged)} of {len(configs)} configurations {what}, "
-                f"e.g. config {first}: { {n: configs[first][n] for n in shown} }; they are flagged in the results"
+                f"regfn.sweep: {len(flagged)} of {len(configs)} configuration{'s' if len(configs) != 1 else ''} {what}"
+                f"{example}; they are flagged in the results"
             )
     return result
 
@@ -148,5 +153,6 @@ def provenance(
             "cuda_graphs": cuda_graphs,
             "engine": record["engine"],
             "cv": _cv.record(folds) if folds is not None else None,
+            "key_impl": settings["key_impl"],
         },
     }

@@ -1,7 +1,7 @@
 """The Triton engine: one fused kernel trains each configuration of the tutorial's kind of sweep.
 
 One program per configuration holds its parameters in registers for a
-stretch of epochs (forward, threefry dropout masks, loss, backward, penalties
+stretch of epochs (forward, threefry2x32 or philox4x32 dropout masks, loss, backward, penalties
 and the optimizer step), one launch per stretch between log points. This
 module holds the engine (what it takes, the epoch loop around the kernel);
 the kernel itself lives in :mod:`regfn._sweep._triton_mlp`, imported only when

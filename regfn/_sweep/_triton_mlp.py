@@ -2,8 +2,8 @@
 
 One program trains one configuration for a block of epochs with everything in
 registers: the parameters and optimizer state are loaded once, each step
-runs forward, dropout (threefry bits, bit for bit the masks of
-:func:`regfn.random.bernoulli`), loss, backward, penalties and the optimizer
+runs forward, dropout (threefry2x32 or philox4x32 bits, as the keys are, bit
+for bit the masks of :func:`regfn.random.bernoulli`), loss, backward, penalties and the optimizer
 step over tiles of rows, and only the last objective and the final parameters go
 back to memory. A block of E epochs is one kernel launch, where the compiled
 ``vmap`` step launches many kernels every epoch (BENCHMARKS.md counts them).
@@ -84,6 +84,64 @@ def _keep_mask(k0, k1, index, keep):
     return ((y0 ^ y1) >> 9).to(tl.float32) * _UNIT < keep
 
 
+# ----------------------------------------------------------------- philox4x32 (Triton's own tl.philox)
+# A philox4x32 key of regfn.random, (k0, k1, s0, s1), travels as two uint64 values:
+# the cipher key k0 | k1 << 32 (Triton's seed) and the stream s0 | s1 << 32.
+
+
+@triton.jit
+def _pack(lo, hi):
+    return lo.to(tl.uint64) | (hi.to(tl.uint64) << 32)
+
+
+@triton.jit
+def _philox_block(seed, stream, j):
+    """Block ``j`` (uint32) of a packed philox key: ``tl.philox(seed, j, 0, s0, s1)``."""
+    zero = j * 0
+    s0 = zero + (stream & 0xFFFFFFFF).to(tl.uint32)
+    s1 = zero + (stream >> 32).to(tl.uint32)
+    return tl.philox(seed, j, zero, s0, s1)
+
+
+@triton.jit
+def _philox_fold_in(seed, stream, data):
+    """``regfn.random.fold_in`` of a packed philox key: block ``data``, packed again."""
+    c0, c1, c2, c3 = _philox_block(seed, stream, data)
+    return _pack(c0, c1), _pack(c2, c3)
+
+
+@triton.jit
+def _philox_keep_mask(seed, stream, index, keep):
+    """``uniform(key, shape).flat[index] < keep`` for a philox key: word ``index % 4`` of block ``index // 4``."""
+    c0, c1, c2, c3 = _philox_block(seed, stream, index >> 2)
+    m = index & 3
+    word = tl.where(m == 0, c0, tl.where(m == 1, c1, tl.where(m == 2, c2, c3)))
+    return (word >> 9).to(tl.float32) * _UNIT < keep
+
+
+@triton.jit
+def _load_key(key_ptr, cfg, PHILOX: tl.constexpr):
+    """A configuration's dropout key: threefry's two words, or a philox key packed (see above)."""
+    if PHILOX:
+        w = key_ptr + cfg * 4
+        k0 = tl.load(w).to(tl.uint32, bitcast=True)
+        k1 = tl.load(w + 1).to(tl.uint32, bitcast=True)
+        s0 = tl.load(w + 2).to(tl.uint32, bitcast=True)
+        s1 = tl.load(w + 3).to(tl.uint32, bitcast=True)
+        return _pack(k0, k1), _pack(s0, s1)
+    else:
+        w = key_ptr + cfg * 2
+        return tl.load(w).to(tl.uint32, bitcast=True), tl.load(w + 1).to(tl.uint32, bitcast=True)
+
+
+@triton.jit
+def _key_fold_in(k0, k1, data, PHILOX: tl.constexpr):
+    if PHILOX:
+        return _philox_fold_in(k0, k1, data)
+    else:
+        return _fold_in(k0, k1, data)
+
+
 # ----------------------------------------------------------------- layers
 
 
@@ -122,11 +180,14 @@ def _dense(a, w, b):
 
 
 @triton.jit
-def _relu_dropout(z, rows, WIDTH: tl.constexpr, WP: tl.constexpr, k0, k1, keep, safe_keep):
+def _relu_dropout(z, rows, WIDTH: tl.constexpr, WP: tl.constexpr, k0, k1, keep, safe_keep, PHILOX: tl.constexpr):
     """ReLU then inverted dropout; returns (output, keep mask)."""
     cols = tl.arange(0, WP)
     index = (rows[:, None] * WIDTH + cols[None, :]).to(tl.uint32)
-    mask = _keep_mask(k0, k1, index, keep)
+    if PHILOX:
+        mask = _philox_keep_mask(k0, k1, index, keep)
+    else:
+        mask = _keep_mask(k0, k1, index, keep)
     a = tl.maximum(z, 0.0)
     return tl.where(mask, tl.math.div_rn(a, safe_keep), 0.0), mask
 
@@ -217,6 +278,7 @@ def mlp_sgd_kernel(
     epoch0, n_epochs, n_batches, batch_rows,
     {sizes}, N_PARAMS: tl.constexpr, N_HP: tl.constexpr, MSE: tl.constexpr, DECOUPLED: tl.constexpr,
     USE_L1: tl.constexpr, USE_L2: tl.constexpr, USE_NORM: tl.constexpr, BLOCK_R: tl.constexpr,
+    PHILOX: tl.constexpr,
 ):
     cfg = tl.program_id(0).to(tl.int64)
     theta = theta_ptr + cfg * N_PARAMS
@@ -233,17 +295,16 @@ def mlp_sgd_kernel(
     s2 = tl.load(hp + 5)
     keep = 1.0 - tl.load(hp + 6)
     safe_keep = tl.where(keep > 0.0, keep, 1.0)
-    dk0 = tl.load(key_ptr + cfg * 2).to(tl.uint32, bitcast=True)
-    dk1 = tl.load(key_ptr + cfg * 2 + 1).to(tl.uint32, bitcast=True)
+    dk0, dk1 = _load_key(key_ptr, cfg, PHILOX)
     cols0 = tl.arange(0, P0)
     zero_u32 = tl.zeros((), tl.uint32)
     inv_n = 1.0 / batch_rows.to(tl.float32)
     objective = 0.0
     for e in range(n_epochs):
-        ek0, ek1 = _fold_in(dk0, dk1, (epoch0 + e).to(tl.uint32))
+        ek0, ek1 = _key_fold_in(dk0, dk1, (epoch0 + e).to(tl.uint32), PHILOX)
         for bt in {batch_loop}:
             # step key fold_in(fold_in(dropout_key, epoch), batch); hidden layer i drops with fold_in(step key, i - 1)
-            sk0, sk1 = _fold_in(ek0, ek1, zero_u32 + bt)
+            sk0, sk1 = _key_fold_in(ek0, ek1, zero_u32 + bt, PHILOX)
 {keys}
 {zero}
             loss = 0.0
@@ -284,12 +345,12 @@ _LOAD_HIDDEN = "    {s}{i} = _load_matrix({base} + o_w{i}, S{i}, S{h}, P{i}, P{h
 _LOAD_OUTPUT = (
     "    {s}{i} = _load_vector({base} + o_w{i}, S{h}, P{h})\n    {sb}{i} = _load_vector({base} + o_b{i}, 1, 2)\n"
 )
-_KEYS = "        lk{i}_0, lk{i}_1 = _fold_in(sk0, sk1, tl.full((), {h}, tl.uint32))\n"
+_KEYS = "        lk{i}_0, lk{i}_1 = _key_fold_in(sk0, sk1, tl.full((), {h}, tl.uint32), PHILOX)\n"
 _ZERO_HIDDEN = "        g{i} = tl.zeros((P{i}, P{h}), tl.float32)\n        gb{i} = tl.zeros((P{i},), tl.float32)\n"
 _ZERO_OUTPUT = "        g{i} = tl.zeros((P{h},), tl.float32)\n        gb{i} = tl.zeros((2,), tl.float32)\n"
 _FORWARD = """\
             z{i} = _dense(a{h}, w{i}, b{i})
-            a{i}, keep{i} = _relu_dropout(z{i}, rows, S{i}, P{i}, lk{i}_0, lk{i}_1, keep, safe_keep)
+            a{i}, keep{i} = _relu_dropout(z{i}, rows, S{i}, P{i}, lk{i}_0, lk{i}_1, keep, safe_keep, PHILOX)
 """
 _BACKWARD = """\
             dz{i} = _dropout_relu_backward(da, keep{i}, z{i}, safe_keep)
@@ -463,7 +524,8 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
 
     ``sizes`` are the MLP's widths, input first, ending in 1. ``theta`` and
     ``buf`` (float32, shape (K, n_params)) are updated in place; ``hp`` is
-    (K, len(regfn._sweep._triton.HP_COLUMNS)) float32, ``key_words`` (K, 2) int32, ``x``
+    (K, len(regfn._sweep._triton.HP_COLUMNS)) float32, ``key_words`` (K, 2) int32 (threefry2x32
+    dropout keys) or (K, 4) (philox4x32), ``x``
     (n, sizes[0]) and ``y`` (n,) float32, all contiguous on one device.
     ``order`` is ``None`` for full-batch steps, else the data rows of every
     mini-batch, int32 of shape (K, n_epochs, n_batches, batch_size) (one
@@ -489,5 +551,6 @@ def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, si
         N_PARAMS=theta.shape[1], N_HP=hp.shape[1], MSE=mse, DECOUPLED=optimizer == "adamw",
         USE_L1="l1" in penalties, USE_L2="l2" in penalties, USE_NORM="norm2" in penalties,
         BLOCK_R=block_rows or BLOCK_ROWS or auto_block_rows(sizes), num_warps=num_warps or NUM_WARPS,
+        PHILOX=key_words.shape[1] == 4,
     )  # fmt: skip
     return out

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree
 
-from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, Runs, warn
+from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, Runs, mark_nonfinite, warn
 from ._groups import flatten_tree
 from ._program import Program
 
@@ -137,6 +137,7 @@ class VmapEngine(Engine):
         graphs = self.use_graphs
         graph: torch.cuda.CUDAGraph | None = None
         done = state.epoch
+        nonfinite = state.nonfinite  # issue 23 item 6: the epoch each configuration went non-finite
         while done < until:
             if graphs and done % block == 0 and until - done >= block:
                 if graph is None:  # captured on the tree as it is now; replays update it in place
@@ -152,7 +153,8 @@ class VmapEngine(Engine):
                 tree, value = loop.epoch(tree, epoch_t)
                 n = 1
             done += n
+            nonfinite = mark_nonfinite(nonfinite, value, done)  # with CUDA graphs: to the block's end
             bar.update(n)
             if self.is_log_point(done):
                 log(done, value, tree["params"])
-        return ChunkState(tree, done)
+        return ChunkState(tree, done, nonfinite)

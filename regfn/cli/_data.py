@@ -24,6 +24,15 @@ __all__ = ["add_data_options", "cv_folds", "load_data"]
 _DATA = ("quadrants", "digits")
 
 
+def _names(text: str) -> list[int | str]:
+    """``--columns`` / ``--drop``: comma-separated header names or indices."""
+    return [_column(c) for c in text.split(",") if c.strip()]
+
+
+def _column(text: str) -> int | str:
+    return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else text.strip()
+
+
 def add_data_options(p: argparse.ArgumentParser, *, cv: bool = False) -> None:
     """The ``data`` option group of ``regfn sweep`` and ``regfn train`` (``cv``: with ``--cv``, the sweep's)."""
     g = p.add_argument_group("data")
@@ -46,12 +55,32 @@ def add_data_options(p: argparse.ArgumentParser, *, cv: bool = False) -> None:
         help="label column of --csv, by header name or index (default: the last column)",
     )
     g.add_argument(
+        "--columns",
+        type=_names,
+        default=None,
+        metavar="A,B,...",
+        help="feature columns of --csv to use, by header name or index (default: all but the target)",
+    )
+    g.add_argument(
+        "--drop",
+        type=_names,
+        default=(),
+        metavar="A,B,...",
+        help="columns of --csv to leave out (an id, a text column), by header name or index",
+    )
+    g.add_argument(
         "--task",
         choices=("auto", "binary", "multiclass", "regression"),
         default="auto",
         help="binary (0/1 labels, BCE with logits), multiclass (class labels, cross-entropy on one logit per "
         "class) or regression (MSE); auto: multiclass for text labels, binary when every label is 0 or 1, "
         "else regression",
+    )
+    g.add_argument(
+        "--raw-targets",
+        action="store_true",
+        help="regression: train on the targets as they are (default: standardized with the training rows' mean "
+        "and std, the model's outputs mapped back, so mse and val_mse are in the targets' units)",
     )
     g.add_argument(
         "--n",
@@ -89,6 +118,9 @@ def load_data(args: argparse.Namespace) -> tuple[Dataset, Dataset | None, str]:
     data_name = "csv" if args.csv is not None else (args.data or "quadrants")
     if data_name != "csv" and args.target is not None:
         raise CLIError(f"--target needs --csv (the {data_name} data has one label)")
+    for option in ("columns", "drop"):
+        if data_name != "csv" and getattr(args, option, None):
+            raise CLIError(f"--{option} needs --csv (it selects the file's columns)")
     if data_name == "quadrants":
         if task not in (None, "binary"):
             raise CLIError(f"--task {task} needs --csv (the synthetic quadrant data is binary)")
@@ -110,10 +142,13 @@ def load_data(args: argparse.Namespace) -> tuple[Dataset, Dataset | None, str]:
         shape = "x".join(map(str, data.feature_shape))
         source = f"digits ({rows}, {shape} {'images' if data.x.ndim > 2 else 'pixels'})"
     else:
-        target: int | str = -1
-        if args.target is not None:
-            target = int(args.target) if re.fullmatch(r"[+-]?\d+", args.target.strip()) else args.target
-        data = regfn.data.load_csv(args.csv, target=target, task=task)
+        target = -1 if args.target is None else _column(args.target)
+        columns = getattr(args, "columns", None)
+        drop = getattr(args, "drop", ())
+        try:
+            data = regfn.data.load_csv(args.csv, target=target, task=task, columns=columns, drop=drop)
+        except ValueError as err:
+            raise CLIError(re.sub(r"drop=\['(.*?)'\]", r"--drop \1", str(err))) from None
         source = f"{args.csv} (target {data.target_name!r})"
     task_text = f"{data.task}, {data.n_classes} classes" if data.task == "multiclass" else data.task
     if getattr(args, "cv", None) is not None:  # regfn sweep --cv K: every row, the folds hold out their own

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["HelpFormatter", "fmt", "show_default"]
+__all__ = ["HelpFormatter", "count_of", "fmt", "show_default"]
 
 
 def show_default(value: object) -> str:
@@ -17,6 +17,11 @@ def show_default(value: object) -> str:
 def fmt(v: object) -> str:
     """A value in a table or a summary line: floats to 4 significant digits."""
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def count_of(n: int, word: str) -> str:
+    """``1 config``, ``2 configs``, ``7,168 configs``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

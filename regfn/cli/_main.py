@@ -10,8 +10,10 @@ ends in :class:`~._errors.CLIError` (or ``ValueError``, ``TypeError``,
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 
 from ._errors import CLIError, CLIParser, first_line
@@ -67,8 +69,22 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _process_age() -> float:
+    """Seconds since this process started (Linux: ``/proc``); 0 where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rpartition(")")[2].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``regfn`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    # From the command line, the time: line counts from the process's start (importing torch and regfn included).
+    clock = (time.perf_counter(), _process_age() if argv is None else None)
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         parser = build_parser()
@@ -83,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         threads = torch.get_num_threads()
         args.argv = argv
+        args.clock = clock
         commands = {"sweep": run_sweep, "train": run_train, "verify": run_verify}
         try:
             return commands[args.command](args)

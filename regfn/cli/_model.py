@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 from ._argtypes import value_type
 from ._errors import CLIError, first_line
 from ._hparam_options import layer_rates, rate_options
+from ._targets import TargetScale
 from ._values import parse_hidden
 
 if TYPE_CHECKING:
     import torch
 
     from ..data import Dataset
+    from ..losses import Loss
     from ..nn import Model
 
 __all__ = ["add_model_options", "build_model"]
@@ -70,11 +72,9 @@ def add_model_options(g: argparse._ArgumentGroup) -> None:
 
 def _loss_of(data: Dataset) -> str:
     """The loss of ``data``'s task (the model outputs logits for the two classification tasks)."""
-    if data.task == "multiclass":
-        return "cross_entropy"
-    if data.task == "binary":
-        return "bce_logits"
-    return "mse"
+    from .._preflight import task_loss
+
+    return task_loss(data.task or "regression")
 
 
 def _output_width(data: Dataset) -> tuple[int, str]:
@@ -138,12 +138,22 @@ def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
     return instance, f"{class_name} from {path}"
 
 
-def build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str]:
+def build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str | Loss, str]:
     """The model ``--model`` names for ``train``, its loss, and a description.
 
     A cnn or module model is checked on two rows of the data before any
-    training: it must run and give the output shape the loss needs.
+    training: it must run and give the output shape the loss needs. For
+    regression data (unless ``--raw-targets``) the model and the loss work on
+    standardized targets, the outputs in the targets' units (:mod:`._targets`).
     """
+    model, loss, desc = _build_model(args, train)
+    if train.task != "regression" or getattr(args, "raw_targets", False):
+        return model, loss, desc
+    scale = TargetScale.of(train)
+    return scale.model(model), scale.loss(), desc.replace(f", {loss})", f", {loss} on standardized targets)")
+
+
+def _build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str]:
     import regfn
 
     loss = _loss_of(train)
@@ -194,19 +204,18 @@ def _check_output(model: Model, train: Dataset, width: int, what: str, rates: in
 
     import regfn
 
+    from .._preflight import run_two_rows
+    from ..losses import fit_output
+
     rr = regfn.random
     x = train.x[:2]
     params = model.init(rr.key(0))
     try:
-        with torch.no_grad():
-            out = model.apply(params, x, key=rr.key(1), p=0.0, train=False)
-    except Exception as err:  # the user's forward: any error it raises is bad input
-        raise CLIError(
-            f"--model: {name} fails on two rows of the data (x of shape {tuple(x.shape)}): "
-            f"{type(err).__name__}: {first_line(err)}"
-        ) from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, width):
-        got = f"outputs of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        out = run_two_rows(model, train, "--model", name, params=params)
+    except ValueError as err:
+        raise CLIError(first_line(err)) from None
+    if tuple(fit_output(out, train.y[:2]).shape) != (2, width):
+        got = f"outputs of shape {tuple(out.shape)}"
         raise CLIError(
             f"--model: {name} gives {got} for 2 rows; the data needs shape (2, {width}): {what} "
             f"({_loss_of(train)} loss)"

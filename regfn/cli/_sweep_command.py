@@ -15,11 +15,13 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._hparams import HPARAMS
+from .._preflight import task_loss
 from .._sweep._distributed import is_lead
 from .._sweep._driver import ENGINES, bytes_per_config
 from ._argtypes import auto_or_positive_int, positive_int, value_type
 from ._data import add_data_options, cv_folds, load_data
 from ._errors import CLIParser
+from ._formatting import count_of
 from ._hparam_options import (
     OPTION_NAMES,
     add_hparam_options,
@@ -28,7 +30,17 @@ from ._hparam_options import (
     default_sweep_rates,
 )
 from ._model import build_model
-from ._report import add_output_options, check_metric, print_report, sweep_warnings, writable_out, write_results
+from ._report import (
+    add_output_options,
+    check_metric,
+    check_trackers,
+    print_report,
+    print_time,
+    sweep_warnings,
+    writable_out,
+    write_results,
+)
+from ._schedule_options import add_schedule_options, schedule_of
 from ._search import add_search_options, reject_search_ranges, search_configs, space_text
 from ._training import add_training_options, pick_device, set_threads
 from ._values import SearchRange, parse_seeds
@@ -53,6 +65,7 @@ examples:
   regfn sweep --device cuda --engine triton --seeds 32 --l2 1e-6:1e-1:32    # one fused kernel
   regfn sweep --search sobol:256 --l2 log:1e-6:1e-1 --p lin:0:0.6 --seeds 2  # 512 configs
   regfn sweep --cv 5 --l2 0,1e-4:1e-1:4                 # 5-fold cross-validation, all folds at once
+  regfn sweep --schedule halving --min-epochs 10 --seeds 8  # stop the worst 2/3 at epochs 10, 30, 90
 
 value lists: comma-separated numbers, LOW:HIGH:N (N log-spaced values, ends
 included, ends > 0) or lin:LOW:HIGH:N (N evenly spaced values); e.g.
@@ -72,7 +85,8 @@ one logit for binary data, one logit per class for multi-class data).
 p sets every dropout call's rate; --p1 .. --p8 the first, second, ... call's.
 penalties: l1 = s*sum|w|, l2 = s/2*sum w^2 (= SGD weight_decay s),
 norm2 = s*sum_p ||p||_2 (the tutorial's), weight_decay = the optimizer's.
-compile: on by default on CUDA, off on CPU (slower there for small models).
+compile: auto by default, as regfn.sweep: always on CUDA; on CPU only when
+the eager run would take longer than compiling (--compile / --no-compile to choose).
 output: results.csv, results.json and PNG figures in --out (figures need
 matplotlib: pip install 'regfn[plot]').
 """
@@ -102,6 +116,7 @@ def add_sweep_parser(
         help="run seeds (init, dropout, shuffle): N = 0..N-1, or a list 0,5,9, or START:STOP",
     )
     add_search_options(g)
+    add_schedule_options(g)
     g.add_argument("--epochs", type=positive_int, default=300, help="passes over the training data")
     g = sw.add_argument_group("run and output")
     g.add_argument(
@@ -145,8 +160,8 @@ def _print_header(
 ) -> None:
     """What is about to run: the configurations (grid shape or search), the data, the model and the device."""
     if args.search is None:
-        shape = " x ".join(f"{n} {len(axes[n])}" for n in swept) or "1"
-        print(f"regfn sweep: {n_configs:,} configs ({shape}) on {desc}")
+        shape = f" ({' x '.join(f'{n} {len(axes[n])}' for n in swept)})" if swept else ""
+        print(f"regfn sweep: {count_of(n_configs, 'config')}{shape} on {desc}")
     else:
         method, points = args.search
         seeds = len(args.seeds)
@@ -174,7 +189,10 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     train, val, desc = load_data(args)
     model, loss, model_desc = build_model(args, train)
-    check_label_smoothing(args, loss, many=True)
+    args.loss_text = (
+        None if isinstance(loss, str) else "mse on standardized targets (mse, val_mse in the targets' units)"
+    )
+    check_label_smoothing(args, task_loss(train.task or "regression"), many=True)
     apply_optimizer_defaults(args, many=True)
     if args.p is None:
         args.p = default_sweep_rates(args)
@@ -194,8 +212,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         swept = [n for n, v in axes.items() if isinstance(v, SearchRange) or len(v) > 1]
         swept += ["seed"] if len(args.seeds) > 1 else []
     check_metric(args.by, train, val, validated=args.cv is not None)
+    schedule = schedule_of(args)
     lead = is_lead()  # under torchrun, rank 0 prints and writes; the other ranks stay quiet
     out = writable_out(args.out) if lead else pathlib.Path(args.out)
+    check_trackers(args)
     if not args.quiet and lead:
         _print_header(args, axes, swept, n_configs, desc, model_desc, device)
     with warnings.catch_warnings(record=True) as caught:
@@ -206,7 +226,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             axes if configs is None else configs,
             val=val,
             cv=cv_folds(args, train),
-            loss=loss,
+            loss=None if isinstance(loss, str) else loss,  # a name: the data's task's (the settings say so)
             optimizer=args.optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -217,8 +237,10 @@ def run_sweep(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             threads=args.threads,
             engine=args.engine,
+            key_impl=args.key_impl,
             checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every,
+            schedule=schedule,
         )
     if result is None:  # another rank of a torchrun sweep: rank 0 has the results
         return 0
@@ -227,5 +249,6 @@ def run_sweep(args: argparse.Namespace) -> int:
         if "diverged" not in message and "collapsed" not in message:
             print(f"regfn: warning: {message}", file=sys.stderr)
     print_report(result, args, swept)
-    write_results(result, out, args)
+    plots_s = write_results(result, out, args)
+    print_time(result, args, plots_s)
     return 0

@@ -12,6 +12,7 @@ import sys
 import time
 
 from .._hparams import LAYER_RATE_NAMES, OPTIMIZER_ARGS
+from .._preflight import task_loss
 from .._sweep._program import PENALTIES, build_optimizer
 from ._argtypes import positive_int
 from ._data import add_data_options, load_data
@@ -83,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     train, val, desc = load_data(args)
     model, loss, model_desc = build_model(args, train)
-    check_label_smoothing(args, loss, many=False)
+    check_label_smoothing(args, task_loss(train.task or "regression"), many=False)
     apply_optimizer_defaults(args, many=False)
     device = pick_device(args.device)
     compile_ = device.type == "cuda" if args.compile is None else args.compile
@@ -110,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         model,
         train,
         optimizer=optimizer,
-        key=regfn.random.key(args.seed).to(device),
+        key=regfn.random.key(args.seed, impl=args.key_impl).to(device),
         loss=loss,
         penalties=penalties,
         p=_train_rates(args),

@@ -1,7 +1,7 @@
 """The "model and training" option group: the model's options, then how it trains and where.
 
-``--optimizer``, ``--batch-size``, ``--device``, ``--compile`` and
-``--threads``, and the two steps they take before training: the device
+``--optimizer``, ``--batch-size``, ``--device``, ``--compile``,
+``--threads`` and ``--key-impl``, and the two steps they take before training: the device
 (checked to exist) and torch's thread count.
 """
 
@@ -11,6 +11,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .._hparams import OPTIMIZER_ARGS
+from ..random import IMPLS
 from ._argtypes import auto_or_positive_int, positive_int
 from ._errors import CLIError
 from ._model import add_model_options
@@ -45,6 +46,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="CPU threads for torch: a number, or auto (time one thread against all cores, take the faster)",
     )
+    g.add_argument(
+        "--key-impl",
+        choices=tuple(IMPLS),
+        default="threefry2x32",
+        help="the random keys: threefry2x32 (the numbers of jax.random) or philox4x32 (cheaper dropout masks)",
+    )
 
 
 def pick_device(name: str) -> torch.device:
@@ -57,8 +64,12 @@ def pick_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise CLIError(f"--device: unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    from .._preflight import check_device
+
+    try:
+        check_device(device, f"--device {name}")  # regfn.sweep's own check and message
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     return device
 
 

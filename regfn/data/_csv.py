@@ -10,11 +10,13 @@ import csv
 import math
 import numbers
 import os
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 from ._dataset import Dataset, PathLike, Task, _check_float_dtype, _check_task
+from ._finite import nonfinite_cells
 
 __all__ = ["load_csv"]
 
@@ -109,6 +111,8 @@ def load_csv(
     dtype: torch.dtype = torch.float32,
     task: Task | None = None,
     delimiter: str = ",",
+    columns: Sequence[int | str] | None = None,
+    drop: Sequence[int | str] = (),
 ) -> Dataset:
     """Load a CSV table (one row per example) as a :class:`Dataset`.
 
@@ -143,6 +147,11 @@ def load_csv(
             distinct values, sorted, become classes ``0..K-1``, e.g. a rating
             1 to 5 or digit labels 0 to 9).
         delimiter: the field separator.
+        columns: the feature columns to keep (names or indices, in the
+            file's order); ``None`` (the default): every column but the target.
+        drop: feature columns to leave out (names or indices), e.g. an id
+            or a text column. Columns left out are not read, so their cells
+            may hold anything.
 
     Returns:
         A :class:`Dataset`.
@@ -203,6 +212,7 @@ def load_csv(
     ncols = 0
     t = 0
     col_names: list[str] = []
+    keep: set[int] = set()
     has_header = False
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -227,6 +237,7 @@ def load_csv(
                     if ncols < 2:
                         raise ValueError(f"{where}: has {ncols} column; needs at least 2 (features and a target)")
                     t = _target_column(target, col_names, where)
+                    keep = _kept_columns(columns, drop, col_names, t, where)
                     if has_header:
                         continue
                 if len(row) != ncols:
@@ -234,9 +245,12 @@ def load_csv(
                     raise ValueError(f"{where}: row {line} has {len(row)} columns, expected {ncols} as in {source}")
                 out: list[float] = []
                 for j, cell in enumerate(row):
+                    if j != t and j not in keep:
+                        continue
                     v = _label(cell) if j == t else _parse_cell(cell)
                     if isinstance(v, str) and not isinstance(v, _Text):
-                        raise ValueError(f"{where}: row {line}, column {_show(col_names[j])}: {v}")
+                        leave = f" (leave the column out: drop=[{col_names[j]!r}])" if "not a number" in v else ""
+                        raise ValueError(f"{where}: row {line}, column {_show(col_names[j])}: {v}{leave}")
                     if j == t:
                         labels.append(v)
                     else:
@@ -253,11 +267,12 @@ def load_csv(
     if len(features) < 2:
         raise ValueError(f"{where}: needs at least 2 data rows, found {len(features)}")
 
-    x = torch.tensor(features, dtype=torch.float64).reshape(len(features), ncols - 1).to(dtype)
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity)")
+    x = torch.tensor(features, dtype=torch.float64).reshape(len(features), len(keep)).to(dtype)
     target_name = col_names[t]
-    feature_names = tuple(col_names[j] for j in range(ncols) if j != t)
+    feature_names = tuple(col_names[j] for j in sorted(keep))
+    count, cells = nonfinite_cells(x, feature_names)
+    if count:
+        raise ValueError(f"{where}: values too large for {dtype} (they overflow to infinity): {', '.join(cells)}")
     column = f"column {_show(target_name)}"
 
     texts = [i for i, v in enumerate(labels) if isinstance(v, _Text)]
@@ -296,21 +311,38 @@ def load_csv(
     return Dataset(x=x, y=y, feature_names=feature_names, target_name=target_name, task=task)
 
 
-def _target_column(target: int | str, col_names: list[str], where: str) -> int:
+def _kept_columns(
+    columns: Sequence[int | str] | None, drop: Sequence[int | str], col_names: list[str], t: int, where: str
+) -> set[int]:
+    """The feature columns to read: ``columns`` (or all but the target) without ``drop``; at least one."""
+    for name, given in (("columns", columns), ("drop", drop)):
+        if given is not None and (isinstance(given, (str, int)) or not isinstance(given, Sequence)):
+            raise TypeError(f"regfn.data.load_csv: {name} must be a list of column names or indices, got {given!r}")
+    every = set(range(len(col_names)))
+    chosen = {_target_column(c, col_names, where, "column") for c in columns} if columns is not None else every
+    if columns is not None and t in chosen:
+        raise ValueError(f"{where}: columns names the target column {_show(col_names[t])}; list the features only")
+    keep = chosen - {t} - {_target_column(c, col_names, where, "column") for c in drop}
+    if not keep:
+        raise ValueError(f"{where}: no feature column left (columns={columns!r}, drop={list(drop)!r})")
+    return keep
+
+
+def _target_column(target: int | str, col_names: list[str], where: str, what: str = "target column") -> int:
     """The index of the ``target`` column (a name or an index, negative from the end)."""
     ncols = len(col_names)
     if isinstance(target, str):
         matches = [j for j, s in enumerate(col_names) if s == target]
         if not matches:
             shown = ", ".join(_show(s) for s in col_names[:20]) + (", ..." if ncols > 20 else "")
-            raise ValueError(f"{where}: target column {_show(target)} not found; columns are {shown}")
+            raise ValueError(f"{where}: {what} {_show(target)} not found; columns are {shown}")
         if len(matches) > 1:
-            raise ValueError(f"{where}: target column {_show(target)} is ambiguous: columns {matches} share that name")
+            raise ValueError(f"{where}: {what} {_show(target)} is ambiguous: columns {matches} share that name")
         return matches[0]
     t = int(target)
     if not -ncols <= t < ncols:
         raise ValueError(
-            f"{where}: target column index {t} does not exist; the file has {ncols} columns "
+            f"{where}: {what} index {t} does not exist; the file has {ncols} columns "
             f"(valid indices {-ncols} to {ncols - 1})"
         )
     return t % ncols

@@ -1,0 +1,135 @@
+"""Keys: :func:`key`, :func:`split` and :func:`fold_in`, for either implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from . import _philox, _threefry
+from ._validate import (
+    INT64_RANGE,
+    MASK32,
+    UINT32_RANGE,
+    _check_int,
+    _check_int_tensor,
+    _check_key,
+    _check_shape,
+    _numel,
+    check_impl,
+)
+
+__all__ = ["fold_in", "key", "split"]
+
+
+def key(seed: int | Tensor, *, impl: str = "threefry2x32", device: torch.device | str | None = None) -> Tensor:
+    """Make a key from an integer seed.
+
+    ``impl="threefry2x32"`` (the default) is
+    ``jax.random.key_data(jax.random.key(seed))``: with JAX's 64-bit mode
+    off, the seed is taken modulo ``2**32`` and the key is
+    ``[0, seed mod 2**32]``. ``impl="philox4x32"`` keeps all 64 bits of the
+    seed, as Triton does: the key is ``[seed mod 2**32, (seed >> 32) mod 2**32,
+    0, 0]`` (the cipher key, then a zero stream), and its words equal
+    ``tl.randint4x(seed, offset)``.
+
+    Args:
+        seed: a Python int in ``[-2**63, 2**63)``, or an integer tensor of any
+            shape (one key per element, so ``vmap(key)(torch.arange(K))``
+            works).
+        impl: ``"threefry2x32"`` (bit-equal to ``jax.random``) or
+            ``"philox4x32"`` (cheaper; equal to Triton's ``tl.randint``).
+        device: where the key lives (default: the seed tensor's device, else CPU).
+
+    Returns:
+        An int64 tensor of shape ``seed.shape + (2,)`` (threefry2x32) or
+        ``seed.shape + (4,)`` (philox4x32).
+
+    Raises:
+        TypeError: for a float, bool or non-integer tensor seed.
+        ValueError: for an int outside JAX's seed range, or an unknown ``impl``.
+
+    Examples:
+        >>> key(42)
+        tensor([ 0, 42])
+        >>> key(-1)
+        tensor([         0, 4294967295])
+        >>> key(torch.arange(2))
+        tensor([[0, 0],
+                [0, 1]])
+        >>> key(2**32 + 7, impl="philox4x32")
+        tensor([7, 1, 0, 0])
+    """
+    philox = check_impl(impl, "regfn.random.key: impl") == "philox4x32"
+    if isinstance(seed, Tensor):
+        seed = _check_int_tensor(seed, "seed", "key").to(device=device, dtype=torch.int64)
+        lo = seed & MASK32
+        zero = torch.zeros_like(lo)
+        return torch.stack([lo, (seed >> 32) & MASK32, zero, zero] if philox else [zero, lo], dim=-1)
+    value = _check_int(seed, "seed", "key", *INT64_RANGE)
+    words = [value & MASK32, (value >> 32) & MASK32, 0, 0] if philox else [0, value & MASK32]
+    return torch.tensor(words, dtype=torch.int64, device=device)
+
+
+def split(key_: Tensor, num: int | Sequence[int] = 2) -> Tensor:
+    """Split a key into ``num`` new keys of its implementation, as ``jax.random.split``.
+
+    A threefry2x32 key splits as JAX's does; a philox4x32 key's new key ``i``
+    is the ``i``-th block of four words of its stream (``bits(key, (n, 4))[i]``).
+
+    Args:
+        key_: a key of shape ``(2,)`` or ``(4,)``.
+        num: how many keys (an int >= 0), or a shape such as ``(2, 3)``.
+
+    Returns:
+        Keys of shape ``(*num, 2)`` (or ``(*num, 4)``), int64.
+
+    Examples:
+        >>> split(key(0))
+        tensor([[1797259609, 2579123966],
+                [ 928981903, 3453687069]])
+        >>> split(key(0, impl="philox4x32"), 1)
+        tensor([[1713891541, 3781805453, 3159862348, 2600524760]])
+    """
+    k = _check_key(key_, "split")
+    shape = _check_shape(num, "split")
+    n = _numel(shape)
+    if k.shape[0] == 4:
+        return (_philox.words(k, 4 * n) & MASK32).reshape(*shape, 4)
+    y0, y1 = _threefry.hash_counters(k, n)
+    return _threefry._unsigned(torch.stack([y0, y1], dim=-1)).reshape(*shape, 2)
+
+
+def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
+    """Fold an integer into a key, as ``jax.random.fold_in``.
+
+    For either implementation, ``fold_in(key, d)`` equals ``split(key, n)[d]``
+    (for ``d < n``), as in JAX.
+
+    Args:
+        key_: a key of shape ``(2,)`` or ``(4,)``.
+        data: an int in ``[-2**31, 2**32)`` (negative ints are taken mod
+            ``2**32``), or a 0-d integer tensor (for example a step counter
+            inside a compiled or vmapped function).
+
+    Returns:
+        A new key of the same shape.
+
+    Examples:
+        >>> fold_in(key(0), 1)
+        tensor([ 928981903, 3453687069])
+    """
+    k = _check_key(key_, "fold_in")
+    if isinstance(data, Tensor):
+        data = _check_int_tensor(data, "data", "fold_in")
+        if data.ndim != 0:
+            raise ValueError(
+                f"regfn.random.fold_in: data must be a scalar (0-d tensor), got shape {tuple(data.shape)}; "
+                "use torch.func.vmap to fold in a batch"
+            )
+        d = _threefry._wrap32(data.to(k.device))
+    else:
+        value = _check_int(data, "data", "fold_in", *UINT32_RANGE)
+        d = _threefry._wrap32(torch.tensor(value, dtype=torch.int64, device=k.device))
+    return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
