@@ -37,13 +37,13 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="torch.compile the step (default: auto, as regfn.sweep: on CUDA always, on CPU when the run is "
-        "long enough to pay for compiling)",
+        "long enough to pay for compiling, decided from the workload alone, never from a timing)",
     )
     g.add_argument(
         "--threads",
         type=auto_or_positive_int,
         default="auto",
-        help="CPU threads for torch: a number, or auto (time one thread against all cores, take the faster)",
+        help="CPU threads for torch: a number, or auto (one thread: the thread count can change bits)",
     )
 
 
