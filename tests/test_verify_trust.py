@@ -116,6 +116,17 @@ def test_verify_writes_nothing_and_ignores_what_it_does_not_need(capsys, here):
     assert sorted(os.listdir(here)) == before  # no --out, no --checkpoint directory
 
 
+def test_verify_reads_exactly_the_honoured_options():
+    from regfn.cli._verify import HONOURED, recorded_parser
+
+    options = {o for action in recorded_parser()._actions for o in action.option_strings}
+    assert options == set(HONOURED)  # a new data or model option is a decision: add it to HONOURED
+    assert not {"--out", "--checkpoint", "--threads", "--device", "--compile"} & options
+    known, rest = recorded_parser().parse_known_args(["--out", "x", "--tensorboard", "tb", "--n", "40"])
+    assert known.n == 40
+    assert rest == ["--out", "x", "--tensorboard", "tb"]
+
+
 @pytest.mark.parametrize("path", ["../d.csv", "/etc/d.csv", "~/d.csv", "a/../../d.csv"])
 def test_recorded_paths_that_leave_the_folder_are_refused(capsys, here, path):
     results = swept_module(capsys, here)

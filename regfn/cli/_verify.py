@@ -34,7 +34,7 @@ import argparse
 
 from ._errors import CLIError, CLIParser
 
-__all__ = ["HONOURED", "add_verify_parser", "run_verify"]
+__all__ = ["HONOURED", "add_verify_parser", "recorded_parser", "run_verify"]
 
 HONOURED = (
     "--data",
@@ -87,20 +87,25 @@ def add_verify_parser(sub: argparse._SubParsersAction[CLIParser], formatter: typ
     )
 
 
-def _recorded_options(argv: list[str]) -> argparse.Namespace:
-    """The honoured options of a recorded ``regfn sweep`` command line, read by a parser that knows only them."""
+def recorded_parser() -> CLIParser:
+    """The parser of a recorded ``regfn sweep`` command line: it knows the :data:`HONOURED` options only."""
     from ._data import add_data_options
     from ._model import add_model_options
 
-    if not argv or argv[0] != "sweep":
-        raise CLIError("the recorded arguments are not a 'regfn sweep' command line")
     p = CLIParser(prog="regfn sweep (recorded)", allow_abbrev=False, add_help=False)
     add_data_options(p, cv=True)
     add_model_options(p.add_argument_group())
     for option in HONOURED:
         if option.startswith("--p"):
             p.add_argument(option, default=None)  # only whether it was given matters here
-    known, _ = p.parse_known_args(argv[1:])  # the others: not read (the provenance holds the rest)
+    return p
+
+
+def _recorded_options(argv: list[str]) -> argparse.Namespace:
+    """The honoured options of a recorded ``regfn sweep`` command line; the others are not read."""
+    if not argv or argv[0] != "sweep":
+        raise CLIError("the recorded arguments are not a 'regfn sweep' command line")
+    known, _ = recorded_parser().parse_known_args(argv[1:])  # the provenance holds the rest
     return known
 
 
