@@ -152,11 +152,13 @@ def _provenance(prov: Mapping[str, Any], n_rows: int, curve_epochs: list[int]) -
     _int(args.get("chunk_size"), f"{name}.chunk_size", 1)
     _kind(args.get("compile"), bool, f"{name}.compile", "true or false")
     if args.get("threads") is not None:
-        _int(args["threads"], f"{name}.threads", 1, 4096)
+        _int(args["threads"], f"{name}.threads", 1, 512)
     for field in ("cv", "schedule"):
         _kind(args.get(field), (dict, type(None)), f"{name}.{field}", "a dict or null")
-    if args.get("schedule") is None and len(curve_epochs) > epochs // log_every + 2:
-        raise _Bad("curve_epochs", f"at most {epochs // log_every + 2} points for {epochs} epochs expected")
+    if args.get("schedule") is None:  # the log points of a plain sweep: multiples of log_every, and the last epoch
+        n = epochs // log_every + (epochs % log_every != 0)
+        if len(curve_epochs) != n or curve_epochs[-1:] != [epochs]:
+            raise _Bad("curve_epochs", f"the {n} log points of {epochs} epochs logged every {log_every} expected")
     argv = prov.get("argv")
     if argv is not None:
         _kind(argv, list, "provenance.argv", "a list of strings")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +27,8 @@ from .nn import Model
 from .results import SweepResult
 
 __all__ = ["VerifyReport", "verify"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -203,7 +206,9 @@ def verify(
     configs = prov["configurations"]
     chunk = args["chunk_size"]
     cv = args.get("cv")
-    folds = folds_from_record(cv) if cv is not None else None
+    folds = _from_record(folds_from_record, cv, "cross-validation folds") if cv is not None else None
+    recorded_schedule = args.get("schedule")
+    schedule = _from_record(schedule_from_dict, recorded_schedule, "schedule") if recorded_schedule else None
     rows = len(configs) * (len(folds) if folds is not None else 1)
     rerun = sweep(
         model,
@@ -211,7 +216,7 @@ def verify(
         configs,
         val=val,
         cv=folds,
-        schedule=schedule_from_dict(args["schedule"]) if args.get("schedule") else None,
+        schedule=schedule,
         loss=loss,
         optimizer=args["optimizer"],
         epochs=args["epochs"],
@@ -232,6 +237,14 @@ def verify(
     report = compare(stored, rerun, notes)
     report.modes = modes
     return report
+
+
+def _from_record(build: Callable[[Any], _T], record: Any, what: str) -> _T:
+    """``build(record)`` for a recorded field; a malformed one is a one-line ``ValueError`` naming ``what``."""
+    try:
+        return build(record)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RuntimeError) as err:
+        raise ValueError(f"regfn.verify: the recorded {what} is malformed ({type(err).__name__}: {err})") from None
 
 
 def compare(stored: SweepResult, rerun: SweepResult, notes: list[str] | None = None) -> VerifyReport:

@@ -86,23 +86,35 @@ def test_idle_and_busy_machines_write_the_same_bytes(tmp_path):
     assert (settings["compile"], settings["threads"]) == (False, 1)
 
 
+# One process: optionally a compiled sweep of the same model first, then the sweep under test with the defaults.
+HISTORY = """
+import json, sys
+import regfn
+data = regfn.data.quadrants(regfn.random.key(0), 200)
+model = regfn.mlp((2, 6, 4, 1), output="logits")
+if sys.argv[2] == "warm":
+    first = regfn.sweep(model, data, regfn.grid(l2=[0.0, 1e-3], seed=[7]), epochs=3, compile=True, quiet=True)
+    assert first.settings["compile"] is True
+result = regfn.sweep(model, data, regfn.grid(l2=[0.0, 1e-3], p=[0.0, 0.5], seed=range(6)), epochs=100, quiet=True)
+result.to_csv(sys.argv[1])
+print(json.dumps(result.settings))
+"""
+
+
 @pytest.mark.slow
 def test_a_fresh_process_and_one_that_compiled_before_write_the_same_bytes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    fresh = tmp_path / "fresh"
-    run = subprocess.run(
-        [sys.executable, "-m", "regfn", *SWEEP, "--out", str(fresh)], env=env, capture_output=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    # Another sweep of the same program, compiled, first; then the same command in that process.
-    code = (
-        "import sys; from regfn.cli import main; "
-        f"assert main({[*SWEEP[:2], '3', *SWEEP[3:], '--seeds', '5', '--compile', '--out', str(tmp_path / 'first')]!r})"
-        " == 0; "
-        f"sys.exit(main({[*SWEEP, '--out', str(tmp_path / 'warm')]!r}))"
-    )
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-2000:]
-    first = json.loads((tmp_path / "first" / "results.json").read_text())["settings"]
-    assert first["compile"] is True  # the process did compile the program
-    assert (tmp_path / "warm" / "results.csv").read_bytes() == (fresh / "results.csv").read_bytes()
+    settings = {}
+    for history in ("fresh", "warm"):
+        run = subprocess.run(
+            [sys.executable, "-c", HISTORY, str(tmp_path / f"{history}.csv"), history],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        settings[history] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert settings["warm"] == settings["fresh"]
+    assert (settings["fresh"]["compile"], settings["fresh"]["threads"]) == (False, 1)
+    assert (tmp_path / "warm.csv").read_bytes() == (tmp_path / "fresh.csv").read_bytes()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 
 from ._errors import CLIError, CLIParser
+from ._model import _model_option
 
 __all__ = ["HONOURED", "add_verify_parser", "recorded_parser", "run_verify"]
 
@@ -73,6 +74,7 @@ def add_verify_parser(sub: argparse._SubParsersAction[CLIParser], formatter: typ
     )
     p.add_argument(
         "--model",
+        type=_model_option,
         default=None,
         metavar="module:PATH.py:ClassName",
         help="the model to rerun, named by you (instead of trusting the recorded one; its sha256 is compared)",
@@ -160,7 +162,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(line, flush=True)
     train, val, desc = load_data(recorded)
     model, loss, _, _ = build_model(recorded, train)
-    print(f"regfn verify: rerunning {len(stored)} configs on {desc}", flush=True)
+    epochs = stored.provenance["arguments"]["epochs"]
+    print(f"regfn verify: rerunning {len(stored)} configs x {epochs} epochs on {desc}", flush=True)
     report = regfn.verify(stored, model, train, val=val, loss=loss, device=args.device, compile=args.compile)
     print(report)
     if findings:
