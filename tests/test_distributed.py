@@ -99,7 +99,14 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         assert len(expected["rows"]) in (3, 5, 7)
         assert _written(tmp_path / f"{case}.rank0.json") == expected  # floats round-trip exactly in JSON
     settings = {case: json.loads((tmp_path / f"{case}.rank0.json").read_text())["settings"] for case in ("mlp", "auto")}
-    assert settings["mlp"] == {"compile": False, "threads": 1, "chunk_size": 2, "padded": 8, "world_size": 2}
+    assert settings["mlp"] == {
+        "compile": False,
+        "threads": 1,
+        "key_impl": "threefry2x32",
+        "chunk_size": 2,
+        "padded": 8,
+        "world_size": 2,
+    }
     assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)
     assert _written(tmp_path / "minibatch.rank1.json") == _written(tmp_path / "minibatch.rank0.json")
 
