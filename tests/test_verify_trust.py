@@ -143,6 +143,16 @@ def test_recorded_paths_that_leave_the_folder_are_refused(capsys, here, path):
     assert "leaves the folder it is read from" in err
 
 
+def test_a_recorded_import_outside_the_model_folder_is_refused(capsys, here):
+    results = swept_module(capsys, here)
+    d = json.loads(results.read_text())
+    d["provenance"]["files"][1]["path"] = "../../etc/passwd"
+    results.write_text(json.dumps(d))
+    code, _, err = run_main(capsys, "verify", str(results), "--model", "module:net.py:Net")
+    assert code == 2
+    assert "a recorded model import: '../../etc/passwd' leaves the folder it is read from" in err
+
+
 def test_a_huge_file_is_refused_unread(capsys, here):
     path = here / "huge.json"
     with path.open("wb") as f:  # sparse: 10 GB that take no disk

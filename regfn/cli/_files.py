@@ -74,15 +74,21 @@ def changed_files(
     """What changed among the recorded files, in words (one finding each), read where this rerun reads them.
 
     ``model`` and ``csv`` are the paths the rerun uses (``None``: the run
-    reads no such file); a recorded import is looked up next to ``model``.
+    reads no such file); a recorded import is looked up next to ``model``
+    (one whose path leaves that folder is a ``ValueError``).
     """
+    from .._results_check import check_path
+
     found = []
     for record in records:
         role, recorded = record["role"], record["sha256"]
         where: str | pathlib.Path | None = csv if role == "csv" else model
-        if where is None:
+        if where is None or role not in ROLES:
             continue
-        path = pathlib.Path(where).parent / record["path"] if role == "model import" else pathlib.Path(where)
+        if role == "model import":  # a file of the model's folder: never outside it
+            path = pathlib.Path(where).parent / check_path(record["path"], "a recorded model import")
+        else:
+            path = pathlib.Path(where)
         now = file_sha256(path)
         if now is None:
             found.append(f"{_WHAT[role]} {path} is missing (it had sha256 {str(recorded)[:12]}...)")
