@@ -42,10 +42,11 @@ from ..data import Dataset, Folds
 from ..losses import Loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
+from ..random import DEFAULT_IMPL
 from ..random import key as make_key
 from ..results import SweepResult
 from ..search._schedules import schedule_to_dict
-from . import _cv, _distributed
+from . import _auto, _cv, _distributed
 from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Engine, EngineFailed, Job, warn
@@ -114,7 +115,7 @@ def sweep(
     dist_timeout: float | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 100,
-    key_impl: str = "threefry2x32",
+    key_impl: str = DEFAULT_IMPL,
 ) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -176,22 +177,22 @@ def sweep(
         device: where to train (default: the data's device).
         compile: compile the step with ``torch.compile`` (falls back to eager,
             with a warning, if compilation fails). ``"auto"`` (the default)
-            compiles where it pays: always on CUDA; on CPU when this process
-            already compiled the same program, or when the eager run (two
-            epochs of at most 64 configurations timed, scaled to all of them)
-            would take longer than compiling (about two minutes, see
-            BENCHMARKS.md). Compiled
-            and eager numbers agree to float tolerance, not bit for bit: pass
-            ``True`` or ``False`` when repeats must be bit-identical.
-            ``result.settings["compile"]`` says what ran.
+            decides from the workload alone, never from a timing or the
+            machine's load (:mod:`regfn._sweep._auto`): always on CUDA; on
+            CPU when the estimated eager run outlasts the compiled run plus a
+            cold compile (counted as 120 s for an MLP, 300 s for other
+            models; the costs were measured once, see BENCHMARKS.md): for
+            the command's default MLP sweep from about 4,400 epochs on. Compiled and eager
+            numbers agree to float tolerance, not bit for bit;
+            ``result.settings["compile"]`` says what ran, and the same call
+            makes the same choice on the same torch version and device type.
         cuda_graphs: on CUDA, replay captured blocks of epochs.
         threads: on CPU, the number of threads torch uses during the sweep
             (restored afterwards): an int, ``None`` (torch's setting), or
-            ``"auto"`` (the default): time a few eager epochs of (at most 64
-            of) the configurations with one thread and with torch's setting,
-            and take the faster (on a busy machine, one thread can be several times faster
-            for small models; BENCHMARKS.md). Short sweeps skip the timing
-            and take one thread. ``result.settings["threads"]`` says which.
+            ``"auto"`` (the default): one thread, whatever the machine (the
+            thread count may change bits, so it is fixed, not measured; one thread is also the fastest for small
+            models on a busy machine, BENCHMARKS.md).
+            ``result.settings["threads"]`` says which.
         engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
             over configurations and compiled) or ``"triton"`` (CUDA only: one
             fused Triton kernel trains each configuration of the tutorial's
@@ -349,7 +350,8 @@ def sweep(
         hp_all = _cv.expand(hp_all, n_folds)
     k = len(rows) * n_folds
     with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
-        compiled, n_threads = _decide(replace(job, compile=False), hp_all, min(limit, k), compile, threads)
+        # The automatic choices: a pure function of the workload (regfn._sweep._auto), never a timing.
+        compiled, n_threads = _auto.decide(_auto.workload_of(job, k), compile, threads)
         limit, compiled = _distributed.agree(world, limit, compiled)  # every rank: one chunk size, one program
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
@@ -416,6 +418,7 @@ def sweep(
     table = _table(rows, shown_names(given, extra), result, quiet, majority_rate(judged), len(judged))
     given_rows = [{n: row[n] for n in given} for row in rows]
     table.provenance = _provenance(given_rows, record, result["settings"], device, log_every, cuda_graphs, folds)
+    table.provenance["requested"] = {"compile": compile, "threads": threads, "chunk_size": chunk_size}
     table.provenance["arguments"]["schedule"] = schedule_to_dict(schedule) if schedule is not None else None
     return table if schedule is None else scheduled.annotate(table, result["record"])
 
@@ -438,6 +441,10 @@ def _provenance(
 
     ``rows`` are the configurations as validated, with the names some
     configuration set (the others take their defaults again on a rerun).
+    ``arguments`` holds every choice that can change a bit (compile,
+    threads, chunk size, key implementation), with ``versions["torch"]`` and
+    ``device_type``: the same choices on the same torch version and device
+    type give the same bytes (regfn.verify reruns with them).
     """
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     spec = {n: record[n] for n in ("model", "loss", "optimizer", "epochs", "batch_size", "log_every", "engine")}
@@ -450,6 +457,7 @@ def _provenance(
         "val_sha256": record["val"],
         "versions": {n: record[n] for n in ("regfn", "torch", "python")},
         "device": str(device),
+        "device_type": device.type,
         "world_size": torch.distributed.get_world_size() if distributed else 1,
         "arguments": {
             "loss": record["loss"],
@@ -460,50 +468,12 @@ def _provenance(
             "chunk_size": settings["chunk_size"],
             "compile": settings["compile"],
             "threads": settings["threads"],
+            "key_impl": settings["key_impl"],
             "cuda_graphs": cuda_graphs,
             "engine": record["engine"],
             "cv": _cv.record(folds) if folds is not None else None,
-            "key_impl": settings["key_impl"],
         },
     }
-
-
-_COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
-_PROBE_MIN_WORK = 2000  # sweeps of fewer configuration-epochs are not timed: eager, one thread
-_PROBE_CONFIGS = 64  # the timing runs this many configurations, and scales by K
-_warmed: set[Spec] = set()  # specs whose compiled program this process has warmed (bounded: see _Driver.run)
-
-
-def _decide(
-    job: Job, hp_all: dict[str, Tensor], limit: int, compile: bool | str, threads: int | str | None
-) -> tuple[bool, int | None]:
-    """``(compile, threads)``: the caller's choices, or what ``"auto"`` picks (see :func:`sweep`)."""
-    device = job.device
-    k = next(iter(hp_all.values())).shape[0]
-    fixed_threads = threads if isinstance(threads, int) else None
-    if device.type != "cpu":
-        return (True if compile == "auto" else bool(compile)), None
-    if compile != "auto" and threads != "auto":
-        return bool(compile), fixed_threads
-    if compile == "auto" and job.spec in _warmed:
-        compile = True  # this process compiled the program already: new chunk sizes recompile in seconds
-    if job.epochs * k < _PROBE_MIN_WORK:
-        return (False if compile == "auto" else bool(compile)), (1 if threads == "auto" else fixed_threads)
-    probe = VmapEngine(job)
-    probed = min(limit, _PROBE_CONFIGS)
-    hp = {n: v[:probed] for n, v in hp_all.items()}
-    candidates = [fixed_threads] if threads != "auto" else sorted({1, torch.get_num_threads()})
-    seconds = {}
-    for n in candidates:
-        with _cpu_threads(n):
-            probe.warm_up(hp)  # allocations, first calls
-            t0 = time.perf_counter()
-            probe.warm_up(hp)  # two eager epochs
-            seconds[n] = (time.perf_counter() - t0) / 2
-    best = min(seconds, key=lambda n: (seconds[n], n or 0))
-    if compile == "auto":  # the eager step's cost grows about linearly with the configurations
-        compile = seconds[best] * (k / probed) * job.epochs > _COMPILE_PAYS_S
-    return bool(compile), best
 
 
 def compiled_graphs() -> int:
@@ -725,10 +695,6 @@ class _Driver:
                         self._warm_up(self._hp(0))
                         self.compile_s += time.perf_counter() - tc
                         warm = self.chunk
-                        if self.engine.program.compiled:
-                            if len(_warmed) >= 64:  # as many as the compiled programs worth remembering
-                                _warmed.clear()
-                            _warmed.add(self.job.spec)
                     kept = min(self.chunk, self.k - start)
                     outputs.append(self._finish_chunk(self._hp(start), _ChunkBar(bar, kept), kept, start))
                     start += self.chunk

@@ -297,7 +297,7 @@ class Runner:
 
     def warm_up(self, counts: Sequence[int]) -> None:
         """Compile every chunk size the schedule will use, before any training (engine fallbacks happen here)."""
-        from ._driver import _Driver, _pad, _warmed
+        from ._driver import _Driver, _pad
 
         if not self.engine.needs_warm_up:
             return
@@ -312,8 +312,6 @@ class Runner:
                 raise RuntimeError(f"{_WHERE}: the engine changed while warming up chunks of {size}")
             self.engine = driver.engine
             self.warm.add(size)
-            if self.engine.program.compiled:
-                _warmed.add(self.job.spec)
             if not self.engine.needs_warm_up:
                 return
 
