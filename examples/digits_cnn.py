@@ -20,7 +20,8 @@ this data in 15 epochs. No regularization and l2 = 1e-4 tie at 0.9833 ± 0.0028
 (mean ± std over 3 seeds); p = 0.1 gives 0.9824, p = 0.25 about 0.978, p = 0.5
 about 0.971, and l2 = 1e-2 costs about a point at every rate. The differences
 among the best settings are a few validation images, within the seed spread.
-(``compile="auto"`` chose eager here: 658 s on a busy 2-core CPU.)
+(``compile="auto"`` then chose eager: 658 s on a busy 2-core CPU; its rule
+is now a fixed function of the workload, which compiles this one.)
 
     python examples/digits_cnn.py                          # 4 l2 x 4 p x 3 seeds = 48 configs, figures in digits-cnn/
     python examples/digits_cnn.py --seeds 5 --epochs 30

@@ -1,10 +1,12 @@
 """regfn.verify: rerun a sweep from its results.json and say which rows differ.
 
 A sweep's result records its provenance (:attr:`regfn.SweepResult.provenance`):
-the configurations, the spec, fingerprints of the data, versions and the
-arguments it ran with. :func:`verify` reruns it on the model and data it is
-given (they cannot be rebuilt from JSON in general; ``regfn verify`` rebuilds
-them for runs of the ``regfn sweep`` command from the recorded arguments) and
+the configurations, the spec, fingerprints of the data, versions, and every
+choice that can change a bit (compile, threads, chunk size, key
+implementation, torch version, device type). :func:`verify` reruns it with
+exactly those choices on the model and data its caller gives (it never
+builds a model from the file; ``regfn verify`` rebuilds data and model for
+runs of the ``regfn sweep`` command, see :mod:`regfn.cli._verify`) and
 compares every number of every row and curve, bit for bit.
 """
 
@@ -12,17 +14,21 @@ from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from .data import Dataset
 from .losses import LOSSES, Loss
 from .nn import Model
+from .random import DEFAULT_IMPL
 from .results import SweepResult
 
 __all__ = ["VerifyReport", "verify"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -35,13 +41,29 @@ class VerifyReport:
             differs; a curve's column reads ``curves.<name>[<point>]`` (its
             first differing point).
         rows: the number of rows compared.
-        notes: what else the rerun noticed (another device, other versions).
+        notes: what else the rerun noticed (the choices it reran with,
+            another device, other versions).
+        modes: ``None`` for a rerun with the recorded compile mode; else what
+            was compared, e.g. ``"compiled vs eager"`` (a rerun with
+            ``compile=`` other than the recorded one: its differences measure
+            the two modes' float tolerance, not a failure to reproduce).
     """
 
     identical: bool
     differences: list[tuple[int, str, Any, Any]]
     rows: int
     notes: list[str] = field(default_factory=list)
+    modes: str | None = None
+
+    @property
+    def max_difference(self) -> float:
+        """The largest absolute difference of any float that differs (0.0 when none does)."""
+        gaps = [
+            abs(a - b)
+            for _, _, a, b in self.differences
+            if isinstance(a, float) and isinstance(b, float) and math.isfinite(a - b)
+        ]
+        return max(gaps, default=0.0)
 
     @property
     def differing_rows(self) -> list[int]:
@@ -50,6 +72,13 @@ class VerifyReport:
 
     def __str__(self) -> str:
         lines = list(self.notes)
+        if self.modes is not None:
+            lines.append(
+                f"{self.modes}: max difference {self.max_difference:.3g} over {self.rows} rows "
+                f"({len(self.differing_rows)} rows differ in some bit; a comparison of two compile modes, "
+                "not a check of reproducibility)"
+            )
+            return "\n".join(lines)
         if self.identical:
             lines.append(f"all {self.rows} rows are bit-identical")
             return "\n".join(lines)
@@ -85,32 +114,49 @@ def verify(
     loss: str | Loss | None = None,
     hparams: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
+    compile: bool | None = None,
 ) -> VerifyReport:
     """Rerun the sweep that wrote ``results`` and compare every row and curve with the stored ones.
 
+    The model, the data and a custom loss come from the caller: nothing in
+    ``results`` is imported or run (a results file may come from someone
+    else), and a file path's fields are checked before use (see
+    :func:`regfn._results_check.read_results`: a malformed or oversized file
+    is refused with one line). The rerun takes every recorded choice that
+    can change a bit: compile mode, thread count, chunk size and key
+    implementation; the report's first note says which, and notes another
+    torch version or device.
+
     Args:
         results: a ``results.json`` path (written by :meth:`SweepResult.to_json`) or a result.
-        model: the model the sweep trained.
+        model: the model the sweep trained (checked against the recorded description).
         data: its training data (checked against the recorded fingerprint).
         val: its validation data, if it had some (checked too).
         loss: the loss, when it was not a built-in one (built-ins are recorded by name).
         hparams: the sweep's own declared hyperparameters, if any.
         device: where to rerun (default: the recorded device when this
             machine has it, else the data's).
+        compile: ``None`` (the default) reruns with the recorded compile
+            mode. ``True`` or ``False`` other than the recorded one compares
+            the two modes instead: the report's ``modes`` is
+            ``"compiled vs eager"`` and it prints the largest difference
+            (compiled and eager agree to float tolerance, not bit for bit).
 
     Returns:
         A :class:`VerifyReport`: ``identical``, or the ``differences``.
 
     Raises:
-        ValueError: when ``results`` has no provenance, or the data, the
-            model or the loss given are not those of the recorded sweep.
+        ValueError: when ``results`` is malformed or has no provenance, or
+            the data, the model or the loss given are not those of the
+            recorded sweep.
     """
+    from ._results_check import read_results
     from ._sweep import sweep
     from ._sweep._checkpoint import data_fingerprint, model_description
     from ._sweep._cv import folds_from_record
     from .search._schedules import schedule_from_dict
 
-    stored = results if isinstance(results, SweepResult) else SweepResult.from_json(results)
+    stored = results if isinstance(results, SweepResult) else read_results(results)
     prov = stored.provenance
     if not prov or "arguments" not in prov:
         raise ValueError("regfn.verify: the results hold no provenance (written by an older regfn?); nothing to rerun")
@@ -134,7 +180,20 @@ def verify(
         if args["loss"] not in LOSSES:
             raise ValueError(f"regfn.verify: the sweep used the loss {args['loss']!r}: pass it as loss=")
         loss = args["loss"]
-    notes = []
+    recorded_compile = bool(args["compile"])
+    if compile is not None and not isinstance(compile, bool):
+        raise TypeError(f"regfn.verify: compile must be None, True or False, got {compile!r}")
+    modes = None
+    if compile is not None and compile != recorded_compile:
+        modes = "compiled vs eager" if compile else "eager vs compiled"
+    rerun_compile = recorded_compile if compile is None else compile
+    key_impl = args.get("key_impl", DEFAULT_IMPL)
+    notes = [
+        f"rerun with the recorded choices: compile={recorded_compile}"
+        + (f" (here {rerun_compile}, as asked)" if modes else "")
+        + f", threads={args['threads']}, chunk_size={args['chunk_size']}, key_impl={key_impl} "
+        f"(recorded on {prov['device']}, torch {prov['versions'].get('torch')})"
+    ]
     if device is None:
         recorded = torch.device(prov["device"])
         device = recorded if recorded.type == "cpu" or torch.cuda.is_available() else data.x.device
@@ -147,7 +206,9 @@ def verify(
     configs = prov["configurations"]
     chunk = args["chunk_size"]
     cv = args.get("cv")
-    folds = folds_from_record(cv) if cv is not None else None
+    folds = _from_record(folds_from_record, cv, "cross-validation folds") if cv is not None else None
+    recorded_schedule = args.get("schedule")
+    schedule = _from_record(schedule_from_dict, recorded_schedule, "schedule") if recorded_schedule else None
     rows = len(configs) * (len(folds) if folds is not None else 1)
     rerun = sweep(
         model,
@@ -155,7 +216,7 @@ def verify(
         configs,
         val=val,
         cv=folds,
-        schedule=schedule_from_dict(args["schedule"]) if args.get("schedule") else None,
+        schedule=schedule,
         loss=loss,
         optimizer=args["optimizer"],
         epochs=args["epochs"],
@@ -163,18 +224,28 @@ def verify(
         log_every=args["log_every"],
         chunk_size=None if chunk > rows else chunk,  # a padded single chunk: the same bucket again
         device=device,
-        compile=args["compile"],
+        compile=rerun_compile,
         cuda_graphs=args.get("cuda_graphs", True),
         threads=args["threads"],
         engine=args["engine"],
-        key_impl=args.get("key_impl", "threefry2x32"),  # results written before key_impl existed: threefry
+        key_impl=key_impl,  # results written before key_impl existed: threefry
         quiet=True,
         hparams=hparams,
         gather="all",  # under torchrun every rank compares
     )
     if rerun is None:  # pragma: no cover - gather="all" returns the result on every rank
         raise RuntimeError("regfn.verify: the rerun returned no result")
-    return compare(stored, rerun, notes)
+    report = compare(stored, rerun, notes)
+    report.modes = modes
+    return report
+
+
+def _from_record(build: Callable[[Any], _T], record: Any, what: str) -> _T:
+    """``build(record)`` for a recorded field; a malformed one is a one-line ``ValueError`` naming ``what``."""
+    try:
+        return build(record)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RuntimeError) as err:
+        raise ValueError(f"regfn.verify: the recorded {what} is malformed ({type(err).__name__}: {err})") from None
 
 
 def compare(stored: SweepResult, rerun: SweepResult, notes: list[str] | None = None) -> VerifyReport:

@@ -283,10 +283,18 @@ class SweepResult:
             >>> back.rows == result.rows, back.curves["loss"].tolist(), back.hyperparameters
             (True, [[0.5]], ('l2',))
         """
+        try:
+            d = json.loads(pathlib.Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a regfn results.json ({type(err).__name__}: {err})") from None
+        return cls.from_dict(d, path)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str | pathlib.Path = "results") -> SweepResult:
+        """A result from :meth:`to_dict`'s form (parsed JSON; ``source`` names it in errors)."""
         import torch
 
         try:
-            d = json.loads(pathlib.Path(path).read_text())
             curves = {
                 k: torch.tensor([[math.nan if x is None else x for x in r] for r in v], dtype=torch.float64)
                 for k, v in d["curves"].items()
@@ -302,8 +310,8 @@ class SweepResult:
                 schedule=dict(d.get("schedule", {})),
                 provenance=dict(d.get("provenance", {})),
             )
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: not a regfn results.json ({type(err).__name__}: {err})") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise ValueError(f"{source}: not a regfn results.json ({type(err).__name__}: {err})") from None
 
     def to_pandas(self) -> pd.DataFrame:
         """The rows as a ``pandas.DataFrame`` (needs pandas: ``pip install pandas``)."""

@@ -215,3 +215,14 @@ def test_cv_benchmark_times_halving_under_cross_validation():
     assert [r["method"] for r in rows] == ["grid", "halving val_loss", "halving val_acc"]
     assert rows[1]["config_fold_epochs"] < rows[0]["config_fold_epochs"]
     assert all(0.0 <= r["best_val_acc"] <= 1.0 for r in rows)
+
+
+@pytest.mark.slow
+def test_auto_compile_benchmark_prints_its_calibration_line():
+    (row,) = run("auto_compile.py", "--workloads", "quadrants", "--repeats", "1")
+    assert row["workload"] == "quadrants"
+    assert row["work"] == row["k"] * row["rows_per_step"] * row["n_params"] * row["steps_per_epoch"]
+    assert row["eager_epoch_s"] > 0
+    assert row["compiled_epoch_s"] > 0
+    assert 0 <= row["compiled_vs_eager"] < 1e-4  # compiled and eager differ in the last bits only
+    assert isinstance(row["threads_change_bits"], bool)

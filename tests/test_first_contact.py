@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 import regfn
 import regfn.random as rr
@@ -117,15 +116,14 @@ def test_settings_say_how_the_sweep_ran(monkeypatch):
     }
     fixed = regfn.sweep(model, data, [{}] * 5, epochs=3, quiet=True, compile=False, threads=2)
     assert (fixed.settings["compile"], fixed.settings["threads"]) == (False, 2)
-    from regfn._sweep import _driver
+    from regfn._sweep import _vmap
 
     calls = []
-    real = _driver.VmapEngine.warm_up
-    monkeypatch.setattr(_driver.VmapEngine, "warm_up", lambda self, hp: calls.append(len(hp["lr"])) or real(self, hp))
-    timed = regfn.sweep(model, data, [{"seed": s} for s in range(80)], epochs=30, quiet=True)  # 2400 config-epochs
-    assert set(calls) == {64}  # timed (not skipped), on 64 of the 80 configurations
-    assert timed.settings["compile"] is False  # well under the minutes a compile takes
-    assert timed.settings["threads"] in (1, torch.get_num_threads())
+    real = _vmap.VmapEngine.warm_up
+    monkeypatch.setattr(_vmap.VmapEngine, "warm_up", lambda self, hp: calls.append(len(hp["lr"])) or real(self, hp))
+    auto = regfn.sweep(model, data, [{"seed": s} for s in range(80)], epochs=30, quiet=True)  # 2400 config-epochs
+    assert calls == []  # nothing timed: the choice is the workload's (regfn._sweep._auto)
+    assert (auto.settings["compile"], auto.settings["threads"]) == (False, 1)
     with pytest.raises(ValueError, match="compile must be True, False or 'auto'"):
         regfn.sweep(model, data, [{}], epochs=1, compile="yes")
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -40,8 +39,9 @@ from ..data import Dataset, Folds
 from ..losses import Loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
+from ..random import DEFAULT_IMPL
 from ..results import SweepResult
-from . import _cv, _distributed, _table
+from . import _auto, _cv, _distributed, _table
 from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Job
@@ -50,8 +50,6 @@ from ._loop import Loop
 from ._plan import Plan, auto_chunk_size, limit_of, physical_memory
 from ._program import Spec, live_optimizer_args
 from ._strategies import Context, context_registry, strategy_of
-from ._vmap import VmapEngine
-from ._warm import warmed
 
 if TYPE_CHECKING:
     from ..search._schedules import Schedule
@@ -88,7 +86,7 @@ def sweep(
     dist_timeout: float | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 100,
-    key_impl: str = "threefry2x32",
+    key_impl: str = DEFAULT_IMPL,
 ) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -150,22 +148,22 @@ def sweep(
         device: where to train (default: the data's device).
         compile: compile the step with ``torch.compile`` (falls back to eager,
             with a warning, if compilation fails). ``"auto"`` (the default)
-            compiles where it pays: always on CUDA; on CPU when this process
-            already compiled the same program, or when the eager run (two
-            epochs of at most 64 configurations timed, scaled to all of them)
-            would take longer than compiling (about two minutes, see
-            BENCHMARKS.md). Compiled
-            and eager numbers agree to float tolerance, not bit for bit: pass
-            ``True`` or ``False`` when repeats must be bit-identical.
-            ``result.settings["compile"]`` says what ran.
+            decides from the workload alone, never from a timing or the
+            machine's load (:mod:`regfn._sweep._auto`): always on CUDA; on
+            CPU when the estimated eager run outlasts the compiled run plus a
+            cold compile (counted as 120 s for an MLP, 300 s for other
+            models; the costs were measured once, see BENCHMARKS.md): for
+            the command's default MLP sweep from about 4,400 epochs on. Compiled and eager
+            numbers agree to float tolerance, not bit for bit;
+            ``result.settings["compile"]`` says what ran, and the same call
+            makes the same choice on the same torch version and device type.
         cuda_graphs: on CUDA, replay captured blocks of epochs.
         threads: on CPU, the number of threads torch uses during the sweep
             (restored afterwards): an int, ``None`` (torch's setting), or
-            ``"auto"`` (the default): time a few eager epochs of (at most 64
-            of) the configurations with one thread and with torch's setting,
-            and take the faster (on a busy machine, one thread can be several times faster
-            for small models; BENCHMARKS.md). Short sweeps skip the timing
-            and take one thread. ``result.settings["threads"]`` says which.
+            ``"auto"`` (the default): one thread, whatever the machine (the
+            thread count may change bits, so it is fixed, not measured; one thread is also the fastest for small
+            models on a busy machine, BENCHMARKS.md).
+            ``result.settings["threads"]`` says which.
         engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
             over configurations and compiled) or ``"triton"`` (CUDA only: one
             fused Triton kernel trains each configuration of the tutorial's
@@ -325,7 +323,8 @@ def sweep(
         hp_all = _cv.expand(hp_all, n_folds)
     k = len(rows) * n_folds
     with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
-        compiled, n_threads = _decide(replace(job, compile=False), hp_all, min(limit, k), compile, threads)
+        # The automatic choices: a pure function of the workload (regfn._sweep._auto), never a timing.
+        compiled, n_threads = _auto.decide(_auto.workload_of(job, k), compile, threads)
         limit, compiled = _distributed.agree(world, limit, compiled)  # every rank: one chunk size, one program
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
@@ -382,6 +381,7 @@ def sweep(
     table.timings, table.engine, table.settings = result.timings, result.engine, run_settings
     given_rows = [{n: row[n] for n in given} for row in rows]
     table.provenance = _table.provenance(given_rows, record, run_settings, device, log_every, cuda_graphs, folds)
+    table.provenance["requested"] = {"compile": compile, "threads": threads, "chunk_size": chunk_size}
     table.provenance["arguments"]["schedule"] = strategy.settings()
     if result.record is not None:
         table.schedule = result.record
@@ -391,43 +391,6 @@ def sweep(
 def _first_hp(rows: list[dict[str, Any]], data: Dataset) -> dict[str, Tensor]:
     """The first configuration's hyperparameters as 0-d tensors: what the two-row check hands a model."""
     return {n: v[0] for n, v in hyper_tensors(rows[:1], data.x.dtype, data.x.device).items()}
-
-
-_COMPILE_PAYS_S = 120.0  # on CPU, compile when the eager run would take longer (a cold compile: ~45-60 s)
-_PROBE_MIN_WORK = 2000  # sweeps of fewer configuration-epochs are not timed: eager, one thread
-_PROBE_CONFIGS = 64  # the timing runs this many configurations, and scales by K
-
-
-def _decide(
-    job: Job, hp_all: dict[str, Tensor], limit: int, compile: bool | str, threads: int | str | None
-) -> tuple[bool, int | None]:
-    """``(compile, threads)``: the caller's choices, or what ``"auto"`` picks (see :func:`sweep`)."""
-    device = job.device
-    k = next(iter(hp_all.values())).shape[0]
-    fixed_threads = threads if isinstance(threads, int) else None
-    if device.type != "cpu":
-        return (True if compile == "auto" else bool(compile)), None
-    if compile != "auto" and threads != "auto":
-        return bool(compile), fixed_threads
-    if compile == "auto" and job.spec in warmed:
-        compile = True  # this process compiled the program already: new chunk sizes recompile in seconds
-    if job.epochs * k < _PROBE_MIN_WORK:
-        return (False if compile == "auto" else bool(compile)), (1 if threads == "auto" else fixed_threads)
-    probe = VmapEngine(job)
-    probed = min(limit, _PROBE_CONFIGS)
-    hp = {n: v[:probed] for n, v in hp_all.items()}
-    candidates = [fixed_threads] if threads != "auto" else sorted({1, torch.get_num_threads()})
-    seconds = {}
-    for n in candidates:
-        with _cpu_threads(n):
-            probe.warm_up(hp)  # allocations, first calls
-            t0 = time.perf_counter()
-            probe.warm_up(hp)  # two eager epochs
-            seconds[n] = (time.perf_counter() - t0) / 2
-    best = min(seconds, key=lambda n: (seconds[n], n or 0))
-    if compile == "auto":  # the eager step's cost grows about linearly with the configurations
-        compile = seconds[best] * (k / probed) * job.epochs > _COMPILE_PAYS_S
-    return bool(compile), best
 
 
 _BYTES_PER_CELL = 100  # a Python float in a dict: measured about 97 bytes per column of a row

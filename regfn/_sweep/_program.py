@@ -28,7 +28,7 @@ from ..data import batches
 from ..losses import Loss
 from ..nn import Model
 from ..penalties import Penalty, l1, l2, norm
-from ..random import check_impl, fold_in
+from ..random import DEFAULT_IMPL, check_impl, fold_in
 from ..random import key as make_key
 
 __all__ = [
@@ -139,7 +139,7 @@ class Spec:
     penalties: tuple[str, ...]
     minibatch: bool
     layer_rates: int = 0
-    key_impl: str = "threefry2x32"
+    key_impl: str = DEFAULT_IMPL
 
     def __post_init__(self) -> None:
         check_impl(self.key_impl, "regfn.sweep: key_impl")

@@ -128,6 +128,10 @@ def provenance(
 
     ``rows`` are the configurations as validated, with the names some
     configuration set (the others take their defaults again on a rerun).
+    ``arguments`` holds every choice that can change a bit (compile,
+    threads, chunk size, key implementation), with ``versions["torch"]`` and
+    ``device_type``: the same choices on the same torch version and device
+    type give the same bytes (regfn.verify reruns with them).
     """
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     spec = {n: record[n] for n in ("model", "loss", "optimizer", "epochs", "batch_size", "log_every", "engine")}
@@ -140,6 +144,7 @@ def provenance(
         "val_sha256": record["val"],
         "versions": {n: record[n] for n in ("regfn", "torch", "python")},
         "device": str(device),
+        "device_type": device.type,
         "world_size": torch.distributed.get_world_size() if distributed else 1,
         "arguments": {
             "loss": record["loss"],
@@ -150,9 +155,9 @@ def provenance(
             "chunk_size": settings["chunk_size"],
             "compile": settings["compile"],
             "threads": settings["threads"],
+            "key_impl": settings["key_impl"],
             "cuda_graphs": cuda_graphs,
             "engine": record["engine"],
             "cv": _cv.record(folds) if folds is not None else None,
-            "key_impl": settings["key_impl"],
         },
     }

@@ -17,12 +17,8 @@ import torch
 from torch import Tensor
 
 from ._engine import Engine, EngineFailed, warn
-from ._program import Spec
 
-__all__ = ["Warmer", "compiled_graphs", "warmed"]
-
-warmed: set[Spec] = set()
-"""Specs whose compiled program this process has warmed (``compile="auto"`` compiles them again: bounded)."""
+__all__ = ["Warmer", "compiled_graphs"]
 
 _told_nothing_compiled = [False]
 
@@ -79,10 +75,6 @@ class Warmer:
         finally:
             self.seconds += time.perf_counter() - t0
         self.sizes.add(size)
-        if self.engine.program.compiled:
-            if len(warmed) >= 64:  # as many as the compiled programs worth remembering
-                warmed.clear()
-            warmed.add(self.engine.job.spec)
         return self.engine
 
     def _evaluate(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> None:

@@ -88,8 +88,9 @@ def _output_width(data: Dataset) -> tuple[int, str]:
     return width, "one output per target" if width > 1 else "one output (regression)"
 
 
-def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
-    """``module:PATH.py:ClassName``: the class of that file, built with no arguments, and a description."""
+def _user_module(spec_text: str) -> tuple[torch.nn.Module, str, list[pathlib.Path]]:
+    """``module:PATH.py:ClassName``: the class of that file, built with no arguments, a description, and the
+    files its import read: the file itself, then the modules of its folder (and below) that it imported."""
     import torch
 
     path_text, _, class_name = spec_text.removeprefix("module:").rpartition(":")
@@ -103,6 +104,7 @@ def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)  # the file may import its neighbours
     sys.modules[spec.name] = module  # dataclasses and friends look their module up there
+    before = set(sys.modules)
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # the user's file: any error it raises is bad input
@@ -111,6 +113,7 @@ def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
+    files = [path, *(f for f in _neighbours(set(sys.modules) - before, pathlib.Path(folder)) if f != path.resolve())]
     cls = getattr(module, class_name, None)
     if cls is None:
         found = sorted(
@@ -135,25 +138,37 @@ def _user_module(spec_text: str) -> tuple[torch.nn.Module, str]:
         instance = cls()
     except Exception as err:  # the user's class: any error it raises is bad input
         raise CLIError(f"--model: {class_name}() failed: {type(err).__name__}: {first_line(err)}") from None
-    return instance, f"{class_name} from {path}"
+    return instance, f"{class_name} from {path}", files
 
 
-def build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str | Loss, str]:
-    """The model ``--model`` names for ``train``, its loss, and a description.
+def _neighbours(names: set[str], folder: pathlib.Path) -> list[pathlib.Path]:
+    """The source files, inside ``folder``, of the modules ``names`` (those a user's model file imported)."""
+    found = set()
+    for name in names:
+        source = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(source, str) and pathlib.Path(source).resolve().is_relative_to(folder):
+            found.add(pathlib.Path(source).resolve())
+    return sorted(found)
 
+
+def build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str | Loss, str, list[pathlib.Path]]:
+    """The model ``--model`` names for ``train``, its loss, a description, and the files it was read from.
+
+    The files are ``[]`` for the built-in models; for ``module:PATH.py:Class``
+    PATH first, then the files of PATH's folder that importing it imported.
     A cnn or module model is checked on two rows of the data before any
     training: it must run and give the output shape the loss needs. For
     regression data (unless ``--raw-targets``) the model and the loss work on
     standardized targets, the outputs in the targets' units (:mod:`._targets`).
     """
-    model, loss, desc = _build_model(args, train)
+    model, loss, desc, files = _build_model(args, train)
     if train.task != "regression" or getattr(args, "raw_targets", False):
-        return model, loss, desc
+        return model, loss, desc, files
     scale = TargetScale.of(train)
-    return scale.model(model), scale.loss(), desc.replace(f", {loss})", f", {loss} on standardized targets)")
+    return scale.model(model), scale.loss(), desc.replace(f", {loss})", f", {loss} on standardized targets)"), files
 
 
-def _build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str]:
+def _build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, str, list[pathlib.Path]]:
     import regfn
 
     loss = _loss_of(train)
@@ -173,11 +188,12 @@ def _build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, 
         output = "identity" if train.task == "regression" else "logits"
         model = regfn.mlp(sizes, activation=activation, output=output)
         _check_output(model, train, width, what, layer_rates(args), "the mlp")
-        return model, loss, f"{'-'.join(map(str, sizes))} ({activation}, {loss})"
+        return model, loss, f"{'-'.join(map(str, sizes))} ({activation}, {loss})", []
     for name in ("hidden", "activation"):
         if getattr(args, name) is not None:
             raise CLIError(f"--{name} is an option of --model mlp; --model {args.model} takes its layers as they are")
     module: torch.nn.Module
+    files: list[pathlib.Path] = []
     if args.model == "cnn":
         x = train.x
         if x.ndim != 4 or x.shape[2] != x.shape[3]:
@@ -188,14 +204,14 @@ def _build_model(args: argparse.Namespace, train: Dataset) -> tuple[Model, str, 
         module = regfn.nn.small_cnn(in_channels=x.shape[1], n_classes=width, image_size=x.shape[2])
         name = f"small_cnn {'x'.join(map(str, x.shape[1:]))} -> {width}"
     else:
-        module, name = _user_module(args.model)
+        module, name, files = _user_module(args.model)
     try:
         model = regfn.from_module(module)
     except (ValueError, TypeError) as err:
         raise CLIError(f"--model: {first_line(err)}") from None
     _check_output(model, train, width, what, layer_rates(args), name)
     n_params = sum(t.numel() for t in module.parameters())
-    return model, loss, f"{name} ({n_params:,} parameters, {loss})"
+    return model, loss, f"{name} ({n_params:,} parameters, {loss})", files
 
 
 def _check_output(model: Model, train: Dataset, width: int, what: str, rates: int, name: str) -> None:

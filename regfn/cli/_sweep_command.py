@@ -21,6 +21,7 @@ from .._sweep._driver import ENGINES, bytes_per_config
 from ._argtypes import auto_or_positive_int, positive_int, value_type
 from ._data import add_data_options, cv_folds, load_data
 from ._errors import CLIParser
+from ._files import file_records
 from ._formatting import count_of
 from ._hparam_options import (
     OPTION_NAMES,
@@ -85,8 +86,10 @@ one logit for binary data, one logit per class for multi-class data).
 p sets every dropout call's rate; --p1 .. --p8 the first, second, ... call's.
 penalties: l1 = s*sum|w|, l2 = s/2*sum w^2 (= SGD weight_decay s),
 norm2 = s*sum_p ||p||_2 (the tutorial's), weight_decay = the optimizer's.
-compile: auto by default, as regfn.sweep: always on CUDA; on CPU only when
-the eager run would take longer than compiling (--compile / --no-compile to choose).
+compile: auto by default, as regfn.sweep: on CUDA always; on CPU when the run is
+long enough to pay for compiling, decided from the workload alone (the same
+command makes the same choice); --compile / --no-compile to choose.
+threads: 1 unless --threads N (the thread count can change bits).
 output: results.csv, results.json and PNG figures in --out (figures need
 matplotlib: pip install 'regfn[plot]').
 """
@@ -188,7 +191,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     import regfn
 
     train, val, desc = load_data(args)
-    model, loss, model_desc = build_model(args, train)
+    model, loss, model_desc, model_files = build_model(args, train)
+    files = file_records(model_files, args.csv)  # hashed as read, for regfn verify
     args.loss_text = (
         None if isinstance(loss, str) else "mse on standardized targets (mse, val_mse in the targets' units)"
     )
@@ -245,6 +249,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if result is None:  # another rank of a torchrun sweep: rank 0 has the results
         return 0
     result.provenance["argv"] = list(getattr(args, "argv", []))  # what `regfn verify` rebuilds the data from
+    result.provenance["files"] = files
     for message in sweep_warnings(caught):
         if "diverged" not in message and "collapsed" not in message:
             print(f"regfn: warning: {message}", file=sys.stderr)

@@ -83,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     import regfn
 
     train, val, desc = load_data(args)
-    model, loss, model_desc = build_model(args, train)
+    model, loss, model_desc, _ = build_model(args, train)
     check_label_smoothing(args, task_loss(train.task or "regression"), many=False)
     apply_optimizer_defaults(args, many=False)
     device = pick_device(args.device)

@@ -11,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .._hparams import OPTIMIZER_ARGS
-from ..random import IMPLS
+from ..random import DEFAULT_IMPL, IMPLS
 from ._argtypes import auto_or_positive_int, positive_int
 from ._errors import CLIError
 from ._model import add_model_options
@@ -38,18 +38,18 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="torch.compile the step (default: auto, as regfn.sweep: on CUDA always, on CPU when the run is "
-        "long enough to pay for compiling)",
+        "long enough to pay for compiling, decided from the workload alone, never from a timing)",
     )
     g.add_argument(
         "--threads",
         type=auto_or_positive_int,
         default="auto",
-        help="CPU threads for torch: a number, or auto (time one thread against all cores, take the faster)",
+        help="CPU threads for torch: a number, or auto (one thread: the thread count can change bits)",
     )
     g.add_argument(
         "--key-impl",
         choices=tuple(IMPLS),
-        default="threefry2x32",
+        default=DEFAULT_IMPL,
         help="the random keys: threefry2x32 (the numbers of jax.random) or philox4x32 (cheaper dropout masks)",
     )
 

@@ -44,10 +44,11 @@ from ._sample import bernoulli, bits, normal, permutation, uniform
 from ._threefry import _unsigned as _unsigned  # private names other modules of regfn and the tests use
 from ._threefry import _wrap32 as _wrap32
 from ._threefry import threefry2x32
-from ._validate import IMPLS, check_impl, key_impl
+from ._validate import DEFAULT_IMPL, IMPLS, check_impl, key_impl
 from ._validate import _check_key as _check_key
 
 __all__ = [
+    "DEFAULT_IMPL",
     "IMPLS",
     "bernoulli",
     "bits",

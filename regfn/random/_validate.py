@@ -14,10 +14,11 @@ from torch import Tensor
 
 from .._checks import is_int
 
-__all__ = ["IMPLS", "MASK32", "check_impl", "key_impl"]
+__all__ = ["DEFAULT_IMPL", "IMPLS", "MASK32", "check_impl", "key_impl"]
 
 MASK32 = 0xFFFFFFFF
 IMPLS = {"threefry2x32": 2, "philox4x32": 4}
+DEFAULT_IMPL = "threefry2x32"  # what key(seed) makes: JAX's default, bit for bit
 """The key implementations, with the number of uint32 words of their keys (the default first)."""
 _BY_WORDS = {words: name for name, words in IMPLS.items()}
 INT64_RANGE = (-(2**63), 2**63)  # seeds JAX accepts (it goes through np.int64)

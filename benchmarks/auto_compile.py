@@ -1,0 +1,145 @@
+"""What ``compile="auto"`` is calibrated on: eager vs compiled epochs, cold compiles, and the bits they change.
+
+For each workload (a model, its data, K configurations, full batch or
+mini-batches) the script runs ``regfn.sweep`` eagerly and compiled, side by
+side in one process (the compiled program is warmed first, so its epochs are
+timed without the compile), and prints one JSON line with:
+
+* ``eager_epoch_s`` and ``compiled_epoch_s``: seconds per epoch of the K
+  configurations (best of ``--repeats``);
+* ``work``: configurations x rows per step x parameters x steps per epoch,
+  the quantity the rule in :mod:`regfn._sweep._auto` scales with;
+* ``compiled_vs_eager``: the largest absolute difference of any final metric
+  between the compiled and the eager result (the tolerance the README states);
+* ``threads_change_bits``: whether the eager result on two threads differs
+  from the eager result on one thread in any bit;
+* with ``--cold``: ``cold_compile_s``, the compile time of a fresh process
+  with an empty ``TORCHINDUCTOR_CACHE_DIR`` (a subprocess of this script).
+
+    taskset -c 0 python benchmarks/auto_compile.py --workloads mlp,quadrants --cold mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+import regfn
+
+
+def workload(name: str) -> dict:
+    rr = regfn.random
+    if name == "mlp":  # the tutorial's: 8-6-4-1 on a 768 x 8 table, full batch
+        data = regfn.data.standardize(regfn.data.synthetic_diabetes(rr.key(0)))[0]
+        model = regfn.mlp((8, 6, 4, 1), output="logits")
+        return {"model": model, "data": data, "k": 64, "batch_size": None, "epochs": 40, "loss": "bce_logits"}
+    if name == "quadrants":  # the command's default sweep: 2-6-4-1 on 320 rows, 24 configurations
+        data = regfn.data.quadrants(rr.key(0), 320)
+        model = regfn.mlp((2, 6, 4, 1), output="logits")
+        return {"model": model, "data": data, "k": 24, "batch_size": None, "epochs": 60, "loss": "bce_logits"}
+    if name == "digits_mlp":  # 64-32-10 on the digits, mini-batches of 128
+        data = regfn.data.digits(flat=True)
+        model = regfn.mlp((64, 32, 10), output="logits")
+        return {"model": model, "data": data, "k": 16, "batch_size": 128, "epochs": 4, "loss": "cross_entropy"}
+    if name == "cnn":  # regfn.nn.small_cnn on 256 digit images, mini-batches of 64
+        data = regfn.data.digits()[:256]
+        model = regfn.from_module(regfn.nn.small_cnn(in_channels=1, n_classes=10, image_size=8))
+        return {"model": model, "data": data, "k": 8, "batch_size": 64, "epochs": 2, "loss": "cross_entropy"}
+    raise SystemExit(f"unknown workload {name!r}")
+
+
+def run(w: dict, compile: bool, threads: int) -> regfn.SweepResult:
+    configs = [{"seed": s, "p": 0.25, "l2": 1e-3} for s in range(w["k"])]
+    return regfn.sweep(
+        w["model"],
+        w["data"],
+        configs,
+        loss=w["loss"],
+        epochs=w["epochs"],
+        batch_size=w["batch_size"],
+        compile=compile,
+        threads=threads,
+        chunk_size=None,
+        quiet=True,
+    )
+
+
+def max_difference(a: regfn.SweepResult, b: regfn.SweepResult) -> float:
+    worst = 0.0
+    for x, y in zip(a.rows, b.rows, strict=True):
+        for name, value in x.items():
+            if isinstance(value, float) and isinstance(y[name], float):
+                worst = max(worst, abs(value - y[name]))
+    return worst
+
+
+def same_bits(a: regfn.SweepResult, b: regfn.SweepResult) -> bool:
+    return a.rows == b.rows and all(torch.equal(a.curves[n], b.curves[n]) for n in a.curves)
+
+
+def cold_compile(name: str) -> float:
+    """The compile seconds of a fresh process with an empty inductor cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        code = (
+            "import sys, json; sys.path.insert(0, 'benchmarks'); import auto_compile as a; "
+            f"w = a.workload({name!r}); w['epochs'] = 1; "
+            "print(json.dumps(a.run(w, True, 1).timings['compile_s']))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure(name: str, repeats: int, cold: bool) -> dict:
+    w = workload(name)
+    n_params = sum(p.numel() for p in w["model"].init(regfn.random.key(0)).values())
+    rows = w["batch_size"] or len(w["data"])
+    steps = len(w["data"]) // rows
+    compiled = run(w, True, 1)  # warms the compiled program
+    eager_s, compiled_s = [], []
+    for _ in range(repeats):  # side by side: eager, then compiled, per repeat
+        t0 = time.perf_counter()
+        eager = run(w, False, 1)
+        eager_s.append((time.perf_counter() - t0) / w["epochs"])
+        compiled = run(w, True, 1)
+        compiled_s.append(compiled.timings["run_s"] / w["epochs"])
+    two = run(w, False, 2)
+    out = {
+        "workload": name,
+        "k": w["k"],
+        "n_params": n_params,
+        "rows_per_step": rows,
+        "steps_per_epoch": steps,
+        "work": w["k"] * rows * n_params * steps,
+        "eager_epoch_s": round(min(eager_s), 5),
+        "compiled_epoch_s": round(min(compiled_s), 5),
+        "compiled_vs_eager": max_difference(eager, compiled),
+        "threads_change_bits": not same_bits(eager, two),
+        "torch": torch.__version__,
+    }
+    if cold:
+        out["cold_compile_s"] = round(cold_compile(name), 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default="mlp,quadrants,digits_mlp,cnn", help="comma-separated workload names")
+    parser.add_argument("--cold", default="", help="comma-separated workloads whose cold compile to time as well")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cold = set(filter(None, args.cold.split(",")))
+    for name in args.workloads.split(","):
+        print(json.dumps(measure(name, args.repeats, name in cold)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
