@@ -107,6 +107,8 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         "chunk_size": 2,
         "padded": 8,
         "world_size": 2,
+        "loss": "bce_logits",
+        "loss_from_task": False,  # dist_worker passes its loss
         "key_impl": "threefry2x32",
     }
     assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)
