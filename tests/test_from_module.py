@@ -411,7 +411,9 @@ def test_sweep_rows_equal_single_runs():
     losses = []
     for row in result.rows:
         hp = {**defaults(), **row}
-        single = regfn.train(model, data, optimizer=sgd(hp["lr"]), p=hp["p"], key=rr.key(hp["seed"]), epochs=3)
+        single = regfn.train(
+            model, data, optimizer=sgd(hp["lr"], momentum=hp["momentum"]), p=hp["p"], key=rr.key(hp["seed"]), epochs=3
+        )
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-6)
         assert row["acc"] == pytest.approx(single.metrics["acc"], abs=1e-6)
         losses.append(row["loss"])

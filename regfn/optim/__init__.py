@@ -40,6 +40,10 @@ from ._constraints import add_l2 as add_l2
 from ._constraints import clip_by_global_norm as clip_by_global_norm
 from ._constraints import max_norm as max_norm
 from ._constraints import prox_l1 as prox_l1
+from ._describe import Arg as Arg
+from ._describe import OptimizerSpec as OptimizerSpec
+from ._describe import optimizers as optimizers
+from ._describe import register as register
 from ._schedules import constant_schedule as constant_schedule
 from ._schedules import cosine_decay as cosine_decay
 from ._schedules import exponential_decay as exponential_decay
@@ -56,6 +60,8 @@ from ._transforms import scale_by_schedule as scale_by_schedule
 from ._transforms import trace as trace
 
 __all__ = [
+    "Arg",
+    "OptimizerSpec",
     "Transform",
     "adagrad",
     "adam",
@@ -72,7 +78,9 @@ __all__ = [
     "linear_warmup",
     "masked",
     "max_norm",
+    "optimizers",
     "prox_l1",
+    "register",
     "rmsprop",
     "scale",
     "scale_by_adagrad",

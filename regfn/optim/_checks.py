@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_real
-from .._hparams import bounds
+from ._describe import ARGS
 
 Hyper = float | Tensor
 Schedule = Callable[[Tensor], Any]
@@ -90,8 +90,8 @@ def betas_pair(betas: Any, where: str) -> tuple[Any, Any]:
         raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
     b1, b2 = betas
     return (
-        hyper(b1, "betas[0]", where, **bounds("beta1")),
-        hyper(b2, "betas[1]", where, **bounds("beta2")),
+        hyper(b1, "betas[0]", where, **ARGS["beta1"].bounds()),
+        hyper(b2, "betas[1]", where, **ARGS["beta2"].bounds()),
     )
 
 
