@@ -11,10 +11,10 @@ differ, 2 bad input.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._errors import CLIParser
+from ._errors import CLIParser
+from ._formatting import HelpFormatter
+from ._sweep_command import add_sweep_parser
 
 __all__ = ["add_verify_parser", "run_verify"]
 
@@ -33,13 +33,23 @@ def add_verify_parser(sub: argparse._SubParsersAction[CLIParser], formatter: typ
     p.add_argument("--device", default=None, help="where to rerun (default: the recorded device when available)")
 
 
+def _sweep_parser() -> argparse.ArgumentParser:
+    """A parser of recorded ``regfn sweep`` arguments (``["sweep", ...]``): the command's ``sweep`` subcommand only.
+
+    Built here rather than taken from :mod:`regfn.cli._main`, which imports this module.
+    """
+    parser = CLIParser(prog="regfn", formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", parser_class=CLIParser)
+    add_sweep_parser(sub, HelpFormatter)
+    return parser
+
+
 def run_verify(args: argparse.Namespace) -> int:
     """Rerun and compare; print the report. 0: identical, 1: rows differ."""
     import regfn
 
     from ._data import load_data
     from ._errors import CLIError
-    from ._main import build_parser
     from ._model import build_model
 
     try:
@@ -52,7 +62,7 @@ def run_verify(args: argparse.Namespace) -> int:
             f"{args.results} was not written by 'regfn sweep' (no recorded arguments); "
             "verify it in Python with regfn.verify(path, model, data, val=...)"
         )
-    recorded = build_parser().parse_args(argv)
+    recorded = _sweep_parser().parse_args(argv)
     train, val, desc = load_data(recorded)
     model, loss, _ = build_model(recorded, train)
     print(f"regfn verify: rerunning {len(stored)} configs on {desc}", flush=True)
