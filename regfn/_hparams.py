@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from ._checks import check_int, check_real, in_interval, interval_text
 from .optim import Arg, optimizers
-from .optim._describe import ARGS
+from .optim._describe import ARGS, version
 
 __all__ = [
     "HPARAMS",
@@ -197,9 +197,9 @@ class _Registry(Mapping[str, HParam]):
         self._table: dict[str, HParam] = {}
 
     def _current(self) -> dict[str, HParam]:
-        if self._seen != len(ARGS):  # ARGS only grows
+        if self._seen != version():
             self._table = {**{n: _optimizer_entry(a) for n, a in ARGS.items()}, **_STATIC}
-            self._seen = len(ARGS)
+            self._seen = version()
         return self._table
 
     def __getitem__(self, name: str) -> HParam:

@@ -2,7 +2,7 @@
 
 Each is a :func:`~regfn.optim.chain` of primitives. Every hyperparameter may
 be a Python number (validated like torch), a 0-d tensor (for example a vmapped
-sweep value) and ``lr`` may also be a schedule ``step -> lr``. A Python 0 for
+sweep value) and ``lr`` may also be a step-size function ``step -> lr``. A Python 0 for
 an optional term (``weight_decay``, ``momentum``, ...) leaves that transform
 out of the chain; a tensor never does (its value is not looked at).
 """
@@ -15,7 +15,7 @@ from ._base import Transform, chain
 from ._checks import betas_pair, flag, hyper, is_zero
 from ._constraints import add_decayed_weights, add_l2
 from ._describe import ARGS, OptimizerSpec, register
-from ._schedules import inverse_time_decay
+from ._step_sizes import inverse_time_decay
 from ._transforms import (
     check_nesterov,
     scale,
@@ -28,7 +28,7 @@ from ._transforms import (
 
 
 def _lr(lr: Any, where: str) -> Any:
-    return hyper(lr, "lr", where, **ARGS["lr"].bounds(), schedule=True)
+    return hyper(lr, "lr", where, **ARGS["lr"].bounds(), of_step=True)
 
 
 def _wd(weight_decay: Any, where: str) -> Any:
@@ -49,7 +49,7 @@ def sgd(
     nesterov)], scale_by_learning_rate(lr))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         momentum: momentum factor (``>= 0``).
         dampening: dampening for momentum (``0 <= dampening <= 1``).
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -130,7 +130,7 @@ def adam(
     amsgrad), scale_by_learning_rate(lr))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         betas: ``(beta1, beta2)``, each in ``[0, 1)``.
         eps: term added to the denominator (``>= 0``).
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -172,7 +172,7 @@ def adamw(
     torch's ``w *= 1 - lr * weight_decay`` followed by the Adam step.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         betas: ``(beta1, beta2)``, each in ``[0, 1)``.
         eps: term added to the denominator (``>= 0``).
         weight_decay: decoupled decay coefficient (``>= 0``).
@@ -213,7 +213,7 @@ def rmsprop(
     centered), [trace(momentum)], scale_by_learning_rate(lr))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         alpha: smoothing constant (``0 <= alpha <= 1``).
         eps: term added to the denominator (``>= 0``).
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -270,7 +270,7 @@ def adagrad(
     scale_by_learning_rate(lr / (1 + step * lr_decay)))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         lr_decay: learning-rate decay (``>= 0``), see
             :func:`~regfn.optim.inverse_time_decay`.
         weight_decay: coupled L2 coefficient (``>= 0``).

@@ -30,7 +30,7 @@ from typing import Any
 from .._checks import interval_text
 from ._base import Transform
 
-__all__ = ["ARGS", "PAIRS", "Arg", "OptimizerSpec", "optimizers", "register"]
+__all__ = ["ARGS", "PAIRS", "Arg", "OptimizerSpec", "optimizers", "register", "unregister", "version"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ ARGS: dict[str, Arg] = {
 :func:`register` adds the new arguments of an optimizer (and refuses one whose
 range differs from the argument of that name already here).
 """
+_BUILT_IN = frozenset(ARGS)
 
 PAIRS: Mapping[str, tuple[str, str]] = MappingProxyType({"betas": ("beta1", "beta2")})
 """Factory arguments that take a tuple of several arguments (``betas=(beta1, beta2)``)."""
@@ -149,6 +150,7 @@ class OptimizerSpec:
 
 
 _SPECS: dict[str, OptimizerSpec] = {}
+_VERSION = [0]  # bumped by register and unregister, so that readers can cache what they derive
 
 
 def register(spec: OptimizerSpec) -> OptimizerSpec:
@@ -181,7 +183,28 @@ def register(spec: OptimizerSpec) -> OptimizerSpec:
         raise ValueError(f"{where}: sweep_defaults name arguments it does not take: {sorted(extra)}")
     ARGS.update(new)
     _SPECS[spec.name] = spec
+    _VERSION[0] += 1
     return spec
+
+
+def unregister(name: str) -> OptimizerSpec:
+    """Forget the optimizer ``name`` (and the arguments only it took); returns its description.
+
+    Raises:
+        KeyError: for a name that is not registered.
+    """
+    spec = _SPECS.pop(name)
+    used = {n for other in _SPECS.values() for n in other.arg_names} | _BUILT_IN
+    for arg in spec.arg_names:
+        if arg not in used:
+            del ARGS[arg]
+    _VERSION[0] += 1
+    return spec
+
+
+def version() -> int:
+    """A number that changes whenever an optimizer is registered or unregistered."""
+    return _VERSION[0]
 
 
 def optimizers() -> Mapping[str, OptimizerSpec]:
