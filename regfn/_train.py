@@ -255,7 +255,8 @@ def train(
     Args:
         model: ``Model(init, apply)`` (see :func:`regfn.nn.mlp`).
         data: the training :class:`~regfn.data.Dataset`.
-        optimizer: a :class:`~regfn.optim.Transform`, e.g. ``regfn.optim.sgd(0.01)``.
+        optimizer: a :class:`~regfn.optim.Transform`, e.g.
+            ``regfn.optim.sgd(0.1, momentum=0.9)`` (the SGD a sweep runs by default).
         key: the run's key; it decides the initial weights, the dropout masks
             and the mini-batch order.
         loss: ``"bce_logits"`` (model outputs logits), ``"bce"`` (model outputs

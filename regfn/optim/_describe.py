@@ -15,6 +15,8 @@ Examples:
     ('lr', 'beta1', 'beta2', 'eps', 'weight_decay')
     >>> spec.factory_defaults()["beta2"], spec.defaults()["lr"]
     (0.999, 0.01)
+    >>> optimizers()["sgd"].defaults()  # the one default of regfn.sweep and the regfn command
+    {'lr': 0.1, 'momentum': 0.9, 'dampening': 0.0, 'weight_decay': 0.0}
     >>> ARGS["momentum"].describe()
     'momentum, >= 0'
 """
