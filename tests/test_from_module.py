@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import regfn
 import regfn.random as rr
-from regfn._hparams import defaults
+from regfn._hparams import optimizer_defaults
 from regfn.nn import dropout, from_module
 from regfn.optim import sgd
 
@@ -410,7 +410,7 @@ def test_sweep_rows_equal_single_runs():
     assert len(result) == 4
     losses = []
     for row in result.rows:
-        hp = {**defaults(), **row}
+        hp = {**optimizer_defaults("sgd"), **row}
         single = regfn.train(
             model, data, optimizer=sgd(hp["lr"], momentum=hp["momentum"]), p=hp["p"], key=rr.key(hp["seed"]), epochs=3
         )

@@ -12,7 +12,7 @@ import torch
 
 import regfn
 import regfn.random as rr
-from regfn._hparams import defaults
+from regfn._hparams import optimizer_defaults
 from regfn.optim import sgd
 
 driver = importlib.import_module("regfn._sweep._driver")
@@ -36,7 +36,7 @@ CONFIGS = [
 
 
 def single_run(row, data, val, **kw):
-    hp = {**defaults(), **row}
+    hp = {**optimizer_defaults("sgd"), **row}
     penalties = [
         f(hp[name])
         for name, f in (("l1", regfn.l1), ("l2", regfn.l2), ("norm2", lambda s: regfn.norm(s, 2)))
