@@ -70,7 +70,9 @@ def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split, mo
     train, _ = split
     cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.5, "seed": 1}, {"p": 0.2, "seed": 0}]
     # Record the mini-batch orders the sweep really draws: wrap its (cached) program's order function.
-    spec = program_module.Spec(MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr",), (), True)
+    spec = program_module.Spec(
+        MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr", "momentum"), (), True
+    )  # SGD: lr 0.1, momentum 0.9
     prog = program_module.program(spec, False)
     orders = []
 
