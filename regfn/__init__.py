@@ -22,6 +22,7 @@ from ._train import TrainResult as TrainResult
 from ._train import train as train
 from ._verify import VerifyReport as VerifyReport
 from ._verify import verify as verify
+from ._version import __version__ as __version__
 from .losses import Loss as Loss
 from .nn import Model as Model
 from .nn import dropout as dropout
@@ -69,4 +70,3 @@ __all__ = [
     "verify",
     "weights_only",
 ]
-__version__ = "0.1.0"

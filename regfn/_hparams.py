@@ -5,8 +5,10 @@ allowed range, where it goes (an optimizer argument, a penalty, the model,
 the run), how the command line spells it and how figures label it. The sweep
 (:func:`regfn.sweep`), the ``regfn`` command, the optimizer factories' checks,
 the figures and the Triton engine all read this table, so they accept and
-reject exactly the same values. Adding a sweepable hyperparameter is one entry
-here plus the code that uses it.
+reject exactly the same values. The optimizer arguments' entries come from the
+optimizers' descriptions (:func:`regfn.optim.optimizers`: names, ranges,
+defaults); every other entry is declared here. Adding a sweepable
+hyperparameter is one entry here plus the code that uses it.
 
 Examples:
     >>> HPARAMS["p"].check(0.5, "regfn.sweep")
@@ -24,11 +26,13 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ._checks import check_int, check_real, in_interval, interval_text
+from .optim import Arg, optimizers
+from .optim._describe import ARGS, version
 
 __all__ = [
     "HPARAMS",
@@ -135,26 +139,7 @@ def _entries(*params: HParam) -> dict[str, HParam]:
 
 _INF = math.inf
 _STRENGTH: dict[str, Any] = {"high_open": True, "column": True}
-HPARAMS: Mapping[str, HParam] = _entries(
-    # optimizer arguments: torch.optim's names and ranges (regfn.optim's factories check these)
-    HParam("lr", 0.01, 0.0, None, "optimizer", "the learning rate", "learning rate", column=True),
-    HParam("momentum", 0.0, 0.0, None, "optimizer", "momentum", "momentum", column=True),
-    HParam("dampening", 0.0, 0.0, 1.0, "optimizer", "momentum dampening", "dampening"),
-    HParam("weight_decay", 0.0, 0.0, None, "optimizer", "the optimizer's weight decay", "weight decay", column=True),
-    HParam("beta1", 0.9, 0.0, 1.0, "optimizer", "Adam's first-moment decay", "beta1", high_open=True),
-    HParam("beta2", 0.999, 0.0, 1.0, "optimizer", "Adam's second-moment decay", "beta2", high_open=True),
-    HParam("eps", 1e-8, 0.0, None, "optimizer", "the denominator's epsilon", "eps"),
-    HParam("alpha", 0.99, 0.0, 1.0, "optimizer", "RMSprop's smoothing constant", "alpha"),
-    HParam("lr_decay", 0.0, 0.0, None, "optimizer", "Adagrad's learning-rate decay", "lr decay"),
-    HParam(
-        "initial_accumulator_value",
-        0.0,
-        0.0,
-        None,
-        "optimizer",
-        "Adagrad's initial accumulator",
-        "initial accumulator",
-    ),
+_STATIC: Mapping[str, HParam] = _entries(
     # penalties added to the loss
     # (finite: an infinite strength is refused, as regfn.penalties refuses it)
     HParam("l1", 0.0, 0.0, _INF, "penalty", "an L1 strength (s * sum|w|)", "L1 strength (l1 · Σ|w|)", **_STRENGTH),
@@ -182,21 +167,72 @@ HPARAMS: Mapping[str, HParam] = _entries(
     # the run
     HParam("seed", 0, -(2**63), 2**63, "run", "a run seed", "seed", high_open=True, integer=True, column=True),
 )
+# The optimizer arguments that are always columns of a sweep's results (the others are when set).
+_OPTIMIZER_COLUMNS = frozenset({"lr", "momentum", "weight_decay"})
+
+
+def _optimizer_entry(arg: Arg) -> HParam:
+    return HParam(
+        arg.name,
+        arg.unused,
+        arg.low,
+        arg.high,
+        "optimizer",
+        arg.what,
+        arg.label,
+        low_open=arg.low_open,
+        high_open=arg.high_open,
+        column=arg.name in _OPTIMIZER_COLUMNS,
+    )
+
+
+class _Registry(Mapping[str, HParam]):
+    """The optimizers' arguments (read from :func:`regfn.optim.optimizers`) followed by the other names.
+
+    A view, so that an optimizer registered later (with arguments of its own) is a sweep's too.
+    """
+
+    def __init__(self) -> None:
+        self._seen = -1
+        self._table: dict[str, HParam] = {}
+
+    def _current(self) -> dict[str, HParam]:
+        if self._seen != version():
+            self._table = {**{n: _optimizer_entry(a) for n, a in ARGS.items()}, **_STATIC}
+            self._seen = version()
+        return self._table
+
+    def __getitem__(self, name: str) -> HParam:
+        return self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._current()
+
+
+HPARAMS: Mapping[str, HParam] = _Registry()
 """Every sweepable hyperparameter, by name, in the order tables show them."""
 
-# The optimizers a sweep can use and the registry names each one takes (its arguments).
-OPTIMIZER_ARGS: Mapping[str, tuple[str, ...]] = {
-    "sgd": ("lr", "momentum", "dampening", "weight_decay"),
-    "adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
-    "adamw": ("lr", "beta1", "beta2", "eps", "weight_decay"),
-    "rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum"),
-    "adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
-}
-# Where an optimizer's own default differs from the registry's (torch.optim's). AdamW's
-# weight decay is not among them: a sweep's weight_decay defaults to 0 for every optimizer.
-_OPTIMIZER_OVERRIDES: Mapping[str, Mapping[str, float]] = {
-    "adagrad": {"eps": 1e-10},
-}
+
+class _OptimizerArgs(Mapping[str, tuple[str, ...]]):
+    """The optimizers a sweep can use and the registry names each one takes (a view of their descriptions)."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return optimizers()[name].arg_names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(optimizers())
+
+    def __len__(self) -> int:
+        return len(optimizers())
+
+
+OPTIMIZER_ARGS: Mapping[str, tuple[str, ...]] = _OptimizerArgs()
 PENALTY_NAMES: tuple[str, ...] = tuple(n for n, p in HPARAMS.items() if p.target == "penalty")
 
 
@@ -245,11 +281,13 @@ def user_hparams(declared: Mapping[str, Any] | None) -> dict[str, HParam]:
 def optimizer_defaults(optimizer: str) -> dict[str, float | int]:
     """Every registry name with the value a configuration gets under ``optimizer``.
 
-    The optimizer's own defaults (Adagrad's eps is 1e-10, as in torch.optim)
-    replace the registry's for the arguments it takes.
+    The arguments ``optimizer`` takes get its description's defaults
+    (:meth:`regfn.optim.OptimizerSpec.defaults`: torch.optim's, except where a
+    sweep starts elsewhere, such as SGD's lr 0.1 and momentum 0.9); the others
+    hold the registry's value, which the optimizer never reads.
     """
     out = defaults()
-    out.update(_OPTIMIZER_OVERRIDES.get(optimizer, {}))
+    out.update(optimizers()[optimizer].defaults())
     return out
 
 

@@ -33,13 +33,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._warn import warn
 from .data import Dataset
 from .data._finite import check_finite
 from .losses import Loss, fit_output, get_loss
 from .nn import Model
+from .nn._apply import apply_model
 from .random import key as make_key
 
-__all__ = ["check_data", "check_device", "check_output", "resolve_loss", "run_two_rows", "task_loss"]
+__all__ = ["check_data", "check_device", "check_output", "check_targets", "resolve_loss", "run_two_rows", "task_loss"]
 
 _TASK_LOSSES = {"binary": "bce_logits", "multiclass": "cross_entropy", "regression": "mse"}
 
@@ -85,6 +87,26 @@ def check_device(device: torch.device, where: str) -> None:
     )
 
 
+def check_targets(loss: Loss, data: Dataset, where: str) -> None:
+    """Refuse data whose targets do not fit the loss's task (before any training).
+
+    Raises:
+        TypeError: class labels for a binary or regression loss, or float targets for a multi-class one.
+    """
+    labels = not data.y.dtype.is_floating_point
+    task = loss.resolved_task
+    if task == "multiclass" and not labels:
+        raise TypeError(
+            f"{where}: loss {loss.name or 'of task multiclass'!r} needs integer class labels of shape (n,), "
+            f"got {data.y.dtype} targets of shape {tuple(data.y.shape)} (a {data.task} dataset)"
+        )
+    if task != "multiclass" and labels:
+        raise TypeError(
+            f"{where}: loss {loss.name or 'of task ' + task!r} needs floating targets, got integer class labels; "
+            "use loss='cross_entropy' for multi-class data (Loss(fn, task='multiclass') for a loss of your own)"
+        )
+
+
 def check_data(
     model: Model,
     loss: Loss,
@@ -100,8 +122,6 @@ def check_data(
         ValueError: NaN or infinite values, or a model that fails on two rows
             or whose outputs do not fit the targets.
     """
-    from ._train import check_targets  # the targets' check lives with the loop that trains
-
     named = [(data, where, "the data")] + ([(val, f"{where} (val)", "the validation data")] if val is not None else [])
     for d, w, what in named:
         check_targets(loss, d, w)
@@ -109,8 +129,6 @@ def check_data(
     params = model.init(make_key(0))
     dtype = next((p.dtype for p in params.values() if p.dtype.is_floating_point), data.x.dtype)
     if data.x.dtype != dtype:
-        from ._sweep._engine import warn
-
         warn(
             f"{where}: the data is {data.x.dtype} and the model's parameters {dtype}: the data is converted "
             f"to {dtype} (convert it yourself, data.to(dtype={dtype}), to silence this)"
@@ -137,8 +155,6 @@ def run_two_rows(
     Raises:
         ValueError: when the forward raises (naming ``x``'s shape and the error) or returns no tensor.
     """
-    from ._train import apply_model
-
     params = model.init(make_key(0)) if params is None else params
     device = next((p.device for p in params.values()), data.x.device)
     x = data.x[:2].to(device)
@@ -177,12 +193,13 @@ def check_output(
     """
     out = run_two_rows(model, data, where, name, params=params, hp=hp)
     y = data.y
+    n = min(2, len(data))  # a one-row dataset gives one row
     task = loss.resolved_task
     if task == "multiclass":
         width = out.shape[-1] if out.ndim == 2 else 0
-        if loss.name is not None and (out.ndim != 2 or out.shape[0] != 2):
+        if loss.name is not None and (out.ndim != 2 or out.shape[0] != n):
             raise ValueError(
-                f"{where}: {name} gives outputs of shape {tuple(out.shape)} for 2 rows; class labels need (2, C): "
+                f"{where}: {name} gives outputs of shape {tuple(out.shape)} for {n} rows; class labels need ({n}, C): "
                 f"one logit per class ({loss.name} loss)"
             )
         top = int(y.max()) if y.numel() else -1
@@ -194,10 +211,10 @@ def check_output(
             )
         return width
     width = y.shape[1] if y.ndim == 2 else 1
-    if loss.name is not None and tuple(fit_output(out, y[:2]).shape) != (2, width):
+    if loss.name is not None and tuple(fit_output(out, y[:n]).shape) != (n, width):
         what = "one logit (binary data)" if task == "binary" else "one output per target"
         raise ValueError(
-            f"{where}: {name} gives outputs of shape {tuple(out.shape)} for 2 rows; the data needs shape "
-            f"(2, {width}): {what} ({loss.name} loss)"
+            f"{where}: {name} gives outputs of shape {tuple(out.shape)} for {n} rows; the data needs shape "
+            f"({n}, {width}): {what} ({loss.name} loss)"
         )
     return width

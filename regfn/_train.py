@@ -36,6 +36,7 @@ from ._preflight import check_data, resolve_loss
 from .data import Dataset, batches
 from .losses import Loss, fit_output, loss_value, takes_hp
 from .nn import Model
+from .nn._apply import apply_model
 from .optim import Transform, apply_updates
 from .penalties import Penalty, penalize, penalty_value
 from .random import fold_in, split
@@ -44,7 +45,6 @@ __all__ = [
     "CONSTANT",
     "TrainResult",
     "apply_model",
-    "check_targets",
     "evaluate",
     "is_collapsed",
     "majority_rate",
@@ -78,24 +78,6 @@ def run_keys(key: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def step_key(dropout_key: Tensor, epoch: int | Tensor, batch: int | Tensor = 0) -> Tensor:
     """The dropout key of one optimizer step: ``fold_in(fold_in(dropout_key, epoch), batch)``."""
     return fold_in(fold_in(dropout_key, epoch), batch)
-
-
-def apply_model(
-    model: Model,
-    params: Params,
-    x: Tensor,
-    *,
-    key: Tensor | None = None,
-    p: Any = 0.0,
-    train: bool = False,
-    hp: Mapping[str, Any] | None = None,
-) -> Tensor:
-    """``model.apply``, handing over the configuration's hyperparameters when ``apply`` takes ``hp``."""
-    if takes_hp(model.apply):
-        return model.apply(params, x, key=key, p=p, train=train, hp=hp if hp is not None else {})
-    if train:
-        return model.apply(params, x, key=key, p=p, train=True)
-    return model.apply(params, x, train=False)
 
 
 def train_step(
@@ -165,26 +147,6 @@ def evaluate(
     spread = (predictions.amax(0) - predictions.amin(0)).abs().amax() if len(x) else out.new_zeros(())
     metrics[CONSTANT] = (spread == 0).to(out.dtype)
     return metrics
-
-
-def check_targets(loss: Loss, data: Dataset, where: str) -> None:
-    """Refuse data whose targets do not fit the loss's task (before any training).
-
-    Raises:
-        TypeError: class labels for a binary or regression loss, or float targets for a multi-class one.
-    """
-    labels = not data.y.dtype.is_floating_point
-    task = loss.resolved_task
-    if task == "multiclass" and not labels:
-        raise TypeError(
-            f"{where}: loss {loss.name or 'of task multiclass'!r} needs integer class labels of shape (n,), "
-            f"got {data.y.dtype} targets of shape {tuple(data.y.shape)} (a {data.task} dataset)"
-        )
-    if task != "multiclass" and labels:
-        raise TypeError(
-            f"{where}: loss {loss.name or 'of task ' + task!r} needs floating targets, got integer class labels; "
-            "use loss='cross_entropy' for multi-class data (Loss(fn, task='multiclass') for a loss of your own)"
-        )
 
 
 # ----------------------------------------------------------------- the loop
@@ -260,7 +222,8 @@ def train(
     Args:
         model: ``Model(init, apply)`` (see :func:`regfn.nn.mlp`).
         data: the training :class:`~regfn.data.Dataset`.
-        optimizer: a :class:`~regfn.optim.Transform`, e.g. ``regfn.optim.sgd(0.01)``.
+        optimizer: a :class:`~regfn.optim.Transform`, e.g.
+            ``regfn.optim.sgd(0.1, momentum=0.9)`` (the SGD a sweep runs by default).
         key: the run's key; it decides the initial weights, the dropout masks
             and the mini-batch order. Its kind (``regfn.random.key(seed,
             impl=...)``: threefry2x32 or philox4x32) is the kind of every key

@@ -226,3 +226,21 @@ def test_auto_compile_benchmark_prints_its_calibration_line():
     assert row["compiled_epoch_s"] > 0
     assert 0 <= row["compiled_vs_eager"] < 1e-4  # compiled and eager differ in the last bits only
     assert isinstance(row["threads_change_bits"], bool)
+
+
+def test_epoch_profile_prints_its_summary_and_the_operators():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "profile_epoch.py"),
+            *("--eager", "--epochs", "1", "--profile-epochs", "1", "--rows", "5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    assert (summary["compiled"], summary["epochs"]) == (False, 1)
+    assert "aten::bmm" in out.stdout  # the batched matmuls of the vmapped MLP

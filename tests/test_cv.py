@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import regfn
 import regfn.random as rr
-from regfn._hparams import defaults
+from regfn._hparams import optimizer_defaults
 from regfn.data import Dataset, kfold
 from regfn.optim import sgd
 
@@ -118,7 +118,7 @@ def test_fold_split_gives_datasets_and_checks_the_data(data):
 
 
 def single_run(row, train, val, **kw):
-    hp = {**defaults(), **row}
+    hp = {**optimizer_defaults("sgd"), **row}
     penalties = [f(hp[name]) for name, f in (("l1", regfn.l1), ("l2", regfn.l2)) if hp[name]]
     opt = sgd(hp["lr"], momentum=hp["momentum"])
     return regfn.train(

@@ -25,6 +25,9 @@ SKIP = {"regfn.__main__"}
 NEEDS = {
     "regfn._sweep._triton_mlp": "triton",
     "regfn.plot": "matplotlib",
+    "regfn.plot._all": "matplotlib",
+    "regfn.plot._runs": "matplotlib",
+    "regfn.plot._sweeps": "matplotlib",
     "regfn.search._optuna": "optuna",
     "regfn.data._digits": "sklearn",
     "regfn.sklearn": "sklearn",

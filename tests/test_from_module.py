@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import regfn
 import regfn.random as rr
-from regfn._hparams import defaults
+from regfn._hparams import optimizer_defaults
 from regfn.nn import dropout, from_module
 from regfn.optim import sgd
 
@@ -410,8 +410,10 @@ def test_sweep_rows_equal_single_runs():
     assert len(result) == 4
     losses = []
     for row in result.rows:
-        hp = {**defaults(), **row}
-        single = regfn.train(model, data, optimizer=sgd(hp["lr"]), p=hp["p"], key=rr.key(hp["seed"]), epochs=3)
+        hp = {**optimizer_defaults("sgd"), **row}
+        single = regfn.train(
+            model, data, optimizer=sgd(hp["lr"], momentum=hp["momentum"]), p=hp["p"], key=rr.key(hp["seed"]), epochs=3
+        )
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-6)
         assert row["acc"] == pytest.approx(single.metrics["acc"], abs=1e-6)
         losses.append(row["loss"])

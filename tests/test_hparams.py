@@ -14,7 +14,7 @@ import regfn
 import regfn.random as rr
 from regfn._hparams import HPARAMS, OPTIMIZER_ARGS, PENALTY_NAMES, bounds, optimizer_defaults
 from regfn._sweep._configs import normalize
-from regfn._sweep._program import FACTORIES, PENALTIES, build_optimizer, factory_defaults, live_optimizer_args
+from regfn._sweep._program import PENALTIES, build_optimizer, live_optimizer_args
 from regfn.cli import build_parser, parse_values
 
 NUMERIC = [name for name, p in HPARAMS.items() if not p.integer]
@@ -95,7 +95,7 @@ def test_seed_is_an_integer_everywhere():
 
 
 def test_every_reader_knows_every_name():
-    assert set(FACTORIES) == set(OPTIMIZER_ARGS)
+    assert set(regfn.optim.optimizers()) == set(OPTIMIZER_ARGS)
     assert set(PENALTIES) == set(PENALTY_NAMES)
     triton = importlib.import_module("regfn._sweep._triton")
     assert set(triton.HP_COLUMNS) <= set(HPARAMS)
@@ -109,16 +109,19 @@ def test_every_reader_knows_every_name():
         assert all(HPARAMS[n].target == "optimizer" for n in names), optimizer
 
 
-def test_registry_defaults_are_the_factories_defaults():
+def test_registry_defaults_are_the_factories_defaults_but_where_a_sweep_says():
+    # The documented differences (regfn.optim's descriptions, sweep_defaults): SGD starts at lr 0.1 with
+    # momentum 0.9, Adam and AdamW at lr 0.01, and a sweep's weight decay defaults to 0 for AdamW too.
+    departs = {("sgd", "lr"): 0.1, ("sgd", "momentum"): 0.9, ("adam", "lr"): 0.01, ("adamw", "lr"): 0.01}
+    departs[("adamw", "weight_decay")] = 0.0
     for optimizer, names in OPTIMIZER_ARGS.items():
-        own = factory_defaults(optimizer)
+        own = regfn.optim.optimizers()[optimizer].factory_defaults()
         ours = optimizer_defaults(optimizer)
         for name in names:
-            if (optimizer, name) == ("adamw", "weight_decay"):
-                # The one documented difference: a sweep's weight decay defaults to 0 for every optimizer.
-                assert (own[name], ours[name]) == (1e-2, 0.0)
-            elif name != "lr":  # the factories take lr without a default
-                assert ours[name] == own[name], (optimizer, name)
+            assert ours[name] == departs.get((optimizer, name), own[name]), (optimizer, name)
+    assert optimizer_defaults("adagrad")["eps"] == 1e-10  # torch.optim's, not Adam's 1e-8
+    with pytest.raises(ValueError, match="momentum"):  # one value everywhere: the factories' own check
+        regfn.optim.optimizers()["sgd"].build({"momentum": -1.0})
 
 
 def test_factories_read_the_registry_ranges():
@@ -245,7 +248,7 @@ def test_declared_hyperparameters_reach_the_loss_and_the_model(data):
     assert [r["temperature"] for r in result.rows] == [0.5, 2.0]
     for row, cfg in zip(result.rows, cfgs, strict=True):
         single = regfn.train(
-            model, train, optimizer=regfn.optim.sgd(0.1), loss=loss, key=rr.key(0), epochs=5, val=val,
+            model, train, optimizer=regfn.optim.sgd(0.1, momentum=0.9), loss=loss, key=rr.key(0), epochs=5, val=val,
             hparams={"temperature": cfg["temperature"], "shift": 0.0},
         )  # fmt: skip
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-7)
@@ -269,7 +272,7 @@ def test_per_layer_rates_equal_the_single_run(data):
     expected_rates = [(0.1, 0.5), (0.2, 0.6), (0.3, 0.3)]
     for row, cfg, rates in zip(result.rows, cfgs, expected_rates, strict=True):
         assert (row["p1"], row["p2"]) == rates
-        single = regfn.train(model, train, optimizer=regfn.optim.sgd(0.01), p=rates, key=rr.key(cfg["seed"]),
+        single = regfn.train(model, train, optimizer=regfn.optim.sgd(0.1, momentum=0.9), p=rates, key=rr.key(cfg["seed"]),
                              epochs=6, val=val)  # fmt: skip
         assert row["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5, abs=1e-7)
     with pytest.raises(ValueError, match=r"per-layer rates up to p1, but the MLP has 2 hidden layers"):

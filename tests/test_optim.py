@@ -359,7 +359,7 @@ def test_add_decayed_weights_mask_and_chain_order():
         t.update(p, t.init(p))
 
 
-def test_schedules_closed_form():
+def test_step_sizes_closed_form():
     steps = torch.arange(12)
     cos = optim.cosine_decay(1.0, 10, end_value=0.1)
     exp = optim.exponential_decay(2.0, 0.5, transition_steps=2, staircase=True)
@@ -369,8 +369,8 @@ def test_schedules_closed_form():
         assert math.isclose(float(cos(steps[s])), 0.1 + 0.9 * (1 + math.cos(math.pi * t / 10)) / 2, rel_tol=1e-12)
         assert math.isclose(float(exp(steps[s])), 2.0 * 0.5 ** (s // 2), rel_tol=1e-12)
         assert math.isclose(float(warm(steps[s])), 0.2 + 0.8 * min(s, 4) / 4, rel_tol=1e-12)
-        assert math.isclose(float(optim.constant_schedule(0.3)(steps[s])), 0.3)
-    sgd = _train(optim.sgd(lr=optim.constant_schedule(0.05), momentum=0.9), _P0)
+        assert math.isclose(float(optim.constant_step_size(0.3)(steps[s])), 0.3)
+    sgd = _train(optim.sgd(lr=optim.constant_step_size(0.05), momentum=0.9), _P0)
     ref = _train(optim.sgd(lr=0.05, momentum=0.9), _P0)
     for k in ref:
         torch.testing.assert_close(sgd[k], ref[k], rtol=1e-12, atol=1e-14)
@@ -445,7 +445,7 @@ BAD = [
     (optim.max_norm, {"max_value": 1.0, "axis": "rows"}, TypeError, "axis"),
     (optim.clip_by_global_norm, {"max_norm": 0.0}, ValueError, "max_norm"),
     (optim.scale, {"step_size": "x"}, TypeError, "step_size"),
-    (optim.scale_by_schedule, {"schedule": 0.1}, TypeError, "schedule"),
+    (optim.scale_by_step_size, {"fn": 0.1}, TypeError, "fn must be a callable"),
     (optim.cosine_decay, {"init_value": 0.1, "decay_steps": 0}, ValueError, "decay_steps"),
     (optim.linear_warmup, {"peak_value": 0.1, "warmup_steps": 2.5}, TypeError, "warmup_steps"),
 ]
@@ -670,3 +670,18 @@ def test_step_and_inplace_step_cuda_match_cpu(name, kwargs):
     for k in p_cpu:
         assert torch.equal(results["cuda", "step_"][k], results["cuda", "step"][k])
         torch.testing.assert_close(results["cuda", "step_"][k], results["cpu", "step_"][k], rtol=1e-12, atol=1e-14)
+
+
+def test_former_schedule_names_still_work():
+    """The step-size functions were "schedules" before "schedule" came to mean regfn.search's alone."""
+    assert optim.constant_schedule is optim.constant_step_size
+    step = torch.tensor(3)
+    fn = optim.exponential_decay(1.0, 0.5)
+    params = {"w": torch.ones(2)}
+    for make in (optim.scale_by_schedule, optim.scale_by_step_size):
+        t = make(fn)
+        state = t.init(params)
+        for _ in range(4):
+            updates, state = t.update({"w": torch.ones(2)}, state)
+        assert torch.equal(updates["w"], torch.full((2,), 0.125)), make  # 0.5 ** 3 at step 3
+        assert int(state["step"]) == int(step) + 1

@@ -118,7 +118,7 @@ def test_scales():
 
     def scale(values):
         ax = Figure().subplots()
-        plot._scale(ax, values)
+        plot._common._scale(ax, values)
         return ax.get_xscale()
 
     assert scale([1e-4, 1e-3, 1e-2]) == "log"
@@ -161,13 +161,14 @@ def test_import_is_lazy():
 def figures(monkeypatch):
     """The Figure objects the plot functions save, in order (the PNGs are still written)."""
     saved = []
-    original = plot._save
+    original = plot._common._save
 
     def save(fig, path):
         saved.append(fig)
         return original(fig, path)
 
-    monkeypatch.setattr(plot, "_save", save)
+    for module in (plot._sweeps, plot._runs):  # the modules whose figures call _save
+        monkeypatch.setattr(module, "_save", save)
     return saved
 
 

@@ -171,7 +171,7 @@ def test_a_run_that_goes_non_finite_between_log_points_reports_that_epoch():
         expected.append(next((h["epoch"] for h in run.history if not torch.isfinite(torch.tensor(h["loss"]))), None))
     assert expected[:3] == [12, 8, 6]  # between the log points 10 and 20, or before the first
     assert expected[3] is None
-    configs = [{"lr": lr, "seed": 0} for lr in lrs]
+    configs = [{"lr": lr, "momentum": 0.0, "seed": 0} for lr in lrs]  # regfn.train above: sgd(lr), no momentum
     for chunk in (None, 3):
         result = _sweep(model, data, configs, epochs=30, log_every=10, chunk_size=chunk)
         assert [row["diverged_epoch"] for row in result.rows] == expected

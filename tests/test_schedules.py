@@ -146,10 +146,12 @@ def test_pbt_perturbs_an_optimizer_argument_nobody_set(split):
     configs = regfn.grid(seed=range(4), lr=[0.1])
     res = regfn.sweep(
         MODEL, train, configs, val=val, epochs=4, optimizer="sgd",
-        schedule=pbt(1, 0.5, (1.2, 1.2), key=rr.key(0), names=["lr", "momentum"]), **RUN,
+        schedule=pbt(1, 0.5, (1.2, 1.2), key=rr.key(0), names=["lr", "momentum", "dampening"]), **RUN,
     )  # fmt: skip
-    momentum = res.schedule["hp"]["momentum"]
-    assert all(v == 0.0 for row in momentum for v in row)  # 0 * 1.2 stays 0: the values are the registry's
+    dampening = res.schedule["hp"]["dampening"]
+    assert all(v == 0.0 for row in dampening for v in row)  # 0 * 1.2 stays 0: the values are the registry's
+    momentum = res.schedule["hp"]["momentum"]  # SGD's default 0.9, perturbed
+    assert any(row[-1] != 0.9 for row in momentum)
     lr = res.schedule["hp"]["lr"]
     assert any(row[-1] != 0.1 for row in lr)
 

@@ -12,7 +12,7 @@ import torch
 
 import regfn
 import regfn.random as rr
-from regfn._hparams import defaults
+from regfn._hparams import optimizer_defaults
 from regfn.optim import sgd
 
 groups_module = importlib.import_module("regfn._sweep._groups")
@@ -42,7 +42,7 @@ IMPLS = list(rr.IMPLS)
 
 
 def single_run(row, data, val, key_impl="threefry2x32", **kw):
-    hp = {**defaults(), **row}
+    hp = {**optimizer_defaults("sgd"), **row}
     penalties = [
         f(hp[name])
         for name, f in (("l1", regfn.l1), ("l2", regfn.l2), ("norm2", lambda s: regfn.norm(s, 2)))
@@ -78,7 +78,9 @@ def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split, mo
     train, _ = split
     cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.5, "seed": 1}, {"p": 0.2, "seed": 0}]
     # Record the mini-batch orders the sweep really draws: wrap its (cached) program's order function.
-    spec = program_module.Spec(MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr",), (), True)
+    spec = program_module.Spec(
+        MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr", "momentum"), (), True
+    )  # SGD: lr 0.1, momentum 0.9
     prog = program_module.program(spec, False)
     orders = []
 

@@ -170,12 +170,12 @@ def test_help_says_one_thing_about_compile(capsys):
 
 def test_sampled_points_are_drawn_as_scatter(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    import regfn._plot_points as points
+    import regfn.plot._all as drawing
 
     points_drawn = []
-    real = points.plot_points
+    real = drawing.plot_points
     monkeypatch.setattr(
-        points, "plot_points", lambda r, path, x, **kw: points_drawn.append(x) or real(r, path, x, **kw)
+        drawing, "plot_points", lambda r, path, x, **kw: points_drawn.append(x) or real(r, path, x, **kw)
     )
     space = {"l2": regfn.search.loguniform(1e-5, 1e-1), "p": regfn.search.uniform(0.0, 0.5)}
     result = _sweep(regfn.search.sample(rr.key(0), 8, "sobol", **space), epochs=3)

@@ -133,7 +133,7 @@ def model_description(model: Model) -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     """regfn, torch and Python versions."""
-    from .. import __version__
+    from .._version import __version__
 
     return {"regfn": __version__, "torch": torch.__version__, "python": platform.python_version()}
 

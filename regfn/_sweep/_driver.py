@@ -105,9 +105,10 @@ def sweep(
             index set, an unset one among them taking the configuration's
             ``p``, and must make exactly ``k`` dropout calls), ``label_smoothing``
             (``"cross_entropy"``), ``seed``, and the names declared in
-            ``hparams``. Missing keys take their defaults: ``lr`` is 0.01
-            for every optimizer (torch.optim's Adam uses 1e-3: pass ``lr``),
-            the optimizer's other arguments its own defaults; ranges are
+            ``hparams``. Missing keys take their defaults, the optimizer's
+            from its description (:func:`regfn.optim.optimizers`): SGD's lr
+            0.1 and momentum 0.9, lr 0.01 for the others, every other
+            argument torch.optim's (but AdamW's weight decay is 0); ranges are
             those of torch.optim and of the penalties.
         val: validation data, evaluated at every log point and at the end.
         cv: cross-validation instead of ``val``: ``k`` (the folds of
@@ -135,7 +136,7 @@ def sweep(
             converted to the model's dtype with a warning) and the model run
             on two rows: it must run and give one output per target
             (``(n,)`` for one) or one logit per class.
-        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"``.
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"`` or a name registered with :func:`regfn.optim.register`.
         epochs: passes over the data.
         batch_size: ``None`` for full batch, else keyed mini-batches (last
             incomplete batch dropped), shuffled per configuration and epoch.

@@ -37,18 +37,15 @@ in :data:`regfn._sweep._engines.ENGINES`.
 from __future__ import annotations
 
 import abc
-import os
-import sys
-import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from types import FrameType
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .._train import CONSTANT
+from .._warn import warn
 from ..data import Dataset, Folds
 from ._program import Program, Spec, program
 
@@ -56,18 +53,6 @@ __all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "Metrics", "R
 
 LogFn = Callable[[int, Tensor, dict[str, Tensor]], None]
 """``log(epochs_done, objective, params)``: called by an engine at every log point."""
-
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def warn(message: str) -> None:
-    """Warn with ``message``, pointing at the first caller outside regfn (the user's line)."""
-    frame: FrameType | None
-    frame, level = sys._getframe(1), 2  # stacklevel 2 is the frame that called warn()
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ vmapped (and compiled) for the engines, which decide how to run them.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from .. import optim
-from .._hparams import LAYER_RATE_NAMES, OPTIMIZER_ARGS, optimizer_defaults
+from .._hparams import LAYER_RATE_NAMES
 from .._train import evaluate, run_keys, step_key, train_step
 from ..data import batches
 from ..losses import Loss
@@ -32,24 +31,13 @@ from ..random import DEFAULT_IMPL, check_impl, fold_in
 from ..random import key as make_key
 
 __all__ = [
-    "FACTORIES",
     "PENALTIES",
     "Program",
     "Spec",
     "build_optimizer",
-    "factory_defaults",
     "live_optimizer_args",
     "program",
 ]
-
-FACTORIES: Mapping[str, Callable[..., optim.Transform]] = {
-    "sgd": optim.sgd,
-    "adam": optim.adam,
-    "adamw": optim.adamw,
-    "rmsprop": optim.rmsprop,
-    "adagrad": optim.adagrad,
-}
-"""The optimizer factories by name (the registry's ``OPTIMIZER_ARGS`` lists what each takes)."""
 
 PENALTIES: Mapping[str, Callable[[Any], Penalty]] = {
     "l1": l1,
@@ -60,38 +48,8 @@ PENALTIES: Mapping[str, Callable[[Any], Penalty]] = {
 
 
 def build_optimizer(name: str, values: Mapping[str, Any]) -> optim.Transform:
-    """The optimizer ``name`` built from registry values (``beta1``/``beta2`` become ``betas``).
-
-    Arguments missing from ``values`` keep the factory's default.
-
-    Examples:
-        >>> opt = build_optimizer("adam", {"lr": 1e-3, "beta2": 0.99})  # optim.adam(1e-3, betas=(0.9, 0.99))
-        >>> opt.init({})
-        ({'step': tensor(0), 'exp_avg': {}, 'exp_avg_sq': {}}, {})
-    """
-    kwargs = dict(values)
-    if "beta1" in kwargs or "beta2" in kwargs:
-        d = optimizer_defaults(name)
-        kwargs["betas"] = (kwargs.pop("beta1", d["beta1"]), kwargs.pop("beta2", d["beta2"]))
-    return FACTORIES[name](**kwargs)
-
-
-@functools.cache
-def factory_defaults(name: str) -> dict[str, Any]:
-    """The defaults of optimizer ``name``'s factory, by registry name (``betas`` as ``beta1``, ``beta2``).
-
-    Examples:
-        >>> factory_defaults("adamw")["weight_decay"], factory_defaults("adam")["beta2"]
-        (0.01, 0.999)
-    """
-    out = {
-        arg: p.default
-        for arg, p in inspect.signature(FACTORIES[name]).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    if "betas" in out:
-        out["beta1"], out["beta2"] = out.pop("betas")
-    return out
+    """The optimizer ``name`` built from registry values (see :meth:`regfn.optim.OptimizerSpec.build`)."""
+    return optim.optimizers()[name].build(values)
 
 
 def live_optimizer_args(rows: Sequence[Mapping[str, Any]], optimizer: str) -> tuple[str, ...]:
@@ -101,10 +59,9 @@ def live_optimizer_args(rows: Sequence[Mapping[str, Any]], optimizer: str) -> tu
     nobody sweeps adds no work to the step. (A sweep's AdamW has no weight
     decay unless a configuration sets one, so there ``weight_decay`` is live.)
     """
-    own = factory_defaults(optimizer)
-    return tuple(
-        name for name in OPTIMIZER_ARGS[optimizer] if name == "lr" or any(r[name] != own.get(name) for r in rows)
-    )
+    spec = optim.optimizers()[optimizer]
+    own = spec.factory_defaults()
+    return tuple(name for name in spec.arg_names if name == "lr" or any(r[name] != own.get(name) for r in rows))
 
 
 @dataclass(frozen=True)
@@ -114,7 +71,7 @@ class Spec:
     Attributes:
         model: the model.
         loss: the loss.
-        optimizer: the optimizer's name (a key of :data:`FACTORIES`).
+        optimizer: the optimizer's name (a name of :func:`regfn.optim.optimizers`).
         optimizer_args: the registry names handed to the optimizer as
             per-configuration tensors; the others keep the factory's default
             (so an argument nobody sweeps costs nothing).

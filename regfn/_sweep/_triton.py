@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._hparams import HPARAMS
 from ..nn._mlp import settings_of
+from ..optim import optimizers
 from ..random import _wrap32
 from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, Runs
 from ._program import Program, Spec
@@ -65,10 +65,11 @@ def _problems(spec: Spec, x: Tensor, device: torch.device) -> list[str]:
         if x.shape[0] * widest >= 2**31:  # dropout counters are 32-bit in the kernel
             problems.append(f"rows x widest hidden layer must be below 2**31, got {x.shape[0]} x {widest}")
     fixed = [n for n in spec.optimizer_args if n not in HP_COLUMNS]
-    if fixed:
+    if fixed and spec.optimizer in _OPTIMIZERS:
+        own = optimizers()[spec.optimizer].factory_defaults()
         problems.append(
             f"it sweeps only {', '.join(HP_COLUMNS)} and the seed; "
-            f"{', '.join(fixed)} must keep the default ({', '.join(f'{n}={HPARAMS[n].default:g}' for n in fixed)})"
+            f"{', '.join(fixed)} must keep the default ({', '.join(f'{n}={own[n]:g}' for n in fixed)})"
         )
     if spec.layer_rates:
         problems.append(f"it takes one dropout rate p for every layer, got per-layer rates p1 .. p{spec.layer_rates}")

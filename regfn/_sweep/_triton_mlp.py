@@ -35,6 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..optim import optimizers
+
 _PARITY = tl.constexpr(0x1BD11BDA)  # threefry's key-schedule constant
 _UNIT = tl.constexpr(1.0 / 8388608.0)  # 2**-23: a 23-bit mantissa to a float in [0, 1)
 
@@ -227,17 +229,18 @@ def _sgd(w, buf, g, lr, momentum, weight_decay):
 
 
 @triton.jit
-def _adam(w, m, v, g, lr, weight_decay, k2, eps_bc1, DECOUPLED: tl.constexpr):
-    """``torch.optim.Adam`` (betas 0.9, 0.999; eps 1e-8), or AdamW's decoupled decay with ``DECOUPLED``.
+def _adam(w, m, v, g, lr, weight_decay, k2, eps_bc1, c1, b2, c2, DECOUPLED: tl.constexpr):
+    """``torch.optim.Adam`` at its default betas and eps, or AdamW's decoupled decay with ``DECOUPLED``.
 
-    As regfn.optim computes it: ``m = lerp(m, g, 0.1)``, ``v = 0.999 v +
-    0.001 g**2``, direction ``m / (sqrt(v) / k2 + eps_bc1)`` with the step's
-    ``k2 = sqrt(1 - 0.999**t) / (1 - 0.9**t)`` and ``eps_bc1 = 1e-8 (1 - 0.9**t)``.
+    As regfn.optim computes it (``c1 = 1 - beta1``, ``c2 = 1 - beta2``):
+    ``m = lerp(m, g, c1)``, ``v = beta2 v + c2 g**2``, direction
+    ``m / (sqrt(v) / k2 + eps_bc1)`` with the step's ``k2 = sqrt(1 - beta2**t)
+    / (1 - beta1**t)`` and ``eps_bc1 = eps (1 - beta1**t)`` (:func:`adam_scalars`).
     """
     if not DECOUPLED:
         g = g + weight_decay * w
-    m = m + 0.1 * (g - m)  # torch.lerp's formula for a weight below 0.5
-    v = v * 0.999 + 0.001 * g * g
+    m = m + c1 * (g - m)  # torch.lerp's formula for a weight below 0.5
+    v = v * b2 + c2 * g * g
     u = m / (tl.sqrt(v) / k2 + eps_bc1)
     if DECOUPLED:
         u = u + weight_decay * w
@@ -245,21 +248,21 @@ def _adam(w, m, v, g, lr, weight_decay, k2, eps_bc1, DECOUPLED: tl.constexpr):
 
 
 @triton.jit
-def _rmsprop(w, m, v, g, lr, momentum, weight_decay):
-    """``torch.optim.RMSprop`` (alpha 0.99, eps 1e-8): ``v = 0.99 v + 0.01 g**2``,
-    ``m = momentum * m + g / (sqrt(v) + eps)``, ``w -= lr * m``."""
+def _rmsprop(w, m, v, g, lr, momentum, weight_decay, alpha, c_alpha, eps):
+    """``torch.optim.RMSprop`` at its default alpha and eps (``c_alpha = 1 - alpha``):
+    ``v = alpha v + c_alpha g**2``, ``m = momentum * m + g / (sqrt(v) + eps)``, ``w -= lr * m``."""
     g = g + weight_decay * w
-    v = v * 0.99 + 0.01 * g * g
-    m = momentum * m + g / (tl.sqrt(v) + 1e-8)
+    v = v * alpha + c_alpha * g * g
+    m = momentum * m + g / (tl.sqrt(v) + eps)
     return w - lr * m, m, v
 
 
 @triton.jit
-def _adagrad(w, v, g, lr, weight_decay):
-    """``torch.optim.Adagrad`` (no lr decay, eps 1e-10): ``v += g**2``, ``w -= lr * g / (sqrt(v) + eps)``."""
+def _adagrad(w, v, g, lr, weight_decay, eps):
+    """``torch.optim.Adagrad`` (no lr decay, its default eps): ``v += g**2``, ``w -= lr * g / (sqrt(v) + eps)``."""
     g = g + weight_decay * w
     v = v + g * g
-    return w - lr * (g / (tl.sqrt(v) + 1e-10)), v
+    return w - lr * (g / (tl.sqrt(v) + eps)), v
 
 
 # ----------------------------------------------------------------- the kernel, per depth
@@ -367,7 +370,8 @@ _PENALIZE = """\
         gb{i}, pb = _penalize(b{i}, gb{i}, l1, l2, s2, USE_L1, USE_L2, USE_NORM)
         penalty += pw + pb
 """
-# Per optimizer: its state slots, the scalars of a step, and one layer's update.
+# Per optimizer: its state slots, the scalars of a step, and one layer's update (the
+# {constants} are the optimizer's defaults, read from its description: see _constants).
 _OPTIMIZERS = {
     "sgd": (
         ("m",),
@@ -385,27 +389,41 @@ _OPTIMIZERS = {
         eps_bc1 = tl.load(bias_ptr + step * 2 + 1)
 """,
         """\
-        w{i}, m{i}, v{i} = _adam(w{i}, m{i}, v{i}, g{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
-        b{i}, mb{i}, vb{i} = _adam(b{i}, mb{i}, vb{i}, gb{i}, lr, weight_decay, k2, eps_bc1, DECOUPLED)
+        w{i}, m{i}, v{i} = _adam(w{i}, m{i}, v{i}, g{i}, lr, weight_decay, k2, eps_bc1, {c1}, {beta2}, {c2}, DECOUPLED)
+        b{i}, mb{i}, vb{i} = _adam(b{i}, mb{i}, vb{i}, gb{i}, lr, weight_decay, k2, eps_bc1, {c1}, {beta2}, {c2}, DECOUPLED)
 """,
     ),
     "rmsprop": (
         ("m", "v"),
         "",
         """\
-        w{i}, m{i}, v{i} = _rmsprop(w{i}, m{i}, v{i}, g{i}, lr, momentum, weight_decay)
-        b{i}, mb{i}, vb{i} = _rmsprop(b{i}, mb{i}, vb{i}, gb{i}, lr, momentum, weight_decay)
+        w{i}, m{i}, v{i} = _rmsprop(w{i}, m{i}, v{i}, g{i}, lr, momentum, weight_decay, {alpha}, {c_alpha}, {eps})
+        b{i}, mb{i}, vb{i} = _rmsprop(b{i}, mb{i}, vb{i}, gb{i}, lr, momentum, weight_decay, {alpha}, {c_alpha}, {eps})
 """,
     ),
     "adagrad": (
         ("v",),
         "",
         """\
-        w{i}, v{i} = _adagrad(w{i}, v{i}, g{i}, lr, weight_decay)
-        b{i}, vb{i} = _adagrad(b{i}, vb{i}, gb{i}, lr, weight_decay)
+        w{i}, v{i} = _adagrad(w{i}, v{i}, g{i}, lr, weight_decay, {eps})
+        b{i}, vb{i} = _adagrad(b{i}, vb{i}, gb{i}, lr, weight_decay, {eps})
 """,
     ),
 }
+
+
+def _constants(optimizer: str) -> dict[str, str]:
+    """The optimizer's built-in constants as source literals: its factory's defaults (and ``1 - `` them).
+
+    The engine hands the kernel only ``lr``, ``momentum`` and ``weight_decay``; every other
+    argument keeps the factory's default (the engine refuses a sweep that moves one).
+    """
+    own = optimizers()[optimizer].factory_defaults()
+    out: dict[str, float] = {name: float(own[name]) for name in ("beta1", "beta2", "alpha", "eps") if name in own}
+    for name, complement in (("beta1", "c1"), ("beta2", "c2"), ("alpha", "c_alpha")):
+        if name in out:
+            out[complement] = 1 - out[name]
+    return {name: repr(value) for name, value in out.items()}
 
 
 def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -> str:
@@ -421,6 +439,7 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
     slots, step_scalars, update = _OPTIMIZERS[optimizer]
+    constants = _constants(optimizer)
     out = hidden + 1  # the output layer's index
     layers = range(1, out + 1)
 
@@ -465,7 +484,7 @@ def kernel_source(hidden: int, shuffled: bool = False, optimizer: str = "sgd") -
         zero=inner(each(_ZERO_HIDDEN, _ZERO_OUTPUT)).rstrip("\n"),
         forward=inner(each(_FORWARD, order=range(1, out))).rstrip("\n"),
         backward=inner(backward).rstrip("\n"),
-        step=inner(each(_PENALIZE + update)).rstrip("\n"),
+        step=inner("".join((_PENALIZE + update).format(i=i, **constants) for i in layers)).rstrip("\n"),
         store=state(_STORE_HIDDEN, _STORE_OUTPUT).rstrip("\n"),
     )  # fmt: skip
 
@@ -512,9 +531,10 @@ def auto_block_rows(sizes) -> int:
 
 def adam_scalars(first_step: int, steps: int, device) -> torch.Tensor:
     """``(k2, eps_bc1)`` of Adam steps ``first_step + 1 ..``, float64 then float32, as regfn.optim.adam."""
+    own = optimizers()["adam"].factory_defaults()
     t = torch.arange(first_step + 1, first_step + steps + 1, dtype=torch.float64)
-    bc1, bc2_sqrt = 1 - 0.9**t, torch.sqrt(1 - 0.999**t)
-    return torch.stack([bc2_sqrt / bc1, 1e-8 * bc1], dim=1).to(device=device, dtype=torch.float32).contiguous()
+    bc1, bc2_sqrt = 1 - own["beta1"] ** t, torch.sqrt(1 - own["beta2"] ** t)
+    return torch.stack([bc2_sqrt / bc1, own["eps"] * bc1], dim=1).to(device=device, dtype=torch.float32).contiguous()
 
 
 def train_epochs(theta, buf, hp, key_words, x, y, epoch0: int, n_epochs: int, sizes, *, mse: bool,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS
+from .._hparams import HPARAMS, LAYER_RATE_NAMES, OPTIMIZER_ARGS, optimizer_defaults
 from ._argtypes import value_type
 from ._errors import CLIError
 from ._values import SearchRange, parse_search_values, parse_values
@@ -31,16 +31,22 @@ __all__ = [
 # Every registry name but the seed is an option (the seed has --seeds / --seed).
 OPTION_NAMES = tuple(name for name in HPARAMS if name != "seed")
 # The command's own defaults where they differ from the registry's: a small grid to sweep
-# (regfn sweep), one setting to train (regfn train). lr and momentum depend on the
-# optimizer (see apply_optimizer_defaults); every other name defaults to not given.
+# (regfn sweep), one setting to train (regfn train). lr and momentum are the optimizer's
+# (see apply_optimizer_defaults); every other name defaults to not given.
 # --p's default grid is filled in by regfn sweep (default_sweep_rates).
 _SWEEP_GRID = {"l1": [0.0], "l2": [0.0, 1e-3, 1e-2, 1e-1], "norm2": [0.0], "weight_decay": [0.0]}
 _SWEEP_P, _SWEEP_P_WITH_RATES = [0.0, 0.2, 0.5], [0.0]
 _TRAIN_SETTING = {"l1": 0.0, "l2": 0.0, "norm2": 0.0, "weight_decay": 0.0, "p": 0.1}
-_OPTIMIZER_DEFAULT_NOTE = {
-    "lr": "default: 0.1 for sgd, 0.01 for the others",
-    "momentum": "default: 0.9 for sgd, else 0",
-}
+# The optimizer arguments whose defaults the help states per optimizer (the registry's, as the library's).
+_NOTED = ("lr", "momentum")
+
+
+def _default_note(name: str) -> str:
+    """``"default: 0.1 for sgd, 0.01 for adam, adamw, ..."``: the optimizers' defaults of ``name``."""
+    by_value: dict[float, list[str]] = {}
+    for optimizer in (o for o, takes in OPTIMIZER_ARGS.items() if name in takes):
+        by_value.setdefault(optimizer_defaults(optimizer)[name], []).append(optimizer)
+    return "default: " + ", ".join(f"{v:g} for {', '.join(names)}" for v, names in by_value.items())
 
 
 def _one_value(name: str) -> Callable[[str], float]:
@@ -62,7 +68,7 @@ def add_hparam_options(g: argparse._ArgumentGroup, many: bool) -> None:
         default = _SWEEP_GRID.get(name) if many else _TRAIN_SETTING.get(name)
         takers = [o for o, args in OPTIMIZER_ARGS.items() if name in args]
         where = f"; {', '.join(takers)} only" if hp.target == "optimizer" and len(takers) < len(OPTIMIZER_ARGS) else ""
-        note = _OPTIMIZER_DEFAULT_NOTE.get(name, "default: the optimizer's" if hp.target == "optimizer" else "")
+        note = _default_note(name) if name in _NOTED else "default: the optimizer's" if hp.target == "optimizer" else ""
         if many and name == "p":
             note = "default: 0,0.2,0.5; 0 when --p1 .. are given"
         help_text = f"{hp.describe()}{where}" + (f" ({note})" if note and default is None else "")
@@ -108,7 +114,7 @@ def check_label_smoothing(args: argparse.Namespace, loss: str, many: bool) -> No
 
 
 def apply_optimizer_defaults(args: argparse.Namespace, many: bool) -> None:
-    """Fill in --lr and --momentum defaults for the optimizer; reject an argument it does not take.
+    """Fill in --lr and --momentum with the optimizer's defaults (the library's); reject an argument it does not take.
 
     An optimizer argument the optimizer does not take may only be given at its
     registry default (``--momentum 0`` with adam is fine, ``--momentum 0.9`` is not).
@@ -122,9 +128,7 @@ def apply_optimizer_defaults(args: argparse.Namespace, many: bool) -> None:
             raise CLIError(
                 f"{HPARAMS[name].cli}: optimizer {args.optimizer!r} has no {name}; it takes {', '.join(takes)}"
             )
-    if args.lr is None:
-        args.lr = 0.1 if args.optimizer == "sgd" else 0.01
-        args.lr = [args.lr] if many else args.lr
-    if args.momentum is None and "momentum" in takes:
-        args.momentum = 0.9 if args.optimizer == "sgd" else 0.0
-        args.momentum = [args.momentum] if many else args.momentum
+    defaults = optimizer_defaults(args.optimizer)
+    for name in _NOTED:
+        if getattr(args, name) is None and name in takes:
+            setattr(args, name, [defaults[name]] if many else defaults[name])

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_MAIN_EPILOG,
         formatter_class=HelpFormatter,
     )
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"regfn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{sweep,train,verify}", parser_class=CLIParser)

@@ -2,7 +2,7 @@
 
 Each is a :func:`~regfn.optim.chain` of primitives. Every hyperparameter may
 be a Python number (validated like torch), a 0-d tensor (for example a vmapped
-sweep value) and ``lr`` may also be a schedule ``step -> lr``. A Python 0 for
+sweep value) and ``lr`` may also be a step-size function ``step -> lr``. A Python 0 for
 an optional term (``weight_decay``, ``momentum``, ...) leaves that transform
 out of the chain; a tensor never does (its value is not looked at).
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._hparams import bounds
 from ._base import Transform, chain
 from ._checks import betas_pair, flag, hyper, is_zero
 from ._constraints import add_decayed_weights, add_l2
-from ._schedules import inverse_time_decay
+from ._describe import ARGS, OptimizerSpec, register
+from ._step_sizes import inverse_time_decay
 from ._transforms import (
     check_nesterov,
     scale,
@@ -28,11 +28,11 @@ from ._transforms import (
 
 
 def _lr(lr: Any, where: str) -> Any:
-    return hyper(lr, "lr", where, **bounds("lr"), schedule=True)
+    return hyper(lr, "lr", where, **ARGS["lr"].bounds(), of_step=True)
 
 
 def _wd(weight_decay: Any, where: str) -> Any:
-    return hyper(weight_decay, "weight_decay", where, **bounds("weight_decay"))
+    return hyper(weight_decay, "weight_decay", where, **ARGS["weight_decay"].bounds())
 
 
 def sgd(
@@ -49,7 +49,7 @@ def sgd(
     nesterov)], scale_by_learning_rate(lr))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         momentum: momentum factor (``>= 0``).
         dampening: dampening for momentum (``0 <= dampening <= 1``).
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -75,8 +75,8 @@ def sgd(
     """
     where = "sgd"
     lr = _lr(lr, where)
-    momentum = hyper(momentum, "momentum", where, **bounds("momentum"))
-    dampening = hyper(dampening, "dampening", where, **bounds("dampening"))
+    momentum = hyper(momentum, "momentum", where, **ARGS["momentum"].bounds())
+    dampening = hyper(dampening, "dampening", where, **ARGS["dampening"].bounds())
     weight_decay = _wd(weight_decay, where)
     nesterov = flag(nesterov, "nesterov", where)
     maximize = flag(maximize, "maximize", where)
@@ -102,7 +102,7 @@ def _adam(
 ) -> Transform:
     lr = _lr(lr, where)
     b1, b2 = betas_pair(betas, where)
-    eps = hyper(eps, "eps", where, **bounds("eps"))
+    eps = hyper(eps, "eps", where, **ARGS["eps"].bounds())
     weight_decay = _wd(weight_decay, where)
     amsgrad = flag(amsgrad, "amsgrad", where)
     maximize = flag(maximize, "maximize", where)
@@ -130,7 +130,7 @@ def adam(
     amsgrad), scale_by_learning_rate(lr))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         betas: ``(beta1, beta2)``, each in ``[0, 1)``.
         eps: term added to the denominator (``>= 0``).
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -172,7 +172,7 @@ def adamw(
     torch's ``w *= 1 - lr * weight_decay`` followed by the Adam step.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         betas: ``(beta1, beta2)``, each in ``[0, 1)``.
         eps: term added to the denominator (``>= 0``).
         weight_decay: decoupled decay coefficient (``>= 0``).
@@ -213,7 +213,7 @@ def rmsprop(
     centered), [trace(momentum)], scale_by_learning_rate(lr))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         alpha: smoothing constant (``0 <= alpha <= 1``).
         eps: term added to the denominator (``>= 0``).
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -239,10 +239,10 @@ def rmsprop(
     """
     where = "rmsprop"
     lr = _lr(lr, where)
-    alpha = hyper(alpha, "alpha", where, **bounds("alpha"))
-    eps = hyper(eps, "eps", where, **bounds("eps"))
+    alpha = hyper(alpha, "alpha", where, **ARGS["alpha"].bounds())
+    eps = hyper(eps, "eps", where, **ARGS["eps"].bounds())
     weight_decay = _wd(weight_decay, where)
-    momentum = hyper(momentum, "momentum", where, **bounds("momentum"))
+    momentum = hyper(momentum, "momentum", where, **ARGS["momentum"].bounds())
     centered = flag(centered, "centered", where)
     maximize = flag(maximize, "maximize", where)
     parts = [scale(-1)] if maximize else []
@@ -270,7 +270,7 @@ def adagrad(
     scale_by_learning_rate(lr / (1 + step * lr_decay)))``.
 
     Args:
-        lr: learning rate (``>= 0``), a 0-d tensor or a schedule.
+        lr: learning rate (``>= 0``), a 0-d tensor or a step-size function.
         lr_decay: learning-rate decay (``>= 0``), see
             :func:`~regfn.optim.inverse_time_decay`.
         weight_decay: coupled L2 coefficient (``>= 0``).
@@ -296,12 +296,12 @@ def adagrad(
     """
     where = "adagrad"
     lr = _lr(lr, where)
-    lr_decay = hyper(lr_decay, "lr_decay", where, **bounds("lr_decay"))
+    lr_decay = hyper(lr_decay, "lr_decay", where, **ARGS["lr_decay"].bounds())
     weight_decay = _wd(weight_decay, where)
     initial_accumulator_value = hyper(
-        initial_accumulator_value, "initial_accumulator_value", where, **bounds("initial_accumulator_value")
+        initial_accumulator_value, "initial_accumulator_value", where, **ARGS["initial_accumulator_value"].bounds()
     )
-    eps = hyper(eps, "eps", where, **bounds("eps"))
+    eps = hyper(eps, "eps", where, **ARGS["eps"].bounds())
     maximize = flag(maximize, "maximize", where)
     parts = [scale(-1)] if maximize else []
     if not is_zero(weight_decay):
@@ -309,3 +309,16 @@ def adagrad(
     parts.append(scale_by_adagrad(initial_accumulator_value, eps))
     parts.append(scale_by_learning_rate(lr if is_zero(lr_decay) else inverse_time_decay(lr, lr_decay)))
     return chain(*parts)
+
+
+# The descriptions the sweep, the command and the registry read (regfn.optim.optimizers()).
+# A sweep's SGD starts at lr 0.1 with momentum 0.9, which train the tutorial's small tables
+# (BENCHMARKS.md, "First contact"); Adam and AdamW at lr 0.01; AdamW without weight decay, as
+# every optimizer of a sweep: the weight decay is a hyperparameter to sweep, not a default.
+register(OptimizerSpec("sgd", sgd, ("lr", "momentum", "dampening", "weight_decay"), {"lr": 0.1, "momentum": 0.9}))
+register(OptimizerSpec("adam", adam, ("lr", "beta1", "beta2", "eps", "weight_decay"), {"lr": 0.01}))
+register(
+    OptimizerSpec("adamw", adamw, ("lr", "beta1", "beta2", "eps", "weight_decay"), {"lr": 0.01, "weight_decay": 0.0})
+)
+register(OptimizerSpec("rmsprop", rmsprop, ("lr", "alpha", "eps", "weight_decay", "momentum")))
+register(OptimizerSpec("adagrad", adagrad, ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")))

@@ -18,10 +18,11 @@ import torch
 from torch import Tensor
 
 from .._checks import check_real
-from .._hparams import bounds
+from ._describe import ARGS
 
 Hyper = float | Tensor
-Schedule = Callable[[Tensor], Any]
+StepSizeFn = Callable[[Tensor], Any]
+"""A step-size function ``step -> value`` (see :mod:`regfn.optim._step_sizes`)."""
 
 
 def is_number(value: Any) -> bool:
@@ -46,12 +47,12 @@ def hyper(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
-    schedule: bool = False,
+    of_step: bool = False,
 ) -> Any:
     """Validate one hyperparameter and return it normalised.
 
     Returns the Python number unchanged, a one-element tensor reshaped to 0-d,
-    or the schedule (callable) unchanged when ``schedule`` is true.
+    or the step-size function (callable) unchanged when ``of_step`` is true.
 
     Raises:
         TypeError: for a bool, a string, a complex or bool tensor, or any other type.
@@ -71,9 +72,9 @@ def hyper(
     if is_number(value):
         check_real(value, name, where, low=low, high=high, low_open=low_open, high_open=high_open)
         return value
-    if schedule and callable(value):
+    if of_step and callable(value):
         return value
-    expected = "a number or a 0-d tensor" + (", or a schedule step -> value" if schedule else "")
+    expected = "a number or a 0-d tensor" + (", or a step-size function step -> value" if of_step else "")
     raise TypeError(f"{where}: {name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
@@ -90,8 +91,8 @@ def betas_pair(betas: Any, where: str) -> tuple[Any, Any]:
         raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
     b1, b2 = betas
     return (
-        hyper(b1, "betas[0]", where, **bounds("beta1")),
-        hyper(b2, "betas[1]", where, **bounds("beta2")),
+        hyper(b1, "betas[0]", where, **ARGS["beta1"].bounds()),
+        hyper(b2, "betas[1]", where, **ARGS["beta2"].bounds()),
     )
 
 
@@ -103,7 +104,7 @@ def need_params(params: Mapping[str, Tensor] | None, where: str) -> Mapping[str,
 
 
 def scalar_dtype(device: torch.device) -> torch.dtype:
-    """dtype for step-dependent scalars (bias corrections, schedules).
+    """dtype for step-dependent scalars (bias corrections, step sizes).
 
     float64, like the Python floats ``torch.optim`` computes them in, except on
     devices without float64 (MPS), where float32 is used.

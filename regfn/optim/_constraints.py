@@ -156,7 +156,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
     them (an entry thresholded to 0 comes out exactly 0). This is proximal
     gradient descent on ``loss + strength * ||w||_1`` when ``lr`` is the
     optimizer's learning rate: pass the same ``lr`` (number, tensor or
-    schedule) to both. With adaptive optimizers (Adam, ...) ``lr * strength``
+    step-size function) to both. With adaptive optimizers (Adam, ...) ``lr * strength``
     is simply the threshold per step.
 
     It must be the last transform of a chain (only :func:`max_norm` may
@@ -165,7 +165,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
     Args:
         strength: the L1 coefficient (``>= 0``).
         lr: the step size the threshold is scaled by: a number (``>= 0``), a
-            0-d tensor or a schedule (then the state counts the steps).
+            0-d tensor or a step-size function (then the state counts the steps).
         mask: which parameters to threshold, e.g.
             :func:`regfn._tree.weights_only`; ``None`` means all.
 
@@ -187,7 +187,7 @@ def prox_l1(strength: Any, lr: Any = 1.0, mask: Mask = None) -> Transform:
     """
     where = "prox_l1"
     strength = hyper(strength, "strength", where, low=0.0)
-    lr = hyper(lr, "lr", where, low=0.0, schedule=True)
+    lr = hyper(lr, "lr", where, low=0.0, of_step=True)
 
     def init(params: Params) -> dict:
         if mask is not None:

@@ -99,47 +99,52 @@ def scale(step_size: Any) -> Transform:
     return _scaling(_stateless, lambda state: (step_size, state))
 
 
-def scale_by_schedule(schedule: Any) -> Transform:
-    """Multiply the updates by ``schedule(step)``; the state counts the steps.
+def scale_by_step_size(fn: Any) -> Transform:
+    """Multiply the updates by ``fn(step)``; the state counts the steps.
 
     Args:
-        schedule: a callable ``step -> value``, ``step`` being the int64 0-d
+        fn: a step-size function ``step -> value``, ``step`` being the int64 0-d
             tensor of updates already applied (0 on the first update).
 
     Returns:
         A :class:`~regfn.optim.Transform` with state ``{"step": tensor}``.
 
     Raises:
-        TypeError: if ``schedule`` is not callable.
+        TypeError: if ``fn`` is not callable.
 
     Examples:
         >>> import torch
         >>> from regfn.optim import exponential_decay
-        >>> t = scale_by_schedule(exponential_decay(1.0, 0.5))
+        >>> t = scale_by_step_size(exponential_decay(1.0, 0.5))
         >>> g, s = {"w": torch.ones(1)}, t.init({"w": torch.ones(1)})
         >>> u, s = t.update(g, s)
         >>> u, s = t.update(g, s)
         >>> u
         {'w': tensor([0.5000])}
     """
-    if not callable(schedule):
-        raise TypeError(f"scale_by_schedule: schedule must be a callable step -> value, got {type(schedule).__name__}")
+    if not callable(fn):
+        raise TypeError(f"scale_by_step_size: fn must be a callable step -> value, got {type(fn).__name__}")
 
     def init(params: Params) -> dict:
         return {"step": step_zero(params)}
 
     def factor(state: State) -> tuple:
         step = state["step"]
-        return torch.as_tensor(schedule(step)), {"step": step + 1}
+        return torch.as_tensor(fn(step)), {"step": step + 1}
 
     return _scaling(init, factor)
+
+
+def scale_by_schedule(schedule: Any) -> Transform:
+    """The former name of :func:`scale_by_step_size` (kept so that code using it runs)."""
+    return scale_by_step_size(schedule)
 
 
 def scale_by_learning_rate(lr: Any, *, flip_sign: bool = True) -> Transform:
     """Multiply the updates by ``-lr`` (gradient descent) or ``lr``.
 
     Args:
-        lr: a number (``>= 0``), a 0-d tensor, or a schedule ``step -> lr``
+        lr: a number (``>= 0``), a 0-d tensor, or a step-size function ``step -> lr``
             (then the state counts the steps).
         flip_sign: multiply by ``-lr`` (default), turning a descent direction
             into an update.
@@ -157,11 +162,11 @@ def scale_by_learning_rate(lr: Any, *, flip_sign: bool = True) -> Transform:
         >>> t.update({"w": torch.tensor([1.0, -2.0])}, t.init({}))[0]
         {'w': tensor([-0.1000,  0.2000])}
     """
-    lr = hyper(lr, "lr", "scale_by_learning_rate", low=0.0, schedule=True)
+    lr = hyper(lr, "lr", "scale_by_learning_rate", low=0.0, of_step=True)
     flip_sign = flag(flip_sign, "flip_sign", "scale_by_learning_rate")
     sign = -1 if flip_sign else 1
     if callable(lr):
-        return scale_by_schedule(lambda step: sign * torch.as_tensor(lr(step)))
+        return scale_by_step_size(lambda step: sign * torch.as_tensor(lr(step)))
     return _scaling(_stateless, lambda state: (sign * lr, state))
 
 
@@ -414,7 +419,7 @@ def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> 
 def scale_by_adagrad(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> Transform:
     """Adagrad's direction ``g / (sqrt(sum) + eps)`` with ``sum += g * g``.
 
-    Adagrad's ``lr_decay`` is a learning-rate schedule
+    Adagrad's ``lr_decay`` is a step-size function
     (:func:`~regfn.optim.inverse_time_decay`), not part of this transform.
 
     Args:

@@ -9,7 +9,6 @@ of the same configuration trains (see :mod:`regfn.sklearn._search`).
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,12 @@ from torch import nn as tnn
 from .. import optim
 from .. import random as rr
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, optimizer_defaults
-from .._train import apply_model, train
+from .._sweep._program import PENALTIES
+from .._train import train
 from ..data import Dataset
 from ..nn import Model, from_module, mlp
-from ..penalties import Penalty, l1, l2, norm
+from ..nn._apply import apply_model
+from ..penalties import Penalty
 
 __all__ = ["SWEEPABLE", "NeuralNetClassifier", "NeuralNetRegressor", "NeuralNetwork"]
 
@@ -44,16 +45,6 @@ SWEEPABLE: tuple[str, ...] = (
     "seed",
 )
 """The estimator parameters a search trains side by side in one vmapped sweep (registry names)."""
-
-_OPTIMIZERS = {name: getattr(optim, name) for name in OPTIMIZER_ARGS}
-_PENALTIES: dict[str, Callable[[Any], Penalty]] = {"l1": l1, "l2": l2, "norm2": lambda s: norm(s, 2)}
-
-
-def _optimizer(name: str, values: Mapping[str, Any]) -> optim.Transform:
-    kwargs = dict(values)
-    if "beta1" in kwargs:
-        kwargs["betas"] = (kwargs.pop("beta1"), kwargs.pop("beta2"))
-    return _OPTIMIZERS[name](**kwargs)
 
 
 class NeuralNetwork(BaseEstimator):
@@ -211,12 +202,12 @@ class NeuralNetwork(BaseEstimator):
         x = self.as_tensor(X)
         data = Dataset(x, targets.to(x.device), task=self._task if self._task != "multiclass" else None)
         model = self.build_model(x.shape[1], self._n_outputs())
-        penalties: list[Penalty] = [_PENALTIES[n](hp[n]) for n in _PENALTIES if hp[n]]
+        penalties: list[Penalty] = [PENALTIES[n](hp[n]) for n in PENALTIES if hp[n]]
         takes = OPTIMIZER_ARGS[self.optimizer]
         run = train(
             model,
             data,
-            optimizer=_optimizer(self.optimizer, {n: hp[n] for n in takes}),
+            optimizer=optim.optimizers()[self.optimizer].build({n: hp[n] for n in takes}),
             key=rr.key(hp["seed"], device=x.device),
             loss=settings["loss"],
             penalties=penalties,

@@ -11,8 +11,8 @@ import pathlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .plot import PathLike
-    from .results import SweepResult
+    from ..results import SweepResult
+    from ._common import PathLike
 
 __all__ = ["plot_points"]
 
@@ -48,7 +48,7 @@ def plot_points(
         ...     plot_points(res, pathlib.Path(tmp) / "acc_vs_l2.png", "l2").stat().st_size > 0
         True
     """
-    from .plot import _figure, _label, _metric, _save, _scale, _titles, _usable, swept
+    from ._common import _figure, _label, _metric, _save, _scale, _titles, _usable, swept
 
     metric = _metric(result, metric)
     if x not in result.hyperparameters:
