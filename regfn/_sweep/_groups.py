@@ -19,7 +19,7 @@ from torch.utils import _pytree
 
 from ._engine import ChunkState, Metrics
 
-__all__ = ["Group", "cat_rows", "flatten_tree", "pad_rows", "take_rows"]
+__all__ = ["Group", "cat_rows", "flatten_tree", "pad_rows", "take_rows", "unset"]
 
 
 def pad_rows(tree: Any, size: int) -> Any:
@@ -88,3 +88,8 @@ class Group:
     def epoch(self) -> int:
         """The epochs the group has trained (0 before it starts)."""
         return 0 if self.state is None else self.state.epoch
+
+
+def unset(what: str) -> RuntimeError:
+    """The error for an internal invariant that does not hold (``what`` is unset): a bug in regfn, not bad input."""
+    return RuntimeError(f"regfn.sweep: {what} is unset here (a bug in regfn: please report it)")

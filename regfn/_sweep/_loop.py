@@ -46,7 +46,7 @@ from torch import Tensor
 from . import _distributed
 from ._checkpoint import Checkpoint
 from ._engine import ChunkState, Engine, Metrics, warn
-from ._groups import Group, cat_rows, pad_rows, take_rows
+from ._groups import Group, cat_rows, pad_rows, take_rows, unset
 from ._outputs import Outputs, Results
 from ._plan import Plan
 from ._progress import Progress
@@ -271,7 +271,8 @@ class Loop:
             g.state = self.engine.start(g.hp)
             self.keeper.load(self, g)
         while g.epoch < until:
-            assert g.state is not None
+            if g.state is None:  # an internal invariant, not user input
+                raise unset("g.state")
             stop = min(until, (g.epoch // every + 1) * every)
             self.config_epochs += g.size * (stop - g.epoch)
             g.state = self.engine.advance(g.state, g.hp, stop, self._logger(g), self.progress.chunk(len(g.ids)))
@@ -295,7 +296,8 @@ class Loop:
 
     def _finish(self, g: Group, pos: Sequence[int]) -> None:
         """Record the final results of ``g``'s rows at positions ``pos`` where it stands now."""
-        assert g.state is not None
+        if g.state is None:  # an internal invariant, not user input
+            raise unset("g.state")
         engine, epoch = self.engine, g.state.epoch
         params = engine.params(g.state)
         val: Metrics | None = None
@@ -310,10 +312,12 @@ class Loop:
     def _metric(self, groups: Sequence[Group]) -> tuple[list[int], list[float]]:
         """Every live configuration (ascending) and its strategy metric (mean over its folds), on every rank."""
         metric = self.strategy.metric
-        assert metric is not None
+        if metric is None:  # an internal invariant, not user input
+            raise unset("metric")
         name, by_row = metric.removeprefix("val_"), dict[int, float]()
         for g in groups:
-            assert g.state is not None
+            if g.state is None:  # an internal invariant, not user input
+                raise unset("g.state")
             out = self.engine.val_metrics(self.engine.params(g.state), g.hp).values[name]
             by_row.update(zip(g.ids, out[: len(g.ids)].double().cpu().tolist(), strict=True))
         if self.world.distributed:

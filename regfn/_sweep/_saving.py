@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ._checkpoint import Checkpoint
 from ._engine import ChunkState
-from ._groups import Group, flatten_tree
+from ._groups import Group, flatten_tree, unset
 
 if TYPE_CHECKING:
     from ._loop import Loop
@@ -66,7 +66,8 @@ class ChunkFiles(Keeper):
         return True
 
     def load(self, loop: Loop, g: Group) -> None:
-        assert g.state is not None
+        if g.state is None:  # an internal invariant, not user input
+            raise unset("g.state")
         saved = self.store.load_state(g.ids[0], g.size, g.state)
         if saved is None:
             return
@@ -77,7 +78,8 @@ class ChunkFiles(Keeper):
         loop.progress.update(g.state.epoch * len(g.ids))
 
     def saved_stretch(self, loop: Loop, g: Group) -> None:
-        assert g.state is not None
+        if g.state is None:  # an internal invariant, not user input
+            raise unset("g.state")
         curves = {n: v for n, v in loop.results.tensors(g.ids).items() if n.startswith("curves/")}
         if g.state.nonfinite is not None:  # the epoch each row went NaN or inf, so far
             curves["nonfinite"] = g.state.nonfinite
