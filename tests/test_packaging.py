@@ -13,6 +13,7 @@ import importlib.util
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -90,6 +91,10 @@ def test_build_check_install_and_run(tmp_path):
     venv = tmp_path / "venv"
     # The venv sees the installed torch, numpy and pip; only regfn comes from the wheel.
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], cwd=tmp_path)
+    # Run from a virtualenv, --system-site-packages shows the base interpreter's packages, not this
+    # interpreter's (torch among them): list this interpreter's site-packages after the venv's own.
+    venv_site = next((venv / "lib").glob("python*/site-packages"))
+    (venv_site / "_outer_site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     python = venv / "bin" / "python"
     _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])], cwd=tmp_path)
 
