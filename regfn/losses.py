@@ -40,6 +40,7 @@ from torch import Tensor
 __all__ = ["LOSSES", "TASKS", "Loss", "fit_output", "get_loss", "loss_value", "takes_hp"]
 
 TASKS = ("binary", "multiclass", "regression")
+"""The kinds of task a dataset and a loss declare (``Dataset.task``, ``Loss.task``)."""
 
 
 class Loss(NamedTuple):

@@ -1,4 +1,4 @@
-"""The public API: names exist, imports have no side effects, the README's tour runs."""
+"""The public API: names exist, imports have no side effects, the README's example runs."""
 
 from __future__ import annotations
 
@@ -159,26 +159,13 @@ def test_import_has_no_side_effects():
     assert out.stdout.strip() == "ok", out.stderr
 
 
-SHRINK = [
-    ("range(100)", "range(3)"),
-    ("epochs=100", "epochs=3"),
-    ("epochs=300)", "epochs=3, compile=False)"),
-    ("epochs=30)", "epochs=2)"),
-]
-
-
-def test_readme_python_examples_run(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's one example, at 3 epochs (as written, tests/test_readme_accuracy.py; the pages', tests/test_docs.py)."""
     text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 3, "the README lost its python examples"
-    monkeypatch.chdir(tmp_path)  # the examples write results.csv, figures/
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert "epochs=300" in block
+    monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    for i, block in enumerate(blocks):
-        for old, new in SHRINK:
-            block = block.replace(old, new)
-        exec(compile(block, f"README.md[python block {i}]", "exec"), namespace)
-    assert not namespace["run"].diverged
+    exec(compile(block.replace("epochs=300", "epochs=3"), "README.md[example]", "exec"), namespace)
     assert len(namespace["result"]) == 48
-    assert (tmp_path / "results.csv").exists()
-    assert any((tmp_path / "figures").glob("*.png"))
+    assert set(namespace["grads"]) == set(namespace["params"])

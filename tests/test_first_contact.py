@@ -18,14 +18,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _readme_sweep_snippet() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Sweeps") :]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The Sweeps guide's example (it was the README's before the site, docs/guides/sweeps.md)."""
+    text = (ROOT / "docs" / "guides" / "sweeps.md").read_text()
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
 @pytest.mark.slow
 def test_readme_sweep_snippet_reaches_the_commands_accuracy(tmp_path):
-    """The README's sweep, as written (its data from the tour), against `regfn sweep`'s defaults."""
+    """The Sweeps guide's sweep, as written (its data from the tour), against `regfn sweep`'s defaults."""
     snippet = _readme_sweep_snippet()
     assert "epochs=300" in snippet
     setup = textwrap.dedent(
@@ -40,7 +40,7 @@ def test_readme_sweep_snippet_reaches_the_commands_accuracy(tmp_path):
     code = setup + snippet.split("result.to_csv")[0].replace("print(result.table(10))", "")
     code = code.replace('"figures/"', repr(str(tmp_path / "figures")))
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/guides/sweeps.md", "exec"), scope)
     readme = scope["result"]
     best_readme = max(r["val_acc"] for r in readme.rows)
     from regfn.cli import main

@@ -1,8 +1,9 @@
-"""Every README example on the quadrant data, as written, reaches 0.95 validation accuracy.
+"""Every documented example on the quadrant data, as written, reaches 0.95 validation accuracy.
 
-The examples are read from README.md itself (its Python blocks and its
-``regfn sweep`` / ``regfn train`` command lines), so an edit there is what
-runs here: the tour (its hand-written loop and ``regfn.train``), the sweep,
+The examples are read from the README and the documentation pages themselves
+(docs/: their Python blocks and their ``regfn sweep`` / ``regfn train``
+command lines), so an edit there is what runs here: the README's example, the
+tutorial's tour (its hand-written loop and ``regfn.train``), the sweep,
 the sampled search, Optuna, cross-validation and successive halving, and the
 commands that run on the quadrant data (not those that need a CSV, the
 digits, CUDA or torchrun). Only output paths change (a temporary folder); the
@@ -27,22 +28,27 @@ pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = sorted((ROOT / "docs").rglob("*.md"))
 GOOD = 0.95
+SWEEPS = "docs/guides/sweeps.md"
+SEARCH = "docs/guides/search.md"
 
 
-def _python_block(section: str, contains: str = "") -> str:
-    """The first Python block after the heading ``section`` (that contains ``contains``)."""
-    text = README[README.index(section) :]
+def _python_block(page: str, section: str, contains: str = "") -> str:
+    """The first Python block of ``page`` after the heading ``section`` (that contains ``contains``)."""
+    text = (ROOT / page).read_text()
+    text = text[text.index(section) :]
     for block in re.findall(r"```(?:python|py)\n(.*?)```", text, flags=re.S):
         if contains in block:
             return block
-    raise AssertionError(f"README.md: no Python block under {section!r} containing {contains!r}")
+    raise AssertionError(f"{page}: no Python block under {section!r} containing {contains!r}")
 
 
 def _quadrant_commands() -> list[str]:
-    """The README's ``regfn sweep`` / ``regfn train`` lines that run on the quadrant data."""
+    """The README's and the pages' ``regfn sweep`` / ``regfn train`` lines that run on the quadrant data."""
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+    texts = [README, *(page.read_text() for page in DOCS)]
+    for block in (b for text in texts for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("#", 1)[0].split("&&")[-1].strip()
             if not re.match(r"regfn (sweep|train)\b", line):
@@ -60,16 +66,18 @@ COMMANDS = _quadrant_commands()
 def tour(tmp_path_factory):
     """The tour's namespace (data, model, the loop's params, ``run``), run once."""
     namespace: dict = {}
-    exec(compile(_python_block("## A tour of the API"), "README.md[tour]", "exec"), namespace)
+    exec(
+        compile(_python_block("docs/tutorial.md", "## A tour of the API"), "docs/tutorial.md[tour]", "exec"), namespace
+    )
     return namespace
 
 
 def _run(block: str, tour: dict, tmp_path: pathlib.Path, monkeypatch, name: str) -> dict:
     monkeypatch.chdir(tmp_path)  # the examples write results.csv, figures/
     namespace = dict(tour)
-    sweeps = _python_block("### Sweeps")
-    exec(compile(sweeps.split("result = ")[0], "README.md[configs]", "exec"), namespace)  # the grid `configs`
-    exec(compile(block, f"README.md[{name}]", "exec"), namespace)
+    sweeps = _python_block(SWEEPS, "# Sweeps")
+    exec(compile(sweeps.split("result = ")[0], f"{SWEEPS}[configs]", "exec"), namespace)  # the grid `configs`
+    exec(compile(block, f"{name}", "exec"), namespace)
     return namespace
 
 
@@ -85,25 +93,34 @@ def test_the_tour_loop_and_train(tour):
     assert tour["run"].val_metrics["acc"] >= GOOD
 
 
+def test_the_readme_example(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    (block,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    exec(compile(block, "README.md[example]", "exec"), namespace)
+    assert _best(namespace["result"]) >= GOOD
+
+
 @pytest.mark.parametrize(
-    ("section", "contains", "result"),
+    ("page", "section", "contains", "result"),
     [
-        ("### Sweeps", "", "result"),
-        ("### Search", "sample(", "searched"),
-        ("#### Cross-validation", "cv=5", "result"),
-        ("#### Schedules", "successive_halving", "sh"),
+        (SWEEPS, "# Sweeps", "", "result"),
+        (SEARCH, "## Sampling a space", "sample(", "searched"),
+        (SEARCH, "## Cross-validation", "cv=5", "result"),
+        (SEARCH, "## Schedules", "successive_halving", "sh"),
     ],
     ids=["sweep", "search", "cross-validation", "successive-halving"],
 )
-def test_the_sweep_examples(tour, tmp_path, monkeypatch, section, contains, result):
-    namespace = _run(_python_block(section, contains), tour, tmp_path, monkeypatch, section)
+def test_the_sweep_examples(tour, tmp_path, monkeypatch, page, section, contains, result):
+    block = _python_block(page, section, contains)
+    namespace = _run(block, tour, tmp_path, monkeypatch, f"{page}[{section}]")
     assert _best(namespace[result]) >= GOOD
 
 
 def test_the_optuna_example(tour, tmp_path, monkeypatch):
     pytest.importorskip("optuna")
-    search = _python_block("### Search", "sample(")
-    block = search + _python_block("### Search", "optuna_sweep")  # it uses the search block's imports
+    search = _python_block(SEARCH, "## Sampling a space", "sample(")
+    block = search + _python_block(SEARCH, "## Sampling a space", "optuna_sweep")  # it uses the search block's imports
     namespace = _run(block, tour, tmp_path, monkeypatch, "optuna")
     assert max(_best(r) for r in namespace["results"]) >= GOOD
 

@@ -19,7 +19,7 @@ The rule (:func:`decide`):
   split large sums by thread). One thread and two gave the same bits on
   every workload benchmarked, but no test can show that for every model, so
   it is a fixed number, not a measured one; one thread is also the fastest
-  setting for regfn's small models on a busy machine (BENCHMARKS.md). Pass ``threads=N`` for
+  setting for regfn's small models on a busy machine (docs/benchmarks/). Pass ``threads=N`` for
   more; it is recorded and reused by ``regfn.verify`` like every choice.
 * ``compile="auto"`` is ``True`` off the CPU (CUDA: the compiled step with
   CUDA graphs is the fast path). On CPU it compiles when the estimated
@@ -28,7 +28,7 @@ The rule (:func:`decide`):
   seconds``, with per-step seconds ``a + b x configs x rows per step x
   parameters`` for the model's kind. The constants were measured with
   ``benchmarks/auto_compile.py`` on one pinned core of a 2-core AMD EPYC,
-  torch 2.13.0+cpu (BENCHMARKS.md, "What compile='auto' decides from"):
+  torch 2.13.0+cpu (docs/benchmarks/, "What compile='auto' decides from"):
 
   ====================  =========  ==============  ==========  ==============  ============
   model kind            eager a s  eager b s/unit  compiled a  compiled b      cold compile
@@ -128,7 +128,7 @@ COSTS = {
     "mlp": Costs(0.028, 6.7e-9, 0.0028, 1.85e-9, 120.0),
     "module": Costs(0.05, 8.3e-8, 0.005, 3.2e-8, 300.0),
 }
-"""The measured costs by model kind (one pinned core, torch 2.13.0+cpu; BENCHMARKS.md)."""
+"""The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 
 
 def estimate(w: Workload) -> tuple[float, float]:

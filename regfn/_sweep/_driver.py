@@ -153,7 +153,7 @@ def sweep(
             machine's load (:mod:`regfn._sweep._auto`): always on CUDA; on
             CPU when the estimated eager run outlasts the compiled run plus a
             cold compile (counted as 120 s for an MLP, 300 s for other
-            models; the costs were measured once, see BENCHMARKS.md): for
+            models; the costs were measured once, see docs/benchmarks/): for
             the command's default MLP sweep from about 4,400 epochs on. Compiled and eager
             numbers agree to float tolerance, not bit for bit;
             ``result.settings["compile"]`` says what ran, and the same call
@@ -163,7 +163,7 @@ def sweep(
             (restored afterwards): an int, ``None`` (torch's setting), or
             ``"auto"`` (the default): one thread, whatever the machine (the
             thread count may change bits, so it is fixed, not measured; one thread is also the fastest for small
-            models on a busy machine, BENCHMARKS.md).
+            models on a busy machine, docs/benchmarks/).
             ``result.settings["threads"]`` says which.
         engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
             over configurations and compiled) or ``"triton"`` (CUDA only: one
@@ -240,7 +240,7 @@ def sweep(
     every rung or PBT exploit, so that every rank takes the same decisions,
     send a PBT copy its source's state when the source lives elsewhere, and
     gather their rows at the end: the result equals one process's (bit for
-    bit eager). See the README's "Many devices: torch.distributed".
+    bit eager). See the guide "Distributed sweeps" (docs/guides/distributed.md).
 
     Returns:
         A :class:`~regfn.results.SweepResult` with one row per configuration

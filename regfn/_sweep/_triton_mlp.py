@@ -6,7 +6,7 @@ runs forward, dropout (threefry2x32 or philox4x32 bits, as the keys are, bit
 for bit the masks of :func:`regfn.random.bernoulli`), loss, backward, penalties and the optimizer
 step over tiles of rows, and only the last objective and the final parameters go
 back to memory. A block of E epochs is one kernel launch, where the compiled
-``vmap`` step launches many kernels every epoch (BENCHMARKS.md counts them).
+``vmap`` step launches many kernels every epoch (docs/benchmarks/ counts them).
 
 Supported (everything else stays on the ``vmap`` engine): an MLP from
 :func:`regfn.nn.mlp` with any number of hidden layers (the kernel's source is

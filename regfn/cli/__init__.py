@@ -21,11 +21,11 @@ so ``--l2 0,1e-4:1e-1:4`` sweeps 0, 1e-4, 1e-3, 1e-2, 1e-1. Seeds:
 the single seed 7) lists them; ``--seeds 10:14`` is 10, 11, 12, 13.
 
 ``torch.compile`` is on by default only on CUDA: on CPU, for these small
-models, compilation takes far longer than it saves (see BENCHMARKS.md).
+models, compilation takes far longer than it saves (see docs/benchmarks/).
 ``--compile`` / ``--no-compile`` override it. On CPU the command uses one
 thread by default (``--threads``): these models are too small for intra-op
 parallelism, which made the default sweep several times slower on a busy
-machine (see BENCHMARKS.md).
+machine (see docs/benchmarks/).
 
 Bad input ends with one line ``regfn: error: <message>`` on stderr and exit
 status 2.

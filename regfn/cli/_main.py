@@ -25,6 +25,7 @@ from ._verify import add_verify_parser, run_verify
 __all__ = ["PROG", "build_parser", "main"]
 
 PROG = "regfn"
+"""The command's name, in its usage lines and one-line errors (``regfn: error: ...``)."""
 
 _MAIN_EPILOG = """\
 examples:

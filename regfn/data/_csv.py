@@ -36,7 +36,7 @@ def _show_path(path: str) -> str:
 _DIABETES_HINT = (
     "the tutorial's table of that name is the Pima Indians Diabetes table (768 rows, 8 numeric features, label Outcome "
     "last, header row); a public copy is the 'Pima Indians Diabetes Database' on Kaggle or in the UCI repository "
-    "(see \"The tutorial's data\" in regfn's README); without it, regfn.data.synthetic_diabetes is a stand-in of "
+    "(see \"The tutorial's data\" in regfn's docs, docs/tutorial.md); without it, regfn.data.synthetic_diabetes is a stand-in of "
     "the same shape"
 )
 

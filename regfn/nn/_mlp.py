@@ -145,7 +145,7 @@ def mlp_apply(
             multiply kernel, so a compiler can fuse tiny layers with their
             activation and dropout; sums in another order, so results differ
             from ``"matmul"`` in the last bits). Meant for sweeps of tiny
-            models; see BENCHMARKS.md.
+            models; see docs/benchmarks/.
 
     Returns:
         The output, shape ``(..., sizes[-1])``.

@@ -313,7 +313,7 @@ def adagrad(
 
 # The descriptions the sweep, the command and the registry read (regfn.optim.optimizers()).
 # A sweep's SGD starts at lr 0.1 with momentum 0.9, which train the tutorial's small tables
-# (BENCHMARKS.md, "First contact"); Adam and AdamW at lr 0.01; AdamW without weight decay, as
+# (docs/benchmarks/, "First contact"); Adam and AdamW at lr 0.01; AdamW without weight decay, as
 # every optimizer of a sweep: the weight decay is a hyperparameter to sweep, not a default.
 register(OptimizerSpec("sgd", sgd, ("lr", "momentum", "dampening", "weight_decay"), {"lr": 0.1, "momentum": 0.9}))
 register(OptimizerSpec("adam", adam, ("lr", "beta1", "beta2", "eps", "weight_decay"), {"lr": 0.01}))

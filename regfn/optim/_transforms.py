@@ -340,7 +340,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
                 dest = v_max if donate and grad_free(v_max) else None
                 v = max_sq[k] = into(dest, torch.maximum, v_max, v)
             # sqrt(v) / k2 + eps_bc1 (addcdiv's rounding, but addcdiv with 0-d
-            # tensor operands takes a slow broadcasting loop on CPU: BENCHMARKS.md).
+            # tensor operands takes a slow broadcasting loop on CPU: docs/benchmarks/).
             d = v.sqrt()
             dens[k] = d.div_(k2).add_(eps_bc1) if fast else d / k2 + eps_bc1
         new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}

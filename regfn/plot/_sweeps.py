@@ -135,8 +135,9 @@ def plot_heatmap(
     Args:
         result: a :class:`~regfn.SweepResult`.
         path: the PNG file to write.
-        x, y: the hyperparameters on the axes (default: the first two swept,
-            penalties first: l2, l1, norm2, weight_decay, p, lr, momentum).
+        x: the hyperparameter on the horizontal axis (default: the first two
+            swept, penalties first: l2, l1, norm2, weight_decay, p, lr, momentum).
+        y: the hyperparameter on the vertical axis (default: the second of those).
         metric: the value shown (default: ``result.default_metric()``).
 
     Returns:

@@ -186,7 +186,7 @@ def normal(key_: Tensor, shape: int | Sequence[int] = (), dtype: torch.dtype = t
     (its log1p and fused multiply-adds included), so it equals CPU jax bit for
     bit on x86-64 with FMA (checked for every possible ``u``); the promise is
     2 ulp. The emulation, in float64, makes float32 ``normal`` slower than a
-    plain float32 ``erfinv`` would (see BENCHMARKS.md). Other dtypes use
+    plain float32 ``erfinv`` would (see docs/benchmarks/). Other dtypes use
     ``torch.erfinv``.
 
     Args:

@@ -35,7 +35,7 @@ def _threefry(k0: Tensor, k1: Tensor, x0: Tensor, x1: Tensor) -> tuple[Tensor, T
     later step updates them in place (the caller's tensors are never
     written). Eagerly that saves a fresh output tensor per operation (an
     eager dropout mask of 81 x 3,684 words took 1.3-1.8x less time on a
-    2-core CPU, BENCHMARKS.md); under ``torch.compile`` the in-place updates
+    2-core CPU, docs/benchmarks/); under ``torch.compile`` the in-place updates
     are functionalized into the same fused kernel. The words are the same
     either way: int32 arithmetic wraps around in both.
     """

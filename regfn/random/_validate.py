@@ -18,8 +18,9 @@ __all__ = ["DEFAULT_IMPL", "IMPLS", "MASK32", "check_impl", "key_impl"]
 
 MASK32 = 0xFFFFFFFF
 IMPLS = {"threefry2x32": 2, "philox4x32": 4}
-DEFAULT_IMPL = "threefry2x32"  # what key(seed) makes: JAX's default, bit for bit
 """The key implementations, with the number of uint32 words of their keys (the default first)."""
+DEFAULT_IMPL = "threefry2x32"
+"""What ``key(seed)`` makes: threefry2x32, JAX's default, bit for bit."""
 _BY_WORDS = {words: name for name, words in IMPLS.items()}
 INT64_RANGE = (-(2**63), 2**63)  # seeds JAX accepts (it goes through np.int64)
 UINT32_RANGE = (-(2**31), 2**32)  # fold_in data: uint32, or int32 taken mod 2**32

@@ -133,7 +133,9 @@ def optuna_sweep(
             and MSEs.
         n_trials: how many trials to run (>= 1).
         batch: trials per sweep (>= 1); the last batch may be smaller.
-        model, data, val: as for :func:`regfn.sweep`.
+        model: as for :func:`regfn.sweep`.
+        data: as for :func:`regfn.sweep`.
+        val: as for :func:`regfn.sweep`.
         space: name -> :mod:`regfn.search` space or constant, checked as by
             :func:`regfn.search.sample` (registry names, values in range,
             int spaces for the seed).

@@ -348,7 +348,11 @@ class RandomizedSearchCV(_Search):
     """scikit-learn's ``RandomizedSearchCV`` for regfn estimators: ``n_iter`` sampled settings x folds, swept at once.
 
     Args:
-        estimator, scoring, refit, cv, verbose: as :class:`GridSearchCV`.
+        estimator: as :class:`GridSearchCV`.
+        scoring: as :class:`GridSearchCV`.
+        refit: as :class:`GridSearchCV`.
+        cv: as :class:`GridSearchCV`.
+        verbose: as :class:`GridSearchCV`.
         param_distributions: a dict of lists or ``scipy.stats`` distributions
             (anything with ``rvs``), or a list of such dicts.
         n_iter: the number of settings sampled.
