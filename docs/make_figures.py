@@ -23,6 +23,7 @@ import json
 import pathlib
 import shutil
 import tempfile
+import textwrap
 
 DOCS = pathlib.Path(__file__).resolve().parent
 RATIOS = DOCS / "benchmarks" / "ratios.json"
@@ -65,7 +66,7 @@ def benchmark_ratios(out: pathlib.Path, ratios: pathlib.Path = RATIOS) -> None:
     import matplotlib.pyplot as plt
 
     entries = json.loads(ratios.read_text())["ratios"]
-    fig, ax = plt.subplots(figsize=(12, 0.4 * len(entries) + 1.4))
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(entries) + 1.2))
     colours = {True: "tab:green", False: "tab:red", None: "tab:gray"}
     for row, entry in enumerate(reversed(entries)):
         values, target = entry["values"], entry["target"]
@@ -78,14 +79,14 @@ def benchmark_ratios(out: pathlib.Path, ratios: pathlib.Path = RATIOS) -> None:
             bound = target.get("max", target.get("min"))
             ax.plot([bound], [row], marker="|", markersize=14, color="black")
             ax.annotate("≤" if "max" in target else "≥", (bound, row + 0.18), ha="center", fontsize=8)
-    labels = [f"{e['what']}  [{e['device']}]" for e in reversed(entries)]
-    ax.set_yticks(range(len(entries)), labels, fontsize=8)
+    labels = [textwrap.fill(f"{e['what']} [{e['device']}]", 44) for e in reversed(entries)]
+    ax.set_yticks(range(len(entries)), labels, fontsize=7.5)
     ax.set_xscale("log")
     ax.axvline(1.0, color="gray", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("time ratio, first / second as named (log scale)")
-    ax.set_title("| the target; green: met, orange: met in some runs, red: not met, gray: no target", fontsize=9)
+    ax.set_xlabel("time ratio, first / second as named (log scale)", fontsize=8)
+    ax.set_title("| target; green: met, orange: in some runs, red: not met, gray: none", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "benchmark-ratios.png", dpi=110)
+    fig.savefig(out / "benchmark-ratios.png", dpi=100)
     plt.close(fig)
 
 
