@@ -20,6 +20,11 @@ if not torch.cuda.is_available():
 
 import regfn.random as rr
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (`-n auto`: one worker per core) each worker computes on one thread, so
+    # the workers do not oversubscribe the cores with torch's intra-op threads.
+    torch.set_num_threads(1)
+
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 DIABETES_CSV = SHARED / "data" / "diabetes.csv"
 

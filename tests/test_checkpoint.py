@@ -113,13 +113,13 @@ data = regfn.data.quadrants(rr.key(0), 64)
 train, val = regfn.data.train_val_split(rr.key(1), data, 0.25)
 regfn.sweep(regfn.mlp((2, 8, 4, 1), output="logits"), train, regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1]),
             val=val, epochs=EPOCHS, log_every=50, batch_size=16, compile=False, threads=1, quiet=True, chunk_size=4,
-            checkpoint=sys.argv[1], checkpoint_every=20)
+            checkpoint=sys.argv[1], checkpoint_every=10)
 """
 
 
 def test_sigkill_mid_run_then_resume_is_bit_identical(split, tmp_path):
     train, val = split
-    epochs = 400
+    epochs = 160
     directory = tmp_path / "ck"
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD).replace("EPOCHS", str(epochs)))
@@ -130,7 +130,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(split, tmp_path):
     kw = {"val": val, "epochs": epochs, "log_every": 50, "batch_size": 16, "compile": False, "threads": 1}
     kw.update(quiet=True, chunk_size=4)
     configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1])
-    resumed = regfn.sweep(MODEL, train, configs, checkpoint=directory, checkpoint_every=20, **kw)
+    resumed = regfn.sweep(MODEL, train, configs, checkpoint=directory, checkpoint_every=10, **kw)
     assert_same(resumed, regfn.sweep(MODEL, train, configs, **kw))
 
 

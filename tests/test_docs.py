@@ -66,7 +66,7 @@ def test_readme_has_its_parts_and_the_two_commands():
     for heading in ("## Install", "## The main job", "## In Python", "## Tests", "## Documentation"):
         assert heading in README, heading
     assert 'pip install "torch==2.13.0" ".[plot,progress]" && regfn sweep --out regfn-out' in README
-    assert 'pip install "torch==2.13.0" -e ".[test]" && python -m pytest -q' in README
+    assert 'pip install "torch==2.13.0" -e ".[test,docs]" && python -m pytest -q -n auto' in README
     (example,) = python_blocks(README)
     assert len(example.strip().splitlines()) <= 20
 
