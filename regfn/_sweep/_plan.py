@@ -22,7 +22,11 @@ from ..data import Dataset
 from ..nn import Model
 from ..random import key as make_key
 
-__all__ = ["Plan", "auto_chunk_size", "bucket", "physical_memory"]
+__all__ = ["KEEP_BYTES", "Plan", "auto_chunk_size", "bucket", "kept_configs", "physical_memory"]
+
+KEEP_BYTES = 2**30
+"""The most CPU memory the parameters a sweep keeps take under ``keep="auto"``: a fixed 1 GiB, not this
+machine's memory, so that the same call keeps the same rows on any machine."""
 
 
 def physical_memory() -> int:
@@ -52,6 +56,28 @@ def auto_chunk_size(params: Mapping[str, Tensor], rows_per_step: int, n_features
     width = n_features + sum(p.numel() for p in params.values() if p.ndim == 1)
     per_config = 4 * (16 * n_params + 12 * rows_per_step * width) + 4096
     return max(1, _memory_budget(device) // per_config)
+
+
+def kept_configs(keep: str | int, params: Mapping[str, Tensor], configs: int, folds: int = 1) -> int | None:
+    """How many configurations' final parameters a sweep keeps (the best ones), ``None`` for all.
+
+    ``keep``: ``"all"``, ``"best"`` (one), an int, or ``"auto"``: all when
+    every row's parameters (``params``, one row's: the model's) fit in
+    :data:`KEEP_BYTES`, else as many of the best as fit (at least one). A
+    pure function of the workload, as :mod:`regfn._sweep._auto`'s choices.
+
+    Examples:
+        >>> params = {"w": torch.zeros(1000, 1000)}  # 4 MB a row
+        >>> kept_configs("auto", params, 100), kept_configs("auto", params, 1000), kept_configs("best", params, 9)
+        (None, 268, 1)
+        >>> kept_configs("auto", params, 100, folds=5), kept_configs(3, params, 2)
+        (53, None)
+    """
+    n = {"all": configs, "best": 1}.get(keep, keep) if isinstance(keep, str) else keep
+    if keep == "auto":
+        per_row = sum(p.numel() * p.element_size() for p in params.values())
+        n = max(1, KEEP_BYTES // max(per_row * folds, 1))
+    return None if int(n) >= configs else int(n)
 
 
 def bucket(limit: int, k: int) -> int:
