@@ -129,6 +129,7 @@ def test_keep_best_n_keeps_the_best_rows_and_says_how_to_keep_all(split, monkeyp
         return finish(self, *args, **kwargs)
 
     monkeypatch.setattr(outputs_module.Results, "finish", counting)
+    monkeypatch.setattr(plan_module, "PRUNE_BYTES", 1)  # prune however small the parameters held
     best = regfn.sweep(MODEL, train, GRID, keep=2, **kw)
     assert len(held) == len(GRID)
     assert max(held) <= 2 * 2

@@ -50,7 +50,7 @@ from ._engine import Job
 from ._engines import ENGINES
 from ._loop import Loop
 from ._outputs import Outputs, Results
-from ._plan import Plan, auto_chunk_size, kept_configs, limit_of, physical_memory
+from ._plan import Plan, auto_chunk_size, kept_configs, limit_of, physical_memory, prune_at
 from ._program import Spec, live_optimizer_args
 from ._strategies import Context, context_registry, strategy_of
 
@@ -226,7 +226,9 @@ def sweep(
         keep: whose final parameters the result keeps (``result.params(i)``,
             ``model``, ``predict``, ``save``): ``"all"``, ``"best"`` (the best
             configuration's), an int ``n`` (the best ``n``, ranked by
-            ``result.best()``), or ``"auto"`` (the default): all when every
+            ``result.best()``; pruned as rows end, so that at most ``2n``
+            configurations', or 64 MiB of, parameters are held), or
+            ``"auto"`` (the default): all when every
             row's parameters fit in 1 GiB, else as many of the best as fit
             (the same choice on any machine). Each row's parameters are copied
             to the CPU once, when it ends; under cross-validation a kept
@@ -305,7 +307,9 @@ def sweep(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     limit = limit_of(chunk_size, model, batch_size or n_train, data, device)
-    kept = kept_configs(keep, model.init(make_key(0)), len(rows), n_folds)
+    one_row = model.init(make_key(0))
+    kept = kept_configs(keep, one_row, len(rows), n_folds)
+    pruned_at = prune_at(kept, one_row, n_folds) if kept is not None else 0
     strategy = strategy_of(schedule)
     if strategy.metric is not None and checkpoint is not None and world.distributed:  # one file per sweep
         raise ValueError(
@@ -373,8 +377,8 @@ def sweep(
 
         def prune(results: Results) -> None:
             """Keep the parameters of the best ``kept`` so far (and of configurations still training), once the
-            rows held reach twice as many: provisional ranks only fall as rows end, so the best stay."""
-            if kept is not None and len(results.params) >= 2 * kept * n_folds:
+            rows held reach ``pruned_at``: provisional ranks only fall as rows end, so the best stay."""
+            if kept is not None and len(results.params) >= pruned_at:
                 ended = results.arrays["ended"][::n_folds].tolist()
                 so_far = tabulate(results.outputs(), strategy.record(ended), True)
                 results.prune(best_configs(so_far, kept), n_folds)

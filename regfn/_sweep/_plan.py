@@ -22,11 +22,27 @@ from ..data import Dataset
 from ..nn import Model
 from ..random import key as make_key
 
-__all__ = ["KEEP_BYTES", "Plan", "auto_chunk_size", "bucket", "kept_configs", "physical_memory"]
+__all__ = [
+    "KEEP_BYTES",
+    "PRUNE_BYTES",
+    "Plan",
+    "auto_chunk_size",
+    "bucket",
+    "kept_configs",
+    "physical_memory",
+    "prune_at",
+]
 
 KEEP_BYTES = 2**30
 """The most CPU memory the parameters a sweep keeps take under ``keep="auto"``: a fixed 1 GiB, not this
 machine's memory, so that the same call keeps the same rows on any machine."""
+
+PRUNE_BYTES = 2**26
+"""Parameters held below 64 MiB are not pruned during a sweep (pruning ranks every row; not worth it there)."""
+
+
+def _row_bytes(params: Mapping[str, Tensor]) -> int:
+    return max(1, sum(p.numel() * p.element_size() for p in params.values()))
 
 
 def physical_memory() -> int:
@@ -75,9 +91,19 @@ def kept_configs(keep: str | int, params: Mapping[str, Tensor], configs: int, fo
     """
     n = {"all": configs, "best": 1}.get(keep, keep) if isinstance(keep, str) else keep
     if keep == "auto":
-        per_row = sum(p.numel() * p.element_size() for p in params.values())
-        n = max(1, KEEP_BYTES // max(per_row * folds, 1))
+        n = max(1, KEEP_BYTES // (_row_bytes(params) * folds))
     return None if int(n) >= configs else int(n)
+
+
+def prune_at(n: int, params: Mapping[str, Tensor], folds: int = 1) -> int:
+    """The rows a sweep keeping the best ``n`` configurations holds before it prunes: twice ``n``'s, or
+    :data:`PRUNE_BYTES` worth of rows if more.
+
+    Examples:
+        >>> prune_at(3, {"w": torch.zeros(1000, 1000)}), prune_at(3, {"w": torch.zeros(10)})
+        (16, 1677721)
+    """
+    return max(2 * n * folds, PRUNE_BYTES // _row_bytes(params))
 
 
 def bucket(limit: int, k: int) -> int:
