@@ -149,6 +149,11 @@ def row_of(result: SweepResult, i: Any, fold: Any) -> tuple[Trained, int]:
     elif fold is not None:
         raise ValueError(f"fold applies to a cross-validated sweep (cv=) only, got fold={fold!r}")
     row = int(i) * trained.folds + (int(fold) if fold is not None else 0)
+    if row not in trained.params and trained.keep == "all":
+        raise ValueError(
+            f"configuration {int(i)}'s parameters are not in this result: its rows were taken from a checkpoint "
+            "written before regfn kept parameters; rerun it without that checkpoint directory"
+        )
     if row not in trained.params:
         raise ValueError(
             f"configuration {int(i)}'s parameters were not kept: keep={trained.keep!r} kept those of configurations "

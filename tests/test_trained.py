@@ -311,3 +311,37 @@ def test_cli_writes_the_best_parameters(tmp_path, capsys):
     assert set(params) == set(index["entries"][0]["tensors"])
     assert main([*argv, "--out", str(tmp_path / "b"), "--save-params", "0"]) == 0
     assert not (tmp_path / "b" / "params").exists()
+
+
+def test_a_model_that_reads_its_hyperparameters_predicts_with_its_rows(split):
+    train, val = split
+    base = regfn.mlp((2, 6, 1), output="logits")
+
+    def apply(params, x, *, key=None, p=0.0, train=False, hp=None):
+        return base.apply(params, x, key=key, p=p, train=train) + hp["shift"]
+
+    model = regfn.Model(base.init, apply)
+    configs = [{"shift": s, "seed": 0} for s in (-0.5, 0.5)]
+    result = regfn.sweep(
+        model, train, configs, val=val, epochs=3, hparams={"shift": (-1.0, 1.0, 0.0)}, compile=False, quiet=True
+    )
+    for i, config in enumerate(configs):
+        expected = base.apply(result.params(i), val.x, train=False) + config["shift"]
+        assert torch.equal(result.predict(val.x, i), expected)
+        assert result.model(i).hp["shift"].item() == config["shift"]
+
+
+def test_rows_from_a_checkpoint_written_before_parameters_were_kept_say_so(split, tmp_path, monkeypatch):
+    train, _ = split
+    real = outputs_module.Results.tensors
+
+    def without_params(self, rows=None):  # what an older regfn wrote in its done files
+        return {n: v for n, v in real(self, rows).items() if n != "kept_rows" and not n.startswith("params/")}
+
+    kw = {"epochs": 2, "compile": False, "quiet": True, "chunk_size": 2}
+    with monkeypatch.context() as m:
+        m.setattr(outputs_module.Results, "tensors", without_params)
+        regfn.sweep(MODEL, train, GRID[:4], checkpoint=tmp_path, **kw)
+    resumed = regfn.sweep(MODEL, train, GRID[:4], checkpoint=tmp_path, **kw)
+    with pytest.raises(ValueError, match="taken from a checkpoint written before regfn kept parameters"):
+        resumed.params(0)
