@@ -232,6 +232,7 @@ def verify(
         quiet=True,
         hparams=hparams,
         gather="all",  # under torchrun every rank compares
+        keep="best",  # the rows are compared, not the parameters: hold as few as can be
     )
     if rerun is None:  # pragma: no cover - gather="all" returns the result on every rank
         raise RuntimeError("regfn.verify: the rerun returned no result")

@@ -15,6 +15,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ._trained import Trained, TrainedModel
+
 __all__ = ["SweepResult"]
 
 
@@ -84,6 +86,9 @@ class SweepResult:
             tensors), ``versions`` (regfn, torch, Python), ``device``,
             ``world_size`` and the sweep's ``arguments`` as they ran; the
             ``regfn sweep`` command adds its ``argv``.
+        trained: the final parameters the sweep kept (see :meth:`params`;
+            ``keep=`` of :func:`regfn.sweep`); ``None`` for a result read
+            from JSON or built by hand.
 
     Examples:
         >>> import regfn
@@ -105,6 +110,7 @@ class SweepResult:
     settings: dict[str, Any] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    trained: Trained | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -175,6 +181,100 @@ class SweepResult:
 
         ordered = sorted(enumerate(self.rows), key=rank)
         return [{"config": i, **row} for i, row in ordered[:n]]
+
+    def params(self, i: int, *, fold: int | None = None) -> dict[str, Tensor]:
+        """Configuration ``i``'s final parameters: ``name -> Tensor`` (CPU copies), the model's own structure.
+
+        They are the parameters :func:`regfn.train` returns for that
+        configuration, taken where the row ended (the last epoch, or the rung
+        a schedule stopped it at): to float tolerance, since a vmapped matmul
+        sums in another order than a lone one; bit for bit, the parameters of
+        the configuration swept alone (eager), whatever shares its chunk,
+        and the same after a checkpoint's resume or under torch.distributed.
+        Under cross-validation pass ``fold`` (each fold trained its own
+        model). A model from
+        :func:`regfn.from_module` takes them back with
+        ``module.load_state_dict(result.params(i))``.
+
+        Raises:
+            ValueError: ``i`` out of range, a row ``keep=`` did not keep (the
+                message lists the kept ones), ``fold`` missing or out of range
+                under cross-validation, or a result that holds no parameters.
+
+        Examples:
+            >>> import regfn, torch
+            >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+            >>> model = regfn.nn.mlp((2, 4, 1), output="logits")
+            >>> result = regfn.sweep(model, data, regfn.grid(l2=[0.0, 1e-2]), epochs=5, compile=False, quiet=True)
+            >>> run = regfn.train(model, data, optimizer=regfn.optim.sgd(0.1, momentum=0.9),
+            ...                   penalties=[regfn.l2(1e-2)], key=regfn.random.key(0), epochs=5)
+            >>> all(torch.allclose(result.params(1)[n], run.params[n], rtol=1e-5, atol=1e-7) for n in run.params)
+            True
+            >>> alone = regfn.sweep(model, data, [{"l2": 1e-2}], epochs=5, compile=False, quiet=True)
+            >>> all(torch.equal(result.params(1)[n], alone.params(0)[n]) for n in run.params)
+            True
+        """
+        from ._trained import params_of
+
+        return params_of(self, i, fold)
+
+    def best_params(self, by: str | None = None, *, fold: int | None = None) -> dict[str, Tensor]:
+        """The parameters of the best configuration by ``by`` (:meth:`best`'s ranking), as :meth:`params`."""
+        return self.params(self.best(1, by)[0]["config"], fold=fold)
+
+    def model(self, i: int | None = None, *, fold: int | None = None) -> TrainedModel:
+        """Configuration ``i``'s trained model (default: the best), a callable: ``model(x)`` is its output.
+
+        The output is the model's own (logits for a logits model), dropout off.
+
+        Examples:
+            >>> import regfn
+            >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+            >>> result = regfn.sweep(regfn.nn.mlp((2, 4, 1), output="logits"), data, regfn.grid(l2=[0.0, 1e-2]),
+            ...                      epochs=5, compile=False, quiet=True)
+            >>> result.model(0)(data.x).shape, result.predict(data.x[:3], 1).shape
+            (torch.Size([64, 1]), torch.Size([3, 1]))
+        """
+        from ._trained import model_of
+
+        return model_of(self, self.best(1)[0]["config"] if i is None else i, fold)
+
+    def predict(self, x: Tensor, i: int | None = None, *, fold: int | None = None) -> Tensor:
+        """Configuration ``i``'s (default: the best's) output on ``x``: ``self.model(i, fold=fold)(x)``."""
+        return self.model(i, fold=fold)(x)
+
+    def save(self, directory: str | pathlib.Path, configs: Sequence[int] | None = None) -> pathlib.Path:
+        """Write the kept parameters of ``configs`` (default: every kept configuration) as safetensors files.
+
+        One file per configuration (per configuration and fold under
+        cross-validation) and an index, ``params.json`` (its path is
+        returned): each file's configuration, fold, hyperparameters and
+        tensor names, best configuration first. :meth:`load_params` reads
+        them back bit for bit.
+
+        Examples:
+            >>> import regfn, tempfile, torch
+            >>> data = regfn.data.quadrants(regfn.random.key(0), 64)
+            >>> result = regfn.sweep(regfn.nn.mlp((2, 4, 1), output="logits"), data, regfn.grid(l2=[0.0, 1e-2]),
+            ...                      epochs=5, compile=False, quiet=True)
+            >>> index = result.save(tempfile.mkdtemp())
+            >>> back = SweepResult.load_params(index.parent, 1)
+            >>> all(torch.equal(back[n], p) for n, p in result.params(1).items())
+            True
+        """
+        from ._trained import save
+
+        return save(self, directory, configs)
+
+    @staticmethod
+    def load_params(
+        directory: str | pathlib.Path, config: int | None = None, fold: int | None = None
+    ) -> dict[str, Tensor]:
+        """The parameters :meth:`save` wrote under ``directory``: configuration ``config`` (default: the best
+        saved), on ``fold`` under cross-validation (default 0)."""
+        from ._trained import load_params
+
+        return load_params(directory, config, fold)
 
     def table(self, n: int = 10, by: str | None = None, columns: Sequence[str] | None = None) -> str:
         """A plain-text table of the ``n`` best rows (columns: the swept hyperparameters, then metrics).

@@ -3,7 +3,8 @@
 Usage: ``python tests/dist_worker.py OUT_DIR CASE...``, with ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in the environment (or under
 torchrun). Each case is one sweep (see :func:`sweep_case`), ``CASE@all`` gathered on every rank; a rank that returns a
-result writes it (and its settings) to ``OUT_DIR/<case>.rank<r>.json`` and its rows to ``<case>.rank<r>.csv``. ``REGFN_TEST_FAIL_RANK=r`` makes
+result writes it (and its settings) to ``OUT_DIR/<case>.rank<r>.json``, its rows to ``<case>.rank<r>.csv`` and its
+kept parameters to ``<case>.rank<r>.params/``. ``REGFN_TEST_FAIL_RANK=r`` makes
 rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead), from its call number
 ``REGFN_TEST_FAIL_AFTER + 1`` on (default: its first call).
 """
@@ -122,6 +123,7 @@ def main(argv: list[str]) -> int:
             written = {**result.to_dict(), "settings": result.settings}
             (out / f"{case}.rank{rank}.json").write_text(json.dumps(written))
             result.to_csv(out / f"{case}.rank{rank}.csv")
+            result.save(out / f"{case}.rank{rank}.params")  # every kept row's parameters, gathered
     return 0
 
 

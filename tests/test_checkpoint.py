@@ -40,12 +40,21 @@ def kwargs(val, **kw):
     return {**base, **kw}
 
 
+def assert_same_params(a, b):
+    """Every row's kept parameters, bit for bit (a resumed row's from the checkpoint, or trained on from a save)."""
+    assert sorted(a.trained.params) == sorted(b.trained.params) == list(range(len(a) * a.settings.get("folds", 1)))
+    for row, params in a.trained.params.items():
+        assert list(params) == list(b.trained.params[row])
+        assert all(torch.equal(p, b.trained.params[row][n]) for n, p in params.items()), row
+
+
 def assert_same(a, b):
     assert json.dumps(a.rows) == json.dumps(b.rows)  # NaN-safe, bit for bit (repr of floats)
     assert a.curve_epochs == b.curve_epochs
     assert set(a.curves) == set(b.curves)
     for name in a.curves:
         assert torch.equal(a.curves[name], b.curves[name]), name
+    assert_same_params(a, b)
 
 
 class Crash(Exception):
@@ -364,6 +373,7 @@ def assert_same_schedule(a, b):
         torch.testing.assert_close(a.curves[name], b.curves[name], rtol=0, atol=0, equal_nan=True)
     assert a.schedule == b.schedule
     assert a.settings == b.settings  # chunk sizes and configuration-epochs too
+    assert_same_params(a, b)
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -100,6 +100,7 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         assert _written(tmp_path / f"{case}.rank0.json") == expected  # floats round-trip exactly in JSON
         single.to_csv(tmp_path / f"{case}.single.csv")  # the same columns in the same order: the same bytes
         assert (tmp_path / f"{case}.rank0.csv").read_bytes() == (tmp_path / f"{case}.single.csv").read_bytes()
+        _assert_same_params(tmp_path / f"{case}.rank0.params", single)
     settings = {case: json.loads((tmp_path / f"{case}.rank0.json").read_text())["settings"] for case in ("mlp", "auto")}
     assert settings["mlp"] == {
         "compile": False,
@@ -110,9 +111,28 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         "loss": "bce_logits",
         "loss_from_task": False,  # dist_worker passes its loss
         "key_impl": "threefry2x32",
+        "keep": "all",
     }
     assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)
     assert _written(tmp_path / "minibatch.rank1.json") == _written(tmp_path / "minibatch.rank0.json")
+
+
+def _assert_same_params(directory: pathlib.Path, single: regfn.SweepResult) -> None:
+    """The parameters rank 0 gathered and saved in ``directory`` are the one-process sweep's, every kept row's,
+    bit for bit (a row stopped by a schedule: where it stopped)."""
+    import torch
+
+    index = json.loads((directory / "params.json").read_text())
+    assert single.trained is not None
+    saved = {(e["config"], e["fold"]) for e in index["entries"]}
+    folds = single.settings.get("folds")
+    expected = {(c, f if folds else None) for c in single.trained.configs() for f in range(folds or 1)}
+    assert saved == expected, directory.name
+    for config, fold in saved:
+        back = regfn.SweepResult.load_params(directory, config, fold)
+        mine = single.params(config, fold=fold)
+        assert list(back) == list(mine)
+        assert all(torch.equal(back[n], mine[n]) for n in mine), (directory.name, config, fold)
 
 
 def _nan_safe(value: object) -> object:
@@ -162,6 +182,7 @@ def test_schedules_on_two_ranks_give_the_one_process_result_bit_for_bit(tmp_path
         assert written["settings"]["world_size"] == 2
         single.to_csv(tmp_path / f"{case}.single.csv")
         assert (tmp_path / f"{case}.rank0.csv").read_bytes() == (tmp_path / f"{case}.single.csv").read_bytes()
+        _assert_same_params(tmp_path / f"{case}.rank0.params", single)
     record = json.loads((tmp_path / "pbt.rank0.json").read_text())["schedule"]
     copies = [(dst, src) for srcs in record["sources"] for dst, src in enumerate(srcs) if dst != src]
     assert {(dst - src) % 2 for dst, src in copies} == {0, 1}  # copies within a rank and across ranks

@@ -35,11 +35,13 @@ from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
 from .._preflight import check_data, check_device, resolve_loss
 from .._train import majority_rate
+from .._trained import best_configs, check_keep, kept_of
 from ..data import Dataset, Folds
 from ..losses import Loss, takes_hp
 from ..nn import Model
 from ..nn._mlp import settings_of
 from ..random import DEFAULT_IMPL
+from ..random import key as make_key
 from ..results import SweepResult
 from . import _auto, _cv, _distributed, _table
 from ._checkpoint import Checkpoint, describe
@@ -47,7 +49,8 @@ from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties
 from ._engine import Job
 from ._engines import ENGINES
 from ._loop import Loop
-from ._plan import Plan, auto_chunk_size, limit_of, physical_memory
+from ._outputs import Outputs, Results
+from ._plan import Plan, auto_chunk_size, kept_configs, limit_of, physical_memory, prune_at
 from ._program import Spec, live_optimizer_args
 from ._strategies import Context, context_registry, strategy_of
 
@@ -87,6 +90,7 @@ def sweep(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 100,
     key_impl: str = DEFAULT_IMPL,
+    keep: str | int = "auto",
 ) -> SweepResult | None:
     """Train every configuration in ``configs`` at once and tabulate the results.
 
@@ -219,6 +223,17 @@ def sweep(
             chunk, the results so far and where the schedule stands (one
             process only: refused under torch.distributed).
         checkpoint_every: save a running chunk every this many epochs.
+        keep: whose final parameters the result keeps (``result.params(i)``,
+            ``model``, ``predict``, ``save``): ``"all"``, ``"best"`` (the best
+            configuration's), an int ``n`` (the best ``n``, ranked by
+            ``result.best()``; pruned as rows end, so that at most ``2n``
+            configurations', or 64 MiB of, parameters are held), or
+            ``"auto"`` (the default): all when every
+            row's parameters fit in 1 GiB, else as many of the best as fit
+            (the same choice on any machine). Each row's parameters are copied
+            to the CPU once, when it ends; under cross-validation a kept
+            configuration keeps every fold's. ``result.settings["keep"]`` says
+            what was kept (``"all"`` or the number of configurations).
 
     Under ``torchrun`` or ``srun`` (an initialised process group, or
     ``RANK``, ``WORLD_SIZE`` > 1 and ``LOCAL_RANK`` in the environment: the
@@ -258,6 +273,7 @@ def sweep(
     check_int(epochs, "epochs", "regfn.sweep", low=1)
     takes_hp(model.apply)  # answered before any tracing (see regfn.losses.takes_hp)
     extra = user_hparams(hparams)
+    keep = check_keep(keep)
     folds = _cv.resolve(cv, data, val)
     n_folds = len(folds) if folds is not None else 1
     _check_size(count(configs) * n_folds, len(HPARAMS) + len(extra), epochs, log_every)
@@ -291,6 +307,9 @@ def sweep(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     limit = limit_of(chunk_size, model, batch_size or n_train, data, device)
+    one_row = model.init(make_key(0))
+    kept = kept_configs(keep, one_row, len(rows), n_folds)
+    pruned_at = prune_at(kept, one_row, n_folds) if kept is not None else 0
     strategy = strategy_of(schedule)
     if strategy.metric is not None and checkpoint is not None and world.distributed:  # one file per sweep
         raise ValueError(
@@ -345,6 +364,25 @@ def sweep(
         if store is not None:
             store.bind(record)
         quiet = quiet or world.rank != 0
+        judged, shown = val if val is not None and len(val) else data, shown_names(given, extra)
+
+        def tabulate(outputs: Outputs, schedule: dict[str, Any] | None, quiet: bool) -> SweepResult:
+            """The results table of the rows' ``outputs`` (and a schedule's record, with its columns)."""
+            outputs = outputs if folds is None else _cv.reduce(outputs, folds, data)
+            columns = schedule.pop("columns") if schedule is not None else None
+            rows_out = _table.rows_of(rows, shown, outputs, majority_rate(judged), len(judged), columns)
+            made = _table.table(rows_out, rows, shown, outputs, quiet)
+            made.schedule = schedule or {}
+            return made
+
+        def prune(results: Results) -> None:
+            """Keep the parameters of the best ``kept`` so far (and of configurations still training), once the
+            rows held reach ``pruned_at``: provisional ranks only fall as rows end, so the best stay."""
+            if kept is not None and len(results.params) >= pruned_at:
+                ended = results.arrays["ended"][::n_folds].tolist()
+                so_far = tabulate(results.outputs(), strategy.record(ended), True)
+                results.prune(best_configs(so_far, kept), n_folds)
+
         with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
             loop = Loop(
                 ENGINES[engine](job),
@@ -356,11 +394,11 @@ def sweep(
                 store=store,
                 world=world,
                 everywhere=gather == "all",
+                prune=prune,
             )
             result = loop.run()
     if result.outputs is None:  # gather="rank0" on another rank
         return None
-    outputs = result.outputs if folds is None else _cv.reduce(result.outputs, folds, data)
     run_settings = {
         "compile": compiled,
         "threads": n_threads if device.type == "cpu" else None,
@@ -372,20 +410,15 @@ def sweep(
         "loss": loss.name or "custom",
         "loss_from_task": not loss_given,
         "key_impl": key_impl,
+        "keep": "all" if kept is None else kept,
     }
-    judged = val if val is not None and len(val) else data
-    shown = shown_names(given, extra)
-    columns = result.record.pop("columns") if result.record is not None else None
-    table = _table.table(
-        _table.rows_of(rows, shown, outputs, majority_rate(judged), len(judged), columns), rows, shown, outputs, quiet
-    )
+    table = tabulate(result.outputs, result.record, quiet)
     table.timings, table.engine, table.settings = result.timings, result.engine, run_settings
     given_rows = [{n: row[n] for n in given} for row in rows]
     table.provenance = _table.provenance(given_rows, record, run_settings, device, log_every, cuda_graphs, folds)
     table.provenance["requested"] = {"compile": compile, "threads": threads, "chunk_size": chunk_size}
     table.provenance["arguments"]["schedule"] = strategy.settings()
-    if result.record is not None:
-        table.schedule = result.record
+    table.trained = kept_of(table, model, result.outputs.params, hp_all, n_folds, kept)
     return table
 
 

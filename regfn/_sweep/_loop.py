@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,7 @@ class Loop:
         store: Checkpoint | None = None,
         world: _distributed.World = _distributed.SINGLE,
         everywhere: bool = True,
+        prune: Callable[[Results], None] | None = None,
     ):
         self.warmer, self.hp_all, self.plan, self.strategy = Warmer(engine), hp_all, plan, strategy
         self.folds, self.quiet, self.store, self.world, self.everywhere = folds, quiet, store, world, everywhere
@@ -102,6 +103,7 @@ class Loop:
         self.current: list[Group] = []  # the stage's groups (those training, to train, and trained)
         self.owned: list[int] = []  # the rows this rank trains (its results)
         self.slots = 0  # the chunks the stage's rows were cut into, on all ranks together (0 once regrouped)
+        self.prune = prune  # called after rows end: drops the parameters not worth keeping
 
     @property
     def engine(self) -> Engine:
@@ -230,6 +232,8 @@ class Loop:
                 if not g.taken:
                     self._finish(g, range(len(g.ids)))
                     self.keeper.finished(self, g)
+                if self.prune is not None:
+                    self.prune(self.results)
                 g.state = None
                 self.current.remove(g)
                 self.progress.note(f"a chunk of {len(g.ids)} done")
@@ -336,6 +340,8 @@ class Loop:
                 pos = [j for j, r in enumerate(g.ids) if r in stopped]
                 if pos:
                     self._finish(g, pos)
+            if self.prune is not None:
+                self.prune(self.results)
             live = [c for c in live if c not in set(d.stop)]
             groups = self._regroup(groups, set(self.rows_of(live)))
         if d.copy:

@@ -51,6 +51,7 @@ class Outputs:
         logged: the epochs the curves sample.
         collapsed: judged already (cross-validation: per fold), else ``None``.
         folds: cross-validation's per-fold values ``name -> (K, k)``.
+        params: the final parameters of the rows kept so far, by row (on the CPU).
     """
 
     metrics: dict[str, Tensor]
@@ -65,6 +66,7 @@ class Outputs:
     logged: list[int]
     collapsed: Tensor | None = None
     folds: dict[str, Tensor] = field(default_factory=dict)
+    params: dict[int, dict[str, Tensor]] = field(default_factory=dict)
 
     @property
     def bad(self) -> Tensor:
@@ -90,6 +92,8 @@ class Results:
             "ended": torch.full((k,), epochs, dtype=torch.int64),
             "nonfinite_epoch": torch.zeros(k, dtype=torch.int64),
         }
+        self.params: dict[int, dict[str, Tensor]] = {}  # row -> its final parameters (CPU), once it ended
+        self.ended_rows: set[int] = set()  # the rows whose parameters reached here (kept or pruned since)
 
     @staticmethod
     def _slot(table: dict[str, Tensor], name: str, like: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -133,21 +137,46 @@ class Results:
         self.arrays["ended"][rows] = epoch
         if nonfinite is not None:  # engines that track it: the epoch each row's objective turned NaN or inf
             self.arrays["nonfinite_epoch"][rows] = nonfinite.cpu()[at]
+        ended = {n: p.detach()[at.to(p.device)].cpu() for n, p in params.items()}  # one copy per chunk
+        for j, row in enumerate(ids):
+            self.params[row] = {n: p[j].clone() for n, p in ended.items()}
+        self.ended_rows.update(ids)
+
+    def prune(self, best: Sequence[int], folds: int) -> None:
+        """Drop the parameters of every configuration but ``best`` and those with a fold still training
+        (rows ``c * folds .. c * folds + folds - 1`` are configuration ``c``'s)."""
+        kept = set(best)
+        for row in self.params:
+            c = row // folds
+            if any(r not in self.ended_rows for r in range(c * folds, (c + 1) * folds)):
+                kept.add(c)
+        self.params = {row: p for row, p in self.params.items() if row // folds in kept}
 
     # -- as tensors: checkpoints and gathering
 
     def names(self) -> dict[str, list[str]]:
-        """The names of the metrics, flags and curves, in their order (JSON, beside :meth:`tensors`)."""
-        return {"metrics": list(self.metrics), "flags": list(self.flags), "curves": list(self.curves)}
+        """The names of the metrics, flags, curves and parameters, in their order (JSON, beside :meth:`tensors`)."""
+        params = list(next(iter(self.params.values()), {}))
+        return {"metrics": list(self.metrics), "flags": list(self.flags), "curves": list(self.curves), "params": params}
 
     def tensors(self, rows: Sequence[int] | None = None) -> dict[str, Tensor]:
-        """Everything recorded, of the rows ``rows`` (all when ``None``), by name."""
+        """Everything recorded, of the rows ``rows`` (all when ``None``), by name.
+
+        The parameters come as ``params/<name>``, stacked over the rows of
+        ``rows`` that hold them, listed (in order) by ``kept_rows``.
+        """
         index = None if rows is None else torch.tensor(list(rows), dtype=torch.int64)
         out: dict[str, Tensor] = {}
         for group, table in (("metrics", self.metrics), ("flags", self.flags), ("curves", self.curves)):
             out.update({f"{group}/{n}": v for n, v in table.items()})
         out.update(self.arrays)
-        return out if index is None else {n: v[index] for n, v in out.items()}
+        if index is not None:
+            out = {n: v[index] for n, v in out.items()}
+        kept = [r for r in (range(self.k) if rows is None else rows) if r in self.params]
+        if kept:
+            out["kept_rows"] = torch.tensor(kept, dtype=torch.int64)
+            out.update({f"params/{n}": torch.stack([self.params[r][n] for r in kept]) for n in self.params[kept[0]]})
+        return out
 
     def fill(self, rows: Sequence[int], tensors: Mapping[str, Tensor], names: Mapping[str, list[str]]) -> None:
         """Put the rows ``rows`` of :meth:`tensors` (with :meth:`names`) back."""
@@ -159,6 +188,10 @@ class Results:
         for name, array in self.arrays.items():
             if name in tensors:
                 array[index] = tensors[name]
+        if "kept_rows" in tensors:
+            for j, row in enumerate(tensors["kept_rows"].tolist()):
+                self.params[row] = {n: tensors[f"params/{n}"][j].clone() for n in names.get("params", [])}
+                self.ended_rows.add(row)
 
     def merge(self, world: _distributed.World, rows: Sequence[int], everywhere: bool, counters: Any) -> list[Any]:
         """Under torch.distributed, every rank's rows ``rows`` of the results and its ``counters`` (JSON),
@@ -193,4 +226,5 @@ class Results:
             nonfinite_epoch=self.arrays["nonfinite_epoch"],
             curves=dict(self.curves),
             logged=list(self.logged),
+            params=dict(self.params),
         )

@@ -22,7 +22,27 @@ from ..data import Dataset
 from ..nn import Model
 from ..random import key as make_key
 
-__all__ = ["Plan", "auto_chunk_size", "bucket", "physical_memory"]
+__all__ = [
+    "KEEP_BYTES",
+    "PRUNE_BYTES",
+    "Plan",
+    "auto_chunk_size",
+    "bucket",
+    "kept_configs",
+    "physical_memory",
+    "prune_at",
+]
+
+KEEP_BYTES = 2**30
+"""The most CPU memory the parameters a sweep keeps take under ``keep="auto"``: a fixed 1 GiB, not this
+machine's memory, so that the same call keeps the same rows on any machine."""
+
+PRUNE_BYTES = 2**26
+"""Parameters held below 64 MiB are not pruned during a sweep (pruning ranks every row; not worth it there)."""
+
+
+def _row_bytes(params: Mapping[str, Tensor]) -> int:
+    return max(1, sum(p.numel() * p.element_size() for p in params.values()))
 
 
 def physical_memory() -> int:
@@ -52,6 +72,38 @@ def auto_chunk_size(params: Mapping[str, Tensor], rows_per_step: int, n_features
     width = n_features + sum(p.numel() for p in params.values() if p.ndim == 1)
     per_config = 4 * (16 * n_params + 12 * rows_per_step * width) + 4096
     return max(1, _memory_budget(device) // per_config)
+
+
+def kept_configs(keep: str | int, params: Mapping[str, Tensor], configs: int, folds: int = 1) -> int | None:
+    """How many configurations' final parameters a sweep keeps (the best ones), ``None`` for all.
+
+    ``keep``: ``"all"``, ``"best"`` (one), an int, or ``"auto"``: all when
+    every row's parameters (``params``, one row's: the model's) fit in
+    :data:`KEEP_BYTES`, else as many of the best as fit (at least one). A
+    pure function of the workload, as :mod:`regfn._sweep._auto`'s choices.
+
+    Examples:
+        >>> params = {"w": torch.zeros(1000, 1000)}  # 4 MB a row
+        >>> kept_configs("auto", params, 100), kept_configs("auto", params, 1000), kept_configs("best", params, 9)
+        (None, 268, 1)
+        >>> kept_configs("auto", params, 100, folds=5), kept_configs(3, params, 2)
+        (53, None)
+    """
+    n = {"all": configs, "best": 1}.get(keep, keep) if isinstance(keep, str) else keep
+    if keep == "auto":
+        n = max(1, KEEP_BYTES // (_row_bytes(params) * folds))
+    return None if int(n) >= configs else int(n)
+
+
+def prune_at(n: int, params: Mapping[str, Tensor], folds: int = 1) -> int:
+    """The rows a sweep keeping the best ``n`` configurations holds before it prunes: twice ``n``'s, or
+    :data:`PRUNE_BYTES` worth of rows if more.
+
+    Examples:
+        >>> prune_at(3, {"w": torch.zeros(1000, 1000)}), prune_at(3, {"w": torch.zeros(10)})
+        (16, 1677721)
+    """
+    return max(2 * n * folds, PRUNE_BYTES // _row_bytes(params))
 
 
 def bucket(limit: int, k: int) -> int:

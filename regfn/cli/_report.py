@@ -38,11 +38,19 @@ __all__ = [
 
 
 def add_output_options(g: argparse._ArgumentGroup) -> None:
-    """``--top``, ``--by``, ``--out`` and ``--no-plots``, in the group ``g``."""
+    """``--top``, ``--by``, ``--out``, ``--no-plots`` and ``--save-params``, in the group ``g``."""
     g.add_argument("--top", type=nonneg_int, default=10, help="rows of the best-configurations table")
     g.add_argument("--by", default=None, help="metric to rank by (default: val_acc, val_mse, acc or mse)")
     g.add_argument("--out", default="regfn-out", metavar="DIR", help="where results.csv, results.json and figures go")
     g.add_argument("--no-plots", action="store_true", help="skip the figures")
+    g.add_argument(
+        "--save-params",
+        type=nonneg_int,
+        default=1,
+        metavar="N",
+        help="write the N best configurations' trained parameters in DIR/params (safetensors files and "
+        "params.json; read them with regfn.SweepResult.load_params); 0: none (default: 1, the best)",
+    )
     g.add_argument(
         "--tensorboard", default=None, metavar="DIR", help="also write one TensorBoard run per configuration in DIR"
     )
@@ -211,7 +219,8 @@ def print_time(result: SweepResult, args: argparse.Namespace, plots_s: float) ->
 
 
 def write_results(result: SweepResult, out: pathlib.Path, args: argparse.Namespace) -> float:
-    """``results.csv``, ``results.json`` and (unless ``--no-plots``) the figures in ``out``; prints what it wrote.
+    """``results.csv``, ``results.json``, the best parameters (``--save-params``) and (unless ``--no-plots``)
+    the figures in ``out``; prints what it wrote.
 
     Returns the seconds the figures took."""
     import time
@@ -222,6 +231,12 @@ def write_results(result: SweepResult, out: pathlib.Path, args: argparse.Namespa
     except OSError as err:
         raise CLIError(f"--out {args.out}: cannot write results ({err.strerror or err})") from None
     written = [out / "results.csv", out / "results.json"]
+    if args.save_params:
+        try:
+            result.save(out / "params", [row["config"] for row in result.best(args.save_params, args.by)])
+        except OSError as err:
+            raise CLIError(f"--out {args.out}: cannot write the parameters ({err.strerror or err})") from None
+        written.append(out / "params")
     t0 = time.perf_counter()
     if not args.no_plots:
         try:

@@ -90,8 +90,10 @@ compile: auto by default, as regfn.sweep: on CUDA always; on CPU when the run is
 long enough to pay for compiling, decided from the workload alone (the same
 command makes the same choice); --compile / --no-compile to choose.
 threads: 1 unless --threads N (the thread count can change bits).
-output: results.csv, results.json and PNG figures in --out (figures need
-matplotlib: pip install 'regfn[plot]').
+output: results.csv, results.json, the best configuration's trained parameters
+(params/: safetensors files and params.json; --save-params N for the N best, 0
+for none) and PNG figures in --out (figures need matplotlib: pip install
+'regfn[plot]').
 """
 
 
@@ -245,6 +247,8 @@ def run_sweep(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every,
             schedule=schedule,
+            # Only what --save-params writes (ranked as result.best() ranks; --by may rank otherwise).
+            keep=max(args.save_params, 1) if args.by is None else "auto",
         )
     if result is None:  # another rank of a torchrun sweep: rank 0 has the results
         return 0
