@@ -7,7 +7,10 @@ once into an init key, a dropout key and a shuffle key; epoch ``e``, batch
 ``b`` draws its dropout masks from ``fold_in(fold_in(dropout_key, e), b)`` and
 its mini-batch order from ``fold_in(shuffle_key, e)``. The same pure step is
 what :func:`regfn.sweep` vmaps over many configurations, so a sweep's row ``i``
-is this run with config ``i``.
+is this run with config ``i``: the same keys, masks and batches, the same
+numbers to float tolerance (not bit for bit: the sweep's hyperparameters are
+tensors, while a Python-number optimizer takes torch.optim's fused kernels to
+equal it bit for bit, and a vmapped matmul may sum in another order).
 
 Examples:
     >>> import regfn
@@ -227,8 +230,8 @@ def train(
         key: the run's key; it decides the initial weights, the dropout masks
             and the mini-batch order. Its kind (``regfn.random.key(seed,
             impl=...)``: threefry2x32 or philox4x32) is the kind of every key
-            drawn from it; ``regfn.sweep(..., key_impl=...)`` rows equal runs
-            with ``key(seed, impl=key_impl)``.
+            drawn from it; ``regfn.sweep(..., key_impl=...)`` rows are runs
+            with ``key(seed, impl=key_impl)`` (to float tolerance).
         loss: ``None`` (the default: the loss of the data's task,
             ``"bce_logits"`` for binary, ``"cross_entropy"`` for multiclass,
             ``"mse"`` for regression), ``"bce_logits"`` (model outputs

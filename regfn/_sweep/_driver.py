@@ -186,8 +186,8 @@ def sweep(
         key_impl: the kind of each configuration's key,
             ``regfn.random.key(seed, impl=key_impl)``: ``"threefry2x32"`` (rows
             equal ``jax.random``'s draws) or ``"philox4x32"`` (cheaper masks;
-            the Triton engine draws them with ``tl.philox``). A row equals
-            :func:`regfn.train` with that key.
+            the Triton engine draws them with ``tl.philox``). A row is
+            :func:`regfn.train` with that key (to float tolerance).
             ``result.settings["key_impl"]`` records it.
         quiet: no progress bar and no divergence or collapse warning.
         hparams: hyperparameters of your own, ``{name: (low, high)}`` or
