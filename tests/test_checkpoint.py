@@ -377,7 +377,7 @@ def test_an_interrupted_schedule_resumes_bit_identical(split, tmp_path_factory, 
     directory = tmp_path_factory.mktemp("ck")
     with crash_after(monkeypatch, calls), contextlib.suppress(Crash):
         regfn.sweep(MODEL, train, CONFIGS, checkpoint=directory, checkpoint_every=3, **kw)
-    saved = (directory / "schedule.safetensors").exists()
+    saved = calls > 0 and (directory / "schedule.safetensors").exists()  # a stretch trained, then saved
     with crash_after(monkeypatch, 10**6) as resumed_calls:
         resumed = regfn.sweep(MODEL, train, CONFIGS, checkpoint=directory, checkpoint_every=3, **kw)
     assert_same_schedule(resumed, reference)

@@ -197,7 +197,7 @@ def sweep(
             stops or copies configurations as they train; needs ``val`` or
             ``cv``. A :class:`regfn._sweep._strategies.Strategy` of your own
             runs too (see CONTRIBUTING.md). Under torch.distributed the ranks
-            share their metrics at every decision; not with ``checkpoint`` there.
+            share their metrics at every decision (with ``checkpoint`` too).
         gather: under torch.distributed (see below): ``"rank0"`` (the
             default) returns the result on rank 0 and ``None`` on the other
             ranks; ``"all"`` returns it on every rank.
@@ -215,9 +215,15 @@ def sweep(
             the fields that differ; a damaged file is refused by name. With
             ``chunk_size="auto"`` or ``compile="auto"`` a resume takes the
             chunk size and compile setting the directory was written with.
-            With a schedule, one file (``schedule.safetensors``) holds every
-            chunk, the results so far and where the schedule stands (one
-            process only: refused under torch.distributed).
+            With a schedule, each rank keeps one file (``schedule.safetensors``
+            on one process, ``schedule-rank<r>-of-<n>.safetensors`` on ``n``
+            ranks; the directory shared by the ranks) with its chunks, its
+            rows' results so far and where the schedule stands, saved at the
+            start of every stretch between decisions and every
+            ``checkpoint_every`` epochs, and the file of its previous
+            stretch beside it (``.previous``) until the sweep ends. A resume
+            goes on from the latest stretch every rank saved, on the same or
+            another number of ranks, and gives the same results, bit for bit.
         checkpoint_every: save a running chunk every this many epochs.
 
     Under ``torchrun`` or ``srun`` (an initialised process group, or
@@ -240,7 +246,8 @@ def sweep(
     every rung or PBT exploit, so that every rank takes the same decisions,
     send a PBT copy its source's state when the source lives elsewhere, and
     gather their rows at the end: the result equals one process's (bit for
-    bit eager). See the README's "Many devices: torch.distributed".
+    bit eager), checkpointed and resumed or not (see ``checkpoint``). See
+    the README's "Many devices: torch.distributed".
 
     Returns:
         A :class:`~regfn.results.SweepResult` with one row per configuration
@@ -292,12 +299,6 @@ def sweep(
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     limit = limit_of(chunk_size, model, batch_size or n_train, data, device)
     strategy = strategy_of(schedule)
-    if strategy.metric is not None and checkpoint is not None and world.distributed:  # one file per sweep
-        raise ValueError(
-            "regfn.sweep: checkpoint= with a schedule runs on one process only (a scheduled sweep keeps one file, "
-            f"and this one runs on {world.size} ranks): drop checkpoint= to run the schedule under torch.distributed, "
-            "or run it without torchrun to checkpoint it"
-        )
     store = None
     if checkpoint is not None:
         check_int(checkpoint_every, "checkpoint_every", "regfn.sweep", low=1)
