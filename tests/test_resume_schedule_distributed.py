@@ -105,6 +105,13 @@ def test_a_sigkilled_rank_resumes_on_two_ranks_and_on_one_bit_for_bit(tmp_path: 
     _check_resumed(again, tmp_path / "again", "pbt", expected, csv, tmp_path / "ck1")
     assert _calls(again) == 0
 
+    shutil.copytree(tmp_path / "ck1" / "pbt", tmp_path / "other" / "halving")  # another sweep's checkpoint
+    other = _run(2, tmp_path / "refused", "halving", tmp_path / "other")
+    for run in other:  # every rank refuses it before training, naming what differs
+        assert run.returncode != 0
+        assert "ValueError: regfn.sweep: checkpoint" in run.stderr
+        assert re.search(r"written by a different sweep: configurations differ .*; schedule differs", run.stderr)
+
 
 @pytest.mark.slow
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -182,8 +182,15 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
                 "cv": "cross-validation folds differ",
             }
             shown = (f"hash {str(a)[:12]} != {str(b)[:12]}") if name in what else f"{a!r} != {b!r}"
-            out.append(f"{what.get(name, f'{name} differs')} ({shown})")
+            out.append(f"{what.get(name, f'{name} differs')} ({shown}{_HINTS.get(name, '')})")
     return out
+
+
+_HINTS = {
+    "chunk_size": "; an automatic chunk size holds at most one rank's share, so it can change with the number "
+    "of ranks: pass an int chunk_size to resume on another number"
+}
+"""What to do when a compared field differs, where that is not obvious."""
 
 
 # ----------------------------------------------------------------- files

@@ -173,7 +173,8 @@ class Loop:
         for j in range(first, len(stage.points) + 1):
             self.position = {"stage": s, "point": j, "live": live, "strategy": self.strategy.position()}
             self.current = list(groups)
-            self.keeper.reached(self)
+            if resumed is None or j > first:  # (a restored loop was saved where it resumed)
+                self.keeper.reached(self)
             until = stage.points[j] if j < len(stage.points) else self.epochs
             groups = self._advance(groups, until)
             if j == len(stage.points):
