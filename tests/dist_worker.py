@@ -5,8 +5,10 @@ Usage: ``python tests/dist_worker.py OUT_DIR CASE...``, with ``RANK``, ``WORLD_S
 torchrun). Each case is one sweep (see :func:`sweep_case`), ``CASE@all`` gathered on every rank; a rank that returns a
 result writes it (and its settings) to ``OUT_DIR/<case>.rank<r>.json``, its rows to ``<case>.rank<r>.csv`` and its
 kept parameters to ``<case>.rank<r>.params/``. ``REGFN_TEST_FAIL_RANK=r`` makes
-rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead), from its call number
-``REGFN_TEST_FAIL_AFTER + 1`` on (default: its first call).
+rank ``r``'s loss raise (``REGFN_TEST_FAIL_HOW=exit``: its process exits instead; ``kill``: it SIGKILLs
+itself), from its call number ``REGFN_TEST_FAIL_AFTER + 1`` on (default: its first call).
+``REGFN_TEST_CHECKPOINT=DIR`` checkpoints each case in ``DIR/<case>`` (every
+``REGFN_TEST_CHECKPOINT_EVERY`` epochs, default 2).
 """
 
 from __future__ import annotations
@@ -14,32 +16,35 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import sys
 
 import torch
 
 import regfn
 
+CALLS = [0]
+"""This process's loss calls (``main`` prints them: ``loss calls: rank R: N``)."""
+
 
 def _loss() -> regfn.losses.Loss:
-    """The BCE-with-logits loss, sabotaged on the rank ``REGFN_TEST_FAIL_RANK`` names."""
+    """The BCE-with-logits loss, counted, and sabotaged on the rank ``REGFN_TEST_FAIL_RANK`` names."""
     base = regfn.losses.get_loss("bce_logits")
     fail = os.environ.get("REGFN_TEST_FAIL_RANK")
-    if fail is None or int(os.environ.get("RANK", "0")) != int(fail):
-        return base
-
-    calls = [0]
+    broken = fail is not None and int(os.environ.get("RANK", "0")) == int(fail)
     after = int(os.environ.get("REGFN_TEST_FAIL_AFTER", "0"))
 
-    def broken(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        calls[0] += 1
-        if calls[0] <= after:
+    def counted(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        CALLS[0] += 1
+        if not broken or CALLS[0] <= after:
             return base.fn(output, target)
         if os.environ.get("REGFN_TEST_FAIL_HOW") == "exit":
             os._exit(3)
+        if os.environ.get("REGFN_TEST_FAIL_HOW") == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
         raise ValueError("the test's loss fails on purpose")
 
-    return regfn.losses.Loss(broken, base.threshold)
+    return base._replace(fn=counted)  # the same name: a checkpoint of a sabotaged run resumes without it
 
 
 SCHEDULED = ("halving", "hyperband", "pbt", "halving_cv")
@@ -117,13 +122,18 @@ def main(argv: list[str]) -> int:
     out = pathlib.Path(argv[0])
     for spec in argv[1:]:  # "mlp" (gather="rank0") or "mlp@all"
         case, _, gather = spec.partition("@")
-        result = sweep_case(case, gather=gather or "rank0")
+        saved: dict[str, object] = {}
+        if os.environ.get("REGFN_TEST_CHECKPOINT"):
+            saved["checkpoint"] = pathlib.Path(os.environ["REGFN_TEST_CHECKPOINT"]) / case
+            saved["checkpoint_every"] = int(os.environ.get("REGFN_TEST_CHECKPOINT_EVERY", "2"))
+        result = sweep_case(case, gather=gather or "rank0", **saved)
         rank = int(os.environ.get("RANK", "0"))
         if result is not None:
             written = {**result.to_dict(), "settings": result.settings}
             (out / f"{case}.rank{rank}.json").write_text(json.dumps(written))
             result.to_csv(out / f"{case}.rank{rank}.csv")
             result.save(out / f"{case}.rank{rank}.params")  # every kept row's parameters, gathered
+    print(f"loss calls: rank {os.environ.get('RANK', '0')}: {CALLS[0]}")
     return 0
 
 

@@ -223,26 +223,6 @@ def test_a_failing_rank_stops_a_scheduled_sweep_with_its_name(tmp_path: pathlib.
     assert not list(tmp_path.iterdir())
 
 
-def test_a_scheduled_sweep_with_a_checkpoint_is_refused_under_torch_distributed(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
-) -> None:
-    monkeypatch.setattr(_distributed, "setup", lambda device, timeout: _distributed.World(0, 2, 0))
-    data = regfn.data.quadrants(regfn.random.key(0), 16)
-    model = regfn.nn.mlp((2, 4, 1), output="logits")
-    with pytest.raises(ValueError, match=r"checkpoint= with a schedule runs on one process only .* 2 ranks"):
-        regfn.sweep(
-            model,
-            data,
-            [{}, {}],
-            val=data,
-            epochs=2,
-            quiet=True,
-            checkpoint=tmp_path / "ck",
-            schedule=regfn.search.successive_halving(min_epochs=1),
-        )
-    assert not (tmp_path / "ck").exists()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["raise", "exit"])
 def test_a_failing_rank_stops_the_other_with_its_name(tmp_path: pathlib.Path, how: str) -> None:

@@ -7,9 +7,13 @@ optimizer state, keys), the curves logged so far, and, in the metadata, the
 epoch counter, a checksum of every tensor and the sweep's record
 (:func:`describe`). A finished chunk leaves ``chunk-<first>-<size>.done.safetensors``
 instead: its final outputs, so that a resumed sweep skips it. A sweep with a
-schedule keeps one file instead, ``schedule.safetensors``: every chunk's
-state and hyperparameters, the results so far, and where the schedule stands
-(see :mod:`regfn._sweep._loop`). Files are
+schedule keeps one file per rank instead, ``schedule.safetensors`` on one
+process and ``schedule-rank<r>-of-<n>.safetensors`` on ``n`` ranks: the
+rank's chunks (state and hyperparameters), its rows' results so far, and
+where the schedule stands, with the *generation* (how many stretches between
+decisions the loop began); the first save of a new generation moves the
+rank's file to ``<name>.previous.safetensors``, so that each rank keeps its
+last two generations (see :mod:`regfn._sweep._saving`). Files are
 written to ``<name>.tmp``, flushed, synced and moved into place with
 ``os.replace``: a crash mid-write keeps the previous file.
 
@@ -24,7 +28,8 @@ import json
 import os
 import pathlib
 import platform
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -46,6 +51,7 @@ __all__ = [
     "data_fingerprint",
     "describe",
     "model_description",
+    "resume_point",
     "versions",
 ]
 
@@ -75,7 +81,7 @@ COMPARED = (
 """The record's fields a resume must match (the Python version, device and thread count are kept, not compared)."""
 
 _RECORD, _CHUNK = "regfn_checkpoint", "regfn_chunk"
-_SCHEDULE_FILE = "schedule.safetensors"
+_SCHEDULE = re.compile(r"schedule(?:-rank(\d+)-of-(\d+))?(\.previous)?\.safetensors")
 
 
 # ----------------------------------------------------------------- fingerprints
@@ -176,8 +182,15 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
                 "cv": "cross-validation folds differ",
             }
             shown = (f"hash {str(a)[:12]} != {str(b)[:12]}") if name in what else f"{a!r} != {b!r}"
-            out.append(f"{what.get(name, f'{name} differs')} ({shown})")
+            out.append(f"{what.get(name, f'{name} differs')} ({shown}{_HINTS.get(name, '')})")
     return out
+
+
+_HINTS = {
+    "chunk_size": "; an automatic chunk size holds at most one rank's share, so it can change with the number "
+    "of ranks: pass an int chunk_size to resume on another number"
+}
+"""What to do when a compared field differs, where that is not obvious."""
 
 
 # ----------------------------------------------------------------- files
@@ -205,8 +218,7 @@ class Checkpoint:
 
     def _files(self) -> list[pathlib.Path]:
         files = sorted(p for p in self.directory.glob("chunk-*.safetensors"))
-        schedule = self.directory / _SCHEDULE_FILE
-        return [*files, schedule] if schedule.exists() else files
+        return files + sorted(p for p in self.directory.glob("schedule*.safetensors") if _SCHEDULE.fullmatch(p.name))
 
     def _damaged(self, path: pathlib.Path, why: str) -> ValueError:
         return ValueError(f"regfn.sweep: checkpoint {path} is damaged ({why}); delete it to restart that chunk")
@@ -349,19 +361,71 @@ class Checkpoint:
         names = pieces[0][0].keys()
         return {n: torch.cat([t[n][a:b] for t, _, a, b in pieces]) for n in names}, pieces[0][1]
 
-    # -- a schedule's one file
+    # -- a schedule's files: one per rank, two generations
 
-    @property
-    def schedule_path(self) -> pathlib.Path:
-        """The file of a sweep with a schedule."""
-        return self.directory / _SCHEDULE_FILE
+    def schedule_path(self, rank: int = 0, world: int = 1, previous: bool = False) -> pathlib.Path:
+        """The file of rank ``rank`` of ``world`` in a sweep with a schedule (its previous generation's)."""
+        who = "" if world == 1 else f"-rank{rank}-of-{world}"
+        return self.directory / f"schedule{who}{'.previous' if previous else ''}.safetensors"
 
-    def save_schedule(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        """Save a scheduled sweep where it stands: ``tensors`` (states, results so far) and ``meta`` (JSON)."""
-        self._write(self.schedule_path, tensors, meta)
+    def schedules(self) -> dict[int, dict[int, dict[int, str]]]:
+        """The schedule files here: world size -> rank -> generation -> file name."""
+        out: dict[int, dict[int, dict[int, str]]] = {}
+        for path in self.directory.glob("schedule*.safetensors"):
+            found = _SCHEDULE.fullmatch(path.name)
+            if found is None:
+                continue
+            rank, world = (int(found[1]), int(found[2])) if found[1] else (0, 1)
+            try:
+                _, meta = self._header(path)
+            except ValueError:
+                if path.exists():
+                    raise
+                continue
+            out.setdefault(world, {}).setdefault(rank, {})[int(meta.get("generation", 0))] = path.name
+        return out
 
-    def load_schedule(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-        """The saved ``(tensors, meta)`` of a scheduled sweep (checksum checked); ``None`` if there is none."""
-        if not self.schedule_path.exists():
-            return None
-        return self._load(self.schedule_path)
+    def save_schedule(self, tensors: dict[str, Tensor], meta: dict[str, Any], rank: int, world: int) -> None:
+        """Save rank ``rank``'s part of a scheduled sweep: ``tensors`` and ``meta`` (JSON, with its
+        ``"generation"``); the rank's file of an older generation first becomes its previous one."""
+        path = self.schedule_path(rank, world)
+        if path.exists() and int(self._header(path)[1].get("generation", 0)) < int(meta["generation"]):
+            os.replace(path, self.schedule_path(rank, world, previous=True))
+        self._write(path, tensors, meta)
+
+    def load_schedule(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The saved ``(tensors, meta)`` of the schedule file ``name`` (checksum checked)."""
+        return self._load(self.directory / name)
+
+    def drop_schedules(self, keep: Iterable[pathlib.Path] = ()) -> None:
+        """Remove every schedule file but ``keep``."""
+        kept = {p.name for p in keep}
+        for path in self.directory.glob("schedule*.safetensors"):
+            if _SCHEDULE.fullmatch(path.name) and path.name not in kept:
+                path.unlink(missing_ok=True)
+
+
+def resume_point(files: Mapping[int, Mapping[int, Iterable[int]]], world: int) -> tuple[int, int] | None:
+    """Where a scheduled sweep resumes: ``(world size, generation)`` of a complete set of files, or ``None``.
+
+    ``files`` maps a world size to each rank's saved generations. A world
+    size whose every rank holds a file counts; of the generations all its
+    ranks hold, the latest. The latest such generation wins; a tie goes to
+    ``world`` (the current world size), then to the larger world size.
+
+    Examples:
+        >>> resume_point({2: {0: [3, 4], 1: [4, 5]}}, 2)  # rank 0 died before generation 5
+        (2, 4)
+        >>> resume_point({2: {1: [5]}, 1: {0: [2, 3]}}, 2)  # two ranks that never both saved
+        (1, 3)
+        >>> resume_point({2: {0: [0]}}, 2) is None
+        True
+    """
+    best: tuple[int, bool, int] | None = None
+    for size, ranks in files.items():
+        if any(r not in ranks for r in range(size)):
+            continue
+        held = set.intersection(*(set(ranks[r]) for r in range(size)))
+        if held and (best is None or (max(held), size == world, size) > best):
+            best = (max(held), size == world, size)
+    return None if best is None else (best[2], best[0])

@@ -201,7 +201,7 @@ def sweep(
             stops or copies configurations as they train; needs ``val`` or
             ``cv``. A :class:`regfn._sweep._strategies.Strategy` of your own
             runs too (see CONTRIBUTING.md). Under torch.distributed the ranks
-            share their metrics at every decision; not with ``checkpoint`` there.
+            share their metrics at every decision (with ``checkpoint`` too).
         gather: under torch.distributed (see below): ``"rank0"`` (the
             default) returns the result on rank 0 and ``None`` on the other
             ranks; ``"all"`` returns it on every rank.
@@ -219,9 +219,15 @@ def sweep(
             the fields that differ; a damaged file is refused by name. With
             ``chunk_size="auto"`` or ``compile="auto"`` a resume takes the
             chunk size and compile setting the directory was written with.
-            With a schedule, one file (``schedule.safetensors``) holds every
-            chunk, the results so far and where the schedule stands (one
-            process only: refused under torch.distributed).
+            With a schedule, each rank keeps one file (``schedule.safetensors``
+            on one process, ``schedule-rank<r>-of-<n>.safetensors`` on ``n``
+            ranks; the directory shared by the ranks) with its chunks, its
+            rows' results so far and where the schedule stands, saved at the
+            start of every stretch between decisions and every
+            ``checkpoint_every`` epochs, and the file of its previous
+            stretch beside it (``.previous``) until the sweep ends. A resume
+            goes on from the latest stretch every rank saved, on the same or
+            another number of ranks, and gives the same results, bit for bit.
         checkpoint_every: save a running chunk every this many epochs.
         keep: whose final parameters the result keeps (``result.params(i)``,
             ``model``, ``predict``, ``save``): ``"all"``, ``"best"`` (the best
@@ -255,7 +261,8 @@ def sweep(
     every rung or PBT exploit, so that every rank takes the same decisions,
     send a PBT copy its source's state when the source lives elsewhere, and
     gather their rows at the end: the result equals one process's (bit for
-    bit eager). See the guide "Distributed sweeps" (docs/guides/distributed.md).
+    bit eager), checkpointed and resumed or not (see ``checkpoint``). See
+    the guide "Distributed sweeps" (docs/guides/distributed.md).
 
     Returns:
         A :class:`~regfn.results.SweepResult` with one row per configuration
@@ -311,12 +318,6 @@ def sweep(
     kept = kept_configs(keep, one_row, len(rows), n_folds)
     pruned_at = prune_at(kept, one_row, n_folds) if kept is not None else 0
     strategy = strategy_of(schedule)
-    if strategy.metric is not None and checkpoint is not None and world.distributed:  # one file per sweep
-        raise ValueError(
-            "regfn.sweep: checkpoint= with a schedule runs on one process only (a scheduled sweep keeps one file, "
-            f"and this one runs on {world.size} ranks): drop checkpoint= to run the schedule under torch.distributed, "
-            "or run it without torchrun to checkpoint it"
-        )
     store = None
     if checkpoint is not None:
         check_int(checkpoint_every, "checkpoint_every", "regfn.sweep", low=1)

@@ -27,9 +27,11 @@ own seed only, so a row trains the same bits whatever shares its chunk.
 
 Checkpoints: a strategy that never decides leaves its chunks independent,
 so each chunk is saved on its own (``chunk-<first>-<size>`` files, reusable
-on any number of ranks and with any split); otherwise the whole loop is
-saved in one file (``schedule.safetensors``: every chunk, the results so far
-and where the strategy stands).
+on any number of ranks and with any split); otherwise each rank saves its
+part of the loop in one file (its chunks, its rows' results so far and
+where the strategy stands) at the start of every stretch between decisions
+and after every saved stretch, keeping its previous stretch's file too, so
+that the ranks always share a stretch to resume from (:mod:`._saving`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class Loop:
         self.owned: list[int] = []  # the rows this rank trains (its results)
         self.slots = 0  # the chunks the stage's rows were cut into, on all ranks together (0 once regrouped)
         self.prune = prune  # called after rows end: drops the parameters not worth keeping
+        self.stages: list[Stage] = []
 
     @property
     def engine(self) -> Engine:
@@ -117,7 +120,7 @@ class Loop:
 
     def run(self) -> Ran:
         t0 = time.perf_counter()
-        stages = self.strategy.stages(self.n_configs, self.epochs)
+        stages = self.stages = self.strategy.stages(self.n_configs, self.epochs)
         self.independent = not any(st.points for st in stages)
         self.keeper = keeper(self.store, self.independent)
         resumed = self.keeper.restore(self)
@@ -135,6 +138,7 @@ class Loop:
         total_s = time.perf_counter() - t0
         counters = {"sizes": self.sizes, "padded": self.padded, "config_epochs": self.config_epochs}
         shared = self.results.merge(self.world, self._mine(), self.everywhere, counters)
+        self.keeper.tidy(self)
         timings = {"compile_s": self.warmer.seconds, "run_s": total_s - self.warmer.seconds, "total_s": total_s}
         settings: dict[str, Any] = {"chunk_size": self.chunk, "padded": sum(c["padded"] for c in shared)}
         if not self.independent:  # what a schedule that regroups met
@@ -154,6 +158,11 @@ class Loop:
         mine = sum(len(rows[i : i + size]) for i in range(self.world.rank * size, len(rows), self.world.size * size))
         return math.ceil(total * mine / max(len(rows), 1))
 
+    def generation(self) -> int:
+        """The stretches between decisions begun before the one the loop stands in (over every stage)."""
+        s = int(self.position["stage"])
+        return sum(len(st.points) + 1 for st in self.stages[:s]) + int(self.position.get("point", 0))
+
     def _mine(self) -> list[int]:
         """The rows whose results this rank holds."""
         return self.owned if self.world.distributed else list(range(self.k))
@@ -165,6 +174,9 @@ class Loop:
             groups, live, first = resumed, list(self.position["live"]), int(self.position["point"])
         for j in range(first, len(stage.points) + 1):
             self.position = {"stage": s, "point": j, "live": live, "strategy": self.strategy.position()}
+            self.current = list(groups)
+            if resumed is None or j > first:  # (a restored loop was saved where it resumed)
+                self.keeper.reached(self)
             until = stage.points[j] if j < len(stage.points) else self.epochs
             groups = self._advance(groups, until)
             if j == len(stage.points):

@@ -6,17 +6,34 @@ chunk independent of the others: :class:`ChunkFiles` saves a running chunk
 and a finished one (``.done``: its rows' results), so that a resumed sweep
 skips finished chunks and continues a running one, on any number of ranks
 and with any split of the rows. A strategy that decides ties the chunks
-together: :class:`LoopFile` saves the loop whole (``schedule.safetensors``:
-every chunk's state and hyperparameters, every row's results so far, where
-the loop and the strategy stand, the counters). The loop calls the same
-four methods on either.
+together: :class:`LoopFile` saves the loop whole, one file per rank
+(``schedule.safetensors`` on one process, ``schedule-rank<r>-of-<n>.safetensors``
+on ``n`` ranks): the rank's chunks (state and hyperparameters), its rows'
+results so far, where the loop and the strategy stand, the counters.
+
+Ranks save on their own, at the start of every stretch between decisions
+(a *generation*: stage and decision point, counted over the stages) and
+after every stretch of ``checkpoint_every`` epochs. A rank cannot pass a
+decision before every other rank has reached it (the ranks share their
+metric there), so at any moment the ranks are at most one generation apart;
+the first save of a generation moves the rank's older file aside
+(``.previous``), so every rank holds the latest generation that all of them
+reached. A resume takes that one (:func:`~._checkpoint.resume_point`): each
+rank its own file, or, on another number of ranks, its share of all the
+files (chunk ``i`` on rank ``i % world_size``; rows train the same bits in
+any chunk, so the results are the same). The loop calls the same methods on
+either keeper.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import Checkpoint
+import torch
+from torch import Tensor
+
+from . import _distributed
+from ._checkpoint import Checkpoint, resume_point
 from ._engine import ChunkState
 from ._groups import Group, flatten_tree, unset
 
@@ -40,6 +57,9 @@ class Keeper:
     def load(self, loop: Loop, g: Group) -> None:
         """After ``g`` started afresh: continue it from its last save, if any."""
 
+    def reached(self, loop: Loop) -> None:
+        """At the start of a stretch between decisions (before training it)."""
+
     def saved_stretch(self, loop: Loop, g: Group) -> None:
         """After ``g`` trained a stretch that ends before the last epoch."""
 
@@ -48,6 +68,9 @@ class Keeper:
 
     def close(self, loop: Loop) -> None:
         """After the last stage."""
+
+    def tidy(self, loop: Loop) -> None:
+        """After the ranks gathered their results (every rank closed)."""
 
 
 class ChunkFiles(Keeper):
@@ -91,56 +114,126 @@ class ChunkFiles(Keeper):
 
 
 class LoopFile(Keeper):
-    """The whole loop in one file (see the module docstring)."""
+    """The loop in one file per rank, two generations kept (see the module docstring)."""
 
     def __init__(self, store: Checkpoint):
         self.store = store
 
     def save(self, loop: Loop) -> None:
-        tensors = {f"results/{n}": v for n, v in loop.results.tensors().items()}
+        """Save this rank's part of the loop where it stands."""
+        tensors = {f"results/{n}": v for n, v in loop.results.tensors(loop.owned).items()}
         for i, g in enumerate(loop.current):
             if g.state is not None:
                 tensors.update(flatten_tree(f"g{i}/tree", g.state.tree))
                 if g.state.nonfinite is not None:
                     tensors[f"g{i}/nonfinite"] = g.state.nonfinite
             tensors.update({f"g{i}/hp/{n}": v for n, v in g.hp.items()})
+        groups = [
+            {"ids": g.ids, "epoch": g.epoch, "started": g.state is not None, "slot": g.slot} for g in loop.current
+        ]
         meta = {
+            "generation": loop.generation(),
             "position": loop.position,
-            "groups": [{"ids": g.ids, "epoch": g.epoch, "started": g.state is not None} for g in loop.current],
+            "groups": groups,
+            "slots": loop.slots,
             "hp": list(loop.hp_all),
             "results": loop.results.names(),
             "counters": {"sizes": loop.sizes, "padded": loop.padded, "config_epochs": loop.config_epochs},
             "chunk": loop.chunk,
             "owned": loop.owned,
         }
-        self.store.save_schedule(tensors, meta)
+        self.store.save_schedule(tensors, meta, loop.world.rank, loop.world.size)
 
     def restore(self, loop: Loop) -> list[Group] | None:
-        loaded = self.store.load_schedule()
-        if loaded is None:
+        """Rank 0 picks the latest generation every rank of one world size saved (:func:`resume_point`) and
+        tells the others; each rank restores its own file (the same world size) or its share of all of them
+        (another), saves it, and, once every rank has, rank 0 removes every other schedule file."""
+        world, chosen = loop.world, self._choose(loop.world)
+        if chosen is None:
+            if world.rank == 0:
+                self.store.drop_schedules()  # an earlier start's files that no rank set completes
+            _distributed.check(world)
             return None
-        tensors, meta = loaded
-        results = {n.removeprefix("results/"): v for n, v in tensors.items() if n.startswith("results/")}
-        loop.results.fill(range(loop.k), results, meta["results"])
-        counters = meta["counters"]
-        loop.sizes, loop.padded, loop.config_epochs = (
-            list(counters["sizes"]),
-            counters["padded"],
-            counters["config_epochs"],
-        )
-        loop.chunk, loop.owned, loop.position = meta["chunk"], list(meta["owned"]), meta["position"]
+        own = len(chosen) == world.size  # the same world size: each rank its own file
+        names = [chosen[world.rank]] if own else chosen
+        loaded = [(n, *self.store.load_schedule(n)) for n in names]
+        meta = loaded[0][2]
+        loop.chunk, loop.position = meta["chunk"], meta["position"]
         loop.strategy.restore(loop.position["strategy"])
-        groups = []
+        groups = [g for name, tensors, m in loaded for g in self._saved_groups(loop, name, tensors, m)]
+        if own:
+            counters = meta["counters"]
+            loop.sizes, loop.padded = list(counters["sizes"]), counters["padded"]
+            loop.config_epochs, loop.slots, loop.owned = counters["config_epochs"], int(meta["slots"]), meta["owned"]
+        else:
+            groups = self._share_out(loop, groups, [m for _, _, m in loaded])
+        self._fill(loop, [(tensors, m) for _, tensors, m in loaded])
+        loop.current = groups
+        self.save(loop)
+        _distributed.check(world)  # every rank saved where it resumed
+        if world.rank == 0:
+            self.store.drop_schedules(self.store.schedule_path(r, world.size) for r in range(world.size))
+        return groups
+
+    def _choose(self, world: _distributed.World) -> list[str] | None:
+        """The files to resume from (one per rank that saved them), chosen by rank 0 for every rank."""
+        chosen = None
+        if world.rank == 0:
+            files = self.store.schedules()
+            found = resume_point({w: {r: list(g) for r, g in ranks.items()} for w, ranks in files.items()}, world.size)
+            if found is not None:
+                size, generation = found
+                chosen = [files[size][r][generation] for r in range(size)]
+        shared = _distributed.share(world, "agreeing where the schedule resumes", chosen)
+        return shared[0][0] if shared else None
+
+    def _saved_groups(self, loop: Loop, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> list[Group]:
+        """The chunks saved in the file ``name`` (``tensors``, ``meta``), their state restored."""
+        device, groups = loop.engine.job.device, []
         for i, info in enumerate(meta["groups"]):
-            hp = {n: tensors[f"g{i}/hp/{n}"].to(loop.engine.job.device) for n in meta["hp"]}
-            g = Group(list(info["ids"]), hp)
+            hp = {n: tensors[f"g{i}/hp/{n}"].to(device) for n in meta["hp"]}
+            g = Group(list(info["ids"]), hp, slot=info["slot"])
             if info["started"]:
-                tree = self.store.fill(loop.engine.start(hp).tree, tensors, f"g{i}/tree", self.store.schedule_path)
+                tree = self.store.fill(loop.engine.start(hp).tree, tensors, f"g{i}/tree", self.store.directory / name)
                 nonfinite = tensors.get(f"g{i}/nonfinite")
-                device = loop.engine.job.device
                 g.state = ChunkState(tree, int(info["epoch"]), None if nonfinite is None else nonfinite.to(device))
             groups.append(g)
         return groups
+
+    def _share_out(self, loop: Loop, groups: list[Group], metas: list[dict[str, Any]]) -> list[Group]:
+        """This rank's share of the chunks every rank of another world size saved (``metas``): chunk ``i``
+        (in slot order while the stage's first chunks run, else in row order) on rank ``i % world_size``;
+        rank 0 also keeps the rows that ended and the saved counters."""
+        world = loop.world
+        by_slot = all(g.slot is not None for g in groups)
+        order = sorted(groups, key=lambda g: (g.slot or 0) if by_slot else g.ids[0])
+        places = [(g.slot or 0) if by_slot else i for i, g in enumerate(order)]
+        mine = [g for i, g in zip(places, order, strict=True) if i % world.size == world.rank]
+        if not by_slot:
+            for g in mine:
+                g.slot = None  # a rank's own chunks: no rounds of status points
+        loop.slots = int(metas[0]["slots"]) if by_slot else 0
+        live = {r for g in groups for r in g.ids}
+        ended = {r for m in metas for r in m["owned"]} - live
+        loop.owned = sorted({r for g in mine for r in g.ids} | (ended if world.rank == 0 else set()))
+        if world.rank == 0:
+            loop.sizes = [s for m in metas for s in m["counters"]["sizes"]]
+            loop.padded = sum(m["counters"]["padded"] for m in metas)
+            loop.config_epochs = sum(m["counters"]["config_epochs"] for m in metas)
+        return mine
+
+    def _fill(self, loop: Loop, loaded: list[tuple[dict[str, Tensor], dict[str, Any]]]) -> None:
+        """The saved results of the rows this rank owns."""
+        mine = set(loop.owned)
+        for tensors, meta in loaded:
+            place = {r: j for j, r in enumerate(meta["owned"])}
+            rows = [r for r in meta["owned"] if r in mine]
+            at = torch.tensor([place[r] for r in rows], dtype=torch.int64)
+            results = {n.removeprefix("results/"): v[at] for n, v in tensors.items() if n.startswith("results/")}
+            loop.results.fill(rows, results, meta["results"])
+
+    def reached(self, loop: Loop) -> None:
+        self.save(loop)
 
     def saved_stretch(self, loop: Loop, g: Group) -> None:
         self.save(loop)
@@ -148,6 +241,9 @@ class LoopFile(Keeper):
     def close(self, loop: Loop) -> None:
         loop.current = []
         self.save(loop)
+
+    def tidy(self, loop: Loop) -> None:
+        self.store.schedule_path(loop.world.rank, loop.world.size, previous=True).unlink(missing_ok=True)
 
 
 def keeper(store: Checkpoint | None, independent: bool) -> Keeper:
