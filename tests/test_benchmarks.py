@@ -244,3 +244,12 @@ def test_epoch_profile_prints_its_summary_and_the_operators():
     summary = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
     assert (summary["compiled"], summary["epochs"]) == (False, 1)
     assert "aten::bmm" in out.stdout  # the batched matmuls of the vmapped MLP
+
+
+def test_second_process_benchmark_runs_two_fresh_processes():
+    pytest.importorskip("sklearn")
+    (line,) = run("second_process.py", "--no-compile")
+    assert line["compile"] is False
+    for part in ("cold", "warm"):
+        assert line[part]["compile_s"] >= 0.0
+        assert line[part]["sweep_s"] >= line[part]["total_s"] > 0.0
