@@ -94,8 +94,9 @@ def configs(k: int) -> list[dict]:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(model, train, val, cfgs, epochs, threads, compile):
+def time_regfn(model, train, val, cfgs, epochs, threads, compile, key_impl="threefry2x32"):
     kw = {
+        "key_impl": key_impl,
         "val": val,
         "loss": "cross_entropy",
         "optimizer": "adam",
@@ -323,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-compile", action="store_true", help="regfn and the ensemble eager (a smoke test)")
     parser.add_argument("--repeats", type=int, default=1, help="time everything this many times per K")
+    parser.add_argument(
+        "--key-impl", default="threefry2x32", choices=["threefry2x32", "philox4x32"], help="regfn's keys (masks)"
+    )
     parser.add_argument("--seq-configs", type=int, default=3, help="configurations of the torch loop to time")
     args = parser.parse_args(argv)
     if args.device != "cpu":
@@ -339,7 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     for k in (int(s) for s in args.K.split(",")):
         cfgs = configs(k)
         for repeat in range(args.repeats):
-            result, regfn_compile_s = time_regfn(model, train, val, cfgs, args.epochs, args.threads, compile)
+            result, regfn_compile_s = time_regfn(
+                model, train, val, cfgs, args.epochs, args.threads, compile, args.key_impl
+            )
             regfn_s = result.timings["run_s"]
             best = max(result.rows, key=lambda r: r["val_acc"])
             best_cfg = {name: best[name] for name in ("l2", "p", "seed")}
@@ -358,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
             row = {
                 "K": k,
                 "epochs": args.epochs,
+                "key_impl": args.key_impl,
                 "device": f"cpu ({torch.get_num_threads()} threads)",
                 "regfn_s": round(regfn_s, 3),
                 "seq_s": round(seq_s, 3),

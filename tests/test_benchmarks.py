@@ -119,8 +119,12 @@ def test_optim_benchmark_runs_every_variant():
 
 def test_cnn_sweep_benchmark_prints_one_json_line_per_k():
     pytest.importorskip("sklearn")
-    rows = run("sweep_cnn.py", "--K", "2,3", "--epochs", "1", "--no-jax", "--no-compile", "--seq-configs", "1")
+    rows = run(
+        "sweep_cnn.py", "--K", "2,3", "--epochs", "1", "--no-jax", "--no-compile", "--seq-configs", "1",
+        "--key-impl", "philox4x32",
+    )  # fmt: skip
     assert [r["K"] for r in rows] == [2, 3]
+    assert {r["key_impl"] for r in rows} == {"philox4x32"}
     for r in rows:
         assert {"K", "epochs", "device", "regfn_s", "seq_s", "ensemble_s", "jax_s"} <= set(r)
         assert {"seq_vs_regfn", "regfn_vs_ensemble", "regfn_vs_jax"} <= set(r)
