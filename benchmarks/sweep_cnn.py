@@ -116,9 +116,9 @@ def time_regfn(model, train, val, cfgs, epochs, threads, compile, key_impl="thre
 # ----------------------------------------------------------------- the torch loop, one config after another
 
 
-def seq_setup(model, cfg, n, epochs):
+def seq_setup(model, cfg, n, epochs, key_impl="threefry2x32"):
     """A DigitsCNN with regfn's initial weights for ``cfg``'s seed, and regfn's mini-batch order per epoch."""
-    init_key, _dropout_key, shuffle_key = run_keys(rr.key(cfg["seed"]))
+    init_key, _dropout_key, shuffle_key = run_keys(rr.key(cfg["seed"], impl=key_impl))
     net = DigitsCNN(cfg["p"])
     net.load_state_dict(model.init(init_key))
     orders = [regfn.data.batches(rr.fold_in(shuffle_key, e), n, BATCH) for e in range(epochs)]
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
             best_cfg = {name: best[name] for name in ("l2", "p", "seed")}
             seq_per_config = time_seq(model, train, cfgs, args.epochs, min(args.seq_configs, k))
             torch.manual_seed(0)
-            net, orders = seq_setup(model, best_cfg, len(train), args.epochs)
+            net, orders = seq_setup(model, best_cfg, len(train), args.epochs, args.key_impl)
             seq_best_acc = accuracy(seq_train(net, best_cfg, train, orders), val)
             seq_s = seq_per_config * k
             ensemble_s, ensemble_first_s = time_ensemble(train, k, args.epochs, compile)
