@@ -10,6 +10,7 @@ the inductor-generated kernels (``CompiledFxGraph``) and eager key work.
 
     taskset -c 0 python benchmarks/profile_epoch.py --p 0.25
     taskset -c 0 python benchmarks/profile_epoch.py --p 0 --eager --epochs 3
+    taskset -c 0 python benchmarks/profile_epoch.py --p 0.25 --epochs 2 --profile-epochs 5 --kernel-profile
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="epochs timed after the compile")
     parser.add_argument("--profile-epochs", type=int, default=5)
     parser.add_argument("--rows", type=int, default=30, help="operators to print")
+    parser.add_argument(
+        "--kernel-profile",
+        action="store_true",
+        help="name each inductor kernel in the profile (cpp.enable_kernel_profile)",
+    )
     args = parser.parse_args(argv)
+    if args.kernel_profile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True  # changes the generated code: a compile of its own
     torch.set_num_threads(1)
     model, train, val, configs = workload(args.p)
     kw = {
@@ -69,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         "run_s": round(run.timings["run_s"], 3),
         "per_epoch_s": round(run.timings["run_s"] / args.epochs, 4),
         "torch": torch.__version__,
+        "kernel_profile": args.kernel_profile,
     }
     print(json.dumps(summary))
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
