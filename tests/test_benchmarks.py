@@ -257,3 +257,10 @@ def test_second_process_benchmark_runs_two_fresh_processes():
     for part in ("cold", "warm"):
         assert line[part]["compile_s"] >= 0.0
         assert line[part]["sweep_s"] >= line[part]["total_s"] > 0.0
+
+
+def test_bmm_shapes_benchmark_times_every_variant():
+    (line,) = run("bmm_shapes.py", "--repeats", "1", "--no-jax")
+    assert line["products"] == 8
+    assert line["ms"]["jax"] is None
+    assert min(line["ms"][k] for k in ("torch", "torch_transposed", "torch_rotating")) > 0
