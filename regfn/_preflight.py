@@ -141,6 +141,11 @@ def check_data(
     return data, val
 
 
+def _rows(n: int) -> str:
+    """How many rows the check ran on, in words ("two rows", or "one row" for a one-row dataset)."""
+    return "one row" if n == 1 else "two rows"
+
+
 def run_two_rows(
     model: Model,
     data: Dataset,
@@ -164,10 +169,11 @@ def run_two_rows(
     except Exception as err:  # the user's forward: any error it raises is bad input
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ValueError(
-            f"{where}: {name} fails on two rows of the data (x of shape {tuple(x.shape)}): {type(err).__name__}: {first}"
+            f"{where}: {name} fails on {_rows(len(x))} of the data (x of shape {tuple(x.shape)}): "
+            f"{type(err).__name__}: {first}"
         ) from None
     if not isinstance(out, Tensor):
-        raise ValueError(f"{where}: {name} returns {type(out).__name__} for 2 rows, not a tensor of outputs")
+        raise ValueError(f"{where}: {name} returns {type(out).__name__} for {_rows(len(x))}, not a tensor of outputs")
     return out
 
 

@@ -129,6 +129,9 @@ def test_a_model_of_another_input_width_is_refused_before_training():
         _sweep(regfn.mlp((5, 4, 1)), data)
     with pytest.raises(ValueError, match=r"regfn.train: the model fails on two rows"):
         regfn.train(regfn.mlp((5, 4, 1)), data, optimizer=regfn.optim.sgd(0.1), key=rr.key(0), epochs=1)
+    one = regfn.data.Dataset(data.x[:1], data.y[:1])  # the message counts the rows it ran on
+    with pytest.raises(ValueError, match=r"the model fails on one row of the data \(x of shape \(1, 2\)\)"):
+        regfn.train(regfn.mlp((5, 4, 1)), one, optimizer=regfn.optim.sgd(0.1), key=rr.key(0), epochs=1)
 
 
 # ----------------------------------------------------------------- 6. NaN and inf in the data
