@@ -75,6 +75,11 @@ class Outputs:
         return ~torch.isfinite(self.curves["loss"]) & (points <= self.ended.unsqueeze(1))
 
 
+def _by_kept_row(name: str) -> bool:
+    """Whether a tensor of :meth:`Results.tensors` is stacked over the kept rows (``kept_rows``), not every row."""
+    return name == "kept_rows" or name.startswith("params/")
+
+
 class Results:
     """The results of ``k`` rows, filled as they train (see the module docstring)."""
 
@@ -176,6 +181,23 @@ class Results:
         if kept:
             out["kept_rows"] = torch.tensor(kept, dtype=torch.int64)
             out.update({f"params/{n}": torch.stack([self.params[r][n] for r in kept]) for n in self.params[kept[0]]})
+        return out
+
+    @staticmethod
+    def select(tensors: Mapping[str, Tensor], saved: Sequence[int], wanted: Sequence[int]) -> dict[str, Tensor]:
+        """The rows ``wanted`` (some of ``saved``) of what :meth:`tensors` gave for the rows ``saved``.
+
+        Every tensor is indexed by row, but the parameters and ``kept_rows``,
+        which are stacked over the kept rows only.
+        """
+        place = {r: j for j, r in enumerate(saved)}
+        at = torch.tensor([place[r] for r in wanted], dtype=torch.int64)
+        out = {n: v[at] for n, v in tensors.items() if not _by_kept_row(n)}
+        if "kept_rows" in tensors:
+            keep = set(wanted)
+            kept = tensors["kept_rows"].tolist()
+            pick = torch.tensor([j for j, r in enumerate(kept) if r in keep], dtype=torch.int64)
+            out.update({n: v[pick] for n, v in tensors.items() if _by_kept_row(n)})
         return out
 
     def fill(self, rows: Sequence[int], tensors: Mapping[str, Tensor], names: Mapping[str, list[str]]) -> None:

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
 
 from . import _distributed
 from ._checkpoint import Checkpoint, resume_point
 from ._engine import ChunkState
 from ._groups import Group, flatten_tree, unset
+from ._outputs import Results
 
 if TYPE_CHECKING:
     from ._loop import Loop
@@ -226,15 +226,9 @@ class LoopFile(Keeper):
         """The saved results of the rows this rank owns."""
         mine = set(loop.owned)
         for tensors, meta in loaded:
-            place = {r: j for j, r in enumerate(meta["owned"])}
             rows = [r for r in meta["owned"] if r in mine]
-            at = torch.tensor([place[r] for r in rows], dtype=torch.int64)
             saved = {n.removeprefix("results/"): v for n, v in tensors.items() if n.startswith("results/")}
-            results = {n: v[at] for n, v in saved.items() if not _kept_params(n)}
-            if "kept_rows" in saved:  # the parameters are stacked over the kept rows only
-                pick = torch.tensor([j for j, r in enumerate(saved["kept_rows"].tolist()) if r in mine])
-                results.update({n: v[pick.long()] for n, v in saved.items() if _kept_params(n)})
-            loop.results.fill(rows, results, meta["results"])
+            loop.results.fill(rows, Results.select(saved, meta["owned"], rows), meta["results"])
 
     def reached(self, loop: Loop) -> None:
         self.save(loop)
@@ -248,11 +242,6 @@ class LoopFile(Keeper):
 
     def tidy(self, loop: Loop) -> None:
         self.store.schedule_path(loop.world.rank, loop.world.size, previous=True).unlink(missing_ok=True)
-
-
-def _kept_params(name: str) -> bool:
-    """Whether a saved results tensor is stacked over the kept rows (``kept_rows``) rather than every row."""
-    return name == "kept_rows" or name.startswith("params/")
 
 
 def keeper(store: Checkpoint | None, independent: bool) -> Keeper:
