@@ -313,8 +313,8 @@ def sweep(
         raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    limit = limit_of(chunk_size, model, batch_size or n_train, data, device)
-    one_row = model.init(make_key(0))
+    one_row = model.init(make_key(0))  # one row's parameters: what the memory estimates and keep= count
+    limit = limit_of(chunk_size, one_row, batch_size or n_train, data, device)
     kept = kept_configs(keep, one_row, len(rows), n_folds)
     pruned_at = prune_at(kept, one_row, n_folds) if kept is not None else 0
     strategy = strategy_of(schedule)

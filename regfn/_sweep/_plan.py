@@ -19,8 +19,6 @@ import torch
 from torch import Tensor
 
 from ..data import Dataset
-from ..nn import Model
-from ..random import key as make_key
 
 __all__ = [
     "KEEP_BYTES",
@@ -125,11 +123,16 @@ def bucket(limit: int, k: int) -> int:
 
 
 def limit_of(
-    chunk_size: int | str | None, model: Model, rows_per_step: int, data: Dataset, device: torch.device
+    chunk_size: int | str | None,
+    params: Mapping[str, Tensor],
+    rows_per_step: int,
+    data: Dataset,
+    device: torch.device,
 ) -> int:
-    """The most configurations one chunk may hold: the memory estimate, the caller's size, or all (``None``)."""
+    """The most configurations one chunk may hold: the memory estimate (from one row's ``params``), the
+    caller's size, or all (``None``)."""
     if chunk_size == "auto":
-        return auto_chunk_size(model.init(make_key(0)), rows_per_step, math.prod(data.x.shape[1:]), device)
+        return auto_chunk_size(params, rows_per_step, math.prod(data.x.shape[1:]), device)
     if chunk_size is None:
         return 2**62
     if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
