@@ -30,10 +30,9 @@ start = time.perf_counter()
 import torch
 import regfn
 torch.set_num_threads(1)
-from sklearn.datasets import load_digits
 imported = time.perf_counter()
-digits = load_digits()
-data = regfn.data.Dataset(torch.tensor(digits.data, dtype=torch.float32) / 16, torch.tensor(digits.target))
+digits = regfn.data.digits()
+data = regfn.data.Dataset(digits.x.flatten(1), digits.y)
 configs = regfn.grid(l2=[0.0, 1e-4, 1e-3, 1e-2], p=[0.0, 0.1, 0.25, 0.5], seed=[0, 1])
 result = regfn.sweep(regfn.mlp((64, 256, 128, 10)), data, configs, optimizer="adam", epochs=1, batch_size=128,
                      compile=COMPILE, threads=1, quiet=True)
