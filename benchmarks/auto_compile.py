@@ -48,6 +48,29 @@ def workload(name: str) -> dict:
         data = regfn.data.digits(flat=True)
         model = regfn.mlp((64, 32, 10), output="logits")
         return {"model": model, "data": data, "k": 16, "batch_size": 128, "epochs": 4, "loss": "cross_entropy"}
+    if name == "digits_mlp_wide":  # issue #22's: 64-256-128-10 on the digits, mini-batches of 128
+        data = regfn.data.digits(flat=True)
+        model = regfn.mlp((64, 256, 128, 10), output="logits")
+        return {"model": model, "data": data, "k": 32, "batch_size": 128, "epochs": 2, "loss": "cross_entropy"}
+    if name == "cancer_module":  # an nn.Module MLP 30-64-32-1 on breast cancer, full batch
+        from sklearn.datasets import load_breast_cancer
+
+        x, y = load_breast_cancer(return_X_y=True)
+        raw = regfn.data.Dataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32))
+        data = regfn.data.standardize(raw)[0]
+        net = torch.nn.Sequential(
+            torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Dropout(0.25),
+            torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.25), torch.nn.Linear(32, 1),
+        )  # fmt: skip
+        model = regfn.from_module(net)
+        return {"model": model, "data": data, "k": 72, "batch_size": None, "epochs": 20, "loss": "bce_logits"}
+    if name == "cnn_digits":  # benchmarks/sweep_cnn.py's DigitsCNN on 1,437 digit images, mini-batches of 64
+        sys.path.insert(0, os.path.dirname(__file__))
+        from sweep_cnn import DigitsCNN
+
+        data = regfn.data.digits()[:1437]
+        return {"model": regfn.from_module(DigitsCNN()), "data": data, "k": 16, "batch_size": 64, "epochs": 1,
+                "loss": "cross_entropy"}  # fmt: skip
     if name == "cnn":  # regfn.nn.small_cnn on 256 digit images, mini-batches of 64
         data = regfn.data.digits()[:256]
         model = regfn.from_module(regfn.nn.small_cnn(in_channels=1, n_classes=10, image_size=8))
@@ -55,7 +78,7 @@ def workload(name: str) -> dict:
     raise SystemExit(f"unknown workload {name!r}")
 
 
-def run(w: dict, compile: bool, threads: int) -> regfn.SweepResult:
+def run(w: dict, compile: bool, threads: int, engine: str = "vmap") -> regfn.SweepResult:
     configs = [{"seed": s, "p": 0.25, "l2": 1e-3} for s in range(w["k"])]
     return regfn.sweep(
         w["model"],
@@ -66,6 +89,7 @@ def run(w: dict, compile: bool, threads: int) -> regfn.SweepResult:
         batch_size=w["batch_size"],
         compile=compile,
         threads=threads,
+        engine=engine,
         chunk_size=None,
         quiet=True,
     )
@@ -103,13 +127,16 @@ def measure(name: str, repeats: int, cold: bool) -> dict:
     rows = w["batch_size"] or len(w["data"])
     steps = len(w["data"]) // rows
     compiled = run(w, True, 1)  # warms the compiled program
-    eager_s, compiled_s = [], []
-    for _ in range(repeats):  # side by side: eager, then compiled, per repeat
+    eager_s, compiled_s, sequential_s = [], [], []
+    for _ in range(repeats):  # side by side: eager, compiled, then the sequential engine (eager), per repeat
         t0 = time.perf_counter()
         eager = run(w, False, 1)
         eager_s.append((time.perf_counter() - t0) / w["epochs"])
         compiled = run(w, True, 1)
         compiled_s.append(compiled.timings["run_s"] / w["epochs"])
+        t0 = time.perf_counter()
+        sequential = run(w, False, 1, "sequential")
+        sequential_s.append((time.perf_counter() - t0) / w["epochs"])
     two = run(w, False, 2)
     out = {
         "workload": name,
@@ -120,7 +147,9 @@ def measure(name: str, repeats: int, cold: bool) -> dict:
         "work": w["k"] * rows * n_params * steps,
         "eager_epoch_s": round(min(eager_s), 5),
         "compiled_epoch_s": round(min(compiled_s), 5),
+        "sequential_epoch_s": round(min(sequential_s), 5),
         "compiled_vs_eager": max_difference(eager, compiled),
+        "sequential_vs_vmap": max_difference(eager, sequential),
         "threads_change_bits": not same_bits(eager, two),
         "torch": torch.__version__,
     }

@@ -94,8 +94,9 @@ def configs(k: int) -> list[dict]:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(model, train, val, cfgs, epochs, threads, compile, key_impl="threefry2x32"):
+def time_regfn(model, train, val, cfgs, epochs, threads, compile, key_impl="threefry2x32", engine="vmap"):
     kw = {
+        "engine": engine,
         "key_impl": key_impl,
         "val": val,
         "loss": "cross_entropy",
@@ -328,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         "--key-impl", default="threefry2x32", choices=["threefry2x32", "philox4x32"], help="regfn's keys (masks)"
     )
     parser.add_argument("--seq-configs", type=int, default=3, help="configurations of the torch loop to time")
+    parser.add_argument("--engine", default="vmap", choices=["vmap", "sequential"], help="regfn's engine")
+    parser.add_argument("--no-ensemble", action="store_true", help="skip torch's ensembling recipe")
     args = parser.parse_args(argv)
     if args.device != "cpu":
         parser.error("--device: only cpu is supported")
@@ -344,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         cfgs = configs(k)
         for repeat in range(args.repeats):
             result, regfn_compile_s = time_regfn(
-                model, train, val, cfgs, args.epochs, args.threads, compile, args.key_impl
+                model, train, val, cfgs, args.epochs, args.threads, compile, args.key_impl, args.engine
             )
             regfn_s = result.timings["run_s"]
             best = max(result.rows, key=lambda r: r["val_acc"])
@@ -354,7 +357,9 @@ def main(argv: list[str] | None = None) -> None:
             net, orders = seq_setup(model, best_cfg, len(train), args.epochs, args.key_impl)
             seq_best_acc = accuracy(seq_train(net, best_cfg, train, orders), val)
             seq_s = seq_per_config * k
-            ensemble_s, ensemble_first_s = time_ensemble(train, k, args.epochs, compile)
+            ensemble_s, ensemble_first_s = (
+                (None, None) if args.no_ensemble else time_ensemble(train, k, args.epochs, compile)
+            )
             jax = None if args.no_jax else time_jax(train, val, cfgs, args.epochs, args.jax_conv)
             jax_s = None if jax is None else jax[0]
 
@@ -365,10 +370,11 @@ def main(argv: list[str] | None = None) -> None:
                 "K": k,
                 "epochs": args.epochs,
                 "key_impl": args.key_impl,
+                "engine": result.engine,
                 "device": f"cpu ({torch.get_num_threads()} threads)",
                 "regfn_s": round(regfn_s, 3),
                 "seq_s": round(seq_s, 3),
-                "ensemble_s": round(ensemble_s, 3),
+                "ensemble_s": None if ensemble_s is None else round(ensemble_s, 3),
                 "jax_s": None if jax_s is None else round(jax_s, 3),
                 "seq_vs_regfn": ratio(seq_s, regfn_s),
                 "regfn_vs_ensemble": ratio(regfn_s, ensemble_s),
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
                 "regfn_compile_s": round(regfn_compile_s, 2),
                 "regfn_second_call_compile_s": round(result.timings["compile_s"], 2),  # not in regfn_s
                 "regfn_compiled": result.settings["compile"],
-                "ensemble_first_epoch_s": round(ensemble_first_s, 2),
+                "ensemble_first_epoch_s": None if ensemble_first_s is None else round(ensemble_first_s, 2),
                 "jax_compile_s": None if jax is None else round(jax[1] - jax_s, 2),
                 "seq_per_config_s": round(seq_per_config, 4),
                 "best": best_cfg,

@@ -113,6 +113,7 @@ def test_settings_say_how_the_sweep_ran(monkeypatch):
         "loss": "bce_logits",
         "loss_from_task": True,
         "key_impl": "threefry2x32",
+        "engine": "vmap",
         "keep": "all",
     }
     fixed = regfn.sweep(model, data, [{}] * 5, epochs=3, quiet=True, compile=False, threads=2)

@@ -1,10 +1,11 @@
-"""What ``compile="auto"`` and ``threads="auto"`` choose: a pure function of the workload.
+"""What ``engine="auto"``, ``compile="auto"`` and ``threads="auto"`` choose: a pure function of the workload.
 
-A sweep's bits depend on whether its step is compiled (compiled and eager
-steps round differently in the last bits) and, for some models, on the CPU
-thread count (parallel reductions split their sums by thread). So the
-automatic choices are made from the workload alone, :class:`Workload`: the
-device type, the parameter count, the rows per step and steps per epoch,
+A sweep's bits depend on its engine and on whether its step is compiled
+(a vmapped and a plain matmul, a compiled and an eager step, round
+differently in the last bits) and, for some models, on the CPU thread count
+(parallel reductions split their sums by thread). So the automatic choices
+are made from the workload alone, :class:`Workload`: the device type, the
+parameter count and layer widths, the rows per step and steps per epoch,
 the configurations, the epochs, the model's kind and the torch version. They
 never time anything, never read the machine's load, and never remember what
 the process compiled before: the same command with the same seeds on the
@@ -21,56 +22,83 @@ The rule (:func:`decide`):
   it is a fixed number, not a measured one; one thread is also the fastest
   setting for regfn's small models on a busy machine (docs/benchmarks/). Pass ``threads=N`` for
   more; it is recorded and reused by ``regfn.verify`` like every choice.
-* ``compile="auto"`` is ``True`` off the CPU (CUDA: the compiled step with
-  CUDA graphs is the fast path). On CPU it compiles when the estimated
-  eager run is longer than the estimated compiled run plus a cold compile:
-  ``epochs x steps x (eager - compiled seconds per step) > cold compile
-  seconds``, with per-step seconds ``a + b x configs x rows per step x
-  parameters`` for the model's kind. The constants were measured with
-  ``benchmarks/auto_compile.py`` on one pinned core of a 2-core AMD EPYC,
-  torch 2.13.0+cpu (docs/benchmarks/, "What compile='auto' decides from"):
+* Off the CPU, ``engine="auto"`` is the vmap engine and ``compile="auto"``
+  is ``True`` (CUDA: the compiled step with CUDA graphs is the fast path).
+* On CPU, of the runs the caller's ``engine`` and ``compile`` allow (the
+  vmap engine eager, the vmap engine compiled, the sequential engine eager),
+  the one of least estimated time: per step ``a + rows x (b x parameters +
+  c x width)`` seconds (``rows``: every configuration's rows of a step for
+  the vmap engine; one configuration's for the sequential engine, which
+  steps each in turn), a compiled run adding a cold compile. A compiled
+  sequential sweep is not estimated: it runs when asked for. The constants
+  of each model kind (:data:`COSTS`; ``width``: the model's 1-D parameter
+  sizes added up, an MLP's activations per row) were fitted to eager,
+  compiled and sequential epochs of six workloads timed side by side with
+  ``benchmarks/auto_compile.py`` on one pinned core of an idle 2-core AMD
+  EPYC, torch 2.13.0+cpu, and to cold compiles on the same core
+  (docs/benchmarks/, "What compile='auto' decides from"):
 
-  ====================  =========  ==============  ==========  ==============  ============
-  model kind            eager a s  eager b s/unit  compiled a  compiled b      cold compile
-  ====================  =========  ==============  ==========  ==============  ============
-  ``regfn.mlp``         0.028      6.7e-9          0.0028      1.85e-9         120 s
-  anything else (CNN)   0.05       8.3e-8          0.005       3.2e-8          300 s
-  ====================  =========  ==============  ==========  ==============  ============
+  ===========  =========================  ==========================  ========================  =======
+  model kind   vmap eager (a, b, c)       vmap compiled (a, b, c)     sequential (a, b, c)      compile
+  ===========  =========================  ==========================  ========================  =======
+  ``mlp``      4.6e-3, 2.3e-10, 4.4e-8    3.8e-4, 5.9e-11, 8.1e-9     (not a candidate)         90 s
+  ``conv``     4.6e-3, 2.8e-8, 0          3.8e-4, 8.0e-9, 0           2.1e-3, 1.8e-8, 0         125 s
+  ``module``   4.6e-3, 1.56e-9, 0         3.8e-4, 2.5e-10, 0          (not a candidate)         125 s
+  ===========  =========================  ==========================  ========================  =======
 
-  The per-step costs come from eager and compiled epochs timed side by side
-  (load 7-9 on the shared machine); the cold compiles from the same pinned
-  core (the tutorial's MLP: 338 s under that load, 44-56 s idle; the digits
-  CNN: 123.5 s idle), set between the two. For the command's default sweep
-  (24 configurations of a 2-6-4-1 MLP on 320 rows) that compiles from about
-  4,400 epochs on; for the tutorial's (64 configurations of 8-6-4-1 on 768
-  rows) from about 2,600; for 65,536 of the tutorial's from 6 epochs.
+  What it decides: the command's default sweep (24 configurations of a
+  2-6-4-1 MLP on 320 rows) compiles from about 12,300 epochs on, the
+  tutorial's (64 configurations of 8-6-4-1 on 768 rows) from about 3,700,
+  65,536 of the tutorial's from 5; 64 configurations of the digits CNN
+  (benchmarks/sweep_cnn.py, 22 steps an epoch) run on the sequential engine
+  up to 10 epochs and compile from 11. The sequential engine is a candidate
+  for convolutional models only: for the MLPs measured (regfn.mlp and an
+  ``nn.Module`` MLP) the vmap engine was faster at their sizes, and its
+  fixed cost per step would only make the sequential engine win for a
+  handful of configurations, whose rows would then differ in the last bits
+  from the same configurations swept among others.
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
-    ...              epochs=300, torch_version="2.13.0", model_kind="mlp")
-    >>> decide(w, "auto", "auto")
-    (False, 1)
-    >>> decide(w._replace(epochs=5000), "auto", "auto")
-    (True, 1)
-    >>> decide(w._replace(device_type="cuda"), "auto", "auto")
-    (True, None)
+    ...              epochs=300, torch_version="2.13.0", model_kind="mlp", width=11)
+    >>> decide(w, "auto", "auto", "auto")
+    Choice(engine='vmap', compile=False, threads=1)
+    >>> decide(w._replace(epochs=20_000), "auto", "auto", "auto").compile
+    True
+    >>> decide(w._replace(model_kind="conv", n_params=9930, width=58, epochs=2), "auto", "auto", "auto").engine
+    'sequential'
+    >>> decide(w._replace(device_type="cuda"), "auto", "auto", "auto")
+    Choice(engine='vmap', compile=True, threads=None)
     >>> decide(w, True, 2)
-    (True, 2)
+    Choice(engine='vmap', compile=True, threads=2)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+from torch import Tensor
 
 from ..nn._mlp import settings_of
-from ..random import key as make_key
 
 if TYPE_CHECKING:
     from ._engine import Job
 
-__all__ = ["COSTS", "Costs", "Workload", "decide", "estimate", "workload_of"]
+__all__ = [
+    "COSTS",
+    "Choice",
+    "Costs",
+    "Estimate",
+    "Rate",
+    "Workload",
+    "decide",
+    "estimate",
+    "model_kind",
+    "workload_of",
+]
 
 
 class Workload(NamedTuple):
@@ -84,8 +112,10 @@ class Workload(NamedTuple):
         configs: configurations trained (times the folds, under cross-validation).
         epochs: passes over the data.
         torch_version: ``torch.__version__`` (the costs were measured on one; recorded with the choice).
-        model_kind: ``"mlp"`` (:func:`regfn.mlp`) or ``"module"`` (anything else, e.g. a
-            :func:`regfn.from_module` CNN).
+        model_kind: ``"mlp"`` (:func:`regfn.mlp`), ``"conv"`` (a model with a parameter of 3 or more
+            dimensions, a convolution's weight) or ``"module"`` (anything else); see :func:`model_kind`.
+        width: the sizes of the model's 1-D parameters added up (an MLP's layer widths: the
+            activations, and dropout masks, per row).
     """
 
     device_type: str
@@ -96,11 +126,20 @@ class Workload(NamedTuple):
     epochs: int
     torch_version: str
     model_kind: str
+    width: int
 
 
-def workload_of(job: Job, configs: int) -> Workload:
-    """The :class:`Workload` of a sweep's ``job`` over ``configs`` configurations (times the folds)."""
-    params = job.spec.model.init(make_key(0))
+def model_kind(model: Any, params: Mapping[str, Tensor]) -> str:
+    """``"mlp"`` (:func:`regfn.mlp`), ``"conv"`` (a parameter of 3 or more dimensions: a convolution's
+    weight) or ``"module"`` (anything else): which row of :data:`COSTS` a model's steps cost."""
+    if settings_of(model) is not None:
+        return "mlp"
+    return "conv" if any(p.ndim >= 3 for p in params.values()) else "module"
+
+
+def workload_of(job: Job, configs: int, params: Mapping[str, Tensor]) -> Workload:
+    """The :class:`Workload` of a sweep's ``job`` over ``configs`` configurations (times the folds);
+    ``params``: one configuration's parameters."""
     rows = job.batch_size or job.n_train
     return Workload(
         device_type=job.device.type,
@@ -110,44 +149,86 @@ def workload_of(job: Job, configs: int) -> Workload:
         configs=configs,
         epochs=job.epochs,
         torch_version=torch.__version__,
-        model_kind="mlp" if settings_of(job.spec.model) is not None else "module",
+        model_kind=model_kind(job.spec.model, params),
+        width=sum(int(p.numel()) for p in params.values() if p.ndim == 1),
     )
 
 
-class Costs(NamedTuple):
-    """Seconds per step ``a + b x configs x rows x parameters``, eager and compiled, and a cold compile's seconds."""
+class Rate(NamedTuple):
+    """Seconds per step: ``a + rows x (b x parameters + c x width)``, ``rows`` the rows one call steps on."""
 
-    eager_a: float
-    eager_b: float
-    compiled_a: float
-    compiled_b: float
+    a: float
+    b: float
+    c: float
+
+    def seconds(self, rows: int, w: Workload) -> float:
+        return self.a + rows * (self.b * w.n_params + self.c * w.width)
+
+
+class Costs(NamedTuple):
+    """A model kind's costs on one CPU core: the vmap engine's step, eager and compiled (``rows``: every
+    configuration's), the sequential engine's step of one configuration (eager), and a cold compile."""
+
+    eager: Rate
+    compiled: Rate
+    sequential: Rate | None  # None: the sequential engine is not a candidate for the kind
     cold_compile: float
 
 
 COSTS = {
-    "mlp": Costs(0.028, 6.7e-9, 0.0028, 1.85e-9, 120.0),
-    "module": Costs(0.05, 8.3e-8, 0.005, 3.2e-8, 300.0),
+    "mlp": Costs(Rate(4.6e-3, 2.3e-10, 4.4e-8), Rate(3.8e-4, 5.9e-11, 8.1e-9), None, 90.0),
+    "conv": Costs(Rate(4.6e-3, 2.8e-8, 0.0), Rate(3.8e-4, 8.0e-9, 0.0), Rate(2.1e-3, 1.8e-8, 0.0), 125.0),
+    "module": Costs(Rate(4.6e-3, 1.56e-9, 0.0), Rate(3.8e-4, 2.5e-10, 0.0), None, 125.0),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 
 
-def estimate(w: Workload) -> tuple[float, float]:
-    """Estimated seconds of the whole CPU run ``(eager, compiled)``, the compiled one with a cold compile."""
-    c = COSTS["mlp" if w.model_kind == "mlp" else "module"]
-    unit = w.configs * w.rows_per_step * w.n_params
+class Estimate(NamedTuple):
+    """Estimated seconds of a whole CPU run: the vmap engine eager, compiled (a cold compile included),
+    and the sequential engine (eager)."""
+
+    eager: float
+    compiled: float
+    sequential: float
+
+
+def estimate(w: Workload) -> Estimate:
+    """The :class:`Estimate` of ``w`` from :data:`COSTS`."""
+    c = COSTS[w.model_kind]
     steps = w.epochs * w.steps_per_epoch
-    return steps * (c.eager_a + c.eager_b * unit), steps * (c.compiled_a + c.compiled_b * unit) + c.cold_compile
+    every = w.configs * w.rows_per_step
+    return Estimate(
+        eager=steps * c.eager.seconds(every, w),
+        compiled=steps * c.compiled.seconds(every, w) + c.cold_compile,
+        sequential=math.inf if c.sequential is None else steps * w.configs * c.sequential.seconds(w.rows_per_step, w),
+    )
 
 
-def decide(w: Workload, compile: bool | str, threads: int | str | None) -> tuple[bool, int | None]:
-    """``(compile, threads)``: the caller's choices, or the rule's for ``"auto"`` (see the module's docstring).
+class Choice(NamedTuple):
+    """What a sweep runs: its engine, whether it compiles, and its CPU threads (``None``: torch's)."""
+
+    engine: str
+    compile: bool
+    threads: int | None
+
+
+def decide(w: Workload, compile: bool | str, threads: int | str | None, engine: str = "vmap") -> Choice:
+    """The caller's choices, or the rule's for ``"auto"`` (see the module's docstring).
 
     ``threads`` is ``None`` off the CPU (torch's setting is left alone there) or when the caller passed ``None``.
     """
     if w.device_type != "cpu":
-        return (True if compile == "auto" else bool(compile)), None
+        return Choice("vmap" if engine == "auto" else engine, True if compile == "auto" else bool(compile), None)
     n_threads = 1 if threads == "auto" else threads if isinstance(threads, int) else None
-    if compile == "auto":
-        eager, compiled = estimate(w)
-        compile = compiled < eager
-    return bool(compile), n_threads
+    guess = estimate(w)
+    candidates = {  # (engine, compile) -> estimated seconds; the first of equals wins
+        ("vmap", False): guess.eager,
+        ("vmap", True): guess.compiled,
+        ("sequential", False): guess.sequential,
+        ("sequential", True): math.inf,  # not calibrated: only when asked for
+    }
+    allowed = [(e, c) for (e, c) in candidates if engine in ("auto", e) and compile in ("auto", c)]
+    if not allowed:  # another engine (triton) with compile="auto": compiled where it pays for the vmap engine
+        return Choice(engine, guess.compiled < guess.eager if compile == "auto" else bool(compile), n_threads)
+    chosen = min(allowed, key=lambda ec: candidates[ec])
+    return Choice(chosen[0], chosen[1], n_threads)

@@ -81,7 +81,7 @@ def sweep(
     compile: bool | str = "auto",
     cuda_graphs: bool = True,
     threads: int | str | None = "auto",
-    engine: str = "vmap",
+    engine: str = "auto",
     quiet: bool = False,
     hparams: Mapping[str, Any] | None = None,
     schedule: Schedule | Strategy | None = None,
@@ -169,8 +169,16 @@ def sweep(
             thread count may change bits, so it is fixed, not measured; one thread is also the fastest for small
             models on a busy machine, docs/benchmarks/).
             ``result.settings["threads"]`` says which.
-        engine: ``"vmap"`` (any model, loss and optimizer: the step vmapped
-            over configurations and compiled) or ``"triton"`` (CUDA only: one
+        engine: ``"auto"`` (the default: on CUDA ``"vmap"``; on CPU the
+            engine, and with ``compile="auto"`` the compile setting, of the
+            least estimated time, from the workload alone, see ``compile``;
+            ``result.settings["engine"]`` says which), ``"vmap"`` (any model,
+            loss and optimizer: the step vmapped over configurations and
+            compiled), ``"sequential"`` (any model, loss and optimizer: one
+            configuration after another, each step unbatched, so the memory
+            of one configuration's activations at a time; faster than
+            ``"vmap"`` on a CPU for convolutional models; rows equal
+            ``"vmap"``'s to float tolerance and never depend on the chunk) or ``"triton"`` (CUDA only: one
             fused Triton kernel trains each configuration of the tutorial's
             kind of model, everything in registers, one launch per stretch of
             epochs between log points; needs ``pip install triton``). The
@@ -311,8 +319,8 @@ def sweep(
         check_int(threads, "threads", "regfn.sweep", low=1)
     if compile not in (True, False, "auto"):
         raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if engine != "auto" and engine not in ENGINES:
+        raise ValueError(f"regfn.sweep: engine must be 'auto' or one of {list(ENGINES)}, got {engine!r}")
     one_row = model.init(make_key(0))  # one row's parameters: what the memory estimates and keep= count
     limit = limit_of(chunk_size, one_row, batch_size or n_train, data, device)
     kept = kept_configs(keep, one_row, len(rows), n_folds)
@@ -335,7 +343,7 @@ def sweep(
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
     job = replace(job, stops=strategy.stops, copies=strategy.copies)
-    problems = ENGINES[engine].problems(job)
+    problems = ENGINES[engine].problems(job) if engine != "auto" else []  # "auto" picks an engine that runs all
     if problems:
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
     hp_all = hyper_tensors(rows, data.x.dtype, device)
@@ -345,17 +353,21 @@ def sweep(
     k = len(rows) * n_folds
     with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
         # The automatic choices: a pure function of the workload (regfn._sweep._auto), never a timing.
-        compiled, n_threads = _auto.decide(_auto.workload_of(job, k), compile, threads)
-        limit, compiled = _distributed.agree(world, limit, compiled)  # every rank: one chunk size, one program
+        choice = _auto.decide(_auto.workload_of(job, k, one_row), compile, threads, engine)
+        n_threads = choice.threads
+        limit, compiled = _distributed.agree(world, limit, choice.compile)  # every rank: one chunk size, one program
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
         # sweeps of other sizes reuse it (automatic chunks only; an explicit size is the caller's).
         fixed = isinstance(chunk_size, int)
-        plan = Plan(limit, compiled and not fixed, fixed, chunk_size == "auto" and not world.distributed, world.size)
         if stored is not None:  # a resume: "auto" takes what the checkpoint was written with
-            plan.limit = stored.get("chunk_size", plan.size(k)) if chunk_size == "auto" else plan.limit
             compiled = stored.get("compile", compiled) if compile == "auto" else compiled
             job = replace(job, compile=compiled)
+        engine = stored.get("engine", choice.engine) if stored is not None and engine == "auto" else choice.engine
+        pads = compiled and ENGINES[engine].batched and not fixed
+        plan = Plan(limit, pads, fixed, chunk_size == "auto" and not world.distributed, world.size)
+        if stored is not None:
+            plan.limit = stored.get("chunk_size", plan.size(k)) if chunk_size == "auto" else plan.limit
         ran: dict[str, Any] = {"optimizer": optimizer, "epochs": epochs, "batch_size": batch_size}
         ran.update({"log_every": log_every, "chunk_size": plan.size(k), "compile": compiled, "engine": engine})
         ran["key_impl"] = key_impl
@@ -411,6 +423,7 @@ def sweep(
         "loss": loss.name or "custom",
         "loss_from_task": not loss_given,
         "key_impl": key_impl,
+        "engine": result.engine,
         "keep": "all" if kept is None else kept,
     }
     table = tabulate(result.outputs, result.record, quiet)

@@ -205,6 +205,8 @@ class Engine(abc.ABC):
 
     name: ClassVar[str]
     runs: ClassVar[Runs] = Runs()
+    batched: ClassVar[bool] = True
+    """Whether its compiled program depends on the chunk size (then automatic chunks are padded to a few sizes)."""
 
     def __init__(self, job: Job):
         self.job = job

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ._engine import Engine
+from ._sequential import SequentialEngine
 from ._triton import TritonEngine
 from ._vmap import VmapEngine
 
@@ -13,5 +14,6 @@ __all__ = ["ENGINES"]
 ENGINES: Mapping[str, type[Engine]] = {
     VmapEngine.name: VmapEngine,
     TritonEngine.name: TritonEngine,
+    SequentialEngine.name: SequentialEngine,
 }
 """The engines a sweep can run, by name."""

@@ -32,6 +32,7 @@ from ..random import key as make_key
 
 __all__ = [
     "PENALTIES",
+    "OneConfig",
     "Program",
     "Spec",
     "build_optimizer",
@@ -178,6 +179,9 @@ class Program:
         order: every configuration's mini-batch order of an epoch.
         eval: every configuration's metrics on ``(x, y)``.
         eval_rows: every configuration's metrics on its own rows ``idx[k]`` of ``(x, y)``.
+        one: the same functions for one configuration, not vmapped (:class:`OneConfig`; the
+            sequential engine's). ``torch.compile`` wraps lazily, so an engine compiles only
+            what it calls.
     """
 
     def __init__(self, spec: Spec, compiled: bool):
@@ -192,6 +196,17 @@ class Program:
         self.order = wrap(vmap(order, in_dims=(0, None, None, None)))
         self.eval = wrap(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
         self.eval_rows = wrap(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0)))
+        self.one = OneConfig(spec, wrap)
+
+
+class OneConfig:
+    """:class:`Program`'s step and evaluation for one configuration at a time (``hp``: 0-d tensors)."""
+
+    def __init__(self, spec: Spec, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]):
+        self.step = wrap(functools.partial(step, spec))
+        self.step_batch = wrap(functools.partial(step_batch, spec))
+        self.eval = wrap(functools.partial(evaluate_config, spec))
+        self.eval_rows = wrap(functools.partial(evaluate_rows, spec))
 
 
 @functools.lru_cache(maxsize=16)

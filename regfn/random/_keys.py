@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from . import _philox, _threefry
+from . import _host, _philox, _threefry
 from ._validate import (
     INT64_RANGE,
     MASK32,
@@ -128,8 +128,17 @@ def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
                 f"regfn.random.fold_in: data must be a scalar (0-d tensor), got shape {tuple(data.shape)}; "
                 "use torch.func.vmap to fold in a batch"
             )
+        if _host.readable(k, data):
+            return _fold_in_host(k, int(data))
         d = _threefry._wrap32(data.to(k.device))
     else:
         value = _check_int(data, "data", "fold_in", *UINT32_RANGE)
+        if _host.readable(k):
+            return _fold_in_host(k, value)
         d = _threefry._wrap32(torch.tensor(value, dtype=torch.int64, device=k.device))
     return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
+
+
+def _fold_in_host(k: Tensor, d: int) -> Tensor:
+    """:func:`fold_in` on Python integers (the same words; see :mod:`regfn.random._host`)."""
+    return _host.philox_fold_in(k, d) if k.shape[0] == 4 else _host.threefry_fold_in(k, d)

@@ -1,0 +1,127 @@
+"""The sequential engine: one configuration after another, each step unbatched.
+
+Where vmapping over configurations does not pay, a plain loop is faster:
+on a CPU a convolution vmapped over per-configuration weights becomes one
+grouped convolution, several times slower than the configurations'
+convolutions one by one (docs/benchmarks/, "CNN sweep on digits"). This
+engine runs the same per-configuration step as the vmap engine
+(:class:`~regfn._sweep._program.OneConfig`), without ``vmap``: every epoch,
+configuration after configuration, with the configuration's own keys,
+mini-batch order and hyperparameters (0-d tensors). Its state has the vmap
+engine's layout (one row per configuration), so checkpoints, schedules
+(stops and PBT copies), cross-validation and torch.distributed run
+unchanged; a row does not depend on the chunk it trains in or on the
+others, and equals the vmap engine's row to float tolerance (a vmapped
+matmul sums in another order than a plain one).
+
+``compile=True`` compiles the one-configuration step once, for every chunk
+size. ``engine="auto"`` picks this engine from the workload alone
+(:mod:`regfn._sweep._auto`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import vmap
+from torch.utils import _pytree
+
+from ._engine import ChunkState, EngineFailed, LogFn, Metrics, mark_nonfinite
+from ._program import order
+from ._vmap import VmapEngine
+
+__all__ = ["SequentialEngine"]
+
+_orders = vmap(order, in_dims=(0, None, None, None))  # integer work: the same bits compiled or not
+
+
+def _row(tree: Any, k: int) -> Any:
+    """Row ``k`` of every leaf of ``tree`` (views)."""
+    return _pytree.tree_map(lambda t: t[k], tree)
+
+
+def _stack(rows: list[Any]) -> Any:
+    """The rows' trees stacked leaf by leaf into one tree of ``(len(rows), ...)`` tensors."""
+    return _pytree.tree_map(lambda *leaves: torch.stack(leaves), rows[0], *rows[1:])
+
+
+class SequentialEngine(VmapEngine):
+    """Any model, loss and optimizer: one configuration after another (see the module docstring)."""
+
+    name = "sequential"
+    batched = False  # one compiled step serves every chunk size: no padding
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.use_graphs = False
+
+    def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Compile the one-configuration step (and order) on a throwaway run of the chunk's first row."""
+        first = {n: v[:1] for n, v in hp.items()}
+        try:
+            state = self.advance(self.start(first), first, 1, lambda *_: None, _NoBar())
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:
+            if not self.program.compiled:
+                raise
+            raise EngineFailed(
+                f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", self.eager()
+            ) from err
+        size = int(next(iter(hp.values())).shape[0])
+        return {n: p.expand(size, *p.shape[1:]) for n, p in self.params(state).items()}
+
+    def advance(self, state: ChunkState, hp: dict[str, Tensor], until: int, log: LogFn, bar: Any) -> ChunkState:
+        job, one = self.job, self.program.one
+        size = int(next(iter(hp.values())).shape[0])
+        rows = [_row(state.tree, k) for k in range(size)]
+        hps = [{n: v[k] for n, v in hp.items()} for k in range(size)]
+        train_rows = job.train_rows(hp)
+        n = job.n_train
+        n_batches = 1 if job.batch_size is None else n // job.batch_size
+        batch_ids = torch.arange(n_batches, device=job.device)
+        done, nonfinite = state.epoch, state.nonfinite
+        while done < until:
+            epoch_t = torch.tensor(done, dtype=torch.int64, device=job.device)
+            orders = None if job.batch_size is None else _orders(state.tree, epoch_t, n, job.batch_size)
+            values = []
+            for k in range(size):
+                own = None if train_rows is None else train_rows[k]
+                if orders is None and own is None:
+                    rows[k], value = one.step(rows[k], hps[k], job.data.x, job.data.y, epoch_t, batch_ids[0])
+                elif orders is None:
+                    rows[k], value = one.step_batch(rows[k], hps[k], job.data.x, job.data.y, own, epoch_t, batch_ids[0])
+                else:
+                    for b in range(n_batches):
+                        idx = orders[k, b] if own is None else own[orders[k, b]]
+                        rows[k], value = one.step_batch(
+                            rows[k], hps[k], job.data.x, job.data.y, idx, epoch_t, batch_ids[b]
+                        )
+                values.append(value)
+            done += 1
+            objective = torch.stack(values)
+            nonfinite = mark_nonfinite(nonfinite, objective, done)
+            bar.update(1)
+            if self.is_log_point(done):
+                log(done, objective, _stack([r["params"] for r in rows]))
+        return ChunkState(_stack(rows), done, nonfinite)
+
+    def _metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Any, rows: Tensor | None) -> Metrics:
+        one, size = self.program.one, int(next(iter(hp.values())).shape[0])
+        out = []
+        for k in range(size):
+            p_k, hp_k = _row(params, k), {n: v[k] for n, v in hp.items()}
+            if rows is None:
+                out.append(one.eval(p_k, hp_k, data.x, data.y))
+            else:
+                out.append(one.eval_rows(p_k, hp_k, data.x, data.y, rows[k]))
+        return Metrics.of(_stack(out))
+
+
+class _NoBar:
+    """A progress bar that shows nothing (the warm-up's)."""
+
+    def update(self, n: int) -> None:
+        del n
