@@ -36,7 +36,7 @@ The rule (:func:`decide`):
   compiled and sequential epochs of six workloads timed side by side with
   ``benchmarks/auto_compile.py`` on one pinned core of an idle 2-core AMD
   EPYC, torch 2.13.0+cpu, and to cold compiles on the same core
-  (docs/benchmarks/, "What compile='auto' decides from"):
+  (docs/benchmarks/sweep.md, "What the automatic choices decide from"):
 
   ===========  =========================  ==========================  ========================  =======
   model kind   vmap eager (a, b, c)       vmap compiled (a, b, c)     sequential (a, b, c)      compile

@@ -156,9 +156,9 @@ def sweep(
             decides from the workload alone, never from a timing or the
             machine's load (:mod:`regfn._sweep._auto`): always on CUDA; on
             CPU when the estimated eager run outlasts the compiled run plus a
-            cold compile (counted as 120 s for an MLP, 300 s for other
+            cold compile (counted as 90 s for an MLP, 125 s for other
             models; the costs were measured once, see docs/benchmarks/): for
-            the command's default MLP sweep from about 4,400 epochs on. Compiled and eager
+            the command's default MLP sweep from about 12,300 epochs on. Compiled and eager
             numbers agree to float tolerance, not bit for bit;
             ``result.settings["compile"]`` says what ran, and the same call
             makes the same choice on the same torch version and device type.

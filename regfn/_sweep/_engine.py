@@ -210,7 +210,8 @@ class Engine(abc.ABC):
 
     def __init__(self, job: Job):
         self.job = job
-        self.program: Program = program(job.spec, self.compiles_program)
+        compiled = self.compiles_program
+        self.program: Program = program(job.spec, compiled, compiled and job.device.type == "cpu")
 
     @property
     def compiles_program(self) -> bool:

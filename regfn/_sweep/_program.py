@@ -182,34 +182,51 @@ class Program:
         one: the same functions for one configuration, not vmapped (:class:`OneConfig`; the
             sequential engine's). ``torch.compile`` wraps lazily, so an engine compiles only
             what it calls.
+
+    With ``only_steps`` (a compiled sweep on a CPU) only the steps are compiled: the
+    mini-batch orders (once an epoch) and the evaluations (at log points) run eagerly,
+    since compiling them costs more than they save there (for issue #22's digits MLP:
+    about 27 s of an 86 s cold compile, docs/benchmarks/sweep.md). On CUDA everything
+    compiles (the orders run inside captured CUDA graphs).
     """
 
-    def __init__(self, spec: Spec, compiled: bool):
+    def __init__(self, spec: Spec, compiled: bool, only_steps: bool = False):
         self.spec = spec
         self.compiled = compiled
         # dynamic=False: one static program per data shape (train and validation
         # evaluations differ in rows), instead of a slower symbolic recompilation.
-        wrap = functools.partial(torch.compile, dynamic=False) if compiled else (lambda f: f)
+        wrap = functools.partial(torch.compile, dynamic=False) if compiled else _as_is
+        rest = _as_is if only_steps else wrap
         self.init = vmap(functools.partial(init_state, spec))
         self.step = wrap(vmap(functools.partial(step, spec), in_dims=(0, 0, None, None, None, None)))
         self.step_batch = wrap(vmap(functools.partial(step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))
-        self.order = wrap(vmap(order, in_dims=(0, None, None, None)))
-        self.eval = wrap(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
-        self.eval_rows = wrap(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0)))
-        self.one = OneConfig(spec, wrap)
+        self.order = rest(vmap(order, in_dims=(0, None, None, None)))
+        self.eval = rest(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
+        self.eval_rows = rest(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0)))
+        self.one = OneConfig(spec, wrap, rest)
+
+
+def _as_is(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Not compiled."""
+    return fn
 
 
 class OneConfig:
-    """:class:`Program`'s step and evaluation for one configuration at a time (``hp``: 0-d tensors)."""
+    """:class:`Program`'s step and evaluation for one configuration at a time (``hp``: 0-d tensors);
+    ``wrap`` compiles the steps, ``rest`` the evaluations."""
 
-    def __init__(self, spec: Spec, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]):
+    def __init__(self, spec: Spec, wrap: Callable[..., Any], rest: Callable[..., Any]):
         self.step = wrap(functools.partial(step, spec))
         self.step_batch = wrap(functools.partial(step_batch, spec))
-        self.eval = wrap(functools.partial(evaluate_config, spec))
-        self.eval_rows = wrap(functools.partial(evaluate_rows, spec))
+        self.eval = rest(functools.partial(evaluate_config, spec))
+        self.eval_rows = rest(functools.partial(evaluate_rows, spec))
+
+
+def program(spec: Spec, compiled: bool, only_steps: bool = False) -> Program:
+    """The program of ``spec``, cached so that chunks and repeated calls reuse one compiled program."""
+    return _cached_program(spec, compiled, only_steps)
 
 
 @functools.lru_cache(maxsize=16)
-def program(spec: Spec, compiled: bool) -> Program:
-    """The program of ``spec``, cached so that chunks and repeated calls reuse one compiled program."""
-    return Program(spec, compiled)
+def _cached_program(spec: Spec, compiled: bool, only_steps: bool) -> Program:
+    return Program(spec, compiled, only_steps)
