@@ -136,6 +136,7 @@ def _provenance(prov: Mapping[str, Any], n_rows: int, curve_epochs: list[int]) -
             _scalar(value, f"provenance.configurations[{i}].{name}")
     for field in ("spec", "versions", "arguments"):
         _kind(prov.get(field), dict, f"provenance.{field}", "a dict")
+    _kind(prov["spec"].get("model"), dict, "provenance.spec.model", "a dict (the model's description)")
     _device(prov.get("device"))
     for field in ("data_sha256", "val_sha256"):
         value = prov.get(field)

@@ -52,7 +52,7 @@ SCHEDULED = ("halving", "hyperband", "pbt", "halving_cv")
 
 
 def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
-    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2), ``minibatch``, ``cv``, ``auto``,
+    """The sweeps the tests compare: ``mlp`` (full batch, K=7, chunks of 2), ``minibatch``, ``sequential``, ``cv``, ``auto``,
     and the schedules of :data:`SCHEDULED`."""
     data = regfn.data.quadrants(regfn.random.key(0), 64)
     model = regfn.nn.mlp((2, 4, 1), output="logits")
@@ -64,6 +64,9 @@ def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
     elif case == "minibatch":  # shuffled mini-batches, Adam, philox keys; 5 chunks of 1: rank 0 runs three
         configs = regfn.grid(l1=[0.0, 1e-3, 1e-2], p=[0.1, 0.3], seed=[3], lr=[1e-2])[:5]
         settings = {"epochs": 2, "chunk_size": 1, "batch_size": 16, "optimizer": "adam", "key_impl": "philox4x32"}
+    elif case == "sequential":  # the sequential engine, mini-batches, Adam; 5 configurations in chunks of 2
+        configs = regfn.grid(l2=[0.0, 1e-2, 1e-1], p=[0.1, 0.3], seed=[8])[:5]
+        settings = {"epochs": 2, "chunk_size": 2, "batch_size": 16, "optimizer": "adam", "engine": "sequential"}
     elif case == "cv":  # 3 configurations x 3 folds = 9 rows in chunks of 2: a configuration's folds split across ranks
         configs = regfn.grid(l2=[0.0, 1e-2, 1e-1], p=[0.2], seed=[4])
         settings = {"epochs": 2, "chunk_size": 2, "cv": 3}

@@ -81,7 +81,8 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
     # minibatch: shuffled mini-batches and philox keys, 5 chunks of 1 (rank 0 runs three), gathered on every rank.
     # auto: automatic chunks hold one rank's share (4 of 7), where one process runs all 7 at once.
     # cv: 3 configurations x 3 folds, 9 rows in chunks of 2: the fold statistics gather across ranks.
-    runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto", "cv"])
+    # sequential: the sequential engine, 5 configurations in chunks of 2.
+    runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto", "cv", "sequential"])
     for rank, run in enumerate(runs):
         assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [
@@ -90,13 +91,15 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         "minibatch.rank0.json",
         "minibatch.rank1.json",
         "mlp.rank0.json",  # gather="rank0": rank 1 returned None
+        "sequential.rank0.json",
     ]
-    for case in ("mlp", "minibatch", "cv", "auto"):  # auto last: its settings are checked below
+    for case in ("mlp", "minibatch", "cv", "sequential", "auto"):  # auto last: its settings are checked below
         single = dist_worker.sweep_case(case)
         assert single is not None
         assert single.settings["world_size"] == 1
         expected = _compared(single)
         assert len(expected["rows"]) in (3, 5, 7)
+        assert single.settings["engine"] == ("sequential" if case == "sequential" else "vmap")
         assert _written(tmp_path / f"{case}.rank0.json") == expected  # floats round-trip exactly in JSON
         single.to_csv(tmp_path / f"{case}.single.csv")  # the same columns in the same order: the same bytes
         assert (tmp_path / f"{case}.rank0.csv").read_bytes() == (tmp_path / f"{case}.single.csv").read_bytes()
@@ -111,6 +114,7 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
         "loss": "bce_logits",
         "loss_from_task": False,  # dist_worker passes its loss
         "key_impl": "threefry2x32",
+        "engine": "vmap",
         "keep": "all",
     }
     assert (settings["auto"]["chunk_size"], single.settings["chunk_size"]) == (4, 7)

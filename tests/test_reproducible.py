@@ -34,44 +34,32 @@ WORKLOADS = st.builds(
 )
 
 
-@given(WORKLOADS, st.sampled_from(["auto", "vmap", "sequential"]))
-def test_auto_is_a_function_of_the_workload_alone_and_monotone(w, engine):
-    choice = decide(w, "auto", "auto", engine)
-    assert choice == decide(w, "auto", "auto", engine)
+@given(WORKLOADS)
+def test_auto_is_a_function_of_the_workload_alone_and_monotone(w):
+    choice = decide(w, "auto", "auto")
+    assert choice == decide(w, "auto", "auto")
     if w.device_type == "cpu":
         assert choice.threads == 1
         guess = estimate(w)
-        if engine == "auto":  # the least estimated time
-            assert choice[:2] == min(
-                [("vmap", False), ("vmap", True), ("sequential", False)],
-                key=lambda ec: {("vmap", False): guess.eager, ("vmap", True): guess.compiled}.get(ec, guess.sequential),
-            )
-        elif engine == "vmap":
-            assert choice == ("vmap", guess.compiled < guess.eager, 1)
-        else:
-            assert choice == ("sequential", False, 1)  # a compiled sequential sweep is not calibrated: asked for only
+        assert choice.compile == (guess.compiled < guess.eager)
         if choice.compile:  # more work never turns compiling off
-            assert decide(w._replace(epochs=2 * w.epochs), "auto", "auto", engine).compile
+            assert decide(w._replace(epochs=2 * w.epochs), "auto", "auto").compile
+            assert decide(w._replace(configs=2 * w.configs), "auto", "auto").compile
     else:
-        assert choice == ("vmap" if engine == "auto" else engine, True, None)
-    assert decide(w, False, 3, engine).compile is False
-    assert decide(w, False, 3, engine).threads == (3 if w.device_type == "cpu" else None)
+        assert choice == (True, None)
+    assert decide(w, False, 3) == (False, 3 if w.device_type == "cpu" else None)
 
 
 def test_the_calibrated_rule_on_the_commands_workloads():
     default = Workload("cpu", 51, 320, 1, 24, 300, "2.13.0", "mlp", 11)  # `regfn sweep` as installed
-    assert decide(default, "auto", "auto", "auto") == ("vmap", False, 1)
-    assert decide(default._replace(epochs=100_000), "auto", "auto", "auto") == ("vmap", True, 1)
+    assert decide(default, "auto", "auto") == (False, 1)
+    assert decide(default._replace(epochs=100_000), "auto", "auto") == (True, 1)
     big = Workload("cpu", 87, 768, 1, 65_536, 20, "2.13.0", "mlp", 11)  # the tutorial's model, 65,536 configs
-    assert decide(big, "auto", "auto") == ("vmap", True, 1)
-    assert decide(big._replace(epochs=3), "auto", "auto") == ("vmap", False, 1)  # 3 epochs: not worth a cold compile
-    tutorial = Workload("cpu", 87, 768, 1, 64, 200, "2.13.0", "mlp", 11)
-    assert decide(tutorial, "auto", "auto", "auto").engine == "vmap"
+    assert decide(big, "auto", "auto") == (True, 1)
+    assert decide(big._replace(epochs=2), "auto", "auto") == (False, 1)  # 2 epochs: not worth a cold compile
     cnn = Workload("cpu", 9930, 64, 22, 64, 10, "2.13.0", "conv", 58)  # benchmarks/sweep_cnn.py's CNN, batch 64
-    assert decide(cnn, "auto", "auto", "auto") == ("sequential", False, 1)
-    assert decide(cnn._replace(epochs=20), "auto", "auto", "auto") == ("vmap", True, 1)  # a compile pays by now
-    assert decide(cnn._replace(epochs=1, configs=4), "auto", "auto", "auto") == ("sequential", False, 1)
-    assert decide(cnn._replace(epochs=1, configs=4), "auto", "auto", "vmap") == ("vmap", False, 1)
+    assert decide(cnn, "auto", "auto") == (True, 1)
+    assert decide(cnn._replace(epochs=1, configs=4), "auto", "auto") == (False, 1)
     assert set(COSTS) == {"mlp", "conv", "module"}
 
 

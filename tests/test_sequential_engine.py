@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 
 import pytest
 import torch
@@ -200,3 +201,47 @@ def test_compiled_equals_eager_to_float_tolerance(quadrants):
     compiled = regfn.sweep(MLP, train, MLP_CONFIGS[:3], **{**kw, "compile": True})
     assert compiled.settings["compile"] is True
     assert_close(compiled, eager, tol=1e-4)
+
+
+def test_the_command_runs_the_sequential_engine(capsys, tmp_path):
+    from regfn.cli import main
+
+    argv = ["sweep", "--n", "64", "--epochs", "3", "--seeds", "2", "--p", "0,0.5", "--no-plots", "--out"]
+    assert main([*argv, str(tmp_path / "seq"), "--engine", "sequential"]) == 0
+    assert "ran: sequential engine" in capsys.readouterr().out
+    assert main([*argv, str(tmp_path / "vmap"), "--engine", "vmap"]) == 0
+    assert "ran: vmap engine" in capsys.readouterr().out
+    seq = json.loads((tmp_path / "seq" / "results.json").read_text())
+    vmapped = json.loads((tmp_path / "vmap" / "results.json").read_text())
+    assert seq["settings"]["engine"] == "sequential"
+    for a, b in zip(seq["rows"], vmapped["rows"], strict=True):
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-6)
+
+
+class Gated(torch.nn.Module):
+    """A model with data-dependent Python control flow: vmap cannot batch it, the sequential engine runs it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(2, 8)
+        self.out = torch.nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.hidden(x))
+        if h.mean().item() > 10.0:  # a Python branch on a value
+            h = h / 10.0
+        return self.out(h).squeeze(-1)
+
+
+def test_a_model_vmap_cannot_batch_runs_sequentially(quadrants):
+    train, val = quadrants
+    model = regfn.from_module(Gated())
+    configs = regfn.grid(l2=[0.0, 1e-2], seed=[0, 1])
+    kw = mlp_run(val, epochs=3, loss="bce_logits")
+    with pytest.raises(RuntimeError, match=r"item|vmap|data-dependent"):
+        regfn.sweep(model, train, configs, **kw)
+    result = regfn.sweep(model, train, configs, engine="sequential", **kw)
+    assert len(result.rows) == 4
+    assert all(math.isfinite(row["val_loss"]) for row in result.rows)
+    alone = regfn.sweep(model, train, configs[2:3], engine="sequential", **kw)
+    assert json.dumps(alone.rows[0]) == json.dumps(result.rows[2])

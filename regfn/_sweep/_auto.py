@@ -1,17 +1,16 @@
-"""What ``engine="auto"``, ``compile="auto"`` and ``threads="auto"`` choose: a pure function of the workload.
+"""What ``compile="auto"`` and ``threads="auto"`` choose: a pure function of the workload.
 
-A sweep's bits depend on its engine and on whether its step is compiled
-(a vmapped and a plain matmul, a compiled and an eager step, round
-differently in the last bits) and, for some models, on the CPU thread count
-(parallel reductions split their sums by thread). So the automatic choices
-are made from the workload alone, :class:`Workload`: the device type, the
-parameter count and layer widths, the rows per step and steps per epoch,
-the configurations, the epochs, the model's kind and the torch version. They
-never time anything, never read the machine's load, and never remember what
-the process compiled before: the same command with the same seeds on the
-same torch version and device type makes the same choices, and writes the
-same bytes. ``result.settings`` and the provenance record what was chosen,
-and :func:`regfn.verify` reruns with it.
+A sweep's bits depend on whether its step is compiled (compiled and eager
+steps round differently in the last bits) and, for some models, on the CPU
+thread count (parallel reductions split their sums by thread). So the
+automatic choices are made from the workload alone, :class:`Workload`: the
+device type, the parameter count and layer widths, the rows per step and
+steps per epoch, the configurations, the epochs, the model's kind and the
+torch version. They never time anything, never read the machine's load, and
+never remember what the process compiled before: the same command with the
+same seeds on the same torch version and device type makes the same choices,
+and writes the same bytes. ``result.settings`` and the provenance record what
+was chosen, and :func:`regfn.verify` reruns with it.
 
 The rule (:func:`decide`):
 
@@ -22,60 +21,50 @@ The rule (:func:`decide`):
   it is a fixed number, not a measured one; one thread is also the fastest
   setting for regfn's small models on a busy machine (docs/benchmarks/). Pass ``threads=N`` for
   more; it is recorded and reused by ``regfn.verify`` like every choice.
-* Off the CPU, ``engine="auto"`` is the vmap engine and ``compile="auto"``
-  is ``True`` (CUDA: the compiled step with CUDA graphs is the fast path).
-* On CPU, of the runs the caller's ``engine`` and ``compile`` allow (the
-  vmap engine eager, the vmap engine compiled, the sequential engine eager),
-  the one of least estimated time: per step ``a + rows x (b x parameters +
-  c x width)`` seconds (``rows``: every configuration's rows of a step for
-  the vmap engine; one configuration's for the sequential engine, which
-  steps each in turn), a compiled run adding a cold compile. A compiled
-  sequential sweep is not estimated: it runs when asked for. The constants
-  of each model kind (:data:`COSTS`; ``width``: the model's 1-D parameter
-  sizes added up, an MLP's activations per row) were fitted to eager,
-  compiled and sequential epochs of six workloads timed side by side with
+* ``compile="auto"`` is ``True`` off the CPU (CUDA: the compiled step with
+  CUDA graphs is the fast path). On CPU it compiles when the estimated
+  eager run is longer than the estimated compiled run plus a cold compile,
+  with seconds per step ``a + rows x (b x parameters + c x width)``
+  (``rows``: every configuration's rows of a step; ``width``: the model's
+  1-D parameter sizes added up, an MLP's activations, and dropout masks,
+  per row). The constants of each model kind (:data:`COSTS`) were fitted to
+  eager and compiled epochs of six workloads timed side by side with
   ``benchmarks/auto_compile.py`` on one pinned core of an idle 2-core AMD
   EPYC, torch 2.13.0+cpu, and to cold compiles on the same core
   (docs/benchmarks/sweep.md, "What the automatic choices decide from"):
 
-  ===========  =========================  ==========================  ========================  =======
-  model kind   vmap eager (a, b, c)       vmap compiled (a, b, c)     sequential (a, b, c)      compile
-  ===========  =========================  ==========================  ========================  =======
-  ``mlp``      4.6e-3, 2.3e-10, 4.4e-8    3.8e-4, 5.9e-11, 8.1e-9     (not a candidate)         90 s
-  ``conv``     4.6e-3, 2.8e-8, 0          3.8e-4, 8.0e-9, 0           2.1e-3, 1.8e-8, 0         125 s
-  ``module``   4.6e-3, 1.56e-9, 0         3.8e-4, 2.5e-10, 0          (not a candidate)         125 s
-  ===========  =========================  ==========================  ========================  =======
+  ===========  ===========================  ==========================  ============
+  model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
+  ===========  ===========================  ==========================  ============
+  ``mlp``      4.4e-3, 1.0e-10, 4.24e-8     5.1e-4, 5.3e-11, 7.4e-9     45 s
+  ``conv``     4.4e-3, 2.0e-8, 0            5.1e-4, 8.0e-9, 0           55 s
+  ``module``   4.4e-3, 1.4e-9, 0            5.1e-4, 2.3e-10, 0          55 s
+  ===========  ===========================  ==========================  ============
 
-  What it decides: the command's default sweep (24 configurations of a
-  2-6-4-1 MLP on 320 rows) compiles from about 12,300 epochs on, the
-  tutorial's (64 configurations of 8-6-4-1 on 768 rows) from about 3,700,
-  65,536 of the tutorial's from 5; 64 configurations of the digits CNN
-  (benchmarks/sweep_cnn.py, 22 steps an epoch) run on the sequential engine
-  up to 10 epochs and compile from 11. The sequential engine is a candidate
-  for convolutional models only: for the MLPs measured (regfn.mlp and an
-  ``nn.Module`` MLP) the vmap engine was faster at their sizes, and its
-  fixed cost per step would only make the sequential engine win for a
-  handful of configurations, whose rows would then differ in the last bits
-  from the same configurations swept among others.
+  (``conv``: a model with a parameter of 3 or more dimensions; ``module``:
+  any other model not made by :func:`regfn.mlp`.) What it decides: the
+  command's default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows)
+  compiles from about 6,600 epochs on, the tutorial's (64 configurations of
+  8-6-4-1 on 768 rows) from about 2,000, 65,536 of the tutorial's from 3,
+  issue #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an
+  epoch) from 59, 64 configurations of the digits CNN of
+  benchmarks/sweep_cnn.py (22 steps an epoch) from 6.
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
     ...              epochs=300, torch_version="2.13.0", model_kind="mlp", width=11)
-    >>> decide(w, "auto", "auto", "auto")
-    Choice(engine='vmap', compile=False, threads=1)
-    >>> decide(w._replace(epochs=20_000), "auto", "auto", "auto").compile
+    >>> decide(w, "auto", "auto")
+    Choice(compile=False, threads=1)
+    >>> decide(w._replace(epochs=10_000), "auto", "auto").compile
     True
-    >>> decide(w._replace(model_kind="conv", n_params=9930, width=58, epochs=2), "auto", "auto", "auto").engine
-    'sequential'
-    >>> decide(w._replace(device_type="cuda"), "auto", "auto", "auto")
-    Choice(engine='vmap', compile=True, threads=None)
+    >>> decide(w._replace(device_type="cuda"), "auto", "auto")
+    Choice(compile=True, threads=None)
     >>> decide(w, True, 2)
-    Choice(engine='vmap', compile=True, threads=2)
+    Choice(compile=True, threads=2)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -155,7 +144,7 @@ def workload_of(job: Job, configs: int, params: Mapping[str, Tensor]) -> Workloa
 
 
 class Rate(NamedTuple):
-    """Seconds per step: ``a + rows x (b x parameters + c x width)``, ``rows`` the rows one call steps on."""
+    """Seconds per step: ``a + rows x (b x parameters + c x width)``, ``rows`` every configuration's rows of a step."""
 
     a: float
     b: float
@@ -166,69 +155,52 @@ class Rate(NamedTuple):
 
 
 class Costs(NamedTuple):
-    """A model kind's costs on one CPU core: the vmap engine's step, eager and compiled (``rows``: every
-    configuration's), the sequential engine's step of one configuration (eager), and a cold compile."""
+    """A model kind's costs on one CPU core: the vmapped step, eager and compiled, and a cold compile."""
 
     eager: Rate
     compiled: Rate
-    sequential: Rate | None  # None: the sequential engine is not a candidate for the kind
     cold_compile: float
 
 
 COSTS = {
-    "mlp": Costs(Rate(4.6e-3, 2.3e-10, 4.4e-8), Rate(3.8e-4, 5.9e-11, 8.1e-9), None, 90.0),
-    "conv": Costs(Rate(4.6e-3, 2.8e-8, 0.0), Rate(3.8e-4, 8.0e-9, 0.0), Rate(2.1e-3, 1.8e-8, 0.0), 125.0),
-    "module": Costs(Rate(4.6e-3, 1.56e-9, 0.0), Rate(3.8e-4, 2.5e-10, 0.0), None, 125.0),
+    "mlp": Costs(Rate(4.4e-3, 1.0e-10, 4.24e-8), Rate(5.1e-4, 5.3e-11, 7.4e-9), 45.0),
+    "conv": Costs(Rate(4.4e-3, 2.0e-8, 0.0), Rate(5.1e-4, 8.0e-9, 0.0), 55.0),
+    "module": Costs(Rate(4.4e-3, 1.4e-9, 0.0), Rate(5.1e-4, 2.3e-10, 0.0), 55.0),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 
 
 class Estimate(NamedTuple):
-    """Estimated seconds of a whole CPU run: the vmap engine eager, compiled (a cold compile included),
-    and the sequential engine (eager)."""
+    """Estimated seconds of a whole CPU run, eager and compiled (a cold compile included)."""
 
     eager: float
     compiled: float
-    sequential: float
 
 
 def estimate(w: Workload) -> Estimate:
     """The :class:`Estimate` of ``w`` from :data:`COSTS`."""
     c = COSTS[w.model_kind]
     steps = w.epochs * w.steps_per_epoch
-    every = w.configs * w.rows_per_step
-    return Estimate(
-        eager=steps * c.eager.seconds(every, w),
-        compiled=steps * c.compiled.seconds(every, w) + c.cold_compile,
-        sequential=math.inf if c.sequential is None else steps * w.configs * c.sequential.seconds(w.rows_per_step, w),
-    )
+    rows = w.configs * w.rows_per_step
+    return Estimate(steps * c.eager.seconds(rows, w), steps * c.compiled.seconds(rows, w) + c.cold_compile)
 
 
 class Choice(NamedTuple):
-    """What a sweep runs: its engine, whether it compiles, and its CPU threads (``None``: torch's)."""
+    """What a sweep runs with: whether it compiles, and its CPU threads (``None``: torch's)."""
 
-    engine: str
     compile: bool
     threads: int | None
 
 
-def decide(w: Workload, compile: bool | str, threads: int | str | None, engine: str = "vmap") -> Choice:
+def decide(w: Workload, compile: bool | str, threads: int | str | None) -> Choice:
     """The caller's choices, or the rule's for ``"auto"`` (see the module's docstring).
 
     ``threads`` is ``None`` off the CPU (torch's setting is left alone there) or when the caller passed ``None``.
     """
     if w.device_type != "cpu":
-        return Choice("vmap" if engine == "auto" else engine, True if compile == "auto" else bool(compile), None)
+        return Choice(True if compile == "auto" else bool(compile), None)
     n_threads = 1 if threads == "auto" else threads if isinstance(threads, int) else None
-    guess = estimate(w)
-    candidates = {  # (engine, compile) -> estimated seconds; the first of equals wins
-        ("vmap", False): guess.eager,
-        ("vmap", True): guess.compiled,
-        ("sequential", False): guess.sequential,
-        ("sequential", True): math.inf,  # not calibrated: only when asked for
-    }
-    allowed = [(e, c) for (e, c) in candidates if engine in ("auto", e) and compile in ("auto", c)]
-    if not allowed:  # another engine (triton) with compile="auto": compiled where it pays for the vmap engine
-        return Choice(engine, guess.compiled < guess.eager if compile == "auto" else bool(compile), n_threads)
-    chosen = min(allowed, key=lambda ec: candidates[ec])
-    return Choice(chosen[0], chosen[1], n_threads)
+    if compile == "auto":
+        guess = estimate(w)
+        compile = guess.compiled < guess.eager
+    return Choice(bool(compile), n_threads)

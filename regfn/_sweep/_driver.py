@@ -81,7 +81,7 @@ def sweep(
     compile: bool | str = "auto",
     cuda_graphs: bool = True,
     threads: int | str | None = "auto",
-    engine: str = "auto",
+    engine: str = "vmap",
     quiet: bool = False,
     hparams: Mapping[str, Any] | None = None,
     schedule: Schedule | Strategy | None = None,
@@ -156,9 +156,9 @@ def sweep(
             decides from the workload alone, never from a timing or the
             machine's load (:mod:`regfn._sweep._auto`): always on CUDA; on
             CPU when the estimated eager run outlasts the compiled run plus a
-            cold compile (counted as 90 s for an MLP, 125 s for other
+            cold compile (counted as 45 s for an MLP, 55 s for other
             models; the costs were measured once, see docs/benchmarks/): for
-            the command's default MLP sweep from about 12,300 epochs on. Compiled and eager
+            the command's default MLP sweep from about 6,600 epochs on. Compiled and eager
             numbers agree to float tolerance, not bit for bit;
             ``result.settings["compile"]`` says what ran, and the same call
             makes the same choice on the same torch version and device type.
@@ -169,16 +169,13 @@ def sweep(
             thread count may change bits, so it is fixed, not measured; one thread is also the fastest for small
             models on a busy machine, docs/benchmarks/).
             ``result.settings["threads"]`` says which.
-        engine: ``"auto"`` (the default: on CUDA ``"vmap"``; on CPU the
-            engine, and with ``compile="auto"`` the compile setting, of the
-            least estimated time, from the workload alone, see ``compile``;
-            ``result.settings["engine"]`` says which), ``"vmap"`` (any model,
-            loss and optimizer: the step vmapped over configurations and
-            compiled), ``"sequential"`` (any model, loss and optimizer: one
-            configuration after another, each step unbatched, so the memory
-            of one configuration's activations at a time; faster than
-            ``"vmap"`` on a CPU for convolutional models; rows equal
-            ``"vmap"``'s to float tolerance and never depend on the chunk) or ``"triton"`` (CUDA only: one
+        engine: ``"vmap"`` (the default; any model, loss and optimizer: the
+            step vmapped over configurations and compiled), ``"sequential"``
+            (any model, loss and optimizer: the same step, one configuration
+            after another, unbatched: for a model with operations ``vmap``
+            cannot batch, or to hold one configuration's activations at a
+            time; rows equal ``"vmap"``'s to float tolerance and never depend
+            on the chunk) or ``"triton"`` (CUDA only: one
             fused Triton kernel trains each configuration of the tutorial's
             kind of model, everything in registers, one launch per stretch of
             epochs between log points; needs ``pip install triton``). The
@@ -319,8 +316,8 @@ def sweep(
         check_int(threads, "threads", "regfn.sweep", low=1)
     if compile not in (True, False, "auto"):
         raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
-    if engine != "auto" and engine not in ENGINES:
-        raise ValueError(f"regfn.sweep: engine must be 'auto' or one of {list(ENGINES)}, got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"regfn.sweep: engine must be one of {list(ENGINES)}, got {engine!r}")
     one_row = model.init(make_key(0))  # one row's parameters: what the memory estimates and keep= count
     limit = limit_of(chunk_size, one_row, batch_size or n_train, data, device)
     kept = kept_configs(keep, one_row, len(rows), n_folds)
@@ -343,7 +340,7 @@ def sweep(
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
     job = replace(job, stops=strategy.stops, copies=strategy.copies)
-    problems = ENGINES[engine].problems(job) if engine != "auto" else []  # "auto" picks an engine that runs all
+    problems = ENGINES[engine].problems(job)
     if problems:
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")
     hp_all = hyper_tensors(rows, data.x.dtype, device)
@@ -353,7 +350,7 @@ def sweep(
     k = len(rows) * n_folds
     with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
         # The automatic choices: a pure function of the workload (regfn._sweep._auto), never a timing.
-        choice = _auto.decide(_auto.workload_of(job, k, one_row), compile, threads, engine)
+        choice = _auto.decide(_auto.workload_of(job, k, one_row), compile, threads)
         n_threads = choice.threads
         limit, compiled = _distributed.agree(world, limit, choice.compile)  # every rank: one chunk size, one program
         job = replace(job, compile=compiled)
@@ -363,7 +360,6 @@ def sweep(
         if stored is not None:  # a resume: "auto" takes what the checkpoint was written with
             compiled = stored.get("compile", compiled) if compile == "auto" else compiled
             job = replace(job, compile=compiled)
-        engine = stored.get("engine", choice.engine) if stored is not None and engine == "auto" else choice.engine
         pads = compiled and ENGINES[engine].batched and not fixed
         plan = Plan(limit, pads, fixed, chunk_size == "auto" and not world.distributed, world.size)
         if stored is not None:

@@ -1,10 +1,9 @@
 """The sequential engine: one configuration after another, each step unbatched.
 
-Where vmapping over configurations does not pay, a plain loop is faster:
-on a CPU a convolution vmapped over per-configuration weights becomes one
-grouped convolution, several times slower than the configurations'
-convolutions one by one (docs/benchmarks/, "CNN sweep on digits"). This
-engine runs the same per-configuration step as the vmap engine
+For models whose operations ``vmap`` cannot batch (data-dependent Python
+control flow, ``.item()``, operations without a batching rule), or too
+large to hold several configurations' activations at once. This engine runs
+the same per-configuration step as the vmap engine
 (:class:`~regfn._sweep._program.OneConfig`), without ``vmap``: every epoch,
 configuration after configuration, with the configuration's own keys,
 mini-batch order and hyperparameters (0-d tensors). Its state has the vmap
@@ -15,8 +14,8 @@ others, and equals the vmap engine's row to float tolerance (a vmapped
 matmul sums in another order than a plain one).
 
 ``compile=True`` compiles the one-configuration step once, for every chunk
-size. ``engine="auto"`` picks this engine from the workload alone
-(:mod:`regfn._sweep._auto`).
+size. It needs ``torch.func.grad`` of the model, not ``vmap``: a model whose
+operations ``vmap`` cannot batch runs here.
 """
 
 from __future__ import annotations

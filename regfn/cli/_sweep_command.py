@@ -132,10 +132,10 @@ def add_sweep_parser(
     )
     g.add_argument(
         "--engine",
-        choices=("auto", *ENGINES),
-        default="auto",
-        help="auto: from the workload; vmap: any model, configurations batched; sequential: one configuration "
-        "after another; triton: one fused CUDA kernel per config (relu MLPs)",
+        choices=tuple(ENGINES),
+        default="vmap",
+        help="vmap: any model, configurations batched; sequential: one configuration after another; "
+        "triton: one fused CUDA kernel per config (relu MLPs)",
     )
     g.add_argument(
         "--log-every",

@@ -97,14 +97,21 @@ def philox4x32(cipher_key: Tensor, counter: Tensor) -> Tensor:
     return torch.stack(_philox(c[0], c[1], c[2], c[3], k[0], k[1]), dim=-1) & MASK32
 
 
-def words(k: Tensor, n: int) -> Tensor:
-    """The first ``n`` words of a philox key's stream (int64; only the low 32 bits count)."""
-    kw = k.to(torch.int64) & MASK32
+def words(k: Tensor, n: int, start: int = 0, kw: Tensor | None = None) -> Tensor:
+    """Words ``start .. start + n - 1`` of a philox key's stream (int64; only the low 32 bits count);
+    ``start`` is a multiple of 4 (a block boundary); ``kw``: :func:`key_words` of ``k``, when the caller has them."""
+    kw = key_words(k) if kw is None else kw
     blocks = (n + 3) // 4
-    j = torch.arange(blocks, dtype=torch.int64, device=k.device)
-    hi = j >> 32 if blocks > 2**32 else torch.zeros((), dtype=torch.int64, device=k.device)
+    first = start // 4
+    j = torch.arange(first, first + blocks, dtype=torch.int64, device=k.device)
+    hi = j >> 32 if first + blocks > 2**32 else torch.zeros((), dtype=torch.int64, device=k.device)
     out = torch.stack(_philox(j, hi, kw[2], kw[3], kw[0], kw[1]), dim=-1).reshape(-1)
     return out if blocks * 4 == n else out[:n]
+
+
+def key_words(k: Tensor) -> Tensor:
+    """A philox key's four words as int64 values in ``[0, 2**32)``."""
+    return k.to(torch.int64) & MASK32
 
 
 def fold_in(k: Tensor, d: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from torch import Tensor
 from .._checks import check_int
 from .._erfinv import _erfinv32
 from . import _philox, _threefry
+from ._eager import piece_size
 from ._threefry import _unsigned
 from ._validate import FLOAT_LAYOUT, _check_key, _check_shape, _float_dtype, _numel
 
@@ -45,9 +46,21 @@ def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
 
 
 def _bits32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """32 random bits per element: the low 32 bits of an int32 (threefry2x32) or int64 (philox4x32) tensor."""
+    """32 random bits per element: the low 32 bits of an int32 (threefry2x32) or int64 (philox4x32) tensor.
+
+    A large eager CPU draw is made in cache-sized pieces (:mod:`regfn.random._eager`): the same words.
+    """
     n = _numel(shape)
-    out = _philox.words(k, n) if k.shape[0] == 4 else _threefry.bits32(k, n)
+    philox = k.shape[0] == 4
+    step = piece_size(k, n, align=4 if philox else 1)
+    if step is None:
+        out = _philox.words(k, n) if philox else _threefry.bits32(k, n)
+    elif philox:
+        kw = _philox.key_words(k)
+        out = torch.cat([_philox.words(k, min(step, n - s), s, kw) for s in range(0, n, step)])
+    else:
+        kw = _threefry._wrap32(k)
+        out = torch.cat([_threefry.bits32(k, min(step, n - s), s, kw) for s in range(0, n, step)])
     return out.reshape(shape)
 
 

@@ -90,27 +90,30 @@ def threefry2x32(key_: Tensor, count: Tensor) -> Tensor:
     return _unsigned(out[: out.numel() - odd]).reshape(count.shape)
 
 
-def _counter_words(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """JAX's ``iota_2x32_shape``: the flat index of each of ``n`` elements as (hi, lo) words."""
-    if n < 2**31:
-        lo = torch.arange(n, dtype=torch.int32, device=device)
+def _counter_words(n: int, device: torch.device, start: int = 0) -> tuple[Tensor, Tensor]:
+    """JAX's ``iota_2x32_shape``: the flat index of each of elements ``start .. start + n - 1`` as (hi, lo) words."""
+    if start + n <= 2**31:
+        lo = torch.arange(start, start + n, dtype=torch.int32, device=device)
         hi = torch.zeros((), dtype=torch.int32, device=device)
     else:
-        idx = torch.arange(n, dtype=torch.int64, device=device)
+        idx = torch.arange(start, start + n, dtype=torch.int64, device=device)
         lo, hi = _wrap32(idx), _wrap32(idx >> 32)
     return hi, lo
 
 
-def hash_counters(k: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Both words of ``threefry2x32(key, (0, i))`` for ``i < n``, as int32 tensors of shape ``(n,)``."""
+def hash_counters(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor]:
+    """Both words of ``threefry2x32(key, (0, i))`` for ``start <= i < start + n``, as int32 tensors of shape ``(n,)``."""
     kw = _wrap32(k)
-    hi, lo = _counter_words(n, k.device)
+    hi, lo = _counter_words(n, k.device, start)
     return _threefry(kw[0], kw[1], hi, lo)
 
 
-def bits32(k: Tensor, n: int) -> Tensor:
-    """``n`` words of 32 random bits, as int32 (the bits of ``jax.random.bits``: ``y0 ^ y1``)."""
-    y0, y1 = hash_counters(k, n)
+def bits32(k: Tensor, n: int, start: int = 0, kw: Tensor | None = None) -> Tensor:
+    """Words ``start .. start + n - 1`` of 32 random bits, as int32 (``jax.random.bits``'s: ``y0 ^ y1``);
+    ``kw``: the key's words as int32 (``_wrap32(k)``), when the caller has them."""
+    kw = _wrap32(k) if kw is None else kw
+    hi, lo = _counter_words(n, k.device, start)
+    y0, y1 = _threefry(kw[0], kw[1], hi, lo)
     y0 ^= y1  # y0 is _threefry's fresh tensor
     return y0
 
