@@ -47,15 +47,16 @@ class _Loop:
         self.n_batches = 1 if batch_size is None else self.n // batch_size
         self.batch_ids = torch.arange(self.n_batches, device=x.device)
 
-    def epoch(self, state: Any, epoch_t: Tensor) -> tuple[Any, Tensor]:
-        """One epoch from ``state``; advances ``epoch_t`` in place; returns (state, last objective)."""
+    def epoch(self, state: Any, epoch_t: Tensor, batches: int | None = None) -> tuple[Any, Tensor]:
+        """One epoch from ``state`` (its first ``batches`` mini-batches only, when given: a warm-up's);
+        advances ``epoch_t`` in place; returns (state, last objective)."""
         if self.batch_size is None and self.rows is None:
             state, value = self.prog.step(state, self.hp, self.x, self.y, epoch_t, self.batch_ids[0])
         elif self.batch_size is None:  # a fold's rows, full batch
             state, value = self.prog.step_batch(state, self.hp, self.x, self.y, self.rows, epoch_t, self.batch_ids[0])
         else:
             order = self.prog.order(state, epoch_t, self.n, self.batch_size)
-            for b in range(self.n_batches):
+            for b in range(self.n_batches if batches is None else min(batches, self.n_batches)):
                 idx = order[:, b] if self.rows is None else torch.gather(self.rows, 1, order[:, b])
                 state, value = self.prog.step_batch(state, self.hp, self.x, self.y, idx, epoch_t, self.batch_ids[b])
         epoch_t.add_(1)
@@ -103,8 +104,8 @@ class VmapEngine(Engine):
             state = tree_clone(self.program.init(hp))
             loop = self._loop(hp)
             epoch_t = torch.zeros((), dtype=torch.int64, device=self.job.device)
-            for _ in range(2):
-                state, _ = loop.epoch(state, epoch_t)
+            for _ in range(2):  # two steps compile every graph: the second takes the first's output
+                state, _ = loop.epoch(state, epoch_t, batches=1)
             return state["params"]
         except torch.cuda.OutOfMemoryError:
             raise
