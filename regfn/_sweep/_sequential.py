@@ -73,31 +73,19 @@ class SequentialEngine(VmapEngine):
         return {n: p.expand(size, *p.shape[1:]) for n, p in self.params(state).items()}
 
     def advance(self, state: ChunkState, hp: dict[str, Tensor], until: int, log: LogFn, bar: Any) -> ChunkState:
-        job, one = self.job, self.program.one
         size = int(next(iter(hp.values())).shape[0])
         rows = [_row(state.tree, k) for k in range(size)]
         hps = [{n: v[k] for n, v in hp.items()} for k in range(size)]
-        train_rows = job.train_rows(hp)
-        n = job.n_train
-        n_batches = 1 if job.batch_size is None else n // job.batch_size
-        batch_ids = torch.arange(n_batches, device=job.device)
+        own = self.job.train_rows(hp)  # cross-validation: each configuration's rows, else None
         done, nonfinite = state.epoch, state.nonfinite
         while done < until:
-            epoch_t = torch.tensor(done, dtype=torch.int64, device=job.device)
-            orders = None if job.batch_size is None else _orders(state.tree, epoch_t, n, job.batch_size)
+            epoch_t = torch.tensor(done, dtype=torch.int64, device=self.job.device)
+            orders = self._orders(state.tree, epoch_t)
             values = []
             for k in range(size):
-                own = None if train_rows is None else train_rows[k]
-                if orders is None and own is None:
-                    rows[k], value = one.step(rows[k], hps[k], job.data.x, job.data.y, epoch_t, batch_ids[0])
-                elif orders is None:
-                    rows[k], value = one.step_batch(rows[k], hps[k], job.data.x, job.data.y, own, epoch_t, batch_ids[0])
-                else:
-                    for b in range(n_batches):
-                        idx = orders[k, b] if own is None else own[orders[k, b]]
-                        rows[k], value = one.step_batch(
-                            rows[k], hps[k], job.data.x, job.data.y, idx, epoch_t, batch_ids[b]
-                        )
+                rows[k], value = self._epoch(
+                    rows[k], hps[k], epoch_t, None if orders is None else orders[k], None if own is None else own[k]
+                )
                 values.append(value)
             done += 1
             objective = torch.stack(values)
@@ -106,6 +94,28 @@ class SequentialEngine(VmapEngine):
             if self.is_log_point(done):
                 log(done, objective, _stack([r["params"] for r in rows]))
         return ChunkState(_stack(rows), done, nonfinite)
+
+    def _orders(self, tree: dict[str, Any], epoch_t: Tensor) -> Tensor | None:
+        """Every configuration's mini-batch order of the epoch (``None``: full batch)."""
+        job = self.job
+        return None if job.batch_size is None else _orders(tree, epoch_t, job.n_train, job.batch_size)
+
+    def _epoch(
+        self, row: Any, hp: dict[str, Tensor], epoch_t: Tensor, order: Tensor | None, own: Tensor | None
+    ) -> tuple[Any, Tensor]:
+        """One epoch of one configuration (``order``: its mini-batches; ``own``: its fold's rows)."""
+        job, one = self.job, self.program.one
+        x, y = job.data.x, job.data.y
+        if order is None:
+            batch = torch.zeros((), dtype=torch.int64, device=job.device)
+            if own is None:
+                return one.step(row, hp, x, y, epoch_t, batch)
+            return one.step_batch(row, hp, x, y, own, epoch_t, batch)
+        value = torch.zeros(())
+        for b in range(order.shape[0]):
+            idx = order[b] if own is None else own[order[b]]
+            row, value = one.step_batch(row, hp, x, y, idx, epoch_t, torch.tensor(b, device=job.device))
+        return row, value
 
     def _metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Any, rows: Tensor | None) -> Metrics:
         one, size = self.program.one, int(next(iter(hp.values())).shape[0])
