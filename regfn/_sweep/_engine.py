@@ -233,6 +233,22 @@ class Engine(abc.ABC):
         """An engine's own checks (its models, dtypes, devices), as sentences."""
         return []
 
+    def compiling(self, run: Callable[[], Any]) -> Any:
+        """``run()``, where a compiler's failure becomes :class:`EngineFailed` (handing over to :meth:`eager`).
+
+        Running out of GPU memory propagates (the loop shrinks the chunks); an eager engine's errors too.
+        """
+        try:
+            return run()
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:
+            if not self.program.compiled:
+                raise
+            raise EngineFailed(
+                f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", self.eager()
+            ) from err
+
     def eager(self) -> Engine:
         """The engine a compiler failure hands over to: this one, without compilation (the same state layout)."""
         return type(self)(replace(self.job, compile=False, cuda_graphs=False))

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.func import vmap
 from torch.utils import _pytree
 
-from ._engine import ChunkState, EngineFailed, LogFn, Metrics, mark_nonfinite
+from ._engine import ChunkState, LogFn, Metrics, mark_nonfinite
 from ._program import order
 from ._vmap import VmapEngine
 
@@ -59,16 +59,7 @@ class SequentialEngine(VmapEngine):
     def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
         """Compile the one-configuration step (and order) on a throwaway run of the chunk's first row."""
         first = {n: v[:1] for n, v in hp.items()}
-        try:
-            state = self.advance(self.start(first), first, 1, lambda *_: None, _NoBar())
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as err:
-            if not self.program.compiled:
-                raise
-            raise EngineFailed(
-                f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", self.eager()
-            ) from err
+        state = self.compiling(lambda: self.advance(self.start(first), first, 1, lambda *_: None, _NoBar()))
         size = int(next(iter(hp.values())).shape[0])
         return {n: p.expand(size, *p.shape[1:]) for n, p in self.params(state).items()}
 

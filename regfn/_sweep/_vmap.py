@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree
 
-from ._engine import ChunkState, Engine, EngineFailed, Job, LogFn, Runs, mark_nonfinite, warn
+from ._engine import ChunkState, Engine, Job, LogFn, Runs, mark_nonfinite, warn
 from ._groups import flatten_tree
 from ._program import Program
 
@@ -100,21 +100,15 @@ class VmapEngine(Engine):
         return _Loop(self.program, hp, job.data.x, job.data.y, job.batch_size, job.train_rows(hp))
 
     def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
-        try:
+        def two_steps() -> dict[str, Tensor]:  # two steps compile every graph: the second takes the first's output
             state = tree_clone(self.program.init(hp))
             loop = self._loop(hp)
             epoch_t = torch.zeros((), dtype=torch.int64, device=self.job.device)
-            for _ in range(2):  # two steps compile every graph: the second takes the first's output
+            for _ in range(2):
                 state, _ = loop.epoch(state, epoch_t, batches=1)
             return state["params"]
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as err:
-            if not self.program.compiled:
-                raise
-            raise EngineFailed(
-                f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", self.eager()
-            ) from err
+
+        return self.compiling(two_steps)
 
     def copied(self, state: ChunkState) -> dict[str, Tensor]:
         """Parameters and optimizer state: everything but the configuration's own keys."""

@@ -84,17 +84,8 @@ class Warmer:
 
     def _evaluate(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> None:
         job = self.engine.job
-        try:
-            self.engine.train_metrics(params, hp)
-            if job.has_val:
-                self.engine.val_metrics(params, hp)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as err:
-            if not self.engine.program.compiled:
-                raise
-            raise EngineFailed(
-                f"torch.compile failed ({type(err).__name__}: {err}); running eagerly", self.engine.eager()
-            ) from err
+        self.engine.compiling(lambda: self.engine.train_metrics(params, hp))
+        if job.has_val:
+            self.engine.compiling(lambda: self.engine.val_metrics(params, hp))
         if job.device.type == "cuda":
             torch.cuda.synchronize(job.device)
