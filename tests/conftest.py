@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -119,6 +122,30 @@ def skip_unless_triton_engine_runs() -> None:
     reason = triton_engine_runs()
     if reason is not None:
         pytest.skip(reason)
+
+
+class Crash(Exception):
+    """What :func:`crash_after` raises: a crash in the middle of a sweep."""
+
+
+@contextlib.contextmanager
+def crash_after(monkeypatch: pytest.MonkeyPatch, calls: int, engine: type | None = None) -> Iterator[list[int]]:
+    """Make ``engine``'s (default: the vmap engine's) ``advance`` raise :class:`Crash` on call ``calls + 1``;
+    yields the list of calls made so far."""
+    if engine is None:
+        engine = importlib.import_module("regfn._sweep._vmap").VmapEngine
+    real = engine.advance
+    seen: list[int] = []
+
+    def advance(self, *args, **kw):
+        if len(seen) >= calls:
+            raise Crash
+        seen.append(1)
+        return real(self, *args, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "advance", advance)
+        yield seen
 
 
 def kill_after_file(argv: list[str], env: dict[str, str], directory: pathlib.Path, pattern: str) -> None:

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import kill_after_file
+from conftest import Crash, crash_after, kill_after_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +21,6 @@ import regfn
 import regfn.random as rr
 from regfn.cli import main
 
-vmap_module = importlib.import_module("regfn._sweep._vmap")
 checkpoint_module = importlib.import_module("regfn._sweep._checkpoint")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -55,27 +54,6 @@ def assert_same(a, b):
     for name in a.curves:
         assert torch.equal(a.curves[name], b.curves[name]), name
     assert_same_params(a, b)
-
-
-class Crash(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def crash_after(monkeypatch, calls):
-    """Make the vmap engine's advance raise on call number ``calls + 1`` (a crash mid-sweep)."""
-    real = vmap_module.VmapEngine.advance
-    seen = []
-
-    def advance(self, *args, **kw):
-        if len(seen) >= calls:
-            raise Crash
-        seen.append(1)
-        return real(self, *args, **kw)
-
-    with monkeypatch.context() as m:
-        m.setattr(vmap_module.VmapEngine, "advance", advance)
-        yield seen
 
 
 def interrupted_then_resumed(monkeypatch, train, directory, calls, every, kw, resume_every=None):

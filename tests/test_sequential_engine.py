@@ -7,13 +7,13 @@ schedules, checkpoints) runs with it.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import math
 
 import pytest
 import torch
+from conftest import Crash, crash_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sweep_general import CONFIGS, MODEL, RUN, digits  # noqa: F401 (a fixture)
@@ -138,31 +138,11 @@ def test_schedules_run_and_match_the_vmap_engine(quadrants, kind):
     assert_close(sequential, vmapped, tol=1e-4)
 
 
-class Crash(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def crash_after(monkeypatch, calls):
-    real = sequential_module.SequentialEngine.advance
-    seen = []
-
-    def advance(self, *args, **kw):
-        if len(seen) >= calls:
-            raise Crash
-        seen.append(1)
-        return real(self, *args, **kw)
-
-    with monkeypatch.context() as m:
-        m.setattr(sequential_module.SequentialEngine, "advance", advance)
-        yield
-
-
 def test_a_resumed_sweep_is_bit_identical(quadrants, tmp_path, monkeypatch):
     train, val = quadrants
     kw = mlp_run(val, epochs=11, batch_size=16, chunk_size=5, engine="sequential")
     reference = regfn.sweep(MLP, train, MLP_CONFIGS, **kw)
-    with crash_after(monkeypatch, 4), pytest.raises(Crash):
+    with crash_after(monkeypatch, 4, sequential_module.SequentialEngine), pytest.raises(Crash):
         regfn.sweep(MLP, train, MLP_CONFIGS, checkpoint=tmp_path, checkpoint_every=3, **kw)
     resumed = regfn.sweep(MLP, train, MLP_CONFIGS, checkpoint=tmp_path, checkpoint_every=3, **kw)
     assert_same(resumed, reference)
