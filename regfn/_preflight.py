@@ -114,8 +114,11 @@ def check_data(
     val: Dataset | None,
     where: str,
     hp: Mapping[str, Any] | None = None,
+    params: dict[str, Tensor] | None = None,
 ) -> tuple[Dataset, Dataset | None]:
     """Refuse data the loss or the model cannot train on; returns ``(data, val)`` in the model's dtype.
+
+    ``params``: the model's parameters from ``regfn.random.key(0)``, when the caller has them.
 
     Raises:
         TypeError: targets of the wrong kind for the loss's task.
@@ -126,7 +129,7 @@ def check_data(
     for d, w, what in named:
         check_targets(loss, d, w)
         check_finite(d, where, what)
-    params = model.init(make_key(0))
+    params = model.init(make_key(0)) if params is None else params
     dtype = next((p.dtype for p in params.values() if p.dtype.is_floating_point), data.x.dtype)
     if data.x.dtype != dtype:
         warn(

@@ -116,9 +116,10 @@ def _name(f: Any) -> str:
     return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
 
 
-def model_description(model: Model) -> dict[str, Any]:
-    """What identifies a model without pickling it: an MLP's settings, or its apply and parameter shapes."""
-    params = model.init(make_key(0))
+def model_description(model: Model, params: Mapping[str, Tensor] | None = None) -> dict[str, Any]:
+    """What identifies a model without pickling it: an MLP's settings, or its apply and parameter shapes
+    (``params``: its parameters from ``regfn.random.key(0)``, when the caller has them)."""
+    params = model.init(make_key(0)) if params is None else params
     leaves, _ = _pytree.tree_flatten_with_path(params)
     shapes = [[_pytree.keystr(path), list(leaf.shape), str(leaf.dtype)] for path, leaf in leaves]
     out: dict[str, Any] = {
@@ -150,9 +151,11 @@ def describe(
     loss: Loss,
     data: Dataset,
     val: Dataset | None,
+    params: Mapping[str, Tensor] | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
-    """A sweep's record: configuration hash, model, loss, data fingerprints, versions and ``settings``.
+    """A sweep's record: configuration hash, model, loss, data fingerprints, versions and ``settings``
+    (``params``: the model's parameters from ``regfn.random.key(0)``, when the caller has them).
 
     ``settings`` holds the sweep's arguments (optimizer, epochs, batch_size,
     log_every, chunk_size, compile, engine, ...).
@@ -160,7 +163,7 @@ def describe(
     return {
         "format": FORMAT,
         "configurations": configs_hash(rows),
-        "model": model_description(model),
+        "model": model_description(model, params),
         "loss": loss.name or _name(loss.fn),
         "data": data_fingerprint(data),
         "val": data_fingerprint(val),

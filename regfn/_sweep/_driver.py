@@ -291,7 +291,8 @@ def sweep(
     _check_size(count(configs) * n_folds, len(HPARAMS) + len(extra), epochs, log_every)
     rows, given = normalize(configs, optimizer, extra, None if takes_hp(loss.fn) else loss.hparams)
     # Before anything is built: the data, the loss and the model on two rows (regfn._preflight).
-    data, val = check_data(model, loss, data, val, "regfn.sweep", _first_hp(rows, data))
+    one_row = model.init(make_key(0))  # one row's parameters: the checks, memory estimates and keep= read them
+    data, val = check_data(model, loss, data, val, "regfn.sweep", _first_hp(rows, data), one_row)
     rates = layer_rates(given)
     settings = settings_of(model)
     if rates and settings is not None and rates != len(settings.sizes) - 2:
@@ -318,7 +319,6 @@ def sweep(
         raise ValueError(f"regfn.sweep: compile must be True, False or 'auto', got {compile!r}")
     if engine not in ENGINES:
         raise ValueError(f"regfn.sweep: engine must be one of {list(ENGINES)}, got {engine!r}")
-    one_row = model.init(make_key(0))  # one row's parameters: what the memory estimates and keep= count
     limit = limit_of(chunk_size, one_row, batch_size or n_train, data, device)
     kept = kept_configs(keep, one_row, len(rows), n_folds)
     pruned_at = prune_at(kept, one_row, n_folds) if kept is not None else 0
@@ -369,7 +369,7 @@ def sweep(
         ran["key_impl"] = key_impl
         ran["cv"] = _cv.fingerprint(folds)
         ran["schedule"] = strategy.describe()
-        record = describe(rows, model, loss, data, val, **ran)
+        record = describe(rows, model, loss, data, val, params=one_row, **ran)
         if store is not None:
             store.bind(record)
         quiet = quiet or world.rank != 0

@@ -174,6 +174,7 @@ class Program:
 
     Attributes:
         compiled: whether the functions go through ``torch.compile``.
+        compiles_evaluation: whether the evaluations do too (not with ``only_steps``).
         init: ``init(hp) -> state`` (never compiled: it runs once a chunk).
         step, step_batch: one step of every configuration (full batch / rows ``idx``).
         order: every configuration's mini-batch order of an epoch.
@@ -193,6 +194,7 @@ class Program:
     def __init__(self, spec: Spec, compiled: bool, only_steps: bool = False):
         self.spec = spec
         self.compiled = compiled
+        self.compiles_evaluation = compiled and not only_steps
         # dynamic=False: one static program per data shape (train and validation
         # evaluations differ in rows), instead of a slower symbolic recompilation.
         wrap = functools.partial(torch.compile, dynamic=False) if compiled else _as_is

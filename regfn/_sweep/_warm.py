@@ -2,8 +2,8 @@
 
 The loop warms each chunk size once, before its first chunk trains. A
 compiled warm-up also runs the shared evaluation (training and validation
-metrics), so that every compilation happens here and is timed as
-``compile_s``. Should the engine fail (a compiler error, a Triton kernel
+metrics) where that is compiled (on CUDA; on a CPU only the steps are), so
+that every compilation happens here and is timed as ``compile_s``. Should the engine fail (a compiler error, a Triton kernel
 that does not build), the sweep warns and continues with the engine the
 failure names. Running out of memory is not a failure of the engine: it
 propagates, so that the loop can shrink the chunks.
@@ -72,7 +72,8 @@ class Warmer:
         while True:
             try:
                 params = self.engine.warm_up(hp)
-                self._evaluate(params, hp)
+                if self.engine.program.compiles_evaluation:  # else nothing to compile there
+                    self._evaluate(params, hp)
                 if self.engine.program.compiled:
                     warn_if_nothing_compiled()
                 return
