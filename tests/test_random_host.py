@@ -71,3 +71,14 @@ def test_only_plain_cpu_tensors_are_readable():
     seen = []
     vmap(lambda k: seen.append(host.readable(k)) or k)(torch.zeros(3, 2, dtype=torch.int64))
     assert seen == [False]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_make_fx_traces_the_cipher_not_a_constant(impl):
+    """Under make_fx's dispatch mode the key's value is not read: the traced graph serves any key."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    graph = make_fx(lambda k: rr.fold_in(k, 3))(rr.key(0, impl=impl))
+    for seed in (1, 2):
+        k = rr.key(seed, impl=impl)
+        assert torch.equal(graph(k), rr.fold_in(k, 3))

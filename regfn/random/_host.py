@@ -29,9 +29,17 @@ def _wrapped(t: Tensor) -> bool:
     return True if check is None else bool(check(t))
 
 
+def _dispatch_mode_active() -> bool:
+    """Whether a tensor dispatch mode is on (``make_fx``'s tracing, fake tensors): values must not be read there."""
+    from torch.utils import _python_dispatch  # private; without it, assume one is on (never read)
+
+    current = getattr(_python_dispatch, "_get_current_dispatch_mode", None)
+    return current is None or current() is not None
+
+
 def readable(*tensors: Tensor) -> bool:
-    """Whether every tensor is a plain CPU tensor outside any compile, trace or functorch transform."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    """Whether every tensor is a plain CPU tensor outside any compile, trace, dispatch mode or functorch transform."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _dispatch_mode_active():
         return False
     return all(type(t) is Tensor and t.device.type == "cpu" and not _wrapped(t) for t in tensors)
 
