@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._host import tracing
+
 __all__ = ["PIECE_WORDS", "piece_size"]
 
 PIECE_WORDS = 2**16
@@ -48,7 +50,7 @@ def piece_size(key: Tensor, n: int, align: int = 1) -> int | None:
 
     ``align``: pieces start at multiples of it (4 for philox4x32: a block of four words).
     """
-    if key.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if key.device.type != "cpu" or tracing():
         return None
     batch = _vmapped_batch(key)
     if batch * n < _CUT_FROM:

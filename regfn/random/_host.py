@@ -14,13 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["philox_fold_in", "readable", "threefry_fold_in"]
+from ._philox import _BUMP, _M0, _M1, ROUNDS
+from ._threefry import _PARITY, _ROTATIONS
+from ._validate import MASK32 as _M32
 
-_M32 = 0xFFFFFFFF
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-_PARITY = 0x1BD11BDA
-_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
-_PHILOX_BUMP = (0x9E3779B9, 0xBB67AE85)
+__all__ = ["philox_fold_in", "readable", "threefry_fold_in", "tracing"]
 
 
 def _wrapped(t: Tensor) -> bool:
@@ -37,9 +35,14 @@ def _dispatch_mode_active() -> bool:
     return current is None or current() is not None
 
 
+def tracing() -> bool:
+    """Whether torch is compiling, tracing or running a dispatch mode: code here is recorded, not just run."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or _dispatch_mode_active()
+
+
 def readable(*tensors: Tensor) -> bool:
     """Whether every tensor is a plain CPU tensor outside any compile, trace, dispatch mode or functorch transform."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _dispatch_mode_active():
+    if tracing():
         return False
     return all(type(t) is Tensor and t.device.type == "cpu" and not _wrapped(t) for t in tensors)
 
@@ -64,10 +67,10 @@ def threefry_pair(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
 def philox_block(c: tuple[int, int, int, int], k0: int, k1: int) -> tuple[int, int, int, int]:
     """philox4x32-10 of the counter ``c`` under key ``(k0, k1)``, on uint32 ints."""
     c0, c1, c2, c3 = c
-    for _ in range(10):
-        p0, p2 = _PHILOX_M[0] * c0, _PHILOX_M[1] * c2
+    for _ in range(ROUNDS):
+        p0, p2 = _M0 * c0, _M1 * c2
         c0, c1, c2, c3 = (p2 >> 32) ^ c1 ^ k0, p2 & _M32, (p0 >> 32) ^ c3 ^ k1, p0 & _M32
-        k0, k1 = (k0 + _PHILOX_BUMP[0]) & _M32, (k1 + _PHILOX_BUMP[1]) & _M32
+        k0, k1 = (k0 + _BUMP[0]) & _M32, (k1 + _BUMP[1]) & _M32
     return c0, c1, c2, c3
 
 

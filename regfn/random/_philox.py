@@ -116,6 +116,6 @@ def key_words(k: Tensor) -> Tensor:
 
 def fold_in(k: Tensor, d: Tensor) -> Tensor:
     """The block ``d`` (a 0-d int tensor, taken mod ``2**32``) of a philox key: the new key's four words."""
-    kw = k.to(torch.int64) & MASK32
+    kw = key_words(k)
     d = d.to(torch.int64) & MASK32
     return torch.stack(_philox(d, torch.zeros_like(d), kw[2], kw[3], kw[0], kw[1])) & MASK32

@@ -52,15 +52,13 @@ def _bits32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
     """
     n = _numel(shape)
     philox = k.shape[0] == 4
+    kw = _philox.key_words(k) if philox else _threefry._wrap32(k)
+
+    def draw(m: int, start: int) -> Tensor:  # words start .. start + m - 1
+        return _philox.words(k, m, start, kw) if philox else _threefry.bits32(k, m, start, kw)
+
     step = piece_size(k, n, align=4 if philox else 1)
-    if step is None:
-        out = _philox.words(k, n) if philox else _threefry.bits32(k, n)
-    elif philox:
-        kw = _philox.key_words(k)
-        out = torch.cat([_philox.words(k, min(step, n - s), s, kw) for s in range(0, n, step)])
-    else:
-        kw = _threefry._wrap32(k)
-        out = torch.cat([_threefry.bits32(k, min(step, n - s), s, kw) for s in range(0, n, step)])
+    out = draw(n, 0) if step is None else torch.cat([draw(min(step, n - s), s) for s in range(0, n, step)])
     return out.reshape(shape)
 
 

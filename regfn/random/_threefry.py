@@ -101,19 +101,17 @@ def _counter_words(n: int, device: torch.device, start: int = 0) -> tuple[Tensor
     return hi, lo
 
 
-def hash_counters(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor]:
-    """Both words of ``threefry2x32(key, (0, i))`` for ``start <= i < start + n``, as int32 tensors of shape ``(n,)``."""
-    kw = _wrap32(k)
+def hash_counters(k: Tensor, n: int, start: int = 0, kw: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Both words of ``threefry2x32(key, (0, i))`` for ``start <= i < start + n``, as int32 tensors of shape
+    ``(n,)``; ``kw``: the key's words as int32 (``_wrap32(k)``), when the caller has them."""
+    kw = _wrap32(k) if kw is None else kw
     hi, lo = _counter_words(n, k.device, start)
     return _threefry(kw[0], kw[1], hi, lo)
 
 
 def bits32(k: Tensor, n: int, start: int = 0, kw: Tensor | None = None) -> Tensor:
-    """Words ``start .. start + n - 1`` of 32 random bits, as int32 (``jax.random.bits``'s: ``y0 ^ y1``);
-    ``kw``: the key's words as int32 (``_wrap32(k)``), when the caller has them."""
-    kw = _wrap32(k) if kw is None else kw
-    hi, lo = _counter_words(n, k.device, start)
-    y0, y1 = _threefry(kw[0], kw[1], hi, lo)
+    """Words ``start .. start + n - 1`` of 32 random bits, as int32 (``jax.random.bits``'s: ``y0 ^ y1``)."""
+    y0, y1 = hash_counters(k, n, start, kw)
     y0 ^= y1  # y0 is _threefry's fresh tensor
     return y0
 
