@@ -21,6 +21,7 @@ if not torch.cuda.is_available():
     # reads the variable when its modules are imported, so it is set before any test imports them.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import regfn
 import regfn.random as rr
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -122,6 +123,13 @@ def skip_unless_triton_engine_runs() -> None:
     reason = triton_engine_runs()
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def split():
+    """Quadrant data, 64 rows split 48 / 16 (the checkpoint and sequential-engine tests' MLP sweeps)."""
+    data = regfn.data.quadrants(rr.key(0), 64)
+    return regfn.data.train_val_split(rr.key(1), data, 0.25)
 
 
 class Crash(Exception):

@@ -28,12 +28,6 @@ MODEL = regfn.mlp((2, 8, 4, 1), output="logits")
 CONFIGS = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1, 2])  # 12 configurations
 
 
-@pytest.fixture(scope="module")
-def split():
-    data = regfn.data.quadrants(rr.key(0), 64)
-    return regfn.data.train_val_split(rr.key(1), data, 0.25)
-
-
 def kwargs(val, **kw):
     base = {"val": val, "epochs": 23, "log_every": 3, "compile": False, "threads": 1, "quiet": True, "chunk_size": 5}
     return {**base, **kw}

@@ -16,6 +16,8 @@ import torch
 from conftest import Crash, crash_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_checkpoint import CONFIGS as MLP_CONFIGS  # the MLP sweep of the checkpoint tests: 12 configurations
+from test_checkpoint import MODEL as MLP
 from test_sweep_general import CONFIGS, MODEL, RUN, digits  # noqa: F401 (a fixture)
 
 import regfn
@@ -23,15 +25,6 @@ import regfn.random as rr
 from regfn.optim import adam
 
 sequential_module = importlib.import_module("regfn._sweep._sequential")
-
-MLP = regfn.mlp((2, 8, 4, 1), output="logits")
-MLP_CONFIGS = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1, 2])  # 12 configurations
-
-
-@pytest.fixture(scope="module")
-def quadrants():
-    data = regfn.data.quadrants(rr.key(0), 64)
-    return regfn.data.train_val_split(rr.key(1), data, 0.25)
 
 
 def mlp_run(val, **kw):
@@ -75,8 +68,8 @@ def test_cnn_rows_equal_the_vmap_engine(digits, batch_size):  # noqa: F811
     ("optimizer", "batch_size", "key_impl"),
     [("sgd", None, "threefry2x32"), ("adam", 16, "threefry2x32"), ("rmsprop", 16, "philox4x32")],
 )
-def test_mlp_rows_equal_the_vmap_engine(quadrants, optimizer, batch_size, key_impl):
-    train, val = quadrants
+def test_mlp_rows_equal_the_vmap_engine(split, optimizer, batch_size, key_impl):
+    train, val = split
     kw = mlp_run(val, optimizer=optimizer, batch_size=batch_size, key_impl=key_impl)
     assert_close(
         regfn.sweep(MLP, train, MLP_CONFIGS, engine="sequential", **kw), regfn.sweep(MLP, train, MLP_CONFIGS, **kw)
@@ -100,9 +93,9 @@ def test_masks_are_the_single_runs_bit_for_bit(digits):  # noqa: F811
     subset=st.lists(st.integers(0, 11), min_size=1, max_size=5, unique=True),
     batch_size=st.sampled_from([None, 16]),
 )
-def test_a_row_is_the_same_in_any_chunk_and_alone(quadrants, chunk, subset, batch_size):
+def test_a_row_is_the_same_in_any_chunk_and_alone(split, chunk, subset, batch_size):
     """Chunking, repeats and the other configurations never change a row's bits."""
-    train, val = quadrants
+    train, val = split
     kw = mlp_run(val, batch_size=batch_size, engine="sequential", optimizer="adam")
     whole = regfn.sweep(MLP, train, MLP_CONFIGS, chunk_size=None, **kw)
     chunked = regfn.sweep(MLP, train, MLP_CONFIGS, chunk_size=chunk, **kw)
@@ -113,8 +106,8 @@ def test_a_row_is_the_same_in_any_chunk_and_alone(quadrants, chunk, subset, batc
         assert torch.equal(alone.curves["loss"][j], whole.curves["loss"][i])
 
 
-def test_cross_validation_equals_the_vmap_engine(quadrants):
-    train, _ = quadrants
+def test_cross_validation_equals_the_vmap_engine(split):
+    train, _ = split
     kw = mlp_run(None, cv=3, batch_size=8, optimizer="adam")
     assert_close(
         regfn.sweep(MLP, train, MLP_CONFIGS[:5], engine="sequential", **kw),
@@ -123,8 +116,8 @@ def test_cross_validation_equals_the_vmap_engine(quadrants):
 
 
 @pytest.mark.parametrize("kind", ["halving", "pbt"])
-def test_schedules_run_and_match_the_vmap_engine(quadrants, kind):
-    train, val = quadrants
+def test_schedules_run_and_match_the_vmap_engine(split, kind):
+    train, val = split
     configs = regfn.grid(lr=[0.01, 0.1, 0.3], p=[0.0, 0.5], seed=[0, 1, 2])
     if kind == "halving":
         schedule = regfn.search.successive_halving(min_epochs=2, eta=3, metric="val_loss")
@@ -138,8 +131,8 @@ def test_schedules_run_and_match_the_vmap_engine(quadrants, kind):
     assert_close(sequential, vmapped, tol=1e-4)
 
 
-def test_a_resumed_sweep_is_bit_identical(quadrants, tmp_path, monkeypatch):
-    train, val = quadrants
+def test_a_resumed_sweep_is_bit_identical(split, tmp_path, monkeypatch):
+    train, val = split
     kw = mlp_run(val, epochs=11, batch_size=16, chunk_size=5, engine="sequential")
     reference = regfn.sweep(MLP, train, MLP_CONFIGS, **kw)
     with crash_after(monkeypatch, 4, sequential_module.SequentialEngine), pytest.raises(Crash):
@@ -150,17 +143,17 @@ def test_a_resumed_sweep_is_bit_identical(quadrants, tmp_path, monkeypatch):
         assert all(torch.equal(p, resumed.trained.params[row][n]) for n, p in params.items())
 
 
-def test_the_kept_parameters_are_the_rows(quadrants):
+def test_the_kept_parameters_are_the_rows(split):
     """result.params(i) is what the row was evaluated with: its predictions give its accuracy."""
-    train, val = quadrants
+    train, val = split
     result = regfn.sweep(MLP, train, MLP_CONFIGS[:4], engine="sequential", **mlp_run(val, batch_size=16))
     for i, row in enumerate(result.rows):
         predicted = (result.predict(val.x, i) > 0).to(val.y.dtype)
         assert float((predicted == val.y).float().mean()) == pytest.approx(row["val_acc"], abs=1e-6)
 
 
-def test_a_diverged_row_leaves_its_neighbours_alone(quadrants):
-    train, val = quadrants
+def test_a_diverged_row_leaves_its_neighbours_alone(split):
+    train, val = split
     good = [{"lr": 0.05, "seed": 0}, {"lr": 0.05, "seed": 1}]
     kw = mlp_run(val, engine="sequential")
     with pytest.warns(UserWarning, match="1 of 3 configurations diverged"):
@@ -174,8 +167,8 @@ def test_a_diverged_row_leaves_its_neighbours_alone(quadrants):
 
 
 @pytest.mark.slow
-def test_compiled_equals_eager_to_float_tolerance(quadrants):
-    train, val = quadrants
+def test_compiled_equals_eager_to_float_tolerance(split):
+    train, val = split
     kw = mlp_run(val, batch_size=16, engine="sequential", optimizer="adam")
     eager = regfn.sweep(MLP, train, MLP_CONFIGS[:3], **kw)
     compiled = regfn.sweep(MLP, train, MLP_CONFIGS[:3], **{**kw, "compile": True})
@@ -213,8 +206,8 @@ class Gated(torch.nn.Module):
         return self.out(h).squeeze(-1)
 
 
-def test_a_model_vmap_cannot_batch_runs_sequentially(quadrants):
-    train, val = quadrants
+def test_a_model_vmap_cannot_batch_runs_sequentially(split):
+    train, val = split
     model = regfn.from_module(Gated())
     configs = regfn.grid(l2=[0.0, 1e-2], seed=[0, 1])
     kw = mlp_run(val, epochs=3, loss="bce_logits")
