@@ -457,14 +457,16 @@ def test_functionalize_tutorial_model():
 def test_functionalize_grad_and_vmap():
     module = Tutorial()
     apply, params = functionalize(module)
-    x = torch.randn(10, 8)
+    x = torch.randn(10, 8, generator=torch.Generator().manual_seed(0))
     grads = torch.func.grad(lambda prm: apply(prm, x, key=rr.key(0), train=True).sum())(params)
     ref = torch.func.grad(lambda prm: mlp_apply(prm, x, key=rr.key(0), p=0.5, train=True).sum())(params)
     assert all(torch.equal(grads[k], ref[k]) for k in ref)
     keys = rr.split(rr.key(1), 4)
     out = torch.func.vmap(lambda k: apply(params, x, key=k, train=True))(keys)
     for i in range(4):
-        assert torch.equal(out[i], apply(params, x, key=keys[i], train=True))
+        # masks are bit-for-bit; the batched matmul after them may round differently from mm (batched == looped to
+        # float tolerance, as the sweep's rows are)
+        torch.testing.assert_close(out[i], apply(params, x, key=keys[i], train=True), rtol=1e-6, atol=1e-7)
 
 
 class Several(tnn.Module):
