@@ -1,4 +1,7 @@
-"""Eager CPU draws made in cache-sized pieces give the words of one draw, bit for bit, vmapped or not."""
+"""Eager CPU draws made in cache-sized pieces give the words of one draw, bit for bit, vmapped or not.
+
+The pieces are the fallback where the C kernel of :mod:`regfn.random._native` is not used; these tests turn it off.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,11 @@ eager = importlib.import_module("regfn.random._eager")
 sample = importlib.import_module("regfn.random._sample")
 
 IMPLS = ["threefry2x32", "philox4x32"]
+
+
+@pytest.fixture(autouse=True)
+def without_the_kernel(monkeypatch):
+    monkeypatch.setattr(importlib.import_module("regfn.random._native"), "_usable", lambda k: False)
 
 
 def drawn_whole(monkeypatch, fn):

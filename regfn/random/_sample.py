@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._erfinv import _erfinv32
-from . import _philox, _threefry
+from . import _native, _philox, _threefry
 from ._eager import piece_size
 from ._threefry import _unsigned
 from ._validate import FLOAT_LAYOUT, _check_key, _check_shape, _float_dtype, _numel
@@ -48,7 +48,8 @@ def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
 def _bits32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
     """32 random bits per element: the low 32 bits of an int32 (threefry2x32) or int64 (philox4x32) tensor.
 
-    A large eager CPU draw is made in cache-sized pieces (:mod:`regfn.random._eager`): the same words.
+    An eager CPU draw runs in a C kernel (:mod:`regfn.random._native`) where one was built, else a large one is
+    made in cache-sized pieces (:mod:`regfn.random._eager`): the same words either way.
     """
     n = _numel(shape)
     philox = k.shape[0] == 4
@@ -57,8 +58,10 @@ def _bits32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
     def draw(m: int, start: int) -> Tensor:  # words start .. start + m - 1
         return _philox.words(k, m, start, kw) if philox else _threefry.bits32(k, m, start, kw)
 
-    step = piece_size(k, n, align=4 if philox else 1)
-    out = draw(n, 0) if step is None else torch.cat([draw(min(step, n - s), s) for s in range(0, n, step)])
+    out = _native.philox_words(k, kw, n) if philox else _native.threefry_bits32(k, kw, n)
+    if out is None:
+        step = piece_size(k, n, align=4 if philox else 1)
+        out = draw(n, 0) if step is None else torch.cat([draw(min(step, n - s), s) for s in range(0, n, step)])
     return out.reshape(shape)
 
 
