@@ -48,7 +48,7 @@ def kernel_words(k: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
 
 def without_kernel(monkeypatch, fn):
     with monkeypatch.context() as m:
-        m.setattr(native, "_usable", lambda k: False)
+        m.setattr(native, "usable", lambda k: False)
         return fn()
 
 
@@ -95,6 +95,27 @@ def test_vmapped_and_nested_draws_equal_the_loop(impl):
 
 
 @needs_kernel
+@pytest.mark.parametrize("impl", IMPLS)
+def test_vmapped_splits_folds_and_float64_draws_equal_the_tensor_code(impl, monkeypatch):
+    keys = rr.split(rr.key(9, impl=impl), 5)
+
+    def derive():
+        return (
+            vmap(lambda k: rr.split(k, 3))(keys),
+            vmap(lambda k: rr.fold_in(k, 2**32 - 1))(keys),
+            vmap(lambda k: rr.fold_in(k, -7))(keys),
+            vmap(lambda k: rr.uniform(k, (9,), dtype=torch.float64))(keys),
+            rr.uniform(keys[0], (11,), dtype=torch.float64),
+        )
+
+    for got, want in zip(derive(), without_kernel(monkeypatch, derive), strict=True):
+        assert torch.equal(got, want)
+    folded = vmap(lambda k: rr.fold_in(k, 6))(keys)
+    assert torch.equal(folded[2], rr.fold_in(keys[2], 6))  # the host path's words
+    assert torch.equal(folded, vmap(lambda k: rr.split(k, 7)[6])(keys))
+
+
+@needs_kernel
 def test_a_vmapped_gradient_through_dropout_equals_the_loop():
     w = torch.linspace(-1, 1, 12)
 
@@ -115,7 +136,7 @@ def test_traced_and_compiled_draws_use_the_tensor_cipher():
     assert not any("regfn." in t for t in targets)
     compiled = torch.compile(lambda k: rr.uniform(k, (9,)), backend="aot_eager", fullgraph=True)
     assert torch.equal(compiled(rr.key(4)), rr.uniform(rr.key(4), (9,)))
-    assert not native._usable(rr.key(0).to("meta"))
+    assert not native.usable(rr.key(0).to("meta"))
 
 
 @needs_kernel

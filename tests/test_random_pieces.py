@@ -23,7 +23,7 @@ IMPLS = ["threefry2x32", "philox4x32"]
 
 @pytest.fixture(autouse=True)
 def without_the_kernel(monkeypatch):
-    monkeypatch.setattr(importlib.import_module("regfn.random._native"), "_usable", lambda k: False)
+    monkeypatch.setattr(importlib.import_module("regfn.random._native"), "usable", lambda k: False)
 
 
 def drawn_whole(monkeypatch, fn):

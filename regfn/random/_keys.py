@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from . import _host, _philox, _threefry
+from . import _host, _native, _philox, _threefry
 from ._validate import (
     INT64_RANGE,
     MASK32,
@@ -96,9 +96,24 @@ def split(key_: Tensor, num: int | Sequence[int] = 2) -> Tensor:
     shape = _check_shape(num, "split")
     n = _numel(shape)
     if k.shape[0] == 4:
-        return (_philox.words(k, 4 * n) & MASK32).reshape(*shape, 4)
-    y0, y1 = _threefry.hash_counters(k, n)
+        return (_philox_words(k, 4 * n) & MASK32).reshape(*shape, 4)
+    y0, y1 = _threefry_pairs(k, n)
     return _threefry._unsigned(torch.stack([y0, y1], dim=-1)).reshape(*shape, 2)
+
+
+def _philox_words(k: Tensor, n: int, start: int = 0) -> Tensor:
+    """Words ``start .. start + n - 1`` of a philox key: the C kernel's where it is used, else the tensor code's."""
+    kw = _philox.key_words(k)
+    words = _native.philox_words(k, kw, n, start)
+    return _philox.words(k, n, start, kw) if words is None else words
+
+
+def _threefry_pairs(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor]:
+    """Both words of ``threefry2x32(key, (0, i))`` for ``start <= i < start + n``: the C kernel's, or the tensor
+    code's."""
+    kw = _threefry._wrap32(k)
+    pairs = _native.threefry_pairs(k, kw, n, start)
+    return _threefry.hash_counters(k, n, start, kw) if pairs is None else pairs
 
 
 def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
@@ -132,9 +147,12 @@ def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
             return _fold_in_host(k, int(data))
         d = _threefry._wrap32(data.to(k.device))
     else:
-        value = _check_int(data, "data", "fold_in", *UINT32_RANGE)
+        value = _check_int(data, "data", "fold_in", *UINT32_RANGE) & MASK32
         if _host.readable(k):
             return _fold_in_host(k, value)
+        if _native.usable(k):  # split(key, n)[value]: a philox block, or threefry's pair, by the kernel
+            words = _philox_words(k, 4, 4 * value) if k.shape[0] == 4 else torch.stack(_threefry_pairs(k, 1, value))
+            return _threefry._unsigned(words).reshape(k.shape)
         d = _threefry._wrap32(torch.tensor(value, dtype=torch.int64, device=k.device))
     return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
 

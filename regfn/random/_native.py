@@ -12,9 +12,10 @@ with ``cc -O3 -march=native`` into regfn's cache directory
 (``REGFN_CACHE_DIR``, else ``$XDG_CACHE_HOME/regfn``, else
 ``~/.cache/regfn``), under a name that hashes the source, the compiler, the
 flags and the CPU's feature flags, and loaded with :mod:`ctypes`. It is
-reached through two torch custom operators (``regfn::threefry_bits32`` and
-``regfn::philox_words``) so that ``vmap`` batches a draw by passing every
-configuration's key to one call.
+reached through torch custom operators (``regfn::threefry_bits32``,
+``regfn::threefry_pairs`` and ``regfn::philox_words``) so that ``vmap`` batches
+a draw, a ``split`` or a ``fold_in`` by passing every configuration's key to
+one call.
 
 Where the kernel is not used, the tensor ciphers run, with the same words:
 on CUDA, under ``torch.compile`` or any trace (:func:`regfn.random._host.tracing`),
@@ -25,6 +26,7 @@ without a working C compiler, on a torch without ``torch.library.register_vmap``
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import os
@@ -35,6 +37,7 @@ import subprocess
 import sysconfig
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,14 +57,10 @@ def _threefry_rounds() -> str:
     return "\n".join(lines)
 
 
-_SOURCE = f"""
-#include <stdint.h>
-
-#define MIX(r) x0 += x1; x1 = (x1 << (r)) | (x1 >> (32 - (r))); x1 ^= x0;
-
-/* Words start .. start + n - 1 of jax.random.bits for each of `keys` threefry2x32 keys (two int32 words each):
-   word i is y0 ^ y1 of threefry2x32(key, (i >> 32, i mod 2**32)). out: keys x n int32, row-major. */
-void regfn_threefry_bits32(const int32_t *kw, int64_t keys, int64_t n, int64_t start, int32_t *out) {{
+def _threefry_function(name: str, width: int, store: str) -> str:
+    """A C function over every counter ``start .. start + n - 1`` of each key: ``width`` int32 out per counter."""
+    return f"""
+void {name}(const int32_t *kw, int64_t keys, int64_t n, int64_t start, int32_t *out) {{
     for (int64_t b = 0; b < keys; ++b) {{
         const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
                                 (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
@@ -70,18 +69,30 @@ void regfn_threefry_bits32(const int32_t *kw, int64_t keys, int64_t n, int64_t s
             const uint32_t hi = (uint32_t)(first >> 32), lo = (uint32_t)first;
             const int64_t left = n - j, room = (int64_t)(0x100000000ull - lo);
             const int64_t len = left < room ? left : room;
-            int32_t *o = out + b * n + j;
+            int32_t *o = out + {width} * (b * n + j);
             for (int64_t m = 0; m < len; ++m) {{
                 uint32_t x0 = hi + ks[0];
                 uint32_t x1 = lo + (uint32_t)m + ks[1];
 {_threefry_rounds()}
-                o[m] = (int32_t)(x0 ^ x1);
+                {store}
             }}
             j += len;
         }}
     }}
 }}
+"""
 
+
+_SOURCE = f"""
+#include <stdint.h>
+
+#define MIX(r) x0 += x1; x1 = (x1 << (r)) | (x1 >> (32 - (r))); x1 ^= x0;
+
+/* threefry2x32 of the counters i = start .. start + n - 1, as (i >> 32, i mod 2**32), for each of `keys` keys
+   (two int32 words each); out is row-major. bits32: y0 ^ y1 (jax.random.bits's word i), keys x n int32;
+   pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32. */
+{_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
+{_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
 /* Words start .. start + n - 1 (start a multiple of 4) of each of `keys` philox4x32 keys (k0, k1, s0, s1):
    word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). out: keys x n int64. */
 void regfn_philox_words(const int64_t *kw, int64_t keys, int64_t n, int64_t start, int64_t *out) {{
@@ -178,7 +189,7 @@ def _library() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(path))
         except (OSError, subprocess.SubprocessError):
             continue
-        for name in ("regfn_threefry_bits32", "regfn_philox_words"):
+        for name in ("regfn_threefry_bits32", "regfn_threefry_pairs", "regfn_philox_words"):
             function = getattr(lib, name)
             function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
             function.restype = None
@@ -186,40 +197,49 @@ def _library() -> ctypes.CDLL | None:
     return None
 
 
-def _call(name: str, kw: Tensor, n: int, start: int, width: int, dtype: torch.dtype) -> Tensor:
-    """Run kernel ``name`` for every key of ``kw`` (shape ``(..., width)``): words of shape ``(..., n)``."""
-    lib = _library()
-    assert lib is not None  # the operators are only called when status() says so
-    kw = kw.to(dtype).contiguous()
-    keys = kw.numel() // width
-    out = torch.empty((*kw.shape[:-1], n), dtype=dtype)
-    if keys and n:
-        getattr(lib, name)(kw.data_ptr(), keys, n, start, out.data_ptr())
-    return out
+@dataclasses.dataclass(frozen=True)
+class _Kernel:
+    """One C function and the operator that runs it: key words of shape ``(..., key_width)`` in, ``(..., n)``
+    words out (``(..., n, 2)`` where ``pairs``)."""
+
+    function: str
+    key_width: int
+    dtype: torch.dtype
+    pairs: bool = False
+
+    def shape(self, kw: Tensor, n: int) -> tuple[int, ...]:
+        return (*kw.shape[:-1], n, 2) if self.pairs else (*kw.shape[:-1], n)
+
+    def run(self, kw: Tensor, n: int, start: int) -> Tensor:
+        lib = _library()
+        assert lib is not None  # the operators are only called where usable() said so
+        kw = kw.to(self.dtype).contiguous()
+        out = torch.empty(self.shape(kw, n), dtype=self.dtype)
+        if out.numel():
+            getattr(lib, self.function)(kw.data_ptr(), kw.numel() // self.key_width, n, start, out.data_ptr())
+        return out
 
 
-def _operators() -> tuple[Callable[[Tensor, int, int], Tensor], Callable[[Tensor, int, int], Tensor]] | None:
-    """The two custom operators with their fake and vmap rules; ``None`` on a torch without ``register_vmap``."""
+_KERNELS = {
+    "threefry_bits32": _Kernel("regfn_threefry_bits32", 2, torch.int32),
+    "threefry_pairs": _Kernel("regfn_threefry_pairs", 2, torch.int32, pairs=True),
+    "philox_words": _Kernel("regfn_philox_words", 4, torch.int64),
+}
+
+
+def _operators() -> dict[str, Any] | None:
+    """A custom operator ``regfn::<name>`` per kernel, with its fake and vmap rules; ``None`` on a torch without
+    ``torch.library.register_vmap``."""
     library = torch.library
     if not hasattr(library, "custom_op") or not hasattr(library, "register_vmap"):
         return None
-
-    @library.custom_op("regfn::threefry_bits32", mutates_args=(), device_types="cpu")
-    def threefry_op(kw: Tensor, n: int, start: int) -> Tensor:
-        return _call("regfn_threefry_bits32", kw, n, start, 2, torch.int32)
-
-    @library.custom_op("regfn::philox_words", mutates_args=(), device_types="cpu")
-    def philox_op(kw: Tensor, n: int, start: int) -> Tensor:
-        return _call("regfn_philox_words", kw, n, start, 4, torch.int64)
-
-    for op, dtype in ((threefry_op, torch.int32), (philox_op, torch.int64)):
-        op.register_fake(functools.partial(_fake, dtype=dtype))
+    ops = {}
+    for name, kernel in _KERNELS.items():
+        op = library.custom_op(f"regfn::{name}", kernel.run, mutates_args=(), device_types="cpu")
+        op.register_fake(lambda kw, n, start, kernel=kernel: kw.new_empty(kernel.shape(kw, n), dtype=kernel.dtype))
         library.register_vmap(op, functools.partial(_batched, op))
-    return threefry_op, philox_op
-
-
-def _fake(kw: Tensor, n: int, start: int, *, dtype: torch.dtype) -> Tensor:
-    return kw.new_empty((*kw.shape[:-1], n), dtype=dtype)
+        ops[name] = op
+    return ops
 
 
 def _batched(op: Callable[..., Tensor], info: object, in_dims: tuple, kw: Tensor, n: int, start: int) -> tuple:
@@ -254,8 +274,8 @@ def _ready() -> bool:
     return _OPERATORS is not None and _library() is not None
 
 
-def _usable(k: Tensor) -> bool:
-    """Eager CPU draws only. Compiled code keeps the tensor cipher: in a first trial, the kernel as an extern
+def usable(k: Tensor) -> bool:
+    """Whether a draw from key ``k`` runs in the kernel: eager CPU draws only. Compiled code keeps the tensor cipher: in a first trial, the kernel as an extern
     call inside issue #22's compiled digits MLP step made its epochs slower (0.69 against 0.31 s), not yet
     understood; traces may be run by programs that never load the kernel."""
     from ._host import tracing
@@ -265,15 +285,18 @@ def _usable(k: Tensor) -> bool:
 
 def threefry_bits32(k: Tensor, kw: Tensor, n: int) -> Tensor | None:
     """``bits32``'s words ``0 .. n - 1`` for threefry key words ``kw`` (int32), by the kernel; ``None`` where not used."""
-    if not _usable(k):
-        return None
-    assert _OPERATORS is not None
-    return _OPERATORS[0](kw, n, 0)
+    return _OPERATORS["threefry_bits32"](kw, n, 0) if usable(k) and _OPERATORS else None
 
 
-def philox_words(k: Tensor, kw: Tensor, n: int) -> Tensor | None:
-    """A philox key's words ``0 .. n - 1`` for its words ``kw`` (int64), by the kernel; ``None`` where not used."""
-    if not _usable(k):
+def threefry_pairs(k: Tensor, kw: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] | None:
+    """``hash_counters``'s two int32 words for counters ``start .. start + n - 1``, by the kernel, or ``None``."""
+    if not (usable(k) and _OPERATORS):
         return None
-    assert _OPERATORS is not None
-    return _OPERATORS[1](kw, n, 0)
+    pairs = _OPERATORS["threefry_pairs"](kw, n, start)
+    return pairs[..., 0], pairs[..., 1]
+
+
+def philox_words(k: Tensor, kw: Tensor, n: int, start: int = 0) -> Tensor | None:
+    """A philox key's words ``start .. start + n - 1`` (``start`` a multiple of 4) for its words ``kw`` (int64),
+    by the kernel; ``None`` where not used."""
+    return _OPERATORS["philox_words"](kw, n, start) if usable(k) and _OPERATORS else None

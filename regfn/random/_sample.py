@@ -17,6 +17,7 @@ from .._checks import check_int
 from .._erfinv import _erfinv32
 from . import _native, _philox, _threefry
 from ._eager import piece_size
+from ._keys import _philox_words, _threefry_pairs
 from ._threefry import _unsigned
 from ._validate import FLOAT_LAYOUT, _check_key, _check_shape, _float_dtype, _numel
 
@@ -69,9 +70,9 @@ def _bits64(k: Tensor, shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """Two words per element, as uint32 values in int64: threefry's two outputs, or philox words ``2i, 2i + 1``."""
     n = _numel(shape)
     if k.shape[0] == 4:
-        pairs = _philox.words(k, 2 * n).reshape(*shape, 2)
+        pairs = _philox_words(k, 2 * n).reshape(*shape, 2)
         return _unsigned(pairs[..., 0]), _unsigned(pairs[..., 1])
-    y0, y1 = _threefry.hash_counters(k, n)
+    y0, y1 = _threefry_pairs(k, n)
     return _unsigned(y0).reshape(shape), _unsigned(y1).reshape(shape)
 
 
