@@ -2,8 +2,8 @@
 
 Every case compares the kernel's words with the tensor code's (which the JAX golden vectors, Random123's known
 answers and Triton's ``tl.randint`` pin down in test_random*.py): alone, at counters that cross a 2**32
-boundary, under ``vmap`` (nested) and ``grad``; and checks where the kernel is not used (compile, traces, CUDA,
-``REGFN_NATIVE=0``, no compiler).
+boundary, under ``vmap`` (nested) and ``grad``, in traces; and checks where the kernel is not used (traces made
+before it was loaded, CUDA, ``REGFN_NATIVE=0``, no compiler).
 """
 
 from __future__ import annotations
@@ -128,15 +128,30 @@ def test_a_vmapped_gradient_through_dropout_equals_the_loop():
     assert torch.equal(batched, torch.stack([grad(loss)(w, k) for k in keys]))
 
 
-def test_traced_and_compiled_draws_use_the_tensor_cipher():
+def regfn_ops(fn, *args) -> set[str]:
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    graph = make_fx(lambda k: rr.bits(k, (8,)))(rr.key(0)).graph
-    targets = {str(node.target) for node in graph.nodes if node.op == "call_function"}
-    assert not any("regfn." in t for t in targets)
+    graph = make_fx(fn)(*args).graph
+    return {str(node.target) for node in graph.nodes if node.op == "call_function" and "regfn." in str(node.target)}
+
+
+@needs_kernel
+@pytest.mark.parametrize("impl", IMPLS)
+def test_traces_call_the_kernel_once_loaded_and_the_tensor_cipher_before(impl, monkeypatch):
+    k = rr.key(4, impl=impl)
+    rr.bits(k, (2,))  # an eager draw loads the kernel
+    expected = {"regfn.philox_words.default"} if impl == "philox4x32" else {"regfn.threefry_bits32.default"}
+    assert regfn_ops(lambda k: rr.bits(k, (8,)), k) == expected
     compiled = torch.compile(lambda k: rr.uniform(k, (9,)), backend="aot_eager", fullgraph=True)
-    assert torch.equal(compiled(rr.key(4)), rr.uniform(rr.key(4), (9,)))
+    assert torch.equal(compiled(k), rr.uniform(k, (9,)))
+    monkeypatch.setattr(native, "_LOADED", False)  # a trace before any eager draw: nothing is built inside it
+    assert regfn_ops(lambda k: rr.bits(k, (8,)), k) == set()
+    assert not native._LOADED
+
+
+def test_cuda_and_meta_keys_never_use_the_kernel():
     assert not native.usable(rr.key(0).to("meta"))
+    assert not native.usable(rr.key(0, impl="philox4x32").to("meta"))
 
 
 @needs_kernel

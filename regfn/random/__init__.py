@@ -21,10 +21,11 @@ argument:
   threefry's do (see :mod:`regfn.random._philox`).
 
 The samplers (:func:`uniform`, :func:`bernoulli`, :func:`normal`) turn the
-words into numbers by JAX's rules for both implementations. Eager CPU draws
-run in a small C kernel built on first use (:func:`native_status` says
-whether; ``REGFN_NATIVE=0`` turns it off): the same words, about ten times
-sooner than the tensor code that compiled and CUDA draws use.
+words into numbers by JAX's rules for both implementations. CPU draws run in
+a small C kernel built on first use (:func:`native_status` says whether;
+``REGFN_NATIVE=0`` turns it off): the same words as the tensor code that CUDA
+draws use, about ten times sooner eagerly, and compiled steps that contain it
+compile sooner.
 
 Examples:
     >>> import regfn.random as rr

@@ -1,4 +1,4 @@
-"""Eager CPU draws through a small C kernel: the same words as the tensor ciphers, about ten times sooner.
+"""CPU draws through a small C kernel: the same words as the tensor ciphers, about ten times sooner eagerly.
 
 Eagerly, a threefry2x32 word is some 120 tensor operations (20 rounds of
 adds, shifts, ORs and XORs), each a pass over memory at about 0.2 ns a word
@@ -17,8 +17,10 @@ reached through torch custom operators (``regfn::threefry_bits32``,
 a draw, a ``split`` or a ``fold_in`` by passing every configuration's key to
 one call.
 
-Where the kernel is not used, the tensor ciphers run, with the same words:
-on CUDA, under ``torch.compile`` or any trace (:func:`regfn.random._host.tracing`),
+Compiled CPU code calls the same operators (inductor keeps them as extern
+calls: a smaller graph that compiles sooner) once an eager draw has loaded the
+kernel (:func:`usable`). Where the kernel is not used, the tensor ciphers run,
+with the same words: on CUDA, in traces made before the kernel was loaded,
 without a working C compiler, on a torch without ``torch.library.register_vmap``
 (before 2.5), and when ``REGFN_NATIVE=0``. :func:`status` says which.
 """
@@ -42,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._host import tracing
 from ._philox import _BUMP, _M0, _M1, ROUNDS
 from ._threefry import _PARITY, _ROTATIONS
 
@@ -269,18 +272,26 @@ def status() -> str:
     return "on" if _library() is not None else "off: no C compiler built the kernel"
 
 
-def _ready() -> bool:
-    """Whether the operators exist and the kernel is loaded (building it now if need be)."""
-    return _OPERATORS is not None and _library() is not None
+_LOADED = False  # whether the kernel is loaded: set by the first eager CPU draw, read (never built) inside traces
 
 
 def usable(k: Tensor) -> bool:
-    """Whether a draw from key ``k`` runs in the kernel: eager CPU draws only. Compiled code keeps the tensor cipher: in a first trial, the kernel as an extern
-    call inside issue #22's compiled digits MLP step made its epochs slower (0.69 against 0.31 s), not yet
-    understood; traces may be run by programs that never load the kernel."""
-    from ._host import tracing
+    """Whether a draw from key ``k`` runs in the kernel: CPU keys, where the kernel could be built and loaded.
 
-    return k.device.type == "cpu" and not tracing() and _ready()  # tracing() first: dynamo must not trace _ready
+    Eagerly, the first such draw builds or loads the kernel. While torch
+    compiles or traces, the answer is whether it is loaded already (nothing is
+    built inside a trace): a sweep draws its initial weights eagerly, so its
+    compiled step calls the operators, which inductor keeps as extern calls (a
+    smaller graph: issue #22's digits MLP compiled cold in 31.9 s instead of
+    46.9 s, docs/benchmarks/sweep.md); a function compiled before any eager draw
+    traces the tensor cipher instead. The words are the same either way.
+    """
+    global _LOADED
+    if k.device.type != "cpu" or _OPERATORS is None:
+        return False
+    if not _LOADED and not tracing():
+        _LOADED = _library() is not None
+    return _LOADED
 
 
 def threefry_bits32(k: Tensor, kw: Tensor, n: int) -> Tensor | None:

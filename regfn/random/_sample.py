@@ -49,7 +49,7 @@ def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
 def _bits32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
     """32 random bits per element: the low 32 bits of an int32 (threefry2x32) or int64 (philox4x32) tensor.
 
-    An eager CPU draw runs in a C kernel (:mod:`regfn.random._native`) where one was built, else a large one is
+    A CPU draw runs in a C kernel (:mod:`regfn.random._native`) where one was built, else a large eager one is
     made in cache-sized pieces (:mod:`regfn.random._eager`): the same words either way.
     """
     n = _numel(shape)
