@@ -16,7 +16,8 @@ timed without the compile), and prints one JSON line with:
 * with ``--cold``: ``cold_compile_s``, the compile time of a fresh process
   with an empty ``TORCHINDUCTOR_CACHE_DIR`` (a subprocess of this script).
 
-    taskset -c 0 python benchmarks/auto_compile.py --workloads mlp,quadrants --cold mlp
+    taskset -c 0 python benchmarks/auto_compile.py --workloads mlp,quadrants --cold mlp > costs.jsonl
+    python benchmarks/auto_compile.py --fit costs.jsonl   # the constants of regfn/_sweep/_auto.py
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import tempfile
 import torch
 
 import regfn
+from regfn._sweep._auto import model_kind
 
 
 def workload(name: str) -> dict:
@@ -122,7 +124,8 @@ def cold_compile(name: str) -> float:
 
 def measure(name: str, repeats: int, cold: bool) -> dict:
     w = workload(name)
-    n_params = sum(p.numel() for p in w["model"].init(regfn.random.key(0)).values())
+    params = w["model"].init(regfn.random.key(0))
+    n_params = sum(p.numel() for p in params.values())
     rows = w["batch_size"] or len(w["data"])
     steps = len(w["data"]) // rows
     compiled = run(w, True, 1)  # warms the compiled program
@@ -139,6 +142,8 @@ def measure(name: str, repeats: int, cold: bool) -> dict:
         "workload": name,
         "k": w["k"],
         "n_params": n_params,
+        "width": sum(p.numel() for p in params.values() if p.ndim == 1),
+        "kind": model_kind(w["model"], params),
         "rows_per_step": rows,
         "steps_per_epoch": steps,
         "work": w["k"] * rows * n_params * steps,
@@ -155,12 +160,49 @@ def measure(name: str, repeats: int, cold: bool) -> dict:
     return out
 
 
+def fit(lines: list[dict]) -> dict:
+    """``regfn._sweep._auto``'s constants from this script's output lines.
+
+    Seconds per step ``a + rows x (b x params + c x width)`` (``rows``: K x rows
+    per step) by least squares on relative errors over the MLP workloads,
+    eager and compiled; a convolutional or other module model keeps the MLPs'
+    ``a`` and gets ``b`` from its own (first) measurement, ``c`` = 0.
+    """
+    import numpy as np
+
+    out: dict = {}
+    for mode in ("eager", "compiled"):
+        seconds = {r["workload"]: r[f"{mode}_epoch_s"] / r["steps_per_epoch"] for r in lines}
+        rows = {r["workload"]: r["k"] * r["rows_per_step"] for r in lines}
+        mlps = [r for r in lines if r["kind"] == "mlp"]
+        design = np.array([[1.0, rows[r["workload"]] * r["n_params"], rows[r["workload"]] * r["width"]] for r in mlps])
+        target = np.array([seconds[r["workload"]] for r in mlps])
+        (a, b, c), *_ = np.linalg.lstsq(design / target[:, None], np.ones(len(mlps)), rcond=None)
+        out[mode] = {"mlp": (a, b, c)}
+        for r in mlps:
+            out[mode].setdefault("fit_over_measured", {})[r["workload"]] = round(
+                (a + rows[r["workload"]] * (b * r["n_params"] + c * r["width"])) / seconds[r["workload"]], 3
+            )
+        for r in lines:
+            if r["kind"] != "mlp" and r["kind"] not in out[mode]:
+                out[mode][r["kind"]] = (a, (seconds[r["workload"]] - a) / (rows[r["workload"]] * r["n_params"]), 0.0)
+    out["cold_compile_s"] = {r["workload"]: r["cold_compile_s"] for r in lines if "cold_compile_s" in r}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="mlp,quadrants,digits_mlp,cnn", help="comma-separated workload names")
     parser.add_argument("--cold", default="", help="comma-separated workloads whose cold compile to time as well")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--fit", metavar="FILE", help="print the rule's constants fitted to FILE (this script's output)"
+    )
     args = parser.parse_args(argv)
+    if args.fit:
+        with open(args.fit) as f:
+            print(json.dumps(fit([json.loads(line) for line in f if line.startswith("{")]), default=float, indent=1))
+        return
     torch.set_num_threads(1)
     cold = set(filter(None, args.cold.split(",")))
     for name in args.workloads.split(","):

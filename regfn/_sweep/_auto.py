@@ -27,28 +27,29 @@ The rule (:func:`decide`):
   with seconds per step ``a + rows x (b x parameters + c x width)``
   (``rows``: every configuration's rows of a step; ``width``: the model's
   1-D parameter sizes added up, an MLP's activations, and dropout masks,
-  per row). The constants of each model kind (:data:`COSTS`) were fitted to
-  eager and compiled epochs of six workloads timed side by side with
-  ``benchmarks/auto_compile.py`` on one pinned core of an idle 2-core AMD
-  EPYC, torch 2.13.0+cpu, and to cold compiles on the same core
+  per row). The constants of each model kind (:data:`COSTS`) were fitted
+  (``benchmarks/auto_compile.py --fit``) to eager and compiled epochs of six
+  workloads timed side by side with ``benchmarks/auto_compile.py`` on one
+  pinned core of an idle 2-core AMD EPYC, torch 2.13.0+cpu, with CPU draws
+  in regfn's C kernel, and to cold compiles on the same core
   (docs/benchmarks/sweep.md, "What the automatic choices decide from"):
 
   ===========  ===========================  ==========================  ============
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
   ===========  ===========================  ==========================  ============
-  ``mlp``      4.4e-3, 1.0e-10, 4.24e-8     5.1e-4, 5.3e-11, 7.4e-9     45 s
-  ``conv``     4.4e-3, 2.0e-8, 0            5.1e-4, 8.0e-9, 0           55 s
-  ``module``   4.4e-3, 1.4e-9, 0            5.1e-4, 2.3e-10, 0          55 s
+  ``mlp``      4.3e-3, 1.29e-10, 1.42e-8    5.8e-4, 5.1e-11, 5.7e-9     27 s
+  ``conv``     4.3e-3, 1.15e-8, 0           5.8e-4, 7.0e-9, 0           34 s
+  ``module``   4.3e-3, 5.2e-10, 0           5.8e-4, 2.1e-10, 0          27 s
   ===========  ===========================  ==========================  ============
 
   (``conv``: a model with a parameter of 3 or more dimensions; ``module``:
   any other model not made by :func:`regfn.mlp`.) What it decides: the
   command's default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows)
-  compiles from about 6,600 epochs on, the tutorial's (64 configurations of
-  8-6-4-1 on 768 rows) from about 2,000, 65,536 of the tutorial's from 3,
+  compiles from about 6,100 epochs on, the tutorial's (64 configurations of
+  8-6-4-1 on 768 rows) from about 3,100, 65,536 of the tutorial's from 6,
   issue #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an
-  epoch) from 59, 64 configurations of the digits CNN of
-  benchmarks/sweep_cnn.py (22 steps an epoch) from 6.
+  epoch) from 73, 64 configurations of the digits CNN of
+  benchmarks/sweep_cnn.py (22 steps an epoch) from 9.
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
@@ -163,9 +164,9 @@ class Costs(NamedTuple):
 
 
 COSTS = {
-    "mlp": Costs(Rate(4.4e-3, 1.0e-10, 4.24e-8), Rate(5.1e-4, 5.3e-11, 7.4e-9), 45.0),
-    "conv": Costs(Rate(4.4e-3, 2.0e-8, 0.0), Rate(5.1e-4, 8.0e-9, 0.0), 55.0),
-    "module": Costs(Rate(4.4e-3, 1.4e-9, 0.0), Rate(5.1e-4, 2.3e-10, 0.0), 55.0),
+    "mlp": Costs(Rate(4.3e-3, 1.29e-10, 1.42e-8), Rate(5.8e-4, 5.1e-11, 5.7e-9), 27.0),
+    "conv": Costs(Rate(4.3e-3, 1.15e-8, 0.0), Rate(5.8e-4, 7.0e-9, 0.0), 34.0),
+    "module": Costs(Rate(4.3e-3, 5.2e-10, 0.0), Rate(5.8e-4, 2.1e-10, 0.0), 27.0),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 

@@ -156,9 +156,8 @@ def sweep(
             decides from the workload alone, never from a timing or the
             machine's load (:mod:`regfn._sweep._auto`): always on CUDA; on
             CPU when the estimated eager run outlasts the compiled run plus a
-            cold compile (counted as 45 s for an MLP, 55 s for other
-            models; the costs were measured once, see docs/benchmarks/): for
-            the command's default MLP sweep from about 6,600 epochs on. Compiled and eager
+            cold compile (costs measured once per model kind, listed with
+            what they decide in :mod:`regfn._sweep._auto`). Compiled and eager
             numbers agree to float tolerance, not bit for bit;
             ``result.settings["compile"]`` says what ran, and the same call
             makes the same choice on the same torch version and device type.
