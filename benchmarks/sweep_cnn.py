@@ -94,14 +94,16 @@ def configs(k: int) -> list[dict]:
 # ----------------------------------------------------------------- regfn
 
 
-def time_regfn(model, train, val, cfgs, epochs, threads, compile, key_impl="threefry2x32", engine="vmap"):
+def time_regfn(
+    model, train, val, cfgs, epochs, threads, compile, key_impl="threefry2x32", engine="vmap", batch_size=BATCH
+):
     kw = {
         "engine": engine,
         "key_impl": key_impl,
         "val": val,
         "loss": "cross_entropy",
         "optimizer": "adam",
-        "batch_size": BATCH,
+        "batch_size": batch_size,
         "epochs": epochs,
         "log_every": epochs,
         "chunk_size": None,
@@ -117,12 +119,13 @@ def time_regfn(model, train, val, cfgs, epochs, threads, compile, key_impl="thre
 # ----------------------------------------------------------------- the torch loop, one config after another
 
 
-def seq_setup(model, cfg, n, epochs, key_impl="threefry2x32"):
-    """A DigitsCNN with regfn's initial weights for ``cfg``'s seed, and regfn's mini-batch order per epoch."""
+def seq_setup(model, cfg, n, epochs, key_impl="threefry2x32", make_net=DigitsCNN, batch_size=BATCH):
+    """``make_net(p)`` (a DigitsCNN) with regfn's initial weights for ``cfg``'s seed, and regfn's mini-batch
+    order per epoch."""
     init_key, _dropout_key, shuffle_key = run_keys(rr.key(cfg["seed"], impl=key_impl))
-    net = DigitsCNN(cfg["p"])
+    net = make_net(cfg["p"])
     net.load_state_dict(model.init(init_key))
-    orders = [regfn.data.batches(rr.fold_in(shuffle_key, e), n, BATCH) for e in range(epochs)]
+    orders = [regfn.data.batches(rr.fold_in(shuffle_key, e), n, batch_size) for e in range(epochs)]
     return net, orders
 
 
@@ -143,12 +146,12 @@ def accuracy(net, data) -> float:
         return float((net(data.x).argmax(1) == data.y).float().mean())
 
 
-def time_seq(model, train, cfgs, epochs, n_timed):
+def time_seq(model, train, cfgs, epochs, n_timed, make_net=DigitsCNN, batch_size=BATCH):
     """Seconds per configuration of the torch loop (mean over ``n_timed`` configurations)."""
     seconds = []
     for i, cfg in enumerate(cfgs[:n_timed]):
         torch.manual_seed(i)
-        net, orders = seq_setup(model, cfg, len(train), epochs)
+        net, orders = seq_setup(model, cfg, len(train), epochs, make_net=make_net, batch_size=batch_size)
         t = time.perf_counter()
         seq_train(net, cfg, train, orders)
         seconds.append(time.perf_counter() - t)

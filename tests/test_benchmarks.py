@@ -137,6 +137,21 @@ def test_cnn_sweep_benchmark_prints_one_json_line_per_k():
             assert abs(r["regfn_best_val_acc"] - r["seq_same_config_val_acc"]) < 0.01
 
 
+def test_mlp_sweep_benchmark_prints_one_json_line_per_k():
+    pytest.importorskip("sklearn")
+    rows = run("sweep_mlp.py", "--workload", "cancer", "--K", "2,3", "--epochs", "1", "--no-jax", "--no-compile",
+               "--seq-configs", "1")  # fmt: skip
+    assert [r["K"] for r in rows] == [2, 3]
+    for r in rows:
+        assert r["workload"].startswith("cancer: MLP 30-512-256-128-2")
+        assert r["regfn_compiled"] is False
+        assert min(r["regfn_s"], r["seq_s"]) > 0
+        assert r["jax_s"] is None
+        assert r["seq_vs_regfn"] == pytest.approx(r["seq_s"] / r["regfn_s"], rel=1e-2)
+        assert 0.5 < r["regfn_best_val_acc"] <= 1
+        assert r["diverged"] == 0
+
+
 def test_search_benchmark_prints_one_json_line_per_method(tmp_path):
     tasks = "diabetes"
     try:
@@ -230,6 +245,35 @@ def test_auto_compile_benchmark_prints_its_calibration_line():
     assert row["compiled_epoch_s"] > 0
     assert 0 <= row["compiled_vs_eager"] < 1e-4  # compiled and eager differ in the last bits only
     assert isinstance(row["threads_change_bits"], bool)
+
+
+def test_auto_compile_fit_recovers_known_costs(tmp_path):
+    """--fit: rows made from known constants give those constants back (the rule's, regfn/_sweep/_auto.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import auto_compile
+
+    a, b, c = 4e-3, 2e-10, 3e-8
+    shapes = [(24, 51, 11, 320, 1), (64, 87, 11, 768, 1), (16, 2410, 42, 128, 14), (32, 50826, 394, 128, 14)]
+    lines = []
+    for k, params, width, rows, steps in shapes:
+        step = a + k * rows * (b * params + c * width)
+        lines.append({"workload": f"w{params}", "kind": "mlp", "k": k, "n_params": params, "width": width,
+                      "rows_per_step": rows, "steps_per_epoch": steps, "eager_epoch_s": step * steps,
+                      "compiled_epoch_s": step * steps / 2})  # fmt: skip
+    conv_step = a + 16 * 64 * 7e-9 * 9930
+    lines.append({"workload": "cnn", "kind": "conv", "k": 16, "n_params": 9930, "width": 58, "rows_per_step": 64,
+                  "steps_per_epoch": 22, "eager_epoch_s": conv_step * 22, "compiled_epoch_s": conv_step * 11,
+                  "cold_compile_s": 33.0})  # fmt: skip
+    (tmp_path / "costs.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    out = subprocess.run([sys.executable, "benchmarks/auto_compile.py", "--fit", str(tmp_path / "costs.jsonl")],
+                         capture_output=True, text=True, cwd=ROOT, check=True)  # fmt: skip
+    fitted = json.loads(out.stdout)
+    assert fitted["eager"]["mlp"] == pytest.approx([a, b, c], rel=1e-6)
+    assert fitted["compiled"]["mlp"] == pytest.approx([a / 2, b / 2, c / 2], rel=1e-6)
+    assert fitted["eager"]["conv"] == pytest.approx([a, 7e-9, 0.0], rel=1e-6)
+    assert set(fitted["eager"]["fit_over_measured"].values()) == {1.0}
+    assert fitted["cold_compile_s"] == {"cnn": 33.0}
+    assert auto_compile.fit(lines)["eager"]["mlp"] == pytest.approx([a, b, c], rel=1e-6)
 
 
 def test_epoch_profile_prints_its_summary_and_the_operators():
