@@ -232,16 +232,19 @@ _KERNELS = {
 
 def _operators() -> dict[str, Any] | None:
     """A custom operator ``regfn::<name>`` per kernel, with its fake and vmap rules; ``None`` on a torch without
-    ``torch.library.register_vmap``."""
+    ``torch.library.register_vmap``, or where the names are taken (this module imported a second time)."""
     library = torch.library
     if not hasattr(library, "custom_op") or not hasattr(library, "register_vmap"):
         return None
     ops = {}
-    for name, kernel in _KERNELS.items():
-        op = library.custom_op(f"regfn::{name}", kernel.run, mutates_args=(), device_types="cpu")
-        op.register_fake(lambda kw, n, start, kernel=kernel: kw.new_empty(kernel.shape(kw, n), dtype=kernel.dtype))
-        library.register_vmap(op, functools.partial(_batched, op))
-        ops[name] = op
+    try:
+        for name, kernel in _KERNELS.items():
+            op = library.custom_op(f"regfn::{name}", kernel.run, mutates_args=(), device_types="cpu")
+            op.register_fake(lambda kw, n, start, kernel=kernel: kw.new_empty(kernel.shape(kw, n), dtype=kernel.dtype))
+            library.register_vmap(op, functools.partial(_batched, op))
+            ops[name] = op
+    except RuntimeError:  # already registered: the tensor ciphers draw (the same words)
+        return None
     return ops
 
 
@@ -257,16 +260,16 @@ _OPERATORS = _operators()
 
 
 def status() -> str:
-    """Whether eager CPU draws use the C kernel of :mod:`regfn.random._native`: ``"on"``, or why not.
+    """Whether CPU draws use the C kernel of :mod:`regfn.random._native`: ``"on"``, or why not.
 
     Examples:
         >>> import regfn.random as rr
         >>> rr.native_status() in ("on", "off: REGFN_NATIVE=0", "off: no C compiler built the kernel",
-        ...              "off: torch.library.register_vmap needs torch >= 2.5")
+        ...              "off: torch.library.register_vmap needs torch >= 2.5 (or regfn.random._native was imported twice)")
         True
     """
     if _OPERATORS is None:
-        return "off: torch.library.register_vmap needs torch >= 2.5"
+        return "off: torch.library.register_vmap needs torch >= 2.5 (or regfn.random._native was imported twice)"
     if os.environ.get("REGFN_NATIVE", "1") == "0":
         return "off: REGFN_NATIVE=0"
     return "on" if _library() is not None else "off: no C compiler built the kernel"
