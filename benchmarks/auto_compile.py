@@ -53,6 +53,13 @@ def workload(name: str) -> dict:
         data = regfn.data.digits(flat=True)
         model = regfn.mlp((64, 256, 128, 10), output="logits")
         return {"model": model, "data": data, "k": 32, "batch_size": 128, "epochs": 4, "loss": "cross_entropy"}
+    if name == "cancer_mlp_wide":  # sweep_mlp.py's cancer MLP 30-512-256-128-2, mini-batches of 64
+        sys.path.insert(0, os.path.dirname(__file__))
+        from sweep_mlp import load_data
+
+        model = regfn.mlp((30, 512, 256, 128, 2), output="logits")
+        return {"model": model, "data": load_data("cancer")[0], "k": 32, "batch_size": 64, "epochs": 3,
+                "loss": "cross_entropy"}  # fmt: skip
     if name == "cancer_module":  # an nn.Module MLP 30-64-32-1 on breast cancer, full batch
         from sklearn.datasets import load_breast_cancer
 
