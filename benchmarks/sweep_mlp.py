@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -83,13 +82,11 @@ def time_jax(train, val, cfgs, epochs, sizes, batch):
         import flax.linen as fnn
         import jax
         import jax.numpy as jnp
-        import optax
+        import optax  # noqa: F401 - sweep_cnn.time_flax's
     except ImportError:
         return None
     x, y = jnp.asarray(train.x.numpy()), jnp.asarray(train.y.numpy())
     xv, yv = jnp.asarray(val.x.numpy()), jnp.asarray(val.y.numpy())
-    n = len(train)
-    n_batches = n // batch
 
     class Net(fnn.Module):
         @fnn.compact
@@ -102,44 +99,7 @@ def time_jax(train, val, cfgs, epochs, sizes, batch):
                     h = jnp.where(mask, h / keep, 0.0)
             return fnn.Dense(sizes[-1])(h)
 
-    net = Net()
-
-    def train_one(seed, l2, p):
-        init_key, drop_key, shuffle_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-        params = net.init(init_key, x[:1])
-        tx = optax.chain(optax.add_decayed_weights(l2), optax.adam(sweep_cnn.LR))
-        opt_state = tx.init(params)
-
-        def loss_fn(params, xb, yb, key):
-            return optax.softmax_cross_entropy_with_integer_labels(net.apply(params, xb, key, p), yb).mean()
-
-        def step(carry, inp):
-            params, opt_state = carry
-            idx, key = inp
-            grads = jax.grad(loss_fn)(params, x[idx], y[idx], key)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
-
-        def epoch(carry, e):
-            perm = jax.random.permutation(jax.random.fold_in(shuffle_key, e), n)[: n_batches * batch]
-            keys = jax.random.split(jax.random.fold_in(drop_key, e), n_batches)
-            return jax.lax.scan(step, carry, (perm.reshape(n_batches, batch), keys))[0], None
-
-        (params, _), _ = jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
-        return (net.apply(params, xv).argmax(-1) == yv).mean()
-
-    run = jax.jit(jax.vmap(train_one))
-    args = (
-        jnp.asarray([c["seed"] for c in cfgs], jnp.uint32),
-        jnp.asarray([c["l2"] for c in cfgs], jnp.float32),
-        jnp.asarray([c["p"] for c in cfgs], jnp.float32),
-    )
-    t = time.perf_counter()
-    run(*args).block_until_ready()
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    accs = run(*args).block_until_ready()
-    return time.perf_counter() - t, first, float(accs.max())
+    return sweep_cnn.time_flax(Net(), x, y, xv, yv, cfgs, epochs, batch)
 
 
 def main(argv: list[str] | None = None) -> None:
