@@ -164,16 +164,18 @@ def verify(
         ("data", data, prov.get("data_sha256")),
         ("val", val, prov.get("val_sha256")),
     ):
-        if data_fingerprint(given) != recorded:
+        fingerprint = data_fingerprint(given)
+        if fingerprint != recorded:
             what = "no validation data" if recorded is None else f"fingerprint {str(recorded)[:12]}"
             raise ValueError(
                 f"regfn.verify: {name} is not the data the sweep ran on (recorded: {what}, "
-                f"given: {'none' if given is None else str(data_fingerprint(given))[:12]})"
+                f"given: {'none' if given is None else str(fingerprint)[:12]})"
             )
-    if model_description(model) != prov["spec"]["model"]:
+    described = model_description(model)
+    if described != prov["spec"]["model"]:
         raise ValueError(
             f"regfn.verify: the model is not the one the sweep trained "
-            f"(recorded {prov['spec']['model']}, given {model_description(model)})"
+            f"(recorded {prov['spec']['model']}, given {described})"
         )
     args = dict(prov["arguments"])
     if loss is None:

@@ -24,17 +24,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import vmap
 from torch.utils import _pytree
 
 from ._engine import ChunkState, LogFn, Metrics, mark_nonfinite
-from ._program import order
 from ._vmap import VmapEngine
 
 __all__ = ["SequentialEngine"]
-
-_orders = vmap(order, in_dims=(0, None, None, None))  # integer work: the same bits compiled or not
-
 
 def _row(tree: Any, k: int) -> Any:
     """Row ``k`` of every leaf of ``tree`` (views)."""
@@ -89,7 +84,7 @@ class SequentialEngine(VmapEngine):
     def _orders(self, tree: dict[str, Any], epoch_t: Tensor) -> Tensor | None:
         """Every configuration's mini-batch order of the epoch (``None``: full batch)."""
         job = self.job
-        return None if job.batch_size is None else _orders(tree, epoch_t, job.n_train, job.batch_size)
+        return None if job.batch_size is None else self.program.order(tree, epoch_t, job.n_train, job.batch_size)
 
     def _epoch(
         self, row: Any, hp: dict[str, Tensor], epoch_t: Tensor, order: Tensor | None, own: Tensor | None
