@@ -31,6 +31,7 @@ from ._vmap import VmapEngine
 
 __all__ = ["SequentialEngine"]
 
+
 def _row(tree: Any, k: int) -> Any:
     """Row ``k`` of every leaf of ``tree`` (views)."""
     return _pytree.tree_map(lambda t: t[k], tree)

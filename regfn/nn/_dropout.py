@@ -22,6 +22,7 @@ from .._checks import check_real, is_int
 from .._hparams import bounds
 from ..random import bernoulli, fold_in, split
 from ..random import key as _make_key
+from ..random._native import dropout_select
 
 __all__ = ["dropout", "flax_dropout_key", "mc_dropout", "numpy_dropout"]
 
@@ -139,12 +140,16 @@ def dropout(
     key = key.to(x.device)
     if isinstance(p, float):
         keep = 1.0 - p
-        return torch.where(bernoulli(key, keep, shape), x / keep, 0.0)
+        mask = bernoulli(key, keep, shape)
+        fused = dropout_select(x, mask, keep)  # the same bits in one C pass, where it runs
+        return torch.where(mask, x / keep, 0.0) if fused is None else fused
     keep_t = 1 - p.to(x.device)
     if keep_t.dtype == torch.float64:
         keep_t = keep_t.to(torch.float32)
     safe = torch.where(keep_t > 0, keep_t, torch.ones_like(keep_t))
-    return torch.where(bernoulli(key, keep_t, shape), (x / safe).to(x.dtype), 0.0)
+    mask = bernoulli(key, keep_t, shape)
+    fused = dropout_select(x, mask, safe)
+    return torch.where(mask, (x / safe).to(x.dtype), 0.0) if fused is None else fused
 
 
 def flax_dropout_key(
