@@ -124,3 +124,19 @@ def test_regfn_dropout_gives_the_same_bits_with_and_without_the_kernel(rate, mon
         m.setattr(dropout_module, "dropout_select", lambda *a: None)
         plain = run()
     assert torch.equal(bits(fused), bits(plain))
+
+
+def test_forward_mode_and_hessians_go_through(always):
+    x = torch.randn(3, 5)
+    mask = torch.rand(3, 5) < 0.6
+
+    def f(x, fused):
+        y = native.dropout_select(x, mask, 0.8) if fused else reference(x, mask, 0.8)
+        return (y.sin() * y).sum()
+
+    assert torch.equal(torch.func.jacfwd(f)(x, True), torch.func.jacfwd(f)(x, False))
+    torch.testing.assert_close(torch.func.hessian(f)(x, True), torch.func.hessian(f)(x, False), rtol=0, atol=1e-6)
+    keep = torch.tensor(0.7)
+    tangent = torch.func.jvp(lambda k: native.dropout_select(x, mask, k), (keep,), (torch.tensor(1.0),))[1]
+    want = torch.func.jvp(lambda k: reference(x, mask, k), (keep,), (torch.tensor(1.0),))[1]
+    torch.testing.assert_close(tangent, want, rtol=1e-6, atol=0)

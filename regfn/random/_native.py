@@ -363,6 +363,18 @@ class _Select(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
         x, mask, keep = inputs
         ctx.save_for_backward(mask, keep, x if ctx.needs_input_grad[2] else None)
+        ctx.save_for_forward(x, mask, keep)
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, mask_t: Any, keep_t: Tensor | None) -> Tensor:
+        """Forward mode (``jacfwd``, ``hessian``): the same masked division of ``x``'s tangent, plus
+        ``where(mask, -x * keep_t / keep**2, 0)`` for a tangent of ``keep``."""
+        x, mask, keep = ctx.saved_tensors
+        out = _Select.apply(x_t, mask, keep) if x_t is not None else torch.zeros_like(x)
+        if keep_t is not None:
+            shape = (*keep.shape, *[1] * (x.ndim - keep.ndim))
+            out = out + torch.where(mask, -x * keep_t.reshape(shape) / (keep * keep).reshape(shape), 0.0)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:
