@@ -1,5 +1,8 @@
 """CPU draws through a small C kernel: the same words as the tensor ciphers, about ten times sooner eagerly.
 
+The same library holds eager dropout's masked division, ``where(mask, x / keep, 0)``
+in one pass (:func:`dropout_select`, which :func:`regfn.dropout` calls): the same bits.
+
 Eagerly, a threefry2x32 word is some 120 tensor operations (20 rounds of
 adds, shifts, ORs and XORs), each a pass over memory at about 0.2 ns a word
 on one core: a vmapped dropout mask of a million words costs 25-45 ms, most
