@@ -147,7 +147,8 @@ def test_mlp_sweep_benchmark_prints_one_json_line_per_k():
         assert r["regfn_compiled"] is False
         assert min(r["regfn_s"], r["seq_s"]) > 0
         assert r["jax_s"] is None
-        assert r["seq_vs_regfn"] == pytest.approx(r["seq_s"] / r["regfn_s"], rel=1e-2)
+        # the seconds are printed rounded to ms, the ratio from the unrounded ones
+        assert r["seq_vs_regfn"] == pytest.approx(r["seq_s"] / r["regfn_s"], rel=0.1, abs=0.01)
         assert 0.5 < r["regfn_best_val_acc"] <= 1
         assert r["diverged"] == 0
 
