@@ -24,6 +24,11 @@ for engine in ('triton', 'vmap'):
                     log_every=200, quiet=True, device='cuda', engine=engine)
     print('K', len(r), r.engine, r.timings, 'diverged', len(r.diverged), flush=True)" > "$OUT/big.txt" 2>&1
 fi
+# Issue #22's wider MLPs (target 6: at K=1024, 50x the torch loop), regfn vs the loop vs JAX.
+for workload in digits cancer; do
+  timeout "${MLP_S:-150}" $PY benchmarks/sweep_mlp.py --device cuda --workload $workload --K "${MLP_K:-1024}" \
+    --epochs 20 --seq-configs 2 >> "$OUT/sweep_mlp.jsonl" 2>> "$OUT/sweep_mlp.err"
+done
 timeout "${UNIFORM_S:-20}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
 timeout "${OPTIM_S:-30}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
 echo "== tests"; cat "$OUT/tests.txt"
@@ -52,3 +57,4 @@ for line in open(sys.argv[1]):
               r.get("triton_tiles_s"), r["device"])
 PYEOF
 echo "== sweep, linear=broadcast (K, regfn_s)"; cut -c1-120 "$OUT/sweep_broadcast.jsonl"
+echo "== wider MLPs (sweep_mlp.py)"; cat "$OUT/sweep_mlp.jsonl" 2>/dev/null; tail -n 3 "$OUT/sweep_mlp.err" 2>/dev/null

@@ -119,12 +119,13 @@ def time_regfn(
 # ----------------------------------------------------------------- the torch loop, one config after another
 
 
-def seq_setup(model, cfg, n, epochs, key_impl="threefry2x32", make_net=DigitsCNN, batch_size=BATCH):
+def seq_setup(model, cfg, n, epochs, key_impl="threefry2x32", make_net=DigitsCNN, batch_size=BATCH, device="cpu"):
     """``make_net(p)`` (a DigitsCNN) with regfn's initial weights for ``cfg``'s seed, and regfn's mini-batch
     order per epoch."""
     init_key, _dropout_key, shuffle_key = run_keys(rr.key(cfg["seed"], impl=key_impl))
     net = make_net(cfg["p"])
     net.load_state_dict(model.init(init_key))
+    net.to(device)
     orders = [regfn.data.batches(rr.fold_in(shuffle_key, e), n, batch_size) for e in range(epochs)]
     return net, orders
 
@@ -151,9 +152,12 @@ def time_seq(model, train, cfgs, epochs, n_timed, make_net=DigitsCNN, batch_size
     seconds = []
     for i, cfg in enumerate(cfgs[:n_timed]):
         torch.manual_seed(i)
-        net, orders = seq_setup(model, cfg, len(train), epochs, make_net=make_net, batch_size=batch_size)
+        device = train.x.device
+        net, orders = seq_setup(model, cfg, len(train), epochs, make_net=make_net, batch_size=batch_size, device=device)
         t = time.perf_counter()
         seq_train(net, cfg, train, orders)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t)
     return statistics.fmean(seconds)
 

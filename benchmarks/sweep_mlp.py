@@ -23,6 +23,7 @@ timed, scaled to K) and JAX (``jit(vmap)`` of a Flax MLP trained by
 
     taskset -c 0 python benchmarks/sweep_mlp.py --workload digits --K 32 --epochs 20
     taskset -c 0 python benchmarks/sweep_mlp.py --workload cancer --K 32 --epochs 20 --no-compile
+    python benchmarks/sweep_mlp.py --device cuda --K 1024 --epochs 20 --seq-configs 2   # issue #22's target 6
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def time_jax(train, val, cfgs, epochs, sizes, batch):
         import optax  # noqa: F401 - sweep_cnn.time_flax's
     except ImportError:
         return None
-    x, y = jnp.asarray(train.x.numpy()), jnp.asarray(train.y.numpy())
-    xv, yv = jnp.asarray(val.x.numpy()), jnp.asarray(val.y.numpy())
+    x, y = jnp.asarray(train.x.cpu().numpy()), jnp.asarray(train.y.cpu().numpy())
+    xv, yv = jnp.asarray(val.x.cpu().numpy()), jnp.asarray(val.y.cpu().numpy())
 
     class Net(fnn.Module):
         @fnn.compact
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--K", default="32", help="comma-separated numbers of configurations")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for every timed part")
+    parser.add_argument("--device", default="cpu", help="where regfn and the torch loop train (JAX: its default)")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-compile", action="store_true", help="regfn eager")
     parser.add_argument("--seq-configs", type=int, default=4, help="configurations of the torch loop to time")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     torch.set_num_threads(args.threads)
     sizes, batch = WORKLOADS[args.workload]
-    train, val = load_data(args.workload)
+    train, val = (d.to(args.device) for d in load_data(args.workload))
     model = regfn.mlp(sizes, output="logits")
 
     def make_net(p: float) -> nn.Module:
@@ -140,7 +142,9 @@ def main(argv: list[str] | None = None) -> None:
             "workload": f"{args.workload}: MLP {'-'.join(map(str, sizes))}, batches of {batch}",
             "K": k,
             "epochs": args.epochs,
-            "device": f"cpu ({torch.get_num_threads()} threads)",
+            "device": f"{args.device} ({torch.get_num_threads()} threads)"
+            if args.device == "cpu"
+            else torch.cuda.get_device_name(args.device),
             "regfn_compiled": result.settings["compile"],
             "regfn_s": round(regfn_s, 3),
             "seq_s": round(seq_s, 3),
