@@ -220,6 +220,14 @@ def _library() -> ctypes.CDLL | None:
     return None
 
 
+def _loaded() -> ctypes.CDLL:
+    """The kernel, for code reached only where :func:`usable` said it is loaded."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("regfn.random: the C kernel is not loaded (see regfn.random.native_status())")
+    return lib
+
+
 @dataclasses.dataclass(frozen=True)
 class _Kernel:
     """One C function and the operator that runs it: key words of shape ``(..., key_width)`` in, ``(..., n)``
@@ -234,12 +242,10 @@ class _Kernel:
         return (*kw.shape[:-1], n, 2) if self.pairs else (*kw.shape[:-1], n)
 
     def run(self, kw: Tensor, n: int, start: int) -> Tensor:
-        lib = _library()
-        assert lib is not None  # the operators are only called where usable() said so
         kw = kw.to(self.dtype).contiguous()
         out = torch.empty(self.shape(kw, n), dtype=self.dtype)
         if out.numel():
-            getattr(lib, self.function)(kw.data_ptr(), kw.numel() // self.key_width, n, start, out.data_ptr())
+            getattr(_loaded(), self.function)(kw.data_ptr(), kw.numel() // self.key_width, n, start, out.data_ptr())
         return out
 
 
@@ -317,23 +323,31 @@ def usable(k: Tensor) -> bool:
     return _LOADED
 
 
+def _operator(name: str, k: Tensor) -> Any:
+    """Operator ``regfn::<name>`` where a draw from ``k`` runs in the kernel, else ``None``."""
+    return _OPERATORS[name] if _OPERATORS is not None and usable(k) else None
+
+
 def threefry_bits32(k: Tensor, kw: Tensor, n: int) -> Tensor | None:
     """``bits32``'s words ``0 .. n - 1`` for threefry key words ``kw`` (int32), by the kernel; ``None`` where not used."""
-    return _OPERATORS["threefry_bits32"](kw, n, 0) if usable(k) and _OPERATORS else None
+    op = _operator("threefry_bits32", k)
+    return None if op is None else op(kw, n, 0)
 
 
 def threefry_pairs(k: Tensor, kw: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] | None:
     """``hash_counters``'s two int32 words for counters ``start .. start + n - 1``, by the kernel, or ``None``."""
-    if not (usable(k) and _OPERATORS):
+    op = _operator("threefry_pairs", k)
+    if op is None:
         return None
-    pairs = _OPERATORS["threefry_pairs"](kw, n, start)
+    pairs = op(kw, n, start)
     return pairs[..., 0], pairs[..., 1]
 
 
 def philox_words(k: Tensor, kw: Tensor, n: int, start: int = 0) -> Tensor | None:
     """A philox key's words ``start .. start + n - 1`` (``start`` a multiple of 4) for its words ``kw`` (int64),
     by the kernel; ``None`` where not used."""
-    return _OPERATORS["philox_words"](kw, n, start) if usable(k) and _OPERATORS else None
+    op = _operator("philox_words", k)
+    return None if op is None else op(kw, n, start)
 
 
 # ------------------------------------------------------------------ dropout's masked division
@@ -344,15 +358,18 @@ SELECT_FROM = 2**18
 
 def _select_run(x: Tensor, mask: Tensor, keep: Tensor) -> Tensor:
     """``where(mask, x / keep, 0)`` by the kernel; ``keep``'s shape is a prefix of ``x``'s, ``mask`` is ``x``'s."""
-    lib = _library()
-    assert lib is not None  # called only where select() checked usable()
     x, mask, keep = x.contiguous(), mask.contiguous(), keep.to(torch.float32).contiguous()
     out = torch.empty_like(x)
     outer = keep.numel()
     if out.numel():
-        lib.regfn_dropout_select(x.data_ptr(), mask.data_ptr(), keep.data_ptr(), outer, x.numel() // outer,
+        _loaded().regfn_dropout_select(x.data_ptr(), mask.data_ptr(), keep.data_ptr(), outer, x.numel() // outer,
                                  out.data_ptr())  # fmt: skip
     return out
+
+
+def _against(keep: Tensor, x: Tensor) -> Tensor:
+    """``keep`` (a prefix of ``x``'s shape) with trailing ones, to broadcast against ``x``."""
+    return keep.reshape(*keep.shape, *[1] * (x.ndim - keep.ndim))
 
 
 class _Select(torch.autograd.Function):
@@ -375,8 +392,7 @@ class _Select(torch.autograd.Function):
         x, mask, keep = ctx.saved_tensors
         out = _Select.apply(x_t, mask, keep) if x_t is not None else torch.zeros_like(x)
         if keep_t is not None:
-            shape = (*keep.shape, *[1] * (x.ndim - keep.ndim))
-            out = out + torch.where(mask, -x * keep_t.reshape(shape) / (keep * keep).reshape(shape), 0.0)
+            out = out + torch.where(mask, -x * _against(keep_t, x) / _against(keep * keep, x), 0.0)
         return out
 
     @staticmethod
@@ -387,7 +403,7 @@ class _Select(torch.autograd.Function):
         grad_x = _Select.apply(grad, mask, keep) if ctx.needs_input_grad[0] else None
         grad_keep = None
         if ctx.needs_input_grad[2]:
-            shaped = keep.reshape(*keep.shape, *[1] * (x.ndim - keep.ndim))
+            shaped = _against(keep, x)
             kept = torch.where(mask, grad, 0.0)
             grad_keep = (-kept * x / (shaped * shaped)).sum(dim=tuple(range(keep.ndim, x.ndim))).to(keep.dtype)
         return grad_x, None, grad_keep
@@ -405,15 +421,15 @@ class _Select(torch.autograd.Function):
 def dropout_select(x: Tensor, mask: Tensor, keep: float | Tensor) -> Tensor | None:
     """``torch.where(mask, x / keep, 0.0)``, bit for bit and in gradient, by the kernel; ``None`` where not used.
 
-    Used eagerly (never in traces or compiled code), for float32 ``x`` on CPU, with ``mask`` of ``x``'s shape and ``keep`` a Python float or
-    a 0-d float32 tensor, from :data:`SELECT_FROM` elements on (every vmapped configuration counted): one pass
-    instead of torch's division and its unvectorised ``where``, forward and backward (a million elements:
-    11.2 -> 5.2 ms under ``vmap(grad)``; below about 150,000 the autograd.Function's fixed cost under
-    ``torch.func``, about 1.3 ms, outweighs the pass it saves).
+    Used eagerly (never in traces or compiled code), for float32 ``x`` on CPU, with ``mask`` of ``x``'s shape
+    and ``keep`` a Python float or a 0-d float32 tensor, from :data:`SELECT_FROM` elements on (every vmapped
+    configuration counted): one pass instead of torch's division and its unvectorised ``where``, forward and
+    backward (a million elements: 11.2 -> 5.2 ms under ``vmap(grad)``; below about 150,000 the
+    autograd.Function's fixed cost under ``torch.func``, about 1.3 ms, outweighs the pass it saves).
     """
     if tracing():  # compiled code fuses torch's division and where itself
         return None
-    if _OPERATORS is None or x.dtype != torch.float32 or mask.shape != x.shape or not usable(x):
+    if x.dtype != torch.float32 or mask.shape != x.shape or not usable(x):
         return None
     if x.numel() * _vmapped_batch(x) < SELECT_FROM:
         return None
