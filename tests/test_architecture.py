@@ -138,7 +138,9 @@ def test_optim_imports_nothing_of_the_sweep_or_the_registry():
     optim = [name for name in graph if name == "regfn.optim" or name.startswith("regfn.optim.")]
     for name in optim:
         outside = {t for t in graph[name] if not t.startswith("regfn.optim")}
-        assert outside <= {"regfn._checks", "regfn._tree"}, (name, outside)
+        # and the C kernel, which regfn.random._native builds and loads (Adam's fused moments: optim._fused)
+        allowed = {"regfn._checks", "regfn._tree", "regfn.random._native", "regfn.random._host"}
+        assert outside <= allowed, (name, outside)
 
 
 @pytest.mark.parametrize("name", sorted(_modules()))

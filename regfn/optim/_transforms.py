@@ -27,6 +27,7 @@ from ._checks import (
     scalar_dtype,
     step_zero,
 )
+from ._fused import Scalars, adam_moments, pack
 
 
 def _times(updates: Updates, factor: Any) -> dict:
@@ -328,10 +329,18 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         exp_avg, exp_avg_sq = {}, {}
         max_sq: dict[str, Tensor] | None = {} if amsgrad else None
         dens = {}
+        packs: dict[torch.dtype, Scalars | None] = {}  # the fused kernel's scalars, once per dtype
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
             m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
             fast = eager and grad_free(g, m_old, v_old)
+            if not amsgrad:  # one pass of regfn's C kernel where it may run (eager float32 CPU)
+                if g.dtype not in packs:
+                    packs[g.dtype] = pack(w1, beta2, w2, k2, eps_bc1)
+                fused = adam_moments(g, m_old, v_old, packs[g.dtype], donate and fast)
+                if fused is not None:
+                    exp_avg[k], exp_avg_sq[k], dens[k] = fused
+                    continue
             m = into(m_old if donate and fast else None, torch.lerp, m_old, g, w1)
             v = _decay_add_square(v_old, beta2, g, w2, fast, v_old if donate and fast else None)
             exp_avg[k], exp_avg_sq[k] = m, v
