@@ -11,6 +11,7 @@ the inductor-generated kernels (``CompiledFxGraph``) and eager key work.
     taskset -c 0 python benchmarks/profile_epoch.py --p 0.25
     taskset -c 0 python benchmarks/profile_epoch.py --p 0 --eager --epochs 3
     taskset -c 0 python benchmarks/profile_epoch.py --p 0.25 --epochs 2 --profile-epochs 5 --kernel-profile
+    taskset -c 0 python benchmarks/profile_epoch.py --workload cancer --eager   # sweep_mlp.py's wide MLP
 """
 
 from __future__ import annotations
@@ -26,19 +27,33 @@ import regfn
 import regfn.random as rr
 
 
-def workload(p: float) -> tuple[regfn.nn.Model, regfn.data.Dataset, regfn.data.Dataset, list[dict]]:
+def workload(p: float, name: str) -> tuple[regfn.nn.Model, regfn.data.Dataset, regfn.data.Dataset, list[dict], int]:
+    """The model, data, configurations and batch size: the digits grid below, or a ``sweep_mlp.py`` workload."""
+    if name != "digits":  # sweep_mlp.py's workload and grid (its own p values: --p is not read)
+        import sweep_cnn
+        import sweep_mlp
+
+        sizes, batch = sweep_mlp.WORKLOADS[name]
+        train, val = sweep_mlp.load_data(name)
+        return regfn.mlp(sizes, output="logits"), train, val, sweep_cnn.configs(32), batch
     digits = regfn.data.digits()
     data = regfn.data.Dataset(digits.x.flatten(1), digits.y)
     train, val = regfn.data.train_val_split(rr.key(0), data, 0.2)
     train, val, _ = regfn.data.standardize(train, val)
     model = regfn.mlp((64, 256, 128, 10), output="logits")
     configs = regfn.grid(l2=[0.0, 1e-4, 1e-3, 1e-2], seed=list(range(8)), lr=[1e-3], weight_decay=[1e-4], p=[p])
-    return model, train, val, configs
+    return model, train, val, configs, 128
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--p", type=float, default=0.25, help="the dropout rate after both hidden layers")
+    parser.add_argument(
+        "--workload",
+        default="digits",
+        choices=("digits", "cancer"),
+        help="digits (this grid, --p) or sweep_mlp.py's cancer workload (its grid)",
+    )
     parser.add_argument("--eager", action="store_true", help="profile the eager step instead")
     parser.add_argument("--epochs", type=int, default=20, help="epochs timed after the compile")
     parser.add_argument("--profile-epochs", type=int, default=5)
@@ -54,12 +69,12 @@ def main(argv: list[str] | None = None) -> None:
 
         inductor_config.cpp.enable_kernel_profile = True  # changes the generated code: a compile of its own
     torch.set_num_threads(1)
-    model, train, val, configs = workload(args.p)
+    model, train, val, configs, batch = workload(args.p, args.workload)
     kw = {
         "val": val,
         "loss": "cross_entropy",
         "optimizer": "adam",
-        "batch_size": 128,
+        "batch_size": batch,
         "chunk_size": None,
         "quiet": True,
         "threads": 1,

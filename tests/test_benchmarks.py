@@ -12,6 +12,8 @@ import pytest
 import torch
 from conftest import skip_unless_triton_engine_runs
 
+import regfn
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -309,3 +311,28 @@ def test_bmm_shapes_benchmark_times_every_variant():
     assert line["products"] == 8
     assert line["ms"]["jax"] is None
     assert min(line["ms"][k] for k in ("torch", "torch_transposed", "torch_rotating")) > 0
+
+
+def test_roofline_benchmark_bounds_the_loop_by_its_matmuls():
+    pytest.importorskip("sklearn")
+    (row,) = run("roofline.py", "--workload", "digits", "--K", "2", "--epochs", "1", "--seq-configs", "1")
+    assert row["workload"].startswith("digits: MLP 64-256-128-10")
+    # 2 configurations x (1,437 training rows forward and backward + 360 validation rows forward), by hand
+    per_row = 2 * (64 * 256 + 256 * 128 + 128 * 10)
+    assert row["gflop"] == round(2 * (1437 * 3 * per_row - 1437 * 2 * 64 * 256 + 360 * per_row) / 1e9, 1)
+    assert min(row["bmm_floor_s"], row["mm_floor_s"], row["loop_s"]) > 0
+    assert row["best_loop_vs_vmapped"] == pytest.approx(row["loop_s"] / row["bmm_floor_s"], rel=0.05, abs=0.02)
+    assert row["steps_per_epoch"] == 12
+
+
+def test_epoch_profile_runs_the_wide_mlp_workload():
+    pytest.importorskip("sklearn")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_epoch.py"),
+         *("--workload", "cancer", "--eager", "--epochs", "1", "--profile-epochs", "1", "--rows", "40")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "aten::bmm" in out.stdout
+    if regfn.random.native_status() == "on":  # Adam's moments in one pass of the C kernel, vmapped
+        assert "regfn::adam_moments" in out.stdout
