@@ -12,8 +12,6 @@ import pytest
 import torch
 from conftest import skip_unless_triton_engine_runs
 
-import regfn
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -333,6 +331,6 @@ def test_epoch_profile_runs_the_wide_mlp_workload():
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    assert (summary["compiled"], summary["epochs"]) == (False, 1)
     assert "aten::bmm" in out.stdout
-    if regfn.random.native_status() == "on":  # Adam's moments in one pass of the C kernel, vmapped
-        assert "regfn::adam_moments" in out.stdout

@@ -18,9 +18,15 @@ from regfn import optim
 native = importlib.import_module("regfn.random._native")
 fused = importlib.import_module("regfn.optim._fused")
 
-pytestmark = pytest.mark.skipif(
-    native.status() != "on" or fused._OPERATOR is None, reason=f"the C kernel is not in use: {native.status()}"
-)
+pytestmark = pytest.mark.skipif(native.status() != "on", reason=f"the C kernel is not in use: {native.status()}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def every_size():
+    """The kernel for every parameter size (its bound is for speed only; tested on its own below)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "FUSE_FROM", 0)
+        yield
 
 
 def torch_moments(g, m, v, w1, b2, w2, k2, e):
@@ -172,3 +178,18 @@ def test_step_in_place_equals_pure_step():
     assert new_state[0]["exp_avg"]["w"] is m_before  # written into the donated tensor
     assert torch.equal(donated["w"], pure["w"])
     assert torch.equal(new_state[0]["exp_avg_sq"]["w"], pure_state[0]["exp_avg_sq"]["w"])
+
+
+def test_the_size_bound_is_per_configuration(monkeypatch):
+    """Whether a parameter takes the kernel depends on one configuration's size, not on how many run at once."""
+    monkeypatch.setattr(fused, "FUSE_FROM", 100)
+    s = scalars(2, 0.9, 0.999, 1e-8)
+    small, large = draw(3, (64, 99)), draw(4, (3, 100))
+    assert fused.adam_moments(*(t[0] for t in small), fused.pack(*s)) is None
+    seen = []
+    vmap(lambda g, m, v: seen.append(fused.adam_moments(g, m, v, fused.pack(*s))) or g)(*small)
+    assert seen == [None]  # 64 x 99 elements at once, 99 per configuration
+    assert fused.adam_moments(*(t[0] for t in large), fused.pack(*s)) is not None
+    got = vmap(lambda g, m, v: fused.adam_moments(g, m, v, fused.pack(*s)))(*large)
+    alone = fused.adam_moments(*(t[1] for t in large), fused.pack(*s))
+    assert all(torch.equal(a[1], b) for a, b in zip(got, alone, strict=True))

@@ -1,7 +1,9 @@
 """CPU draws through a small C kernel: the same words as the tensor ciphers, about ten times sooner eagerly.
 
 The same library holds eager dropout's masked division, ``where(mask, x / keep, 0)``
-in one pass (:func:`dropout_select`, which :func:`regfn.dropout` calls): the same bits.
+in one pass (:func:`dropout_select`, which :func:`regfn.dropout` calls): the same bits;
+and eager Adam's moments and denominator in one pass (``regfn_adam_moments``, which
+:mod:`regfn.optim._fused` calls).
 
 Eagerly, a threefry2x32 word is some 120 tensor operations (20 rounds of
 adds, shifts, ORs and XORs), each a pass over memory at about 0.2 ns a word
