@@ -104,6 +104,8 @@ def test_vmapped_splits_folds_and_float64_draws_equal_the_tensor_code(impl, monk
             vmap(lambda k: rr.split(k, 3))(keys),
             vmap(lambda k: rr.fold_in(k, 2**32 - 1))(keys),
             vmap(lambda k: rr.fold_in(k, -7))(keys),
+            vmap(lambda k: rr.fold_in(k, torch.tensor(2**32 + 5)))(keys),  # a plain counter beside vmapped keys
+            vmap(rr.fold_in)(keys, torch.arange(-2, 3)),  # a vmapped counter: the tensor cipher either way
             vmap(lambda k: rr.uniform(k, (9,), dtype=torch.float64))(keys),
             rr.uniform(keys[0], (11,), dtype=torch.float64),
         )
@@ -112,6 +114,8 @@ def test_vmapped_splits_folds_and_float64_draws_equal_the_tensor_code(impl, monk
         assert torch.equal(got, want)
     folded = vmap(lambda k: rr.fold_in(k, 6))(keys)
     assert torch.equal(folded[2], rr.fold_in(keys[2], 6))  # the host path's words
+    assert torch.equal(vmap(lambda k: rr.fold_in(k, torch.tensor(6)))(keys), folded)
+    assert torch.equal(vmap(lambda k: rr.fold_in(k, torch.tensor(-7)))(keys), vmap(lambda k: rr.fold_in(k, -7))(keys))
     assert torch.equal(folded, vmap(lambda k: rr.split(k, 7)[6])(keys))
 
 

@@ -143,17 +143,19 @@ def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
                 f"regfn.random.fold_in: data must be a scalar (0-d tensor), got shape {tuple(data.shape)}; "
                 "use torch.func.vmap to fold in a batch"
             )
-        if _host.readable(k, data):
-            return _fold_in_host(k, int(data))
-        d = _threefry._wrap32(data.to(k.device))
+        if not _host.readable(data):  # traced, or vmapped over: the tensor cipher
+            d = _threefry._wrap32(data.to(k.device))
+            return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
+        # an eager value (a sweep's epoch counter beside vmapped keys): as an int, taken mod 2**32 as above
+        value = int(data) & MASK32
     else:
         value = _check_int(data, "data", "fold_in", *UINT32_RANGE) & MASK32
-        if _host.readable(k):
-            return _fold_in_host(k, value)
-        if _native.usable(k):  # split(key, n)[value]: a philox block, or threefry's pair, by the kernel
-            words = _philox_words(k, 4, 4 * value) if k.shape[0] == 4 else torch.stack(_threefry_pairs(k, 1, value))
-            return _threefry._unsigned(words).reshape(k.shape)
-        d = _threefry._wrap32(torch.tensor(value, dtype=torch.int64, device=k.device))
+    if _host.readable(k):
+        return _fold_in_host(k, value)
+    if _native.usable(k):  # split(key, n)[value]: a philox block, or threefry's pair, by the kernel
+        words = _philox_words(k, 4, 4 * value) if k.shape[0] == 4 else torch.stack(_threefry_pairs(k, 1, value))
+        return _threefry._unsigned(words).reshape(k.shape)
+    d = _threefry._wrap32(torch.tensor(value, dtype=torch.int64, device=k.device))
     return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
 
 
