@@ -7,11 +7,11 @@ hold every configuration's copy of a parameter, K times one model's, and no
 longer stay in cache between passes: for issue #22's 30-512-256-128-2 MLP at
 K = 32 the six passes were a fifth of an eager step (docs/benchmarks/sweep.md).
 :func:`adam_moments` does them in one pass of the C kernel that
-:mod:`regfn.random._native` builds (``regfn_adam_moments``). Under ``vmap`` it
-takes the batched tensors apart itself (functorch's unwrap and wrap, one level
-at a time) and hands the kernel every configuration at once: a custom
-operator's vmap rule cost about 150 us more a call, which lost to torch's six
-operations on small models.
+:mod:`regfn.random._native` builds (``regfn_adam_moments``). Under ``vmap`` the
+batched tensors are taken apart by :func:`regfn._unbatch.unbatched`, so that
+one call covers every configuration (a custom operator's vmap rule, tried
+first, cost about 150 us more a call and lost to torch's six operations on
+small models).
 
 It is used eagerly (never in traces or compiled code: inductor fuses the same
 arithmetic itself) for float32 CPU tensors outside autograd, under no functorch
@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .._unbatch import unbatched
 from ..random import _native
 from ..random._host import tracing
 from ._checks import grad_free
@@ -42,7 +43,7 @@ FUSE_FROM = 8192
 """Elements of one configuration's parameter from which its moments take the kernel's one pass (below it, the
 fixed cost of taking vmapped tensors apart outweighs the passes saved: docs/benchmarks/sweep.md)."""
 
-_F = torch._C._functorch  # private, present since torch 2.0: BatchedTensor unwrap and wrap
+_F = torch._C._functorch  # private, present since torch 2.0: the transforms and BatchedTensors
 
 
 class Scalars(NamedTuple):
@@ -94,28 +95,11 @@ def adam_moments(
         return None
     if any(t.dtype != torch.float32 or t.shape != g.shape for t in (g, m, v)):
         return None
-    if any(_F.is_batchedtensor(t) for t in (g, m, v, *scalars.values) if isinstance(t, Tensor)):
-        return _vmapped((g, m, v, *scalars.values), 0)
+    args = (g, m, v, *scalars.values)
+    if any(_F.is_batchedtensor(t) for t in args if isinstance(t, Tensor)):
+        return unbatched(lambda g, m, v, *rest: _run(g, m, v, rest[:-1], rest[-1]), args)
     outs = (m, v) if donate and m.is_contiguous() and v.is_contiguous() else None
     return _run(g, m, v, scalars.values, 0, outs)
-
-
-def _vmapped(args: tuple[Any, ...], batch_dims: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The kernel on vmapped ``(g, m, v, *scalars)``: the innermost vmap level's batch dimension moved to the
-    front of every tensor (expanded where a tensor is not batched at that level), recursively, then the outputs
-    wrapped back at that level."""
-    levels = [_F.maybe_get_level(t) for t in args if isinstance(t, Tensor) and _F.is_batchedtensor(t)]
-    if not levels:
-        return _run(args[0], args[1], args[2], args[3:], batch_dims)
-    level = max(levels)
-    here = [isinstance(t, Tensor) and _F.is_batchedtensor(t) and _F.maybe_get_level(t) == level for t in args]
-    peeled = [_F.get_unwrapped(t).movedim(_F.maybe_get_bdim(t), 0) if h else t for t, h in zip(args, here, strict=True)]
-    size = next(t.shape[0] for t, h in zip(peeled, here, strict=True) if h)
-    peeled = [
-        t.expand(size, *t.shape) if isinstance(t, Tensor) and not h else t for t, h in zip(peeled, here, strict=True)
-    ]
-    outs = _vmapped(tuple(peeled), batch_dims + 1)
-    return tuple(_F._add_batch_dim(o, 0, level) for o in outs)  # type: ignore[return-value]
 
 
 def _run(

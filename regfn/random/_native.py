@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._unbatch import peelable, unbatched
 from ._eager import _vmapped_batch
 from ._host import tracing
 from ._philox import _BUMP, _M0, _M1, ROUNDS
@@ -361,31 +362,36 @@ def loaded() -> bool:
     return _LOADED
 
 
-def _operator(name: str, k: Tensor) -> Any:
-    """Operator ``regfn::<name>`` where a draw from ``k`` runs in the kernel, else ``None``."""
-    return _OPERATORS[name] if _OPERATORS is not None and usable(k) else None
+def _draw(name: str, k: Tensor, kw: Tensor, n: int, start: int) -> Tensor | None:
+    """Kernel ``name``'s words for key words ``kw`` where a draw from ``k`` runs in the kernel, else ``None``.
+
+    Eagerly the kernel runs directly, vmapped key words taken apart by
+    :func:`regfn._unbatch.unbatched` (the operator's vmap rule costs about
+    150-200 us more a call); traced code calls operator ``regfn::<name>``.
+    """
+    if _OPERATORS is None or not usable(k):
+        return None
+    if not tracing() and peelable(kw):
+        kernel = _KERNELS[name]
+        return unbatched(lambda words, _dims: kernel.run(words, n, start), (kw,))
+    return _OPERATORS[name](kw, n, start)
 
 
 def threefry_bits32(k: Tensor, kw: Tensor, n: int) -> Tensor | None:
     """``bits32``'s words ``0 .. n - 1`` for threefry key words ``kw`` (int32), by the kernel; ``None`` where not used."""
-    op = _operator("threefry_bits32", k)
-    return None if op is None else op(kw, n, 0)
+    return _draw("threefry_bits32", k, kw, n, 0)
 
 
 def threefry_pairs(k: Tensor, kw: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] | None:
     """``hash_counters``'s two int32 words for counters ``start .. start + n - 1``, by the kernel, or ``None``."""
-    op = _operator("threefry_pairs", k)
-    if op is None:
-        return None
-    pairs = op(kw, n, start)
-    return pairs[..., 0], pairs[..., 1]
+    pairs = _draw("threefry_pairs", k, kw, n, start)
+    return None if pairs is None else (pairs[..., 0], pairs[..., 1])
 
 
 def philox_words(k: Tensor, kw: Tensor, n: int, start: int = 0) -> Tensor | None:
     """A philox key's words ``start .. start + n - 1`` (``start`` a multiple of 4) for its words ``kw`` (int64),
     by the kernel; ``None`` where not used."""
-    op = _operator("philox_words", k)
-    return None if op is None else op(kw, n, start)
+    return _draw("philox_words", k, kw, n, start)
 
 
 # ------------------------------------------------------------------ dropout's masked division

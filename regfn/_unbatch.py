@@ -1,0 +1,72 @@
+"""Run a function of plain tensors on vmapped ones: functorch's unwrap and wrap, one vmap level at a time.
+
+regfn's C kernel (:mod:`regfn.random._native`) works on plain CPU tensors. Under
+``torch.func.vmap`` a custom operator's vmap rule can hand it the batched
+tensors' storage, but that path costs about 150-200 us a call in Python
+(``torch.library``'s vmap machinery), more than the kernel saves on a small
+model. :func:`unbatched` does the same job directly: it takes each vmap level
+apart (the batch dimension moved to the front, tensors not batched at that
+level expanded), calls the function once on plain tensors, and wraps the
+results back at every level.
+
+Only for eager code: while torch traces or compiles, call the custom operator
+instead (:func:`peelable` says whether a tensor can be taken apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["peelable", "unbatched"]
+
+_F = torch._C._functorch  # private, present since torch 2.0
+
+
+def peelable(t: Any) -> bool:
+    """Whether ``t`` is a tensor whose functorch wrappers (if any) are all vmap levels."""
+    if not isinstance(t, Tensor):
+        return False
+    while _F.is_functorch_wrapped_tensor(t):
+        if not _F.is_batchedtensor(t):
+            return False
+        t = _F.get_unwrapped(t)
+    return True
+
+
+def unbatched(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``fn(*plain_args, batch_dims)`` for vmapped ``args``, its result(s) batched back.
+
+    Every tensor in ``args`` must be :func:`peelable`; other arguments pass
+    through. ``fn`` receives plain tensors whose first ``batch_dims``
+    dimensions are the vmap levels' batch dimensions (outermost first), and
+    returns a tensor or a tuple of tensors with those dimensions in front.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.arange(6.0).reshape(2, 3)
+        >>> torch.func.vmap(lambda r: unbatched(lambda t, dims: t * 10 + dims, (r,)))(x)
+        tensor([[ 1., 11., 21.],
+                [31., 41., 51.]])
+    """
+    return _peel(fn, args, 0)
+
+
+def _peel(fn: Callable[..., Any], args: tuple[Any, ...], batch_dims: int) -> Any:
+    here = [isinstance(t, Tensor) and _F.is_batchedtensor(t) for t in args]
+    if not any(here):
+        return fn(*args, batch_dims)
+    level = max(_F.maybe_get_level(t) for t, h in zip(args, here, strict=True) if h)
+    here = [h and _F.maybe_get_level(t) == level for t, h in zip(args, here, strict=True)]
+    peeled = [_F.get_unwrapped(t).movedim(_F.maybe_get_bdim(t), 0) if h else t for t, h in zip(args, here, strict=True)]
+    size = next(t.shape[0] for t, h in zip(peeled, here, strict=True) if h)
+    peeled = [
+        t.expand(size, *t.shape) if isinstance(t, Tensor) and not h else t for t, h in zip(peeled, here, strict=True)
+    ]
+    out = _peel(fn, tuple(peeled), batch_dims + 1)
+    if isinstance(out, tuple):
+        return tuple(_F._add_batch_dim(o, 0, level) for o in out)
+    return _F._add_batch_dim(out, 0, level)
