@@ -30,26 +30,27 @@ The rule (:func:`decide`):
   per row). The constants of each model kind (:data:`COSTS`) were fitted
   (``benchmarks/auto_compile.py --fit``) to eager and compiled epochs of seven
   workloads timed side by side with ``benchmarks/auto_compile.py`` on one
-  pinned core of an idle 2-core AMD EPYC, torch 2.13.0+cpu, with CPU draws
-  in regfn's C kernel, and to cold compiles on the same core
-  (docs/benchmarks/sweep.md, "What the automatic choices decide from"):
+  pinned core of an idle 2-core Intel Xeon (AVX-512), torch 2.13.0+cpu, with
+  CPU draws, key folds and eager Adam's moments in regfn's C kernel, and to
+  cold compiles on the same core (docs/benchmarks/sweep.md, "What the
+  automatic choices decide from"):
 
   ===========  ===========================  ==========================  ============
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
   ===========  ===========================  ==========================  ============
-  ``mlp``      4.35e-3, 1.72e-10, 1.30e-8   5.8e-4, 7.1e-11, 5.2e-9     28 s
-  ``conv``     4.35e-3, 1.15e-8, 0          5.8e-4, 7.0e-9, 0           34 s
-  ``module``   4.35e-3, 5.2e-10, 0          5.8e-4, 2.1e-10, 0          28 s
+  ``mlp``      3.69e-3, 1.39e-10, 1.18e-8   5.0e-4, 6.7e-11, 5.6e-9     28 s
+  ``conv``     3.69e-3, 9.3e-9, 0           5.0e-4, 6.9e-9, 0           32 s
+  ``module``   3.69e-3, 3.6e-10, 0          5.0e-4, 2.0e-10, 0          28 s
   ===========  ===========================  ==========================  ============
 
   (``conv``: a model with a parameter of 3 or more dimensions; ``module``:
   any other model not made by :func:`regfn.mlp`.) What it decides: the
   command's default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows)
-  compiles from about 6,300 epochs on, the tutorial's (64 configurations of
-  8-6-4-1 on 768 rows) from about 3,300, 65,536 of the tutorial's from 6,
+  compiles from about 7,500 epochs on, the tutorial's (64 configurations of
+  8-6-4-1 on 768 rows) from about 4,100, 65,536 of the tutorial's from 8,
   issue #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an
-  epoch) from 69, 64 configurations of the digits CNN of
-  benchmarks/sweep_cnn.py (22 steps an epoch) from 9.
+  epoch) from 91, 64 configurations of the digits CNN of
+  benchmarks/sweep_cnn.py (22 steps an epoch) from 15.
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
@@ -164,9 +165,9 @@ class Costs(NamedTuple):
 
 
 COSTS = {
-    "mlp": Costs(Rate(4.35e-3, 1.72e-10, 1.30e-8), Rate(5.8e-4, 7.1e-11, 5.2e-9), 28.0),
-    "conv": Costs(Rate(4.35e-3, 1.15e-8, 0.0), Rate(5.8e-4, 7.0e-9, 0.0), 34.0),
-    "module": Costs(Rate(4.35e-3, 5.2e-10, 0.0), Rate(5.8e-4, 2.1e-10, 0.0), 28.0),
+    "mlp": Costs(Rate(3.69e-3, 1.39e-10, 1.18e-8), Rate(5.0e-4, 6.7e-11, 5.6e-9), 28.0),
+    "conv": Costs(Rate(3.69e-3, 9.3e-9, 0.0), Rate(5.0e-4, 6.9e-9, 0.0), 32.0),
+    "module": Costs(Rate(3.69e-3, 3.6e-10, 0.0), Rate(5.0e-4, 2.0e-10, 0.0), 28.0),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 
