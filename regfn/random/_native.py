@@ -16,13 +16,13 @@ The kernel is plain C99 (no Python or torch headers), built on first use
 with ``cc -O3 -march=native`` into regfn's cache directory
 (``REGFN_CACHE_DIR``, else ``$XDG_CACHE_HOME/regfn``, else
 ``~/.cache/regfn``), under a name that hashes the source, the compiler, the
-flags and the CPU's feature flags, and loaded with :mod:`ctypes`. It is
-reached through torch custom operators (``regfn::threefry_bits32``,
-``regfn::threefry_pairs`` and ``regfn::philox_words``) so that ``vmap`` batches
-a draw, a ``split`` or a ``fold_in`` by passing every configuration's key to
-one call.
+flags and the CPU's feature flags, and loaded with :mod:`ctypes`. A vmapped
+draw, ``split`` or ``fold_in`` passes every configuration's key to one call:
+eagerly by taking the batched key words apart (:mod:`regfn._unbatch`), in
+traced code through torch custom operators (``regfn::threefry_bits32``,
+``regfn::threefry_pairs`` and ``regfn::philox_words``) with vmap rules.
 
-Compiled CPU code calls the same operators (inductor keeps them as extern
+Compiled CPU code calls those operators (inductor keeps them as extern
 calls: a smaller graph that compiles sooner) once an eager draw has loaded the
 kernel (:func:`usable`). Where the kernel is not used, the tensor ciphers run,
 with the same words: on CUDA, in traces made before the kernel was loaded,
