@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import CUDA
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.func import vmap
 
 import regfn.random as rr
@@ -274,3 +276,25 @@ BAD_CALLS = [
 def test_bad_input_raises_clearly(name, call, error, message):
     with pytest.raises(error, match=pytest.importorskip("re").escape(message)):
         call()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    p=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True, width=32),
+        st.integers(-2, 2**23 + 2).map(lambda m: m * 2.0**-23),  # on the uniform's grid, where < is decided
+        st.integers(0, 2**23).map(lambda m: m * 2.0**-23 + 1e-12),  # just above a grid point (rounds to float32)
+    ),
+)
+def test_float32_bernoulli_is_the_uniform_comparison(seed, p):
+    """bernoulli compares JAX's 23 mantissa bits with an integer threshold: the booleans of uniform(key) < p."""
+    k = rr.key(seed)
+    assert torch.equal(rr.bernoulli(k, p, (257,)), rr.uniform(k, (257,)) < p)
+    p_t = torch.tensor(p, dtype=torch.float32)
+    assert torch.equal(rr.bernoulli(k, p_t, (257,)), rr.uniform(k, (257,)) < p_t)
+    grid = torch.tensor([p, 0.5, float("nan"), float("-inf")], dtype=torch.float32)
+    keys = rr.split(k, 4)
+    got = vmap(lambda kk, pp: rr.bernoulli(kk, pp, (33,)))(keys, grid)
+    want = vmap(lambda kk, pp: rr.uniform(kk, (33,)) < pp)(keys, grid)
+    assert torch.equal(got, want)
