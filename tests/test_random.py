@@ -298,3 +298,15 @@ def test_float32_bernoulli_is_the_uniform_comparison(seed, p):
     got = vmap(lambda kk, pp: rr.bernoulli(kk, pp, (33,)))(keys, grid)
     want = vmap(lambda kk, pp: rr.uniform(kk, (33,)) < pp)(keys, grid)
     assert torch.equal(got, want)
+
+
+def test_compiled_bernoulli_has_no_graph_break_and_the_same_bits():
+    """A Python ``p`` is rounded to float32 by ``.item()`` eagerly; traced code keeps the float comparison."""
+    k = rr.key(3)
+    for p in (0.75, torch.tensor(0.3)):
+
+        def draw(key, p=p):
+            return rr.bernoulli(key, p, (64,))
+
+        assert torch._dynamo.explain(draw)(k).graph_break_count == 0
+        assert torch.equal(torch.compile(draw, backend="eager")(k), draw(k))

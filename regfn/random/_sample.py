@@ -18,6 +18,7 @@ from .._checks import check_int
 from .._erfinv import _erfinv32
 from . import _native, _philox, _threefry
 from ._eager import piece_size
+from ._host import tracing
 from ._keys import _philox_words, _threefry_pairs
 from ._threefry import _unsigned
 from ._validate import FLOAT_LAYOUT, _check_key, _check_shape, _float_dtype, _numel
@@ -205,7 +206,7 @@ def bernoulli(key_: Tensor, p: float | Tensor = 0.5, shape: int | Sequence[int] 
     if shape is None:
         shape = tuple(p.shape) if isinstance(p, Tensor) else ()
     shape = _check_shape(shape, "bernoulli")
-    if dtype == torch.float32:
+    if dtype == torch.float32 and (isinstance(p, Tensor) or not tracing()):  # a float's rounding needs .item()
         return _below32(k, shape, p)
     return _unit_floats(k, shape, _float_dtype(dtype, "bernoulli")) < p
 
