@@ -21,9 +21,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["peelable", "unbatched"]
+__all__ = ["peelable", "unbatched", "unbatched_under_grad", "without_grad_levels"]
 
 _F = torch._C._functorch  # private, present since torch 2.0
+
+
+def without_grad_levels(t: Tensor) -> Tensor:
+    """An integer tensor without the ``torch.func.grad`` wrappers above its vmap levels.
+
+    Inside a function that ``grad`` differentiates, tensors it computes from
+    wrapped inputs are wrapped too, integers included (a key's words). Integers
+    carry no gradient, so the wrappers can be dropped: the result is the same
+    tensor at the enclosing ``vmap`` levels, which the differentiated function
+    may use like any tensor from outside. Floating tensors are returned as
+    they are.
+    """
+    if t.is_floating_point() or t.is_complex():
+        return t
+    while _F.is_functorch_wrapped_tensor(t) and not _F.is_batchedtensor(t):
+        t = _F.get_unwrapped(t)
+    return t
 
 
 def peelable(t: Any) -> bool:
@@ -35,6 +52,44 @@ def peelable(t: Any) -> bool:
             return False
         t = _F.get_unwrapped(t)
     return True
+
+
+def unbatched_under_grad(fn: Callable[..., Any], args: tuple[Tensor, ...]) -> Any:
+    """:func:`unbatched` for integer tensors that may sit inside ``torch.func.grad`` levels, or ``None``.
+
+    Integers carry no gradient: their grad wrappers are dropped
+    (:func:`without_grad_levels`), the grad levels above the vmap levels are
+    taken off the interpreter stack while ``fn`` runs on the plain tensors
+    (else those would be lifted into them), and the result is lifted back into
+    those levels, so that the differentiated function may update it in place.
+    ``None`` where the tensors cannot be taken apart (a grad level between two
+    vmap levels, another transform).
+    """
+    args = tuple(without_grad_levels(t) for t in args)
+    if not all(peelable(t) for t in args):
+        return None
+    stack = _F.get_interpreter_stack() or []
+    vmap = _F.TransformType.Vmap
+    top = len(stack)
+    while top and stack[top - 1].key() != vmap:
+        top -= 1
+    if any(level.key() != vmap for level in stack[:top]):
+        return None
+    grad = _F.TransformType.Grad
+    if any(level.key() != grad for level in stack[top:]):
+        return None
+    lifted = [level.level() for level in stack[top:]]
+    popped = [_F.pop_dynamic_layer_stack() for _ in lifted]
+    try:
+        out = unbatched(fn, args)
+    finally:
+        for layer in reversed(popped):
+            _F.push_dynamic_layer_stack(layer)
+    for level in lifted:
+        out = (
+            tuple(_F._wrap_for_grad(o, level) for o in out) if isinstance(out, tuple) else _F._wrap_for_grad(out, level)
+        )
+    return out
 
 
 def unbatched(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

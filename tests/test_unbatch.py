@@ -61,3 +61,36 @@ def test_peelable_refuses_other_transforms():
     vmap(lambda r: seen.append(peelable(r)) or r)(x)
     grad(lambda r: seen.append(peelable(r)) or r.sum())(x)
     assert seen == [True, False]
+
+
+def test_integers_inside_grad_levels_are_taken_apart_and_lifted_back():
+    """Under vmap(grad(...)) an integer tensor's grad wrapper is dropped, the result lifted back (so that the
+    differentiated function may update it in place); a grad level below a vmap level is refused (None)."""
+    from regfn._unbatch import unbatched_under_grad
+
+    ints = torch.arange(12).reshape(3, 4)
+    seen = []
+
+    def f(x, k):
+        words = k * 2  # computed inside grad: wrapped at its level
+        got = unbatched_under_grad(lambda w, dims: w + 100 * dims, (words,))
+        got += 1  # in place: the result belongs to the grad level again
+        seen.append(got)
+        return (x * got.float()).sum()
+
+    gx = vmap(grad(f))(torch.ones(3, 4), ints)
+    assert torch.equal(gx, ints * 2 + 100 + 1)
+    assert torch.equal(unbatched_under_grad(lambda w, dims: w * 3, (ints,)), ints * 3)  # no transform at all
+
+    refused = []
+
+    def outer(x):
+        def per_row(k):
+            refused.append(unbatched_under_grad(lambda w, d: w, (k * 1,)))
+            return k
+
+        vmap(per_row)(ints)
+        return x.sum()
+
+    grad(outer)(torch.ones(2))
+    assert refused == [None]  # the grad level lies below the vmap level: left to the caller's fallback

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._unbatch import peelable, unbatched
+from .._unbatch import unbatched_under_grad
 from ._eager import _vmapped_batch
 from ._host import tracing
 from ._philox import _BUMP, _M0, _M1, ROUNDS
@@ -371,9 +371,11 @@ def _draw(name: str, k: Tensor, kw: Tensor, n: int, start: int) -> Tensor | None
     """
     if _OPERATORS is None or not usable(k):
         return None
-    if not tracing() and peelable(kw):
+    if not tracing():
         kernel = _KERNELS[name]
-        return unbatched(lambda words, _dims: kernel.run(words, n, start), (kw,))
+        out = unbatched_under_grad(lambda w, _dims: kernel.run(w, n, start), (kw,))
+        if out is not None:
+            return out
     return _OPERATORS[name](kw, n, start)
 
 
