@@ -7,7 +7,9 @@ tensors' storage, but that path costs about 150-200 us a call in Python
 model. :func:`unbatched` does the same job directly: it takes each vmap level
 apart (the batch dimension moved to the front, tensors not batched at that
 level expanded), calls the function once on plain tensors, and wraps the
-results back at every level.
+results back at every level. :func:`unbatched_under_grad` does it for integer
+tensors inside ``torch.func.grad`` as well (a sweep draws its dropout masks
+inside the differentiated loss).
 
 Only for eager code: while torch traces or compiles, call the custom operator
 instead (:func:`peelable` says whether a tensor can be taken apart).
