@@ -39,17 +39,22 @@ import sweep_mlp
 import regfn
 
 
-def products(sizes: tuple[int, ...], rows: int, k: int | None, backward: bool) -> list[tuple[torch.Tensor, ...]]:
-    """Operand pairs of one step's (``backward``) or one forward's matmuls; ``k`` None: unbatched."""
-    lead = () if k is None else (k,)
-    pairs = []
+def shapes(sizes: tuple[int, ...], rows: int, backward: bool) -> list[tuple[int, int, int]]:
+    """``(m, k, n)`` of each ``(m x k) @ (k x n)`` product of one step (``backward``) or one forward."""
+    out = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        pairs.append((torch.randn(*lead, rows, fan_in), torch.randn(*lead, fan_in, fan_out)))
+        out.append((rows, fan_in, fan_out))  # x @ W
         if backward:
-            pairs.append((torch.randn(*lead, fan_out, rows), torch.randn(*lead, rows, fan_in)))
+            out.append((fan_out, rows, fan_in))  # the weight gradient g.T @ x
             if i > 0:
-                pairs.append((torch.randn(*lead, rows, fan_out), torch.randn(*lead, fan_out, fan_in)))
-    return pairs
+                out.append((rows, fan_out, fan_in))  # the input gradient g @ W.T
+    return out
+
+
+def products(sizes: tuple[int, ...], rows: int, k: int | None, backward: bool) -> list[tuple[torch.Tensor, ...]]:
+    """Operand pairs of :func:`shapes`' products; ``k`` None: unbatched, else K configurations each."""
+    lead = () if k is None else (k,)
+    return [(torch.randn(*lead, m, kk), torch.randn(*lead, kk, n)) for m, kk, n in shapes(sizes, rows, backward)]
 
 
 def seconds_per_call(fn: Callable[[], object], min_s: float = 0.3) -> float:
@@ -70,11 +75,7 @@ def matmul_seconds(sizes, rows: int, k: int, batched: bool, backward: bool) -> f
 
 
 def flops(sizes, rows: int, backward: bool) -> int:
-    total = 0
-    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        products_per_layer = 1 + (backward and 1) + (backward and i > 0)
-        total += 2 * rows * fan_in * fan_out * products_per_layer
-    return total
+    return sum(2 * m * kk * n for m, kk, n in shapes(sizes, rows, backward))
 
 
 def floor(sizes, batch: int, n_train: int, n_val: int, k: int, epochs: int, batched: bool) -> float:
