@@ -27,7 +27,7 @@ vector math, which is not always correctly rounded; the kernel's is).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,23 +37,18 @@ from ..random import _native
 from ..random._host import tracing
 from ._checks import grad_free
 
-__all__ = ["FUSE_FROM", "Scalars", "adam_moments", "pack"]
+__all__ = ["FUSE_FROM", "adam_moments", "pack"]
 
 FUSE_FROM = 8192
 """Elements of one configuration's parameter from which its moments take the kernel's one pass (below it, the
 fixed cost of taking vmapped tensors apart outweighs the passes saved: docs/benchmarks/sweep.md)."""
 
-_F = torch._C._functorch  # private, present since torch 2.0: the transforms and BatchedTensors
+_F = torch._C._functorch  # private, present since torch 2.0: the transform stack
 
 
-class Scalars(NamedTuple):
-    """Adam's five per-step scalars ``(w1, b2, w2, k2, eps_bc1)`` where the kernel may run (:func:`pack`)."""
-
-    values: tuple[Any, ...]
-
-
-def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> Scalars | None:
-    """The scalars of one update for :func:`adam_moments`, or ``None`` where the kernel is not used.
+def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | None:
+    """The scalars ``(w1, b2, w2, k2, eps_bc1)`` of one update for :func:`adam_moments`, or ``None`` where the
+    kernel is not used.
 
     Not used while torch traces or compiles, under a functorch transform other
     than ``vmap``, where autograd records a scalar, for a scalar that is not a
@@ -71,11 +66,11 @@ def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> Scalars | None:
     vmap = _F.TransformType.Vmap
     if (stack and any(level.key() != vmap for level in stack)) or not _native.loaded():
         return None
-    return Scalars(scalars)
+    return scalars
 
 
 def adam_moments(
-    g: Tensor, m: Tensor, v: Tensor, scalars: Scalars | None, donate: bool = False
+    g: Tensor, m: Tensor, v: Tensor, scalars: tuple[Any, ...] | None, donate: bool = False
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """``(lerp(m, g, w1), b2 * v + w2 * g * g, sqrt(v') / k2 + eps_bc1)`` in one pass, or ``None`` where not used.
 
@@ -95,11 +90,9 @@ def adam_moments(
         return None
     if any(t.dtype != torch.float32 or t.shape != g.shape for t in (g, m, v)):
         return None
-    args = (g, m, v, *scalars.values)
-    if any(_F.is_batchedtensor(t) for t in args if isinstance(t, Tensor)):
-        return unbatched(lambda g, m, v, *rest: _run(g, m, v, rest[:-1], rest[-1]), args)
-    outs = (m, v) if donate and m.is_contiguous() and v.is_contiguous() else None
-    return _run(g, m, v, scalars.values, 0, outs)
+    if donate and m.is_contiguous() and v.is_contiguous():  # eager, outside transforms: into the old state
+        return _run(g, m, v, scalars, 0, (m, v))
+    return unbatched(lambda g, m, v, *rest: _run(g, m, v, rest[:-1], rest[-1]), (g, m, v, *scalars))
 
 
 def _run(

@@ -27,7 +27,7 @@ from ._checks import (
     scalar_dtype,
     step_zero,
 )
-from ._fused import Scalars, adam_moments, pack
+from ._fused import adam_moments, pack
 
 
 def _times(updates: Updates, factor: Any) -> dict:
@@ -329,7 +329,7 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         exp_avg, exp_avg_sq = {}, {}
         max_sq: dict[str, Tensor] | None = {} if amsgrad else None
         dens = {}
-        packs: dict[torch.dtype, Scalars | None] = {}  # the fused kernel's scalars, once per dtype
+        packs: dict[torch.dtype, tuple | None] = {}  # the fused kernel's scalars, once per dtype
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
             m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
