@@ -206,7 +206,10 @@ def bernoulli(key_: Tensor, p: float | Tensor = 0.5, shape: int | Sequence[int] 
     if shape is None:
         shape = tuple(p.shape) if isinstance(p, Tensor) else ()
     shape = _check_shape(shape, "bernoulli")
-    if dtype == torch.float32 and (isinstance(p, Tensor) or not tracing()):  # a float's rounding needs .item()
+    # Eagerly, the integer comparison; traced code keeps the float one: a Python p's float32
+    # rounding would need .item(), and inductor compiled the integer form of the tutorial's
+    # sweep step about 3x slower (13 against 4.1 ms an epoch; docs/benchmarks/sweep.md).
+    if dtype == torch.float32 and not tracing():
         return _below32(k, shape, p)
     return _unit_floats(k, shape, _float_dtype(dtype, "bernoulli")) < p
 
