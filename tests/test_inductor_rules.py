@@ -1,10 +1,14 @@
-"""The dtype-rule singleton set up once during a sweep's compile: the same rules, the original restored after."""
+"""A cheaper cold compile: the dtype-rule singleton set up once (the same rules, the original restored after),
+and the CPU steps' compile options (the same bits, the user's vector-instruction setting respected)."""
 
 from __future__ import annotations
 
 import importlib
 
 import pytest
+import torch
+
+import regfn
 
 inductor_fix = importlib.import_module("regfn._sweep._inductor")
 
@@ -54,3 +58,55 @@ def test_a_torch_without_the_singleton_is_left_alone(monkeypatch):
     monkeypatch.setattr(inductor_fix, "_handler_class", lambda: None)
     with inductor_fix.rules_set_up_once():
         pass
+
+
+def test_step_options_skip_the_vector_probe_only_where_it_cannot_fail(monkeypatch):
+    config = importlib.import_module("torch._inductor.config")
+    monkeypatch.setattr(inductor_fix, "_compiler_knows_x86_flags", lambda: True)
+    monkeypatch.setattr(inductor_fix.sys, "platform", "linux")
+    monkeypatch.setattr(inductor_fix.platform, "machine", lambda: "x86_64")
+    with config.patch({"cpp.vec_isa_ok": None}):  # inductor decides: the probe is skipped
+        assert inductor_fix.cpu_step_options() == {"cpp_wrapper": True, "cpp.vec_isa_ok": True}
+        monkeypatch.setattr(inductor_fix.platform, "machine", lambda: "aarch64")
+        assert inductor_fix.cpu_step_options() == {"cpp_wrapper": True}
+        monkeypatch.setattr(inductor_fix.platform, "machine", lambda: "x86_64")
+        monkeypatch.setattr(inductor_fix, "_compiler_knows_x86_flags", lambda: False)
+        assert inductor_fix.cpu_step_options() == {"cpp_wrapper": True}
+        monkeypatch.setattr(inductor_fix, "_compiler_knows_x86_flags", lambda: True)
+    for users in (False, True):  # TORCHINDUCTOR_VEC_ISA_OK's values: left alone
+        with config.patch({"cpp.vec_isa_ok": users}):
+            assert inductor_fix.cpu_step_options() == {"cpp_wrapper": True}
+
+
+@pytest.mark.parametrize(
+    ("line", "knows"),
+    [
+        ("g++ (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0", True),
+        ("x86_64-linux-gnu-g++-10 (Debian 10.2.1-6) 10.2.1 20210110", False),
+        ("c++ (GCC) 13.2.1 20231011 (Red Hat 13.2.1-4)", True),
+        ("clang version 12.0.1", True),
+        ("Debian clang version 11.0.1-2", False),
+        ("", False),
+    ],
+)
+def test_compiler_versions(line, knows):
+    assert inductor_fix._knows_x86_flags(line + "\nCopyright (C) ...") is knows
+
+
+@pytest.mark.slow
+def test_a_compiled_cpu_sweep_gives_the_same_bits_with_and_without_the_step_options(monkeypatch):
+    """The options change how the kernels are compiled and called, not what they compute."""
+    data = regfn.data.quadrants(regfn.random.key(0), 64)
+    configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5])
+    model = regfn.mlp((2, 5, 3, 1), output="logits")  # a shape no other test compiles
+
+    def run():
+        torch._dynamo.reset()
+        regfn._sweep._program._cached_program.cache_clear()
+        return regfn.sweep(model, data, configs, epochs=3, compile=True, quiet=True, threads=1)
+
+    with_options = run()
+    monkeypatch.setattr(regfn._sweep._program, "cpu_step_options", lambda: {})
+    without = run()
+    assert with_options.rows == without.rows
+    assert all(torch.equal(with_options.curves[n], without.curves[n]) for n in without.curves)

@@ -29,6 +29,7 @@ from ..nn import Model
 from ..penalties import Penalty, l1, l2, norm
 from ..random import DEFAULT_IMPL, check_impl, fold_in
 from ..random import key as make_key
+from ._inductor import cpu_step_options
 
 __all__ = [
     "PENALTIES",
@@ -187,8 +188,10 @@ class Program:
     With ``only_steps`` (a compiled sweep on a CPU) only the steps are compiled: the
     mini-batch orders (once an epoch) and the evaluations (at log points) run eagerly,
     since compiling them costs more than they save there (for issue #22's digits MLP:
-    about 27 s of an 86 s cold compile, docs/benchmarks/sweep.md). On CUDA everything
-    compiles (the orders run inside captured CUDA graphs).
+    about 27 s of an 86 s cold compile, docs/benchmarks/sweep.md), and the steps compile
+    with :func:`regfn._sweep._inductor.cpu_step_options` (C++ wrapper, no redundant
+    vector-instruction probe). On CUDA everything compiles (the orders run inside
+    captured CUDA graphs).
     """
 
     def __init__(self, spec: Spec, compiled: bool, only_steps: bool = False):
@@ -197,7 +200,8 @@ class Program:
         self.compiles_evaluation = compiled and not only_steps
         # dynamic=False: one static program per data shape (train and validation
         # evaluations differ in rows), instead of a slower symbolic recompilation.
-        wrap = functools.partial(torch.compile, dynamic=False) if compiled else _as_is
+        options = cpu_step_options() if only_steps else None  # a cheaper cold compile on a CPU (._inductor)
+        wrap = functools.partial(torch.compile, dynamic=False, options=options) if compiled else _as_is
         rest = _as_is if only_steps else wrap
         self.init = vmap(functools.partial(init_state, spec))
         self.step = wrap(vmap(functools.partial(step, spec), in_dims=(0, 0, None, None, None, None)))
