@@ -32,25 +32,26 @@ The rule (:func:`decide`):
   workloads timed side by side with ``benchmarks/auto_compile.py`` on one
   pinned core of an idle 2-core Intel Xeon (AVX-512), torch 2.13.0+cpu, with
   CPU draws, key folds and eager Adam's moments in regfn's C kernel, and to
-  cold compiles on the same core (docs/benchmarks/sweep.md, "What the
+  cold compiles (empty inductor cache; the steps compiled through inductor's
+  C++ wrapper, :mod:`regfn._sweep._inductor`) on the same core (docs/benchmarks/sweep.md, "What the
   automatic choices decide from"):
 
   ===========  ===========================  ==========================  ============
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
   ===========  ===========================  ==========================  ============
-  ``mlp``      3.69e-3, 1.39e-10, 1.18e-8   5.0e-4, 6.7e-11, 5.6e-9     28 s
-  ``conv``     3.69e-3, 9.3e-9, 0           5.0e-4, 6.9e-9, 0           32 s
-  ``module``   3.69e-3, 3.6e-10, 0          5.0e-4, 2.0e-10, 0          28 s
+  ``mlp``      3.32e-3, 1.47e-10, 1.17e-8   4.6e-4, 6.8e-11, 6.0e-9     18 s
+  ``conv``     3.32e-3, 1.01e-8, 0          4.6e-4, 7.4e-9, 0           22 s
+  ``module``   3.32e-3, 3.3e-10, 0          4.6e-4, 2.0e-10, 0          18 s
   ===========  ===========================  ==========================  ============
 
   (``conv``: a model with a parameter of 3 or more dimensions; ``module``:
   any other model not made by :func:`regfn.mlp`.) What it decides: the
   command's default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows)
-  compiles from about 7,500 epochs on, the tutorial's (64 configurations of
-  8-6-4-1 on 768 rows) from about 4,100, 65,536 of the tutorial's from 8,
+  compiles from about 5,300 epochs on, the tutorial's (64 configurations of
+  8-6-4-1 on 768 rows) from about 2,900, 65,536 of the tutorial's from 6,
   issue #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an
-  epoch) from 91, 64 configurations of the digits CNN of
-  benchmarks/sweep_cnn.py (22 steps an epoch) from 15.
+  epoch) from 58, 64 configurations of the digits CNN of
+  benchmarks/sweep_cnn.py (22 steps an epoch) from 9.
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
@@ -165,9 +166,9 @@ class Costs(NamedTuple):
 
 
 COSTS = {
-    "mlp": Costs(Rate(3.69e-3, 1.39e-10, 1.18e-8), Rate(5.0e-4, 6.7e-11, 5.6e-9), 28.0),
-    "conv": Costs(Rate(3.69e-3, 9.3e-9, 0.0), Rate(5.0e-4, 6.9e-9, 0.0), 32.0),
-    "module": Costs(Rate(3.69e-3, 3.6e-10, 0.0), Rate(5.0e-4, 2.0e-10, 0.0), 28.0),
+    "mlp": Costs(Rate(3.32e-3, 1.47e-10, 1.17e-8), Rate(4.6e-4, 6.8e-11, 6.0e-9), 18.0),
+    "conv": Costs(Rate(3.32e-3, 1.01e-8, 0.0), Rate(4.6e-4, 7.4e-9, 0.0), 22.0),
+    "module": Costs(Rate(3.32e-3, 3.3e-10, 0.0), Rate(4.6e-4, 2.0e-10, 0.0), 18.0),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 
