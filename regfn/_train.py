@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.func import grad_and_value
 
 from ._checks import check_int
+from ._inductor import cpu_step_options
 from ._preflight import check_data, resolve_loss
 from .data import Dataset, batches
 from .losses import Loss, fit_output, loss_value, takes_hp
@@ -247,7 +248,8 @@ def train(
         val: optional validation data, evaluated at each log.
         log_every: record ``history`` every this many epochs (and at the last).
         on_log: called with each history entry (e.g. to print it).
-        compile: run the step under ``torch.compile``.
+        compile: run the step under ``torch.compile`` (on a CPU with the options of
+            :func:`regfn._inductor.cpu_step_options`, as a sweep's steps).
         hparams: hyperparameters for a loss or model that reads them (as
             0-d tensors in ``hp``): ``{"label_smoothing": 0.1}`` for
             ``"cross_entropy"``, or names of your own.
@@ -297,7 +299,8 @@ def train(
     def step(params: Params, opt_state: Any, x: Tensor, y: Tensor, k: Tensor) -> tuple[Params, Any, Tensor]:
         return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp)
 
-    run_step = torch.compile(step) if compile else step
+    options = cpu_step_options() if data.x.device.type == "cpu" else None  # a cheaper cold compile (._inductor)
+    run_step = torch.compile(step, options=options) if compile else step
     history: list[dict[str, float]] = []
     value = torch.tensor(float("nan"))
     has_val = val is not None and len(val) > 0

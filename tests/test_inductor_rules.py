@@ -10,7 +10,7 @@ import torch
 
 import regfn
 
-inductor_fix = importlib.import_module("regfn._sweep._inductor")
+inductor_fix = importlib.import_module("regfn._inductor")
 
 
 @pytest.fixture
@@ -110,3 +110,19 @@ def test_a_compiled_cpu_sweep_gives_the_same_bits_with_and_without_the_step_opti
     without = run()
     assert with_options.rows == without.rows
     assert all(torch.equal(with_options.curves[n], without.curves[n]) for n in without.curves)
+
+
+@pytest.mark.slow
+def test_a_compiled_cpu_train_gives_the_same_bits_with_and_without_the_step_options(monkeypatch):
+    data = regfn.data.quadrants(regfn.random.key(1), 48)
+    model = regfn.mlp((2, 7, 1), output="logits")  # a shape no other test compiles
+    kw = {"optimizer": regfn.optim.adam(0.01), "p": 0.25, "key": regfn.random.key(2), "epochs": 3, "compile": True}
+
+    def run():
+        torch._dynamo.reset()
+        return regfn.train(model, data, **kw)
+
+    with_options = run()
+    monkeypatch.setattr(regfn._train, "cpu_step_options", lambda: {})
+    without = run()
+    assert all(torch.equal(with_options.params[n], without.params[n]) for n in without.params)

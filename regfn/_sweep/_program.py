@@ -22,6 +22,7 @@ from torch.func import vmap
 
 from .. import optim
 from .._hparams import LAYER_RATE_NAMES
+from .._inductor import cpu_step_options
 from .._train import evaluate, run_keys, step_key, train_step
 from ..data import batches
 from ..losses import Loss
@@ -29,7 +30,6 @@ from ..nn import Model
 from ..penalties import Penalty, l1, l2, norm
 from ..random import DEFAULT_IMPL, check_impl, fold_in
 from ..random import key as make_key
-from ._inductor import cpu_step_options
 
 __all__ = [
     "PENALTIES",
@@ -189,7 +189,7 @@ class Program:
     mini-batch orders (once an epoch) and the evaluations (at log points) run eagerly,
     since compiling them costs more than they save there (for issue #22's digits MLP:
     about 27 s of an 86 s cold compile, docs/benchmarks/sweep.md), and the steps compile
-    with :func:`regfn._sweep._inductor.cpu_step_options` (C++ wrapper, no redundant
+    with :func:`regfn._inductor.cpu_step_options` (C++ wrapper, no redundant
     vector-instruction probe). On CUDA everything compiles (the orders run inside
     captured CUDA graphs).
     """

@@ -16,8 +16,8 @@ import time
 import torch
 from torch import Tensor
 
+from .._inductor import rules_set_up_once
 from ._engine import Engine, EngineFailed, warn
-from ._inductor import rules_set_up_once
 
 __all__ = ["Warmer", "compiled_graphs"]
 

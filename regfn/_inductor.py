@@ -1,4 +1,4 @@
-"""A cheaper cold compile: inductor's dtype-rule handler set up once, not once per use.
+"""A cheaper cold compile: inductor's dtype-rule handler set up once, and the CPU steps' compile options.
 
 torch's inductor builds a ``DtypePropagationOpsHandler`` for every value it
 generates code for. The class is a singleton (``__new__`` returns one
@@ -16,7 +16,7 @@ singleton (a torch with the fix, or without the class), and it restores the
 original ``__init__`` afterwards.
 
 :func:`cpu_step_options` are the ``torch.compile`` options of a sweep's
-steps on a CPU, two more cuts of a cold compile that leave the kernels and
+steps on a CPU (and of ``regfn.train(compile=True)``'s), two more cuts of a cold compile that leave the kernels and
 their bits as they are (the digits MLP of issue #22: 30.7 -> 19 s cold,
 4.8 -> 3.4 s in a second process; docs/benchmarks/sweep.md):
 
