@@ -337,3 +337,45 @@ def test_epoch_profile_runs_the_wide_mlp_workload():
     summary = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
     assert (summary["compiled"], summary["epochs"]) == (False, 1)
     assert "aten::bmm" in out.stdout
+
+
+def _cpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_check", ROOT / "benchmarks" / "cpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_check_judges_values_against_the_target_and_the_record():
+    check = _cpu_check()
+    by_name = {c.name: c for c in check.CHECKS}
+    assert set(check.RUNS) == {c.run for c in check.CHECKS} == set(check.QUICK)
+    tutorial, compile_s = by_name["tutorial sweep: loop / regfn"], by_name["digits MLP cold compile, s"]
+    assert check.verdict(tutorial, 8.0) == "target met"
+    assert check.verdict(tutorial, 7.0) == "target not met"  # within the slack of the record 7.2
+    assert check.verdict(tutorial, 2.0) == "REGRESSED, target not met"  # session 10's compiled tutorial step
+    assert check.verdict(compile_s, 19.0) == "target met"
+    assert check.verdict(compile_s, 30.0) == "REGRESSED, target not met"
+    assert check.verdict(compile_s, None) == "not measured"
+    rows = check.report(
+        {"tutorial": {"seq_vs_regfn": 7.5, "regfn_vs_jax": None}, "compile": {"cold": {"compile_s": 18}}}
+    )
+    values = {r["check"]: r["value"] for r in rows}
+    assert values["tutorial sweep: loop / regfn"] == 7.5
+    assert values["tutorial sweep: regfn / JAX"] is None
+    assert values["digits MLP cold compile, s"] == 18.0
+
+
+def test_cpu_check_runs_its_benchmarks_and_reports_every_check():
+    pytest.importorskip("sklearn")
+    (line,) = run("cpu_check.py", "--quick", "--runs", "tutorial,compile")
+    assert [r["check"] for r in line["rows"]] == [c.name for c in _cpu_check().CHECKS]
+    measured = {r["check"] for r in line["rows"] if r["value"] is not None}
+    assert measured == {
+        "tutorial sweep: loop / regfn",
+        "digits MLP cold compile, s",
+        "digits MLP second process compile, s",
+    }
+    assert set(line["lines"]) == {"tutorial", "compile"}

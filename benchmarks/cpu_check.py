@@ -1,0 +1,164 @@
+"""The speed checks of a CPU session: issue #22's workloads side by side, against their targets and the last record.
+
+Run it on one pinned core at the start of a session and before committing a
+speed change (the children inherit the pinning)::
+
+    taskset -c 0 python benchmarks/cpu_check.py            # about 6 minutes with JAX
+    taskset -c 0 python benchmarks/cpu_check.py --no-jax   # the JAX ratios skipped
+
+It runs, one after another in fresh processes:
+
+* ``sweep.py``: the tutorial's sweep (K = 64, E = 200, compiled): loop / regfn, regfn / JAX;
+* ``sweep_mlp.py``: issue #22's digits MLP (K = 32, E = 20), compiled, then eager:
+  loop / regfn, regfn / JAX;
+* ``second_process.py``: a cold compile with an empty inductor cache and a second
+  process on that cache (``compile_s``).
+
+and prints one line per check: the measured value, the issue's target, the value
+recorded in :data:`RECORD` (docs/benchmarks/, the machine named there) and a
+verdict. ``REGRESSED`` means more than :data:`SLACK` worse than the record: a ratio
+measured side by side moves less with the machine than seconds do, so a regression
+of that size is worth a look even on another CPU (session 10 compiled the tutorial's
+step 3x slower without noticing, since it timed only eager runs). The last line is
+one JSON object with every value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+from typing import NamedTuple
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+SLACK = 0.3
+"""How much worse than the record a value may be before it is called a regression (30%: these machines are noisy)."""
+
+
+class Check(NamedTuple):
+    """One number the script reports: where it comes from, which way is better, its target and its record."""
+
+    name: str
+    run: str  # the key of RUNS whose JSON line holds it
+    field: str  # the field of that line (dotted for nested fields)
+    higher_is_better: bool
+    target: float | None
+    record: float | None
+
+
+RECORD_SOURCE = "session 11, 2026-12-06, 2-core Intel Xeon with AVX-512, one pinned core (docs/benchmarks/sweep.md)"
+CHECKS = (
+    Check("tutorial sweep: loop / regfn", "tutorial", "seq_vs_regfn", True, 8.0, 7.2),
+    Check("tutorial sweep: regfn / JAX", "tutorial", "regfn_vs_jax", False, 0.5, 0.43),
+    Check("digits MLP compiled: loop / regfn", "digits", "seq_vs_regfn", True, 4.0, 2.02),
+    Check("digits MLP compiled: regfn / JAX", "digits", "regfn_vs_jax", False, 1.0, 0.66),
+    Check("digits MLP eager: loop / regfn", "digits_eager", "seq_vs_regfn", True, 1.5, 0.91),
+    Check("digits MLP cold compile, s", "compile", "cold.compile_s", False, 20.0, 18.8),
+    Check("digits MLP second process compile, s", "compile", "warm.compile_s", False, 5.0, 3.2),
+)
+"""What is checked; ``record`` is the value of :data:`RECORD_SOURCE`."""
+
+RUNS = {
+    "tutorial": ["sweep.py", "--device", "cpu", "--ks", "64", "--epochs", "200", "--threads", "1"],
+    "digits": ["sweep_mlp.py", "--workload", "digits", "--K", "32", "--epochs", "20"],
+    "digits_eager": ["sweep_mlp.py", "--workload", "digits", "--K", "32", "--epochs", "20", "--no-compile", "--no-jax"],
+    "compile": ["second_process.py"],
+}
+"""The benchmark runs, by name: a script of ``benchmarks/`` and its arguments."""
+
+QUICK = {
+    "tutorial": ["--ks", "4", "--epochs", "2", "--no-compile", "--no-jax", "--seq-configs", "1"],
+    "digits": ["--K", "2", "--epochs", "1", "--no-compile", "--no-jax", "--seq-configs", "1"],
+    "digits_eager": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
+    "compile": ["--no-compile"],
+}
+"""``--quick``'s arguments, appended (argparse keeps the last): every run tiny and eager, to check the plumbing."""
+
+
+def field(line: dict, dotted: str) -> float | None:
+    """``line``'s value at ``dotted`` (``"cold.compile_s"``), ``None`` where it is missing or null.
+
+    Examples:
+        >>> field({"cold": {"compile_s": 18.8}}, "cold.compile_s")
+        18.8
+        >>> field({"jax_s": None}, "jax_s") is None
+        True
+    """
+    value: object = line
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or value.get(part) is None:
+            return None
+        value = value[part]
+    return float(value)  # type: ignore[arg-type]
+
+
+def verdict(check: Check, value: float | None) -> str:
+    """``"target met"``, ``"target not met"``, with ``"REGRESSED"`` first when ``value`` is worse than the record by more than :data:`SLACK`.
+
+    Examples:
+        >>> tutorial = CHECKS[0]
+        >>> verdict(tutorial, 7.4), verdict(tutorial, 8.1), verdict(tutorial, 2.0)
+        ('target not met', 'target met', 'REGRESSED, target not met')
+    """
+    if value is None:
+        return "not measured"
+    better = (lambda a, b: a >= b) if check.higher_is_better else (lambda a, b: a <= b)
+    met = "target met" if check.target is None or better(value, check.target) else "target not met"
+    if check.record is not None:
+        bound = check.record * (1 - SLACK) if check.higher_is_better else check.record * (1 + SLACK)
+        if not better(value, bound):
+            return f"REGRESSED, {met}"
+    return met
+
+
+def run(name: str, no_jax: bool, quick: bool = False) -> dict:
+    """The last JSON line of benchmark run ``name`` (``{}`` when it failed, with its error on stderr)."""
+    args = (
+        RUNS[name]
+        + (["--no-jax"] if no_jax and name in ("tutorial", "digits") else [])
+        + (QUICK[name] if quick else [])
+    )
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / args[0]), *args[1:]], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"{name}: failed ({done.returncode}): {done.stderr[-1000:]}", file=sys.stderr)
+        return {}
+    return json.loads(lines[-1])
+
+
+def report(lines: dict[str, dict]) -> list[dict]:
+    """One row per check: its name, value, target, record and verdict."""
+    rows = []
+    for check in CHECKS:
+        value = field(lines.get(check.run, {}), check.field)
+        rows.append({"check": check.name, "value": value, "target": check.target, "record": check.record,
+                     "verdict": verdict(check, value)})  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-jax", action="store_true", help="skip JAX (its ratios are not measured)")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated runs of {sorted(RUNS)}")
+    parser.add_argument("--quick", action="store_true", help="tiny eager runs: checks the script, measures nothing")
+    args = parser.parse_args(argv)
+    names = [n for n in args.runs.split(",") if n]
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        parser.error(f"--runs: unknown {unknown}; choose from {sorted(RUNS)}")
+    lines = {name: run(name, args.no_jax, args.quick) for name in names}
+    rows = report(lines)
+    print(f"record: {RECORD_SOURCE}")
+    for r in rows:
+        value = "-" if r["value"] is None else f"{r['value']:.3g}"
+        print(f"{r['check']:40s} {value:>8s}  target {r['target']}  record {r['record']}  {r['verdict']}")
+    print(json.dumps({"rows": rows, "lines": lines}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
