@@ -97,7 +97,15 @@ def cpu_step_options() -> dict[str, Any]:
     options: dict[str, Any] = {"cpp_wrapper": True}
     if _vector_probe_redundant():
         options["cpp.vec_isa_ok"] = True
-    return options
+    known = _inductor_options()  # torch.compile rejects an option its torch does not have
+    return {name: value for name, value in options.items() if name in known}
+
+
+def _inductor_options() -> set[str]:
+    """The names of this torch's inductor options (nested ones dotted: ``"cpp.vec_isa_ok"``)."""
+    import torch._inductor.config as inductor_config
+
+    return set(inductor_config.get_config_copy())
 
 
 def _vector_probe_redundant() -> bool:

@@ -76,6 +76,9 @@ def test_step_options_skip_the_vector_probe_only_where_it_cannot_fail(monkeypatc
     for users in (False, True):  # TORCHINDUCTOR_VEC_ISA_OK's values: left alone
         with config.patch({"cpp.vec_isa_ok": users}):
             assert inductor_fix.cpu_step_options() == {"cpp_wrapper": True}
+    with config.patch({"cpp.vec_isa_ok": None}):  # an older torch without these options gets none
+        monkeypatch.setattr(inductor_fix, "_inductor_options", lambda: {"cpp.vec_isa_ok"})
+        assert inductor_fix.cpu_step_options() == {"cpp.vec_isa_ok": True}
 
 
 @pytest.mark.parametrize(
