@@ -16,9 +16,10 @@ singleton (a torch with the fix, or without the class), and it restores the
 original ``__init__`` afterwards.
 
 :func:`cpu_step_options` are the ``torch.compile`` options of a sweep's
-steps on a CPU (and of ``regfn.train(compile=True)``'s), two more cuts of a cold compile that leave the kernels and
-their bits as they are (the digits MLP of issue #22: 30.7 -> 19 s cold,
-4.8 -> 3.4 s in a second process; docs/benchmarks/sweep.md):
+steps on a CPU (and of ``regfn.train(compile=True)``'s step there), two more
+cuts of a cold compile that leave the kernels and their bits as they are
+(the digits MLP of issue #22: 30.7 -> 19 s cold, 4.8 -> 3.4 s in a second
+process; docs/benchmarks/sweep.md):
 
 - ``cpp_wrapper``: the step's kernels and its wrapper in one C++ file, one
   compiler run instead of one per kernel (each pays about 0.5 s to load

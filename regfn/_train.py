@@ -299,8 +299,10 @@ def train(
     def step(params: Params, opt_state: Any, x: Tensor, y: Tensor, k: Tensor) -> tuple[Params, Any, Tensor]:
         return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp)
 
-    options = cpu_step_options() if data.x.device.type == "cpu" else None  # a cheaper cold compile (._inductor)
-    run_step = torch.compile(step, options=options) if compile else step
+    if compile:  # on a CPU with a cheaper cold compile (._inductor)
+        run_step = torch.compile(step, options=cpu_step_options() if data.x.device.type == "cpu" else None)
+    else:
+        run_step = step
     history: list[dict[str, float]] = []
     value = torch.tensor(float("nan"))
     has_val = val is not None and len(val) > 0

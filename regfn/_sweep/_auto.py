@@ -33,8 +33,8 @@ The rule (:func:`decide`):
   pinned core of an idle 2-core Intel Xeon (AVX-512), torch 2.13.0+cpu, with
   CPU draws, key folds and eager Adam's moments in regfn's C kernel, and to
   cold compiles (empty inductor cache; the steps compiled through inductor's
-  C++ wrapper, :mod:`regfn._inductor`) on the same core (docs/benchmarks/sweep.md, "What the
-  automatic choices decide from"):
+  C++ wrapper, :mod:`regfn._inductor`) on the same core
+  (docs/benchmarks/sweep.md, "What the automatic choices decide from"):
 
   ===========  ===========================  ==========================  ============
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
