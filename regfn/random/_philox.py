@@ -14,11 +14,14 @@ words are exactly ``tl.randint4x(seed, j)`` of Triton, and word ``4 j`` is
 and ``fold_in(key, d)`` is the block ``d``: the same rule as JAX's threefry,
 where ``split(key, n)[d] == fold_in(key, d)`` too.
 
-The words live in int64 tensors: a product of two uint32 values is exact
-modulo ``2**64`` there (int64 arithmetic wraps), which gives both the high
-word (``>> 32``) and the low word of Philox's multiplications. The high bits
-of an intermediate word may hold garbage; only the low 32 bits count, and a
-word is masked before it is multiplied.
+The words live in int64 tensors. Philox's 32 x 32 -> 64-bit products are
+formed from 16-bit halves of the multiplier (:func:`_mulhilo`), so that no
+intermediate reaches ``2**63``: a signed 64-bit overflow is well defined in
+eager torch but undefined behaviour in the C++ that inductor generates, and
+compiled Philox with whole 64-bit products gave other words than eager for
+keys with large words (a folded key). The high bits of an intermediate word
+may hold garbage; only the low 32 bits count, and a word is masked before it
+is multiplied.
 """
 
 from __future__ import annotations
@@ -36,33 +39,29 @@ _BUMP = (0x9E3779B9, 0xBB67AE85)  # added to the key words after each round
 ROUNDS = 10
 
 
-def _philox(c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tensor, ...]:
-    """Ten Philox rounds on int64 words (broadcast together); the low 32 bits of the results are the words.
+def _mulhilo(x: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """The high word of ``x * m`` and a tensor whose low 32 bits are its low word (``x`` in ``[0, 2**32)``).
 
-    The first two rounds run out of place (their words may still be scalars
-    that broadcast); from the third on, every word has the full shape and the
-    rounds update fresh tensors in place, which saves an allocation per
-    operation when eager.
+    From 16-bit halves of the constant ``m``: every intermediate stays below
+    ``2**49`` (see the module docstring).
+
+    Examples:
+        >>> x = torch.tensor(0xFFFFFFFF)
+        >>> hi, lo = _mulhilo(x, 0xD2511F53)
+        >>> (int(hi), int(lo) & 0xFFFFFFFF) == divmod(0xFFFFFFFF * 0xD2511F53, 2**32)
+        True
     """
+    a = x * (m & 0xFFFF)  # < 2**48
+    b = x * (m >> 16)  # < 2**48
+    return (b + (a >> 16)) >> 16, ((b & 0xFFFF) << 16) + a
+
+
+def _philox(c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tensor, ...]:
+    """Ten Philox rounds on int64 words (broadcast together); the low 32 bits of the results are the words."""
     for r in range(ROUNDS):
-        kr0 = k0 + r * _BUMP[0]
-        kr1 = k1 + r * _BUMP[1]
-        if r < 2:
-            p0 = (c0 & MASK32) * _M0
-            p2 = (c2 & MASK32) * _M1
-            c0, c1, c2, c3 = (p2 >> 32) ^ c1 ^ kr0, p2, (p0 >> 32) ^ c3 ^ kr1, p0
-            continue
-        p0 = c0 & MASK32
-        p0 *= _M0
-        p2 = c2 & MASK32
-        p2 *= _M1
-        c0 = p2 >> 32
-        c0 ^= c1
-        c0 ^= kr0
-        c2 = p0 >> 32
-        c2 ^= c3
-        c2 ^= kr1
-        c1, c3 = p2, p0
+        hi0, lo0 = _mulhilo(c0 & MASK32, _M0)
+        hi2, lo2 = _mulhilo(c2 & MASK32, _M1)
+        c0, c1, c2, c3 = hi2 ^ c1 ^ (k0 + r * _BUMP[0]), lo2, hi0 ^ c3 ^ (k1 + r * _BUMP[1]), lo0
     return c0, c1, c2, c3
 
 
