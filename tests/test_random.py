@@ -310,3 +310,15 @@ def test_compiled_bernoulli_has_no_graph_break_and_the_same_bits():
 
         assert torch._dynamo.explain(draw)(k).graph_break_count == 0
         assert torch.equal(torch.compile(draw, backend="eager")(k), draw(k))
+
+
+_FOLD_TWICE = torch.compile(lambda k, d: rr.fold_in(rr.fold_in(k, d), d + 1), fullgraph=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=2, max_size=2), st.integers(0, 2**31 - 2))
+def test_compiled_fold_in_of_a_tensor_equals_the_host_for_any_key(words, d):
+    """The tensor cipher in compiled code (a step counter folded into a key) against Python's integers;
+    its int32 additions wrap in C++ as in eager torch (philox4x32's twin test caught a compiled difference)."""
+    k = torch.tensor(words, dtype=torch.int64)
+    assert torch.equal(_FOLD_TWICE(k, torch.tensor(d)), rr.fold_in(rr.fold_in(k, d), d + 1))
