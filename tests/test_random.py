@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from torch.func import vmap
 
 import regfn.random as rr
+from regfn.random import _threefry
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / "golden" / "jax_random.json").read_text())
 SHAPES = {"scalar": (), "5": (5,), "2x3": (2, 3), "1000": (1000,)}
@@ -313,12 +314,41 @@ def test_compiled_bernoulli_has_no_graph_break_and_the_same_bits():
 
 
 _FOLD_TWICE = torch.compile(lambda k, d: rr.fold_in(rr.fold_in(k, d), d + 1), fullgraph=True)
+_CIPHER_WORDS = torch.compile(lambda k: _threefry.bits32(k, 40, 0, _threefry._wrap32(k)), fullgraph=True)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 2**32 - 1), min_size=2, max_size=2), st.integers(0, 2**31 - 2))
-def test_compiled_fold_in_of_a_tensor_equals_the_host_for_any_key(words, d):
-    """The tensor cipher in compiled code (a step counter folded into a key) against Python's integers;
-    its int32 additions wrap in C++ as in eager torch (philox4x32's twin test caught a compiled difference)."""
+def test_the_compiled_tensor_cipher_equals_the_host_for_any_key(words, d):
+    """The tensor cipher in compiled code (CUDA draws; a step counter folded into a key on any device) against
+    Python's integers; its int32 additions wrap in C++ as in eager torch (philox4x32's twin test caught a
+    compiled difference)."""
     k = torch.tensor(words, dtype=torch.int64)
     assert torch.equal(_FOLD_TWICE(k, torch.tensor(d)), rr.fold_in(rr.fold_in(k, d), d + 1))
+    assert torch.equal(_CIPHER_WORDS(k).to(torch.int64) & 0xFFFFFFFF, rr.bits(k, (40,)).to(torch.int64) & 0xFFFFFFFF)
+
+
+_PRIMITIVES = {
+    "uniform": lambda k: rr.uniform(k, (37, 5)),
+    "uniform64": lambda k: rr.uniform(k, (33,), torch.float64),
+    "normal": lambda k: rr.normal(k, (129,)),
+    "bits": lambda k: rr.bits(k, (41,)),
+    "bernoulli": lambda k: rr.bernoulli(k, 0.3, (77,)),
+    "split": lambda k: rr.split(k, 5),
+    "fold_in_tensor": lambda k: rr.fold_in(k, torch.tensor(12345)),
+    "permutation": lambda k: rr.permutation(k, 50),
+}
+_COMPILED = {name: torch.compile(fn) for name, fn in _PRIMITIVES.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["threefry2x32", "philox4x32"])
+@pytest.mark.parametrize("name", sorted(_PRIMITIVES))
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_every_primitive_compiled_equals_eager_for_any_key(impl, name, data):
+    """Keys of any words (a folded key's, not only a seed's): compiled code draws the same values as eager."""
+    width = 2 if impl == "threefry2x32" else 4
+    words = data.draw(st.lists(st.integers(0, 2**32 - 1), min_size=width, max_size=width))
+    k = torch.tensor(words, dtype=torch.int64)
+    assert torch.equal(_COMPILED[name](k), _PRIMITIVES[name](k))
