@@ -16,10 +16,10 @@ where ``split(key, n)[d] == fold_in(key, d)`` too.
 
 The words live in int64 tensors. Philox's 32 x 32 -> 64-bit products are
 formed from 16-bit halves of the multiplier (:func:`_mulhilo`), so that no
-intermediate reaches ``2**63``: a signed 64-bit overflow is well defined in
-eager torch but undefined behaviour in the C++ that inductor generates, and
-compiled Philox with whole 64-bit products gave other words than eager for
-keys with large words (a folded key). The high bits of an intermediate word
+intermediate reaches ``2**63``: a signed 64-bit overflow wraps around in
+eager torch's kernels in practice, but it is undefined behaviour in C++, and
+the code inductor generated for whole 64-bit products gave other words than
+eager for keys with large words (a folded key). The high bits of an intermediate word
 may hold garbage; only the low 32 bits count, and a word is masked before it
 is multiplied.
 """
