@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["peelable", "unbatched", "unbatched_under_grad", "without_grad_levels"]
+__all__ = ["only_vmap_active", "peelable", "unbatched", "unbatched_under_grad", "without_grad_levels"]
 
 _F = torch._C._functorch  # private, present since torch 2.0
 
@@ -43,6 +43,19 @@ def without_grad_levels(t: Tensor) -> Tensor:
     while _F.is_functorch_wrapped_tensor(t) and not _F.is_batchedtensor(t):
         t = _F.get_unwrapped(t)
     return t
+
+
+def only_vmap_active() -> bool:
+    """Whether every functorch transform running now (if any) is a ``vmap``: then vmapped tensors can be taken apart.
+
+    Examples:
+        >>> seen = []
+        >>> _ = torch.func.vmap(lambda x: seen.append(only_vmap_active()) or x)(torch.zeros(2))
+        >>> _ = torch.func.grad(lambda x: seen.append(only_vmap_active()) or x)(torch.tensor(0.0))
+        >>> only_vmap_active(), seen
+        (True, [True, False])
+    """
+    return all(level.key() == _F.TransformType.Vmap for level in _F.get_interpreter_stack() or [])
 
 
 def peelable(t: Any) -> bool:

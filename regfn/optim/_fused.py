@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._unbatch import unbatched
+from .._unbatch import only_vmap_active, unbatched
 from ..random import _native
 from ..random._host import tracing
 from ._checks import grad_free
@@ -42,8 +42,6 @@ __all__ = ["FUSE_FROM", "adam_moments", "pack"]
 FUSE_FROM = 8192
 """Elements of one configuration's parameter from which its moments take the kernel's one pass (below it, the
 fixed cost of taking vmapped tensors apart outweighs the passes saved: docs/benchmarks/sweep.md)."""
-
-_F = torch._C._functorch  # private, present since torch 2.0: the transform stack
 
 
 def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | None:
@@ -62,9 +60,7 @@ def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | 
     for s in scalars:
         if isinstance(s, Tensor) and (s.ndim != 0 or s.dtype != torch.float32 or s.device.type != "cpu"):
             return None
-    stack = _F.get_interpreter_stack()
-    vmap = _F.TransformType.Vmap
-    if (stack and any(level.key() != vmap for level in stack)) or not _native.loaded():
+    if not only_vmap_active() or not _native.loaded():
         return None
     return scalars
 
