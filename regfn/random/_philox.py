@@ -19,9 +19,9 @@ formed from 16-bit halves of the multiplier (:func:`_mulhilo`), so that no
 intermediate reaches ``2**63``: a signed 64-bit overflow wraps around in
 eager torch's kernels in practice, but it is undefined behaviour in C++, and
 the code inductor generated for whole 64-bit products gave other words than
-eager for keys with large words (a folded key). The high bits of an intermediate word
-may hold garbage; only the low 32 bits count, and a word is masked before it
-is multiplied.
+eager for keys with large words (a folded key). The high bits of an
+intermediate word may hold garbage; only the low 32 bits count, and a word
+is masked before it is multiplied.
 """
 
 from __future__ import annotations
