@@ -120,6 +120,23 @@ def test_chunked_equals_unchunked(split, key_impl):
         assert torch.equal(chunked.curves[name], whole.curves[name])
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_configuration_swept_alone_is_bit_identical_to_itself_among_others(optimizer):
+    """A chunk of one row gets a padding row: torch's CPU kernels for a batch of one (here ``bmm`` with one
+    output column) sum in another order than for larger batches."""
+    data = regfn.data.quadrants(rr.key(0), 97)  # full batch: 97 x 6 x 1 products, past bmm's naive loop
+    model = regfn.mlp((2, 6, 1), output="logits")
+    cfgs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.3], seed=[0, 1])
+    kw = {"epochs": 30, "compile": False, "quiet": True, "optimizer": optimizer, "log_every": 1}
+    whole = regfn.sweep(model, data, cfgs, **kw)
+    for i in (0, 7):
+        alone = regfn.sweep(model, data, [cfgs[i]], **kw)
+        assert alone.settings["padded"] == 2
+        assert all(torch.equal(p, whole.params(i)[name]) for name, p in alone.params(0).items())
+        assert all(torch.equal(alone.curves[name][0], whole.curves[name][i]) for name in whole.curves)
+        assert alone.rows[0]["loss"] == whole.rows[i]["loss"]
+
+
 def test_philox_minibatch_rows_equal_single_runs_and_differ_from_threefry(split):
     train, _ = split
     cfgs = [{"p": 0.5, "seed": 0}, {"p": 0.2, "seed": 1}]

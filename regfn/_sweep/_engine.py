@@ -207,6 +207,12 @@ class Engine(abc.ABC):
     runs: ClassVar[Runs] = Runs()
     batched: ClassVar[bool] = True
     """Whether its compiled program depends on the chunk size (then automatic chunks are padded to a few sizes)."""
+    min_rows: ClassVar[int] = 2
+    """The fewest rows its programs run at once: a chunk of fewer gets padding rows. torch's CPU kernels for a
+    batch of one sum in another order than for larger batches (``bmm`` with one output column, convolution
+    gradients), so a vmapped chunk of one row would train its configuration differently, in the last bits,
+    from the same row among others: two rows keep every chunk size, and a sweep of one configuration, bit
+    for bit the same."""
 
     def __init__(self, job: Job):
         self.job = job

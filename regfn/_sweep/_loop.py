@@ -204,12 +204,16 @@ class Loop:
 
     def _group(self, ids: list[int], size: int, slot: int | None = None) -> Group:
         index = torch.tensor(ids, device=self.engine.job.device)
-        return Group(ids, pad_rows({n: v[index] for n, v in self.hp_all.items()}, size), slot=slot)
+        return Group(ids, pad_rows({n: v[index] for n, v in self.hp_all.items()}, self._rows(size)), slot=slot)
+
+    def _rows(self, size: int) -> int:
+        """The rows a chunk of ``size`` trains, padding included: at least the engine's ``min_rows``."""
+        return max(size, self.engine.min_rows)
 
     def _count(self, size: int, n: int) -> None:
         if n:
             self.sizes.append(size)
-            self.padded += size * n
+            self.padded += self._rows(size) * n
 
     def _advance(self, groups: list[Group], until: int) -> list[Group]:
         """Train every group on to epoch ``until`` (chunk after chunk); the groups still live after it.
@@ -234,7 +238,7 @@ class Loop:
             except torch.cuda.OutOfMemoryError:
                 # Rows train the same in any chunk: retry them in smaller ones, from their start (which,
                 # under a schedule, must be where they stand: before its first decision).
-                if not self.plan.adaptive or g.size == 1 or not (self.independent or g.epoch == 0):
+                if not self.plan.adaptive or g.size <= self._rows(1) or not (self.independent or g.epoch == 0):
                     raise
                 self.progress.recount(before)
                 queue = self._smaller([g, *queue])
@@ -298,7 +302,7 @@ class Loop:
     def _warm(self, size: int) -> None:
         """Warm the engine up for chunks of ``size`` (once); refuse an engine change under live chunks."""
         before = self.engine
-        after = self.warmer.warm(pad_rows({n: v[:size] for n, v in self.hp_all.items()}, size))
+        after = self.warmer.warm(pad_rows({n: v[:size] for n, v in self.hp_all.items()}, self._rows(size)))
         if type(after) is not type(before) and any(g.state is not None for g in self.current):
             raise RuntimeError(f"{_WHERE}: the engine changed while warming up chunks of {size}")
 
@@ -393,12 +397,12 @@ class Loop:
         self._warm(size)
         tree, hp = cat_rows(trees), cat_rows(hps)
         nonfinite = torch.cat(marks) if len(marks) == len(trees) else None  # every group tracked it, or none
-        out = []
+        out, rows = [], self._rows(size)
         for i in range(0, len(ids), size):
             part = torch.arange(i, min(i + size, len(ids)), device=self.engine.job.device)
-            marked = None if nonfinite is None else pad_rows(nonfinite[part], size)
-            state = ChunkState(pad_rows(take_rows(tree, part), size), epoch, marked)
-            out.append(Group(ids[i : i + size], pad_rows(take_rows(hp, part), size), state))
+            marked = None if nonfinite is None else pad_rows(nonfinite[part], rows)
+            state = ChunkState(pad_rows(take_rows(tree, part), rows), epoch, marked)
+            out.append(Group(ids[i : i + size], pad_rows(take_rows(hp, part), rows), state))
         self._count(size, len(out))
         return out
 

@@ -47,6 +47,7 @@ class SequentialEngine(VmapEngine):
 
     name = "sequential"
     batched = False  # one compiled step serves every chunk size: no padding
+    min_rows = 1  # its steps are never vmapped
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
