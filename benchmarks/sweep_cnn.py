@@ -95,7 +95,17 @@ def configs(k: int) -> list[dict]:
 
 
 def time_regfn(
-    model, train, val, cfgs, epochs, threads, compile, key_impl="threefry2x32", engine="vmap", batch_size=BATCH
+    model,
+    train,
+    val,
+    cfgs,
+    epochs,
+    threads,
+    compile,
+    key_impl="threefry2x32",
+    engine="vmap",
+    batch_size=BATCH,
+    chunk_size="auto",
 ):
     kw = {
         "engine": engine,
@@ -106,7 +116,7 @@ def time_regfn(
         "batch_size": batch_size,
         "epochs": epochs,
         "log_every": epochs,
-        "chunk_size": None,
+        "chunk_size": chunk_size,
         "quiet": True,
         "threads": threads,
         "compile": compile,
@@ -114,6 +124,15 @@ def time_regfn(
     first = regfn.sweep(model, train, cfgs, **{**kw, "epochs": 1, "log_every": 1})  # compiles the same program
     second = regfn.sweep(model, train, cfgs, **kw)
     return second, first.timings["compile_s"]
+
+
+def chunk_arg(text: str) -> str | int | None:
+    """``--chunk-size``: ``auto`` (regfn's default), ``none`` (one chunk) or a number of configurations."""
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    if text.lower() in ("auto", "none"):
+        return "auto" if text.lower() == "auto" else None
+    raise argparse.ArgumentTypeError(f"--chunk-size must be auto, none or a positive integer, got {text!r}")
 
 
 # ----------------------------------------------------------------- the torch loop, one config after another
@@ -348,6 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seq-configs", type=int, default=3, help="configurations of the torch loop to time")
     parser.add_argument("--engine", default="vmap", choices=["vmap", "sequential"], help="regfn's engine")
     parser.add_argument("--no-ensemble", action="store_true", help="skip torch's ensembling recipe")
+    parser.add_argument("--chunk-size", default="auto", type=chunk_arg, help="regfn's chunk_size: auto, none or N")
     args = parser.parse_args(argv)
     if args.device != "cpu":
         parser.error("--device: only cpu is supported")
@@ -364,8 +384,9 @@ def main(argv: list[str] | None = None) -> None:
         cfgs = configs(k)
         for repeat in range(args.repeats):
             result, regfn_compile_s = time_regfn(
-                model, train, val, cfgs, args.epochs, args.threads, compile, args.key_impl, args.engine
-            )
+                model, train, val, cfgs, args.epochs, args.threads, compile, args.key_impl, args.engine,
+                chunk_size=args.chunk_size,
+            )  # fmt: skip
             regfn_s = result.timings["run_s"]
             best = max(result.rows, key=lambda r: r["val_acc"])
             best_cfg = {name: best[name] for name in ("l2", "p", "seed")}
@@ -399,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
                 "regfn_compile_s": round(regfn_compile_s, 2),
                 "regfn_second_call_compile_s": round(result.timings["compile_s"], 2),  # not in regfn_s
                 "regfn_compiled": result.settings["compile"],
+                "regfn_chunk_size": result.settings["chunk_size"],
                 "ensemble_first_epoch_s": None if ensemble_first_s is None else round(ensemble_first_s, 2),
                 "jax_compile_s": None if jax is None else round(jax[1] - jax_s, 2),
                 "seq_per_config_s": round(seq_per_config, 4),

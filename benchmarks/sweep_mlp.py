@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-compile", action="store_true", help="regfn eager")
     parser.add_argument("--seq-configs", type=int, default=4, help="configurations of the torch loop to time")
+    parser.add_argument(
+        "--chunk-size", default="auto", type=sweep_cnn.chunk_arg, help="regfn's chunk_size: auto, none or N"
+    )
     args = parser.parse_args(argv)
     if args.threads == 1:  # before jax is imported
         os.environ["XLA_FLAGS"] = (
@@ -129,7 +132,15 @@ def main(argv: list[str] | None = None) -> None:
     for k in (int(s) for s in args.K.split(",")):
         cfgs = sweep_cnn.configs(k)
         result, regfn_compile_s = sweep_cnn.time_regfn(
-            model, train, val, cfgs, args.epochs, args.threads, not args.no_compile, batch_size=batch
+            model,
+            train,
+            val,
+            cfgs,
+            args.epochs,
+            args.threads,
+            not args.no_compile,
+            batch_size=batch,
+            chunk_size=args.chunk_size,
         )
         regfn_s = result.timings["run_s"]
         best = max(result.rows, key=lambda r: r["val_acc"])
@@ -146,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.device == "cpu"
             else torch.cuda.get_device_name(args.device),
             "regfn_compiled": result.settings["compile"],
+            "regfn_chunk_size": result.settings["chunk_size"],
             "regfn_s": round(regfn_s, 3),
             "seq_s": round(seq_s, 3),
             "jax_s": None if jax is None else round(jax[0], 3),

@@ -89,6 +89,7 @@ __all__ = [
     "decide",
     "estimate",
     "model_kind",
+    "step_seconds",
     "workload_of",
 ]
 
@@ -186,6 +187,18 @@ def estimate(w: Workload) -> Estimate:
     steps = w.epochs * w.steps_per_epoch
     rows = w.configs * w.rows_per_step
     return Estimate(steps * c.eager.seconds(rows, w), steps * c.compiled.seconds(rows, w) + c.cold_compile)
+
+
+def step_seconds(w: Workload, compiled: bool) -> tuple[float, float]:
+    """A CPU step's estimated seconds from :data:`COSTS`: its fixed part, and one configuration's share.
+
+    Examples:
+        >>> w = Workload("cpu", 51, 320, 1, 24, 300, "2.13.0", "mlp", 11)
+        >>> [f"{s:.2e}" for s in step_seconds(w, compiled=False)]
+        ['3.32e-03', '4.36e-05']
+    """
+    rate = COSTS[w.model_kind].compiled if compiled else COSTS[w.model_kind].eager
+    return rate.a, rate.seconds(w.rows_per_step, w) - rate.a
 
 
 class Choice(NamedTuple):

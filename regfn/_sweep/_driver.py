@@ -48,9 +48,10 @@ from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Job
 from ._engines import ENGINES
+from ._footprint import saved_bytes_per_row
 from ._loop import Loop
 from ._outputs import Outputs, Results
-from ._plan import Plan, auto_chunk_size, kept_configs, limit_of, physical_memory, prune_at
+from ._plan import Plan, auto_chunk_size, cpu_chunk_limit, kept_configs, limit_of, physical_memory, prune_at
 from ._program import Spec, live_optimizer_args
 from ._strategies import Context, context_registry, strategy_of
 
@@ -147,9 +148,12 @@ def sweep(
         log_every: sample the curves every this many epochs (default:
             ``max(1, epochs // 20)``).
         chunk_size: configurations per vmapped call: ``"auto"`` (from a
-            memory estimate; should a chunk still run out of GPU memory, the
-            chunk size is halved, with a warning, and that chunk rerun, which
-            recompiles the step), an int, or ``None`` for all at once.
+            memory estimate; on a CPU, also few enough that a step's
+            activations stay in cache, while enough to amortize its fixed
+            cost: :func:`regfn._sweep._plan.cpu_chunk_limit`; should a chunk
+            still run out of GPU memory, the chunk size is halved, with a
+            warning, and that chunk rerun, which recompiles the step), an int,
+            or ``None`` for all at once. Chunks never change a result.
         device: where to train (default: the data's device).
         compile: compile the step with ``torch.compile`` (falls back to eager,
             with a warning, if compilation fails). ``"auto"`` (the default)
@@ -349,8 +353,11 @@ def sweep(
     k = len(rows) * n_folds
     with _distributed.guard(world):  # a rank's failure reaches the others (no-op on one process)
         # The automatic choices: a pure function of the workload (regfn._sweep._auto), never a timing.
-        choice = _auto.decide(_auto.workload_of(job, k, one_row), compile, threads)
+        workload = _auto.workload_of(job, k, one_row)
+        choice = _auto.decide(workload, compile, threads)
         n_threads = choice.threads
+        if chunk_size == "auto" and device.type == "cpu" and ENGINES[engine].batched:
+            limit = min(limit, _cache_limit(model, one_row, data, rows, workload, choice.compile) or limit)
         limit, compiled = _distributed.agree(world, limit, choice.compile)  # every rank: one chunk size, one program
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
@@ -429,6 +436,23 @@ def sweep(
     table.provenance["arguments"]["schedule"] = strategy.settings()
     table.trained = kept_of(table, model, result.outputs.params, hp_all, n_folds, kept)
     return table
+
+
+def _cache_limit(
+    model: Model,
+    one_row: dict[str, Tensor],
+    data: Dataset,
+    rows: list[dict[str, Any]],
+    w: _auto.Workload,
+    compiled: bool,
+) -> int | None:
+    """The most rows a CPU chunk holds so that its steps stay in cache (:func:`._plan.cpu_chunk_limit`;
+    ``None``: no limit)."""
+    per_row = saved_bytes_per_row(model, one_row, data.x, _first_hp(rows, data))
+    if per_row is None:
+        return None
+    fixed, per_config = _auto.step_seconds(w, compiled)
+    return cpu_chunk_limit(w.configs, per_row * w.rows_per_step, fixed, per_config)
 
 
 def _first_hp(rows: list[dict[str, Any]], data: Dataset) -> dict[str, Tensor]:

@@ -1,8 +1,9 @@
 """How a sweep cuts its rows into chunks: computed once, as a :class:`Plan`.
 
 A chunk is the rows one engine call trains at once. Its size comes from a
-memory estimate (``chunk_size="auto"``), the caller (an int), or all rows
-(``None``). Compiled automatic chunks are padded to a few bucket sizes, so
+memory estimate (``chunk_size="auto"``; on a CPU also the cache, see
+:func:`cpu_chunk_limit`), the caller (an int), or all rows (``None``).
+Compiled automatic chunks are padded to a few bucket sizes, so
 that one compiled program serves sweeps of other sizes; under
 torch.distributed automatic chunks hold at most one rank's share, so that
 every rank works, while an int gives the same chunks on any number of ranks.
@@ -26,6 +27,7 @@ __all__ = [
     "Plan",
     "auto_chunk_size",
     "bucket",
+    "cpu_chunk_limit",
     "kept_configs",
     "physical_memory",
     "prune_at",
@@ -37,6 +39,17 @@ machine's memory, so that the same call keeps the same rows on any machine."""
 
 PRUNE_BYTES = 2**26
 """Parameters held below 64 MiB are not pruned during a sweep (pruning ranks every row; not worth it there)."""
+
+CACHE_BYTES = 6 * 2**20
+"""About the most activations (bytes a step's forward saves for its backward) a CPU chunk holds: beyond
+that, its steps ran markedly slower per configuration (a 2-core Intel Xeon with 2 MiB of L2 cache a core;
+docs/benchmarks/sweep.md, "Chunks that stay in cache")."""
+
+AMORTIZED = 20
+"""A CPU chunk holds enough configurations that a step's fixed cost is at most 1/20 of its work."""
+
+BUCKETS = tuple(sorted({s for i in range(63) for s in (2**i, 3 * 2**i)}))
+"""The sizes compiled automatic chunks are padded to: powers of two and three times them."""
 
 
 def _row_bytes(params: Mapping[str, Tensor]) -> int:
@@ -116,10 +129,41 @@ def bucket(limit: int, k: int) -> int:
         >>> bucket(100, 5), bucket(100, 7), bucket(10, 100)
         (6, 8, 8)
     """
-    sizes = sorted({s for i in range(63) for s in (2**i, 3 * 2**i)})
-    fits = [s for s in sizes if s <= max(limit, 1)]
-    whole = next(s for s in sizes if s >= k)
+    fits = [s for s in BUCKETS if s <= max(limit, 1)]
+    whole = next(s for s in BUCKETS if s >= k)
     return whole if whole <= limit else fits[-1]
+
+
+def cpu_chunk_limit(rows: int, activation_bytes: int, fixed_s: float, per_row_s: float) -> int | None:
+    """The most rows a chunk of a CPU sweep holds, so that its steps run in cache (``rows``: the sweep's).
+
+    A vmapped step's activations grow with the chunk; once they outgrow the
+    core's caches, each configuration's share of the step costs more (the
+    digits CNN of ``benchmarks/sweep_cnn.py``: 1.6x, compiled, in chunks of 64
+    against chunks of 2). Smaller chunks pay the step's fixed cost (Python,
+    dispatch, guards) more often. So a chunk holds as many rows as fit in
+    :data:`CACHE_BYTES` of activations (``activation_bytes``: one row's step,
+    :func:`regfn._sweep._footprint.saved_bytes_per_row` times its rows), or
+    as many as make the fixed cost ``fixed_s`` at most 1/:data:`AMORTIZED` of
+    the work (``per_row_s``: one row's seconds of a step), whichever is more;
+    cut to the bucket size within it that pads the fewest rows (ties: the
+    larger); ``None`` where every row fits (no limit from the cache). A pure
+    function of the workload: chunks never change a result.
+
+    Examples:
+        >>> cpu_chunk_limit(32, 475_000, 4.6e-4, 7.4e-4)  # issue #22's digits MLP, compiled: 4 chunks of 8
+        8
+        >>> cpu_chunk_limit(32, 475_000, 3.3e-3, 1.5e-3) is None  # the same, eager: one chunk
+        True
+        >>> cpu_chunk_limit(64, 94_000, 4.6e-4, 5.6e-5) is None  # the tutorial's: in cache
+        True
+    """
+    fits = CACHE_BYTES // max(1, activation_bytes)
+    amortizing = math.ceil(AMORTIZED * fixed_s / max(per_row_s, 1e-12))
+    most = max(1, fits, amortizing)
+    if most >= rows:
+        return None
+    return min((s for s in BUCKETS if s <= most), key=lambda s: (math.ceil(rows / s) * s, -s))
 
 
 def limit_of(
