@@ -127,7 +127,10 @@ def test_sweep_header_and_defaults_without_quiet(capsys, tmp_path):
     assert out.startswith("regfn sweep: 1 config on synthetic quadrants (n=40, --data-seed 0)")
     assert "model 2-6-4-1 (relu, bce_logits), sgd, 2 epochs, full batch, device cpu\n" in out
     # short: eager, one thread; the loss is the data's task's
-    assert "ran: vmap engine, loss bce_logits (the data's task), compile off, 1 thread, chunks of 1 config\n" in out
+    assert (
+        "ran: vmap engine, loss bce_logits (the data's task), compile off, 1 thread, chunks of 1 config "
+        "(1 padding, 50%)\n" in out  # a vmapped chunk runs two rows at least (Engine.min_rows)
+    )
     assert "best 1 of 1 config by val_acc" in out
     assert "diverged: 0 of 1 config\n" in out
     assert not list(tmp_path.glob("*.png"))

@@ -48,10 +48,10 @@ from ._checkpoint import Checkpoint, describe
 from ._configs import Configs, count, hyper_tensors, layer_rates, live_penalties, normalize, shown_names
 from ._engine import Job
 from ._engines import ENGINES
-from ._footprint import saved_bytes_per_row
+from ._footprint import cache_limit
 from ._loop import Loop
 from ._outputs import Outputs, Results
-from ._plan import Plan, auto_chunk_size, cpu_chunk_limit, kept_configs, limit_of, physical_memory, prune_at
+from ._plan import Plan, auto_chunk_size, kept_configs, limit_of, physical_memory, prune_at
 from ._program import Spec, live_optimizer_args
 from ._strategies import Context, context_registry, strategy_of
 
@@ -357,7 +357,8 @@ def sweep(
         choice = _auto.decide(workload, compile, threads)
         n_threads = choice.threads
         if chunk_size == "auto" and device.type == "cpu" and ENGINES[engine].batched:
-            limit = min(limit, _cache_limit(model, one_row, data, rows, workload, choice.compile) or limit)
+            cut = cache_limit(model, one_row, data.x, _first_hp(rows, data), workload, choice.compile)
+            limit = min(limit, cut or limit)
         limit, compiled = _distributed.agree(world, limit, choice.compile)  # every rank: one chunk size, one program
         job = replace(job, compile=compiled)
         # A compiled program serves one chunk size: chunks are padded to a few bucket sizes, so that
@@ -436,23 +437,6 @@ def sweep(
     table.provenance["arguments"]["schedule"] = strategy.settings()
     table.trained = kept_of(table, model, result.outputs.params, hp_all, n_folds, kept)
     return table
-
-
-def _cache_limit(
-    model: Model,
-    one_row: dict[str, Tensor],
-    data: Dataset,
-    rows: list[dict[str, Any]],
-    w: _auto.Workload,
-    compiled: bool,
-) -> int | None:
-    """The most rows a CPU chunk holds so that its steps stay in cache (:func:`._plan.cpu_chunk_limit`;
-    ``None``: no limit)."""
-    per_row = saved_bytes_per_row(model, one_row, data.x, _first_hp(rows, data))
-    if per_row is None:
-        return None
-    fixed, per_config = _auto.step_seconds(w, compiled)
-    return cpu_chunk_limit(w.configs, per_row * w.rows_per_step, fixed, per_config)
 
 
 def _first_hp(rows: list[dict[str, Any]], data: Dataset) -> dict[str, Tensor]:

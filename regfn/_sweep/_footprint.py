@@ -5,8 +5,8 @@ output, a dropout mask, a pooling's indices). :func:`saved_bytes_per_row`
 runs the model once on two rows, with dropout on and gradients tracked, and
 adds up the storage of every tensor autograd saves, the parameters left out.
 For an MLP that is a few floats per unit; for a convolution, per unit and
-pixel, which no count of parameters can tell. :mod:`regfn._sweep._plan`
-reads it to keep a CPU chunk's step in cache.
+pixel, which no count of parameters can tell. :func:`cache_limit` turns it
+into the most rows a CPU chunk holds (:func:`regfn._sweep._plan.cpu_chunk_limit`).
 
 Examples:
     >>> import regfn, torch
@@ -27,8 +27,10 @@ from torch import Tensor
 from ..nn import Model
 from ..nn._apply import apply_model
 from ..random import key as make_key
+from . import _auto
+from ._plan import cpu_chunk_limit
 
-__all__ = ["saved_bytes_per_row"]
+__all__ = ["cache_limit", "saved_bytes_per_row"]
 
 PROBE_RATE = 0.5
 """The dropout rate of the probe's forward: any rate above 0, so that dropout layers save their masks."""
@@ -58,3 +60,21 @@ def saved_bytes_per_row(
     except Exception:
         return None
     return sum(saved.values()) // len(rows)
+
+
+def cache_limit(
+    model: Model,
+    params: Mapping[str, Tensor],
+    x: Tensor,
+    hp: Mapping[str, Any] | None,
+    w: _auto.Workload,
+    compiled: bool,
+) -> int | None:
+    """The most rows of the sweep ``w`` a CPU chunk holds so that its steps stay in cache (``None``: no limit;
+    :func:`~regfn._sweep._plan.cpu_chunk_limit`): ``model`` with one configuration's ``params`` on the data
+    ``x``, its step's costs those of :mod:`regfn._sweep._auto` (``compiled`` or eager)."""
+    per_row = saved_bytes_per_row(model, params, x, hp)
+    if per_row is None:
+        return None
+    fixed, per_config = _auto.step_seconds(w, compiled)
+    return cpu_chunk_limit(w.configs, per_row * w.rows_per_step, fixed, per_config)
