@@ -10,7 +10,8 @@ dropped), E epochs, on scikit-learn's digits split 80/20 (stratified, keyed):
 configurations: L2 strengths x dropout rates x seeds.
 
 * regfn: ``regfn.sweep(regfn.from_module(DigitsCNN()), ...)`` (vmapped,
-  compiled by default). ``regfn_s`` is the second call's training time (the
+  compiled by default; ``--chunk-size``: regfn's ``chunk_size``, ``auto`` by
+  default, as a user gets it). ``regfn_s`` is the second call's training time (the
   compiled program reused); ``regfn_compile_s`` the first call's compile time.
 * seq: the same ``nn.Module`` trained one configuration after another with
   ``torch.optim.Adam(weight_decay=l2)`` (coupled decay adds ``l2 * w`` to the

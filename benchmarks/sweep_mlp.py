@@ -14,7 +14,8 @@ standardized with the training split's statistics:
   (455 training rows), mini-batches of 64.
 
 Contenders, one after another in one process, each on ``--threads`` threads:
-``regfn.sweep`` (``regfn.mlp``, vmap engine; compiled unless
+``regfn.sweep`` (``regfn.mlp``, vmap engine, ``--chunk-size`` as regfn's
+``chunk_size``, ``auto`` by default; compiled unless
 ``--no-compile``, its step compiled by a first call and timed by ``run_s``
 of a second), the plain torch loop (an ``nn.Module`` with regfn's initial
 weights and batch order, ``torch.optim.Adam``; ``--seq-configs`` of the K
