@@ -13,7 +13,8 @@ from torch import nn
 
 import regfn
 import regfn.random as rr
-from regfn._sweep._footprint import saved_bytes_per_row
+from regfn._sweep import _auto
+from regfn._sweep._footprint import cache_limit, saved_bytes_per_row
 from regfn._sweep._plan import BUCKETS, CACHE_BYTES, cpu_chunk_limit
 
 plan_module = importlib.import_module("regfn._sweep._plan")
@@ -122,3 +123,28 @@ def test_the_sequential_engine_is_not_cut(data, monkeypatch):
     monkeypatch.setattr(plan_module, "AMORTIZED", 0)
     result = regfn.sweep(MODEL, data, CONFIGS[:3], epochs=1, compile=False, quiet=True, engine="sequential")
     assert result.settings["chunk_size"] == 3
+
+
+class DigitsCNN(nn.Module):
+    """``benchmarks/sweep_cnn.py``'s CNN: Conv(1->16) ReLU Dropout Conv(16->32) ReLU Dropout MaxPool Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+        self.fc = nn.Linear(32 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.dropout(torch.relu(self.conv1(x)), 0.25)
+        x = nn.functional.dropout(torch.relu(self.conv2(x)), 0.25)
+        return self.fc(nn.functional.max_pool2d(x, 2).flatten(1))
+
+
+@pytest.mark.parametrize(("compiled", "expected"), [(True, 2), (False, 8)])
+def test_the_digits_cnn_is_cut_into_the_chunks_that_ran_fastest(compiled, expected):
+    """The whole chain (the measured activations, the costs of regfn._sweep._auto, the rule) on the benchmark's CNN."""
+    model = regfn.from_module(DigitsCNN())
+    params = model.init(rr.key(0))
+    assert saved_bytes_per_row(model, params, torch.zeros(2, 1, 8, 8)) == 34048
+    n_params, width = sum(p.numel() for p in params.values()), sum(p.numel() for p in params.values() if p.ndim == 1)
+    w = _auto.Workload("cpu", n_params, 64, 22, 64, 10, torch.__version__, _auto.model_kind(model, params), width)
+    assert cache_limit(model, params, torch.zeros(5, 1, 8, 8), None, w, compiled) == expected
