@@ -9,6 +9,8 @@ import re
 
 import pytest
 import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import regfn
 import regfn.random as rr
@@ -118,6 +120,22 @@ def test_chunked_equals_unchunked(split, key_impl):
     assert chunked.rows == whole.rows
     for name in whole.curves:
         assert torch.equal(chunked.curves[name], whole.curves[name])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunk=st.integers(1, 7), key_impl=st.sampled_from(IMPLS), batch_size=st.sampled_from([None, 30]))
+@example(chunk=1, key_impl="threefry2x32", batch_size=None)
+def test_rows_do_not_depend_on_the_chunk_size(split, chunk, key_impl, batch_size):
+    """Any chunk size, one row included (a vmapped chunk runs two rows at least), gives the same bits."""
+    train, val = split
+    model = regfn.mlp((2, 6, 1), output="logits")  # full batch: 90 x 6 x 1 products, past bmm's naive loop
+    cfgs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1])[:7]
+    kw = {"val": val, "epochs": 3, "batch_size": batch_size, "compile": False, "quiet": True, "key_impl": key_impl}
+    kw["log_every"] = 1
+    whole = regfn.sweep(model, train, cfgs, chunk_size=None, **kw)
+    chunked = regfn.sweep(model, train, cfgs, chunk_size=chunk, **kw)
+    assert chunked.rows == whole.rows
+    assert all(torch.equal(chunked.curves[name], whole.curves[name]) for name in whole.curves)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
