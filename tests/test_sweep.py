@@ -130,8 +130,8 @@ def test_rows_do_not_depend_on_the_chunk_size(split, chunk, key_impl, batch_size
     train, val = split
     model = regfn.mlp((2, 6, 1), output="logits")  # full batch: 90 x 6 x 1 products, past bmm's naive loop
     cfgs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.5], seed=[0, 1])[:7]
-    kw = {"val": val, "epochs": 3, "batch_size": batch_size, "compile": False, "quiet": True, "key_impl": key_impl}
-    kw["log_every"] = 1
+    kw = {"val": val, "epochs": 3, "log_every": 1, "batch_size": batch_size, "compile": False, "quiet": True}
+    kw["key_impl"] = key_impl
     whole = regfn.sweep(model, train, cfgs, chunk_size=None, **kw)
     chunked = regfn.sweep(model, train, cfgs, chunk_size=chunk, **kw)
     assert chunked.rows == whole.rows

@@ -204,16 +204,16 @@ class Loop:
 
     def _group(self, ids: list[int], size: int, slot: int | None = None) -> Group:
         index = torch.tensor(ids, device=self.engine.job.device)
-        return Group(ids, pad_rows({n: v[index] for n, v in self.hp_all.items()}, self._rows(size)), slot=slot)
+        return Group(ids, pad_rows({n: v[index] for n, v in self.hp_all.items()}, self._padded_size(size)), slot=slot)
 
-    def _rows(self, size: int) -> int:
+    def _padded_size(self, size: int) -> int:
         """The rows a chunk of ``size`` trains, padding included: at least the engine's ``min_rows``."""
         return max(size, self.engine.min_rows)
 
     def _count(self, size: int, n: int) -> None:
         if n:
             self.sizes.append(size)
-            self.padded += self._rows(size) * n
+            self.padded += self._padded_size(size) * n
 
     def _advance(self, groups: list[Group], until: int) -> list[Group]:
         """Train every group on to epoch ``until`` (chunk after chunk); the groups still live after it.
@@ -238,7 +238,7 @@ class Loop:
             except torch.cuda.OutOfMemoryError:
                 # Rows train the same in any chunk: retry them in smaller ones, from their start (which,
                 # under a schedule, must be where they stand: before its first decision).
-                if not self.plan.adaptive or g.size <= self._rows(1) or not (self.independent or g.epoch == 0):
+                if not self.plan.adaptive or g.size <= self._padded_size(1) or not (self.independent or g.epoch == 0):
                     raise
                 self.progress.recount(before)
                 queue = self._smaller([g, *queue])
@@ -302,7 +302,7 @@ class Loop:
     def _warm(self, size: int) -> None:
         """Warm the engine up for chunks of ``size`` (once); refuse an engine change under live chunks."""
         before = self.engine
-        after = self.warmer.warm(pad_rows({n: v[:size] for n, v in self.hp_all.items()}, self._rows(size)))
+        after = self.warmer.warm(pad_rows({n: v[:size] for n, v in self.hp_all.items()}, self._padded_size(size)))
         if type(after) is not type(before) and any(g.state is not None for g in self.current):
             raise RuntimeError(f"{_WHERE}: the engine changed while warming up chunks of {size}")
 
@@ -397,7 +397,7 @@ class Loop:
         self._warm(size)
         tree, hp = cat_rows(trees), cat_rows(hps)
         nonfinite = torch.cat(marks) if len(marks) == len(trees) else None  # every group tracked it, or none
-        out, rows = [], self._rows(size)
+        out, rows = [], self._padded_size(size)
         for i in range(0, len(ids), size):
             part = torch.arange(i, min(i + size, len(ids)), device=self.engine.job.device)
             marked = None if nonfinite is None else pad_rows(nonfinite[part], rows)
