@@ -3,7 +3,7 @@
 Run it on one pinned core at the start of a session and before committing a
 speed change (the children inherit the pinning)::
 
-    taskset -c 0 python benchmarks/cpu_check.py            # about 6 minutes with JAX
+    taskset -c 0 python benchmarks/cpu_check.py            # about 6.5 minutes with JAX
     taskset -c 0 python benchmarks/cpu_check.py --no-jax   # the JAX ratios skipped
 
 It runs, one after another in fresh processes:
@@ -12,10 +12,13 @@ It runs, one after another in fresh processes:
 * ``sweep_mlp.py``: issue #22's digits MLP (K = 32, E = 20), compiled, then eager:
   loop / regfn, regfn / JAX;
 * ``second_process.py``: a cold compile with an empty inductor cache and a second
-  process on that cache (``compile_s``).
+  process on that cache (``compile_s``);
+* ``sweep_cnn.py``: the digits CNN (K = 16, E = 3), compiled, in the automatic CPU
+  chunks: loop / regfn (its chunks of 2 made it 1.86x faster; a regression there would
+  show here).
 
 and prints one line per check: the measured value, the issue's target, the value
-recorded in :data:`RECORD` (docs/benchmarks/, the machine named there) and a
+recorded in its ``record`` (:data:`RECORD_SOURCE`: docs/benchmarks/, the machine named there) and a
 verdict. ``REGRESSED`` means more than :data:`SLACK` worse than the record: a ratio
 measured side by side moves less with the machine than seconds do, so a regression
 of that size is worth a look even on another CPU (session 10 compiled the tutorial's
@@ -61,6 +64,7 @@ CHECKS = (
     Check("digits MLP eager: loop / regfn", "digits_eager", "seq_vs_regfn", True, 1.5, 1.01),
     Check("digits MLP cold compile, s", "compile", "cold.compile_s", False, 20.0, 18.5),
     Check("digits MLP second process compile, s", "compile", "warm.compile_s", False, 5.0, 3.27),
+    Check("digits CNN compiled (K=16): loop / regfn", "cnn", "seq_vs_regfn", True, 1.5, 1.165),
 )
 """What is checked; ``record`` is the value of :data:`RECORD_SOURCE`."""
 
@@ -69,6 +73,7 @@ RUNS = {
     "digits": ["sweep_mlp.py", "--workload", "digits", "--K", "32", "--epochs", "20"],
     "digits_eager": ["sweep_mlp.py", "--workload", "digits", "--K", "32", "--epochs", "20", "--no-compile", "--no-jax"],
     "compile": ["second_process.py"],
+    "cnn": ["sweep_cnn.py", "--K", "16", "--epochs", "3", "--no-jax", "--no-ensemble", "--seq-configs", "2"],
 }
 """The benchmark runs, by name: a script of ``benchmarks/`` and its arguments."""
 
@@ -77,6 +82,7 @@ QUICK = {
     "digits": ["--K", "2", "--epochs", "1", "--no-compile", "--no-jax", "--seq-configs", "1"],
     "digits_eager": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
     "compile": ["--no-compile"],
+    "cnn": ["--K", "2", "--epochs", "1", "--no-compile", "--seq-configs", "1"],
 }
 """``--quick``'s arguments, appended (argparse keeps the last): every run tiny and eager, to check the plumbing."""
 
