@@ -208,3 +208,48 @@ def test_the_kernel_is_built_once_into_the_cache(tmp_path):
     assert run_fresh({"REGFN_CACHE_DIR": str(tmp_path)}) == ["on", golden]
     assert built[0].stat().st_mtime_ns == stamp
     assert list(tmp_path.glob("*")) == built
+
+
+def tensor_fold(k: torch.Tensor, d: int) -> torch.Tensor:
+    """The tensor cipher's ``fold_in(k, d)`` (what the kernel's fold operators must give)."""
+    data = threefry._wrap32(torch.tensor(d))
+    return philox.fold_in(k, data) if k.shape[-1] == 4 else threefry.fold_in(k, data)
+
+
+GRAPHS: list[torch.fx.GraphModule] = []
+
+
+def _capture(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+    GRAPHS.append(gm)
+    return gm.forward
+
+
+# compiled once (hypothesis's examples reuse them: a new function per example would hit dynamo's recompile limit)
+FOLD_ONE = torch.compile(lambda k, d: rr.fold_in(k, d), backend=_capture, dynamic=False)
+FOLD_OVER_KEYS = torch.compile(vmap(lambda k, d: rr.fold_in(k, d), in_dims=(0, None)), backend=_capture, dynamic=False)
+FOLD_OVER_BOTH = torch.compile(vmap(lambda k, d: rr.fold_in(k, d)), backend=_capture, dynamic=False)
+
+
+@needs_kernel
+@settings(max_examples=20, deadline=None)
+@given(
+    impl=st.sampled_from(IMPLS),
+    seed=st.integers(0, 2**31 - 1),
+    fold=st.integers(0, 2**32 - 1),
+    data=st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3),
+)
+def test_a_fold_with_a_tensor_counter_is_one_operator_call_with_the_cipher_words(impl, seed, fold, data):
+    """Traced, ``fold_in(key, tensor)`` (a compiled step's epoch and batch) calls ``regfn::<impl>_fold`` instead
+    of tracing the cipher's rounds, and gives its words: alone, over vmapped keys, over vmapped counters."""
+    rr.uniform(rr.key(0), (2,))  # an eager draw loads the kernel, as a sweep's initial weights do
+    k = rr.fold_in(rr.key(seed, impl=impl), fold)
+    keys = torch.stack([rr.fold_in(k, i) for i in range(3)])
+    d = torch.tensor(data)
+    assert torch.equal(FOLD_ONE(k, d[0]), tensor_fold(k, data[0]))
+    assert torch.equal(FOLD_OVER_KEYS(keys, d[1]), torch.stack([tensor_fold(kk, data[1]) for kk in keys]))
+    want = torch.stack([tensor_fold(kk, x) for kk, x in zip(keys, data, strict=True)])
+    assert torch.equal(FOLD_OVER_BOTH(keys, d), want)
+    name = "philox_fold" if impl == "philox4x32" else "threefry_fold"
+    called = [str(node.target) for g in GRAPHS for node in g.graph.nodes if node.op == "call_function"]
+    assert any(name in target for target in called)
+    assert not any("xor" in target for target in called)  # no cipher rounds traced

@@ -101,6 +101,17 @@ def split(key_: Tensor, num: int | Sequence[int] = 2) -> Tensor:
     return _threefry._unsigned(torch.stack([y0, y1], dim=-1)).reshape(*shape, 2)
 
 
+def _fold_traced(k: Tensor, data: Tensor) -> Tensor:
+    """``fold_in`` for a 0-d tensor ``data`` that cannot be read here: the C kernel's operator where it is used,
+    else the tensor cipher (the same words)."""
+    kw = _philox.key_words(k) if k.shape[0] == 4 else _threefry._wrap32(k)
+    words = _native.fold(k, kw, data)
+    if words is not None:
+        return words & MASK32 if k.shape[0] == 4 else _threefry._unsigned(words).reshape(k.shape)
+    d = _threefry._wrap32(data)
+    return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
+
+
 def _philox_words(k: Tensor, n: int, start: int = 0) -> Tensor:
     """Words ``start .. start + n - 1`` of a philox key: the C kernel's where it is used, else the tensor code's."""
     kw = _philox.key_words(k)
@@ -143,9 +154,8 @@ def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
                 f"regfn.random.fold_in: data must be a scalar (0-d tensor), got shape {tuple(data.shape)}; "
                 "use torch.func.vmap to fold in a batch"
             )
-        if not _host.readable(data):  # traced, or vmapped over: the tensor cipher
-            d = _threefry._wrap32(data.to(k.device))
-            return _philox.fold_in(k, d) if k.shape[0] == 4 else _threefry.fold_in(k, d)
+        if not _host.readable(data):  # traced, or vmapped over: the kernel's operator, else the tensor cipher
+            return _fold_traced(k, data.to(k.device))
         # an eager value (a sweep's epoch counter beside vmapped keys): as an int, taken mod 2**32 as above
         value = int(data) & MASK32
     else:
