@@ -22,7 +22,7 @@ from .._checks import check_real, is_int
 from .._hparams import bounds
 from ..random import bernoulli, fold_in, split
 from ..random import key as _make_key
-from ..random._native import dropout_select
+from ..random._native_select import dropout_select
 
 __all__ = ["dropout", "flax_dropout_key", "mc_dropout", "numpy_dropout"]
 
