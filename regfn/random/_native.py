@@ -55,6 +55,7 @@ from .._unbatch import unbatched_under_grad
 from ._host import tracing
 from ._philox import _BUMP, _M0, _M1, ROUNDS
 from ._threefry import _PARITY, _ROTATIONS
+from ._validate import MASK32
 
 __all__ = ["philox_words", "status", "threefry_bits32"]
 
@@ -304,7 +305,7 @@ class _Fold:
         k = self.kernel
         kw = kw.to(k.dtype).contiguous()
         lead, width = kw.shape[:-1], k.key_width
-        starts = (data.to(torch.int64) & 0xFFFFFFFF) * self.per_block
+        starts = (data.to(torch.int64) & MASK32) * self.per_block
         out = torch.empty(*lead, width, dtype=k.dtype)
         if out.numel() == 0:
             return out
