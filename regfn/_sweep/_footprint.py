@@ -28,7 +28,7 @@ from ..nn import Model
 from ..nn._apply import apply_model
 from ..random import key as make_key
 from . import _auto
-from ._plan import cpu_chunk_limit
+from ._plan import amortizing_rows, cpu_chunk_limit
 
 __all__ = ["cache_limit", "saved_bytes_per_row"]
 
@@ -72,9 +72,12 @@ def cache_limit(
 ) -> int | None:
     """The most rows of the sweep ``w`` a CPU chunk holds so that its steps stay in cache (``None``: no limit;
     :func:`~regfn._sweep._plan.cpu_chunk_limit`): ``model`` with one configuration's ``params`` on the data
-    ``x``, its step's costs those of :mod:`regfn._sweep._auto` (``compiled`` or eager)."""
+    ``x``, its step's costs those of :mod:`regfn._sweep._auto` (``compiled`` or eager). Where the step's fixed
+    cost alone asks for every row in one chunk (the tutorial's MLP, a scikit-learn search), the model is not run."""
+    fixed, per_config = _auto.step_seconds(w, compiled)
+    if amortizing_rows(fixed, per_config) >= w.configs:
+        return None  # what cpu_chunk_limit gives for any activations
     per_row = saved_bytes_per_row(model, params, x, hp)
     if per_row is None:
         return None
-    fixed, per_config = _auto.step_seconds(w, compiled)
     return cpu_chunk_limit(w.configs, per_row * w.rows_per_step, fixed, per_config)

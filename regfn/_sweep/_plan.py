@@ -25,6 +25,7 @@ __all__ = [
     "KEEP_BYTES",
     "PRUNE_BYTES",
     "Plan",
+    "amortizing_rows",
     "auto_chunk_size",
     "bucket",
     "cpu_chunk_limit",
@@ -134,6 +135,17 @@ def bucket(limit: int, k: int) -> int:
     return whole if whole <= limit else fits[-1]
 
 
+def amortizing_rows(fixed_s: float, per_row_s: float) -> int:
+    """The rows a CPU chunk needs for a step's fixed cost ``fixed_s`` to be at most 1/:data:`AMORTIZED` of its
+    work (``per_row_s`` a row); a chunk may always hold this many (:func:`cpu_chunk_limit`).
+
+    Examples:
+        >>> amortizing_rows(4.6e-4, 7.4e-4)  # issue #22's digits MLP, compiled
+        13
+    """
+    return math.ceil(AMORTIZED * fixed_s / max(per_row_s, 1e-12))
+
+
 def cpu_chunk_limit(rows: int, activation_bytes: int, fixed_s: float, per_row_s: float) -> int | None:
     """The most rows a chunk of a CPU sweep holds, so that its steps run in cache (``rows``: the sweep's).
 
@@ -159,8 +171,7 @@ def cpu_chunk_limit(rows: int, activation_bytes: int, fixed_s: float, per_row_s:
         True
     """
     fits = CACHE_BYTES // max(1, activation_bytes)
-    amortizing = math.ceil(AMORTIZED * fixed_s / max(per_row_s, 1e-12))
-    most = max(1, fits, amortizing)
+    most = max(1, fits, amortizing_rows(fixed_s, per_row_s))
     if most >= rows:
         return None
     return min((s for s in BUCKETS if s <= most), key=lambda s: (math.ceil(rows / s) * s, -s))
