@@ -20,9 +20,10 @@ from torch import Tensor
 
 from .._checks import check_real, is_int
 from .._hparams import bounds
-from ..random import bernoulli, fold_in, split
+from ..random import fold_in, split
 from ..random import key as _make_key
 from ..random._native_select import dropout_select
+from ..random._sample import _bernoulli
 
 __all__ = ["dropout", "flax_dropout_key", "mc_dropout", "numpy_dropout"]
 
@@ -127,6 +128,32 @@ def dropout(
         >>> bool((y[0] == y[1]).all())
         True
     """
+    return _dropout(key, x, p, train=train, broadcast_dims=broadcast_dims)
+
+
+def _mask(key: Tensor, keep: Rate, shape: tuple[int, ...], transposed: bool) -> Tensor:
+    """``bernoulli(key, keep, shape)``; ``transposed``: the mask of the transposed shape, transposed back."""
+    if not transposed:
+        return _bernoulli(key, keep, shape)
+    if len(shape) != 2:
+        raise ValueError(f"dropout: a transposed input must be 2-d, got shape {shape}")
+    return _bernoulli(key, keep, (shape[1], shape[0]), cols=True).mT
+
+
+def _dropout(
+    key: Tensor | None,
+    x: Tensor,
+    p: Rate,
+    *,
+    train: bool = True,
+    broadcast_dims: Sequence[int] | int = (),
+    transposed: bool = False,
+) -> Tensor:
+    """:func:`dropout`; with ``transposed``, ``x`` is a 2-d ``(features, rows)`` tensor, the transpose of the
+    ``(rows, features)`` input whose mask is drawn (a features-first layout, :func:`regfn.nn._mlp.features_first`):
+    the mask of ``x.mT`` is applied as its transpose, drawn stored column by column where the C kernel runs
+    (:func:`regfn.random._sample._bits32`), so that it is read along memory. The same mask as ``dropout(key,
+    x.mT, p).mT``."""
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
         raise TypeError(f"dropout: x must be a floating tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     p = _check_rate(p, "dropout")
@@ -140,14 +167,14 @@ def dropout(
     key = key.to(x.device)
     if isinstance(p, float):
         keep = 1.0 - p
-        mask = bernoulli(key, keep, shape)
+        mask = _mask(key, keep, shape, transposed)
         fused = dropout_select(x, mask, keep)  # the same bits in one C pass, where it runs
         return torch.where(mask, x / keep, 0.0) if fused is None else fused
     keep_t = 1 - p.to(x.device)
     if keep_t.dtype == torch.float64:
         keep_t = keep_t.to(torch.float32)
     safe = torch.where(keep_t > 0, keep_t, torch.ones_like(keep_t))
-    mask = bernoulli(key, keep_t, shape)
+    mask = _mask(key, keep_t, shape, transposed)
     fused = dropout_select(x, mask, safe)
     return torch.where(mask, (x / safe).to(x.dtype), 0.0) if fused is None else fused
 

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..random import fold_in, split, uniform
-from ._dropout import _KEY_HINT, Rate, _check_rate, dropout
+from ..random import _native, fold_in, split, uniform
+from ..random._host import tracing
+from ._dropout import _KEY_HINT, Rate, _check_rate, _dropout
 
 __all__ = ["MLPSettings", "Model", "mlp", "mlp_apply", "mlp_init"]
 
@@ -101,6 +102,45 @@ def _broadcast_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 
 _LINEAR = {"matmul": F.linear, "broadcast": _broadcast_linear}
 
+NARROW = 16
+"""A hidden layer narrower than this (one AVX-512 vector of float32) makes a compiled CPU MLP compute features
+first (:func:`features_first`)."""
+
+
+def features_first(
+    x: Tensor, params: Mapping[str, Tensor], hidden: int, layer: Callable[..., Tensor], activation: object
+) -> bool:
+    """Whether :func:`mlp_apply` computes features first: activations ``(features, rows)`` in memory and in
+    the traced graph.
+
+    Only while torch compiles for a CPU, for 2-d inputs, ``linear="matmul"``
+    layers, an activation given by name (element by element) and some hidden
+    layer narrower than :data:`NARROW`, where the C kernel draws the masks
+    (stored the same way, :mod:`regfn.random._native_cols`). There inductor's
+    fused kernels otherwise run along a few features at a time and gather
+    across rows: the tutorial's compiled sweep step (8-6-4-1) took 1.7x longer
+    (docs/benchmarks/sweep.md). Every value is computed from the same operands
+    and masks (the layout changes, not the function): results may differ from
+    the rows-first ones in the last bits, as compiled code may from eager code.
+
+    Examples:
+        >>> import torch, regfn.random as rr
+        >>> params = mlp_init(rr.key(0), (8, 6, 1))
+        >>> features_first(torch.zeros(4, 8), params, 1, F.linear, "relu")  # eagerly: never
+        False
+    """
+    if layer is not F.linear or not isinstance(activation, str) or x.ndim != 2 or x.device.type != "cpu":
+        return False
+    if not tracing():
+        return False
+    narrow = any(params[f"fc{i + 1}.weight"].shape[0] < NARROW for i in range(hidden))
+    return narrow and _native.loaded()
+
+
+def _linear_features_first(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``F.linear(x.mT, w, b).mT``: a layer for ``(features, rows)`` activations."""
+    return w @ x if b is None else torch.addmm(b.unsqueeze(-1), w, x)
+
 
 def _linear_kind(linear: object) -> Callable[..., Tensor]:
     if not isinstance(linear, str) or linear not in _LINEAR:
@@ -140,7 +180,9 @@ def mlp_apply(
             ``F.binary_cross_entropy_with_logits``), ``"softmax"``,
             ``"log_softmax"``, ``"tanh"`` or a callable.
         linear: how a layer multiplies: ``"matmul"`` (``F.linear``, the
-            default; equal to ``torch.nn.Linear`` bit for bit) or
+            default; equal to ``torch.nn.Linear`` bit for bit, except that
+            compiled for a CPU an MLP with a hidden layer narrower than 16
+            computes features first, :func:`features_first`) or
             ``"broadcast"`` (``(x[..., None, :] * w).sum(-1) + b``: no matrix
             multiply kernel, so a compiler can fuse tiny layers with their
             activation and dropout; sums in another order, so results differ
@@ -171,6 +213,9 @@ def mlp_apply(
     else:
         rates = [p] * hidden
     layer_keys: Tensor | None = None
+    cols = features_first(x, params, hidden, layer, activation)
+    if cols:
+        x, layer = x.mT, _linear_features_first
     for i in range(n):
         x = layer(x, params[f"fc{i + 1}.weight"], params.get(f"fc{i + 1}.bias"))
         if i == hidden:
@@ -184,8 +229,8 @@ def mlp_apply(
                 # split(key, n)[i] is threefry2x32(key, (0, i)), which is fold_in(key, i): every
                 # layer's key from one call (one cipher pass instead of one per layer).
                 layer_keys = split(key, hidden)
-            x = dropout(layer_keys[i], x, rate)
-    return out_fn(x)
+            x = _dropout(layer_keys[i], x, rate, transposed=cols)
+    return out_fn(x.mT if cols else x)
 
 
 class MLPSettings(NamedTuple):

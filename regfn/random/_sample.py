@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._erfinv import _erfinv32
-from . import _native, _philox, _threefry
+from . import _native, _native_cols, _philox, _threefry
 from ._eager import piece_size
 from ._host import tracing
 from ._keys import _philox_words, _threefry_pairs
@@ -48,15 +48,21 @@ def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
     return _unsigned(_bits32(k, _check_shape(shape, "bits")))
 
 
-def _bits32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
+def _bits32(k: Tensor, shape: tuple[int, ...], cols: bool = False) -> Tensor:
     """32 random bits per element: the low 32 bits of an int32 (threefry2x32) or int64 (philox4x32) tensor.
 
     A CPU draw runs in a C kernel (:mod:`regfn.random._native`) where one was built, else a large eager one is
-    made in cache-sized pieces (:mod:`regfn.random._eager`): the same words either way.
+    made in cache-sized pieces (:mod:`regfn.random._eager`): the same words either way. With ``cols`` a 2-d
+    draw comes stored column by column where the kernel runs (:mod:`regfn.random._native_cols`; a transposed
+    view, the same values), for code that computes in that layout.
     """
     n = _numel(shape)
     philox = k.shape[0] == 4
     kw = _philox.key_words(k) if philox else _threefry._wrap32(k)
+    if cols and len(shape) == 2:
+        stored = _native_cols.words_cols(k, kw, *shape)
+        if stored is not None:
+            return stored.mT
 
     def draw(m: int, start: int) -> Tensor:  # words start .. start + m - 1
         return _philox.words(k, m, start, kw) if philox else _threefry.bits32(k, m, start, kw)
@@ -78,15 +84,15 @@ def _bits64(k: Tensor, shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     return _unsigned(y0).reshape(shape), _unsigned(y1).reshape(shape)
 
 
-def _mantissa32(k: Tensor, shape: tuple[int, ...]) -> Tensor:
+def _mantissa32(k: Tensor, shape: tuple[int, ...], cols: bool = False) -> Tensor:
     """JAX's 23 random mantissa bits of a float32 uniform, as int32: the uniform is ``mant * 2**-23``."""
-    mant = _bits32(k, shape)
+    mant = _bits32(k, shape, cols)
     mant >>= 9
     mant &= 0x7FFFFF
     return mant
 
 
-def _below32(k: Tensor, shape: tuple[int, ...], p: float | Tensor) -> Tensor:
+def _below32(k: Tensor, shape: tuple[int, ...], p: float | Tensor, cols: bool = False) -> Tensor:
     """``uniform(k, shape) < p`` for float32 ``p``, in integers.
 
     The uniform is ``mant * 2**-23`` exactly, so it is below ``p`` exactly when
@@ -98,13 +104,13 @@ def _below32(k: Tensor, shape: tuple[int, ...], p: float | Tensor) -> Tensor:
     """
     if isinstance(p, Tensor):
         scaled = torch.nan_to_num(p * 2.0**23, nan=0.0).clamp(-1.0, 2.0**23 + 1)
-        return _mantissa32(k, shape) < torch.ceil(scaled).to(torch.int32)
+        return _mantissa32(k, shape, cols) < torch.ceil(scaled).to(torch.int32)
     p32 = torch.tensor(p, dtype=torch.float32).item()
     threshold = 0 if math.isnan(p32) else math.ceil(min(max(p32 * 2.0**23, -1.0), 2.0**23 + 1))
-    return _mantissa32(k, shape) < threshold
+    return _mantissa32(k, shape, cols) < threshold
 
 
-def _unit_floats(k: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+def _unit_floats(k: Tensor, shape: tuple[int, ...], dtype: torch.dtype, cols: bool = False) -> Tensor:
     """Floats in [0, 1) from random mantissa bits (JAX's rule, for either implementation).
 
     JAX puts ``nmant`` random bits under the exponent of 1.0, bitcasts to a
@@ -114,10 +120,10 @@ def _unit_floats(k: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tenso
     """
     nbits, nmant = FLOAT_LAYOUT[dtype]
     if nbits == 32:
-        mant = _mantissa32(k, shape)
+        mant = _mantissa32(k, shape, cols)
     elif nbits == 16:  # JAX draws 16 bits, or only 8 where the mantissa is shorter (bfloat16)
         rng_bits = 16 if nmant >= 8 else 8
-        mant = (_bits32(k, shape) & ((1 << rng_bits) - 1)) >> (rng_bits - nmant)
+        mant = (_bits32(k, shape, cols) & ((1 << rng_bits) - 1)) >> (rng_bits - nmant)
     else:  # 64 random bits: (y0 << 32 | y1) >> 12, JAX's rule with x64 enabled
         y0, y1 = _bits64(k, shape)
         mant = (y0 << 20) | (y1 >> 12)
@@ -192,6 +198,14 @@ def bernoulli(key_: Tensor, p: float | Tensor = 0.5, shape: int | Sequence[int] 
         >>> bernoulli(rr.key(0), 0.5, (4,))
         tensor([False, False,  True,  True])
     """
+    return _bernoulli(key_, p, shape)
+
+
+def _bernoulli(
+    key_: Tensor, p: float | Tensor = 0.5, shape: int | Sequence[int] | None = None, cols: bool = False
+) -> Tensor:
+    """:func:`bernoulli`; with ``cols`` a 2-d mask may come stored column by column (a transposed view, the
+    same values: see :func:`_bits32`), for :func:`regfn.nn.dropout` in a features-first layout."""
     k = _check_key(key_, "bernoulli")
     if isinstance(p, Tensor):
         if not p.dtype.is_floating_point:
@@ -210,8 +224,8 @@ def bernoulli(key_: Tensor, p: float | Tensor = 0.5, shape: int | Sequence[int] 
     # rounding would need .item(), and inductor compiled the integer form of the tutorial's
     # sweep step about 3x slower (13 against 4.1 ms an epoch; docs/benchmarks/sweep.md).
     if dtype == torch.float32 and not tracing():
-        return _below32(k, shape, p)
-    return _unit_floats(k, shape, _float_dtype(dtype, "bernoulli")) < p
+        return _below32(k, shape, p, cols)
+    return _unit_floats(k, shape, _float_dtype(dtype, "bernoulli"), cols) < p
 
 
 def _normal_constants(dtype: torch.dtype) -> tuple[float, float]:

@@ -1,0 +1,94 @@
+"""Words stored column by column: a draw for a ``(rows, cols)`` shape laid out as ``(cols, rows)`` in memory.
+
+A compiled step that computes an MLP's activations features first (``(features,
+rows)`` in memory, :func:`regfn.nn._mlp.features_first`) wants its dropout
+masks in the same layout: a mask laid out row by row is read across its rows
+there, a gather for every vector of the fused kernel (the tutorial's sweep step
+took 1.7x longer). The masks themselves must not change: word ``r * cols + c``
+of the key's stream is still the mask of element ``(r, c)``, only its place in
+memory moves to ``[c, r]``.
+
+:func:`words_cols` draws them with the C kernel of :mod:`._native` and
+transposes once, inside custom operators ``regfn::threefry_bits32_cols`` and
+``regfn::philox_words_cols`` (with vmap rules and fake shapes, so inductor keeps
+them as extern calls); ``None`` where the kernel is not used, and the caller
+draws row by row instead (the same values).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._unbatch import unbatched_under_grad
+from ._host import tracing
+from ._native import _KERNELS, _Kernel, usable
+
+__all__ = ["words_cols"]
+
+
+def _run_cols(kernel: _Kernel, kw: Tensor, rows: int, cols: int) -> Tensor:
+    """``kernel``'s words ``0 .. rows * cols - 1`` of each key as ``(..., cols, rows)``: word ``r * cols + c``
+    at ``[..., c, r]``."""
+    words = kernel.run(kw, rows * cols, 0)
+    return words.unflatten(-1, (rows, cols)).transpose(-1, -2).contiguous()
+
+
+_SCHEMA = "(Tensor kw, int rows, int cols) -> Tensor"
+_COL_KERNELS = {"threefry_bits32_cols": _KERNELS["threefry_bits32"], "philox_words_cols": _KERNELS["philox_words"]}
+
+
+def _batched(op: Callable[..., Tensor], info: Any, in_dims: tuple, kw: Tensor, rows: int, cols: int) -> tuple:
+    """vmap's rule: the operators take leading batch dimensions of keys as they are, so move vmap's to the front."""
+    dim = in_dims[0]
+    return (op(kw, rows, cols), None) if dim is None else (op(kw.movedim(dim, 0), rows, cols), 0)
+
+
+def _operators() -> dict[str, Any] | None:
+    """Operator ``regfn::<name>`` per column kernel; ``None`` where torch lacks ``register_vmap`` or the names
+    are taken (this module imported a second time)."""
+    library = torch.library
+    if not hasattr(library, "custom_op") or not hasattr(library, "register_vmap"):
+        return None
+    ops = {}
+    try:
+        for name, kernel in _COL_KERNELS.items():
+            run = functools.partial(_run_cols, kernel)
+            op = library.custom_op(f"regfn::{name}", run, mutates_args=(), device_types="cpu", schema=_SCHEMA)
+            op.register_fake(lambda kw, rows, cols, k=kernel: kw.new_empty((*kw.shape[:-1], cols, rows), dtype=k.dtype))
+            library.register_vmap(op, functools.partial(_batched, op))
+            ops[name] = op
+    except (RuntimeError, ValueError):  # already registered: words are drawn row by row (the same values)
+        return None
+    return ops
+
+
+_OPERATORS = _operators()
+
+
+def words_cols(k: Tensor, kw: Tensor, rows: int, cols: int) -> Tensor | None:
+    """Key ``k``'s first ``rows * cols`` words (``bits32``'s for threefry, int32; philox's, int64) for key words
+    ``kw``, as ``(..., cols, rows)``: ``out.mT`` equals the row-major ``(rows, cols)`` draw; ``None`` where the
+    C kernel is not used.
+
+    Examples:
+        >>> import torch, regfn.random as rr
+        >>> from regfn.random import _sample, _threefry
+        >>> k = rr.key(0)
+        >>> out = words_cols(k, _threefry._wrap32(k), 3, 2)
+        >>> out is None or bool(torch.equal(out.mT, _sample._bits32(k, (3, 2))))
+        True
+    """
+    name = "philox_words_cols" if k.shape[-1] == 4 else "threefry_bits32_cols"
+    if _OPERATORS is None or not usable(k):
+        return None
+    if not tracing():
+        kernel = _COL_KERNELS[name]
+        out = unbatched_under_grad(lambda w, _dims: _run_cols(kernel, w, rows, cols), (kw,))
+        if out is not None:
+            return out
+    return _OPERATORS[name](kw, rows, cols)
