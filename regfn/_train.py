@@ -36,6 +36,7 @@ from torch.func import grad_and_value
 
 from ._checks import check_int
 from ._inductor import cpu_step_options
+from ._malloc import heap_for_step_buffers
 from ._preflight import check_data, resolve_loss
 from .data import Dataset, batches
 from .losses import Loss, fit_output, loss_value, takes_hp
@@ -299,6 +300,8 @@ def train(
     def step(params: Params, opt_state: Any, x: Tensor, y: Tensor, k: Tensor) -> tuple[Params, Any, Tensor]:
         return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp)
 
+    if data.x.device.type == "cpu":
+        heap_for_step_buffers()  # the steps' buffers reused from the heap (._malloc)
     if compile:  # on a CPU with a cheaper cold compile (._inductor)
         run_step = torch.compile(step, options=cpu_step_options() if data.x.device.type == "cpu" else None)
     else:

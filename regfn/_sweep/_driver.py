@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
+from .._malloc import heap_for_step_buffers
 from .._preflight import check_data, check_device, resolve_loss
 from .._train import majority_rate
 from .._trained import best_configs, check_keep, kept_of
@@ -491,6 +492,7 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
     old = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
+        heap_for_step_buffers()  # CPU steps' buffers reused from the heap (regfn/_malloc.py)
     try:
         yield
     finally:
