@@ -12,7 +12,7 @@ still low, every step maps, faults in and unmaps them again.
 
 Measured (the tutorial's compiled sweep, K = 64, 200 epochs, one pinned core
 of a 2-core Intel Xeon; docs/benchmarks/sweep.md): about one process in four
-ran 1.5x slower throughout (0.77-0.83 s against 0.47-0.55 s, 5 of 19
+ran 1.5x slower throughout (0.73-0.83 s against 0.45-0.55 s, 5 of 19
 processes); with one block of just under 32 MiB allocated and freed first,
 none of 16 did. :func:`heap_for_step_buffers` does that once per process: an
 untouched block (one ``mmap`` and ``munmap``, microseconds), the same effect
