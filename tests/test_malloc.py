@@ -62,14 +62,19 @@ def test_blocks_of_a_few_mib_come_from_the_heap_after_the_warm_up():
     assert after == [0, 0, 1]  # the heap serves them now; above the 32 MiB ceiling, still mapped
 
 
+_DATA = "import regfn; d = regfn.data.quadrants(regfn.random.key(0), 40); "
+RUNS = {
+    "sweep": _DATA + "regfn.sweep(regfn.mlp((2, 3, 1), output='logits'), d, regfn.grid(l2=[0.0]), epochs=1, "
+    "quiet=True, compile=False)",
+    "train": _DATA + "regfn.train(regfn.mlp((2, 3, 1), output='logits'), d, optimizer=regfn.optim.sgd(0.1), "
+    "key=regfn.random.key(0), loss='bce_logits', epochs=1)",
+}
+
+
 @needs_glibc
-def test_a_cpu_sweep_warms_the_allocator_up():
-    action = (
-        "import regfn; d = regfn.data.quadrants(regfn.random.key(0), 40); "
-        "regfn.sweep(regfn.mlp((2, 3, 1), output='logits'), d, regfn.grid(l2=[0.0]), epochs=1, quiet=True, "
-        "compile=False)"
-    )
-    before, after = run_probe(action)
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_cpu_training_warms_the_allocator_up(run):
+    before, after = run_probe(RUNS[run])
     assert before == [1, 1]
     assert after[:2] == [0, 0]
 
@@ -78,22 +83,6 @@ def test_a_cpu_sweep_warms_the_allocator_up():
 def test_without_the_warm_up_nothing_changes():
     before, after = run_probe("pass")
     assert before == after[:2] == [1, 1]
-    disabled = (
-        "import regfn, regfn._malloc as m; m._DONE = True; d = regfn.data.quadrants(regfn.random.key(0), 40); "
-        "regfn.sweep(regfn.mlp((2, 3, 1), output='logits'), d, regfn.grid(l2=[0.0]), epochs=1, quiet=True, "
-        "compile=False)"
-    )
-    before, after = run_probe(disabled)  # the sweep itself frees no mapped block: the warm-up is what counts
+    # the sweep itself frees no mapped block: the warm-up is what counts
+    before, after = run_probe("import regfn._malloc as m; m._DONE = True; " + RUNS["sweep"])
     assert before == after[:2] == [1, 1]
-
-
-@needs_glibc
-def test_a_cpu_training_run_warms_the_allocator_up():
-    action = (
-        "import regfn; d = regfn.data.quadrants(regfn.random.key(0), 40); "
-        "regfn.train(regfn.mlp((2, 3, 1), output='logits'), d, optimizer=regfn.optim.sgd(0.1), "
-        "key=regfn.random.key(0), loss='bce_logits', epochs=1)"
-    )
-    before, after = run_probe(action)
-    assert before == [1, 1]
-    assert after[:2] == [0, 0]
