@@ -39,7 +39,7 @@ The rule (:func:`decide`):
   ===========  ===========================  ==========================  ============
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
   ===========  ===========================  ==========================  ============
-  ``mlp``      3.32e-3, 1.47e-10, 1.17e-8   4.6e-4, 6.8e-11, 6.0e-9     10.5 s
+  ``mlp``      3.32e-3, 1.47e-10, 1.17e-8   6.9e-4, 9.0e-11, 2.7e-9     10.5 s
   ``conv``     3.32e-3, 1.01e-8, 0          4.6e-4, 7.4e-9, 0           13 s
   ``module``   3.32e-3, 3.3e-10, 0          4.6e-4, 2.0e-10, 0          10.5 s
   ===========  ===========================  ==========================  ============
@@ -48,12 +48,14 @@ The rule (:func:`decide`):
   any other model not made by :func:`regfn.mlp`; the cold compiles are
   session 12's, once a traced ``fold_in`` of the step's counters became one
   call of the C kernel: the digits MLP 10.6 s, the tutorial's 9.4 s, the
-  digits CNN 13.1 s.) What it decides: the
-  command's default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows)
-  compiles from about 3,100 epochs on, the tutorial's (64 configurations of
-  8-6-4-1 on 768 rows) from about 1,700, 65,536 of the tutorial's from 3,
-  issue #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an
-  epoch) from 34, 64 configurations of the digits CNN of
+  digits CNN 13.1 s; the ``mlp`` row's compiled constants were refitted in
+  session 13, once a compiled narrow MLP computed features first.) What it
+  decides: the command's default sweep (24 configurations of a 2-6-4-1 MLP on
+  320 rows) compiles from about 3,100 epochs on, the tutorial's (64
+  configurations of 8-6-4-1 on 768 rows) from about 1,400, 65,536 of the
+  tutorial's from 3, issue #22's digits MLP (32 configurations of
+  64-256-128-10, 11 steps an epoch) from 33, the wide cancer MLP of
+  benchmarks/sweep_mlp.py from 38, 64 configurations of the digits CNN of
   benchmarks/sweep_cnn.py (22 steps an epoch) from 6.
 
 Examples:
@@ -170,7 +172,7 @@ class Costs(NamedTuple):
 
 
 COSTS = {
-    "mlp": Costs(Rate(3.32e-3, 1.47e-10, 1.17e-8), Rate(4.6e-4, 6.8e-11, 6.0e-9), 10.5),
+    "mlp": Costs(Rate(3.32e-3, 1.47e-10, 1.17e-8), Rate(6.9e-4, 9.0e-11, 2.7e-9), 10.5),
     "conv": Costs(Rate(3.32e-3, 1.01e-8, 0.0), Rate(4.6e-4, 7.4e-9, 0.0), 13.0),
     "module": Costs(Rate(3.32e-3, 3.3e-10, 0.0), Rate(4.6e-4, 2.0e-10, 0.0), 10.5),
 }

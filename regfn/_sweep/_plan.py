@@ -140,8 +140,8 @@ def amortizing_rows(fixed_s: float, per_row_s: float) -> int:
     work (``per_row_s`` a row); a chunk may always hold this many (:func:`cpu_chunk_limit`).
 
     Examples:
-        >>> amortizing_rows(4.6e-4, 7.4e-4)  # issue #22's digits MLP, compiled
-        13
+        >>> amortizing_rows(6.9e-4, 7.2e-4)  # issue #22's digits MLP, compiled
+        20
     """
     return math.ceil(AMORTIZED * fixed_s / max(per_row_s, 1e-12))
 
@@ -163,11 +163,11 @@ def cpu_chunk_limit(rows: int, activation_bytes: int, fixed_s: float, per_row_s:
     function of the workload: chunks never change a result.
 
     Examples:
-        >>> cpu_chunk_limit(32, 475_000, 4.6e-4, 7.4e-4)  # issue #22's digits MLP, compiled: 4 chunks of 8
-        8
+        >>> cpu_chunk_limit(32, 475_000, 6.9e-4, 7.2e-4)  # issue #22's digits MLP, compiled: 2 chunks of 16
+        16
         >>> cpu_chunk_limit(32, 475_000, 3.3e-3, 1.5e-3) is None  # the same, eager: one chunk
         True
-        >>> cpu_chunk_limit(64, 94_000, 4.6e-4, 5.6e-5) is None  # the tutorial's: in cache
+        >>> cpu_chunk_limit(64, 94_000, 6.9e-4, 2.9e-5) is None  # the tutorial's: in cache
         True
     """
     fits = CACHE_BYTES // max(1, activation_bytes)
