@@ -106,6 +106,23 @@ _SOURCE = f"""
    pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32. */
 {_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
 {_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
+/* bits32's words 0 .. rows * cols - 1 (rows * cols <= 2**32: one 32-bit counter word) of each key stored column
+   by column, word r * cols + c at [c][r]: keys x cols x rows int32 (_native_cols.py). */
+void regfn_threefry_bits32_cols(const int32_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
+    for (int64_t b = 0; b < keys; ++b) {{
+        const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
+                                (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
+        for (int64_t c = 0; c < cols; ++c) {{
+            int32_t *o = out + (b * cols + c) * rows;
+            for (int64_t r = 0; r < rows; ++r) {{
+                uint32_t x0 = ks[0];
+                uint32_t x1 = (uint32_t)(r * cols + c) + ks[1];
+{_threefry_rounds()}
+                o[r] = (int32_t)(x0 ^ x1);
+            }}
+        }}
+    }}
+}}
 /* Dropout's where(mask, x / keep[o], 0) over `outer` x `inner` float32 elements, one keep per outer index:
    IEEE division (no -ffast-math), +0 where the mask is 0, as torch's CPU div and where give. */
 void regfn_dropout_select(const float *x, const uint8_t *mask, const float *keep, int64_t outer, int64_t inner,
@@ -242,7 +259,12 @@ def _library() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(path))
         except (OSError, subprocess.SubprocessError):
             continue
-        for name in ("regfn_threefry_bits32", "regfn_threefry_pairs", "regfn_philox_words"):
+        for name in (
+            "regfn_threefry_bits32",
+            "regfn_threefry_pairs",
+            "regfn_philox_words",
+            "regfn_threefry_bits32_cols",
+        ):
             function = getattr(lib, name)
             function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
             function.restype = None

@@ -8,8 +8,8 @@ took 1.7x longer). The masks themselves must not change: word ``r * cols + c``
 of the key's stream is still the mask of element ``(r, c)``, only its place in
 memory moves to ``[c, r]``.
 
-:func:`words_cols` draws them with the C kernel of :mod:`._native` and
-transposes once, inside custom operators ``regfn::threefry_bits32_cols`` and
+:func:`words_cols` draws them with the C kernel of :mod:`._native` (threefry's
+written in place by ``regfn_threefry_bits32_cols``, philox's transposed once), inside custom operators ``regfn::threefry_bits32_cols`` and
 ``regfn::philox_words_cols`` (with vmap rules and fake shapes, so inductor keeps
 them as extern calls); ``None`` where the kernel is not used, and the caller
 draws row by row instead (the same values).
@@ -26,16 +26,23 @@ from torch import Tensor
 
 from .._unbatch import unbatched_under_grad
 from ._host import tracing
-from ._native import _KERNELS, _Kernel, usable
+from ._native import _KERNELS, _Kernel, _loaded, usable
 
 __all__ = ["words_cols"]
 
 
 def _run_cols(kernel: _Kernel, kw: Tensor, rows: int, cols: int) -> Tensor:
     """``kernel``'s words ``0 .. rows * cols - 1`` of each key as ``(..., cols, rows)``: word ``r * cols + c``
-    at ``[..., c, r]``."""
-    words = kernel.run(kw, rows * cols, 0)
-    return words.unflatten(-1, (rows, cols)).transpose(-1, -2).contiguous()
+    at ``[..., c, r]``. threefry's are written there by the C kernel (``regfn_threefry_bits32_cols``: a
+    transpose afterwards cost as much as the draw); philox's (four words a block) are drawn and transposed."""
+    if kernel.function != "regfn_threefry_bits32" or rows * cols > 2**32:  # the C loop's counters are 32-bit
+        words = kernel.run(kw, rows * cols, 0)
+        return words.unflatten(-1, (rows, cols)).transpose(-1, -2).contiguous()
+    kw = kw.to(torch.int32).contiguous()
+    out = torch.empty((*kw.shape[:-1], cols, rows), dtype=torch.int32)
+    if out.numel():
+        _loaded().regfn_threefry_bits32_cols(kw.data_ptr(), kw.numel() // 2, rows, cols, out.data_ptr())
+    return out
 
 
 _SCHEMA = "(Tensor kw, int rows, int cols) -> Tensor"
