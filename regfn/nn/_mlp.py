@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..random import _native, fold_in, split, uniform
+from ..random import _native_cols, fold_in, split, uniform
 from ..random._host import tracing
 from ._dropout import _KEY_HINT, Rate, _check_rate, _dropout
 
@@ -134,7 +134,7 @@ def features_first(
     if not tracing():
         return False
     narrow = any(params[f"fc{i + 1}.weight"].shape[0] < NARROW for i in range(hidden))
-    return narrow and _native.loaded()
+    return narrow and _native_cols.ready()
 
 
 def _linear_features_first(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:

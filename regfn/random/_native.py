@@ -346,35 +346,46 @@ _FOLDS = {
 }
 
 
+def can_define() -> bool:
+    """Whether this torch has what :func:`define` needs (``torch.library.custom_op`` and ``register_vmap``)."""
+    return hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_vmap")
+
+
+def define(name: str, fn: Callable[..., Tensor], fake: Callable[..., Tensor], rule: Callable[..., tuple],
+           schema: str | None = None) -> Any:  # fmt: skip
+    """Custom operator ``regfn::<name>`` running ``fn`` on CPU tensors, with its fake (shapes for tracing) and
+    vmap ``rule`` (called as ``rule(op, info, in_dims, *args)``); raises where the name is taken."""
+    op = torch.library.custom_op(f"regfn::{name}", fn, mutates_args=(), device_types="cpu", schema=schema)
+    op.register_fake(fake)
+    torch.library.register_vmap(op, functools.partial(rule, op))
+    return op
+
+
 def _operators() -> dict[str, Any] | None:
     """A custom operator ``regfn::<name>`` per kernel, with its fake and vmap rules; ``None`` on a torch without
     ``torch.library.register_vmap``, or where the names are taken (this module imported a second time)."""
-    library = torch.library
-    if not hasattr(library, "custom_op") or not hasattr(library, "register_vmap"):
+    if not can_define():
         return None
     ops = {}
     try:
         for name, kernel in _KERNELS.items():
-            op = library.custom_op(f"regfn::{name}", kernel.run, mutates_args=(), device_types="cpu")
-            op.register_fake(lambda kw, n, start, kernel=kernel: kw.new_empty(kernel.shape(kw, n), dtype=kernel.dtype))
-            library.register_vmap(op, functools.partial(_batched, op))
-            ops[name] = op
+            fake = functools.partial(lambda kw, n, start, k: kw.new_empty(k.shape(kw, n), dtype=k.dtype), k=kernel)
+            ops[name] = define(name, kernel.run, fake, batched_keys)
         for name, fold in _FOLDS.items():
-            op = library.custom_op(f"regfn::{name}", fold.run, mutates_args=(), device_types="cpu")
-            op.register_fake(lambda kw, data, fold=fold: kw.new_empty(kw.shape, dtype=fold.kernel.dtype))
-            library.register_vmap(op, functools.partial(_batched_fold, op))
-            ops[name] = op
+            fake = functools.partial(lambda kw, data, f: kw.new_empty(kw.shape, dtype=f.kernel.dtype), f=fold)
+            ops[name] = define(name, fold.run, fake, _batched_fold)
     except RuntimeError:  # already registered: the tensor ciphers draw (the same words)
         return None
     return ops
 
 
-def _batched(op: Callable[..., Tensor], info: object, in_dims: tuple, kw: Tensor, n: int, start: int) -> tuple:
-    """vmap's rule: the operators take leading batch dimensions of keys as they are, so move vmap's to the front."""
+def batched_keys(op: Callable[..., Tensor], info: object, in_dims: tuple, kw: Tensor, *sizes: int) -> tuple:
+    """vmap's rule of an operator ``op(kw, *sizes)`` that takes leading batch dimensions of keys as they are:
+    move vmap's to the front."""
     dim = in_dims[0]
     if dim is None:
-        return op(kw, n, start), None
-    return op(kw.movedim(dim, 0), n, start), 0
+        return op(kw, *sizes), None
+    return op(kw.movedim(dim, 0), *sizes), 0
 
 
 def _batched_fold(op: Callable[..., Tensor], info: Any, in_dims: tuple, kw: Tensor, data: Tensor) -> tuple:

@@ -26,18 +26,24 @@ from torch import Tensor
 
 from .._unbatch import unbatched_under_grad
 from ._host import tracing
-from ._native import _KERNELS, _Kernel, _loaded, usable
+from ._native import _KERNELS, _Kernel, _loaded, batched_keys, can_define, define, loaded, usable
 
 __all__ = ["words_cols"]
 
 
-def _run_cols(kernel: _Kernel, kw: Tensor, rows: int, cols: int) -> Tensor:
-    """``kernel``'s words ``0 .. rows * cols - 1`` of each key as ``(..., cols, rows)``: word ``r * cols + c``
-    at ``[..., c, r]``. threefry's are written there by the C kernel (``regfn_threefry_bits32_cols``: a
-    transpose afterwards cost as much as the draw); philox's (four words a block) are drawn and transposed."""
-    if kernel.function != "regfn_threefry_bits32" or rows * cols > 2**32:  # the C loop's counters are 32-bit
-        words = kernel.run(kw, rows * cols, 0)
-        return words.unflatten(-1, (rows, cols)).transpose(-1, -2).contiguous()
+def _transposed(kernel: _Kernel, kw: Tensor, rows: int, cols: int) -> Tensor:
+    """``kernel``'s words ``0 .. rows * cols - 1`` of each key, drawn row by row, then stored as ``(..., cols,
+    rows)``: word ``r * cols + c`` at ``[..., c, r]`` (philox's four words a block)."""
+    words = kernel.run(kw, rows * cols, 0)
+    return words.unflatten(-1, (rows, cols)).transpose(-1, -2).contiguous()
+
+
+def _threefry_cols(kw: Tensor, rows: int, cols: int) -> Tensor:
+    """:func:`_transposed`'s layout for threefry's ``bits32`` words, written there by the C kernel
+    (``regfn_threefry_bits32_cols``: a transpose afterwards cost as much as the draw); past 2**32 words a key
+    (the C loop's counters are 32-bit), drawn and transposed."""
+    if rows * cols > 2**32:
+        return _transposed(_KERNELS["threefry_bits32"], kw, rows, cols)
     kw = kw.to(torch.int32).contiguous()
     out = torch.empty((*kw.shape[:-1], cols, rows), dtype=torch.int32)
     if out.numel():
@@ -46,35 +52,36 @@ def _run_cols(kernel: _Kernel, kw: Tensor, rows: int, cols: int) -> Tensor:
 
 
 _SCHEMA = "(Tensor kw, int rows, int cols) -> Tensor"
-_COL_KERNELS = {"threefry_bits32_cols": _KERNELS["threefry_bits32"], "philox_words_cols": _KERNELS["philox_words"]}
-
-
-def _batched(op: Callable[..., Tensor], info: Any, in_dims: tuple, kw: Tensor, rows: int, cols: int) -> tuple:
-    """vmap's rule: the operators take leading batch dimensions of keys as they are, so move vmap's to the front."""
-    dim = in_dims[0]
-    return (op(kw, rows, cols), None) if dim is None else (op(kw.movedim(dim, 0), rows, cols), 0)
+_RUNS: dict[str, tuple[Callable[[Tensor, int, int], Tensor], torch.dtype]] = {
+    "threefry_bits32_cols": (_threefry_cols, torch.int32),
+    "philox_words_cols": (functools.partial(_transposed, _KERNELS["philox_words"]), torch.int64),
+}
 
 
 def _operators() -> dict[str, Any] | None:
-    """Operator ``regfn::<name>`` per column kernel; ``None`` where torch lacks ``register_vmap`` or the names
+    """Operator ``regfn::<name>`` per column draw; ``None`` where torch lacks ``register_vmap`` or the names
     are taken (this module imported a second time)."""
-    library = torch.library
-    if not hasattr(library, "custom_op") or not hasattr(library, "register_vmap"):
+    if not can_define():
         return None
     ops = {}
     try:
-        for name, kernel in _COL_KERNELS.items():
-            run = functools.partial(_run_cols, kernel)
-            op = library.custom_op(f"regfn::{name}", run, mutates_args=(), device_types="cpu", schema=_SCHEMA)
-            op.register_fake(lambda kw, rows, cols, k=kernel: kw.new_empty((*kw.shape[:-1], cols, rows), dtype=k.dtype))
-            library.register_vmap(op, functools.partial(_batched, op))
-            ops[name] = op
+        for name, (run, dtype) in _RUNS.items():
+            fake = functools.partial(
+                lambda kw, rows, cols, d: kw.new_empty((*kw.shape[:-1], cols, rows), dtype=d), d=dtype
+            )
+            ops[name] = define(name, run, fake, batched_keys, schema=_SCHEMA)
     except (RuntimeError, ValueError):  # already registered: words are drawn row by row (the same values)
         return None
     return ops
 
 
 _OPERATORS = _operators()
+
+
+def ready() -> bool:
+    """Whether column draws run in the C kernel now (the operators exist and the kernel is loaded; inside a
+    trace nothing is built, see :func:`regfn.random._native.usable`)."""
+    return _OPERATORS is not None and loaded()
 
 
 def words_cols(k: Tensor, kw: Tensor, rows: int, cols: int) -> Tensor | None:
@@ -94,8 +101,8 @@ def words_cols(k: Tensor, kw: Tensor, rows: int, cols: int) -> Tensor | None:
     if _OPERATORS is None or not usable(k):
         return None
     if not tracing():
-        kernel = _COL_KERNELS[name]
-        out = unbatched_under_grad(lambda w, _dims: _run_cols(kernel, w, rows, cols), (kw,))
+        run = _RUNS[name][0]
+        out = unbatched_under_grad(lambda w, _dims: run(w, rows, cols), (kw,))
         if out is not None:
             return out
     return _OPERATORS[name](kw, rows, cols)
