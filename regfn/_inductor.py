@@ -1,4 +1,5 @@
-"""A cheaper cold compile: inductor's dtype-rule handler set up once, and the CPU steps' compile options.
+"""A cheaper cold compile: inductor's dtype-rule handler set up once, its small instruction probes answered, and the
+CPU steps' compile options.
 
 torch's inductor builds a ``DtypePropagationOpsHandler`` for every value it
 generates code for. The class is a singleton (``__new__`` returns one
@@ -14,6 +15,19 @@ compile: the first construction sets the rules on the singleton as before,
 later ones keep them. It changes nothing where the class is not such a
 singleton (a torch with the fix, or without the class), and it restores the
 original ``__init__`` afterwards.
+
+:func:`known_probes_answered` answers, for the duration of a sweep's compile,
+inductor's three small instruction probes (does the compiler build and the
+loader load one AVX-512 BF16, one AVX-512 VNNI and one AMX intrinsic: six
+compiler runs of about 0.35 s each, some probes asked twice, 2.1 s of the
+digits CNN's 14.3 s cold compile; then six child processes that load the
+results, 0.03 s each in every later process). It answers only where the
+full probe of the vector instructions is redundant too (below: GCC 11+ or
+clang 12+ on x86-64 Linux, which build and link each of them), and only
+after inductor has asked the CPU (it probes only what the CPU reports), so
+the answer is the one the compiler run would give. Any other probe (AMX's
+FP16 needs GCC 13) still compiles. :func:`cheaper_cold_compile` enters both
+contexts.
 
 :func:`cpu_step_options` are the ``torch.compile`` options of a sweep's
 steps on a CPU (and of ``regfn.train(compile=True)``'s step there), two more
@@ -47,7 +61,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["cpu_step_options", "rules_set_up_once"]
+__all__ = ["cheaper_cold_compile", "cpu_step_options", "known_probes_answered", "rules_set_up_once"]
 
 _KNOWS_INDUCTOR_X86_FLAGS = {"gcc": 11, "clang": 12}
 """The first major version of each compiler that accepts every x86 flag inductor passes (AMX's: GCC 11, clang 12)."""
@@ -88,6 +102,53 @@ def rules_set_up_once() -> Iterator[None]:
         cls.__init__ = original
 
 
+_KNOWN_PROBES = (
+    ("VecAVX512", "_avx512_bf16_code"),
+    ("VecAVX512VNNI", "_avx512_vnni_code"),
+    ("VecAMX", "_amx_code"),
+)
+"""inductor's small probes (class, attribute holding the probe's C++ source) that :func:`known_probes_answered`
+answers: intrinsics every compiler of :data:`_KNOWS_INDUCTOR_X86_FLAGS` builds."""
+
+
+def _known_probe_sources(module: Any) -> frozenset[str]:
+    """The sources of :data:`_KNOWN_PROBES` that ``module`` (inductor's ``cpu_vec_isa``) defines."""
+    sources = (getattr(getattr(module, cls, None), attr, None) for cls, attr in _KNOWN_PROBES)
+    return frozenset(s for s in sources if isinstance(s, str))
+
+
+@contextlib.contextmanager
+def known_probes_answered() -> Iterator[None]:
+    """Within the block, inductor's small instruction probes that can only succeed here succeed without a compiler
+    run (see the module docstring); every other probe runs as before, and the original is restored after."""
+    try:
+        module = importlib.import_module("torch._inductor.cpu_vec_isa")
+    except ImportError:  # pragma: no cover - a torch without inductor's module
+        module = None
+    vec_isa = getattr(module, "VecISA", None)
+    original = getattr(vec_isa, "check_build", None)
+    known = _known_probe_sources(module)
+    if original is None or not known or not _vector_probe_redundant(respect_user=False):
+        yield
+        return
+
+    def check_build(self: Any, code: str) -> bool:
+        return True if code in known else original(self, code)
+
+    vec_isa.check_build = check_build
+    try:
+        yield
+    finally:
+        vec_isa.check_build = original
+
+
+@contextlib.contextmanager
+def cheaper_cold_compile() -> Iterator[None]:
+    """:func:`rules_set_up_once` and :func:`known_probes_answered` together: what a sweep's compile runs within."""
+    with rules_set_up_once(), known_probes_answered():
+        yield
+
+
 def cpu_step_options() -> dict[str, Any]:
     """``torch.compile`` options for a sweep's steps on a CPU (see the module docstring).
 
@@ -109,11 +170,12 @@ def _inductor_options() -> set[str]:
     return set(inductor_config.get_config_copy())
 
 
-def _vector_probe_redundant() -> bool:
-    """Whether inductor's compile-and-load probe of the vector instructions can only succeed here."""
+def _vector_probe_redundant(respect_user: bool = True) -> bool:
+    """Whether inductor's compile-and-load probe of the vector instructions can only succeed here (with
+    ``respect_user``, not where the user set ``cpp.vec_isa_ok``)."""
     import torch._inductor.config as inductor_config
 
-    if inductor_config.cpp.vec_isa_ok is not None:  # the user's choice
+    if respect_user and inductor_config.cpp.vec_isa_ok is not None:  # the user's choice
         return False
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return False

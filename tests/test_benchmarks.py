@@ -381,3 +381,12 @@ def test_cpu_check_runs_its_benchmarks_and_reports_every_check():
         "digits MLP second process compile, s",
     }
     assert set(line["lines"]) == {"tutorial", "compile"}
+
+
+def test_first_call_benchmark_times_the_sweep_and_both_loops_in_a_fresh_process():
+    rows = run("first_call.py", "--workloads", "digits", "--K", "2", "--epochs", "2", "--seq-configs", "1")
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["workload"], row["K"], row["epochs"], row["log_every"]) == ("digits", 2, 2, 1)
+    assert min(row["regfn_first_s"], row["loop_logged_s"], row["loop_s"]) > 0
+    assert row["first_vs_loop"] == pytest.approx(row["regfn_first_s"] / row["loop_s"], rel=0.02)

@@ -1,9 +1,13 @@
-"""A cheaper cold compile: the dtype-rule singleton set up once (the same rules, the original restored after),
-and the CPU steps' compile options (the same bits, the user's vector-instruction setting respected)."""
+"""A cheaper cold compile: the dtype-rule singleton set up once (the same rules, the original restored after), the
+small instruction probes answered (the same choice of instructions), and the CPU steps' compile options (the same
+bits, the user's vector-instruction setting respected)."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -129,3 +133,59 @@ def test_a_compiled_cpu_train_gives_the_same_bits_with_and_without_the_step_opti
     monkeypatch.setattr(regfn._train, "cpu_step_options", lambda: {})
     without = run()
     assert all(torch.equal(with_options.params[n], without.params[n]) for n in without.params)
+
+
+def test_known_probes_are_answered_without_the_compiler_and_others_still_compile(monkeypatch):
+    cpu_vec_isa = pytest.importorskip("torch._inductor.cpu_vec_isa")
+    known = inductor_fix._known_probe_sources(cpu_vec_isa)
+    if not known:
+        pytest.skip("this torch's inductor has none of the small probes")
+    compiled = []
+    original = cpu_vec_isa.VecISA.check_build
+
+    def compiler_run(self, code):
+        compiled.append(code)
+        return False
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", compiler_run)
+    monkeypatch.setattr(inductor_fix, "_vector_probe_redundant", lambda respect_user=True: True)
+    isa = cpu_vec_isa.VecAVX512()
+    with inductor_fix.known_probes_answered():
+        assert all(isa.check_build(code) for code in known)  # answered: no compiler run
+        assert compiled == []
+        assert isa.check_build("int main() {}") is False  # any other probe compiles as before
+        assert compiled == ["int main() {}"]
+    assert cpu_vec_isa.VecISA.check_build is compiler_run  # restored
+    monkeypatch.setattr(inductor_fix, "_vector_probe_redundant", lambda respect_user=True: False)
+    with inductor_fix.known_probes_answered():  # a compiler that may not know the flags: every probe compiles
+        assert cpu_vec_isa.VecISA.check_build is compiler_run
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", original)
+
+
+_ISA_LIST = """
+import contextlib, sys
+import torch._inductor.config as config
+from torch._inductor import cpu_vec_isa
+from regfn._inductor import known_probes_answered
+config.cpp.vec_isa_ok = True  # the base probe skipped in both runs, as a sweep's steps skip it
+with known_probes_answered() if sys.argv[1] == "answered" else contextlib.nullcontext():
+    isas = cpu_vec_isa.valid_vec_isa_list()
+    print(repr([(str(i), i.build_arch_flags()) for i in isas]))
+"""
+
+
+@pytest.mark.slow
+def test_answered_probes_choose_the_instructions_and_flags_the_compiler_runs_choose(tmp_path):
+    """In fresh processes with empty inductor caches: the same vector instructions and compiler flags either way."""
+    if not inductor_fix._vector_probe_redundant(respect_user=False):
+        pytest.skip("the probes are only answered with GCC 11+ or clang 12+ on x86-64 Linux")
+    script = tmp_path / "isa.py"
+    script.write_text(_ISA_LIST)
+    out = {}
+    for how in ("answered", "compiled"):
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / how)}
+        out[how] = subprocess.run(
+            [sys.executable, str(script), how], env=env, capture_output=True, text=True, check=True, timeout=300
+        ).stdout
+    assert out["answered"] == out["compiled"]
+    assert out["compiled"].startswith("[")

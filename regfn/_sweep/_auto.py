@@ -39,24 +39,25 @@ The rule (:func:`decide`):
   ===========  ===========================  ==========================  ============
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
   ===========  ===========================  ==========================  ============
-  ``mlp``      3.32e-3, 1.47e-10, 1.17e-8   6.9e-4, 9.0e-11, 2.7e-9     10.5 s
-  ``conv``     3.32e-3, 1.01e-8, 0          4.6e-4, 7.4e-9, 0           13 s
-  ``module``   3.32e-3, 3.3e-10, 0          4.6e-4, 2.0e-10, 0          10.5 s
+  ``mlp``      3.32e-3, 1.47e-10, 1.17e-8   6.9e-4, 9.0e-11, 2.7e-9     8.7 s
+  ``conv``     3.32e-3, 1.01e-8, 0          4.6e-4, 7.4e-9, 0           10.6 s
+  ``module``   3.32e-3, 3.3e-10, 0          4.6e-4, 2.0e-10, 0          8.7 s
   ===========  ===========================  ==========================  ============
 
   (``conv``: a model with a parameter of 3 or more dimensions; ``module``:
   any other model not made by :func:`regfn.mlp`; the cold compiles are
-  session 12's, once a traced ``fold_in`` of the step's counters became one
-  call of the C kernel: the digits MLP 10.6 s, the tutorial's 9.4 s, the
-  digits CNN 13.1 s; the ``mlp`` row's compiled constants were refitted in
-  session 13, once a compiled narrow MLP computed features first.) What it
-  decides: the command's default sweep (24 configurations of a 2-6-4-1 MLP on
-  320 rows) compiles from about 3,100 epochs on, the tutorial's (64
-  configurations of 8-6-4-1 on 768 rows) from about 1,400, 65,536 of the
-  tutorial's from 3, issue #22's digits MLP (32 configurations of
-  64-256-128-10, 11 steps an epoch) from 33, the wide cancer MLP of
-  benchmarks/sweep_mlp.py from 38, 64 configurations of the digits CNN of
-  benchmarks/sweep_cnn.py (22 steps an epoch) from 6.
+  session 14's, once inductor's small instruction probes were answered
+  without a compiler run (:mod:`regfn._inductor`): the digits MLP 8.6-8.8 s,
+  the digits CNN 10.4-10.7 s, about 2 s under session 12's; the ``mlp``
+  row's compiled constants were refitted in session 13, once a compiled
+  narrow MLP computed features first.) What it decides: the command's
+  default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows) compiles
+  from about 2,550 epochs on, the tutorial's (64 configurations of 8-6-4-1
+  on 768 rows) from about 1,130, 65,536 of the tutorial's from 2, issue
+  #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an epoch)
+  from 28, the wide cancer MLP of benchmarks/sweep_mlp.py from 31, 64
+  configurations of the digits CNN of benchmarks/sweep_cnn.py (22 steps an
+  epoch) from 5.
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
@@ -172,9 +173,9 @@ class Costs(NamedTuple):
 
 
 COSTS = {
-    "mlp": Costs(Rate(3.32e-3, 1.47e-10, 1.17e-8), Rate(6.9e-4, 9.0e-11, 2.7e-9), 10.5),
-    "conv": Costs(Rate(3.32e-3, 1.01e-8, 0.0), Rate(4.6e-4, 7.4e-9, 0.0), 13.0),
-    "module": Costs(Rate(3.32e-3, 3.3e-10, 0.0), Rate(4.6e-4, 2.0e-10, 0.0), 10.5),
+    "mlp": Costs(Rate(3.32e-3, 1.47e-10, 1.17e-8), Rate(6.9e-4, 9.0e-11, 2.7e-9), 8.7),
+    "conv": Costs(Rate(3.32e-3, 1.01e-8, 0.0), Rate(4.6e-4, 7.4e-9, 0.0), 10.6),
+    "module": Costs(Rate(3.32e-3, 3.3e-10, 0.0), Rate(4.6e-4, 2.0e-10, 0.0), 8.7),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
 

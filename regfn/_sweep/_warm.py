@@ -16,7 +16,7 @@ import time
 import torch
 from torch import Tensor
 
-from .._inductor import rules_set_up_once
+from .._inductor import cheaper_cold_compile
 from ._engine import Engine, EngineFailed, warn
 
 __all__ = ["Warmer", "compiled_graphs"]
@@ -61,7 +61,7 @@ class Warmer:
             return self.engine
         t0 = time.perf_counter()
         try:
-            with rules_set_up_once():  # a cheaper cold compile (see ._inductor)
+            with cheaper_cold_compile():  # see ._inductor
                 self._warm_up(hp)
         finally:
             self.seconds += time.perf_counter() - t0

@@ -1,0 +1,164 @@
+"""A user's first ``regfn.sweep`` call with the defaults against the plain torch loop (issue #22, target 3).
+
+Each workload runs in a fresh process with an empty inductor cache (a
+temporary ``TORCHINDUCTOR_CACHE_DIR``), as a new user's first call would:
+``regfn.sweep`` with its defaults (``compile="auto"``, ``threads="auto"``,
+automatic chunks, a log point every ``epochs // 20`` epochs), its whole call
+timed; then, in the same process, the plain torch loop of ``sweep_cnn.py``
+(an ``nn.Module`` with regfn's initial weights and batch order,
+``torch.optim.Adam``) over ``--seq-configs`` of the K configurations,
+scaled to K, twice:
+
+* ``loop_s``: training only, nothing evaluated (what the earlier first-call
+  figures compared with);
+* ``loop_logged_s``: the same loop computing what the sweep's result holds:
+  the validation loss and accuracy with dropout off at the sweep's log
+  points, and the training loss and accuracy at the end.
+
+The workloads: ``cnn`` (``sweep_cnn.py``'s digits CNN, K = 64, 10 epochs,
+batches of 64), ``digits`` and ``cancer`` (``sweep_mlp.py``'s MLPs 64-256-128-10
+and 30-512-256-128-2, K = 32, 20 epochs, batches of 128 and 64). One JSON line
+per workload::
+
+    taskset -c 0 python benchmarks/first_call.py                    # all three, one fresh process each
+    taskset -c 0 python benchmarks/first_call.py --workloads cnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sweep_cnn
+import sweep_mlp
+
+import regfn
+
+WORKLOADS = ("cnn", "digits", "cancer")
+
+
+def setup(name: str, k: int | None, epochs: int | None) -> tuple:
+    """The model, data, configurations, epochs, batch size and ``make_net`` of a workload (``k`` and
+    ``epochs``: the workload's own where ``None``)."""
+    if name == "cnn":
+        train, val = sweep_cnn.load_data()
+        model, make_net, batch, k, epochs = (
+            regfn.from_module(sweep_cnn.DigitsCNN()),
+            sweep_cnn.DigitsCNN,
+            64,
+            k or 64,
+            epochs or 10,
+        )
+    else:
+        sizes, batch = sweep_mlp.WORKLOADS[name]
+        train, val = sweep_mlp.load_data(name)
+
+        def make_net(p: float) -> torch.nn.Module:
+            return sweep_mlp.MLP(sizes, p)
+
+        model, k, epochs = regfn.mlp(sizes, output="logits"), k or 32, epochs or 20
+    return model, train, val, sweep_cnn.configs(k), epochs, batch, make_net
+
+
+def metrics(net: torch.nn.Module, data: regfn.data.Dataset) -> tuple[float, float]:
+    """Loss and accuracy with dropout off (the net is left in training mode)."""
+    net.eval()
+    with torch.no_grad():
+        out = net(data.x)
+        result = float(F.cross_entropy(out, data.y)), float((out.argmax(1) == data.y).float().mean())
+    net.train()
+    return result
+
+
+def loop_seconds(model, train, val, cfgs, epochs, batch, make_net, n_timed: int, log_every: int | None) -> float:
+    """The torch loop's seconds per configuration; with ``log_every``, evaluating as the sweep's result does."""
+    seconds = []
+    for i, cfg in enumerate(cfgs[:n_timed]):
+        torch.manual_seed(i)
+        net, orders = sweep_cnn.seq_setup(model, cfg, len(train), epochs, make_net=make_net, batch_size=batch)
+        t = time.perf_counter()
+        opt = torch.optim.Adam(net.parameters(), lr=sweep_cnn.LR, weight_decay=cfg["l2"])
+        net.train()
+        for epoch, order in enumerate(orders, start=1):
+            for idx in order:
+                opt.zero_grad()
+                F.cross_entropy(net(train.x[idx]), train.y[idx]).backward()
+                opt.step()
+            if log_every is not None and (epoch % log_every == 0 or epoch == epochs):
+                metrics(net, val)
+        if log_every is not None:
+            metrics(net, train)
+        seconds.append(time.perf_counter() - t)
+    return sum(seconds) / len(seconds)
+
+
+def measure(name: str, n_timed: int, k: int | None = None, epochs: int | None = None) -> dict:
+    """One workload, in this process: the sweep's first call, then the loop without and with evaluation."""
+    model, train, val, cfgs, epochs, batch, make_net = setup(name, k, epochs)
+    t = time.perf_counter()
+    result = regfn.sweep(
+        model, train, cfgs, val=val, loss="cross_entropy", optimizer="adam", batch_size=batch, epochs=epochs, quiet=True
+    )
+    first = time.perf_counter() - t
+    log_every = int(result.provenance["arguments"]["log_every"])
+    torch.set_num_threads(int(result.settings["threads"]))  # the loop on the threads the sweep chose
+    k = len(cfgs)
+    loop = loop_seconds(model, train, val, cfgs, epochs, batch, make_net, n_timed, None) * k
+    logged = loop_seconds(model, train, val, cfgs, epochs, batch, make_net, n_timed, log_every) * k
+    return {
+        "workload": name,
+        "K": k,
+        "epochs": epochs,
+        "log_every": log_every,
+        "compiled": result.settings["compile"],
+        "chunk_size": result.settings["chunk_size"],
+        "threads": result.settings["threads"],
+        "regfn_first_s": round(first, 2),
+        "compile_s": round(result.timings.get("compile_s", 0.0), 2),
+        "loop_s": round(loop, 2),
+        "loop_logged_s": round(logged, 2),
+        "first_vs_loop": round(first / loop, 3),
+        "first_vs_loop_logged": round(first / logged, 3),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {list(WORKLOADS)}")
+    parser.add_argument("--seq-configs", type=int, default=3, help="configurations of the torch loop to time")
+    parser.add_argument("--K", type=int, default=None, help="configurations (default: the workload's)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the workload's)")
+    parser.add_argument("--here", action="store_true", help="measure in this process (one workload; no fresh cache)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.workloads.split(",") if n]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"--workloads: unknown {unknown}; choose from {list(WORKLOADS)}")
+    if args.here:
+        if len(names) != 1:
+            parser.error("--here measures one workload")
+        print(json.dumps(measure(names[0], args.seq_configs, args.K, args.epochs)), flush=True)
+        return
+    for name in names:  # a fresh process and an empty inductor cache each
+        with tempfile.TemporaryDirectory(prefix="regfn-first-call-") as cache:
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+            cmd = [sys.executable, os.path.abspath(__file__), "--here", "--workloads", name]
+            cmd += ["--seq-configs", str(args.seq_configs)]
+            cmd += [
+                a for flag, v in (("--K", args.K), ("--epochs", args.epochs)) if v is not None for a in (flag, str(v))
+            ]
+            subprocess.run(cmd, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
