@@ -122,10 +122,10 @@ def known_probes_answered() -> Iterator[None]:
     """Within the block, inductor's small instruction probes that can only succeed here succeed without a compiler
     run (see the module docstring); every other probe runs as before, and the original is restored after."""
     try:
-        module = importlib.import_module("torch._inductor.cpu_vec_isa")
+        module: Any = importlib.import_module("torch._inductor.cpu_vec_isa")
     except ImportError:  # pragma: no cover - a torch without inductor's module
         module = None
-    vec_isa = getattr(module, "VecISA", None)
+    vec_isa: Any = getattr(module, "VecISA", None)
     original = getattr(vec_isa, "check_build", None)
     known = _known_probe_sources(module)
     if original is None or not known or not _vector_probe_redundant(respect_user=False):
