@@ -27,7 +27,8 @@ clang 12+ on x86-64 Linux, which build and link each of them), and only
 after inductor has asked the CPU (it probes only what the CPU reports), so
 the answer is the one the compiler run would give. Any other probe (AMX's
 FP16 needs GCC 13) still compiles. :func:`cheaper_cold_compile` enters both
-contexts.
+contexts (around a sweep's warm-up), :func:`first_call_cheaper` around the first
+call of ``regfn.train``'s compiled step.
 
 :func:`cpu_step_options` are the ``torch.compile`` options of a sweep's
 steps on a CPU (and of ``regfn.train(compile=True)``'s step there), two more
@@ -58,10 +59,16 @@ import platform
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["cheaper_cold_compile", "cpu_step_options", "known_probes_answered", "rules_set_up_once"]
+__all__ = [
+    "cheaper_cold_compile",
+    "cpu_step_options",
+    "first_call_cheaper",
+    "known_probes_answered",
+    "rules_set_up_once",
+]
 
 _KNOWS_INDUCTOR_X86_FLAGS = {"gcc": 11, "clang": 12}
 """The first major version of each compiler that accepts every x86 flag inductor passes (AMX's: GCC 11, clang 12)."""
@@ -147,6 +154,29 @@ def cheaper_cold_compile() -> Iterator[None]:
     """:func:`rules_set_up_once` and :func:`known_probes_answered` together: what a sweep's compile runs within."""
     with rules_set_up_once(), known_probes_answered():
         yield
+
+
+def first_call_cheaper(compiled: Callable[..., Any]) -> Callable[..., Any]:
+    """``compiled`` (a ``torch.compile`` result, which compiles on its first call) with that first call inside
+    :func:`cheaper_cold_compile`; later calls go straight through.
+
+    Examples:
+        >>> calls = []
+        >>> fn = first_call_cheaper(lambda x: calls.append(x) or x)
+        >>> fn(1), fn(2), calls
+        (1, 2, [1, 2])
+    """
+    done = [False]
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if done[0]:
+            return compiled(*args, **kwargs)
+        with cheaper_cold_compile():
+            out = compiled(*args, **kwargs)
+        done[0] = True
+        return out
+
+    return call
 
 
 def cpu_step_options() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.func import grad_and_value
 
 from ._checks import check_int
-from ._inductor import cpu_step_options
+from ._inductor import cpu_step_options, first_call_cheaper
 from ._malloc import heap_for_step_buffers
 from ._preflight import check_data, resolve_loss
 from .data import Dataset, batches
@@ -250,7 +250,8 @@ def train(
         log_every: record ``history`` every this many epochs (and at the last).
         on_log: called with each history entry (e.g. to print it).
         compile: run the step under ``torch.compile`` (on a CPU with the options of
-            :func:`regfn._inductor.cpu_step_options`, as a sweep's steps).
+            :func:`regfn._inductor.cpu_step_options`, and its first call within
+            :func:`regfn._inductor.cheaper_cold_compile`, as a sweep's steps).
         hparams: hyperparameters for a loss or model that reads them (as
             0-d tensors in ``hp``): ``{"label_smoothing": 0.1}`` for
             ``"cross_entropy"``, or names of your own.
@@ -303,7 +304,9 @@ def train(
     if data.x.device.type == "cpu":
         heap_for_step_buffers()  # the steps' buffers reused from the heap (._malloc)
     if compile:  # on a CPU with a cheaper cold compile (._inductor)
-        run_step = torch.compile(step, options=cpu_step_options() if data.x.device.type == "cpu" else None)
+        run_step = first_call_cheaper(
+            torch.compile(step, options=cpu_step_options() if data.x.device.type == "cpu" else None)
+        )
     else:
         run_step = step
     history: list[dict[str, float]] = []

@@ -4,6 +4,7 @@ bits, the user's vector-instruction setting respected)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
@@ -189,3 +190,21 @@ def test_answered_probes_choose_the_instructions_and_flags_the_compiler_runs_cho
         ).stdout
     assert out["answered"] == out["compiled"]
     assert out["compiled"].startswith("[")
+
+
+def test_train_compiles_its_step_within_the_cheaper_cold_compile_on_the_first_call_only(monkeypatch):
+    entered = []
+
+    @contextlib.contextmanager
+    def spy():
+        entered.append(1)
+        yield
+
+    monkeypatch.setattr(inductor_fix, "cheaper_cold_compile", spy)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)  # the step as it is: no compile to wait for
+    data = regfn.data.quadrants(regfn.random.key(3), 32)
+    kw = {"optimizer": regfn.optim.sgd(0.1), "epochs": 3, "batch_size": 8, "log_every": 1, "compile": True}
+    kw["key"] = regfn.random.key(4)
+    result = regfn.train(regfn.mlp((2, 3, 1)), data, **kw)
+    assert len(result.history) == 3
+    assert entered == [1]  # 12 steps, one context: the first call's
