@@ -3,7 +3,7 @@
 Run it on one pinned core at the start of a session and before committing a
 speed change (the children inherit the pinning)::
 
-    taskset -c 0 python benchmarks/cpu_check.py            # about 6.5 minutes with JAX
+    taskset -c 0 python benchmarks/cpu_check.py            # about 7 minutes with JAX
     taskset -c 0 python benchmarks/cpu_check.py --no-jax   # the JAX ratios skipped
 
 It runs, one after another in fresh processes:
@@ -15,7 +15,9 @@ It runs, one after another in fresh processes:
   process on that cache (``compile_s``);
 * ``sweep_cnn.py``: the digits CNN (K = 16, E = 3), compiled, in the automatic CPU
   chunks: loop / regfn (its chunks of 2 made it 1.86x faster; a regression there would
-  show here).
+  show here);
+* ``first_call.py``: a first call with the defaults on the digits MLP (fresh process, empty
+  inductor cache) against the loop computing the same metrics.
 
 and prints one line per check: the measured value, the issue's target, the value
 recorded in its ``record`` (:data:`RECORD_SOURCE`: docs/benchmarks/, the machine named there) and a
@@ -55,7 +57,7 @@ class Check(NamedTuple):
 RECORD_SOURCE = (
     "session 12, 2026-12-06, 2-core Intel Xeon with AVX-512, one pinned core, automatic CPU chunks; "
     "the tutorial's rows session 13's, compiled features first; the digits MLP's cold compile session 14's, "
-    "inductor's small instruction probes answered (docs/benchmarks/index.md)"
+    "inductor's small instruction probes answered; the first call session 14's (docs/benchmarks/index.md)"
 )
 CHECKS = (
     Check("tutorial sweep: loop / regfn", "tutorial", "seq_vs_regfn", True, 8.0, 10.1),
@@ -66,6 +68,7 @@ CHECKS = (
     Check("digits MLP cold compile, s", "compile", "cold.compile_s", False, 20.0, 8.7),
     Check("digits MLP second process compile, s", "compile", "warm.compile_s", False, 5.0, 2.75),
     Check("digits CNN compiled (K=16): loop / regfn", "cnn", "seq_vs_regfn", True, 1.5, 1.165),
+    Check("digits MLP first call / logged loop", "first_call", "first_vs_loop_logged", False, 1.2, 1.08),
 )
 """What is checked; ``record`` is the value of :data:`RECORD_SOURCE`."""
 
@@ -75,6 +78,7 @@ RUNS = {
     "digits_eager": ["sweep_mlp.py", "--workload", "digits", "--K", "32", "--epochs", "20", "--no-compile", "--no-jax"],
     "compile": ["second_process.py"],
     "cnn": ["sweep_cnn.py", "--K", "16", "--epochs", "3", "--no-jax", "--no-ensemble", "--seq-configs", "2"],
+    "first_call": ["first_call.py", "--workloads", "digits"],
 }
 """The benchmark runs, by name: a script of ``benchmarks/`` and its arguments."""
 
@@ -84,6 +88,7 @@ QUICK = {
     "digits_eager": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
     "compile": ["--no-compile"],
     "cnn": ["--K", "2", "--epochs", "1", "--no-compile", "--seq-configs", "1"],
+    "first_call": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
 }
 """``--quick``'s arguments, appended (argparse keeps the last): every run tiny and eager, to check the plumbing."""
 
