@@ -16,9 +16,11 @@ scaled to K, twice:
   points, and the training loss and accuracy at the end.
 
 The workloads: ``cnn`` (``sweep_cnn.py``'s digits CNN, K = 64, 10 epochs,
-batches of 64), ``digits`` and ``cancer`` (``sweep_mlp.py``'s MLPs 64-256-128-10
-and 30-512-256-128-2, K = 32, 20 epochs, batches of 128 and 64). One JSON line
-per workload::
+batches of 64, Adam), ``digits`` and ``cancer`` (``sweep_mlp.py``'s MLPs
+64-256-128-10 and 30-512-256-128-2, K = 32, 20 epochs, batches of 128 and 64,
+Adam) and ``table`` (issue #22's fourth: an ``nn.Module`` MLP 30-64-32-2 with
+dropout on the breast-cancer table, K = 72 (l2 x p x 6 seeds), 200 epochs,
+full-batch SGD, lr 0.1). One JSON line per workload::
 
     taskset -c 0 python benchmarks/first_call.py                    # all three, one fresh process each
     taskset -c 0 python benchmarks/first_call.py --workloads cnn
@@ -27,12 +29,14 @@ per workload::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,30 +47,61 @@ import sweep_mlp
 
 import regfn
 
-WORKLOADS = ("cnn", "digits", "cancer")
+WORKLOADS = ("cnn", "digits", "cancer", "table")
 
 
-def setup(name: str, k: int | None, epochs: int | None) -> tuple:
-    """The model, data, configurations, epochs, batch size and ``make_net`` of a workload (``k`` and
-    ``epochs``: the workload's own where ``None``)."""
+@dataclasses.dataclass
+class Workload:
+    """What one workload trains: the sweep's arguments and the loop's own (``optimizer``: the sweep's name;
+    ``make_opt(params, cfg)``: the loop's ``torch.optim`` optimizer; ``batch``: ``None`` for full batch)."""
+
+    model: regfn.nn.Model
+    train: regfn.data.Dataset
+    val: regfn.data.Dataset
+    cfgs: list[dict]
+    epochs: int
+    batch: int | None
+    make_net: Callable[[float], torch.nn.Module]
+    optimizer: str
+    make_opt: Callable[[object, dict], torch.optim.Optimizer]
+
+
+def _adam(params: object, cfg: dict) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=sweep_cnn.LR, weight_decay=cfg["l2"])  # type: ignore[arg-type]
+
+
+def _sgd(params: object, cfg: dict) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["l2"])  # type: ignore[arg-type]
+
+
+def _table_net(p: float) -> torch.nn.Module:
+    """The breast-cancer table's MLP 30-64-32-2 as a plain ``nn.Module`` (dropout ``p`` after both hidden layers)."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Dropout(p),
+        torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(p), torch.nn.Linear(32, 2),
+    )  # fmt: skip
+
+
+def setup(name: str, k: int | None, epochs: int | None) -> Workload:
+    """A workload (``k`` and ``epochs``: the workload's own where ``None``)."""
     if name == "cnn":
         train, val = sweep_cnn.load_data()
-        model, make_net, batch, k, epochs = (
-            regfn.from_module(sweep_cnn.DigitsCNN()),
-            sweep_cnn.DigitsCNN,
-            64,
-            k or 64,
-            epochs or 10,
-        )
-    else:
-        sizes, batch = sweep_mlp.WORKLOADS[name]
-        train, val = sweep_mlp.load_data(name)
+        model = regfn.from_module(sweep_cnn.DigitsCNN())
+        return Workload(model, train, val, sweep_cnn.configs(k or 64), epochs or 10, 64, sweep_cnn.DigitsCNN,
+                        "adam", _adam)  # fmt: skip
+    if name == "table":  # issue #22's fourth workload: an nn.Module MLP, 72 configurations, full-batch SGD
+        train, val = sweep_mlp.load_data("cancer")
+        grid = regfn.grid(l2=[0.0, 1e-4, 1e-3, 1e-2], p=[0.0, 0.25, 0.5], seed=range(6), lr=[0.1])
+        return Workload(regfn.from_module(_table_net(0.25)), train, val, grid[: k or 72], epochs or 200, None,
+                        _table_net, "sgd", _sgd)  # fmt: skip
+    sizes, batch = sweep_mlp.WORKLOADS[name]
+    train, val = sweep_mlp.load_data(name)
 
-        def make_net(p: float) -> torch.nn.Module:
-            return sweep_mlp.MLP(sizes, p)
+    def make_net(p: float) -> torch.nn.Module:
+        return sweep_mlp.MLP(sizes, p)
 
-        model, k, epochs = regfn.mlp(sizes, output="logits"), k or 32, epochs or 20
-    return model, train, val, sweep_cnn.configs(k), epochs, batch, make_net
+    model = regfn.mlp(sizes, output="logits")
+    return Workload(model, train, val, sweep_cnn.configs(k or 32), epochs or 20, batch, make_net, "adam", _adam)
 
 
 def metrics(net: torch.nn.Module, data: regfn.data.Dataset) -> tuple[float, float]:
@@ -79,45 +114,48 @@ def metrics(net: torch.nn.Module, data: regfn.data.Dataset) -> tuple[float, floa
     return result
 
 
-def loop_seconds(model, train, val, cfgs, epochs, batch, make_net, n_timed: int, log_every: int | None) -> float:
+def loop_seconds(w: Workload, n_timed: int, log_every: int | None) -> float:
     """The torch loop's seconds per configuration; with ``log_every``, evaluating as the sweep's result does."""
     seconds = []
-    for i, cfg in enumerate(cfgs[:n_timed]):
+    n = len(w.train)
+    for i, cfg in enumerate(w.cfgs[:n_timed]):
         torch.manual_seed(i)
-        net, orders = sweep_cnn.seq_setup(model, cfg, len(train), epochs, make_net=make_net, batch_size=batch)
+        batch = n if w.batch is None else w.batch  # full batch: every row, in the data's order
+        net, orders = sweep_cnn.seq_setup(w.model, cfg, n, w.epochs, make_net=w.make_net, batch_size=batch)
+        if w.batch is None:
+            orders = [torch.arange(n)[None]] * w.epochs
         t = time.perf_counter()
-        opt = torch.optim.Adam(net.parameters(), lr=sweep_cnn.LR, weight_decay=cfg["l2"])
+        opt = w.make_opt(net.parameters(), cfg)
         net.train()
         for epoch, order in enumerate(orders, start=1):
             for idx in order:
                 opt.zero_grad()
-                F.cross_entropy(net(train.x[idx]), train.y[idx]).backward()
+                F.cross_entropy(net(w.train.x[idx]), w.train.y[idx]).backward()
                 opt.step()
-            if log_every is not None and (epoch % log_every == 0 or epoch == epochs):
-                metrics(net, val)
+            if log_every is not None and (epoch % log_every == 0 or epoch == w.epochs):
+                metrics(net, w.val)
         if log_every is not None:
-            metrics(net, train)
+            metrics(net, w.train)
         seconds.append(time.perf_counter() - t)
     return sum(seconds) / len(seconds)
 
 
 def measure(name: str, n_timed: int, k: int | None = None, epochs: int | None = None) -> dict:
     """One workload, in this process: the sweep's first call, then the loop without and with evaluation."""
-    model, train, val, cfgs, epochs, batch, make_net = setup(name, k, epochs)
+    w = setup(name, k, epochs)
     t = time.perf_counter()
-    result = regfn.sweep(
-        model, train, cfgs, val=val, loss="cross_entropy", optimizer="adam", batch_size=batch, epochs=epochs, quiet=True
-    )
+    result = regfn.sweep(w.model, w.train, w.cfgs, val=w.val, loss="cross_entropy", optimizer=w.optimizer,
+                         batch_size=w.batch, epochs=w.epochs, quiet=True)  # fmt: skip
     first = time.perf_counter() - t
     log_every = int(result.provenance["arguments"]["log_every"])
     torch.set_num_threads(int(result.settings["threads"]))  # the loop on the threads the sweep chose
-    k = len(cfgs)
-    loop = loop_seconds(model, train, val, cfgs, epochs, batch, make_net, n_timed, None) * k
-    logged = loop_seconds(model, train, val, cfgs, epochs, batch, make_net, n_timed, log_every) * k
+    k = len(w.cfgs)
+    loop = loop_seconds(w, n_timed, None) * k
+    logged = loop_seconds(w, n_timed, log_every) * k
     return {
         "workload": name,
         "K": k,
-        "epochs": epochs,
+        "epochs": w.epochs,
         "log_every": log_every,
         "compiled": result.settings["compile"],
         "chunk_size": result.settings["chunk_size"],
