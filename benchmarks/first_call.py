@@ -22,7 +22,7 @@ Adam) and ``table`` (issue #22's fourth: an ``nn.Module`` MLP 30-64-32-2 with
 dropout on the breast-cancer table, K = 72 (l2 x p x 6 seeds), 200 epochs,
 full-batch SGD, lr 0.1). One JSON line per workload::
 
-    taskset -c 0 python benchmarks/first_call.py                    # all three, one fresh process each
+    taskset -c 0 python benchmarks/first_call.py                    # all four, one fresh process each
     taskset -c 0 python benchmarks/first_call.py --workloads cnn
 """
 
@@ -172,16 +172,13 @@ def measure(name: str, n_timed: int, k: int | None = None, epochs: int | None = 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {list(WORKLOADS)}")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS, help="which to measure")
     parser.add_argument("--seq-configs", type=int, default=3, help="configurations of the torch loop to time")
     parser.add_argument("--K", type=int, default=None, help="configurations (default: the workload's)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the workload's)")
     parser.add_argument("--here", action="store_true", help="measure in this process (one workload; no fresh cache)")
     args = parser.parse_args(argv)
-    names = [n for n in args.workloads.split(",") if n]
-    unknown = sorted(set(names) - set(WORKLOADS))
-    if unknown:
-        parser.error(f"--workloads: unknown {unknown}; choose from {list(WORKLOADS)}")
+    names = args.workloads
     if args.here:
         if len(names) != 1:
             parser.error("--here measures one workload")
