@@ -4,10 +4,11 @@ Each workload runs in a fresh process with an empty inductor cache (a
 temporary ``TORCHINDUCTOR_CACHE_DIR``), as a new user's first call would:
 ``regfn.sweep`` with its defaults (``compile="auto"``, ``threads="auto"``,
 automatic chunks, a log point every ``epochs // 20`` epochs), its whole call
-timed; then, in the same process, the plain torch loop of ``sweep_cnn.py``
-(an ``nn.Module`` with regfn's initial weights and batch order,
-``torch.optim.Adam``) over ``--seq-configs`` of the K configurations,
-scaled to K, twice:
+timed; then, in the same process and on the threads the sweep chose, the
+plain torch loop (``sweep_cnn.py``'s: an ``nn.Module`` with regfn's initial
+weights and batch orders, the ``torch.optim`` optimizer of the same
+settings) over ``--seq-configs`` of the K configurations, scaled to K,
+twice:
 
 * ``loop_s``: training only, nothing evaluated (what the earlier first-call
   figures compared with);
