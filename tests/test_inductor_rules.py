@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import torch
 import regfn
 
 inductor_fix = importlib.import_module("regfn._inductor")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -142,7 +144,6 @@ def test_known_probes_are_answered_without_the_compiler_and_others_still_compile
     if not known:
         pytest.skip("this torch's inductor has none of the small probes")
     compiled = []
-    original = cpu_vec_isa.VecISA.check_build
 
     def compiler_run(self, code):
         compiled.append(code)
@@ -160,7 +161,6 @@ def test_known_probes_are_answered_without_the_compiler_and_others_still_compile
     monkeypatch.setattr(inductor_fix, "_vector_probe_redundant", lambda respect_user=True: False)
     with inductor_fix.known_probes_answered():  # a compiler that may not know the flags: every probe compiles
         assert cpu_vec_isa.VecISA.check_build is compiler_run
-    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", original)
 
 
 _ISA_LIST = """
@@ -184,7 +184,7 @@ def test_answered_probes_choose_the_instructions_and_flags_the_compiler_runs_cho
     script.write_text(_ISA_LIST)
     out = {}
     for how in ("answered", "compiled"):
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / how)}
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / how), "PYTHONPATH": str(ROOT)}
         out[how] = subprocess.run(
             [sys.executable, str(script), how], env=env, capture_output=True, text=True, check=True, timeout=300
         ).stdout
