@@ -48,7 +48,8 @@ The rule (:func:`decide`):
   any other model not made by :func:`regfn.mlp`; the cold compiles are
   session 14's, once inductor's small instruction probes were answered
   without a compiler run (:mod:`regfn._inductor`): the digits MLP 8.6-8.8 s,
-  the digits CNN 10.4-10.7 s, about 2 s under session 12's; the ``mlp``
+  the tutorial's 7.4 s, the wide cancer MLP 9.4 s, the ``nn.Module`` MLP
+  8.1 s, the digits CNN 10.4-10.7 s, about 2 s under session 12's; the ``mlp``
   row's compiled constants were refitted in session 13, once a compiled
   narrow MLP computed features first.) What it decides: the command's
   default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows) compiles
