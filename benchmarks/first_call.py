@@ -67,10 +67,6 @@ class Workload:
     make_opt: Callable[[object, dict], torch.optim.Optimizer]
 
 
-def _adam(params: object, cfg: dict) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=sweep_cnn.LR, weight_decay=cfg["l2"])  # type: ignore[arg-type]
-
-
 def _sgd(params: object, cfg: dict) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["l2"])  # type: ignore[arg-type]
 
@@ -89,7 +85,7 @@ def setup(name: str, k: int | None, epochs: int | None) -> Workload:
         train, val = sweep_cnn.load_data()
         model = regfn.from_module(sweep_cnn.DigitsCNN())
         return Workload(model, train, val, sweep_cnn.configs(k or 64), epochs or 10, 64, sweep_cnn.DigitsCNN,
-                        "adam", _adam)  # fmt: skip
+                        "adam", sweep_cnn.adam)  # fmt: skip
     if name == "table":  # issue #22's fourth workload: an nn.Module MLP, 72 configurations, full-batch SGD
         train, val = sweep_mlp.load_data("cancer")
         grid = regfn.grid(l2=[0.0, 1e-4, 1e-3, 1e-2], p=[0.0, 0.25, 0.5], seed=range(6), lr=[0.1])
@@ -102,7 +98,9 @@ def setup(name: str, k: int | None, epochs: int | None) -> Workload:
         return sweep_mlp.MLP(sizes, p)
 
     model = regfn.mlp(sizes, output="logits")
-    return Workload(model, train, val, sweep_cnn.configs(k or 32), epochs or 20, batch, make_net, "adam", _adam)
+    return Workload(
+        model, train, val, sweep_cnn.configs(k or 32), epochs or 20, batch, make_net, "adam", sweep_cnn.adam
+    )
 
 
 def metrics(net: torch.nn.Module, data: regfn.data.Dataset) -> tuple[float, float]:
@@ -125,16 +123,14 @@ def loop_seconds(w: Workload, n_timed: int, log_every: int | None) -> float:
         net, orders = sweep_cnn.seq_setup(w.model, cfg, n, w.epochs, make_net=w.make_net, batch_size=batch)
         if w.batch is None:
             orders = [torch.arange(n)[None]] * w.epochs
-        t = time.perf_counter()
-        opt = w.make_opt(net.parameters(), cfg)
-        net.train()
-        for epoch, order in enumerate(orders, start=1):
-            for idx in order:
-                opt.zero_grad()
-                F.cross_entropy(net(w.train.x[idx]), w.train.y[idx]).backward()
-                opt.step()
-            if log_every is not None and (epoch % log_every == 0 or epoch == w.epochs):
+
+        def log(epoch: int, net: torch.nn.Module = net, every: int = log_every or 1) -> None:  # the sweep's log points
+            if epoch % every == 0 or epoch == w.epochs:
                 metrics(net, w.val)
+
+        t = time.perf_counter()
+        after_epoch = log if log_every is not None else None
+        sweep_cnn.seq_train(net, cfg, w.train, orders, make_opt=w.make_opt, after_epoch=after_epoch)
         if log_every is not None:
             metrics(net, w.train)
         seconds.append(time.perf_counter() - t)

@@ -150,14 +150,23 @@ def seq_setup(model, cfg, n, epochs, key_impl="threefry2x32", make_net=DigitsCNN
     return net, orders
 
 
-def seq_train(net, cfg, train, orders):
-    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=cfg["l2"])
+def adam(params, cfg):
+    """The loop's optimizer: ``torch.optim.Adam`` with the configuration's L2 as its (coupled) weight decay."""
+    return torch.optim.Adam(params, lr=LR, weight_decay=cfg["l2"])
+
+
+def seq_train(net, cfg, train, orders, make_opt=adam, after_epoch=None):
+    """Train ``net`` on ``train`` in ``orders`` (one ``(batches, rows)`` index tensor an epoch) with
+    ``make_opt(net.parameters(), cfg)``; ``after_epoch(epoch)`` (counted from 1) is called after each epoch."""
+    opt = make_opt(net.parameters(), cfg)
     net.train()
-    for order in orders:
+    for epoch, order in enumerate(orders, start=1):
         for idx in order:
             opt.zero_grad()
             F.cross_entropy(net(train.x[idx]), train.y[idx]).backward()
             opt.step()
+        if after_epoch is not None:
+            after_epoch(epoch)
     return net
 
 
