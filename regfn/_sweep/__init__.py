@@ -11,7 +11,8 @@
   :mod:`._warm`: warm-ups and fallbacks; :mod:`._progress`; :mod:`._saving`: checkpoints);
 * :mod:`._strategies`: what a schedule decides (plain, halving, Hyperband, PBT);
 * :mod:`._outputs`: every row's results while it trains; :mod:`._table`: the typed rows, the table;
-* :mod:`._cv`, :mod:`._checkpoint`, :mod:`._distributed`: folds, checkpoint files, ranks.
+* :mod:`._cv`, :mod:`._checkpoint`, :mod:`._distributed`: folds, checkpoint files, ranks
+  (:mod:`._fold_sizes`: folds of different sizes in one program).
 
 The public names are :func:`regfn.sweep` and :func:`regfn.grid`.
 """

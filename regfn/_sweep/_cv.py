@@ -2,10 +2,12 @@
 
 ``regfn.sweep(..., cv=k)`` expands the ``K`` configurations into ``K * k``
 rows, configuration-major (row ``c * k + f`` is configuration ``c`` on fold
-``f``), each carrying ``hp["fold"]``. Every fold has the same number of rows
-(:func:`regfn.data.kfold`), so the engines run all of them in one program:
-a row trains on its fold's training rows (gathered by index) and is
-validated on its fold's held-out rows. A row's keys come from its
+``f``), each carrying ``hp["fold"]``. The engines run all of them in one
+program: a row trains on its fold's training rows (gathered by index) and is
+validated on its fold's held-out rows. Folds may differ in size
+(:meth:`regfn.data.Folds.from_splits`) when mini-batches make the same number
+of batches an epoch in each: a row's mini-batch order is drawn for its own
+fold's size, and evaluations run a group of rows per fold size. A row's keys come from its
 configuration's seed alone, so it trains exactly as a sweep of that one
 configuration on that fold's data would (masks and mini-batch orders bit for
 bit). After training, :func:`reduce` folds the ``K * k`` rows back into
@@ -28,7 +30,7 @@ from ..random import key as make_key
 from ._checkpoint import tensor_hash
 from ._outputs import Outputs
 
-__all__ = ["CV_KEY", "expand", "fingerprint", "folds_from_record", "record", "reduce", "resolve"]
+__all__ = ["CV_KEY", "check_uneven", "expand", "fingerprint", "folds_from_record", "record", "reduce", "resolve"]
 
 CV_KEY = 0
 """``cv=k`` draws its folds as ``regfn.data.kfold(regfn.random.key(CV_KEY), data, k)``."""
@@ -64,6 +66,33 @@ def resolve(cv: Any, data: Dataset, val: Dataset | None, where: str = "regfn.swe
     return folds
 
 
+def check_uneven(folds: Folds | None, batch_size: int | None) -> None:
+    """Raise a ValueError unless folds of different sizes can train as one program with ``batch_size``.
+
+    Each row draws its mini-batch order for its own fold's size; the program
+    needs the same number of mini-batches an epoch from every fold.
+    """
+    if folds is None or not folds.ragged:
+        return
+    sizes = sorted({folds.train_size(i) for i in range(len(folds))})
+    if len(sizes) == 1:
+        return
+    if batch_size is None:
+        raise ValueError(
+            f"regfn.sweep: cv folds of different training sizes ({', '.join(map(str, sizes))} rows) need "
+            "mini-batches (batch_size=): full-batch steps of different sizes make different programs; "
+            "sweep each fold size on its own"
+        )
+    counts = {n: n // batch_size for n in sizes}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"regfn.sweep: cv folds of {', '.join(map(str, sizes))} training rows make "
+            f"{', '.join(str(c) for c in counts.values())} mini-batches of batch_size={batch_size} an epoch; "
+            "one program needs the same number from every fold: pick a batch_size that gives it, or "
+            "sweep each fold size on its own"
+        )
+
+
 def expand(hp_all: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
     """``K`` configurations' tensors as ``K * k`` rows, configuration-major, with ``hp["fold"]``.
 
@@ -80,39 +109,69 @@ def expand(hp_all: Mapping[str, Tensor], k: int) -> dict[str, Tensor]:
 
 
 def record(folds: Folds) -> dict[str, Any]:
-    """The folds as provenance: their number, the held-out rows (the training rows are the rest) and a hash."""
-    return {
+    """The folds as provenance: their number, the held-out rows, the training rows where they are not the
+    rest of the data's rows (e.g. a scikit-learn search's folds), and a hash."""
+    out: dict[str, Any] = {
         "k": len(folds),
         "n": folds.n,
         "stratified": folds.stratified,
-        "val": folds.val.tolist(),
-        "sha256": fingerprint(folds),
+        "val": [folds.val_of(i).tolist() for i in range(len(folds))],
     }
+    if not all(_complement(folds, i) for i in range(len(folds))):
+        out["train"] = [folds.train_of(i).tolist() for i in range(len(folds))]
+    out["sha256"] = fingerprint(folds)
+    return out
+
+
+def _complement(folds: Folds, i: int) -> bool:
+    """Whether fold ``i`` trains on every row it does not hold out."""
+    train, val = folds.train_of(i), folds.val_of(i)
+    return len(train) + len(val) == folds.n and not bool(torch.isin(train, val).any())
 
 
 def fingerprint(folds: Folds | None) -> str | None:
-    """sha256 of the folds' index tensors (``None`` without folds)."""
-    return None if folds is None else tensor_hash([folds.train.cpu(), folds.val.cpu()])
+    """sha256 of the folds' index tensors (``None`` without folds); of each fold's own rows where they differ
+    in size (so that the padding does not count)."""
+    if folds is None:
+        return None
+    if not folds.ragged:
+        return tensor_hash([folds.train.cpu(), folds.val.cpu()])
+    k = len(folds)
+    return tensor_hash([folds.train_of(i).cpu() for i in range(k)] + [folds.val_of(i).cpu() for i in range(k)])
 
 
 def folds_from_record(rec: Mapping[str, Any]) -> Folds:
-    """The :class:`~regfn.data.Folds` that :func:`record` wrote."""
-    val = torch.tensor(rec["val"], dtype=torch.int64).reshape(rec["k"], -1)
-    return Folds.from_val(val, int(rec["n"]), bool(rec["stratified"]))
+    """The :class:`~regfn.data.Folds` that :func:`record` wrote.
+
+    Raises:
+        ValueError: the rebuilt folds' hash is not the recorded one.
+    """
+    n, stratified, val = int(rec["n"]), bool(rec["stratified"]), rec["val"]
+    train = rec.get("train")
+    if train is None and len({len(v) for v in val}) == 1:
+        folds = Folds.from_val(torch.tensor(val, dtype=torch.int64).reshape(rec["k"], -1), n, stratified)
+    else:
+        if train is None:
+            train = [sorted(set(range(n)) - set(v)) for v in val]
+        folds = Folds.from_splits(zip(train, val, strict=True), n, stratified)
+    if "sha256" in rec and fingerprint(folds) != rec["sha256"]:
+        raise ValueError("the recorded folds do not match their recorded sha256")
+    return folds
 
 
 def _collapsed(outputs: Outputs, folds: Folds, data: Dataset, diverged: Tensor) -> Tensor:
     """``(K * k,)``: whether each row learned a constant, judged on its fold's held-out rows."""
     k = len(folds)
-    majority = [majority_rate(data[folds.val[f].to(data.x.device)]) for f in range(k)]
-    n_val = folds.val.shape[1]
+    majority = [majority_rate(data[folds.val_of(f).to(data.x.device)]) for f in range(k)]
     if outputs.val_constant is None:
         raise ValueError("regfn.sweep: cross-validation evaluates every row on its fold's held-out rows")
     constant, acc = outputs.val_constant.tolist(), outputs.metrics.get("val_acc")
     return torch.tensor(
         [
             not diverged[r]
-            and is_collapsed(bool(constant[r]), None if acc is None else float(acc[r]), majority[r % k], n_val)
+            and is_collapsed(
+                bool(constant[r]), None if acc is None else float(acc[r]), majority[r % k], folds.val_size(r % k)
+            )
             for r in range(len(constant))
         ],
         dtype=torch.bool,

@@ -119,17 +119,17 @@ def sweep(
         val: validation data, evaluated at every log point and at the end.
         cv: cross-validation instead of ``val``: ``k`` (the folds of
             ``regfn.data.kfold(regfn.random.key(0), data, k)``, stratified
-            for classification) or a :func:`regfn.data.kfold` result. Every
-            configuration trains once per fold, all folds in the same vmapped
-            program (``K * k`` rows; a row reads its fold as ``hp["fold"]``),
-            each on its fold's training rows and validated on its held-out
-            rows; its keys are its own seed's, so each fold trains exactly as
-            a one-configuration sweep on that fold's data. Each result row
-            holds the mean over folds of every metric, and for each
-            validation metric ``val_m`` also ``val_m_std`` (standard deviation
-            over folds, ``correction=0``) and ``val_m_folds`` (the ``k``
-            values); curves are means over folds; a configuration has
-            diverged or collapsed when any fold has.
+            for classification), a :func:`regfn.data.kfold` result or any
+            splits' :meth:`regfn.data.Folds.from_splits` (folds of different
+            sizes need mini-batches, as many an epoch in every fold). Every
+            configuration trains once per fold, all folds in one vmapped program
+            (``K * k`` rows; a row reads its fold as ``hp["fold"]``), each on its
+            fold's training rows, validated on its held-out rows, with its own
+            seed's keys: as a one-configuration sweep on that fold's data. A
+            result row holds the mean over folds of every metric, and for each
+            validation metric ``val_m`` also ``val_m_std`` (over folds,
+            ``correction=0``) and ``val_m_folds`` (the ``k`` values); curves are
+            means over folds; a configuration diverged or collapsed when any fold did.
         loss: ``None`` (the default: the loss of the data's task,
             ``"bce_logits"`` for binary, ``"cross_entropy"`` for multiclass,
             ``"mse"`` for regression; ``result.settings["loss"]`` says which),
@@ -314,9 +314,10 @@ def sweep(
     device = _distributed.local_device(world, device, chosen)
     data = data.to(device)
     val = val.to(device) if val is not None else None
-    n_train = len(data) if folds is None else folds.train.shape[1]
+    n_train = len(data) if folds is None else min(folds.train_size(i) for i in range(n_folds))
     if batch_size is not None:
         check_int(batch_size, "batch_size", "regfn.sweep", low=1, high=n_train)
+    _cv.check_uneven(folds, batch_size)
     if threads is not None and threads != "auto":
         check_int(threads, "threads", "regfn.sweep", low=1)
     if compile not in (True, False, "auto"):

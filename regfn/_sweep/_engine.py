@@ -47,6 +47,7 @@ from torch import Tensor
 from .._train import CONSTANT
 from .._warn import warn
 from ..data import Dataset, Folds
+from ._fold_sizes import SizeGroups, by_size, size_groups
 from ._program import Program, Spec, program
 
 __all__ = ["ChunkState", "Engine", "EngineFailed", "Job", "LogFn", "Metrics", "Runs", "mark_nonfinite", "warn"]
@@ -100,16 +101,32 @@ class Job:
 
     @property
     def n_train(self) -> int:
-        """The training rows of one configuration (a fold's, under cross-validation)."""
+        """The training rows of one configuration (a fold's, under cross-validation: the largest fold's)."""
         return len(self.data) if self.folds is None else self.folds.train.shape[1]
 
     def train_rows(self, hp: dict[str, Tensor]) -> Tensor | None:
-        """Each configuration's training rows ``(K, n_train)`` of ``data``; ``None``: all of them, shared."""
+        """Each configuration's training rows ``(K, n_train)`` of ``data`` (folds of different sizes: each
+        row's first :meth:`train_sizes` of them); ``None``: all of them, shared."""
         return None if self.folds is None else self.folds.train[hp["fold"]]
 
     def val_rows(self, hp: dict[str, Tensor]) -> Tensor | None:
-        """Each configuration's validation rows ``(K, n_val)`` of ``data``; ``None``: ``val``, shared."""
+        """Each configuration's validation rows ``(K, n_val)`` of ``data`` (folds of different sizes: each
+        row's first :meth:`val_sizes` of them); ``None``: ``val``, shared."""
         return None if self.folds is None else self.folds.val[hp["fold"]]
+
+    def train_sizes(self, hp: dict[str, Tensor]) -> SizeGroups | None:
+        """The configurations grouped by their fold's number of training rows (``None``: folds of one size)."""
+        folds = self.folds
+        if folds is None or not folds.ragged:
+            return None
+        return size_groups([folds.train_size(f) for f in hp["fold"].tolist()], self.device)
+
+    def val_sizes(self, hp: dict[str, Tensor]) -> SizeGroups | None:
+        """The configurations grouped by their fold's number of validation rows (``None``: folds of one size)."""
+        folds = self.folds
+        if folds is None or not folds.ragged:
+            return None
+        return size_groups([folds.val_size(f) for f in hp["fold"].tolist()], self.device)
 
 
 @dataclass
@@ -296,7 +313,8 @@ class Engine(abc.ABC):
 
     def train_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> Metrics:
         """Every configuration's metrics on its training data, dropout off (``(K,)`` tensors)."""
-        return self._metrics(params, hp, self.job.data, self.job.train_rows(hp))
+        job = self.job
+        return self._metrics(params, hp, job.data, job.train_rows(hp), job.train_sizes(hp))
 
     def val_metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor]) -> Metrics:
         """Every configuration's metrics on its validation data (``job.has_val`` must hold)."""
@@ -304,13 +322,29 @@ class Engine(abc.ABC):
         data = self.job.data if rows is not None else self.job.val
         if data is None:
             raise ValueError("regfn.sweep: no validation data to evaluate on")
-        return self._metrics(params, hp, data, rows)
+        return self._metrics(params, hp, data, rows, self.job.val_sizes(hp))
 
-    def _metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Dataset, rows: Tensor | None) -> Metrics:
+    def _metrics(
+        self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Dataset, rows: Tensor | None,
+        groups: SizeGroups | None,
+    ) -> Metrics:  # fmt: skip
+        """Metrics on ``data`` (``rows``: each configuration's own rows of it; ``groups``: their sizes)."""
+        evaluate = self.program.eval_rows
         if rows is None:
             return Metrics.of(self.program.eval(params, hp, data.x, data.y))
-        return Metrics.of(self.program.eval_rows(params, hp, data.x, data.y, rows))
+        if groups is None or len(groups) == 1:  # one size: every row's (padding columns cut off)
+            return Metrics.of(evaluate(params, hp, data.x, data.y, rows if groups is None else rows[:, : groups[0][0]]))
+
+        def group(idx: Tensor, size: int) -> dict[str, Tensor]:
+            return evaluate(_take(params, idx), _take(hp, idx), data.x, data.y, rows[idx, :size])
+
+        return Metrics.of(by_size(group, rows.shape[0], groups, self.min_rows))
 
     def is_log_point(self, done: int) -> bool:
         """Whether the curves sample after epoch ``done``."""
         return done % self.job.log_every == 0 or done == self.job.epochs
+
+
+def _take(tree: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+    """The rows ``rows`` of every tensor of a flat dict."""
+    return {name: value[rows] for name, value in tree.items()}

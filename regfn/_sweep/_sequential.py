@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils import _pytree
 
 from ._engine import ChunkState, LogFn, Metrics, mark_nonfinite
+from ._fold_sizes import SizeGroups, orders_by_size
 from ._vmap import VmapEngine
 
 __all__ = ["SequentialEngine"]
@@ -65,10 +66,11 @@ class SequentialEngine(VmapEngine):
         rows = [_row(state.tree, k) for k in range(size)]
         hps = [{n: v[k] for n, v in hp.items()} for k in range(size)]
         own = self.job.train_rows(hp)  # cross-validation: each configuration's rows, else None
+        sizes = self.job.train_sizes(hp)  # folds of different sizes: rows grouped by size, else None
         done, nonfinite = state.epoch, state.nonfinite
         while done < until:
             epoch_t = torch.tensor(done, dtype=torch.int64, device=self.job.device)
-            orders = self._orders(state.tree, epoch_t)
+            orders = self._orders(state.tree, epoch_t, sizes)
             values = []
             for k in range(size):
                 rows[k], value = self._epoch(
@@ -83,10 +85,12 @@ class SequentialEngine(VmapEngine):
                 log(done, objective, _stack([r["params"] for r in rows]))
         return ChunkState(_stack(rows), done, nonfinite)
 
-    def _orders(self, tree: dict[str, Any], epoch_t: Tensor) -> Tensor | None:
+    def _orders(self, tree: dict[str, Any], epoch_t: Tensor, sizes: SizeGroups | None) -> Tensor | None:
         """Every configuration's mini-batch order of the epoch (``None``: full batch)."""
         job = self.job
-        return None if job.batch_size is None else self.program.order(tree, epoch_t, job.n_train, job.batch_size)
+        if job.batch_size is None:
+            return None
+        return orders_by_size(self.program.order, tree, epoch_t, job.n_train, job.batch_size, sizes)
 
     def _epoch(
         self, row: Any, hp: dict[str, Tensor], epoch_t: Tensor, order: Tensor | None, own: Tensor | None
@@ -105,15 +109,22 @@ class SequentialEngine(VmapEngine):
             row, value = one.step_batch(row, hp, x, y, idx, epoch_t, torch.tensor(b, device=job.device))
         return row, value
 
-    def _metrics(self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Any, rows: Tensor | None) -> Metrics:
+    def _metrics(
+        self, params: dict[str, Tensor], hp: dict[str, Tensor], data: Any, rows: Tensor | None,
+        groups: SizeGroups | None,
+    ) -> Metrics:  # fmt: skip
         one, size = self.program.one, int(next(iter(hp.values())).shape[0])
+        own = [rows.shape[1] if rows is not None else 0] * size  # each configuration's number of rows
+        for n, members in groups or []:
+            for k in members.tolist():
+                own[k] = n
         out = []
         for k in range(size):
             p_k, hp_k = _row(params, k), {n: v[k] for n, v in hp.items()}
             if rows is None:
                 out.append(one.eval(p_k, hp_k, data.x, data.y))
             else:
-                out.append(one.eval_rows(p_k, hp_k, data.x, data.y, rows[k]))
+                out.append(one.eval_rows(p_k, hp_k, data.x, data.y, rows[k, : own[k]]))
         return Metrics.of(_stack(out))
 
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils import _pytree
 
 from ._engine import ChunkState, Engine, Job, LogFn, Runs, mark_nonfinite, warn
+from ._fold_sizes import SizeGroups, orders_by_size
 from ._groups import flatten_tree
 from ._program import Program
 
@@ -36,12 +37,15 @@ class _Loop:
 
     ``rows`` (cross-validation) are each configuration's training rows of
     ``(x, y)``, ``(K, n_rows)``; ``None``: every configuration trains on all of them.
+    ``sizes``: folds of different sizes, the configurations grouped by their
+    fold's size (each draws its mini-batch order for its own size); ``None``: one size.
     """
 
     def __init__(
-        self, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None, rows: Tensor | None
-    ):
-        self.prog, self.hp, self.x, self.y, self.rows = prog, hp, x, y, rows
+        self, prog: Program, hp: dict[str, Tensor], x: Tensor, y: Tensor, batch_size: int | None, rows: Tensor | None,
+        sizes: SizeGroups | None = None,
+    ):  # fmt: skip
+        self.prog, self.hp, self.x, self.y, self.rows, self.sizes = prog, hp, x, y, rows, sizes
         self.n = x.shape[0] if rows is None else rows.shape[1]
         self.batch_size = batch_size
         self.n_batches = 1 if batch_size is None else self.n // batch_size
@@ -55,7 +59,7 @@ class _Loop:
         elif self.batch_size is None:  # a fold's rows, full batch
             state, value = self.prog.step_batch(state, self.hp, self.x, self.y, self.rows, epoch_t, self.batch_ids[0])
         else:
-            order = self.prog.order(state, epoch_t, self.n, self.batch_size)
+            order = orders_by_size(self.prog.order, state, epoch_t, self.n, self.batch_size, self.sizes)
             for b in range(self.n_batches if batches is None else min(batches, self.n_batches)):
                 idx = order[:, b] if self.rows is None else torch.gather(self.rows, 1, order[:, b])
                 state, value = self.prog.step_batch(state, self.hp, self.x, self.y, idx, epoch_t, self.batch_ids[b])
@@ -97,7 +101,7 @@ class VmapEngine(Engine):
 
     def _loop(self, hp: dict[str, Tensor]) -> _Loop:
         job = self.job
-        return _Loop(self.program, hp, job.data.x, job.data.y, job.batch_size, job.train_rows(hp))
+        return _Loop(self.program, hp, job.data.x, job.data.y, job.batch_size, job.train_rows(hp), job.train_sizes(hp))
 
     def warm_up(self, hp: dict[str, Tensor]) -> dict[str, Tensor]:
         def two_steps() -> dict[str, Tensor]:  # two steps compile every graph: the second takes the first's output

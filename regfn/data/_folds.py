@@ -1,14 +1,20 @@
-"""Keyed k-fold cross-validation splits: :func:`kfold` and the :class:`Folds` it returns.
+"""Keyed k-fold cross-validation splits: :func:`kfold`, and the :class:`Folds` it returns.
 
-Every fold has the same number of validation rows (``n // k``) and of
-training rows (``n - n // k``), so that the folds of a cross-validated sweep
-(``regfn.sweep(..., cv=k)``) are one vmapped program: a configuration's row
-of fold ``i`` trains on ``folds.train[i]`` and is scored on ``folds.val[i]``.
+:func:`kfold` gives every fold the same number of validation rows (``n // k``)
+and of training rows (``n - n // k``). Folds of other sizes, such as
+scikit-learn's splitters make when ``k`` does not divide ``n``, come from
+:meth:`Folds.from_splits`. Either way the folds of a cross-validated sweep
+(``regfn.sweep(..., cv=folds)``) are one vmapped program: a configuration's
+row of fold ``i`` trains on ``folds.train_of(i)`` and is scored on
+``folds.val_of(i)`` (with mini-batches, as long as every fold makes the same
+number of batches an epoch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,12 +33,21 @@ class Folds:
     """``k`` train/validation splits of one dataset, as row indices.
 
     Attributes:
-        train: ``(k, n - n // k)`` int64 row indices of each fold's training
-            split, ascending (the data's order).
-        val: ``(k, n // k)`` int64 row indices of each fold's validation
-            split, ascending. The ``k`` validation splits are disjoint.
+        train: ``(k, n_train)`` int64 row indices of each fold's training
+            split, ascending (the data's order); :func:`kfold`'s have
+            ``n_train = n - n // k``.
+        val: ``(k, n_val)`` int64 row indices of each fold's validation
+            split, ascending; :func:`kfold`'s have ``n_val = n // k``, and its
+            ``k`` validation splits are disjoint.
         n: the number of rows of the data they index.
         stratified: whether each fold's validation split was drawn class by class.
+        sizes: ``None`` when every fold has as many training rows as
+            ``train`` has columns, and as many validation rows as ``val``
+            has (:func:`kfold`'s); else each fold's ``(n_train, n_val)``:
+            fold ``i``'s rows are the first ``sizes[i]`` of its rows of
+            ``train`` and ``val``, the rest padding (its own first row
+            repeated). Read a fold's rows through :meth:`train_of` and
+            :meth:`val_of`, which take the sizes into account.
 
     Examples:
         >>> import torch, regfn
@@ -43,15 +58,77 @@ class Folds:
         >>> train, val = folds.split(data, 0)
         >>> len(train), len(val)
         (7, 3)
+        >>> uneven = regfn.data.Folds.from_splits([([0, 1, 2, 3], [4, 5, 6]), ([3, 4, 5, 6], [0, 1, 2, 3])], 7)
+        >>> uneven.sizes, uneven.train_of(1).tolist(), uneven.val_of(0).tolist()
+        (((4, 3), (4, 4)), [3, 4, 5, 6], [4, 5, 6])
     """
 
     train: Tensor
     val: Tensor
     n: int
     stratified: bool
+    sizes: tuple[tuple[int, int], ...] | None = None
 
     def __len__(self) -> int:
         return self.train.shape[0]
+
+    @classmethod
+    def from_splits(cls, splits: Iterable[tuple[Any, Any]], n: int, stratified: bool = False) -> Folds:
+        """Folds from ``(train_rows, val_rows)`` pairs, e.g. a scikit-learn splitter's ``split(X, y)``.
+
+        The folds may differ in size (``sizes`` records them). Each fold's
+        rows are sorted (the data's order, as :func:`kfold`'s are); a row may
+        appear in several folds, and a fold's training and validation rows
+        may overlap (nothing here forbids it).
+
+        Args:
+            splits: pairs of integer row-index sequences (lists, numpy arrays,
+                tensors), each with at least one row, every index in ``[0, n)``.
+            n: the number of rows of the data the folds index.
+            stratified: recorded as given (whether the splits were drawn class by class).
+
+        Raises:
+            ValueError: fewer than two folds, an empty split, repeated rows
+                within a split, or an index outside ``[0, n)``.
+            TypeError: ``n`` not an int, or indices that are not integers.
+
+        Examples:
+            >>> folds = Folds.from_splits([([2, 0], [1]), ([1, 2], [0])], 3)
+            >>> folds.train.tolist(), folds.val.tolist(), folds.sizes
+            ([[0, 2], [1, 2]], [[1], [0]], None)
+        """
+        where = "regfn.data.Folds.from_splits"
+        n = check_int(n, "n", where, low=1)
+        pairs = [(_rows(t, n, where, f"fold {i}'s training rows"), _rows(v, n, where, f"fold {i}'s validation rows"))
+                 for i, (t, v) in enumerate(splits)]  # fmt: skip
+        if len(pairs) < 2:
+            raise ValueError(f"{where}: splits must hold at least 2 folds, got {len(pairs)}")
+        train, train_sizes = _padded([t for t, _ in pairs])
+        val, val_sizes = _padded([v for _, v in pairs])
+        sizes = tuple(zip(train_sizes, val_sizes, strict=True))
+        uniform = len(set(train_sizes)) == 1 and len(set(val_sizes)) == 1
+        return cls(train, val, n, bool(stratified), None if uniform else sizes)
+
+    @property
+    def ragged(self) -> bool:
+        """Whether the folds differ in size (``sizes`` is set)."""
+        return self.sizes is not None
+
+    def train_size(self, i: int) -> int:
+        """Fold ``i``'s number of training rows."""
+        return self.train.shape[1] if self.sizes is None else self.sizes[i][0]
+
+    def val_size(self, i: int) -> int:
+        """Fold ``i``'s number of validation rows."""
+        return self.val.shape[1] if self.sizes is None else self.sizes[i][1]
+
+    def train_of(self, i: int) -> Tensor:
+        """Fold ``i``'s training rows (ascending)."""
+        return self.train[i, : self.train_size(i)]
+
+    def val_of(self, i: int) -> Tensor:
+        """Fold ``i``'s validation rows (ascending)."""
+        return self.val[i, : self.val_size(i)]
 
     @classmethod
     def from_val(cls, val: Tensor, n: int, stratified: bool) -> Folds:
@@ -67,7 +144,7 @@ class Folds:
         self.check(data, "regfn.data.Folds.split")
         i = check_int(i, "i", "regfn.data.Folds.split", low=0, high=len(self) - 1)
         device = data.x.device
-        return data[self.train[i].to(device)], data[self.val[i].to(device)]
+        return data[self.train_of(i).to(device)], data[self.val_of(i).to(device)]
 
     def check(self, data: Dataset, where: str) -> None:
         """Raise a ValueError unless these folds index ``data``'s rows."""
@@ -76,7 +153,30 @@ class Folds:
 
     def to(self, device: torch.device | str) -> Folds:
         """The same folds with their index tensors on ``device``."""
-        return Folds(self.train.to(device), self.val.to(device), self.n, self.stratified)
+        return Folds(self.train.to(device), self.val.to(device), self.n, self.stratified, self.sizes)
+
+
+def _rows(rows: Any, n: int, where: str, what: str) -> Tensor:
+    """``rows`` as a sorted int64 tensor of distinct indices in ``[0, n)``, at least one."""
+    t = torch.as_tensor(rows)
+    if t.numel() == 0:
+        raise ValueError(f"{where}: {what} must hold at least one row")
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{where}: {what} must be integer row indices, got dtype {t.dtype}")
+    t = t.reshape(-1).to(torch.int64).cpu()
+    if int(t.min()) < 0 or int(t.max()) >= n:
+        raise ValueError(f"{where}: {what} must be in [0, n={n}), got {int(t.min())} .. {int(t.max())}")
+    t = torch.sort(t).values
+    if bool((t[1:] == t[:-1]).any()):
+        raise ValueError(f"{where}: {what} must not repeat a row")
+    return t
+
+
+def _padded(rows: list[Tensor]) -> tuple[Tensor, list[int]]:
+    """The index tensors as one ``(k, longest)`` tensor, each padded with its own first row; and their sizes."""
+    sizes = [len(r) for r in rows]
+    width = max(sizes)
+    return torch.stack([torch.cat([r, r[:1].expand(width - len(r))]) for r in rows]), sizes
 
 
 def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = None) -> Folds:

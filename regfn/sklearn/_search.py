@@ -4,12 +4,13 @@ A search splits each candidate's parameters in two: those a sweep varies per
 configuration (:data:`~regfn.sklearn._estimators.SWEEPABLE`: ``lr``, ``l1``,
 ``l2``, ``p``, ``seed``, ...) and the rest (hidden sizes, epochs, a
 preprocessing step's parameters, ...). Candidates that agree on the rest
-train together: for each fold shape (the folds' training and held-out
-sizes), the folds' rows are stacked into one :class:`~regfn.data.Dataset`
-(each fold's rows transformed by the pipeline's earlier steps, fitted on
-that fold's training rows) and one :func:`regfn.sweep` trains every
-candidate on every fold of that shape through :class:`~regfn.data.Folds`
-pointing into it. The held-out scores come from the sweep's own per-fold
+train together: the folds' rows are stacked into one
+:class:`~regfn.data.Dataset` (each fold's rows transformed by the
+pipeline's earlier steps, fitted on that fold's training rows) and one
+:func:`regfn.sweep` trains every candidate on every fold through
+:class:`~regfn.data.Folds` pointing into it (folds of different sizes
+included, e.g. 569 rows in 5 folds: with mini-batches, when every fold
+makes as many batches an epoch; full batch, one sweep per training size). The held-out scores come from the sweep's own per-fold
 metrics, so they equal a :func:`regfn.sweep` on the same folds.
 """
 
@@ -43,6 +44,12 @@ _REGRESSOR_SCORES = {
     "neg_mean_squared_error": "neg_mean_squared_error",
     "neg_root_mean_squared_error": "neg_root_mean_squared_error",
 }
+
+
+def _program_key(batch_size: int | None, n_train: int) -> tuple[int | None, int]:
+    """Folds with the same key train in one sweep: mini-batches of one size, as many an epoch (folds of
+    different sizes draw their own orders); full batch, the same number of training rows."""
+    return (None, n_train) if batch_size is None else (batch_size, n_train // batch_size)
 
 
 def _net_of(estimator: Any) -> tuple[NeuralNetwork, str, Pipeline | None]:
@@ -98,7 +105,7 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
         return table[self.scoring]
 
     def fit(self, X: Any, y: Any) -> _Search:
-        """Score every candidate on every fold (one sweep per group and fold shape), then refit the best."""
+        """Score every candidate on every fold (one sweep per group of candidates, see the module docstring), then refit the best."""
         net, prefix, _ = _net_of(self.estimator)
         kind = self._score_kind(net)
         if not (isinstance(self.refit, bool) or callable(self.refit)):
@@ -153,7 +160,7 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
         scores: np.ndarray,
         times: np.ndarray,
     ) -> None:
-        """Train one group's candidates on every fold, one sweep per fold shape; fill ``scores`` and ``times``."""
+        """Train one group's candidates on every fold (one sweep where the folds allow it); fill ``scores`` and ``times``."""
         est = clone(self.estimator).set_params(**other)
         net, _, before = _net_of(est)
         if isinstance(net, NeuralNetClassifier):
@@ -165,13 +172,13 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
         for candidate in candidates:
             swept = {k[len(prefix) :]: v for k, v in candidate.items() if k not in other}
             configs.append(clone(net).set_params(**swept).hyperparameters())
-        shapes: dict[tuple[int, int], list[int]] = {}
-        for j, (train, val) in enumerate(splits):
-            shapes.setdefault((len(train), len(val)), []).append(j)
-        for (n_train, _), fold_ids in shapes.items():
+        programs: dict[tuple[int | None, int], list[int]] = {}
+        for j, (train, _) in enumerate(splits):
+            programs.setdefault(_program_key(net.training_settings(len(train))["batch_size"], len(train)), []).append(j)
+        for fold_ids in programs.values():
             start = time.perf_counter()
             data, folds = self._stacked(X, y, targets, splits, fold_ids, net, before)
-            settings = net.training_settings(n_train)
+            settings = net.training_settings(min(len(splits[j][0]) for j in fold_ids))
             model = net.build_model(data.x.shape[1], net._n_outputs())
             common: dict[str, Any] = {
                 "loss": settings["loss"],
@@ -182,7 +189,7 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
                 "quiet": not self.verbose,
             }
             if len(fold_ids) == 1:
-                train_rows, val_rows = folds.train[0], folds.val[0]
+                train_rows, val_rows = folds.train_of(0), folds.val_of(0)
                 result = sweep(model, data[train_rows], configs, val=data[val_rows], **common)
             else:
                 result = sweep(model, data, configs, cv=folds, **common)
@@ -226,7 +233,7 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
             offset += len(train) + len(val)
         task = None if targets.dtype == torch.int64 else net._task
         data = Dataset(torch.cat(xs), torch.cat(ys).to(xs[0].device), task=task)
-        return data, Folds(torch.stack(train_idx), torch.stack(val_idx), offset, False)
+        return data, Folds.from_splits(zip(train_idx, val_idx, strict=True), offset)
 
     def _results(self, candidates: list[dict[str, Any]], scores: np.ndarray, times: np.ndarray) -> dict[str, Any]:
         """``cv_results_`` in scikit-learn's layout."""
