@@ -69,7 +69,9 @@ def sweep_case(case: str, **kwargs: object) -> regfn.SweepResult | None:
         settings = {"epochs": 2, "chunk_size": 2, "batch_size": 16, "optimizer": "adam", "engine": "sequential"}
     elif case == "cv":  # 3 configurations x 3 folds = 9 rows in chunks of 2: a configuration's folds split across ranks
         configs = regfn.grid(l2=[0.0, 1e-2, 1e-1], p=[0.2], seed=[4])
-        settings = {"epochs": 2, "chunk_size": 2, "cv": 3}
+        held = [range(0, 22), range(22, 43), range(43, 64)]  # folds of 42, 43, 43 training rows: 2 batches of 16 each
+        folds = regfn.data.Folds.from_splits([(sorted(set(range(64)) - set(v)), list(v)) for v in held], 64)
+        settings = {"epochs": 2, "chunk_size": 2, "cv": folds, "batch_size": 16}
     elif case == "auto":  # automatic chunks: at most one rank's share (4 of 7 on two ranks)
         configs = regfn.grid(l2=[0.0, 1e-2], p=[0.0, 0.2], seed=[5, 6])[:7]
         settings = {"epochs": 2, "chunk_size": "auto"}

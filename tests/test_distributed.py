@@ -80,7 +80,8 @@ def test_two_ranks_give_the_one_process_rows_bit_for_bit(tmp_path: pathlib.Path)
     # mlp: full batch, K=7 in chunks of 2 (the last padded), gathered on rank 0;
     # minibatch: shuffled mini-batches and philox keys, 5 chunks of 1 (rank 0 runs three), gathered on every rank.
     # auto: automatic chunks hold one rank's share (4 of 7), where one process runs all 7 at once.
-    # cv: 3 configurations x 3 folds, 9 rows in chunks of 2: the fold statistics gather across ranks.
+    # cv: 3 configurations x 3 folds of two sizes (mini-batches), 9 rows in chunks of 2: the fold statistics gather
+    # across ranks.
     # sequential: the sequential engine, 5 configurations in chunks of 2.
     runs = _launch(tmp_path, ["mlp", "minibatch@all", "auto", "cv", "sequential"])
     for rank, run in enumerate(runs):

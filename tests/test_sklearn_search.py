@@ -103,6 +103,29 @@ def test_pipeline_fits_its_scaler_per_fold_and_folds_of_two_sizes_agree_with_per
     assert search.score(X, y) == search.best_estimator_.score(X, y)
 
 
+def test_full_batch_folds_of_two_sizes_train_in_one_sweep_per_size(data, monkeypatch):
+    X, y = data
+    net = clone(NET).set_params(batch_size=None)
+    calls = []
+    sweep = regfn.sweep
+
+    def counting(model, data, configs, **kwargs):
+        calls.append(("rows", len(data)) if "val" in kwargs else ("folds", len(kwargs["cv"])))
+        return sweep(model, data, configs, **kwargs)
+
+    monkeypatch.setattr(regfn.sklearn._search, "sweep", counting)
+    cv = KFold(3)  # 66, 67, 67 training rows: full-batch steps of two sizes, two programs
+    search = GridSearchCV(net, {"p": [0.0, 0.3]}, cv=cv, refit=False).fit(X, y)
+    assert calls == [("rows", 66), ("folds", 2)]
+    configs = [clone(net).set_params(**c).hyperparameters() for c in search.cv_results_["params"]]
+    for f, (train, val) in enumerate(cv.split(X, y)):
+        alone = regfn.sweep(
+            regfn.nn.mlp((5, 8, 1), output="logits"), as_dataset(X[train], y[train]), configs,
+            val=as_dataset(X[val], y[val]), optimizer="adam", epochs=6, batch_size=None, compile=False, quiet=True,
+        )  # fmt: skip
+        assert search.cv_results_[f"split{f}_test_score"].tolist() == [r["val_acc"] for r in alone.rows]
+
+
 def test_cv_results_have_scikit_learns_keys_and_one_program_per_hidden_size(data, monkeypatch):
     X, y = data
     calls = []

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 import regfn
 import regfn.random as rr
 from regfn._sweep import _cv
+from regfn._sweep._fold_sizes import orders_by_size, size_groups
+from regfn._sweep._program import order as program_order
 from regfn.data import Folds
 
 MODEL = regfn.mlp((2, 6, 1), output="logits")
@@ -82,6 +84,27 @@ def test_from_splits_records_sizes_and_reads_each_folds_own_rows():
 def test_from_splits_refuses_bad_splits(splits, n, error, message):
     with pytest.raises(error, match=message):
         Folds.from_splits(splits, n)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 9),
+    batches=st.integers(1, 4),
+    extra=st.lists(st.integers(0, 8), min_size=2, max_size=7),
+    epoch=st.integers(0, 1000),
+)
+def test_each_rows_order_is_drawn_for_its_own_size(batch, batches, extra, epoch):
+    """orders_by_size equals each row's order drawn alone, for its own number of rows, whatever the mix of sizes."""
+    sizes = [batch * batches + e % batch for e in extra]  # any sizes with the same number of batches
+    skeys = torch.stack([rr.split(rr.key(100 + r))[1] for r in range(len(sizes))])
+    order = torch.func.vmap(program_order, in_dims=(0, None, None, None))
+    epoch_t = torch.tensor(epoch)
+    groups = size_groups(sizes, torch.device("cpu"))
+    got = orders_by_size(order, {"skey": skeys}, epoch_t, max(sizes), batch, groups)
+    assert got.shape == (len(sizes), batches, batch)
+    for r, n in enumerate(sizes):
+        assert torch.equal(got[r], program_order({"skey": skeys[r]}, epoch_t, n, batch))
+        assert int(got[r].max()) < n
 
 
 # ----------------------------------------------------------------- one program, rows equal per-fold sweeps

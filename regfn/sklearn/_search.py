@@ -184,6 +184,7 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
                 "loss": settings["loss"],
                 "optimizer": settings["optimizer"],
                 "epochs": settings["epochs"],
+                "log_every": settings["epochs"],  # the scores are the final metrics: no curve to sample on the way
                 "batch_size": settings["batch_size"],
                 "compile": net.compile,
                 "quiet": not self.verbose,
@@ -233,6 +234,8 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
             offset += len(train) + len(val)
         task = None if targets.dtype == torch.int64 else net._task
         data = Dataset(torch.cat(xs), torch.cat(ys).to(xs[0].device), task=task)
+        if len(fold_ids) == 1:  # one fold: its rows, as one-fold Folds (from_splits takes two or more)
+            return data, Folds(train_idx[0][None], val_idx[0][None], offset, False)
         return data, Folds.from_splits(zip(train_idx, val_idx, strict=True), offset)
 
     def _results(self, candidates: list[dict[str, Any]], scores: np.ndarray, times: np.ndarray) -> dict[str, Any]:
