@@ -1,4 +1,4 @@
-"""Cross-validation folds of different sizes (``Folds.from_splits``) trained as one program.
+"""Cross-validation folds of different sizes (``Folds.from_splits``, a scikit-learn splitter) trained as one program.
 
 A row of a fold of any size equals a sweep of that fold alone, bit for bit (its own mini-batch
 order, masks and rows), whatever the engine, the chunks, a crash and resume; folds that cannot
@@ -216,3 +216,36 @@ def test_folds_that_cannot_share_a_program_are_refused(data, batch_size, message
     folds = Folds.from_splits(splits_of(len(data), 4), len(data))
     with pytest.raises(ValueError, match=message):
         regfn.sweep(MODEL, data, CONFIGS, cv=folds, **{**KW, "batch_size": batch_size})
+
+
+# ----------------------------------------------------------------- a scikit-learn splitter as cv
+
+
+def test_a_scikit_learn_splitter_is_its_folds(data, tmp_path):
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    splitter = model_selection.StratifiedKFold(4, shuffle=True, random_state=0)
+    result = regfn.sweep(MODEL, data, CONFIGS[:3], cv=splitter, **KW)
+    splits = splitter.split(data.x.numpy(), data.y.reshape(-1).numpy())
+    folds = Folds.from_splits(splits, len(data), stratified=True)
+    same = regfn.sweep(MODEL, data, CONFIGS[:3], cv=folds, **KW)
+    assert result.rows == same.rows
+    record = result.provenance["arguments"]["cv"]
+    assert record["stratified"]
+    assert record["sha256"] == _cv.fingerprint(folds)
+    path = tmp_path / "results.json"
+    result.to_json(path)
+    assert regfn.verify(path, MODEL, data).identical
+
+
+@pytest.mark.parametrize(
+    ("splitter", "message"),
+    [
+        ("GroupKFold", r"GroupKFold.split\(X, y\) failed \(.*groups.*\); for a splitter that needs more"),
+        ("StratifiedKFold", r"StratifiedKFold.split\(X, y\) failed \(.*continuous"),
+    ],
+)
+def test_a_splitter_that_cannot_split_the_data_is_named(splitter, message):
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    data = regfn.data.Dataset(torch.randn(30, 2), torch.randn(30))
+    with pytest.raises(ValueError, match=message):
+        regfn.sweep(MODEL, data, CONFIGS[:2], cv=getattr(model_selection, splitter)(3), loss="mse", **KW)

@@ -39,10 +39,19 @@ CV_KEY = 0
 def resolve(cv: Any, data: Dataset, val: Dataset | None, where: str = "regfn.sweep") -> Folds | None:
     """The folds ``cv`` asks for (``None``: no cross-validation), checked against the sweep's data.
 
+    ``cv`` is ``None``, an int ``k`` (:func:`regfn.data.kfold` with the key
+    :data:`CV_KEY`), :class:`~regfn.data.Folds`, or a scikit-learn splitter
+    (an object with ``split`` and ``get_n_splits``, e.g. ``StratifiedKFold(5)``):
+    its ``split(X, y)`` on the data's rows (``X`` flattened to one row per
+    example, a one-column ``y`` as a vector) becomes
+    :meth:`~regfn.data.Folds.from_splits`, stratified as recorded when its
+    class name says ``Stratified``.
+
     Raises:
-        TypeError: ``cv`` neither ``None``, an int nor :class:`~regfn.data.Folds`.
+        TypeError: ``cv`` none of these.
         ValueError: ``cv`` outside ``[2, len(data)]``, folds drawn for other
-            data, or ``val`` given as well.
+            data, a splitter whose ``split(X, y)`` fails (one that needs
+            groups), or ``val`` given as well.
     """
     if cv is None:
         return None
@@ -53,10 +62,12 @@ def resolve(cv: Any, data: Dataset, val: Dataset | None, where: str = "regfn.swe
     elif isinstance(cv, Folds):
         folds = cv
         folds.check(data, f"{where}: cv")
+    elif callable(getattr(cv, "split", None)) and callable(getattr(cv, "get_n_splits", None)):
+        folds = _splitter_folds(cv, data, where)
     else:
         raise TypeError(
-            f"{where}: cv must be None, an int (the number of folds) or regfn.data.kfold(...)'s Folds, "
-            f"got {type(cv).__name__} {cv!r}"
+            f"{where}: cv must be None, an int (the number of folds), regfn.data.Folds or a scikit-learn "
+            f"splitter (with split and get_n_splits), got {type(cv).__name__} {cv!r}"
         )
     if val is not None:
         raise ValueError(
@@ -64,6 +75,22 @@ def resolve(cv: Any, data: Dataset, val: Dataset | None, where: str = "regfn.swe
             "are its validation data"
         )
     return folds
+
+
+def _splitter_folds(splitter: Any, data: Dataset, where: str) -> Folds:
+    """A scikit-learn splitter's folds of ``data`` (see :func:`resolve`)."""
+    n = len(data)
+    x = data.x.detach().cpu().reshape(n, -1).numpy()
+    target = data.y.detach().cpu()
+    y = (target.reshape(n) if target.ndim == 2 and target.shape[1] == 1 else target).numpy()
+    try:
+        splits = list(splitter.split(x, y))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{where}: cv: {type(splitter).__name__}.split(X, y) failed ({err}); for a splitter that needs more "
+            "(groups=), pass cv=regfn.data.Folds.from_splits(splitter.split(X, y, groups), len(data))"
+        ) from err
+    return Folds.from_splits(splits, n, stratified="Stratified" in type(splitter).__name__)
 
 
 def check_uneven(folds: Folds | None, batch_size: int | None) -> None:

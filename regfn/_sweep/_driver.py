@@ -119,9 +119,9 @@ def sweep(
         val: validation data, evaluated at every log point and at the end.
         cv: cross-validation instead of ``val``: ``k`` (the folds of
             ``regfn.data.kfold(regfn.random.key(0), data, k)``, stratified
-            for classification), a :func:`regfn.data.kfold` result or any
-            splits' :meth:`regfn.data.Folds.from_splits` (folds of different
-            sizes need mini-batches, as many an epoch in every fold). Every
+            for classification), Folds (:func:`regfn.data.kfold`, any splits'
+            :meth:`~regfn.data.Folds.from_splits`) or a scikit-learn splitter,
+            e.g. ``StratifiedKFold(5)`` (uneven folds: mini-batches, as many in each). Every
             configuration trains once per fold, all folds in one vmapped program
             (``K * k`` rows; a row reads its fold as ``hp["fold"]``), each on its
             fold's training rows, validated on its held-out rows, with its own
