@@ -249,3 +249,22 @@ def test_a_splitter_that_cannot_split_the_data_is_named(splitter, message):
     data = regfn.data.Dataset(torch.randn(30, 2), torch.randn(30))
     with pytest.raises(ValueError, match=message):
         regfn.sweep(MODEL, data, CONFIGS[:2], cv=getattr(model_selection, splitter)(3), loss="mse", **KW)
+
+
+# ----------------------------------------------------------------- CUDA (run on the lent GPU machine)
+
+from conftest import CUDA  # noqa: E402
+
+
+@CUDA
+@pytest.mark.cuda
+def test_cuda_graphs_train_uneven_folds_as_the_cpu_does(data):
+    """Each row's order drawn per size inside the captured CUDA graph; the same rows as eager CPU (masks are)."""
+    folds = Folds.from_splits(splits_of(len(data), 4), len(data))
+    kw = {**KW, "epochs": 6, "log_every": 3}
+    gpu = regfn.sweep(MODEL, data, CONFIGS, cv=folds, device="cuda", **{**kw, "compile": True})
+    again = regfn.sweep(MODEL, data, CONFIGS, cv=folds, device="cuda", **{**kw, "compile": True})
+    cpu = regfn.sweep(MODEL, data, CONFIGS, cv=folds, **kw)
+    assert gpu.rows == again.rows
+    for g, c in zip(gpu.rows, cpu.rows, strict=True):
+        assert g["val_loss_folds"] == pytest.approx(c["val_loss_folds"], rel=1e-4)
