@@ -179,7 +179,7 @@ def _padded(rows: list[Tensor]) -> tuple[Tensor, list[int]]:
     return torch.stack([torch.cat([r, r[:1].expand(width - len(r))]) for r in rows]), sizes
 
 
-def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = None) -> Folds:
+def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = None, every_row: bool = False) -> Folds:
     """Split ``data`` into ``k`` folds, drawn from ``key``: every row is validated at most once.
 
     The rows are shuffled with ``regfn.random.permutation(key, n)`` (when
@@ -188,9 +188,13 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
     to fold ``j % k``. Only the first ``k * (n // k)`` rows are dealt, so every
     fold validates exactly ``n // k`` rows and trains on the other ``n - n //
     k``; the ``n % k`` rows left over (fewer than ``k``, the last in that
-    order) are in every training split. Stratified, each class's count in a
-    fold's validation split is within one row of ``count_c / k``. Same key,
-    same folds, on any machine.
+    order) are in every training split. With ``every_row``, all ``n`` rows
+    are dealt, as scikit-learn's ``KFold`` validates every row once: the
+    first ``n % k`` folds validate one row more (folds of two sizes, which a
+    sweep trains in one program with mini-batches as many in each fold; where
+    ``k`` divides ``n`` the folds are the same either way). Stratified, each
+    class's count in a fold's validation split is within one row of
+    ``count_c / k``. Same key, same folds, on any machine.
 
     Args:
         key: a :mod:`regfn.random` key.
@@ -199,6 +203,7 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
         stratify: deal each class in turn (above). ``None`` (default) means
             ``True`` for binary and multiclass tasks and ``False`` for
             regression; a binary task stratifies on its 0/1 labels.
+        every_row: deal every row (above), not only the first ``k * (n // k)``.
 
     Returns:
         :class:`Folds` (``folds.split(data, i)`` gives fold ``i``'s datasets).
@@ -206,7 +211,8 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
     Raises:
         ValueError: ``k`` outside ``[2, len(data)]``, ``stratify=True`` on a
             regression task, or a stratified binary task whose labels are not 0 or 1.
-        TypeError: ``k`` not an int, ``stratify`` not a bool or None, ``data`` not a Dataset.
+        TypeError: ``k`` not an int, ``stratify`` not a bool or None, ``every_row`` not a bool,
+            ``data`` not a Dataset.
 
     Examples:
         >>> import torch, regfn
@@ -216,6 +222,11 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
         >>> [torch.bincount(labels[v], minlength=3).tolist() for v in folds.val]
         [[12, 6, 2], [12, 6, 2], [12, 6, 2], [12, 6, 2], [12, 6, 2]]
         >>> sorted(torch.cat(list(folds.val)).tolist()) == list(range(100))
+        True
+        >>> every = kfold(regfn.random.key(0), data[:98], 5, every_row=True)
+        >>> [every.val_size(i) for i in range(5)]
+        [20, 20, 20, 19, 19]
+        >>> sorted(torch.cat([every.val_of(i) for i in range(5)]).tolist()) == list(range(98))
         True
     """
     where = "regfn.data.kfold"
@@ -231,6 +242,13 @@ def kfold(key: Tensor, data: Dataset, k: int = 5, *, stratify: bool | None = Non
     if stratify:
         labels, _ = _class_labels(data.to("cpu"), where)
         order = order[torch.argsort(labels[order], stable=True)]
+    if not isinstance(every_row, bool):
+        raise TypeError(f"{where}: every_row must be a bool, got {type(every_row).__name__}")
     n_val = n // k
+    if every_row and n % k:  # fold j % k takes the j-th row of the order, for every j
+        rows = torch.arange(n)
+        return Folds.from_splits(
+            [(rows[~torch.isin(rows, order[f::k])], order[f::k]) for f in range(k)], n, stratified=stratify
+        )
     dealt = order[: k * n_val].reshape(n_val, k)  # row j of the order sits at (j // k, j % k): fold j % k
     return Folds.from_val(torch.sort(dealt.T, dim=1).values, n, stratify)
