@@ -39,18 +39,26 @@ def labelled(labels: list[int], n_classes: int) -> Dataset:
 # ----------------------------------------------------------------- the folds
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    counts=st.lists(st.integers(0, 40), min_size=1, max_size=5).filter(lambda c: sum(c) >= 2),
-    k_share=st.floats(0, 1),
-    seed=st.integers(0, 2**31 - 1),
-    stratify=st.booleans(),
-)
-def test_folds_partition_and_stratify(counts, k_share, seed, stratify):
+FOLD_CASES = {
+    "counts": st.lists(st.integers(0, 40), min_size=1, max_size=5).filter(lambda c: sum(c) >= 2),
+    "k_share": st.floats(0, 1),
+    "seed": st.integers(0, 2**31 - 1),
+    "stratify": st.booleans(),
+}
+"""Class counts, a share of the possible fold counts, a key and whether to stratify."""
+
+
+def fold_case(counts: list[int], k_share: float) -> tuple[list[int], int, int, Dataset]:
+    """A case of :data:`FOLD_CASES` as its labels, its number of rows, its fold count and its data."""
     labels = [c for c, n in enumerate(counts) for _ in range(n)]
     n = len(labels)
-    k = 2 + int(k_share * (n - 2))
-    data = labelled(labels, len(counts))
+    return labels, n, 2 + int(k_share * (n - 2)), labelled(labels, len(counts))
+
+
+@settings(max_examples=60, deadline=None)
+@given(**FOLD_CASES)
+def test_folds_partition_and_stratify(counts, k_share, seed, stratify):
+    labels, n, k, data = fold_case(counts, k_share)
     folds = kfold(rr.key(seed), data, k, stratify=stratify)
     assert folds.train.shape == (k, n - n // k)
     assert folds.val.shape == (k, n // k)
@@ -69,6 +77,31 @@ def test_folds_partition_and_stratify(counts, k_share, seed, stratify):
     again = kfold(rr.key(seed), data, k, stratify=stratify)
     assert torch.equal(again.train, folds.train)
     assert torch.equal(again.val, folds.val)
+
+
+@settings(max_examples=40, deadline=None)
+@given(**FOLD_CASES)
+def test_kfold_every_row_validates_each_row_once(counts, k_share, seed, stratify):
+    labels, n, k, data = fold_case(counts, k_share)
+    every = kfold(rr.key(seed), data, k, stratify=stratify, every_row=True)
+    held = torch.cat([every.val_of(f) for f in range(k)])
+    assert sorted(held.tolist()) == list(range(n))  # every row held out once
+    assert [every.val_size(f) for f in range(k)] == [n // k + (f < n % k) for f in range(k)]
+    for f in range(k):
+        assert sorted(every.train_of(f).tolist() + every.val_of(f).tolist()) == list(range(n))
+    if stratify:
+        y = torch.tensor(labels)
+        for c, count in enumerate(counts):
+            per_fold = [int((y[every.val_of(f)] == c).sum()) for f in range(k)]
+            assert max(per_fold) - min(per_fold) <= 1
+            assert sum(per_fold) == count
+    plain = kfold(rr.key(seed), data, k, stratify=stratify)
+    if n % k == 0:
+        assert every.sizes is None
+        assert torch.equal(every.val, plain.val)
+    else:  # the first k * (n // k) rows of the order are dealt as before
+        for f in range(k):
+            assert set(plain.val_of(f).tolist()) <= set(every.val_of(f).tolist())
 
 
 def test_folds_follow_the_documented_deal():

@@ -107,38 +107,6 @@ def test_each_rows_order_is_drawn_for_its_own_size(batch, batches, extra, epoch)
         assert int(got[r].max()) < n
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    counts=st.lists(st.integers(0, 30), min_size=1, max_size=4).filter(lambda c: sum(c) >= 2),
-    k_share=st.floats(0, 1),
-    seed=st.integers(0, 2**31 - 1),
-    stratify=st.booleans(),
-)
-def test_kfold_every_row_validates_each_row_once(counts, k_share, seed, stratify):
-    labels = torch.tensor([c for c, count in enumerate(counts) for _ in range(count)])
-    n = len(labels)
-    data = regfn.data.Dataset(torch.zeros(n, 1), labels, class_names=tuple(str(c) for c in range(len(counts))))
-    k = 2 + int(k_share * (n - 2))
-    every = regfn.data.kfold(rr.key(seed), data, k, stratify=stratify, every_row=True)
-    held = torch.cat([every.val_of(f) for f in range(k)])
-    assert sorted(held.tolist()) == list(range(n))  # every row held out once
-    assert [every.val_size(f) for f in range(k)] == [n // k + (f < n % k) for f in range(k)]
-    for f in range(k):
-        assert sorted(every.train_of(f).tolist() + every.val_of(f).tolist()) == list(range(n))
-    if stratify:
-        for c, count in enumerate(counts):
-            per_fold = [int((labels[every.val_of(f)] == c).sum()) for f in range(k)]
-            assert max(per_fold) - min(per_fold) <= 1
-            assert sum(per_fold) == count
-    plain = regfn.data.kfold(rr.key(seed), data, k, stratify=stratify)
-    if n % k == 0:
-        assert torch.equal(every.val, plain.val)
-        assert every.sizes is None
-    else:  # the first k * (n // k) rows of the order are dealt as before
-        for f in range(k):
-            assert set(plain.val_of(f).tolist()) <= set(every.val_of(f).tolist())
-
-
 def test_kfold_every_row_folds_sweep_as_one_program(data):
     folds = regfn.data.kfold(rr.key(0), data, 4, every_row=True)  # 103 rows: 26, 26, 26, 25 held out
     assert [folds.val_size(f) for f in range(4)] == [26, 26, 26, 25]
