@@ -108,7 +108,7 @@ def check_uneven(folds: Folds | None, batch_size: int | None) -> None:
         raise ValueError(
             f"regfn.sweep: cv folds of different training sizes ({', '.join(map(str, sizes))} rows) need "
             "mini-batches (batch_size=): full-batch steps of different sizes make different programs; "
-            "sweep each fold size on its own"
+            "pass cv=k (regfn.data.kfold: folds of one size), or sweep each fold size on its own"
         )
     counts = {n: n // batch_size for n in sizes}
     if len(set(counts.values())) > 1:
