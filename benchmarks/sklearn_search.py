@@ -8,7 +8,8 @@ in both libraries) x 5 stratified folds (scikit-learn's ``StratifiedKFold(5)``,
 the same folds for both), then the refit of the best setting on all rows.
 
 * ``regfn``: ``regfn.sklearn.GridSearchCV``: every setting x fold in one vmapped
-  sweep per fold shape (569 rows make folds of 114 and 113 held-out rows: two);
+  sweep (569 rows make folds of 114 and 113 held-out rows, 455 and 456 training
+  rows: 7 batches of 64 an epoch either way, so one program; two before session 15);
 * ``skorch``: ``sklearn.model_selection.GridSearchCV`` over a skorch
   ``NeuralNetBinaryClassifier``: 60 sequential fits (``n_jobs=1``).
 
