@@ -53,6 +53,7 @@ __all__ = [
     "evaluate",
     "is_collapsed",
     "majority_rate",
+    "plain_grad_and_value",
     "run_keys",
     "step_key",
     "train",
@@ -85,6 +86,34 @@ def step_key(dropout_key: Tensor, epoch: int | Tensor, batch: int | Tensor = 0) 
     return fold_in(fold_in(dropout_key, epoch), batch)
 
 
+def plain_grad_and_value(fn: Callable[[Params], Tensor]) -> Callable[[Params], tuple[Params, Tensor]]:
+    """``torch.func.grad_and_value(fn)`` for a parameter dict, by plain autograd (``torch.autograd.grad``).
+
+    The same gradients without functorch's grad transform, which wraps every
+    operation: an eager step of a small model runs about a third faster
+    (docs/benchmarks/search.md). For most operations the bits are
+    functorch's too; where functorch runs an operation as its decomposition
+    (``binary_cross_entropy_with_logits``, ``silu``) they may differ in the
+    last place. A parameter the function does not use gets zeros, as with
+    ``torch.func``.
+
+    Examples:
+        >>> import torch
+        >>> grads, value = plain_grad_and_value(lambda p: (p["w"] ** 2).sum())({"w": torch.tensor([1.0, -2.0])})
+        >>> grads["w"], value
+        (tensor([ 2., -4.]), tensor(5.))
+    """
+
+    def run(params: Params) -> tuple[Params, Tensor]:
+        with torch.enable_grad():
+            leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
+            value = fn(leaves)
+            grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True, materialize_grads=True)
+        return dict(zip(leaves, grads, strict=True)), value.detach()
+
+    return run
+
+
 def train_step(
     model: Model,
     loss: Loss,
@@ -97,11 +126,15 @@ def train_step(
     y: Tensor,
     key: Tensor,
     hp: Mapping[str, Any] | None = None,
+    plain_autograd: bool = False,
 ) -> tuple[Params, Any, Tensor]:
     """One optimizer step on ``(x, y)`` with dropout drawn from ``key``; pure.
 
     ``p`` is one dropout rate or one per dropout call; ``hp`` the
     configuration's hyperparameters, for a loss or model that reads them.
+    The gradients come from ``torch.func.grad_and_value`` (what a sweep's
+    vmapped and compiled steps need), or with ``plain_autograd`` from
+    :func:`plain_grad_and_value` (an eager step of one configuration: faster).
 
     Returns:
         ``(new_params, new_opt_state, objective)`` where ``objective`` is the
@@ -114,7 +147,7 @@ def train_step(
         return loss_value(loss, out, y, hp)
 
     objective = penalize(data_loss, *penalties) if penalties else data_loss
-    grads, value = grad_and_value(objective)(params)
+    grads, value = (plain_grad_and_value if plain_autograd else grad_and_value)(objective)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return apply_updates(params, updates), opt_state, value
 
@@ -252,6 +285,9 @@ def train(
         compile: run the step under ``torch.compile`` (on a CPU with the options of
             :func:`regfn._inductor.cpu_step_options`, and its first call within
             :func:`regfn._inductor.cheaper_cold_compile`, as a sweep's steps).
+            Eager steps take their gradients by plain autograd
+            (:func:`plain_grad_and_value`), compiled ones by ``torch.func``; a
+            sweep's row equals this run to float tolerance either way.
         hparams: hyperparameters for a loss or model that reads them (as
             0-d tensors in ``hp``): ``{"label_smoothing": 0.1}`` for
             ``"cross_entropy"``, or names of your own.
@@ -299,7 +335,8 @@ def train(
     opt_state = optimizer.init(params)
 
     def step(params: Params, opt_state: Any, x: Tensor, y: Tensor, k: Tensor) -> tuple[Params, Any, Tensor]:
-        return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp)
+        # eager: plain autograd (no vmap to serve); compiled: torch.func, which dynamo traces whole
+        return train_step(model, loss, optimizer, penalties, p, params, opt_state, x, y, k, hp, not compile)
 
     if data.x.device.type == "cpu":
         heap_for_step_buffers()  # the steps' buffers reused from the heap (._malloc)
