@@ -87,6 +87,26 @@ def test_masks_are_the_single_runs_bit_for_bit(digits):  # noqa: F811
         assert [h["loss"] for h in single.history] == result.curves["loss"][i].tolist()
 
 
+def test_eager_rows_are_regfn_train_bit_for_bit(split, monkeypatch):
+    """Eager, a row's steps are an eager regfn.train's: gradients by plain autograd (bce_logits included), the same
+    keys, orders and evaluation, so the same numbers bit for bit; torch.func is never called."""
+    from regfn._hparams import optimizer_defaults
+
+    train, val = split
+    cfgs = MLP_CONFIGS[:4]
+    monkeypatch.setattr("regfn._train.grad_and_value", None)  # an eager one-configuration step must not need it
+    result = regfn.sweep(MLP, train, cfgs, engine="sequential", batch_size=16, optimizer="adam", **mlp_run(val))
+    for row, cfg in zip(result.rows, cfgs, strict=True):
+        hp = {**optimizer_defaults("adam"), **cfg}
+        single = regfn.train(
+            MLP, train, optimizer=adam(hp["lr"]), penalties=[regfn.l2(hp["l2"])] if hp["l2"] else [], p=hp["p"],
+            key=rr.key(hp["seed"]), val=val, epochs=7, batch_size=16,
+        )  # fmt: skip
+        assert row["loss"] == single.metrics["loss"]
+        assert row["val_loss"] == single.val_metrics["loss"]
+        assert row["val_acc"] == single.val_metrics["acc"]
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     chunk=st.integers(1, 12),

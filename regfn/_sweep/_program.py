@@ -125,13 +125,24 @@ def rates(spec: Spec, hp: Mapping[str, Tensor]) -> Any:
 
 
 def step(
-    spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, epoch: Tensor, batch: Tensor
+    spec: Spec,
+    state: dict[str, Any],
+    hp: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    epoch: Tensor,
+    batch: Tensor,
+    plain_autograd: bool = False,
 ) -> tuple[dict[str, Any], Tensor]:
-    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective)."""
+    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective).
+
+    ``plain_autograd``: gradients by plain autograd (an eager step of one configuration, not vmapped), see
+    :func:`regfn._train.train_step`.
+    """
     opt, pens = _parts(spec, hp)
     k = step_key(state["dkey"], epoch, batch)
     params, opt_state, value = train_step(
-        spec.model, spec.loss, opt, pens, rates(spec, hp), state["params"], state["opt"], x, y, k, hp
+        spec.model, spec.loss, opt, pens, rates(spec, hp), state["params"], state["opt"], x, y, k, hp, plain_autograd
     )
     return {**state, "params": params, "opt": opt_state}, value
 
@@ -145,9 +156,10 @@ def step_batch(
     idx: Tensor,
     epoch: Tensor,
     batch: Tensor,
+    plain_autograd: bool = False,
 ) -> tuple[dict[str, Any], Tensor]:
     """:func:`step` on the rows ``idx`` of ``(x, y)``."""
-    return step(spec, state, hp, x[idx], y[idx], epoch, batch)
+    return step(spec, state, hp, x[idx], y[idx], epoch, batch, plain_autograd)
 
 
 def order(state: Mapping[str, Any], epoch: Tensor, n: int, batch_size: int) -> Tensor:
@@ -219,11 +231,13 @@ def _as_is(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 class OneConfig:
     """:class:`Program`'s step and evaluation for one configuration at a time (``hp``: 0-d tensors);
-    ``wrap`` compiles the steps, ``rest`` the evaluations."""
+    ``wrap`` compiles the steps, ``rest`` the evaluations. Eager steps (nothing to vmap) take their
+    gradients by plain autograd, as an eager :func:`regfn.train` does."""
 
     def __init__(self, spec: Spec, wrap: Callable[..., Any], rest: Callable[..., Any]):
-        self.step = wrap(functools.partial(step, spec))
-        self.step_batch = wrap(functools.partial(step_batch, spec))
+        plain = wrap is _as_is
+        self.step = wrap(functools.partial(step, spec, plain_autograd=plain))
+        self.step_batch = wrap(functools.partial(step_batch, spec, plain_autograd=plain))
         self.eval = rest(functools.partial(evaluate_config, spec))
         self.eval_rows = rest(functools.partial(evaluate_rows, spec))
 

@@ -15,7 +15,9 @@ matmul sums in another order than a plain one).
 
 ``compile=True`` compiles the one-configuration step once, for every chunk
 size. It needs ``torch.func.grad`` of the model, not ``vmap``: a model whose
-operations ``vmap`` cannot batch runs here.
+operations ``vmap`` cannot batch runs here. Eager steps take their gradients
+by plain autograd, as an eager :func:`regfn.train` does, so an eager row is
+that run bit for bit.
 """
 
 from __future__ import annotations
