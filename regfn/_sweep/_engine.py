@@ -116,17 +116,18 @@ class Job:
 
     def train_sizes(self, hp: dict[str, Tensor]) -> SizeGroups | None:
         """The configurations grouped by their fold's number of training rows (``None``: folds of one size)."""
-        folds = self.folds
-        if folds is None or not folds.ragged:
-            return None
-        return size_groups([folds.train_size(f) for f in hp["fold"].tolist()], self.device)
+        return self._grouped(hp, Folds.train_size)
 
     def val_sizes(self, hp: dict[str, Tensor]) -> SizeGroups | None:
         """The configurations grouped by their fold's number of validation rows (``None``: folds of one size)."""
+        return self._grouped(hp, Folds.val_size)
+
+    def _grouped(self, hp: dict[str, Tensor], size_of: Callable[[Folds, int], int]) -> SizeGroups | None:
+        """The configurations grouped by ``size_of(folds, fold)``; ``None`` without folds of different sizes."""
         folds = self.folds
         if folds is None or not folds.ragged:
             return None
-        return size_groups([folds.val_size(f) for f in hp["fold"].tolist()], self.device)
+        return size_groups([size_of(folds, f) for f in hp["fold"].tolist()], self.device)
 
 
 @dataclass

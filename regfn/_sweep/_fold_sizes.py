@@ -43,13 +43,10 @@ def orders_by_size(order: Callable[..., Tensor], tree: Mapping[str, Any], epoch:
     """
     if groups is None or len(groups) == 1:  # one size: every row's (a chunk may hold one fold size only)
         return order(tree, epoch, n if groups is None else groups[0][0], batch_size)
-    out: Tensor | None = None
-    for size, rows in groups:
-        part = order({"skey": tree["skey"][rows]}, epoch, size, batch_size)
-        if out is None:
-            out = part.new_empty((tree["skey"].shape[0], *part.shape[1:]))
+    parts = [(rows, order({"skey": tree["skey"][rows]}, epoch, size, batch_size)) for size, rows in groups]
+    out = parts[0][1].new_empty((tree["skey"].shape[0], *parts[0][1].shape[1:]))
+    for rows, part in parts:
         out[rows] = part
-    assert out is not None
     return out
 
 
