@@ -50,7 +50,7 @@ def summarize(result: SweepResult, over: str, by: str) -> list[dict[str, Any]]:
         if rows and f"{by}_folds" not in rows[0]:
             folded = sorted(n.removesuffix("_folds") for n in rows[0] if n.endswith("_folds"))
             raise ValueError(
-                f"SweepResult.summary: over='fold' needs a cross-validated sweep (cv=) and a validation metric "
+                f"SweepResult.summary: over='fold' needs a cross-validated sweep (cv=) and a metric with per-fold values "
                 f"({', '.join(folded) or 'none here'}), got by={by!r}"
             )
         entries = []

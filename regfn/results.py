@@ -47,9 +47,10 @@ class SweepResult:
             weight matrices), ``diverged``, ``diverged_epoch`` and
             ``collapsed`` (a constant predictor, or an accuracy within one
             example of the majority-class rate). Under cross-validation
-            (``cv=``) the metrics are means over the folds, and each
-            validation metric ``val_m`` (but ``val_penalty``) comes with
-            ``val_m_std`` and ``val_m_folds`` (the per-fold values).
+            (``cv=``) the metrics are means over the folds; every metric
+            ``m`` but the penalties comes with ``m_folds`` (the per-fold
+            values: training metrics on each fold's training rows), and each
+            validation metric ``val_m`` also with ``val_m_std``.
         curves: ``name -> (K, T)`` tensors sampled at ``curve_epochs``:
             ``loss`` (the training objective, dropout on) and the ``val_*``
             metrics when validation data was given.

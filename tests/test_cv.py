@@ -176,6 +176,8 @@ def test_every_fold_row_equals_its_single_run(data, batch_size):
             )
             assert row["val_loss_folds"][f] == alone.rows[0]["val_loss"]  # bit for bit: same masks, same rows
             assert row["val_acc_folds"][f] == alone.rows[0]["val_acc"]
+            assert row["loss_folds"][f] == alone.rows[0]["loss"]  # training metrics: on the fold's training rows
+            assert row["acc_folds"][f] == alone.rows[0]["acc"]
             looped = single_run(cfg, train, val, epochs=6, batch_size=batch_size)  # the plain loop
             assert row["val_loss_folds"][f] == pytest.approx(looped.val_metrics["loss"], rel=1e-5, abs=1e-6)
             accs.append(row["val_acc_folds"][f])
@@ -184,7 +186,10 @@ def test_every_fold_row_equals_its_single_run(data, batch_size):
         assert row["val_acc_std"] == pytest.approx(float(np.std(accs)), abs=1e-12)  # numpy's ddof=0
         assert row["loss"] == pytest.approx(float(np.mean(losses)), rel=1e-6)
         assert "val_penalty_std" not in row
+        assert "acc_std" not in row
         assert "val_penalty" in row
+        assert "val_penalty_folds" not in row
+        assert "penalty_folds" not in row
 
 
 def test_multiclass_cv_on_images():

@@ -33,6 +33,7 @@ NEEDS = {
     "regfn.sklearn": "sklearn",
     "regfn.sklearn._estimators": "sklearn",
     "regfn.sklearn._search": "sklearn",
+    "regfn.sklearn._scoring": "sklearn",
     "regfn.tracking._tensorboard": "tensorboard",
     "regfn.tracking._mlflow": "mlflow",
 }
@@ -70,6 +71,7 @@ MUST_HAVE_EXAMPLES = {
     "regfn._train",
     "regfn.sklearn._estimators",
     "regfn.sklearn._search",
+    "regfn.sklearn._scoring",
 }
 
 

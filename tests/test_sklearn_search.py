@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +14,10 @@ pytest.importorskip("sklearn")
 from scipy.stats import loguniform
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
-from sklearn.metrics import r2_score
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.metrics import accuracy_score, log_loss, r2_score
+from sklearn.model_selection import GridSearchCV as SkGridSearchCV
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+from sklearn.model_selection import RandomizedSearchCV as SkRandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -183,10 +188,115 @@ def test_randomized_search_regressor_r2_matches_scikit_learn():
 
 
 @pytest.mark.parametrize(
+    ("ours", "theirs"), [(GridSearchCV, SkGridSearchCV), (RandomizedSearchCV, SkRandomizedSearchCV)]
+)
+def test_constructors_take_scikit_learns_arguments_in_its_order_with_its_defaults(ours, theirs):
+    mine, sk = inspect.signature(ours).parameters, inspect.signature(theirs).parameters
+    assert list(mine) == list(sk)
+    for name, parameter in sk.items():
+        assert mine[name].kind == parameter.kind, name
+        default = parameter.default
+        if isinstance(default, float) and np.isnan(default):
+            assert np.isnan(mine[name].default), name
+        else:
+            assert mine[name].default == default, name
+
+
+def sweep_reference(X, y, splits, net, configs):
+    """One regfn.sweep of ``configs`` on the folds ``splits`` of ``(X, y)`` (each as long: one program)."""
+    folds = regfn.data.Folds(
+        torch.as_tensor(np.stack([t for t, _ in splits])), torch.as_tensor(np.stack([v for _, v in splits])),
+        len(X), False,
+    )  # fmt: skip
+    return regfn.sweep(
+        regfn.nn.mlp((5, *net.hidden_layer_sizes, 1), output="logits"), as_dataset(X, y), configs, cv=folds,
+        optimizer="adam", epochs=net.epochs, batch_size=net.batch_size, compile=False, quiet=True,
+    )  # fmt: skip
+
+
+def test_groups_reach_a_splitter_that_needs_them(data):
+    X, y = data
+    groups = np.arange(100) // 10  # ten groups of ten rows: five folds of 80 and 20
+    search = GridSearchCV(NET, {"l2": [0.0, 1e-2]}, cv=GroupKFold(5), refit=False).fit(X, y, groups=groups)
+    splits = list(GroupKFold(5).split(X, y, groups))
+    for train, val in splits:
+        assert not set(groups[train]) & set(groups[val])
+    configs = [clone(NET).set_params(**c).hyperparameters() for c in search.cv_results_["params"]]
+    ref = sweep_reference(X, y, splits, NET, configs)
+    for f in range(5):
+        assert search.cv_results_[f"split{f}_test_score"].tolist() == [row["val_acc_folds"][f] for row in ref.rows]
+    with pytest.raises(ValueError, match="groups"):  # scikit-learn's own message
+        GridSearchCV(NET, {"l2": [0.0]}, cv=GroupKFold(5), refit=False).fit(X, y)
+
+
+def test_train_scores_and_log_loss_agree_with_scikit_learns_metrics_on_each_fold(data):
+    X, y = data
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    grid = {"l2": [0.0, 1e-2], "p": [0.0, 0.3]}
+    search = GridSearchCV(NET, grid, cv=cv, scoring="neg_log_loss", return_train_score=True, refit=False).fit(X, y)
+    r = search.cv_results_
+    keys = [k for k in r if "train_score" in k]
+    assert keys == [*(f"split{f}_train_score" for f in range(4)), "mean_train_score", "std_train_score"]
+    splits = list(cv.split(X, y))
+    configs = [clone(NET).set_params(**c).hyperparameters() for c in r["params"]]
+    ref = sweep_reference(X, y, splits, NET, configs)
+    for f, (train, val) in enumerate(splits):
+        assert r[f"split{f}_train_score"].tolist() == [-row["loss_folds"][f] for row in ref.rows]
+        for i, params in enumerate(r["params"]):
+            fitted = clone(NET).set_params(**params).fit(X[train], y[train])  # regfn.train: the same run
+            for rows, side in ((train, "train"), (val, "test")):
+                expected = -log_loss(y[rows], fitted.predict_proba(X[rows]))
+                assert r[f"split{f}_{side}_score"][i] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(r["mean_train_score"], np.mean([r[f"split{f}_train_score"] for f in range(4)], 0))
+    accuracy = GridSearchCV(NET, {"l2": [0.0]}, cv=cv, return_train_score=True, refit=False).fit(X, y)
+    for f, (train, _) in enumerate(splits):
+        fitted = clone(NET).fit(X[train], y[train])
+        assert accuracy.cv_results_[f"split{f}_train_score"][0] == pytest.approx(
+            accuracy_score(y[train], fitted.predict(X[train])),
+            abs=1.01 / len(train),  # a tie at the threshold at most
+        )
+
+
+def test_a_diverged_candidate_gets_error_score_or_raises(data):
+    X, y = data
+    net = clone(NET).set_params(optimizer="sgd", p=0.0)
+    grid = {"lr": [0.05, 1e30]}  # the second overflows
+    default = GridSearchCV(net, grid, cv=3, refit=False).fit(X, y)
+    assert np.isnan(default.cv_results_["mean_test_score"][1])
+    assert np.isfinite(default.cv_results_["mean_test_score"][0])
+    assert default.cv_results_["rank_test_score"].tolist() == [1, 2]
+    assert default.best_index_ == 0
+    scored = GridSearchCV(net, grid, cv=3, refit=False, error_score=-1.0, return_train_score=True).fit(X, y)
+    assert scored.cv_results_["split0_test_score"][1] == -1.0
+    assert scored.cv_results_["split2_train_score"][1] == -1.0
+    with pytest.raises(ValueError, match=r"candidate 1 \{'lr': 1e\+30\} diverged on fold 0"):
+        GridSearchCV(net, grid, cv=3, refit=False, error_score="raise").fit(X, y)
+
+
+@pytest.mark.parametrize(("n_jobs", "threads"), [(None, "auto"), (1, 1), (2, 2), (-1, os.cpu_count())])
+def test_n_jobs_sets_the_sweeps_threads(data, monkeypatch, n_jobs, threads):
+    X, y = data
+    seen = []
+    sweep = regfn.sklearn._search.sweep
+
+    def spying(*args, **kwargs):
+        seen.append(kwargs["threads"])
+        return sweep(*args, **kwargs)
+
+    monkeypatch.setattr(regfn.sklearn._search, "sweep", spying)
+    GridSearchCV(NET, {"l2": [0.0]}, cv=2, n_jobs=n_jobs, refit=False).fit(X, y)
+    assert seen == [threads]
+
+
+@pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
         ({"scoring": "roc_auc"}, ValueError, "scoring must be one of"),
         ({"refit": "accuracy"}, ValueError, "refit must be"),
+        ({"n_jobs": 0}, ValueError, "n_jobs must be None or a nonzero int"),
+        ({"n_jobs": 1.5}, ValueError, "n_jobs must be"),
+        ({"error_score": "ignore"}, ValueError, "error_score must be a number"),
+        ({"return_train_score": "yes"}, ValueError, "return_train_score must be True or False"),
         ({"param_grid": {"l3": [0.0]}}, ValueError, "l3"),
         ({"estimator": StandardScaler()}, TypeError, "estimator must be"),
     ],

@@ -208,10 +208,12 @@ def _collapsed(outputs: Outputs, folds: Folds, data: Dataset, diverged: Tensor) 
 def reduce(outputs: Outputs, folds: Folds, data: Dataset) -> Outputs:
     """The results of ``K * k`` rows as ``K`` configurations: means over folds, and fold statistics.
 
-    Every metric becomes its mean over the folds. Each validation metric
-    ``val_m`` but the penalty (the same on any data) also gets ``val_m_std``
-    (over the folds, ``correction=0``, as numpy's ``std``) and its ``k``
-    per-fold values (in ``folds``). A configuration has diverged (a bad
+    Every metric becomes its mean over the folds. Every metric but the
+    penalty (the same on any data) keeps its ``k`` per-fold values (in
+    ``folds``: the training metrics, measured on each fold's training rows,
+    as scikit-learn's train scores need, and the validation metrics); each
+    validation metric ``val_m`` also gets ``val_m_std`` (over the folds,
+    ``correction=0``, as numpy's ``std``). A configuration has diverged (a bad
     curve point, not ``finite``; its first non-finite epoch is the earliest
     over its folds) or collapsed when any of its folds has;
     sparsities and curves are means over the folds.
@@ -227,9 +229,11 @@ def reduce(outputs: Outputs, folds: Folds, data: Dataset) -> Outputs:
     for name, v in outputs.metrics.items():
         values = per_fold(v.double())
         metrics[name] = values.mean(1)
-        if name.startswith("val_") and name != "val_penalty":  # the penalty does not depend on the data
+        if name in ("penalty", "val_penalty"):  # the same on any data
+            continue
+        fold_values[name] = values
+        if name.startswith("val_"):
             metrics[f"{name}_std"] = values.std(1, correction=0)
-            fold_values[name] = values
     val_constant = outputs.val_constant
     return Outputs(
         metrics=metrics,

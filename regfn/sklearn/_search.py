@@ -17,6 +17,7 @@ metrics, so they equal a :func:`regfn.sweep` on the same folds.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,17 +34,9 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from .._sweep import sweep
 from ..data import Dataset, Folds
 from ._estimators import SWEEPABLE, NeuralNetClassifier, NeuralNetwork
+from ._scoring import CLASSIFIER_SCORES, REGRESSOR_SCORES, fold_metrics, fold_score, threads_of
 
 __all__ = ["GridSearchCV", "RandomizedSearchCV"]
-
-# scoring name -> (sweep metric, how a fold's score follows from it); None is the estimator's own score
-_CLASSIFIER_SCORES = {None: "accuracy", "accuracy": "accuracy"}
-_REGRESSOR_SCORES = {
-    None: "r2",
-    "r2": "r2",
-    "neg_mean_squared_error": "neg_mean_squared_error",
-    "neg_root_mean_squared_error": "neg_root_mean_squared_error",
-}
 
 
 def _program_key(batch_size: int | None, n_train: int) -> tuple[int | None, int]:
@@ -66,37 +59,37 @@ def _net_of(estimator: Any) -> tuple[NeuralNetwork, str, Pipeline | None]:
     )
 
 
-def _fold_score(kind: str, metrics: Mapping[str, float], y_val: np.ndarray) -> float:
-    if kind == "accuracy":
-        return metrics["acc"]
-    mse = metrics["mse"]
-    if kind == "neg_mean_squared_error":
-        return -mse
-    if kind == "neg_root_mean_squared_error":
-        return -math.sqrt(mse) if math.isfinite(mse) else math.nan
-    var = float(np.var(y_val.astype(np.float64)))  # r2 = 1 - SS_res / SS_tot = 1 - mse / var
-    if var == 0.0:
-        return 1.0 if mse == 0.0 else 0.0  # scikit-learn's r2 for a constant target
-    return 1.0 - mse / var
-
-
 class _Search(MetaEstimatorMixin, BaseEstimator):
     """What both searches share: the sweeps, ``cv_results_``, the refit and the delegating methods."""
 
     def __init__(
-        self, estimator: Any, *, scoring: str | None = None, refit: Any = True, cv: Any = None, verbose: int = 0
+        self,
+        estimator: Any,
+        *,
+        scoring: str | None = None,
+        n_jobs: int | None = None,
+        refit: Any = True,
+        cv: Any = None,
+        verbose: int = 0,
+        pre_dispatch: Any = "2*n_jobs",
+        error_score: Any = np.nan,
+        return_train_score: bool = False,
     ) -> None:
         self.estimator = estimator
         self.scoring = scoring
+        self.n_jobs = n_jobs
         self.refit = refit
         self.cv = cv
         self.verbose = verbose
+        self.pre_dispatch = pre_dispatch
+        self.error_score = error_score
+        self.return_train_score = return_train_score
 
     def _candidates(self) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def _score_kind(self, net: NeuralNetwork) -> str:
-        table = _CLASSIFIER_SCORES if isinstance(net, NeuralNetClassifier) else _REGRESSOR_SCORES
+        table = CLASSIFIER_SCORES if isinstance(net, NeuralNetClassifier) else REGRESSOR_SCORES
         if not (self.scoring is None or isinstance(self.scoring, str)) or self.scoring not in table:
             raise ValueError(
                 f"{type(self).__name__}: scoring must be one of {[s for s in table if s]} or None for a "
@@ -104,35 +97,48 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
             )
         return table[self.scoring]
 
-    def fit(self, X: Any, y: Any) -> _Search:
-        """Score every candidate on every fold (one sweep per group of candidates, see the module docstring), then refit the best."""
+    def _check_options(self) -> None:
+        """``refit``, ``error_score``, ``return_train_score`` and ``n_jobs``, before any training."""
+        where = type(self).__name__
+        if not (isinstance(self.refit, bool) or callable(self.refit)):
+            raise ValueError(f"{where}: refit must be True, False or a callable, got {self.refit!r}")
+        score = self.error_score
+        if not (score == "raise" or (isinstance(score, numbers.Real) and not isinstance(score, bool))):
+            raise ValueError(f"{where}: error_score must be a number (np.nan by default) or 'raise', got {score!r}")
+        if not isinstance(self.return_train_score, bool):
+            raise ValueError(f"{where}: return_train_score must be True or False, got {self.return_train_score!r}")
+        threads_of(self.n_jobs, where)
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> _Search:
+        """Score every candidate on every fold (one sweep per group of candidates, see the module docstring), then
+        refit the best. ``groups``: the rows' group labels, for a splitter that needs them (``GroupKFold``, ...)."""
         net, prefix, _ = _net_of(self.estimator)
         kind = self._score_kind(net)
-        if not (isinstance(self.refit, bool) or callable(self.refit)):
-            raise ValueError(f"{type(self).__name__}: refit must be True, False or a callable, got {self.refit!r}")
+        self._check_options()
         candidates = self._candidates()
         if not candidates:
             raise ValueError(f"{type(self).__name__}: no candidates to search")
-        X, y = indexable(X, y)
+        X, y, groups = indexable(X, y, groups)
         y_arr = np.asarray(y)
         if kind == "r2" and y_arr.ndim == 2 and y_arr.shape[1] > 1:
             raise ValueError(
                 f"{type(self).__name__}: scoring r2 on several targets needs each target's error, which a sweep "
                 "does not report; pass scoring='neg_mean_squared_error'"
             )
-        splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
-        groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y, groups))
+        by_rest: dict[str, tuple[dict[str, Any], list[int]]] = {}  # candidates by what a sweep cannot vary
         for i, candidate in enumerate(candidates):
             clone(self.estimator).set_params(**candidate)  # unknown names raise here, before any training
             swept = {k: v for k, v in candidate.items() if k.startswith(prefix) and k[len(prefix) :] in SWEEPABLE}
             other = {k: v for k, v in candidate.items() if k not in swept}
-            groups.setdefault(repr(sorted(other.items())), (other, []))[1].append(i)
-        scores = np.full((len(candidates), len(splits)), np.nan)
+            by_rest.setdefault(repr(sorted(other.items())), (other, []))[1].append(i)
+        scores = np.full((2, len(candidates), len(splits)), np.nan)  # held-out and training scores
         times = np.zeros((len(candidates), len(splits)))
-        for other, members in groups.values():
+        for other, members in by_rest.values():
             self._run_group(
                 X, y_arr, splits, [candidates[i] for i in members], other, kind, prefix, members, scores, times
             )
+        self._failed(scores, candidates)
         self.cv_results_ = self._results(candidates, scores, times)
         self.n_splits_ = len(splits)
         self.multimetric_ = False
@@ -187,6 +193,7 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
                 "log_every": settings["epochs"],  # the scores are the final metrics: no curve to sample on the way
                 "batch_size": settings["batch_size"],
                 "compile": net.compile,
+                "threads": threads_of(self.n_jobs, type(self).__name__),
                 "quiet": not self.verbose,
             }
             if len(fold_ids) == 1:
@@ -199,12 +206,11 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
             elapsed = time.perf_counter() - start
             for c, row in zip(members, result.rows, strict=True):
                 for f, j in enumerate(fold_ids):
-                    metrics = {
-                        m: row[f"val_{m}"] if len(fold_ids) == 1 else row[f"val_{m}_folds"][f]
-                        for m in ("acc", "mse")
-                        if f"val_{m}" in row
-                    }
-                    scores[c, j] = _fold_score(kind, metrics, y[splits[j][1]])
+                    sides = [fold_metrics(row, part, f, len(fold_ids) > 1) for part in ("val_", "")]
+                    diverged = not all(math.isfinite(m["loss"]) for m in sides)  # its accuracy would mean nothing
+                    for side, metrics in enumerate(sides):  # held-out rows, then training rows
+                        score = fold_score(kind, metrics, y[splits[j][1 - side]])
+                        scores[side, c, j] = math.nan if diverged else score
                     times[c, j] = elapsed / (len(members) * len(fold_ids))
 
     @staticmethod
@@ -238,8 +244,21 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
             return data, Folds(train_idx[0][None], val_idx[0][None], offset, False)
         return data, Folds.from_splits(zip(train_idx, val_idx, strict=True), offset)
 
+    def _failed(self, scores: np.ndarray, candidates: list[dict[str, Any]]) -> None:
+        """Scores that are not finite (the candidate diverged on that fold) become ``error_score``, or raise."""
+        bad = ~np.isfinite(scores)
+        if not bad.any():
+            return
+        if self.error_score == "raise":
+            _, c, j = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(
+                f"{type(self).__name__}: candidate {c} {candidates[c]} diverged on fold {j} (its loss is not finite); "
+                "lower its learning rate, or set error_score to a number to score it so"
+            )
+        scores[bad] = self.error_score
+
     def _results(self, candidates: list[dict[str, Any]], scores: np.ndarray, times: np.ndarray) -> dict[str, Any]:
-        """``cv_results_`` in scikit-learn's layout."""
+        """``cv_results_`` in scikit-learn's layout (``scores``: held-out then training scores)."""
         results: dict[str, Any] = {
             "mean_fit_time": times.mean(1),
             "std_fit_time": times.std(1),
@@ -253,11 +272,12 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
                     column[i] = c[name]
             results[f"param_{name}"] = column
         results["params"] = candidates
-        for j in range(scores.shape[1]):
-            results[f"split{j}_test_score"] = scores[:, j]
-        means = scores.mean(1)
+        test, train = scores
+        for j in range(test.shape[1]):
+            results[f"split{j}_test_score"] = test[:, j]
+        means = test.mean(1)
         results["mean_test_score"] = means
-        results["std_test_score"] = scores.std(1)
+        results["std_test_score"] = test.std(1)
         if np.isnan(means).all():
             ranks = np.ones(len(means), dtype=np.int32)
         else:
@@ -266,6 +286,11 @@ class _Search(MetaEstimatorMixin, BaseEstimator):
                 np.int32
             )  # ties share the best
         results["rank_test_score"] = ranks
+        if self.return_train_score:
+            for j in range(train.shape[1]):
+                results[f"split{j}_train_score"] = train[:, j]
+            results["mean_train_score"] = train.mean(1)
+            results["std_train_score"] = train.std(1)
         return results
 
     # ------------------------------------------------------------ the refitted best estimator
@@ -310,13 +335,31 @@ class GridSearchCV(_Search):
             earlier steps are fitted on each fold's training rows).
         param_grid: a dict of value lists, or a list of such dicts.
         scoring: ``None`` (the estimator's ``score``: accuracy or R²),
-            ``"accuracy"``; for a regressor also ``"r2"``,
-            ``"neg_mean_squared_error"``, ``"neg_root_mean_squared_error"``.
+            ``"accuracy"``; for a classifier also ``"neg_log_loss"`` (the
+            sweep's held-out data loss, which is the log loss); for a
+            regressor also ``"r2"``, ``"neg_mean_squared_error"``,
+            ``"neg_root_mean_squared_error"``.
+        n_jobs: the sweeps' CPU threads (``regfn.sweep``'s ``threads``):
+            ``None`` regfn's choice (one), ``k`` that many, ``-1`` every
+            core, ``-2`` all but one. The candidates run as one vmapped
+            program, not as parallel jobs.
         refit: refit the best candidate on all the data (``True``), not
             (``False``), or a callable ``cv_results_ -> best_index_``.
         cv: ``None`` (5 folds), an int, or a scikit-learn splitter
-            (stratified for a classifier, as scikit-learn's).
+            (stratified for a classifier, as scikit-learn's); a splitter
+            that needs groups gets them from ``fit(X, y, groups=...)``.
         verbose: show the sweeps' progress and warnings.
+        pre_dispatch: accepted for scikit-learn's signature; no jobs are
+            dispatched, so it changes nothing.
+        error_score: the score of a candidate on a fold where it diverged
+            (its final loss there is not finite; its accuracy then means
+            nothing, so it is not used): a number (``np.nan`` by default: it
+            then ranks last) or ``"raise"`` (a ``ValueError`` naming the
+            candidate and fold).
+        return_train_score: also score each fold's training rows
+            (``split{k}_train_score``, ``mean_train_score``,
+            ``std_train_score``), from the metrics each sweep measures
+            there at the end: no extra training or pass over the data.
 
     Attributes ``cv_results_``, ``best_index_``, ``best_params_``,
     ``best_score_``, ``best_estimator_``, ``refit_time_`` and ``n_splits_``
@@ -343,11 +386,16 @@ class GridSearchCV(_Search):
         param_grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]],
         *,
         scoring: str | None = None,
+        n_jobs: int | None = None,
         refit: Any = True,
         cv: Any = None,
         verbose: int = 0,
+        pre_dispatch: Any = "2*n_jobs",
+        error_score: Any = np.nan,
+        return_train_score: bool = False,
     ) -> None:
-        super().__init__(estimator, scoring=scoring, refit=refit, cv=cv, verbose=verbose)
+        super().__init__(estimator, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv, verbose=verbose,
+                         pre_dispatch=pre_dispatch, error_score=error_score, return_train_score=return_train_score)  # fmt: skip
         self.param_grid = param_grid
 
     def _candidates(self) -> list[dict[str, Any]]:
@@ -360,9 +408,13 @@ class RandomizedSearchCV(_Search):
     Args:
         estimator: as :class:`GridSearchCV`.
         scoring: as :class:`GridSearchCV`.
+        n_jobs: as :class:`GridSearchCV`.
         refit: as :class:`GridSearchCV`.
         cv: as :class:`GridSearchCV`.
         verbose: as :class:`GridSearchCV`.
+        pre_dispatch: as :class:`GridSearchCV`.
+        error_score: as :class:`GridSearchCV`.
+        return_train_score: as :class:`GridSearchCV`.
         param_distributions: a dict of lists or ``scipy.stats`` distributions
             (anything with ``rvs``), or a list of such dicts.
         n_iter: the number of settings sampled.
@@ -386,12 +438,17 @@ class RandomizedSearchCV(_Search):
         *,
         n_iter: int = 10,
         scoring: str | None = None,
+        n_jobs: int | None = None,
         refit: Any = True,
         cv: Any = None,
         verbose: int = 0,
+        pre_dispatch: Any = "2*n_jobs",
         random_state: Any = None,
+        error_score: Any = np.nan,
+        return_train_score: bool = False,
     ) -> None:
-        super().__init__(estimator, scoring=scoring, refit=refit, cv=cv, verbose=verbose)
+        super().__init__(estimator, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv, verbose=verbose,
+                         pre_dispatch=pre_dispatch, error_score=error_score, return_train_score=return_train_score)  # fmt: skip
         self.param_distributions = param_distributions
         self.n_iter = n_iter
         self.random_state = random_state
