@@ -75,14 +75,19 @@ def test_cnn_rows_equal_single_runs(digits, batch_size):
 
 
 def test_cnn_dropout_masks_are_the_single_runs(digits):
-    """With a zero learning rate the objective is the masked forward pass alone: equal bit for bit."""
+    """With a zero learning rate the objective is the masked forward pass alone: the same masks.
+
+    Equal bit for bit on the Intel Xeon (AVX-512) the suite ran on; on an AMD EPYC (AVX2) a vmapped
+    convolution sums in another order than a plain one (2.3259690 against 2.3259692, where another
+    mask moves the loss by about 1e-3), so the values are compared to float tolerance.
+    """
     train, _ = digits
     cfgs = [{"lr": 0.0, "p": p, "seed": s} for p, s in ((0.5, 0), (0.3, 1))]
     result = regfn.sweep(MODEL, train, cfgs, log_every=1, **RUN)
     for i, cfg in enumerate(cfgs):
         single = regfn.train(MODEL, train, optimizer=adam(0.0), loss="cross_entropy", p=cfg["p"],
                              key=rr.key(cfg["seed"]), epochs=3, log_every=1)  # fmt: skip
-        assert [h["loss"] for h in single.history] == result.curves["loss"][i].tolist()
+        assert [h["loss"] for h in single.history] == pytest.approx(result.curves["loss"][i].tolist(), rel=1e-6)
 
 
 def test_cnn_chunked_equals_unchunked_and_repeats_are_identical(digits):
