@@ -8,7 +8,8 @@ timed; then, in the same process and on the threads the sweep chose, the
 plain torch loop (``sweep_cnn.py``'s: an ``nn.Module`` with regfn's initial
 weights and batch orders, the ``torch.optim`` optimizer of the same
 settings) over ``--seq-configs`` of the K configurations, scaled to K,
-twice:
+twice, after one untimed epoch (torch.optim's first step imports
+``torch._dynamo``, a cost the loop pays once, not once per configuration):
 
 * ``loop_s``: training only, nothing evaluated (what the earlier first-call
   figures compared with);
@@ -146,6 +147,9 @@ def measure(name: str, n_timed: int, k: int | None = None, epochs: int | None = 
     first = time.perf_counter() - t
     log_every = int(result.provenance["arguments"]["log_every"])
     torch.set_num_threads(int(result.settings["threads"]))  # the loop on the threads the sweep chose
+    # One untimed epoch first: torch.optim's first step imports torch._dynamo (a second or two), which the
+    # timed configurations, scaled to K, would otherwise multiply; the loop's figures leave it out.
+    loop_seconds(dataclasses.replace(w, epochs=1), 1, None)
     k = len(w.cfgs)
     loop = loop_seconds(w, n_timed, None) * k
     logged = loop_seconds(w, n_timed, log_every) * k

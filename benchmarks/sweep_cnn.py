@@ -177,8 +177,13 @@ def accuracy(net, data) -> float:
 
 
 def time_seq(model, train, cfgs, epochs, n_timed, make_net=DigitsCNN, batch_size=BATCH):
-    """Seconds per configuration of the torch loop (mean over ``n_timed`` configurations)."""
+    """Seconds per configuration of the torch loop (mean over ``n_timed`` configurations), after one untimed
+    epoch: torch.optim's first step imports ``torch._dynamo`` (a second or two), which the loop pays once per
+    process, not once per configuration."""
     seconds = []
+    warm, warm_orders = seq_setup(model, cfgs[0], len(train), 1, make_net=make_net, batch_size=batch_size,
+                                  device=train.x.device)  # fmt: skip
+    seq_train(warm, cfgs[0], train, warm_orders)
     for i, cfg in enumerate(cfgs[:n_timed]):
         torch.manual_seed(i)
         device = train.x.device

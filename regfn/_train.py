@@ -49,6 +49,7 @@ from .random import fold_in, split
 __all__ = [
     "CONSTANT",
     "TrainResult",
+    "apply_gradients",
     "apply_model",
     "evaluate",
     "is_collapsed",
@@ -58,6 +59,7 @@ __all__ = [
     "step_key",
     "train",
     "train_step",
+    "training_objective",
 ]
 
 CONSTANT = "_constant"
@@ -142,14 +144,54 @@ def train_step(
         on, like the tutorial's printed loss).
     """
 
+    objective = training_objective(model, loss, penalties, p, x, y, key, hp)
+    grads, value = (plain_grad_and_value if plain_autograd else grad_and_value)(objective)(params)
+    params, opt_state = apply_gradients(optimizer, params, grads, opt_state)
+    return params, opt_state, value
+
+
+def training_objective(
+    model: Model,
+    loss: Loss,
+    penalties: Sequence[Penalty],
+    p: Any,
+    x: Tensor,
+    y: Tensor,
+    key: Tensor,
+    hp: Mapping[str, Any] | None = None,
+) -> Callable[[Params], Tensor]:
+    """``params -> data loss + penalties`` on ``(x, y)`` with dropout drawn from ``key``: what a step differentiates.
+
+    Examples:
+        >>> import torch, regfn
+        >>> model = regfn.nn.mlp((2, 1), output="logits")
+        >>> params = model.init(regfn.random.key(0))
+        >>> x, y = torch.ones(4, 2), torch.ones(4, 1)
+        >>> loss = regfn.losses.get_loss("bce_logits")
+        >>> f = training_objective(model, loss, [regfn.l2(0.1)], 0.0, x, y, regfn.random.key(1))
+        >>> bool(f(params) > 0)
+        True
+    """
+
     def data_loss(params: Params) -> Tensor:
         out = apply_model(model, params, x, key=key, p=p, train=True, hp=hp)
         return loss_value(loss, out, y, hp)
 
-    objective = penalize(data_loss, *penalties) if penalties else data_loss
-    grads, value = (plain_grad_and_value if plain_autograd else grad_and_value)(objective)(params)
+    return penalize(data_loss, *penalties) if penalties else data_loss
+
+
+def apply_gradients(optimizer: Transform, params: Params, grads: Params, opt_state: Any) -> tuple[Params, Any]:
+    """One optimizer update from ``grads``: ``(new_params, new_opt_state)``; pure.
+
+    Examples:
+        >>> import torch
+        >>> from regfn import optim
+        >>> opt, params = optim.sgd(0.5), {"w": torch.tensor([1.0])}
+        >>> apply_gradients(opt, params, {"w": torch.tensor([2.0])}, opt.init(params))[0]
+        {'w': tensor([0.])}
+    """
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return apply_updates(params, updates), opt_state, value
+    return apply_updates(params, updates), opt_state
 
 
 def evaluate(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -74,6 +77,56 @@ def test_rows_equal_single_runs(split, key_impl):
             single.history[-1]["loss"], rel=1e-5
         )
         assert not row["diverged"]
+
+
+def test_eager_steps_by_plain_autograd_equal_torch_func_and_each_configuration_alone(split):
+    """The eager step (vmapped objectives, one autograd.grad of their sum, vmapped updates) against
+    vmap(grad_and_value) of the same step, and against each configuration's unbatched plain-autograd step."""
+    train, _ = split
+    spec = program_module.Spec(
+        MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr", "momentum"), ("l1", "l2", "norm2"), False
+    )
+    cfgs = [{**optimizer_defaults("sgd"), "l1": 0.0, "l2": 0.0, "norm2": 0.0, **c} for c in CONFIGS[:4]]
+    cfgs = [{n: c[n] for n in ("lr", "momentum", "l1", "l2", "norm2", "p", "seed")} for c in cfgs]
+    hp = importlib.import_module("regfn._sweep._configs").hyper_tensors(cfgs, torch.float32, torch.device("cpu"))
+    state = torch.func.vmap(functools.partial(program_module.init_state, spec))(hp)
+    epoch, batch = torch.tensor(2), torch.tensor(0)
+    eager = program_module.BatchedAutogradStep(spec, rows=False)
+    assert isinstance(program_module.program(spec, False).step, program_module.BatchedAutogradStep)
+    new, values = eager(state, hp, train.x, train.y, epoch, batch)
+    step = functools.partial(program_module.step, spec)
+    ref, ref_values = torch.func.vmap(step, in_dims=(0, 0, None, None, None, None))(
+        state, hp, train.x, train.y, epoch, batch
+    )
+    assert torch.equal(values, ref_values)  # the same forward pass
+    for name, p in new["params"].items():
+        torch.testing.assert_close(p, ref["params"][name], rtol=1e-6, atol=1e-7)
+    for k in range(len(cfgs)):
+        row = {n: v[k] for n, v in hp.items()}
+        one, value = step({n: state_row(v, k) for n, v in state.items()}, row, train.x, train.y, epoch, batch, True)
+        assert value == values[k]
+        for name, p in one["params"].items():
+            torch.testing.assert_close(new["params"][name][k], p, rtol=1e-6, atol=1e-7)
+
+
+def state_row(tree, k):
+    """Row ``k`` of every tensor of a (nested) state."""
+    return torch.utils._pytree.tree_map(lambda t: t[k], tree)
+
+
+def test_an_eager_sweep_leaves_dynamo_unimported():
+    """torch._dynamo's first import costs about a second; an eager sweep (or regfn.train) never needs it."""
+    code = (
+        "import sys, regfn, regfn.random as rr;"
+        "data = regfn.data.quadrants(rr.key(0), 40);"
+        "regfn.sweep(regfn.mlp((2, 4, 1), output='logits'), data, regfn.grid(l2=[0.0, 1e-3], p=[0.0, 0.5]),"
+        " epochs=2, batch_size=8, compile=False, quiet=True);"
+        "regfn.train(regfn.mlp((2, 4, 1), output='logits'), data, optimizer=regfn.optim.adam(0.01), epochs=2,"
+        " p=0.5, key=rr.key(1));"
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split, monkeypatch):

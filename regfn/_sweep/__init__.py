@@ -6,6 +6,7 @@
   :mod:`._engines`: the registry of engines; :mod:`._vmap`, :mod:`._triton`: the engines
   (:mod:`._triton_mlp` is the Triton kernel);
 * :mod:`._driver`: :func:`sweep` itself: checks, then the loop; :mod:`._auto`: the compile and thread choices;
+  :mod:`._runtime`: the threads and dynamo settings a sweep runs under;
 * :mod:`._plan`: chunk sizes (memory estimate, buckets), computed once;
 * :mod:`._loop`: the one loop every schedule runs in (:mod:`._groups`: chunks of rows;
   :mod:`._warm`: warm-ups and fallbacks; :mod:`._progress`; :mod:`._saving`: checkpoints);

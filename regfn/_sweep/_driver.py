@@ -22,9 +22,8 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,6 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
-from .._malloc import heap_for_step_buffers
 from .._preflight import check_data, check_device, resolve_loss
 from .._train import majority_rate
 from .._trained import best_configs, check_keep, kept_of
@@ -54,6 +52,7 @@ from ._loop import Loop
 from ._outputs import Outputs, Results
 from ._plan import Plan, auto_chunk_size, kept_configs, limit_of, physical_memory, prune_at
 from ._program import Spec, live_optimizer_args
+from ._runtime import cpu_threads, room_to_recompile
 from ._strategies import Context, context_registry, strategy_of
 
 if TYPE_CHECKING:
@@ -401,7 +400,7 @@ def sweep(
                 so_far = tabulate(results.outputs(), strategy.record(ended), True)
                 results.prune(best_configs(so_far, kept), n_folds)
 
-        with _cpu_threads(n_threads if device.type == "cpu" else None), _room_to_recompile():
+        with cpu_threads(n_threads if device.type == "cpu" else None), room_to_recompile(compiled):
             loop = Loop(
                 ENGINES[engine](job),
                 hp_all,
@@ -471,30 +470,3 @@ def _check_size(k: int, n_names: int, epochs: int, log_every: int | None) -> Non
 
 def _size(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-@contextlib.contextmanager
-def _room_to_recompile() -> Iterator[None]:
-    """Lift dynamo's per-function recompile limit for the length of a sweep.
-
-    Every program compiles the same functions (``step``, ``evaluate_config``,
-    ...) for its spec and chunk size; past dynamo's default of 8 versions a
-    process that runs many sweeps would silently fall back to eager code.
-    """
-    import torch._dynamo.config as dynamo_config
-
-    names = [n for n in ("recompile_limit", "cache_size_limit") if hasattr(dynamo_config, n)]
-    with dynamo_config.patch(dict.fromkeys(names, 1024)):
-        yield
-
-
-@contextlib.contextmanager
-def _cpu_threads(n: int | None) -> Iterator[None]:
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-        heap_for_step_buffers()  # CPU steps' buffers reused from the heap (regfn/_malloc.py)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import vmap
+from torch.func import grad_and_value, vmap
 
 from .. import optim
 from .._hparams import LAYER_RATE_NAMES
 from .._inductor import cpu_step_options
-from .._train import evaluate, run_keys, step_key, train_step
+from .._train import apply_gradients, evaluate, plain_grad_and_value, run_keys, step_key, training_objective
 from ..data import batches
 from ..losses import Loss
 from ..nn import Model
@@ -104,17 +104,21 @@ class Spec:
         check_impl(self.key_impl, "regfn.sweep: key_impl")
 
 
-def _parts(spec: Spec, hp: Mapping[str, Tensor]) -> tuple[optim.Transform, list[Penalty]]:
-    opt = build_optimizer(spec.optimizer, {n: hp[n] for n in spec.optimizer_args})
-    return opt, [PENALTIES[n](hp[n]) for n in spec.penalties]
+def _optimizer(spec: Spec, hp: Mapping[str, Tensor]) -> optim.Transform:
+    """A configuration's optimizer, its live arguments from ``hp``."""
+    return build_optimizer(spec.optimizer, {n: hp[n] for n in spec.optimizer_args})
+
+
+def _penalties(spec: Spec, hp: Mapping[str, Tensor]) -> list[Penalty]:
+    """A configuration's penalties (the live ones, their strengths from ``hp``)."""
+    return [PENALTIES[n](hp[n]) for n in spec.penalties]
 
 
 def init_state(spec: Spec, hp: Mapping[str, Tensor]) -> dict[str, Any]:
     """One configuration's starting state: params, optimizer state, dropout and shuffle keys."""
     init_key, dropout_key, shuffle_key = run_keys(make_key(hp["seed"], impl=spec.key_impl))
     params = spec.model.init(init_key)
-    opt, _ = _parts(spec, hp)
-    return {"params": params, "opt": opt.init(params), "dkey": dropout_key, "skey": shuffle_key}
+    return {"params": params, "opt": _optimizer(spec, hp).init(params), "dkey": dropout_key, "skey": shuffle_key}
 
 
 def rates(spec: Spec, hp: Mapping[str, Tensor]) -> Any:
@@ -134,17 +138,65 @@ def step(
     batch: Tensor,
     plain_autograd: bool = False,
 ) -> tuple[dict[str, Any], Tensor]:
-    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective).
+    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective): the gradient of
+    :func:`objective`, then :func:`update` (as :func:`regfn._train.train_step`).
 
     ``plain_autograd``: gradients by plain autograd (an eager step of one configuration, not vmapped), see
-    :func:`regfn._train.train_step`.
+    :func:`regfn._train.plain_grad_and_value`.
     """
-    opt, pens = _parts(spec, hp)
+
+    def at(params: dict[str, Tensor]) -> Tensor:
+        return objective(spec, params, state, hp, x, y, epoch, batch)
+
+    grads, value = (plain_grad_and_value if plain_autograd else grad_and_value)(at)(state["params"])
+    return update(spec, state, hp, grads), value
+
+
+def objective(
+    spec: Spec, params: dict[str, Tensor], state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor,
+    epoch: Tensor, batch: Tensor, idx: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """One configuration's training objective at ``params`` on ``(x, y)`` (its rows ``idx``), with the dropout
+    masks of this step: what :func:`step` differentiates."""
     k = step_key(state["dkey"], epoch, batch)
-    params, opt_state, value = train_step(
-        spec.model, spec.loss, opt, pens, rates(spec, hp), state["params"], state["opt"], x, y, k, hp, plain_autograd
-    )
-    return {**state, "params": params, "opt": opt_state}, value
+    x, y = (x, y) if idx is None else (x[idx], y[idx])
+    return training_objective(spec.model, spec.loss, _penalties(spec, hp), rates(spec, hp), x, y, k, hp)(params)
+
+
+def update(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: dict[str, Tensor]) -> dict[str, Any]:
+    """One configuration's optimizer update from ``grads`` (the rest of :func:`step`)."""
+    params, opt_state = apply_gradients(_optimizer(spec, hp), state["params"], grads, state["opt"])
+    return {**state, "params": params, "opt": opt_state}
+
+
+class BatchedAutogradStep:
+    """Every configuration's eager :func:`step` (or :func:`step_batch`), the gradients by plain autograd.
+
+    The objectives are vmapped forward only; one ``torch.autograd.grad`` of
+    their sum gives each configuration its own gradient (no term of the sum
+    depends on another configuration's parameters), then the optimizer
+    updates are vmapped. The same arithmetic as ``vmap(grad(...))`` without
+    functorch's grad transform, which wraps every operation and whose first
+    use imports ``torch._dynamo`` (about a second in a fresh process):
+    docs/benchmarks/sweep.md. Compiled steps keep ``torch.func``.
+    """
+
+    def __init__(self, spec: Spec, rows: bool):
+        dims = (0, 0, 0, None, None, None, None, 0) if rows else (0, 0, 0, None, None, None, None)
+        self.objective = vmap(functools.partial(objective, spec), in_dims=dims)
+        self.update = vmap(functools.partial(update, spec), in_dims=(0, 0, 0))
+        self.rows = rows
+
+    def __call__(self, state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, *rest: Tensor) -> Any:
+        """``(state, hp, x, y, [idx,] epoch, batch) -> (state, objectives)``, as :class:`Program`'s step."""
+        idx = (rest[0],) if self.rows else ()
+        epoch, batch = rest[-2:]
+        with torch.enable_grad():
+            leaves = {n: t.detach().requires_grad_(True) for n, t in state["params"].items()}
+            values = self.objective(leaves, state, hp, x, y, epoch, batch, *idx)
+            grads = torch.autograd.grad(values.sum(), list(leaves.values()), allow_unused=True, materialize_grads=True)
+        new = self.update(state, hp, dict(zip(leaves, grads, strict=True)))
+        return new, values.detach()
 
 
 def step_batch(
@@ -171,8 +223,7 @@ def evaluate_config(
     spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor
 ) -> dict[str, Tensor]:
     """One configuration's metrics with dropout off (see :func:`regfn._train.evaluate`)."""
-    _, pens = _parts(spec, hp)
-    return evaluate(spec.model, spec.loss, pens, params, x, y, hp)
+    return evaluate(spec.model, spec.loss, _penalties(spec, hp), params, x, y, hp)
 
 
 def evaluate_rows(
@@ -216,8 +267,11 @@ class Program:
         wrap = functools.partial(torch.compile, dynamic=False, options=options) if compiled else _as_is
         rest = _as_is if only_steps else wrap
         self.init = vmap(functools.partial(init_state, spec))
-        self.step = wrap(vmap(functools.partial(step, spec), in_dims=(0, 0, None, None, None, None)))
-        self.step_batch = wrap(vmap(functools.partial(step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))
+        if compiled:
+            self.step = wrap(vmap(functools.partial(step, spec), in_dims=(0, 0, None, None, None, None)))
+            self.step_batch = wrap(vmap(functools.partial(step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))
+        else:  # eager: gradients by plain autograd, as an eager regfn.train takes them
+            self.step, self.step_batch = BatchedAutogradStep(spec, False), BatchedAutogradStep(spec, True)
         self.order = rest(vmap(order, in_dims=(0, None, None, None)))
         self.eval = rest(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
         self.eval_rows = rest(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0)))
