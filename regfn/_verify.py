@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from ._version import __version__
 from .data import Dataset
 from .losses import LOSSES, Loss
 from .nn import Model
@@ -201,7 +202,7 @@ def verify(
         device = recorded if recorded.type == "cpu" or torch.cuda.is_available() else data.x.device
     if str(torch.device(device)) != prov["device"]:
         notes.append(f"note: rerun on {device}, recorded on {prov['device']}: numbers may differ in the last bits")
-    here = {"torch": torch.__version__}
+    here = {"regfn": __version__, "torch": torch.__version__}  # either may change the last bits
     for name, version in here.items():
         if prov.get("versions", {}).get(name) != version:
             notes.append(f"note: {name} {version} here, {prov['versions'].get(name)} when recorded")

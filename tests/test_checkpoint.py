@@ -267,7 +267,9 @@ def test_verify_untouched_and_edited(split, tmp_path):
     assert report.identical
     assert report.differences == []
     assert "all 12 rows are bit-identical" in str(report)
+    assert not any("when recorded" in note for note in report.notes)
     edited = json.loads(path.read_text())
+    edited["provenance"]["versions"]["regfn"] = "0.0.1"  # a rerun by another release may differ in the last bits
     edited["rows"][4]["val_acc"] += 0.125
     edited["curves"]["loss"][7][2] *= 1.0000001
     path.write_text(json.dumps(edited))
@@ -279,6 +281,7 @@ def test_verify_untouched_and_edited(split, tmp_path):
     assert second[:2] == (7, "curves.loss[2]")
     assert "2 of 12 rows differ: 4, 7" in str(report)
     assert "by 0.125" in str(report)
+    assert f"note: regfn {regfn.__version__} here, 0.0.1 when recorded" in report.notes
     with pytest.raises(ValueError, match=r"regfn\.verify: data is not the data the sweep ran on"):
         regfn.verify(path, MODEL, val, val=val)
     with pytest.raises(ValueError, match=r"regfn\.verify: the model is not the one"):
