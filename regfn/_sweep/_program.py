@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import grad_and_value, vmap
+from torch.func import vmap
 
 from .. import optim
 from .._hparams import LAYER_RATE_NAMES
 from .._inductor import cpu_step_options
-from .._train import apply_gradients, evaluate, plain_grad_and_value, run_keys, step_key, training_objective
+from .._train import apply_gradients, evaluate, run_keys, step_key, train_step, training_objective
 from ..data import batches
 from ..losses import Loss
 from ..nn import Model
@@ -138,46 +138,35 @@ def step(
     batch: Tensor,
     plain_autograd: bool = False,
 ) -> tuple[dict[str, Any], Tensor]:
-    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective): the gradient of
-    :func:`objective`, then :func:`update` (as :func:`regfn._train.train_step`).
+    """One optimizer step of one configuration on ``(x, y)``; returns (state, objective).
 
     ``plain_autograd``: gradients by plain autograd (an eager step of one configuration, not vmapped), see
-    :func:`regfn._train.plain_grad_and_value`.
+    :func:`regfn._train.train_step`.
     """
-
-    # The optimizer is built before the gradient: compiled, the digits CNN's step ran 2x slower with it
-    # built after (12.3 against 5.8 s for 16 configurations, 3 epochs; docs/benchmarks/sweep.md).
-    opt = _optimizer(spec, hp)
-    at = objective(spec, hp, x, y, step_key(state["dkey"], epoch, batch))
-    grads, value = (plain_grad_and_value if plain_autograd else grad_and_value)(at)(state["params"])
-    return update(spec, state, hp, grads, opt), value
+    # The optimizer is built first: compiled, the digits CNN's step ran 2x slower with it built after the
+    # gradient (12.3 against 5.8 s for 16 configurations, 3 epochs; docs/benchmarks/sweep.md).
+    opt, pens = _optimizer(spec, hp), _penalties(spec, hp)
+    k = step_key(state["dkey"], epoch, batch)
+    params, opt_state, value = train_step(
+        spec.model, spec.loss, opt, pens, rates(spec, hp), state["params"], state["opt"], x, y, k, hp, plain_autograd
+    )
+    return {**state, "params": params, "opt": opt_state}, value
 
 
 def objective(
-    spec: Spec, hp: Mapping[str, Tensor], x: Tensor, y: Tensor, key: Tensor
-) -> Callable[[dict[str, Tensor]], Tensor]:
-    """One configuration's training objective ``params -> loss`` on ``(x, y)``, with dropout drawn from ``key``
-    (a step's, :func:`regfn._train.step_key`): what :func:`step` differentiates."""
-    return training_objective(spec.model, spec.loss, _penalties(spec, hp), rates(spec, hp), x, y, key, hp)
-
-
-def _step_objective(
     spec: Spec, params: dict[str, Tensor], state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor,
     epoch: Tensor, batch: Tensor, idx: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
-    """:func:`objective` with the step's dropout key, on the rows ``idx`` of ``(x, y)`` when given."""
+    """One configuration's training objective at ``params`` on ``(x, y)`` (its rows ``idx``), with the dropout
+    masks of this step: what :func:`step` differentiates (:class:`BatchedAutogradStep`'s forward)."""
     x, y = (x, y) if idx is None else (x[idx], y[idx])
-    return objective(spec, hp, x, y, step_key(state["dkey"], epoch, batch))(params)
+    k = step_key(state["dkey"], epoch, batch)
+    return training_objective(spec.model, spec.loss, _penalties(spec, hp), rates(spec, hp), x, y, k, hp)(params)
 
 
-def update(
-    spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: dict[str, Tensor],
-    opt: optim.Transform | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """One configuration's optimizer update from ``grads`` (the rest of :func:`step`); ``opt``: its optimizer,
-    when already built."""
-    opt = _optimizer(spec, hp) if opt is None else opt
-    params, opt_state = apply_gradients(opt, state["params"], grads, state["opt"])
+def update(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: dict[str, Tensor]) -> dict[str, Any]:
+    """One configuration's optimizer update from ``grads``: the rest of :func:`step`."""
+    params, opt_state = apply_gradients(_optimizer(spec, hp), state["params"], grads, state["opt"])
     return {**state, "params": params, "opt": opt_state}
 
 
@@ -195,7 +184,7 @@ class BatchedAutogradStep:
 
     def __init__(self, spec: Spec, rows: bool):
         dims = (0, 0, 0, None, None, None, None, 0) if rows else (0, 0, 0, None, None, None, None)
-        self.objective = vmap(functools.partial(_step_objective, spec), in_dims=dims)
+        self.objective = vmap(functools.partial(objective, spec), in_dims=dims)
         self.update = vmap(functools.partial(update, spec), in_dims=(0, 0, 0))
         self.rows = rows
 
