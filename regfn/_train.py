@@ -97,7 +97,9 @@ def plain_grad_and_value(fn: Callable[[Params], Tensor]) -> Callable[[Params], t
     functorch's too; where functorch runs an operation as its decomposition
     (``binary_cross_entropy_with_logits``, ``silu``) they may differ in the
     last place. A parameter the function does not use gets zeros, as with
-    ``torch.func``.
+    ``torch.func``. A value with several elements (vmapped configurations'
+    objectives, each depending on its own parameters only) gives the
+    gradient of their sum, and comes back whole.
 
     Examples:
         >>> import torch
@@ -110,7 +112,9 @@ def plain_grad_and_value(fn: Callable[[Params], Tensor]) -> Callable[[Params], t
         with torch.enable_grad():
             leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
             value = fn(leaves)
-            grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True, materialize_grads=True)
+            grads = torch.autograd.grad(
+                value, list(leaves.values()), torch.ones_like(value), allow_unused=True, materialize_grads=True
+            )
         return dict(zip(leaves, grads, strict=True)), value.detach()
 
     return run

@@ -23,7 +23,15 @@ from torch.func import vmap
 from .. import optim
 from .._hparams import LAYER_RATE_NAMES
 from .._inductor import cpu_step_options
-from .._train import apply_gradients, evaluate, run_keys, step_key, train_step, training_objective
+from .._train import (
+    apply_gradients,
+    evaluate,
+    plain_grad_and_value,
+    run_keys,
+    step_key,
+    train_step,
+    training_objective,
+)
 from ..data import batches
 from ..losses import Loss
 from ..nn import Model
@@ -192,12 +200,12 @@ class BatchedAutogradStep:
         """``(state, hp, x, y, [idx,] epoch, batch) -> (state, objectives)``, as :class:`Program`'s step."""
         idx = (rest[0],) if self.rows else ()
         epoch, batch = rest[-2:]
-        with torch.enable_grad():
-            leaves = {n: t.detach().requires_grad_(True) for n, t in state["params"].items()}
-            values = self.objective(leaves, state, hp, x, y, epoch, batch, *idx)
-            grads = torch.autograd.grad(values.sum(), list(leaves.values()), allow_unused=True, materialize_grads=True)
-        new = self.update(state, hp, dict(zip(leaves, grads, strict=True)))
-        return new, values.detach()
+
+        def objectives(params: dict[str, Tensor]) -> Tensor:
+            return self.objective(params, state, hp, x, y, epoch, batch, *idx)
+
+        grads, values = plain_grad_and_value(objectives)(state["params"])  # the gradient of their sum
+        return self.update(state, hp, grads), values
 
 
 def step_batch(
