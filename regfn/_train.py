@@ -112,9 +112,10 @@ def plain_grad_and_value(fn: Callable[[Params], Tensor]) -> Callable[[Params], t
         with torch.enable_grad():
             leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
             value = fn(leaves)
-            grads = torch.autograd.grad(
-                value, list(leaves.values()), torch.ones_like(value), allow_unused=True, materialize_grads=True
-            )
+            # a sum, not grad_outputs of ones (the same gradient): a tensor in grad_outputs makes torch import
+            # torch.fx's symbolic shapes and sympy (about 0.5 s) on a process's first call
+            total = value if value.ndim == 0 else value.sum()
+            grads = torch.autograd.grad(total, list(leaves.values()), allow_unused=True, materialize_grads=True)
         return dict(zip(leaves, grads, strict=True)), value.detach()
 
     return run
