@@ -1,9 +1,10 @@
 """CPU draws through a small C kernel: the same words as the tensor ciphers, about ten times sooner eagerly.
 
-The same library holds eager dropout's masked division, ``where(mask, x / keep, 0)``
-in one pass (:func:`regfn.random._native_select.dropout_select`, which :func:`regfn.dropout` calls): the same bits;
-and eager Adam's moments and denominator in one pass (``regfn_adam_moments``, which
-:mod:`regfn.optim._fused` calls).
+The same library holds eager dropout's keep masks as float32 ones and zeros, drawn and
+compared in one pass (:func:`keep`, which :func:`regfn.dropout` calls through
+:func:`regfn.random._sample.keep_mask`), and eager Adam's moments and denominator in
+one pass (``regfn_adam_moments``, which :mod:`regfn.optim._fused` calls). The C source
+is :mod:`regfn.random._native_source`.
 
 Eagerly, a threefry2x32 word is some 120 tensor operations (20 rounds of
 adds, shifts, ORs and XORs), each a pass over memory at about 0.2 ns a word
@@ -53,138 +54,10 @@ from torch import Tensor
 
 from .._unbatch import unbatched_under_grad
 from ._host import tracing
-from ._philox import _BUMP, _M0, _M1, ROUNDS
-from ._threefry import _PARITY, _ROTATIONS
+from ._native_source import FUNCTIONS, SOURCE
 from ._validate import MASK32
 
-__all__ = ["philox_words", "status", "threefry_bits32"]
-
-
-def _threefry_rounds() -> str:
-    """threefry2x32's 20 rounds as C statements on ``x0, x1`` with key words ``ks[0..2]``."""
-    lines = []
-    for i in range(5):
-        mixes = " ".join(f"MIX({r})" for r in _ROTATIONS[i % 2])
-        lines.append(f"            {mixes} x0 += ks[{(i + 1) % 3}]; x1 += ks[{(i + 2) % 3}] + {i + 1}u;")
-    return "\n".join(lines)
-
-
-def _threefry_function(name: str, width: int, store: str) -> str:
-    """A C function over every counter ``start .. start + n - 1`` of each key: ``width`` int32 out per counter."""
-    return f"""
-void {name}(const int32_t *kw, int64_t keys, int64_t n, int64_t start, int32_t *out) {{
-    for (int64_t b = 0; b < keys; ++b) {{
-        const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
-                                (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
-        for (int64_t j = 0; j < n;) {{  /* a stretch of counters with one high word: a 32-bit loop that vectorizes */
-            const uint64_t first = (uint64_t)(start + j);
-            const uint32_t hi = (uint32_t)(first >> 32), lo = (uint32_t)first;
-            const int64_t left = n - j, room = (int64_t)(0x100000000ull - lo);
-            const int64_t len = left < room ? left : room;
-            int32_t *o = out + {width} * (b * n + j);
-            for (int64_t m = 0; m < len; ++m) {{
-                uint32_t x0 = hi + ks[0];
-                uint32_t x1 = lo + (uint32_t)m + ks[1];
-{_threefry_rounds()}
-                {store}
-            }}
-            j += len;
-        }}
-    }}
-}}
-"""
-
-
-_SOURCE = f"""
-#include <math.h>
-#include <stdint.h>
-
-#define MIX(r) x0 += x1; x1 = (x1 << (r)) | (x1 >> (32 - (r))); x1 ^= x0;
-
-/* threefry2x32 of the counters i = start .. start + n - 1, as (i >> 32, i mod 2**32), for each of `keys` keys
-   (two int32 words each); out is row-major. bits32: y0 ^ y1 (jax.random.bits's word i), keys x n int32;
-   pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32. */
-{_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
-{_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
-/* bits32's words 0 .. rows * cols - 1 (rows * cols <= 2**32: one 32-bit counter word) of each key stored column
-   by column, word r * cols + c at [c][r]: keys x cols x rows int32 (_native_cols.py). */
-void regfn_threefry_bits32_cols(const int32_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
-    for (int64_t b = 0; b < keys; ++b) {{
-        const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
-                                (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
-        for (int64_t c = 0; c < cols; ++c) {{
-            int32_t *o = out + (b * cols + c) * rows;
-            for (int64_t r = 0; r < rows; ++r) {{
-                uint32_t x0 = ks[0];
-                uint32_t x1 = (uint32_t)(r * cols + c) + ks[1];
-{_threefry_rounds()}
-                o[r] = (int32_t)(x0 ^ x1);
-            }}
-        }}
-    }}
-}}
-/* Dropout's where(mask, x / keep[o], 0) over `outer` x `inner` float32 elements, one keep per outer index:
-   IEEE division (no -ffast-math), +0 where the mask is 0, as torch's CPU div and where give. */
-void regfn_dropout_select(const float *x, const uint8_t *mask, const float *keep, int64_t outer, int64_t inner,
-                          float *out) {{
-    for (int64_t o = 0; o < outer; ++o) {{
-        const float k = keep[o];
-        const float *xo = x + o * inner;
-        const uint8_t *mo = mask + o * inner;
-        float *r = out + o * inner;
-        for (int64_t i = 0; i < inner; ++i) r[i] = mo[i] ? xo[i] / k : 0.0f;
-    }}
-}}
-
-/* Adam's moments and denominator in one pass over `outer` x `inner` float32 elements, with the scalars
-   s[5 o .. 5 o + 4] = (w1 = 1 - b1, b2, w2 = 1 - b2, k2, eps_bc1) of outer index o:
-   m' = lerp(m, g, w1) (torch's vectorised lerp: one fma), v' = fma(w2 g, g, b2 v) (torch's addcmul on this
-   build), den = sqrt(v') / k2 + eps_bc1 (IEEE sqrt, which MKL's vsSqrt behind torch.sqrt misses by an ulp at
-   times). m_out and v_out may be m and v (each element is read before it is written); restrict on the
-   others keeps GCC's alias checks few enough to vectorise. */
-void regfn_adam_moments(const float *restrict g, const float *m, const float *v, const float *restrict s,
-                        int64_t outer, int64_t inner, float *m_out, float *v_out, float *restrict den) {{
-    for (int64_t o = 0; o < outer; ++o) {{
-        const float w1 = s[5 * o], b2 = s[5 * o + 1], w2 = s[5 * o + 2], k2 = s[5 * o + 3], e = s[5 * o + 4];
-        const int small = fabsf(w1) < 0.5f;
-        const float coeff = small ? w1 : w1 - 1.0f;
-        const int64_t b = o * inner;
-        for (int64_t i = b; i < b + inner; ++i) {{
-            const float gi = g[i], mi = m[i];
-            const float vi = fmaf(w2 * gi, gi, v[i] * b2);
-            m_out[i] = fmaf(coeff, gi - mi, small ? mi : gi);
-            v_out[i] = vi;
-            den[i] = sqrtf(vi) / k2 + e;
-        }}
-    }}
-}}
-
-/* Words start .. start + n - 1 (start a multiple of 4) of each of `keys` philox4x32 keys (k0, k1, s0, s1):
-   word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). out: keys x n int64. */
-void regfn_philox_words(const int64_t *kw, int64_t keys, int64_t n, int64_t start, int64_t *out) {{
-    const int64_t blocks = (n + 3) / 4;
-    for (int64_t b = 0; b < keys; ++b) {{
-        const uint32_t k0 = (uint32_t)kw[4 * b], k1 = (uint32_t)kw[4 * b + 1];
-        const uint32_t s0 = (uint32_t)kw[4 * b + 2], s1 = (uint32_t)kw[4 * b + 3];
-        int64_t *o = out + b * n;
-        for (int64_t j = 0; j < blocks; ++j) {{
-            const uint64_t blk = (uint64_t)(start / 4 + j);
-            uint32_t c0 = (uint32_t)blk, c1 = (uint32_t)(blk >> 32), c2 = s0, c3 = s1, ka = k0, kb = k1;
-            for (int r = 0; r < {ROUNDS}; ++r) {{
-                const uint64_t p0 = (uint64_t){_M0:#x}u * c0, p2 = (uint64_t){_M1:#x}u * c2;
-                c0 = (uint32_t)(p2 >> 32) ^ c1 ^ ka;
-                c1 = (uint32_t)p2;
-                c2 = (uint32_t)(p0 >> 32) ^ c3 ^ kb;
-                c3 = (uint32_t)p0;
-                ka += {_BUMP[0]:#x}u;
-                kb += {_BUMP[1]:#x}u;
-            }}
-            const uint32_t w[4] = {{c0, c1, c2, c3}};
-            for (int m = 0; m < 4 && 4 * j + m < n; ++m) o[4 * j + m] = (int64_t)w[m];
-        }}
-    }}
-}}
-"""
+__all__ = ["keep", "philox_words", "status", "threefry_bits32"]
 
 # no -ffast-math: IEEE arithmetic; no contraction into fused multiply-adds but the kernel's own fmaf calls;
 # sqrtf without errno, so that it vectorises
@@ -225,14 +98,14 @@ def _cpu_flags() -> str:
 
 def _build(compiler: str, flags: tuple[str, ...]) -> pathlib.Path | None:
     """The kernel's shared library, compiled now unless the cache has it; ``None`` if the compiler fails."""
-    digest = hashlib.sha256("\0".join((_SOURCE, compiler, *flags, _cpu_flags())).encode()).hexdigest()[:20]
+    digest = hashlib.sha256("\0".join((SOURCE, compiler, *flags, _cpu_flags())).encode()).hexdigest()[:20]
     target = _cache_dir() / f"random_kernel_{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         source = pathlib.Path(tmp) / "kernel.c"
-        source.write_text(_SOURCE)
+        source.write_text(SOURCE)
         built = pathlib.Path(tmp) / target.name
         done = subprocess.run(
             [compiler, *flags, str(source), "-o", str(built), "-lm"], capture_output=True, timeout=120
@@ -259,21 +132,10 @@ def _library() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(path))
         except (OSError, subprocess.SubprocessError):
             continue
-        for name in (
-            "regfn_threefry_bits32",
-            "regfn_threefry_pairs",
-            "regfn_philox_words",
-            "regfn_threefry_bits32_cols",
-        ):
+        for name, args in FUNCTIONS.items():
             function = getattr(lib, name)
-            function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+            function.argtypes = [ctypes.c_void_p if a == "p" else ctypes.c_int64 for a in args]
             function.restype = None
-        select = lib.regfn_dropout_select
-        select.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_void_p]
-        select.restype = None
-        moments = lib.regfn_adam_moments
-        moments.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 3
-        moments.restype = None
         return lib
     return None
 
@@ -471,6 +333,31 @@ def threefry_pairs(k: Tensor, kw: Tensor, n: int, start: int = 0) -> tuple[Tenso
     """``hash_counters``'s two int32 words for counters ``start .. start + n - 1``, by the kernel, or ``None``."""
     pairs = _draw("threefry_pairs", k, kw, n, start)
     return None if pairs is None else (pairs[..., 0], pairs[..., 1])
+
+
+def keep(k: Tensor, kw: Tensor, n: int, below: Tensor) -> Tensor | None:
+    """Dropout's keep mask from key ``k`` (its words ``kw``: threefry's int32, philox's int64), by the kernel
+    eagerly; ``None`` where not used.
+
+    ``(..., n)`` float32: 1.0 where the key's word ``i`` has its mantissa bits (``word >> 9``) below ``below``
+    (int32, one per key or 0-d), else 0.0. No operator: traced code compares the words itself, and the
+    compiler fuses it.
+    """
+    if _OPERATORS is None or tracing() or not usable(k):
+        return None
+    return unbatched_under_grad(lambda w, b, _dims: _keep_run(w, b, n), (kw, below))
+
+
+def _keep_run(kw: Tensor, below: Tensor, n: int) -> Tensor:
+    width = kw.shape[-1]
+    kw = kw.to(torch.int64 if width == 4 else torch.int32).contiguous()
+    lead = kw.shape[:-1]
+    below = below.to(torch.int32).expand(lead).contiguous()
+    out = torch.empty((*lead, n), dtype=torch.float32)
+    if out.numel():
+        function = _loaded().regfn_philox_keep if width == 4 else _loaded().regfn_threefry_keep
+        function(kw.data_ptr(), kw.numel() // width, n, 0, below.data_ptr(), out.data_ptr())
+    return out
 
 
 def philox_words(k: Tensor, kw: Tensor, n: int, start: int = 0) -> Tensor | None:

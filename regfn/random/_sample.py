@@ -23,7 +23,7 @@ from ._keys import _philox_words, _threefry_pairs
 from ._threefry import _unsigned
 from ._validate import FLOAT_LAYOUT, _check_key, _check_shape, _float_dtype, _numel
 
-__all__ = ["bernoulli", "bits", "normal", "permutation", "uniform"]
+__all__ = ["bernoulli", "bits", "keep_mask", "normal", "permutation", "uniform"]
 
 
 def bits(key_: Tensor, shape: int | Sequence[int] = ()) -> Tensor:
@@ -96,18 +96,50 @@ def _below32(k: Tensor, shape: tuple[int, ...], p: float | Tensor, cols: bool = 
     """``uniform(k, shape) < p`` for float32 ``p``, in integers.
 
     The uniform is ``mant * 2**-23`` exactly, so it is below ``p`` exactly when
-    ``mant < ceil(p * 2**23)`` (``p * 2**23`` is exact in float32). The same
-    booleans as the float comparison, without converting and scaling every
-    word (a vmapped mask of a million words: 4.5 -> 2.1 ms). A Python ``p`` is
-    rounded to float32 first, as torch's comparison rounds it; NaN is never
-    above, and infinities are clamped to just outside ``[0, 2**23]``.
+    ``mant < ceil(p * 2**23)`` (:func:`_threshold`). The same booleans as the
+    float comparison, without converting and scaling every word (a vmapped mask
+    of a million words: 4.5 -> 2.1 ms).
+    """
+    return _mantissa32(k, shape, cols) < _threshold(p)
+
+
+def _threshold(p: float | Tensor) -> int | Tensor:
+    """``ceil(p * 2**23)`` for float32 ``p``: a mantissa ``mant`` (:func:`_mantissa32`) is below ``p * 2**23``
+    exactly when it is below this (``p * 2**23`` is exact in float32).
+
+    A Python ``p`` is rounded to float32 first, as torch's comparison rounds it; NaN is never above, and
+    infinities are clamped to just outside ``[0, 2**23]``. A tensor ``p`` gives an int32 tensor.
     """
     if isinstance(p, Tensor):
         scaled = torch.nan_to_num(p * 2.0**23, nan=0.0).clamp(-1.0, 2.0**23 + 1)
-        return _mantissa32(k, shape, cols) < torch.ceil(scaled).to(torch.int32)
+        return torch.ceil(scaled).to(torch.int32)
     p32 = torch.tensor(p, dtype=torch.float32).item()
-    threshold = 0 if math.isnan(p32) else math.ceil(min(max(p32 * 2.0**23, -1.0), 2.0**23 + 1))
-    return _mantissa32(k, shape, cols) < threshold
+    return 0 if math.isnan(p32) else math.ceil(min(max(p32 * 2.0**23, -1.0), 2.0**23 + 1))
+
+
+def keep_mask(key_: Tensor, keep: float | Tensor, shape: tuple[int, ...]) -> Tensor | None:
+    """``bernoulli(key_, keep, shape)`` as float32 ones and zeros, drawn and compared in one pass of the C kernel;
+    ``None`` where that is not used (:func:`regfn.random._native.keep`: eagerly, on CPU, for a Python float or
+    float32 ``keep``).
+
+    Dropout multiplies by it: a float mask costs one vectorised product, where torch's ``where`` with a bool
+    mask takes an unvectorised loop (docs/benchmarks/sweep.md).
+
+    Examples:
+        >>> import torch, regfn.random as rr
+        >>> m = keep_mask(rr.key(0), 0.5, (4,))
+        >>> m is None or bool(torch.equal(m.bool(), bernoulli(rr.key(0), 0.5, (4,))))
+        True
+    """
+    if tracing() or not _native.usable(key_):
+        return None
+    if isinstance(keep, Tensor) and keep.dtype != torch.float32:
+        return None
+    below = _threshold(keep)
+    below = below if isinstance(below, Tensor) else torch.tensor(below, dtype=torch.int32)
+    kw = _philox.key_words(key_) if key_.shape[-1] == 4 else _threefry._wrap32(key_)
+    out = _native.keep(key_, kw, _numel(shape), below)
+    return None if out is None else out.reshape(shape)
 
 
 def _unit_floats(k: Tensor, shape: tuple[int, ...], dtype: torch.dtype, cols: bool = False) -> Tensor:

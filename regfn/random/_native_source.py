@@ -1,0 +1,179 @@
+"""The C source of regfn's CPU kernel (:mod:`regfn.random._native` builds and loads it).
+
+Plain C99, no Python or torch headers: threefry2x32's and philox4x32's words (each
+key's stream, the same words as the tensor ciphers), dropout's keep masks drawn from
+them, and Adam's moments in one pass. The cipher rounds are written
+out from the same constants as the tensor ciphers (:mod:`._threefry`, :mod:`._philox`).
+"""
+
+from __future__ import annotations
+
+from ._philox import _BUMP, _M0, _M1, ROUNDS
+from ._threefry import _PARITY, _ROTATIONS
+
+__all__ = ["FUNCTIONS", "SOURCE"]
+
+
+def _threefry_rounds() -> str:
+    """threefry2x32's 20 rounds as C statements on ``x0, x1`` with key words ``ks[0..2]``."""
+    lines = []
+    for i in range(5):
+        mixes = " ".join(f"MIX({r})" for r in _ROTATIONS[i % 2])
+        lines.append(f"            {mixes} x0 += ks[{(i + 1) % 3}]; x1 += ks[{(i + 2) % 3}] + {i + 1}u;")
+    return "\n".join(lines)
+
+
+def _threefry_function(
+    name: str, width: int, store: str, out: str = "int32_t", per_key: tuple[str, str] | None = None
+) -> str:
+    """A C function over every counter ``start .. start + n - 1`` of each key: ``width`` values of C type
+    ``out`` stored per counter by ``store``. ``per_key`` = ``(type, name)`` adds a parameter ``const type *name``
+    holding one value per key, which ``store`` reads as ``key_arg``."""
+    extra = f", const {per_key[0]} *{per_key[1]}" if per_key else ""
+    arg = f"const {per_key[0]} key_arg = {per_key[1]}[b];" if per_key else ""
+    return f"""
+void {name}(const int32_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {out} *out) {{
+    for (int64_t b = 0; b < keys; ++b) {{
+        const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
+                                (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
+        {arg}
+        for (int64_t j = 0; j < n;) {{  /* a stretch of counters with one high word: a 32-bit loop that vectorizes */
+            const uint64_t first = (uint64_t)(start + j);
+            const uint32_t hi = (uint32_t)(first >> 32), lo = (uint32_t)first;
+            const int64_t left = n - j, room = (int64_t)(0x100000000ull - lo);
+            const int64_t len = left < room ? left : room;
+            {out} *o = out + {width} * (b * n + j);
+            for (int64_t m = 0; m < len; ++m) {{
+                uint32_t x0 = hi + ks[0];
+                uint32_t x1 = lo + (uint32_t)m + ks[1];
+{_threefry_rounds()}
+                {store}
+            }}
+            j += len;
+        }}
+    }}
+}}
+"""
+
+
+def _philox_function(name: str, store: str, out: str, per_key: tuple[str, str] | None = None) -> str:
+    """A C function over words ``start .. start + n - 1`` (``start`` a multiple of 4) of each philox4x32 key:
+    ``store`` writes word ``w[m]`` of block ``j`` to ``o[i]``, ``i = 4 j + m``; ``out`` and ``per_key`` as in
+    :func:`_threefry_function`."""
+    extra = f", const {per_key[0]} *{per_key[1]}" if per_key else ""
+    arg = f"const {per_key[0]} key_arg = {per_key[1]}[b];" if per_key else ""
+    return f"""
+void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {out} *out) {{
+    const int64_t blocks = (n + 3) / 4;
+    for (int64_t b = 0; b < keys; ++b) {{
+        const uint32_t k0 = (uint32_t)kw[4 * b], k1 = (uint32_t)kw[4 * b + 1];
+        const uint32_t s0 = (uint32_t)kw[4 * b + 2], s1 = (uint32_t)kw[4 * b + 3];
+        {arg}
+        {out} *o = out + b * n;
+        for (int64_t j = 0; j < blocks; ++j) {{
+            const uint64_t blk = (uint64_t)(start / 4 + j);
+            uint32_t c0 = (uint32_t)blk, c1 = (uint32_t)(blk >> 32), c2 = s0, c3 = s1, ka = k0, kb = k1;
+            for (int r = 0; r < {ROUNDS}; ++r) {{
+                const uint64_t p0 = (uint64_t){_M0:#x}u * c0, p2 = (uint64_t){_M1:#x}u * c2;
+                c0 = (uint32_t)(p2 >> 32) ^ c1 ^ ka;
+                c1 = (uint32_t)p2;
+                c2 = (uint32_t)(p0 >> 32) ^ c3 ^ kb;
+                c3 = (uint32_t)p0;
+                ka += {_BUMP[0]:#x}u;
+                kb += {_BUMP[1]:#x}u;
+            }}
+            const uint32_t w[4] = {{c0, c1, c2, c3}};
+            for (int m = 0; m < 4 && 4 * j + m < n; ++m) {{
+                const int64_t i = 4 * j + m;
+                {store}
+            }}
+        }}
+    }}
+}}
+"""
+
+
+SOURCE = f"""
+#include <math.h>
+#include <stdint.h>
+
+#define MIX(r) x0 += x1; x1 = (x1 << (r)) | (x1 >> (32 - (r))); x1 ^= x0;
+
+/* threefry2x32 of the counters i = start .. start + n - 1, as (i >> 32, i mod 2**32), for each of `keys` keys
+   (two int32 words each); out is row-major. bits32: y0 ^ y1 (jax.random.bits's word i), keys x n int32;
+   pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32. */
+{_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
+{_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
+/* Dropout's keep mask as float32, keys x n: 1.0f where bits32's word i has its 23 mantissa bits (word >> 9,
+   jax.random.uniform's) below key_arg = ceil(keep * 2**23) of its key, else 0.0f (_sample.keep_mask). */
+{
+    _threefry_function(
+        "regfn_threefry_keep",
+        1,
+        "o[m] = (int32_t)((x0 ^ x1) >> 9) < key_arg ? 1.0f : 0.0f;",
+        "float",
+        ("int32_t", "below"),
+    )
+}
+/* bits32's words 0 .. rows * cols - 1 (rows * cols <= 2**32: one 32-bit counter word) of each key stored column
+   by column, word r * cols + c at [c][r]: keys x cols x rows int32 (_native_cols.py). */
+void regfn_threefry_bits32_cols(const int32_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
+    for (int64_t b = 0; b < keys; ++b) {{
+        const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
+                                (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
+        for (int64_t c = 0; c < cols; ++c) {{
+            int32_t *o = out + (b * cols + c) * rows;
+            for (int64_t r = 0; r < rows; ++r) {{
+                uint32_t x0 = ks[0];
+                uint32_t x1 = (uint32_t)(r * cols + c) + ks[1];
+{_threefry_rounds()}
+                o[r] = (int32_t)(x0 ^ x1);
+            }}
+        }}
+    }}
+}}
+/* Adam's moments and denominator in one pass over `outer` x `inner` float32 elements, with the scalars
+   s[5 o .. 5 o + 4] = (w1 = 1 - b1, b2, w2 = 1 - b2, k2, eps_bc1) of outer index o:
+   m' = lerp(m, g, w1) (torch's vectorised lerp: one fma), v' = fma(w2 g, g, b2 v) (torch's addcmul on this
+   build), den = sqrt(v') / k2 + eps_bc1 (IEEE sqrt, which MKL's vsSqrt behind torch.sqrt misses by an ulp at
+   times). m_out and v_out may be m and v (each element is read before it is written); restrict on the
+   others keeps GCC's alias checks few enough to vectorise. */
+void regfn_adam_moments(const float *restrict g, const float *m, const float *v, const float *restrict s,
+                        int64_t outer, int64_t inner, float *m_out, float *v_out, float *restrict den) {{
+    for (int64_t o = 0; o < outer; ++o) {{
+        const float w1 = s[5 * o], b2 = s[5 * o + 1], w2 = s[5 * o + 2], k2 = s[5 * o + 3], e = s[5 * o + 4];
+        const int small = fabsf(w1) < 0.5f;
+        const float coeff = small ? w1 : w1 - 1.0f;
+        const int64_t b = o * inner;
+        for (int64_t i = b; i < b + inner; ++i) {{
+            const float gi = g[i], mi = m[i];
+            const float vi = fmaf(w2 * gi, gi, v[i] * b2);
+            m_out[i] = fmaf(coeff, gi - mi, small ? mi : gi);
+            v_out[i] = vi;
+            den[i] = sqrtf(vi) / k2 + e;
+        }}
+    }}
+}}
+
+/* Words start .. start + n - 1 (start a multiple of 4) of each of `keys` philox4x32 keys (k0, k1, s0, s1):
+   word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). words: keys x n int64;
+   keep: dropout's keep mask from them, as regfn_threefry_keep's. */
+{_philox_function("regfn_philox_words", "o[i] = (int64_t)w[m];", "int64_t")}
+{
+    _philox_function(
+        "regfn_philox_keep", "o[i] = (int32_t)(w[m] >> 9) < key_arg ? 1.0f : 0.0f;", "float", ("int32_t", "below")
+    )
+}
+"""
+
+FUNCTIONS = {
+    # threefry/philox draws: (key words, keys, n, start, out)
+    "regfn_threefry_bits32": ("p", "i", "i", "i", "p"),
+    "regfn_threefry_pairs": ("p", "i", "i", "i", "p"),
+    "regfn_philox_words": ("p", "i", "i", "i", "p"),
+    "regfn_threefry_bits32_cols": ("p", "i", "i", "i", "p"),  # (key words, keys, rows, cols, out)
+    "regfn_threefry_keep": ("p", "i", "i", "i", "p", "p"),  # (key words, keys, n, start, below, out)
+    "regfn_philox_keep": ("p", "i", "i", "i", "p", "p"),
+    "regfn_adam_moments": ("p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, s, outer, inner, m', v', den)
+}
+"""Every function of :data:`SOURCE` and its arguments: ``"p"`` a pointer, ``"i"`` an int64."""
