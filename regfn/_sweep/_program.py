@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.func import vmap
+from torch.utils import _pytree
 
 from .. import optim
 from .._hparams import LAYER_RATE_NAMES
@@ -35,6 +36,7 @@ from .._train import (
 from ..data import batches
 from ..losses import Loss
 from ..nn import Model
+from ..optim._checks import rows_of_configurations
 from ..penalties import Penalty, l1, l2, norm
 from ..random import DEFAULT_IMPL, check_impl, fold_in
 from ..random import key as make_key
@@ -178,13 +180,38 @@ def update(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: d
     return {**state, "params": params, "opt": opt_state}
 
 
+def update_rows(
+    spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: dict[str, Tensor]
+) -> dict[str, Any]:
+    """Every configuration's :func:`update` at once, without ``vmap``, for an elementwise optimizer
+    (:attr:`regfn.optim.OptimizerSpec.elementwise`).
+
+    Each tensor of the parameters, gradients and optimizer state (``(K, ...)``:
+    a configuration a row) is seen as a ``(K, n)`` matrix, and each optimizer
+    argument as a ``(K, 1)`` column, so that every operation broadcasts a
+    configuration's arguments along its own row: the operations ``vmap`` runs,
+    on the same values, without its cost per operation (tens of microseconds,
+    most of an eager update of a small model: docs/benchmarks/search.md).
+    """
+    k = hp["lr"].shape[0]
+    was = (state["params"], state["opt"])
+    params, opt_state = _pytree.tree_map(lambda t: t.reshape(k, -1) if isinstance(t, Tensor) else t, was)
+    columns = {name: hp[name].reshape(k, 1) for name in spec.optimizer_args}
+    with rows_of_configurations(k):
+        new = apply_gradients(_optimizer(spec, columns), params, {n: g.reshape(k, -1) for n, g in grads.items()},
+                              opt_state)  # fmt: skip
+    params, opt_state = _pytree.tree_map(lambda t, old: t.reshape(old.shape) if isinstance(t, Tensor) else t, new, was)
+    return {**state, "params": params, "opt": opt_state}
+
+
 class BatchedAutogradStep:
     """Every configuration's eager :func:`step` (or :func:`step_batch`), the gradients by plain autograd.
 
     The objectives are vmapped forward only; one ``torch.autograd.grad`` of
     their sum gives each configuration its own gradient (no term of the sum
     depends on another configuration's parameters), then the optimizer
-    updates are vmapped. The same arithmetic as ``vmap(grad(...))`` without
+    updates run: all at once as rows (:func:`update_rows`) for an elementwise
+    optimizer, else vmapped. The same arithmetic as ``vmap(grad(...))`` without
     functorch's grad transform, which wraps every operation and whose first
     use imports ``torch._dynamo`` (about a second in a fresh process):
     docs/benchmarks/sweep.md. Compiled steps keep ``torch.func``.
@@ -193,7 +220,11 @@ class BatchedAutogradStep:
     def __init__(self, spec: Spec, rows: bool):
         dims = (0, 0, 0, None, None, None, None, 0) if rows else (0, 0, 0, None, None, None, None)
         self.objective = vmap(functools.partial(objective, spec), in_dims=dims)
-        self.update = vmap(functools.partial(update, spec), in_dims=(0, 0, 0))
+        self.update: Callable[..., dict[str, Any]]
+        if optim.optimizers()[spec.optimizer].elementwise:
+            self.update = functools.partial(update_rows, spec)
+        else:
+            self.update = vmap(functools.partial(update, spec), in_dims=(0, 0, 0))
         self.rows = rows
 
     def __call__(self, state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, *rest: Tensor) -> Any:

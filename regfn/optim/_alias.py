@@ -315,10 +315,27 @@ def adagrad(
 # A sweep's SGD starts at lr 0.1 with momentum 0.9, which train the tutorial's small tables
 # (docs/benchmarks/, "First contact"); Adam and AdamW at lr 0.01; AdamW without weight decay, as
 # every optimizer of a sweep: the weight decay is a hyperparameter to sweep, not a default.
-register(OptimizerSpec("sgd", sgd, ("lr", "momentum", "dampening", "weight_decay"), {"lr": 0.1, "momentum": 0.9}))
-register(OptimizerSpec("adam", adam, ("lr", "beta1", "beta2", "eps", "weight_decay"), {"lr": 0.01}))
 register(
-    OptimizerSpec("adamw", adamw, ("lr", "beta1", "beta2", "eps", "weight_decay"), {"lr": 0.01, "weight_decay": 0.0})
+    OptimizerSpec(
+        "sgd", sgd, ("lr", "momentum", "dampening", "weight_decay"), {"lr": 0.1, "momentum": 0.9}, elementwise=True
+    )
 )
-register(OptimizerSpec("rmsprop", rmsprop, ("lr", "alpha", "eps", "weight_decay", "momentum")))
-register(OptimizerSpec("adagrad", adagrad, ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")))
+register(OptimizerSpec("adam", adam, ("lr", "beta1", "beta2", "eps", "weight_decay"), {"lr": 0.01}, elementwise=True))
+register(
+    OptimizerSpec(
+        "adamw",
+        adamw,
+        ("lr", "beta1", "beta2", "eps", "weight_decay"),
+        {"lr": 0.01, "weight_decay": 0.0},
+        elementwise=True,
+    )
+)
+register(OptimizerSpec("rmsprop", rmsprop, ("lr", "alpha", "eps", "weight_decay", "momentum"), elementwise=True))
+register(
+    OptimizerSpec(
+        "adagrad",
+        adagrad,
+        ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+        elementwise=True,
+    )
+)

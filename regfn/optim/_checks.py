@@ -38,6 +38,30 @@ def is_zero(value: Any) -> bool:
     return is_number(value) and value == 0
 
 
+_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("regfn_optim_rows", default=None)
+
+
+@contextlib.contextmanager
+def rows_of_configurations(k: int) -> Iterator[None]:
+    """Within it, :func:`hyper` also takes a ``(k, 1)`` tensor: ``k`` configurations' values of an argument,
+    one per row of ``(k, n)`` parameters.
+
+    For an elementwise optimizer (:attr:`regfn.optim.OptimizerSpec.elementwise`)
+    that updates every configuration of a sweep at once, without ``vmap``
+    (:func:`regfn._sweep._program.update_rows`).
+
+    Examples:
+        >>> with rows_of_configurations(3):
+        ...     hyper(torch.ones(3, 1), "lr", "sgd").shape
+        torch.Size([3, 1])
+    """
+    token = _ROWS.set(k)
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
+
+
 def hyper(
     value: Any,
     name: str,
@@ -63,6 +87,8 @@ def hyper(
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{where}: {name} must be a real tensor, got dtype {value.dtype}")
         if value.numel() != 1:
+            if tuple(value.shape) == (_ROWS.get(), 1):
+                return value  # a column of per-configuration values: see rows_of_configurations
             raise ValueError(
                 f"{where}: {name} must be a single value (a 0-d tensor), got a tensor of shape "
                 f"{tuple(value.shape)}; to sweep several values, call the optimizer inside "

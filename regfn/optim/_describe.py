@@ -106,12 +106,22 @@ class OptimizerSpec:
         sweep_defaults: where a sweep starts elsewhere than the factory's
             default (torch.optim's): the one default of ``regfn.sweep`` and
             the ``regfn`` command.
+        elementwise: whether each parameter element's update depends on that
+            element's gradient, state and weight and on the arguments only (no
+            norm or sum over a parameter, no parameter-specific treatment; a
+            step counter is fine), for tensor arguments of any shape that
+            broadcasts: then a sweep's eager step updates every configuration
+            at once, each parameter as a matrix of one row per configuration
+            and each argument as a column, without ``vmap``'s per-operation
+            cost (the same numbers; docs/benchmarks/search.md). ``False``
+            (every update vmapped) unless declared.
     """
 
     name: str
     factory: Callable[..., Transform]
     args: tuple[str | Arg, ...]
     sweep_defaults: Mapping[str, float] = field(default_factory=dict)
+    elementwise: bool = False
 
     @property
     def arg_names(self) -> tuple[str, ...]:

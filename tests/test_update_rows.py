@@ -1,0 +1,83 @@
+"""A sweep's eager update of every configuration at once without vmap (regfn._sweep._program.update_rows: each
+parameter a (K, n) matrix, each optimizer argument a (K, 1) column) equals the vmapped update bit for bit, for
+every registered optimizer that declares itself elementwise, with every argument live; an optimizer that does not
+declare it keeps the vmapped update."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.func import vmap
+
+import regfn
+from regfn import optim
+
+program = importlib.import_module("regfn._sweep._program")
+checks = importlib.import_module("regfn.optim._checks")
+
+MODEL = regfn.mlp((5, 7, 3, 1), output="logits")
+ELEMENTWISE = sorted(name for name, spec in optim.optimizers().items() if spec.elementwise)
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32) if t.dtype == torch.float32 else t
+
+
+def arguments(name: str, k: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every argument of optimizer ``name``, K values each inside its range (a zero now and then)."""
+    out = {}
+    for arg in optim.optimizers()[name].arg_names:
+        top = 0.99 if arg in ("beta1", "beta2", "alpha", "dampening", "momentum") else 0.1
+        values = torch.rand(k, generator=g, dtype=torch.float64) * top
+        values[0] = 0.0 if arg not in ("lr", "beta2", "alpha") else values[0]
+        out[arg] = values.to(torch.float32)
+    return out
+
+
+@settings(max_examples=20, deadline=None)
+@given(name=st.sampled_from(ELEMENTWISE), k=st.integers(1, 5), steps=st.integers(1, 3), seed=st.integers(0, 2**31))
+def test_the_rows_update_equals_the_vmapped_one(name, k, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    hp = arguments(name, k, g)
+    spec = program.Spec(MODEL, regfn.losses.get_loss("bce_logits"), name, tuple(hp), (), False)
+    params = {n: torch.randn(k, *p.shape, generator=g) for n, p in MODEL.init(regfn.random.key(0)).items()}
+    opt_state = vmap(lambda p, h: program._optimizer(spec, h).init(p))(params, hp)
+    vmapped = {"params": params, "opt": opt_state}
+    rows = vmapped
+    for _ in range(steps):
+        grads = {n: torch.randn(p.shape, generator=g) for n, p in params.items()}
+        vmapped = vmap(functools.partial(program.update, spec))(vmapped, hp, grads)
+        rows = program.update_rows(spec, rows, hp, grads)
+        for a, b in zip(torch.utils._pytree.tree_leaves(rows), torch.utils._pytree.tree_leaves(vmapped), strict=True):
+            assert a.shape == b.shape
+            assert torch.equal(bits(a), bits(b))
+
+
+def test_the_builtin_optimizers_are_elementwise_and_others_are_not_unless_declared():
+    assert ELEMENTWISE == ["adagrad", "adam", "adamw", "rmsprop", "sgd"]
+    toy = optim.register(optim.OptimizerSpec("toy_rows", optim.sgd, ("lr",)))
+    try:
+        spec = program.Spec(MODEL, regfn.losses.get_loss("bce_logits"), "toy_rows", ("lr",), (), False)
+        assert not toy.elementwise
+        assert not isinstance(program.BatchedAutogradStep(spec, rows=False).update, functools.partial)
+        spec = program.Spec(MODEL, regfn.losses.get_loss("bce_logits"), "sgd", ("lr",), (), False)
+        assert program.BatchedAutogradStep(spec, rows=False).update.func is program.update_rows
+    finally:
+        optim.unregister("toy_rows")
+
+
+def test_a_column_of_values_is_an_argument_only_inside_rows_of_configurations():
+    column = torch.full((3, 1), 0.1)
+    with pytest.raises(ValueError, match="lr must be a single value"):
+        optim.sgd(column)
+    with checks.rows_of_configurations(3):
+        optim.sgd(column)
+        with pytest.raises(ValueError, match="lr must be a single value"):
+            optim.sgd(torch.full((2, 1), 0.1))  # not K rows
+    with pytest.raises(ValueError, match="lr must be a single value"):
+        optim.sgd(column)
