@@ -30,16 +30,12 @@ IMPLS = ["threefry2x32", "philox4x32"]
 needs_kernel = pytest.mark.skipif(native.status() != "on", reason=f"the C kernel is not in use: {native.status()}")
 
 
-def key_words(k: torch.Tensor) -> torch.Tensor:
-    return sample._philox.key_words(k) if k.shape[-1] == 4 else sample._threefry._wrap32(k)
-
-
 @needs_kernel
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 40), cols=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), impl=st.sampled_from(IMPLS))
 def test_words_stored_by_columns_are_the_row_major_draw_transposed(rows, cols, seed, impl):
     k = rr.key(seed, impl=impl)
-    out = cols_mod.words_cols(k, key_words(k), rows, cols)
+    out = cols_mod.words_cols(k, rows, cols)
     assert out.shape == (cols, rows)
     assert out.is_contiguous()
     assert torch.equal(out.mT, sample._bits32(k, (rows, cols)))
@@ -53,7 +49,7 @@ def test_words_by_columns_vmapped_and_compiled(impl):
     expected = vmap(lambda k: sample._bits32(k, (11, 3)))(keys)
 
     def stored(k):
-        return cols_mod.words_cols(k, key_words(k), 11, 3).mT
+        return cols_mod.words_cols(k, 11, 3).mT
 
     assert torch.equal(vmap(stored)(keys), expected)
     assert torch.equal(torch.compile(vmap(stored), fullgraph=True)(keys), expected)

@@ -164,13 +164,14 @@ def step(
 
 
 def objective(
-    spec: Spec, params: dict[str, Tensor], state: dict[str, Any], hp: Mapping[str, Tensor], x: Tensor, y: Tensor,
+    spec: Spec, params: dict[str, Tensor], dkey: Tensor, hp: Mapping[str, Tensor], x: Tensor, y: Tensor,
     epoch: Tensor, batch: Tensor, idx: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
     """One configuration's training objective at ``params`` on ``(x, y)`` (its rows ``idx``), with the dropout
-    masks of this step: what :func:`step` differentiates (:class:`BatchedAutogradStep`'s forward)."""
+    masks of this step from its dropout key ``dkey`` (``state["dkey"]``): what :func:`step` differentiates
+    (:class:`BatchedAutogradStep`'s forward; vmapped, only the tensors it reads are batched)."""
     x, y = (x, y) if idx is None else (x[idx], y[idx])
-    k = step_key(state["dkey"], epoch, batch)
+    k = step_key(dkey, epoch, batch)
     return training_objective(spec.model, spec.loss, _penalties(spec, hp), rates(spec, hp), x, y, k, hp)(params)
 
 
@@ -233,7 +234,7 @@ class BatchedAutogradStep:
         epoch, batch = rest[-2:]
 
         def objectives(params: dict[str, Tensor]) -> Tensor:
-            return self.objective(params, state, hp, x, y, epoch, batch, *idx)
+            return self.objective(params, state["dkey"], hp, x, y, epoch, batch, *idx)
 
         grads, values = plain_grad_and_value(objectives)(state["params"])  # the gradient of their sum
         return self.update(state, hp, grads), values

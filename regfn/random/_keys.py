@@ -104,8 +104,7 @@ def split(key_: Tensor, num: int | Sequence[int] = 2) -> Tensor:
 def _fold_traced(k: Tensor, data: Tensor) -> Tensor:
     """``fold_in`` for a 0-d tensor ``data`` that cannot be read here: the C kernel's operator where it is used,
     else the tensor cipher (the same words)."""
-    kw = _philox.key_words(k) if k.shape[0] == 4 else _threefry._wrap32(k)
-    words = _native.fold(k, kw, data)
+    words = _native.fold(k, data)
     if words is not None:
         return words & MASK32 if k.shape[0] == 4 else _threefry._unsigned(words).reshape(k.shape)
     d = _threefry._wrap32(data)
@@ -114,17 +113,15 @@ def _fold_traced(k: Tensor, data: Tensor) -> Tensor:
 
 def _philox_words(k: Tensor, n: int, start: int = 0) -> Tensor:
     """Words ``start .. start + n - 1`` of a philox key: the C kernel's where it is used, else the tensor code's."""
-    kw = _philox.key_words(k)
-    words = _native.philox_words(k, kw, n, start)
-    return _philox.words(k, n, start, kw) if words is None else words
+    words = _native.philox_words(k, n, start)
+    return _philox.words(k, n, start) if words is None else words
 
 
 def _threefry_pairs(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor]:
     """Both words of ``threefry2x32(key, (0, i))`` for ``start <= i < start + n``: the C kernel's, or the tensor
     code's."""
-    kw = _threefry._wrap32(k)
-    pairs = _native.threefry_pairs(k, kw, n, start)
-    return _threefry.hash_counters(k, n, start, kw) if pairs is None else pairs
+    pairs = _native.threefry_pairs(k, n, start)
+    return _threefry.hash_counters(k, n, start) if pairs is None else pairs
 
 
 def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:

@@ -150,8 +150,9 @@ def _loaded() -> ctypes.CDLL:
 
 @dataclasses.dataclass(frozen=True)
 class _Kernel:
-    """One C function and the operator that runs it: key words of shape ``(..., key_width)`` in, ``(..., n)``
-    words out (``(..., n, 2)`` where ``pairs``)."""
+    """One C function and the operator that runs it: keys of shape ``(..., key_width)`` in (as stored: int64
+    words; the C code reads each as uint32), ``(..., n)`` words of ``dtype`` out (``(..., n, 2)`` where
+    ``pairs``)."""
 
     function: str
     key_width: int
@@ -162,7 +163,7 @@ class _Kernel:
         return (*kw.shape[:-1], n, 2) if self.pairs else (*kw.shape[:-1], n)
 
     def run(self, kw: Tensor, n: int, start: int) -> Tensor:
-        kw = kw.to(self.dtype).contiguous()
+        kw = kw.to(torch.int64).contiguous()
         out = torch.empty(self.shape(kw, n), dtype=self.dtype)
         if out.numel():
             getattr(_loaded(), self.function)(kw.data_ptr(), kw.numel() // self.key_width, n, start, out.data_ptr())
@@ -187,18 +188,19 @@ class _Fold:
 
     def run(self, kw: Tensor, data: Tensor) -> Tensor:
         k = self.kernel
-        kw = kw.to(k.dtype).contiguous()
+        kw = kw.to(torch.int64).contiguous()
         lead, width = kw.shape[:-1], k.key_width
         starts = (data.to(torch.int64) & MASK32) * self.per_block
         out = torch.empty(*lead, width, dtype=k.dtype)
         if out.numel() == 0:
             return out
-        function, size = getattr(_loaded(), k.function), kw.element_size()
+        function = getattr(_loaded(), k.function)
         if starts.ndim == 0:  # one counter for every key: one call
             function(kw.data_ptr(), kw.numel() // width, self.per_block, int(starts), out.data_ptr())
             return out
+        step_in, step_out = width * kw.element_size(), width * out.element_size()
         for b, start in enumerate(starts.expand(lead).reshape(-1).tolist()):  # a counter per key (data vmapped)
-            function(kw.data_ptr() + b * width * size, 1, self.per_block, start, out.data_ptr() + b * width * size)
+            function(kw.data_ptr() + b * step_in, 1, self.per_block, start, out.data_ptr() + b * step_out)
         return out
 
 
@@ -307,8 +309,8 @@ def loaded() -> bool:
     return _LOADED
 
 
-def _draw(name: str, k: Tensor, kw: Tensor, n: int, start: int) -> Tensor | None:
-    """Kernel ``name``'s words for key words ``kw`` where a draw from ``k`` runs in the kernel, else ``None``.
+def _draw(name: str, k: Tensor, n: int, start: int) -> Tensor | None:
+    """Kernel ``name``'s words for keys ``k`` where a draw from ``k`` runs in the kernel, else ``None``.
 
     Eagerly the kernel runs directly, vmapped key words taken apart by
     :func:`regfn._unbatch.unbatched` (the operator's vmap rule costs about
@@ -318,26 +320,26 @@ def _draw(name: str, k: Tensor, kw: Tensor, n: int, start: int) -> Tensor | None
         return None
     if not tracing():
         kernel = _KERNELS[name]
-        out = unbatched_under_grad(lambda w, _dims: kernel.run(w, n, start), (kw,))
+        out = unbatched_under_grad(lambda w, _dims: kernel.run(w, n, start), (k,))
         if out is not None:
             return out
-    return _OPERATORS[name](kw, n, start)
+    return _OPERATORS[name](k, n, start)
 
 
-def threefry_bits32(k: Tensor, kw: Tensor, n: int) -> Tensor | None:
-    """``bits32``'s words ``0 .. n - 1`` for threefry key words ``kw`` (int32), by the kernel; ``None`` where not used."""
-    return _draw("threefry_bits32", k, kw, n, 0)
+def threefry_bits32(k: Tensor, n: int) -> Tensor | None:
+    """``bits32``'s words ``0 .. n - 1`` (int32) of threefry keys ``k``, by the kernel; ``None`` where not used."""
+    return _draw("threefry_bits32", k, n, 0)
 
 
-def threefry_pairs(k: Tensor, kw: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] | None:
+def threefry_pairs(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] | None:
     """``hash_counters``'s two int32 words for counters ``start .. start + n - 1``, by the kernel, or ``None``."""
-    pairs = _draw("threefry_pairs", k, kw, n, start)
+    pairs = _draw("threefry_pairs", k, n, start)
     return None if pairs is None else (pairs[..., 0], pairs[..., 1])
 
 
-def keep(k: Tensor, kw: Tensor, n: int, below: Tensor) -> Tensor | None:
-    """Dropout's keep mask from key ``k`` (its words ``kw``: threefry's int32, philox's int64), by the kernel
-    eagerly; ``None`` where not used.
+def keep(k: Tensor, n: int, below: Tensor) -> Tensor | None:
+    """Dropout's keep mask from keys ``k`` (threefry's or philox's), by the kernel eagerly; ``None`` where not
+    used.
 
     ``(..., n)`` float32: 1.0 where the key's word ``i`` has its mantissa bits (``word >> 9``) below ``below``
     (int32, one per key or 0-d), else 0.0. No operator: traced code compares the words itself, and the
@@ -345,12 +347,12 @@ def keep(k: Tensor, kw: Tensor, n: int, below: Tensor) -> Tensor | None:
     """
     if _OPERATORS is None or tracing() or not usable(k):
         return None
-    return unbatched_under_grad(lambda w, b, _dims: _keep_run(w, b, n), (kw, below))
+    return unbatched_under_grad(lambda w, b, _dims: _keep_run(w, b, n), (k, below))
 
 
 def _keep_run(kw: Tensor, below: Tensor, n: int) -> Tensor:
     width = kw.shape[-1]
-    kw = kw.to(torch.int64 if width == 4 else torch.int32).contiguous()
+    kw = kw.to(torch.int64).contiguous()
     lead = kw.shape[:-1]
     below = below.to(torch.int32).expand(lead).contiguous()
     out = torch.empty((*lead, n), dtype=torch.float32)
@@ -360,15 +362,15 @@ def _keep_run(kw: Tensor, below: Tensor, n: int) -> Tensor:
     return out
 
 
-def philox_words(k: Tensor, kw: Tensor, n: int, start: int = 0) -> Tensor | None:
-    """A philox key's words ``start .. start + n - 1`` (``start`` a multiple of 4) for its words ``kw`` (int64),
+def philox_words(k: Tensor, n: int, start: int = 0) -> Tensor | None:
+    """Philox keys' words ``start .. start + n - 1`` (``start`` a multiple of 4; int64 values in ``[0, 2**32)``),
     by the kernel; ``None`` where not used."""
-    return _draw("philox_words", k, kw, n, start)
+    return _draw("philox_words", k, n, start)
 
 
-def fold(k: Tensor, kw: Tensor, data: Tensor) -> Tensor | None:
+def fold(k: Tensor, data: Tensor) -> Tensor | None:
     """``fold_in(k, data)``'s words for a tensor ``data`` (``_threefry.fold_in``'s pair, int32, or
-    ``_philox.fold_in``'s four words, int64) from key words ``kw``, by the kernel; ``None`` where it is not used.
+    ``_philox.fold_in``'s four words, int64), by the kernel; ``None`` where it is not used.
 
     Traced code (a compiled step folding its epoch and batch counters into its
     key) calls operator ``regfn::threefry_fold`` or ``regfn::philox_fold``: one
@@ -377,4 +379,4 @@ def fold(k: Tensor, kw: Tensor, data: Tensor) -> Tensor | None:
     """
     if _OPERATORS is None or not usable(k):
         return None
-    return _OPERATORS["philox_fold" if k.shape[-1] == 4 else "threefry_fold"](kw, data)
+    return _OPERATORS["philox_fold" if k.shape[-1] == 4 else "threefry_fold"](k, data)

@@ -44,7 +44,7 @@ def _threefry_cols(kw: Tensor, rows: int, cols: int) -> Tensor:
     (the C loop's counters are 32-bit), drawn and transposed."""
     if rows * cols > 2**32:
         return _transposed(_KERNELS["threefry_bits32"], kw, rows, cols)
-    kw = kw.to(torch.int32).contiguous()
+    kw = kw.to(torch.int64).contiguous()
     out = torch.empty((*kw.shape[:-1], cols, rows), dtype=torch.int32)
     if out.numel():
         _loaded().regfn_threefry_bits32_cols(kw.data_ptr(), kw.numel() // 2, rows, cols, out.data_ptr())
@@ -84,16 +84,16 @@ def ready() -> bool:
     return _OPERATORS is not None and loaded()
 
 
-def words_cols(k: Tensor, kw: Tensor, rows: int, cols: int) -> Tensor | None:
-    """Key ``k``'s first ``rows * cols`` words (``bits32``'s for threefry, int32; philox's, int64) for key words
-    ``kw``, as ``(..., cols, rows)``: ``out.mT`` equals the row-major ``(rows, cols)`` draw; ``None`` where the
-    C kernel is not used.
+def words_cols(k: Tensor, rows: int, cols: int) -> Tensor | None:
+    """Key ``k``'s first ``rows * cols`` words (``bits32``'s for threefry, int32; philox's, int64), as
+    ``(..., cols, rows)``: ``out.mT`` equals the row-major ``(rows, cols)`` draw; ``None`` where the C kernel is
+    not used.
 
     Examples:
         >>> import torch, regfn.random as rr
         >>> from regfn.random import _sample, _threefry
         >>> k = rr.key(0)
-        >>> out = words_cols(k, _threefry._wrap32(k), 3, 2)
+        >>> out = words_cols(k, 3, 2)
         >>> out is None or bool(torch.equal(out.mT, _sample._bits32(k, (3, 2))))
         True
     """
@@ -102,7 +102,7 @@ def words_cols(k: Tensor, kw: Tensor, rows: int, cols: int) -> Tensor | None:
         return None
     if not tracing():
         run = _RUNS[name][0]
-        out = unbatched_under_grad(lambda w, _dims: run(w, rows, cols), (kw,))
+        out = unbatched_under_grad(lambda w, _dims: run(w, rows, cols), (k,))
         if out is not None:
             return out
-    return _OPERATORS[name](kw, rows, cols)
+    return _OPERATORS[name](k, rows, cols)

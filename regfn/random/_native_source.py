@@ -32,7 +32,7 @@ def _threefry_function(
     extra = f", const {per_key[0]} *{per_key[1]}" if per_key else ""
     arg = f"const {per_key[0]} key_arg = {per_key[1]}[b];" if per_key else ""
     return f"""
-void {name}(const int32_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {out} *out) {{
+void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {out} *out) {{
     for (int64_t b = 0; b < keys; ++b) {{
         const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
                                 (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};
@@ -99,8 +99,10 @@ SOURCE = f"""
 
 #define MIX(r) x0 += x1; x1 = (x1 << (r)) | (x1 >> (32 - (r))); x1 ^= x0;
 
-/* threefry2x32 of the counters i = start .. start + n - 1, as (i >> 32, i mod 2**32), for each of `keys` keys
-   (two int32 words each); out is row-major. bits32: y0 ^ y1 (jax.random.bits's word i), keys x n int32;
+/* Every function takes its keys as regfn stores them (int64 words holding uint32 values; any integer whose low 32
+   bits are the word does), cast to uint32 here.
+   threefry2x32 of the counters i = start .. start + n - 1, as (i >> 32, i mod 2**32), for each of `keys` keys
+   (two words each); out is row-major. bits32: y0 ^ y1 (jax.random.bits's word i), keys x n int32;
    pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32. */
 {_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
 {_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
@@ -117,7 +119,7 @@ SOURCE = f"""
 }
 /* bits32's words 0 .. rows * cols - 1 (rows * cols <= 2**32: one 32-bit counter word) of each key stored column
    by column, word r * cols + c at [c][r]: keys x cols x rows int32 (_native_cols.py). */
-void regfn_threefry_bits32_cols(const int32_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
+void regfn_threefry_bits32_cols(const int64_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
     for (int64_t b = 0; b < keys; ++b) {{
         const uint32_t ks[3] = {{(uint32_t)kw[2 * b], (uint32_t)kw[2 * b + 1],
                                 (uint32_t)kw[2 * b] ^ (uint32_t)kw[2 * b + 1] ^ {_PARITY:#x}u}};

@@ -58,17 +58,17 @@ def _bits32(k: Tensor, shape: tuple[int, ...], cols: bool = False) -> Tensor:
     """
     n = _numel(shape)
     philox = k.shape[0] == 4
-    kw = _philox.key_words(k) if philox else _threefry._wrap32(k)
     if cols and len(shape) == 2:
-        stored = _native_cols.words_cols(k, kw, *shape)
+        stored = _native_cols.words_cols(k, *shape)
         if stored is not None:
             return stored.mT
+    out = _native.philox_words(k, n) if philox else _native.threefry_bits32(k, n)
+    if out is None:  # the tensor ciphers, from the key's words as they want them
+        kw = _philox.key_words(k) if philox else _threefry._wrap32(k)
 
-    def draw(m: int, start: int) -> Tensor:  # words start .. start + m - 1
-        return _philox.words(k, m, start, kw) if philox else _threefry.bits32(k, m, start, kw)
+        def draw(m: int, start: int) -> Tensor:  # words start .. start + m - 1
+            return _philox.words(k, m, start, kw) if philox else _threefry.bits32(k, m, start, kw)
 
-    out = _native.philox_words(k, kw, n) if philox else _native.threefry_bits32(k, kw, n)
-    if out is None:
         step = piece_size(k, n, align=4 if philox else 1)
         out = draw(n, 0) if step is None else torch.cat([draw(min(step, n - s), s) for s in range(0, n, step)])
     return out.reshape(shape)
@@ -137,8 +137,7 @@ def keep_mask(key_: Tensor, keep: float | Tensor, shape: tuple[int, ...]) -> Ten
         return None
     below = _threshold(keep)
     below = below if isinstance(below, Tensor) else torch.tensor(below, dtype=torch.int32)
-    kw = _philox.key_words(key_) if key_.shape[-1] == 4 else _threefry._wrap32(key_)
-    out = _native.keep(key_, kw, _numel(shape), below)
+    out = _native.keep(key_, _numel(shape), below)
     return None if out is None else out.reshape(shape)
 
 
