@@ -19,6 +19,7 @@ from regfn import optim
 
 program = importlib.import_module("regfn._sweep._program")
 checks = importlib.import_module("regfn.optim._checks")
+fused = importlib.import_module("regfn.optim._fused")
 
 MODEL = regfn.mlp((5, 7, 3, 1), output="logits")
 ELEMENTWISE = sorted(name for name, spec in optim.optimizers().items() if spec.elementwise)
@@ -39,9 +40,25 @@ def arguments(name: str, k: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     return out
 
 
-@settings(max_examples=20, deadline=None)
-@given(name=st.sampled_from(ELEMENTWISE), k=st.integers(1, 5), steps=st.integers(1, 3), seed=st.integers(0, 2**31))
-def test_the_rows_update_equals_the_vmapped_one(name, k, steps, seed):
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(ELEMENTWISE),
+    k=st.integers(1, 5),
+    steps=st.integers(1, 3),
+    seed=st.integers(0, 2**31),
+    fuse_from=st.sampled_from([fused.FUSE_FROM, 16]),
+)
+def test_the_rows_update_equals_the_vmapped_one(name, k, steps, seed, fuse_from):
+    """With a small FUSE_FROM, Adam's moments of the larger leaves take the C kernel's pass on both paths."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(fused, "FUSE_FROM", fuse_from)
+    try:
+        run_both(name, k, steps, seed)
+    finally:
+        patch.undo()
+
+
+def run_both(name: str, k: int, steps: int, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     hp = arguments(name, k, g)
     spec = program.Spec(MODEL, regfn.losses.get_loss("bce_logits"), name, tuple(hp), (), False)
@@ -81,3 +98,15 @@ def test_a_column_of_values_is_an_argument_only_inside_rows_of_configurations():
             optim.sgd(torch.full((2, 1), 0.1))  # not K rows
     with pytest.raises(ValueError, match="lr must be a single value"):
         optim.sgd(column)
+
+
+def test_the_rows_update_takes_the_kernels_pass_where_the_vmapped_one_does(monkeypatch):
+    """Adam's moments of a leaf of FUSE_FROM elements or more a configuration come from the C kernel on both
+    paths (its sqrt may differ from torch's by an ulp, so both must choose alike)."""
+    calls = []
+    run = fused._run
+    monkeypatch.setattr(fused, "_run", lambda *a, **kw: calls.append(a[0].shape) or run(*a, **kw))
+    monkeypatch.setattr(fused, "FUSE_FROM", 22)  # fc1.weight (7 x 5 = 35) only, not fc2.weight (21)
+    run_both("adam", 4, 1, 0)
+    if fused._native.loaded():
+        assert calls == [(4, 7, 5), (4, 35)]  # vmapped (the batched leaf taken apart), then as rows

@@ -62,6 +62,14 @@ def rows_of_configurations(k: int) -> Iterator[None]:
         _ROWS.reset(token)
 
 
+def configuration_rows() -> int | None:
+    """K inside :func:`rows_of_configurations` (``k``), else ``None`` (always while torch compiles: dynamo
+    cannot trace a context variable, and a compiled sweep's updates are vmapped)."""
+    if torch.compiler.is_compiling():
+        return None
+    return _ROWS.get()
+
+
 def hyper(
     value: Any,
     name: str,
@@ -87,7 +95,7 @@ def hyper(
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{where}: {name} must be a real tensor, got dtype {value.dtype}")
         if value.numel() != 1:
-            if tuple(value.shape) == (_ROWS.get(), 1):
+            if tuple(value.shape) == (configuration_rows(), 1):
                 return value  # a column of per-configuration values: see rows_of_configurations
             raise ValueError(
                 f"{where}: {name} must be a single value (a 0-d tensor), got a tensor of shape "

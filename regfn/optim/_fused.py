@@ -35,7 +35,7 @@ from torch import Tensor
 from .._unbatch import only_vmap_active, unbatched
 from ..random import _native
 from ..random._host import tracing
-from ._checks import grad_free
+from ._checks import configuration_rows, grad_free
 
 __all__ = ["FUSE_FROM", "adam_moments", "pack"]
 
@@ -50,15 +50,19 @@ def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | 
 
     Not used while torch traces or compiles, under a functorch transform other
     than ``vmap``, where autograd records a scalar, for a scalar that is not a
-    Python number or a 0-d float32 CPU tensor, or where the kernel is not loaded
-    (the first eager call builds or loads it). Called once per update: every
-    leaf of one dtype shares the scalars.
+    Python number or a 0-d float32 CPU tensor (or a ``(K, 1)`` column within
+    :func:`~regfn.optim._checks.rows_of_configurations`), or where the kernel
+    is not loaded (the first eager call builds or loads it). Called once per
+    update: every leaf of one dtype shares the scalars.
     """
     scalars = (w1, b2, w2, k2, eps_bc1)
     if tracing() or not grad_free(*scalars):
         return None
+    shape = () if configuration_rows() is None else (configuration_rows(), 1)
     for s in scalars:
-        if isinstance(s, Tensor) and (s.ndim != 0 or s.dtype != torch.float32 or s.device.type != "cpu"):
+        if isinstance(s, Tensor) and (
+            s.shape not in ((), shape) or s.dtype != torch.float32 or s.device.type != "cpu"
+        ):
             return None
     if not only_vmap_active() or not _native.loaded():
         return None
@@ -82,10 +86,15 @@ def adam_moments(
         >>> out is None or [round(t[0].item(), 4) for t in out] == [0.2, 0.004, 0.2]  # m, v, sqrt(v) / k2 + eps
         True
     """
-    if scalars is None or g.device.type != "cpu" or g.numel() < FUSE_FROM or not grad_free(g, m, v):
+    if scalars is None or g.device.type != "cpu":
         return None
+    rows = configuration_rows()
+    if g.numel() // (rows or 1) < FUSE_FROM or not grad_free(g, m, v):
+        return None  # the bound is on one configuration's elements (as rows, g holds every configuration's)
     if any(t.dtype != torch.float32 or t.shape != g.shape for t in (g, m, v)):
         return None
+    if rows is not None:  # (K, n) rows, each scalar a number or a (K, 1) column
+        return _run(g, m, v, tuple(s.reshape(rows) if isinstance(s, Tensor) and s.ndim else s for s in scalars), 1)
     if donate and m.is_contiguous() and v.is_contiguous():  # eager, outside transforms: into the old state
         return _run(g, m, v, scalars, 0, (m, v))
     return unbatched(lambda g, m, v, *rest: _run(g, m, v, rest[:-1], rest[-1]), (g, m, v, *scalars))
