@@ -60,9 +60,7 @@ def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | 
         return None
     shape = () if configuration_rows() is None else (configuration_rows(), 1)
     for s in scalars:
-        if isinstance(s, Tensor) and (
-            s.shape not in ((), shape) or s.dtype != torch.float32 or s.device.type != "cpu"
-        ):
+        if isinstance(s, Tensor) and (s.shape not in ((), shape) or s.dtype != torch.float32 or s.device.type != "cpu"):
             return None
     if not only_vmap_active() or not _native.loaded():
         return None
