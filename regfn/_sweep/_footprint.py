@@ -12,8 +12,12 @@ Examples:
     >>> import regfn, torch
     >>> model = regfn.mlp((8, 6, 1), output="logits")
     >>> params = model.init(regfn.random.key(0))
-    >>> saved_bytes_per_row(model, params, torch.zeros(5, 8))  # x, the ReLU's output, the mask, ...
-    86
+    >>> per_row = saved_bytes_per_row(model, params, torch.zeros(5, 8))  # x, the ReLU's output, the mask, ...
+    >>> per_row == 4 * 8 + 4 * 6 + (4 if regfn.random.native_status() == "on" else 1) * 6 + 4 * 6
+    True
+
+An eager CPU dropout's mask is float32 where regfn's C kernel draws it (:func:`regfn.random._sample.keep_mask`),
+else bool; the probe measures the eager form, which may overstate what a compiled step saves.
 """
 
 from __future__ import annotations
