@@ -37,7 +37,10 @@ def without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     impl=st.sampled_from(IMPLS),
     seed=st.integers(0, 2**32 - 1),
     shape=st.sampled_from([(), (1,), (5,), (3, 7), (2, 3, 9)]),
-    keep=st.one_of(st.floats(0.0, 1.0), st.sampled_from([2.0**-24, 1.0 - 2.0**-24, 0.5, 1e-30])),
+    keep=st.one_of(
+        st.floats(0.0, 1.0),
+        st.sampled_from([2.0**-24, 1.0 - 2.0**-24, 0.5, 1e-30, 1e-45, -0.5, 1.5, float("nan"), float("inf"), 1e39]),
+    ),
     as_tensor=st.booleans(),
 )
 def test_the_mask_is_bernoullis(impl, seed, shape, keep, as_tensor):

@@ -337,28 +337,29 @@ def threefry_pairs(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] |
     return None if pairs is None else (pairs[..., 0], pairs[..., 1])
 
 
-def keep(k: Tensor, n: int, below: Tensor) -> Tensor | None:
+def keep(k: Tensor, n: int, keep: Tensor) -> Tensor | None:
     """Dropout's keep mask from keys ``k`` (threefry's or philox's), by the kernel eagerly; ``None`` where not
     used.
 
-    ``(..., n)`` float32: 1.0 where the key's word ``i`` has its mantissa bits (``word >> 9``) below ``below``
-    (int32, one per key or 0-d), else 0.0. No operator: traced code compares the words itself, and the
-    compiler fuses it.
+    ``(..., n)`` float32: 1.0 where the key's word ``i`` has its mantissa bits (``word >> 9``) below
+    ``ceil(keep * 2**23)`` (``keep``: float32, one per key or 0-d; :func:`regfn.random._sample._threshold`'s
+    arithmetic, done in C), else 0.0. No operator: traced code compares the words itself, and the compiler
+    fuses it.
     """
     if _OPERATORS is None or tracing() or not usable(k):
         return None
-    return unbatched_under_grad(lambda w, b, _dims: _keep_run(w, b, n), (k, below))
+    return unbatched_under_grad(lambda w, p, _dims: _keep_run(w, p, n), (k, keep))
 
 
-def _keep_run(kw: Tensor, below: Tensor, n: int) -> Tensor:
+def _keep_run(kw: Tensor, keep: Tensor, n: int) -> Tensor:
     width = kw.shape[-1]
     kw = kw.to(torch.int64).contiguous()
     lead = kw.shape[:-1]
-    below = below.to(torch.int32).expand(lead).contiguous()
+    keep = keep.to(torch.float32).expand(lead).contiguous()
     out = torch.empty((*lead, n), dtype=torch.float32)
     if out.numel():
         function = _loaded().regfn_philox_keep if width == 4 else _loaded().regfn_threefry_keep
-        function(kw.data_ptr(), kw.numel() // width, n, 0, below.data_ptr(), out.data_ptr())
+        function(kw.data_ptr(), kw.numel() // width, n, 0, keep.data_ptr(), out.data_ptr())
     return out
 
 

@@ -24,13 +24,14 @@ def _threefry_rounds() -> str:
 
 
 def _threefry_function(
-    name: str, width: int, store: str, out: str = "int32_t", per_key: tuple[str, str] | None = None
+    name: str, width: int, store: str, out: str = "int32_t", per_key: tuple[str, str] = ("", "")
 ) -> str:
     """A C function over every counter ``start .. start + n - 1`` of each key: ``width`` values of C type
-    ``out`` stored per counter by ``store``. ``per_key`` = ``(type, name)`` adds a parameter ``const type *name``
-    holding one value per key, which ``store`` reads as ``key_arg``."""
-    extra = f", const {per_key[0]} *{per_key[1]}" if per_key else ""
-    arg = f"const {per_key[0]} key_arg = {per_key[1]}[b];" if per_key else ""
+    ``out`` stored per counter by ``store``. ``per_key`` = ``(parameter, statement)`` adds a parameter (an
+    array with a value per key) and a statement run once per key ``b`` before its counters (which ``store``
+    may read the result of)."""
+    extra = f", {per_key[0]}" if per_key[0] else ""
+    arg = per_key[1]
     return f"""
 void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {out} *out) {{
     for (int64_t b = 0; b < keys; ++b) {{
@@ -56,12 +57,12 @@ void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {o
 """
 
 
-def _philox_function(name: str, store: str, out: str, per_key: tuple[str, str] | None = None) -> str:
+def _philox_function(name: str, store: str, out: str, per_key: tuple[str, str] = ("", "")) -> str:
     """A C function over words ``start .. start + n - 1`` (``start`` a multiple of 4) of each philox4x32 key:
     ``store`` writes word ``w[m]`` of block ``j`` to ``o[i]``, ``i = 4 j + m``; ``out`` and ``per_key`` as in
     :func:`_threefry_function`."""
-    extra = f", const {per_key[0]} *{per_key[1]}" if per_key else ""
-    arg = f"const {per_key[0]} key_arg = {per_key[1]}[b];" if per_key else ""
+    extra = f", {per_key[0]}" if per_key[0] else ""
+    arg = per_key[1]
     return f"""
 void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {out} *out) {{
     const int64_t blocks = (n + 3) / 4;
@@ -93,11 +94,21 @@ void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {o
 """
 
 
+_KEEP = ("const float *keep", "const int32_t below = regfn_below(keep[b]);")
+"""The keep functions' extra parameter (a keep probability per key) and the bound each key's words are compared with."""
+
 SOURCE = f"""
 #include <math.h>
 #include <stdint.h>
 
 #define MIX(r) x0 += x1; x1 = (x1 << (r)) | (x1 >> (32 - (r))); x1 ^= x0;
+
+/* A keep probability (float32) as the bound of a uniform's 23 mantissa bits: ceil(keep * 2**23), clamped to
+   [-1, 2**23 + 1], NaN 0 (_sample._threshold's arithmetic: the product is exact, a power of two). */
+static inline int32_t regfn_below(float keep) {{
+    const float s = keep * 8388608.0f;
+    return (int32_t)ceilf(isnan(s) ? 0.0f : fminf(fmaxf(s, -1.0f), 8388609.0f));
+}}
 
 /* Every function takes its keys as regfn stores them (int64 words holding uint32 values; any integer whose low 32
    bits are the word does), cast to uint32 here.
@@ -107,16 +118,8 @@ SOURCE = f"""
 {_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
 {_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
 /* Dropout's keep mask as float32, keys x n: 1.0f where bits32's word i has its 23 mantissa bits (word >> 9,
-   jax.random.uniform's) below key_arg = ceil(keep * 2**23) of its key, else 0.0f (_sample.keep_mask). */
-{
-    _threefry_function(
-        "regfn_threefry_keep",
-        1,
-        "o[m] = (int32_t)((x0 ^ x1) >> 9) < key_arg ? 1.0f : 0.0f;",
-        "float",
-        ("int32_t", "below"),
-    )
-}
+   jax.random.uniform's) below regfn_below(keep) of its key, else 0.0f (_sample.keep_mask). */
+{_threefry_function("regfn_threefry_keep", 1, "o[m] = (int32_t)((x0 ^ x1) >> 9) < below ? 1.0f : 0.0f;", "float", _KEEP)}
 /* bits32's words 0 .. rows * cols - 1 (rows * cols <= 2**32: one 32-bit counter word) of each key stored column
    by column, word r * cols + c at [c][r]: keys x cols x rows int32 (_native_cols.py). */
 void regfn_threefry_bits32_cols(const int64_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
@@ -161,11 +164,7 @@ void regfn_adam_moments(const float *restrict g, const float *m, const float *v,
    word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). words: keys x n int64;
    keep: dropout's keep mask from them, as regfn_threefry_keep's. */
 {_philox_function("regfn_philox_words", "o[i] = (int64_t)w[m];", "int64_t")}
-{
-    _philox_function(
-        "regfn_philox_keep", "o[i] = (int32_t)(w[m] >> 9) < key_arg ? 1.0f : 0.0f;", "float", ("int32_t", "below")
-    )
-}
+{_philox_function("regfn_philox_keep", "o[i] = (int32_t)(w[m] >> 9) < below ? 1.0f : 0.0f;", "float", _KEEP)}
 """
 
 FUNCTIONS = {
@@ -174,7 +173,7 @@ FUNCTIONS = {
     "regfn_threefry_pairs": ("p", "i", "i", "i", "p"),
     "regfn_philox_words": ("p", "i", "i", "i", "p"),
     "regfn_threefry_bits32_cols": ("p", "i", "i", "i", "p"),  # (key words, keys, rows, cols, out)
-    "regfn_threefry_keep": ("p", "i", "i", "i", "p", "p"),  # (key words, keys, n, start, below, out)
+    "regfn_threefry_keep": ("p", "i", "i", "i", "p", "p"),  # (key words, keys, n, start, keep, out)
     "regfn_philox_keep": ("p", "i", "i", "i", "p", "p"),
     "regfn_adam_moments": ("p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, s, outer, inner, m', v', den)
 }

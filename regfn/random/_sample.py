@@ -135,9 +135,8 @@ def keep_mask(key_: Tensor, keep: float | Tensor, shape: tuple[int, ...]) -> Ten
         return None
     if isinstance(keep, Tensor) and keep.dtype != torch.float32:
         return None
-    below = _threshold(keep)
-    below = below if isinstance(below, Tensor) else torch.tensor(below, dtype=torch.int32)
-    out = _native.keep(key_, _numel(shape), below)
+    keep32 = keep if isinstance(keep, Tensor) else torch.tensor(keep, dtype=torch.float32)  # rounded as torch does
+    out = _native.keep(key_, _numel(shape), keep32)
     return None if out is None else out.reshape(shape)
 
 
