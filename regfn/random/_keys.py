@@ -97,6 +97,9 @@ def split(key_: Tensor, num: int | Sequence[int] = 2) -> Tensor:
     n = _numel(shape)
     if k.shape[0] == 4:
         return (_philox_words(k, 4 * n) & MASK32).reshape(*shape, 4)
+    keys = _native.threefry_keys(k, n)
+    if keys is not None:
+        return keys.reshape(*shape, 2)
     y0, y1 = _threefry_pairs(k, n)
     return _threefry._unsigned(torch.stack([y0, y1], dim=-1)).reshape(*shape, 2)
 
@@ -160,6 +163,10 @@ def fold_in(key_: Tensor, data: int | Tensor) -> Tensor:
     if _host.readable(k):
         return _fold_in_host(k, value)
     if _native.usable(k):  # split(key, n)[value]: a philox block, or threefry's pair, by the kernel
+        if k.shape[0] == 2:
+            keys = _native.threefry_keys(k, 1, value)
+            if keys is not None:
+                return keys.reshape(k.shape)
         words = _philox_words(k, 4, 4 * value) if k.shape[0] == 4 else torch.stack(_threefry_pairs(k, 1, value))
         return _threefry._unsigned(words).reshape(k.shape)
     d = _threefry._wrap32(torch.tensor(value, dtype=torch.int64, device=k.device))

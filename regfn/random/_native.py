@@ -337,6 +337,23 @@ def threefry_pairs(k: Tensor, n: int, start: int = 0) -> tuple[Tensor, Tensor] |
     return None if pairs is None else (pairs[..., 0], pairs[..., 1])
 
 
+def threefry_keys(k: Tensor, n: int, start: int = 0) -> Tensor | None:
+    """The keys ``split`` and ``fold_in`` make of threefry keys ``k``: counters ``start .. start + n - 1``'s
+    pairs as regfn stores keys (``(..., n, 2)`` int64 values in ``[0, 2**32)``), by the kernel eagerly; ``None``
+    where not used (traced code calls ``regfn::threefry_pairs``, then widens the words itself)."""
+    if _OPERATORS is None or tracing() or not usable(k):
+        return None
+    return unbatched_under_grad(lambda w, _dims: _keys_run(w, n, start), (k,))
+
+
+def _keys_run(kw: Tensor, n: int, start: int) -> Tensor:
+    kw = kw.to(torch.int64).contiguous()
+    out = torch.empty((*kw.shape[:-1], n, 2), dtype=torch.int64)
+    if out.numel():
+        _loaded().regfn_threefry_keys(kw.data_ptr(), kw.numel() // 2, n, start, out.data_ptr())
+    return out
+
+
 def keep(k: Tensor, n: int, keep: Tensor) -> Tensor | None:
     """Dropout's keep mask from keys ``k`` (threefry's or philox's), by the kernel eagerly; ``None`` where not
     used.

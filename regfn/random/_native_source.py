@@ -114,9 +114,11 @@ static inline int32_t regfn_below(float keep) {{
    bits are the word does), cast to uint32 here.
    threefry2x32 of the counters i = start .. start + n - 1, as (i >> 32, i mod 2**32), for each of `keys` keys
    (two words each); out is row-major. bits32: y0 ^ y1 (jax.random.bits's word i), keys x n int32;
-   pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32. */
+   pairs: (y0, y1) (split's new key i, fold_in's), keys x n x 2 int32; keys: the same words as regfn stores a
+   key, keys x n x 2 int64. */
 {_threefry_function("regfn_threefry_bits32", 1, "o[m] = (int32_t)(x0 ^ x1);")}
 {_threefry_function("regfn_threefry_pairs", 2, "o[2 * m] = (int32_t)x0; o[2 * m + 1] = (int32_t)x1;")}
+{_threefry_function("regfn_threefry_keys", 2, "o[2 * m] = (int64_t)x0; o[2 * m + 1] = (int64_t)x1;", "int64_t")}
 /* Dropout's keep mask as float32, keys x n: 1.0f where bits32's word i has its 23 mantissa bits (word >> 9,
    jax.random.uniform's) below regfn_below(keep) of its key, else 0.0f (_sample.keep_mask). */
 {_threefry_function("regfn_threefry_keep", 1, "o[m] = (int32_t)((x0 ^ x1) >> 9) < below ? 1.0f : 0.0f;", "float", _KEEP)}
@@ -171,6 +173,7 @@ FUNCTIONS = {
     # threefry/philox draws: (key words, keys, n, start, out)
     "regfn_threefry_bits32": ("p", "i", "i", "i", "p"),
     "regfn_threefry_pairs": ("p", "i", "i", "i", "p"),
+    "regfn_threefry_keys": ("p", "i", "i", "i", "p"),
     "regfn_philox_words": ("p", "i", "i", "i", "p"),
     "regfn_threefry_bits32_cols": ("p", "i", "i", "i", "p"),  # (key words, keys, rows, cols, out)
     "regfn_threefry_keep": ("p", "i", "i", "i", "p", "p"),  # (key words, keys, n, start, keep, out)
