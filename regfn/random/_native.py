@@ -343,15 +343,11 @@ def threefry_keys(k: Tensor, n: int, start: int = 0) -> Tensor | None:
     where not used (traced code calls ``regfn::threefry_pairs``, then widens the words itself)."""
     if _OPERATORS is None or tracing() or not usable(k):
         return None
-    return unbatched_under_grad(lambda w, _dims: _keys_run(w, n, start), (k,))
+    return unbatched_under_grad(lambda w, _dims: _KEYS.run(w, n, start), (k,))
 
 
-def _keys_run(kw: Tensor, n: int, start: int) -> Tensor:
-    kw = kw.to(torch.int64).contiguous()
-    out = torch.empty((*kw.shape[:-1], n, 2), dtype=torch.int64)
-    if out.numel():
-        _loaded().regfn_threefry_keys(kw.data_ptr(), kw.numel() // 2, n, start, out.data_ptr())
-    return out
+_KEYS = _Kernel("regfn_threefry_keys", 2, torch.int64, pairs=True)
+"""The kernel of :func:`threefry_keys` (eager only: not in :data:`_KERNELS`, which get operators)."""
 
 
 def keep(k: Tensor, n: int, keep: Tensor) -> Tensor | None:
