@@ -114,8 +114,9 @@ def state_row(tree, k):
     return torch.utils._pytree.tree_map(lambda t: t[k], tree)
 
 
-def test_an_eager_sweep_leaves_dynamo_unimported():
-    """torch._dynamo's first import costs about a second; an eager sweep (or regfn.train) never needs it."""
+def test_an_eager_sweep_leaves_dynamo_and_sympy_unimported():
+    """torch._dynamo's first import costs about a second, sympy's (which torch.autograd.grad makes for a tensor in
+    grad_outputs) half a second; an eager sweep (or regfn.train) needs neither."""
     code = (
         "import sys, regfn, regfn.random as rr;"
         "data = regfn.data.quadrants(rr.key(0), 40);"
@@ -123,10 +124,10 @@ def test_an_eager_sweep_leaves_dynamo_unimported():
         " epochs=2, batch_size=8, compile=False, quiet=True);"
         "regfn.train(regfn.mlp((2, 4, 1), output='logits'), data, optimizer=regfn.optim.adam(0.01), epochs=2,"
         " p=0.5, key=rr.key(1));"
-        "print('torch._dynamo' in sys.modules)"
+        "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.strip() == "False False", out.stderr
 
 
 def test_minibatch_rows_equal_single_runs_and_shuffles_differ_per_seed(split, monkeypatch):

@@ -58,7 +58,8 @@ def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | 
     scalars = (w1, b2, w2, k2, eps_bc1)
     if tracing() or not grad_free(*scalars):
         return None
-    shape = () if configuration_rows() is None else (configuration_rows(), 1)
+    rows = configuration_rows()
+    shape = () if rows is None else (rows, 1)
     for s in scalars:
         if isinstance(s, Tensor) and (s.shape not in ((), shape) or s.dtype != torch.float32 or s.device.type != "cpu"):
             return None

@@ -350,17 +350,18 @@ _KEYS = _Kernel("regfn_threefry_keys", 2, torch.int64, pairs=True)
 """The kernel of :func:`threefry_keys` (eager only: not in :data:`_KERNELS`, which get operators)."""
 
 
-def keep(k: Tensor, n: int, keep: Tensor) -> Tensor | None:
+def keep(k: Tensor, n: int, keep: float | Tensor) -> Tensor | None:
     """Dropout's keep mask from keys ``k`` (threefry's or philox's), by the kernel eagerly; ``None`` where not
     used.
 
     ``(..., n)`` float32: 1.0 where the key's word ``i`` has its mantissa bits (``word >> 9``) below
-    ``ceil(keep * 2**23)`` (``keep``: float32, one per key or 0-d; :func:`regfn.random._sample._threshold`'s
-    arithmetic, done in C), else 0.0. No operator: traced code compares the words itself, and the compiler
-    fuses it.
+    ``ceil(keep * 2**23)`` (``keep``: a Python float, rounded to float32 as torch rounds it, or a float32
+    tensor, one per key or 0-d; :func:`regfn.random._sample._threshold`'s arithmetic, done in C), else 0.0.
+    No operator: traced code compares the words itself, and the compiler fuses it.
     """
     if _OPERATORS is None or tracing() or not usable(k):
         return None
+    keep = keep if isinstance(keep, Tensor) else torch.tensor(keep, dtype=torch.float32)
     return unbatched_under_grad(lambda w, p, _dims: _keep_run(w, p, n), (k, keep))
 
 

@@ -131,12 +131,9 @@ def keep_mask(key_: Tensor, keep: float | Tensor, shape: tuple[int, ...]) -> Ten
         >>> m is None or bool(torch.equal(m.bool(), bernoulli(rr.key(0), 0.5, (4,))))
         True
     """
-    if tracing() or not _native.usable(key_):
-        return None
     if isinstance(keep, Tensor) and keep.dtype != torch.float32:
         return None
-    keep32 = keep if isinstance(keep, Tensor) else torch.tensor(keep, dtype=torch.float32)  # rounded as torch does
-    out = _native.keep(key_, _numel(shape), keep32)
+    out = _native.keep(key_, _numel(shape), keep)
     return None if out is None else out.reshape(shape)
 
 
