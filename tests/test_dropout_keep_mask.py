@@ -39,7 +39,9 @@ def without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     shape=st.sampled_from([(), (1,), (5,), (3, 7), (2, 3, 9)]),
     keep=st.one_of(
         st.floats(0.0, 1.0),
-        st.sampled_from([2.0**-24, 1.0 - 2.0**-24, 0.5, 1e-30, 1e-45, -0.5, 1.5, float("nan"), float("inf"), 1e39]),
+        st.sampled_from(
+            [0.0, 1.0, -0.0, 2.0**-24, 1.0 - 2.0**-24, 0.5, 1e-30, 1e-45, -0.5, 1.5, float("nan"), float("inf"), 1e39]
+        ),
     ),
     as_tensor=st.booleans(),
 )

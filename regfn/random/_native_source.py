@@ -94,8 +94,16 @@ void {name}(const int64_t *kw, int64_t keys, int64_t n, int64_t start{extra}, {o
 """
 
 
-_KEEP = ("const float *keep", "const int32_t below = regfn_below(keep[b]);")
-"""The keep functions' extra parameter (a keep probability per key) and the bound each key's words are compared with."""
+_KEEP = (
+    "const float *keep",
+    """const int32_t below = regfn_below(keep[b]);
+        if (below > 8388607 || below <= 0) {  /* every word kept (keep >= 1) or none (keep <= 0, NaN): no words drawn */
+            for (int64_t i = 0; i < n; ++i) out[b * n + i] = below > 0 ? 1.0f : 0.0f;
+            continue;
+        }""",
+)
+"""The keep functions' extra parameter (a keep probability per key), the bound each key's words are compared with,
+and the keys whose masks the bound alone decides (a sweep's ``p = 0`` configurations): filled without drawing."""
 
 SOURCE = f"""
 #include <math.h>
