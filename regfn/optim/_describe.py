@@ -154,9 +154,9 @@ class OptimizerSpec:
             ({'step': tensor(0), 'exp_avg': {}, 'exp_avg_sq': {}}, {})
         """
         kwargs = dict(values)
-        own = self.factory_defaults()
         for arg, names in PAIRS.items():
-            if any(n in kwargs for n in names):
+            if any(n in kwargs for n in names):  # the signature is read only then: a sweep builds every step
+                own = self.factory_defaults()
                 kwargs[arg] = tuple(kwargs.pop(n, own.get(n)) for n in names)
         return self.factory(**kwargs)
 
