@@ -16,7 +16,7 @@ SPECIALS = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1.0, -1.0, 2.0
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """The tensor's bit patterns (NaN payloads and the sign of zero included)."""
-    return t.contiguous().view(torch.int64 if t.dtype == torch.float64 else torch.int32)
+    return t.contiguous().view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -140,3 +140,21 @@ def test_modules_pool_through_it(monkeypatch):
     both = torch.func.vmap(lambda p: apply(p, x))(stacked)
     assert seen == [0, 1]
     assert torch.equal(both, torch.func.vmap(lambda p: torch.func.functional_call(net, p, (x,)))(stacked))
+
+
+@pytest.mark.parametrize("in_dims", [0, 1])
+def test_nested_vmaps(in_dims):
+    x = _maps(3, (3, 2, 4, 3, 8, 8))
+    g = _maps(4, (2, 3, 4, 3, 4, 4) if in_dims else (3, 2, 4, 3, 4, 4))
+    a, ga = _grad(lambda t: torch.func.vmap(torch.func.vmap(lambda m: F.max_pool2d(m, 2)), in_dims)(t), x, g)
+    b, gb = _grad(lambda t: torch.func.vmap(torch.func.vmap(lambda m: _pool.max_pool2d(m, 2)), in_dims)(t), x, g)
+    assert _same(a, b)
+    assert _same(ga, gb)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_is_torch_s(dtype, monkeypatch):
+    """torch pools half precision through float32, which may turn a NaN into another NaN: its own call serves it."""
+    monkeypatch.setattr(_pool, "_pooled", lambda *a: pytest.fail("served by _pooled"))
+    x = _maps(3, (6, 4, 8, 8)).to(dtype)
+    assert _same(_pool.max_pool2d(x, 2), F.max_pool2d(x, 2))

@@ -14,10 +14,10 @@ elements from the input. A maximum is exact, both kernels pick the same
 element (the first of equal ones, or the first NaN), and the gather's
 backward adds each output's gradient into zeros at that element, as the
 pooling backward does: the same values, the same gradients, the same output
-layout (contiguous), where the windows do not overlap. Anywhere else
-(overlapping or dilated windows, indices asked for, a channels-last input,
-another device, ``torch.compile``, ``torch.func.grad``) torch's own function
-runs.
+layout (contiguous), for float32 and float64 maps whose windows do not
+overlap. Anywhere else (half precision, overlapping or dilated windows,
+indices asked for, a channels-last input, another device, ``torch.compile``,
+``torch.func.grad``) torch's own function runs.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from .._unbatch import peelable, unbatched
 from ..random._host import tracing
 
 __all__ = ["max_pool2d"]
+
+_EXACT = (torch.float32, torch.float64)  # the dtypes whose results are torch's bit for bit, NaNs included
 
 
 def max_pool2d(
@@ -65,12 +67,13 @@ def max_pool2d(
 
 def _fast(input: Any, kernel: list[int], stride: list[int], dilation: Any) -> bool:
     """Whether :func:`_pooled` serves this call: eager (asked first: traced code keeps torch's function, which the
-    compiler lowers itself), CPU, 4-d floating maps, windows that neither overlap nor dilate."""
+    compiler lowers itself), CPU, 4-d float32 or float64 maps (torch pools half precision in float32 and may give
+    another NaN), windows that neither overlap nor dilate."""
     if tracing() or list(_pair(dilation)) != [1, 1] or len(kernel) != 2 or len(stride) != 2:
         return False
     if any(s < k for s, k in zip(stride, kernel, strict=True)):
         return False
-    return peelable(input) and input.device.type == "cpu" and input.is_floating_point() and input.ndim == 4
+    return peelable(input) and input.device.type == "cpu" and input.dtype in _EXACT and input.ndim == 4
 
 
 def _pooled(t: Tensor, dims: int, kernel: list[int], stride: list[int], padding: list[int], ceil_mode: bool) -> Tensor:
