@@ -115,10 +115,12 @@ def metrics(net: torch.nn.Module, data: regfn.data.Dataset) -> tuple[float, floa
 
 
 def loop_seconds(w: Workload, n_timed: int, log_every: int | None) -> float:
-    """The torch loop's seconds per configuration; with ``log_every``, evaluating as the sweep's result does."""
+    """The torch loop's seconds per configuration over the grid (``sweep_cnn.grid_mean`` of ``n_timed``
+    configurations of ``sweep_cnn.timed_configs``); with ``log_every``, evaluating as the sweep's result does."""
     seconds = []
     n = len(w.train)
-    for i, cfg in enumerate(w.cfgs[:n_timed]):
+    timed = sweep_cnn.timed_configs(w.cfgs, n_timed)
+    for i, cfg in enumerate(timed):
         torch.manual_seed(i)
         batch = n if w.batch is None else w.batch  # full batch: every row, in the data's order
         net, orders = sweep_cnn.seq_setup(w.model, cfg, n, w.epochs, make_net=w.make_net, batch_size=batch)
@@ -135,7 +137,7 @@ def loop_seconds(w: Workload, n_timed: int, log_every: int | None) -> float:
         if log_every is not None:
             metrics(net, w.train)
         seconds.append(time.perf_counter() - t)
-    return sum(seconds) / len(seconds)
+    return sweep_cnn.grid_mean(w.cfgs, timed, seconds)
 
 
 def measure(name: str, n_timed: int, k: int | None = None, epochs: int | None = None) -> dict:
@@ -174,7 +176,9 @@ def measure(name: str, n_timed: int, k: int | None = None, epochs: int | None = 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS, help="which to measure")
-    parser.add_argument("--seq-configs", type=int, default=3, help="configurations of the torch loop to time")
+    parser.add_argument(
+        "--seq-configs", type=int, default=4, help="configurations of the torch loop to time (one rate after another)"
+    )
     parser.add_argument("--K", type=int, default=None, help="configurations (default: the workload's)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the workload's)")
     parser.add_argument("--here", action="store_true", help="measure in this process (one workload; no fresh cache)")

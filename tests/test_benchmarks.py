@@ -137,6 +137,25 @@ def test_cnn_sweep_benchmark_prints_one_json_line_per_k():
             assert abs(r["regfn_best_val_acc"] - r["seq_same_config_val_acc"]) < 0.01
 
 
+def test_the_loops_timed_configurations_stand_for_the_grid():
+    """The loop times the grid's dropout rates in turn and weights each rate's mean by its share of the grid."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sweep_cnn
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    grid = [{"l2": l2, "p": p, "seed": 0} for l2 in (0.0, 1e-3) for p in (0.0, 0.1, 0.5)]
+    assert [(c["l2"], c["p"]) for c in sweep_cnn.timed_configs(grid, 4)] == [
+        (0.0, 0.0),
+        (0.0, 0.1),
+        (0.0, 0.5),
+        (1e-3, 0.0),
+    ]
+    timed = sweep_cnn.timed_configs(grid, 4)
+    assert sweep_cnn.grid_mean(grid, timed, [1.0, 4.0, 7.0, 3.0]) == pytest.approx((2.0 + 4.0 + 7.0) / 3)
+    assert sweep_cnn.grid_mean(grid, timed[:1], [2.0]) == 2.0  # a rate never timed takes the overall mean
+
+
 def test_mlp_sweep_benchmark_prints_one_json_line_per_k():
     pytest.importorskip("sklearn")
     rows = run("sweep_mlp.py", "--workload", "cancer", "--K", "2,3", "--epochs", "1", "--no-jax", "--no-compile",
