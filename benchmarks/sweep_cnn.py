@@ -180,11 +180,11 @@ def timed_configs(cfgs: list[dict], n: int) -> list[dict]:
     """The ``n`` configurations the torch loop times: the grid's dropout rates in turn (the first configuration
     of each rate, then the second, ...), since a configuration's rate sets most of the loop's cost (``p = 0``
     draws no masks: on the digits CNN 0.27 s against 0.39-0.49 s for three epochs)."""
-    rank: dict[float, int] = {}
+    rank: dict[float | None, int] = {}
     keyed = []
     for i, cfg in enumerate(cfgs):
-        rank[cfg["p"]] = rank.get(cfg["p"], -1) + 1
-        keyed.append((rank[cfg["p"]], i))
+        rank[cfg.get("p")] = rank.get(cfg.get("p"), -1) + 1
+        keyed.append((rank[cfg.get("p")], i))
     return [cfgs[i] for _, i in sorted(keyed)[:n]]
 
 
@@ -192,10 +192,10 @@ def grid_mean(cfgs: list[dict], timed: list[dict], seconds: list[float]) -> floa
     """The loop's mean seconds per configuration over ``cfgs`` from the ``timed`` ones: each dropout rate's
     timed mean, weighted by its share of ``cfgs`` (the overall timed mean for a rate none was timed at)."""
     overall = statistics.fmean(seconds)
-    by_rate: dict[float, list[float]] = {}
+    by_rate: dict[float | None, list[float]] = {}
     for cfg, s in zip(timed, seconds, strict=True):
-        by_rate.setdefault(cfg["p"], []).append(s)
-    return statistics.fmean(statistics.fmean(by_rate[c["p"]]) if c["p"] in by_rate else overall for c in cfgs)
+        by_rate.setdefault(cfg.get("p"), []).append(s)
+    return statistics.fmean(statistics.fmean(by_rate[c.get("p")]) if c.get("p") in by_rate else overall for c in cfgs)
 
 
 def time_seq(model, train, cfgs, epochs, n_timed, make_net=DigitsCNN, batch_size=BATCH):
