@@ -78,7 +78,7 @@ RUNS = {
     "digits_eager": ["sweep_mlp.py", "--workload", "digits", "--K", "32", "--epochs", "20", "--no-compile", "--no-jax"],
     "compile": ["second_process.py"],
     # four loop configurations: one of each dropout rate, as the grid has them (the first two, p = 0 and 0.1,
-    # made the loop's mean 5% short: a configuration with p = 0 draws no masks)
+    # made the loop's mean about 15% short: a configuration with p = 0 draws no masks)
     "cnn": ["sweep_cnn.py", "--K", "16", "--epochs", "3", "--no-jax", "--no-ensemble", "--seq-configs", "4"],
     "first_call": ["first_call.py", "--workloads", "digits"],
 }
