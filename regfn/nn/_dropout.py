@@ -173,20 +173,19 @@ def _dropout(
     if isinstance(p, float) and p == 1.0:
         return torch.zeros_like(x)  # Flax's edge case: no x / 0, so no NaN gradient
     key = key.to(x.device)
+    keep: Rate
+    divisor: Rate
     if isinstance(p, float):
-        keep = 1.0 - p
-        kept = _kept(key, keep, shape, x, transposed)
-        if kept is not None:
-            return _plus_zero(x / keep * kept)
-        return torch.where(_mask(key, keep, shape, transposed), x / keep, 0.0)
-    keep_t = 1 - p.to(x.device)
-    if keep_t.dtype == torch.float64:
-        keep_t = keep_t.to(torch.float32)
-    safe = torch.where(keep_t > 0, keep_t, torch.ones_like(keep_t))
-    kept = _kept(key, keep_t, shape, x, transposed)
+        keep = divisor = 1.0 - p
+    else:
+        keep = 1 - p.to(x.device)
+        if keep.dtype == torch.float64:
+            keep = keep.to(torch.float32)
+        divisor = torch.where(keep > 0, keep, torch.ones_like(keep))  # a swept rate of 1 divides by 1, not 0
+    kept = _kept(key, keep, shape, x, transposed)
     if kept is not None:
-        return _plus_zero((x / safe).to(x.dtype) * kept)
-    return torch.where(_mask(key, keep_t, shape, transposed), (x / safe).to(x.dtype), 0.0)
+        return _plus_zero((x / divisor).to(x.dtype) * kept)
+    return torch.where(_mask(key, keep, shape, transposed), (x / divisor).to(x.dtype), 0.0)
 
 
 def _plus_zero(y: Tensor) -> Tensor:
