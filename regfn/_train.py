@@ -38,6 +38,7 @@ from ._checks import check_int
 from ._inductor import cpu_step_options, first_call_cheaper
 from ._malloc import heap_for_step_buffers
 from ._preflight import check_data, resolve_loss
+from ._row_blocks import block_rows, outputs
 from .data import Dataset, batches
 from .losses import Loss, fit_output, loss_value, takes_hp
 from .nn import Model
@@ -207,15 +208,19 @@ def evaluate(
     x: Tensor,
     y: Tensor,
     hp: Mapping[str, Any] | None = None,
+    rows_per_block: int | None = None,
 ) -> dict[str, Tensor]:
     """Metrics with dropout off: data ``loss``, ``penalty``, and ``acc`` or ``mse`` (by the loss's task).
+
+    The model runs on ``rows_per_block`` rows at a time (:func:`regfn._row_blocks.outputs`; ``None``: every
+    row at once); the metrics are computed on all its outputs together.
 
     Binary accuracy thresholds the output at ``loss.threshold``; multi-class
     accuracy takes the argmax of the outputs; regression reports the mean
     squared error. ``_constant`` is 1 when every prediction is the same (a
     model that collapsed to a constant), else 0. Empty data gives NaN metrics.
     """
-    out = fit_output(apply_model(model, params, x, train=False, hp=hp), y)
+    out = fit_output(outputs(model, params, x, hp, rows_per_block), y)
     metrics = {"loss": loss_value(loss, out, y, hp)}
     metrics["penalty"] = penalty_value(params, *penalties) if penalties else out.new_zeros(())
     task = loss.resolved_task
@@ -379,6 +384,7 @@ def train(
     hp = hp_of(data)
     init_key, dropout_key, shuffle_key = run_keys(key)
     params = model.init(init_key)
+    blocks = block_rows(model, params, data.x, hp)  # evaluations in blocks of rows on a CPU, as a sweep's
     opt_state = optimizer.init(params)
 
     def step(params: Params, opt_state: Any, x: Tensor, y: Tensor, k: Tensor) -> tuple[Params, Any, Tensor]:
@@ -409,12 +415,12 @@ def train(
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             entry = {"epoch": epoch + 1, "loss": float(value)}
             if has_val and val is not None:  # the last log is after the last epoch: these end as the final val_metrics
-                val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y, hp))
+                val_metrics = _float_dict(evaluate(model, loss, penalties, params, val.x, val.y, hp, blocks))
                 entry.update({f"val_{k}": v for k, v in val_metrics.items()})
             history.append(entry)
             if on_log is not None:
                 on_log(entry)
-    metrics = _float_dict(evaluate(model, loss, penalties, params, data.x, data.y, hp))
+    metrics = _float_dict(evaluate(model, loss, penalties, params, data.x, data.y, hp, blocks))
     finite = all(bool(torch.isfinite(t).all()) for t in params.values())
     diverged = not (finite and math.isfinite(metrics["loss"]) and all(math.isfinite(h["loss"]) for h in history))
     judged, judged_on = (val_metrics, val) if has_val and val is not None else (metrics, data)

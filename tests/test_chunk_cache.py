@@ -13,8 +13,9 @@ from torch import nn
 
 import regfn
 import regfn.random as rr
+from regfn._row_blocks import saved_bytes_per_row
 from regfn._sweep import _auto
-from regfn._sweep._footprint import cache_limit, saved_bytes_per_row
+from regfn._sweep._footprint import cache_limit
 from regfn._sweep._plan import BUCKETS, CACHE_BYTES, cpu_chunk_limit
 
 plan_module = importlib.import_module("regfn._sweep._plan")

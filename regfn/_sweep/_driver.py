@@ -33,6 +33,7 @@ from torch import Tensor
 from .._checks import check_int
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, user_hparams
 from .._preflight import check_data, check_device, resolve_loss
+from .._row_blocks import block_rows
 from .._train import majority_rate
 from .._trained import best_configs, check_keep, kept_of
 from ..data import Dataset, Folds
@@ -340,7 +341,10 @@ def sweep(
     live = live_optimizer_args(rows, optimizer)
     moved = [n for n in strategy.names if n in OPTIMIZER_ARGS[optimizer]]  # tensors: their new values reach the step
     optimizer_args = tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in moved)
-    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates, key_impl)
+    blocks = block_rows(model, one_row, data.x, _first_hp(rows, data))  # CPU evaluations in blocks of rows
+    spec = Spec(
+        model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates, key_impl, blocks
+    )
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
     job = replace(job, stops=strategy.stops, copies=strategy.copies)

@@ -155,7 +155,7 @@ def cpu_chunk_limit(rows: int, activation_bytes: int, fixed_s: float, per_row_s:
     against chunks of 2). Smaller chunks pay the step's fixed cost (Python,
     dispatch, guards) more often. So a chunk holds as many rows as fit in
     :data:`CACHE_BYTES` of activations (``activation_bytes``: one row's step,
-    :func:`regfn._sweep._footprint.saved_bytes_per_row` times its rows), or
+    :func:`regfn._row_blocks.saved_bytes_per_row` times its rows), or
     as many as make the fixed cost ``fixed_s`` at most 1/:data:`AMORTIZED` of
     the work (``per_row_s``: one row's seconds of a step), whichever is more;
     cut to the bucket size within it that pads the fewest rows (ties: the

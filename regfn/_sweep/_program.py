@@ -91,6 +91,8 @@ class Spec:
         minibatch: keyed mini-batches (else full batch).
         layer_rates: 0 to give the model one dropout rate (``p``), else the
             number of per-call rates ``p1`` .. ``p<layer_rates>`` it gets.
+        eval_block_rows: the rows a block of a configuration's evaluation holds
+            (:func:`regfn._row_blocks.block_rows`; ``None``: every row at once).
         key_impl: the implementation of the configurations' keys
             (:func:`regfn.random.key`'s ``impl``): each configuration's run key
             is ``regfn.random.key(seed, impl=key_impl)``, and every key split
@@ -109,6 +111,7 @@ class Spec:
     minibatch: bool
     layer_rates: int = 0
     key_impl: str = DEFAULT_IMPL
+    eval_block_rows: int | None = None
 
     def __post_init__(self) -> None:
         check_impl(self.key_impl, "regfn.sweep: key_impl")
@@ -269,7 +272,7 @@ def evaluate_config(
     spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor
 ) -> dict[str, Tensor]:
     """One configuration's metrics with dropout off (see :func:`regfn._train.evaluate`)."""
-    return evaluate(spec.model, spec.loss, _penalties(spec, hp), params, x, y, hp)
+    return evaluate(spec.model, spec.loss, _penalties(spec, hp), params, x, y, hp, spec.eval_block_rows)
 
 
 def evaluate_rows(
