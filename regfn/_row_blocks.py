@@ -48,7 +48,15 @@ from .nn import Model
 from .nn._apply import apply_model
 from .random import key as make_key
 
-__all__ = ["EVAL_BYTES", "MIN_BLOCK_ROWS", "block_rows", "outputs", "rows_independent", "saved_bytes_per_row"]
+__all__ = [
+    "EVAL_BYTES",
+    "MIN_BLOCK_ROWS",
+    "block_rows",
+    "outputs",
+    "predictions",
+    "rows_independent",
+    "saved_bytes_per_row",
+]
 
 PROBE_RATE = 0.5
 """The dropout rate of the probe's forward: any rate above 0, so that dropout layers save their masks."""
@@ -132,7 +140,7 @@ def block_rows(
     ``None``: every row at once (off a CPU, where ``x``'s rows fit one block, where the probe fails, or for a
     model whose rows are not independent). A pure function of the model, one configuration's ``params`` and
     the data: never of a chunk's size or of a timing."""
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or len(x) <= MIN_BLOCK_ROWS:
         return None
     per_row = saved_bytes_per_row(model, params, x, hp)
     if per_row is None:
@@ -158,3 +166,18 @@ def outputs(
     if rows is None or len(x) <= rows:
         return apply_model(model, params, x, train=False, hp=hp)
     return torch.cat([apply_model(model, params, x[i : i + rows], train=False, hp=hp) for i in range(0, len(x), rows)])
+
+
+def predictions(model: Model, params: Mapping[str, Tensor], x: Tensor, hp: Mapping[str, Any] | None = None) -> Tensor:
+    """``model``'s output on ``x`` with dropout off and without gradients, in the blocks of :func:`block_rows`
+    (a trained model called on new data, a scikit-learn estimator's predictions).
+
+    Examples:
+        >>> import regfn, torch
+        >>> mlp = regfn.mlp((3, 4, 1))
+        >>> params, x = mlp.init(regfn.random.key(0)), torch.randn(10, 3)
+        >>> torch.equal(predictions(mlp, params, x), mlp.apply(params, x))  # 10 rows: one block
+        True
+    """
+    with torch.no_grad():
+        return outputs(model, params, x, hp, block_rows(model, params, x, hp))

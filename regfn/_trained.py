@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from ._checks import is_int
+from ._row_blocks import predictions
 from .nn import Model
-from .nn._apply import apply_model
 
 if TYPE_CHECKING:
     from .results import SweepResult
@@ -78,8 +78,7 @@ class TrainedModel:
     def __call__(self, x: Tensor) -> Tensor:
         params = {n: p.to(x.device) for n, p in self.params.items()}
         hp = {n: v.to(x.device) for n, v in self.hp.items()}
-        with torch.no_grad():
-            return apply_model(self.model, params, x, train=False, hp=hp)
+        return predictions(self.model, params, x, hp)  # in blocks of rows on a CPU (.._row_blocks)
 
 
 @dataclass

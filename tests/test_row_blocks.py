@@ -14,6 +14,7 @@ import regfn
 import regfn.random as rr
 from regfn._row_blocks import MIN_BLOCK_ROWS, block_rows, outputs, rows_independent, saved_bytes_per_row
 from regfn._train import evaluate
+from regfn._trained import TrainedModel
 
 blocks_module = importlib.import_module("regfn._row_blocks")
 
@@ -144,3 +145,11 @@ def test_a_batch_statistics_sweep_is_evaluated_whole(small_blocks, monkeypatch):
     monkeypatch.setattr(blocks_module, "EVAL_BYTES", 2**40)
     whole = regfn.sweep(model, train, CONFIGS, val=val, **RUN)
     assert cut.rows == whole.rows  # the same program: no blocks for it either way
+
+
+@pytest.mark.parametrize("net", [SmallCNN, BatchStatsCNN])
+def test_a_trained_model_predicts_in_blocks_what_it_predicts_whole(small_blocks, net):
+    model = regfn.from_module(net())
+    params, x = model.init(rr.key(3)), images(30).x
+    got = TrainedModel(model, params, {})(x)
+    torch.testing.assert_close(got, model.apply(params, x), rtol=1e-5, atol=1e-6)

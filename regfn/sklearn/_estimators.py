@@ -22,11 +22,11 @@ from torch import nn as tnn
 from .. import optim
 from .. import random as rr
 from .._hparams import HPARAMS, OPTIMIZER_ARGS, optimizer_defaults
+from .._row_blocks import predictions
 from .._sweep._program import PENALTIES
 from .._train import train
 from ..data import Dataset
 from ..nn import Model, from_module, mlp
-from ..nn._apply import apply_model
 from ..penalties import Penalty
 
 __all__ = ["SWEEPABLE", "NeuralNetClassifier", "NeuralNetRegressor", "NeuralNetwork"]
@@ -227,7 +227,7 @@ class NeuralNetwork(BaseEstimator):
         with torch.no_grad():
             x = self.as_tensor(X)
             model = self.build_model(x.shape[1], self._n_outputs())  # rebuilt, not stored: a fitted net pickles
-            return apply_model(model, self.params_, x).cpu()
+            return predictions(model, self.params_, x).cpu()  # in blocks of rows on a CPU
 
 
 class NeuralNetClassifier(ClassifierMixin, NeuralNetwork):
