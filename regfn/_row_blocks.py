@@ -63,9 +63,9 @@ PROBE_RATE = 0.5
 
 EVAL_BYTES = 8 * 2**20
 """One configuration's evaluation block holds rows whose training forward saves about this many bytes:
-the digits CNN's evaluations (K = 16 in chunks of 8) ran 1.3x faster in blocks of 128-256 rows than whole
-(docs/benchmarks/sweep.md, "Evaluations in blocks of rows"); MLPs of a few hundred units on a few thousand
-rows stay whole."""
+the digits CNN's eager sweep (K = 16 in chunks of 8, 2 epochs) ran 1.2x faster with its evaluations in
+blocks of 128-256 images than whole (docs/benchmarks/sweep.md, "Evaluations in blocks of rows"); the MLPs
+of ``benchmarks/sweep_mlp.py`` gained nothing in blocks, and this many bytes keeps them whole."""
 
 MIN_BLOCK_ROWS = 64
 """No block holds fewer rows: each block pays the model's fixed cost per call (Python, dispatch)."""

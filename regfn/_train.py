@@ -331,7 +331,10 @@ def train(
         epochs: passes over the data.
         batch_size: ``None`` for full batch; else shuffled mini-batches
             of this size (the last incomplete batch is dropped).
-        val: optional validation data, evaluated at each log.
+        val: optional validation data, evaluated at each log. Evaluations on a
+            CPU run the model in blocks of rows that stay in cache, for a model
+            whose rows are independent (:func:`regfn._row_blocks.block_rows`, as
+            a sweep's evaluations).
         log_every: record ``history`` every this many epochs (and at the last).
         on_log: called with each history entry (e.g. to print it).
         compile: run the step under ``torch.compile`` (on a CPU with the options of

@@ -116,7 +116,9 @@ def sweep(
             0.1 and momentum 0.9, lr 0.01 for the others, every other
             argument torch.optim's (but AdamW's weight decay is 0); ranges are
             those of torch.optim and of the penalties.
-        val: validation data, evaluated at every log point and at the end.
+        val: validation data, evaluated at every log point and at the end. On a CPU the
+            evaluations run the model in blocks of rows that stay in cache, for a
+            model whose rows are independent (:func:`regfn._row_blocks.block_rows`).
         cv: cross-validation instead of ``val``: ``k`` (the folds of
             ``regfn.data.kfold(regfn.random.key(0), data, k)``, stratified
             for classification), Folds (:func:`regfn.data.kfold`, any splits'
