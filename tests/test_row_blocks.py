@@ -153,3 +153,19 @@ def test_a_trained_model_predicts_in_blocks_what_it_predicts_whole(small_blocks,
     params, x = model.init(rr.key(3)), images(30).x
     got = TrainedModel(model, params, {})(x)
     torch.testing.assert_close(got, model.apply(params, x), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=6, deadline=None)
+@given(chunk=st.integers(1, 4), block=st.integers(1, 30))
+def test_rows_in_blocks_do_not_depend_on_the_chunk_size(chunk, block):
+    """Any chunk size with any evaluation block (the blocks are the same for every chunk): the same bits."""
+    model, train, val = regfn.from_module(SmallCNN()), images(48, 1), images(20, 2)
+    per_row = saved_bytes_per_row(model, model.init(rr.key(0)), train.x)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blocks_module, "EVAL_BYTES", block * per_row)
+        patch.setattr(blocks_module, "MIN_BLOCK_ROWS", 1)
+        assert block_rows(model, model.init(rr.key(0)), train.x) == (block if block < len(train) else None)
+        whole = regfn.sweep(model, train, CONFIGS, val=val, chunk_size=None, log_every=1, **RUN)
+        chunked = regfn.sweep(model, train, CONFIGS, val=val, chunk_size=chunk, log_every=1, **RUN)
+    assert chunked.rows == whole.rows
+    assert all(torch.equal(chunked.curves[name], whole.curves[name]) for name in whole.curves)

@@ -326,6 +326,12 @@ def _draw(name: str, k: Tensor, n: int, start: int) -> Tensor | None:
     return _OPERATORS[name](k, n, start)
 
 
+def _eager_kernel(k: Tensor) -> bool:
+    """Whether a kernel without an operator (keys, keep masks) draws from keys ``k`` here: eagerly, where the
+    kernel serves them; traced code does without it."""
+    return _OPERATORS is not None and not tracing() and usable(k)
+
+
 def threefry_bits32(k: Tensor, n: int) -> Tensor | None:
     """``bits32``'s words ``0 .. n - 1`` (int32) of threefry keys ``k``, by the kernel; ``None`` where not used."""
     return _draw("threefry_bits32", k, n, 0)
@@ -341,7 +347,7 @@ def threefry_keys(k: Tensor, n: int, start: int = 0) -> Tensor | None:
     """The keys ``split`` and ``fold_in`` make of threefry keys ``k``: counters ``start .. start + n - 1``'s
     pairs as regfn stores keys (``(..., n, 2)`` int64 values in ``[0, 2**32)``), by the kernel eagerly; ``None``
     where not used (traced code calls ``regfn::threefry_pairs``, then widens the words itself)."""
-    if _OPERATORS is None or tracing() or not usable(k):
+    if not _eager_kernel(k):
         return None
     return unbatched_under_grad(lambda w, _dims: _KEYS.run(w, n, start), (k,))
 
@@ -359,7 +365,7 @@ def keep(k: Tensor, n: int, keep: float | Tensor) -> Tensor | None:
     tensor, one per key or 0-d; :func:`regfn.random._sample._threshold`'s arithmetic, done in C), else 0.0.
     No operator: traced code compares the words itself, and the compiler fuses it.
     """
-    if _OPERATORS is None or tracing() or not usable(k):
+    if not _eager_kernel(k):
         return None
     keep = keep if isinstance(keep, Tensor) else torch.tensor(keep, dtype=torch.float32)
     return unbatched_under_grad(lambda w, p, _dims: _keep_run(w, p, n), (k, keep))
