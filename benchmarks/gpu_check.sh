@@ -29,6 +29,18 @@ for workload in digits cancer; do
   timeout "${MLP_S:-150}" $PY benchmarks/sweep_mlp.py --device cuda --workload $workload --K "${MLP_K:-1024}" \
     --epochs 20 --seq-configs 2 >> "$OUT/sweep_mlp.jsonl" 2>> "$OUT/sweep_mlp.err"
 done
+# Issue #22's digits CNN (target 6: at K=1024, 50x the torch loop), regfn vs the loop vs JAX (Flax + Optax).
+timeout "${CNN_S:-150}" $PY benchmarks/sweep_cnn.py --device cuda --K "${CNN_K:-1024}" --epochs 10 --seq-configs 2 \
+  --no-ensemble > "$OUT/sweep_cnn.jsonl" 2> "$OUT/sweep_cnn.err"
+# The NCCL path: one rank per GPU against one rank, the same rows bit for bit (NCCL takes one rank per GPU:
+# a machine with one GPU cannot run it).
+NGPU=$($PY -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+if [ "${NGPU:-0}" -ge 2 ]; then
+  timeout "${NCCL_S:-120}" $PY benchmarks/sweep_distributed.py --device cuda --nproc "$NGPU" --K "${NCCL_K:-4096}" \
+    --epochs 200 > "$OUT/distributed.jsonl" 2> "$OUT/distributed.err"
+else
+  echo "NCCL path not run: $NGPU GPU(s), NCCL needs one rank per GPU" > "$OUT/distributed.jsonl"
+fi
 timeout "${UNIFORM_S:-20}" $PY benchmarks/random_uniform.py --device cuda --sizes 1e6,1e8 > "$OUT/uniform.jsonl" 2> "$OUT/uniform.err"
 timeout "${OPTIM_S:-30}" $PY benchmarks/optim_step.py --device cuda --repeats 3 > "$OUT/optim.jsonl" 2> "$OUT/optim.err"
 echo "== tests"; cat "$OUT/tests.txt"
@@ -58,3 +70,5 @@ for line in open(sys.argv[1]):
 PYEOF
 echo "== sweep, linear=broadcast (K, regfn_s)"; cut -c1-120 "$OUT/sweep_broadcast.jsonl"
 echo "== wider MLPs (sweep_mlp.py)"; cat "$OUT/sweep_mlp.jsonl" 2>/dev/null; tail -n 3 "$OUT/sweep_mlp.err" 2>/dev/null
+echo "== digits CNN (sweep_cnn.py)"; cut -c1-400 "$OUT/sweep_cnn.jsonl" 2>/dev/null; tail -n 3 "$OUT/sweep_cnn.err" 2>/dev/null
+echo "== NCCL (sweep_distributed.py)"; cut -c1-400 "$OUT/distributed.jsonl" 2>/dev/null; tail -n 3 "$OUT/distributed.err" 2>/dev/null

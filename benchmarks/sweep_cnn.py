@@ -37,6 +37,7 @@ CPU client set to one thread when it is 1). One JSON object per K is printed.
 
     python benchmarks/sweep_cnn.py --K 16,64 --epochs 10 --threads 1
     python benchmarks/sweep_cnn.py --K 64 --epochs 10 --threads 2 --repeats 3
+    python benchmarks/sweep_cnn.py --device cuda --K 1024 --epochs 10 --seq-configs 2   # issue #22's target 6
 """
 
 from __future__ import annotations
@@ -213,8 +214,7 @@ def time_seq(model, train, cfgs, epochs, n_timed, make_net=DigitsCNN, batch_size
         net, orders = seq_setup(model, cfg, len(train), epochs, make_net=make_net, batch_size=batch_size, device=device)
         t = time.perf_counter()
         seq_train(net, cfg, train, orders)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         seconds.append(time.perf_counter() - t)
     return grid_mean(cfgs, timed, seconds)
 
@@ -247,7 +247,7 @@ def time_ensemble(train, k, epochs, compile):
     from torch.func import functional_call, grad, stack_module_state, vmap
 
     torch.manual_seed(0)
-    nets = [DigitsCNN(ENSEMBLE_SETTING["p"]) for _ in range(k)]
+    nets = [DigitsCNN(ENSEMBLE_SETTING["p"]).to(train.x.device) for _ in range(k)]
     params, _ = stack_module_state(nets)
     base = DigitsCNN(ENSEMBLE_SETTING["p"]).to("meta")
 
@@ -271,11 +271,19 @@ def time_ensemble(train, k, epochs, compile):
 
     t = time.perf_counter()
     epoch()  # compiles
+    synchronize(train.x.device)
     first = time.perf_counter() - t
     t = time.perf_counter()
     for _ in range(epochs):
         epoch()
+    synchronize(train.x.device)
     return time.perf_counter() - t, first
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a CUDA device's kernels run asynchronously; nothing on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------- JAX: Flax + Optax
@@ -289,10 +297,10 @@ def time_jax(train, val, cfgs, epochs, conv_kind="slices"):
         import optax  # noqa: F401 - time_flax needs it; absent, JAX is skipped
     except ImportError:
         return None
-    x = jnp.asarray(train.x.permute(0, 2, 3, 1).numpy())  # NHWC
-    y = jnp.asarray(train.y.numpy())
-    xv = jnp.asarray(val.x.permute(0, 2, 3, 1).numpy())
-    yv = jnp.asarray(val.y.numpy())
+    x = jnp.asarray(train.x.permute(0, 2, 3, 1).cpu().numpy())  # NHWC, on JAX's default device
+    y = jnp.asarray(train.y.cpu().numpy())
+    xv = jnp.asarray(val.x.permute(0, 2, 3, 1).cpu().numpy())
+    yv = jnp.asarray(val.y.cpu().numpy())
 
     def dropout(key, h, p):
         keep = 1.0 - p
@@ -389,7 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--K", default="16,64", help="comma-separated numbers of configurations")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for every timed part")
-    parser.add_argument("--device", default="cpu", help="only cpu is supported (the data and loops are CPU code)")
+    parser.add_argument(
+        "--device", default="cpu", help="where regfn, the torch loop and the ensemble train (JAX: its default)"
+    )
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument(
         "--jax-conv",
@@ -409,17 +419,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ensemble", action="store_true", help="skip torch's ensembling recipe")
     parser.add_argument("--chunk-size", default="auto", type=chunk_arg, help="regfn's chunk_size: auto, none or N")
     args = parser.parse_args(argv)
-    if args.device != "cpu":
-        parser.error("--device: only cpu is supported")
     if args.threads == 1:  # before jax is imported
         os.environ["XLA_FLAGS"] = (
             os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
         )
     torch.set_num_threads(args.threads)
-    train, val = load_data()
+    cpu_train, cpu_val = load_data()
+    train, val = cpu_train.to(args.device), cpu_val.to(args.device)
+    device = train.x.device
     model = regfn.from_module(DigitsCNN())
     compile = not args.no_compile
-    check = l2_check(model, train)
+    check = l2_check(model, cpu_train)
     for k in (int(s) for s in args.K.split(",")):
         cfgs = configs(k)
         for repeat in range(args.repeats):
@@ -432,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
             best_cfg = {name: best[name] for name in ("l2", "p", "seed")}
             seq_per_config = time_seq(model, train, cfgs, args.epochs, min(args.seq_configs, k))
             torch.manual_seed(0)
-            net, orders = seq_setup(model, best_cfg, len(train), args.epochs, args.key_impl)
+            net, orders = seq_setup(model, best_cfg, len(train), args.epochs, args.key_impl, device=device)
             seq_best_acc = accuracy(seq_train(net, best_cfg, train, orders), val)
             seq_s = seq_per_config * k
             ensemble_s, ensemble_first_s = (
@@ -449,7 +459,9 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs": args.epochs,
                 "key_impl": args.key_impl,
                 "engine": result.engine,
-                "device": f"cpu ({torch.get_num_threads()} threads)",
+                "device": f"cpu ({torch.get_num_threads()} threads)"
+                if device.type == "cpu"
+                else torch.cuda.get_device_name(device),
                 "regfn_s": round(regfn_s, 3),
                 "seq_s": round(seq_s, 3),
                 "ensemble_s": None if ensemble_s is None else round(ensemble_s, 3),
