@@ -86,7 +86,7 @@ def workload(name: str) -> dict:
     raise SystemExit(f"unknown workload {name!r}")
 
 
-def run(w: dict, compile: bool, threads: int, engine: str = "vmap") -> regfn.SweepResult:
+def run(w: dict, compile: bool, threads: int, engine: str = "vmap", chunk_size: str | None = None) -> regfn.SweepResult:
     configs = [{"seed": s, "p": 0.25, "l2": 1e-3} for s in range(w["k"])]
     return regfn.sweep(
         w["model"],
@@ -98,7 +98,7 @@ def run(w: dict, compile: bool, threads: int, engine: str = "vmap") -> regfn.Swe
         compile=compile,
         threads=threads,
         engine=engine,
-        chunk_size=None,
+        chunk_size=chunk_size,
         quiet=True,
     )
 
@@ -129,18 +129,18 @@ def cold_compile(name: str) -> float:
         return float(out.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, repeats: int, cold: bool) -> dict:
+def measure(name: str, repeats: int, cold: bool, chunk_size: str | None = None) -> dict:
     w = workload(name)
     params = w["model"].init(regfn.random.key(0))
     n_params = sum(p.numel() for p in params.values())
     rows = w["batch_size"] or len(w["data"])
     steps = len(w["data"]) // rows
-    compiled = run(w, True, 1)  # warms the compiled program
+    compiled = run(w, True, 1, chunk_size=chunk_size)  # warms the compiled program
     eager_s, compiled_s, sequential_s = [], [], []
     for _ in range(repeats):  # side by side: eager, compiled, then the sequential engine (eager), per repeat
-        eager = run(w, False, 1)  # run_s: the training loop (log points included), not the set-up or compile
+        eager = run(w, False, 1, chunk_size=chunk_size)  # run_s: the training loop (log points included)
         eager_s.append(eager.timings["run_s"] / w["epochs"])
-        compiled = run(w, True, 1)
+        compiled = run(w, True, 1, chunk_size=chunk_size)
         compiled_s.append(compiled.timings["run_s"] / w["epochs"])
         sequential = run(w, False, 1, "sequential")
         sequential_s.append(sequential.timings["run_s"] / w["epochs"])
@@ -154,6 +154,7 @@ def measure(name: str, repeats: int, cold: bool) -> dict:
         "rows_per_step": rows,
         "steps_per_epoch": steps,
         "work": w["k"] * rows * n_params * steps,
+        "chunk_size": [eager.settings["chunk_size"], compiled.settings["chunk_size"]],
         "eager_epoch_s": round(min(eager_s), 5),
         "compiled_epoch_s": round(min(compiled_s), 5),
         "sequential_epoch_s": round(min(sequential_s), 5),
@@ -203,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cold", default="", help="comma-separated workloads whose cold compile to time as well")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
+        "--chunk-size", default="none", choices=["none", "auto"],
+        help="none: every configuration in one chunk (how the constants are fitted); auto: as a sweep cuts them",
+    )  # fmt: skip
+    parser.add_argument(
         "--fit", metavar="FILE", help="print the rule's constants fitted to FILE (this script's output)"
     )
     args = parser.parse_args(argv)
@@ -213,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     cold = set(filter(None, args.cold.split(",")))
     for name in args.workloads.split(","):
-        print(json.dumps(measure(name, args.repeats, name in cold)), flush=True)
+        chunk = None if args.chunk_size == "none" else "auto"
+        print(json.dumps(measure(name, args.repeats, name in cold, chunk)), flush=True)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ The rule (:func:`decide`):
   model kind   eager (a, b, c)              compiled (a, b, c)          cold compile
   ===========  ===========================  ==========================  ============
   ``mlp``      3.32e-3, 1.47e-10, 1.17e-8   6.9e-4, 9.0e-11, 2.7e-9     8.7 s
-  ``conv``     3.32e-3, 1.01e-8, 0          4.6e-4, 7.4e-9, 0           10.6 s
+  ``conv``     3.32e-3, 7.18e-9, 0          4.6e-4, 7.21e-9, 0          15.2 s
   ``module``   3.32e-3, 3.3e-10, 0          4.6e-4, 2.0e-10, 0          8.7 s
   ===========  ===========================  ==========================  ============
 
@@ -51,14 +51,19 @@ The rule (:func:`decide`):
   the tutorial's 7.4 s, the wide cancer MLP 9.4 s, the ``nn.Module`` MLP
   8.1 s, the digits CNN 10.4-10.7 s, about 2 s under session 12's; the ``mlp``
   row's compiled constants were refitted in session 13, once a compiled
-  narrow MLP computed features first.) What it decides: the command's
+  narrow MLP computed features first; the ``conv`` row was refitted in
+  session 19 on a 2-core AMD EPYC (AVX2), the Intel Xeon being gone, to the
+  digits CNN's eager and compiled epochs in the chunks a sweep cuts (8
+  eager, 2 compiled: 1.68 and 1.62 s for 16 configurations) and its cold
+  compile there, once eager max pooling and blocked evaluations had made an
+  eager epoch cost what a compiled one does.) What it decides: the command's
   default sweep (24 configurations of a 2-6-4-1 MLP on 320 rows) compiles
   from about 2,550 epochs on, the tutorial's (64 configurations of 8-6-4-1
   on 768 rows) from about 1,130, 65,536 of the tutorial's from 2, issue
   #22's digits MLP (32 configurations of 64-256-128-10, 11 steps an epoch)
   from 28, the wide cancer MLP of benchmarks/sweep_mlp.py from 31, 64
   configurations of the digits CNN of benchmarks/sweep_cnn.py (22 steps an
-  epoch) from 5.
+  epoch) from about 420 (5 before the refit).
 
 Examples:
     >>> w = Workload("cpu", n_params=51, rows_per_step=320, steps_per_epoch=1, configs=24,
@@ -175,7 +180,7 @@ class Costs(NamedTuple):
 
 COSTS = {
     "mlp": Costs(Rate(3.32e-3, 1.47e-10, 1.17e-8), Rate(6.9e-4, 9.0e-11, 2.7e-9), 8.7),
-    "conv": Costs(Rate(3.32e-3, 1.01e-8, 0.0), Rate(4.6e-4, 7.4e-9, 0.0), 10.6),
+    "conv": Costs(Rate(3.32e-3, 7.18e-9, 0.0), Rate(4.6e-4, 7.21e-9, 0.0), 15.2),
     "module": Costs(Rate(3.32e-3, 3.3e-10, 0.0), Rate(4.6e-4, 2.0e-10, 0.0), 8.7),
 }
 """The measured costs by model kind (one pinned core, torch 2.13.0+cpu; docs/benchmarks/)."""
