@@ -29,7 +29,7 @@ Examples:
     >>> per_row = saved_bytes_per_row(model, params, torch.zeros(5, 8))  # x, the ReLU's output, the mask, ...
     >>> per_row == 4 * 8 + 4 * 6 + (4 if regfn.random.native_status() == "on" else 1) * 6 + 4 * 6
     True
-    >>> block_rows(model, params, torch.zeros(100, 8)) is None  # 100 rows of a small MLP: one block
+    >>> block_rows(model, params, torch.zeros(100, 8)) > 10_000  # a small MLP's blocks: 100 rows are one
     True
 
 An eager CPU dropout's mask is float32 where regfn's C kernel draws it (:func:`regfn.random._sample.keep_mask`),
@@ -137,18 +137,16 @@ def block_rows(
     model: Model, params: Mapping[str, Tensor], x: Tensor, hp: Mapping[str, Any] | None = None
 ) -> int | None:
     """The rows a block of one configuration's evaluation holds on data like ``x`` (module docstring), or
-    ``None``: every row at once (off a CPU, where ``x``'s rows fit one block, where the probe fails, or for a
-    model whose rows are not independent). A pure function of the model, one configuration's ``params`` and
-    the data: never of a chunk's size or of a timing."""
-    if x.device.type != "cpu" or len(x) <= MIN_BLOCK_ROWS:
+    ``None``: every row at once (off a CPU, where the probe fails, or for a model whose rows are not
+    independent). A pure function of the model, one configuration's ``params`` and the kind of data (its
+    first rows): never of the data's length, of a chunk's size or of a timing, so that a sweep's program
+    is the same for any data of one kind (data of fewer rows runs in one block anyway)."""
+    if x.device.type != "cpu":
         return None
     per_row = saved_bytes_per_row(model, params, x, hp)
-    if per_row is None:
+    if per_row is None or not rows_independent(model, params, x, hp):
         return None
-    rows = max(MIN_BLOCK_ROWS, EVAL_BYTES // max(1, per_row))
-    if rows >= len(x) or not rows_independent(model, params, x, hp):
-        return None
-    return rows
+    return max(MIN_BLOCK_ROWS, EVAL_BYTES // max(1, per_row))
 
 
 def outputs(
@@ -180,4 +178,5 @@ def predictions(model: Model, params: Mapping[str, Tensor], x: Tensor, hp: Mappi
         True
     """
     with torch.no_grad():
-        return outputs(model, params, x, hp, block_rows(model, params, x, hp))
+        rows = None if len(x) <= MIN_BLOCK_ROWS else block_rows(model, params, x, hp)  # no probe for a few rows
+        return outputs(model, params, x, hp, rows)
