@@ -100,8 +100,9 @@ def saved_bytes_per_row(
 def rows_independent(
     model: Model, params: Mapping[str, Tensor], x: Tensor, hp: Mapping[str, Any] | None = None
 ) -> bool:
-    """Whether ``model``'s evaluation output for a row does not depend on the other rows: its outputs on the
-    first four rows of ``x`` at once and in two blocks of two agree (to float tolerance: a product's rounding
+    """Whether ``model``'s evaluation output for a row does not depend on the other rows: its outputs on four
+    rows of ``x`` spread over it (the first, the last and two between, so that equal neighbouring rows do not
+    hide a batch statistic) at once and in two blocks of two agree (to float tolerance: a product's rounding
     may depend on how many rows it takes). ``False`` where ``x`` has fewer than four rows or the model fails.
 
     Examples:
@@ -115,10 +116,11 @@ def rows_independent(
     """
     if len(x) < 4:
         return False
+    four = x[torch.linspace(0, len(x) - 1, 4).round().long()]
     try:
         with torch.no_grad():
-            whole = apply_model(model, params, x[:4], train=False, hp=hp)
-            halves = [apply_model(model, params, x[i : i + 2], train=False, hp=hp) for i in (0, 2)]
+            whole = apply_model(model, params, four, train=False, hp=hp)
+            halves = [apply_model(model, params, four[i : i + 2], train=False, hp=hp) for i in (0, 2)]
             if not all(
                 isinstance(t, Tensor) and t.ndim and len(t) == n for t, n in [(whole, 4), *((h, 2) for h in halves)]
             ):

@@ -169,3 +169,11 @@ def test_rows_in_blocks_do_not_depend_on_the_chunk_size(chunk, block):
         chunked = regfn.sweep(model, train, CONFIGS, val=val, chunk_size=chunk, log_every=1, **RUN)
     assert chunked.rows == whole.rows
     assert all(torch.equal(chunked.curves[name], whole.curves[name]) for name in whole.curves)
+
+
+def test_equal_first_rows_do_not_hide_batch_statistics():
+    """A batch-statistics model on data whose first rows are equal: the probe's rows are spread over the data."""
+    model = regfn.from_module(BatchStatsCNN())
+    x = images(40).x
+    x[:10] = x[0]  # ten equal rows first: normalised over any of them alone, they agree
+    assert not rows_independent(model, model.init(rr.key(0)), x)
