@@ -343,13 +343,11 @@ def sweep(
     live = live_optimizer_args(rows, optimizer)
     moved = [n for n in strategy.names if n in OPTIMIZER_ARGS[optimizer]]  # tensors: their new values reach the step
     optimizer_args = tuple(n for n in OPTIMIZER_ARGS[optimizer] if n in live or n in moved)
-    blocks = block_rows(model, one_row, data.x, _first_hp(rows, data))  # CPU evaluations in blocks of rows
-    spec = Spec(
-        model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates, key_impl, blocks
-    )
+    spec = Spec(model, loss, optimizer, optimizer_args, live_penalties(rows), batch_size is not None, rates, key_impl)
     on_device = folds.to(device) if folds is not None else None
     job = Job(spec, data, val, epochs, batch_size, log_every, compile is not False, cuda_graphs, on_device)
-    job = replace(job, stops=strategy.stops, copies=strategy.copies)
+    blocks = block_rows(model, one_row, data.x, _first_hp(rows, data))  # CPU evaluations in blocks of rows
+    job = replace(job, stops=strategy.stops, copies=strategy.copies, eval_block_rows=blocks)
     problems = ENGINES[engine].problems(job)
     if problems:
         raise ValueError(f"engine={engine!r} is not available: " + "; ".join(problems) + "; use engine='vmap'")

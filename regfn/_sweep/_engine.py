@@ -76,6 +76,9 @@ class Job:
         stops: a schedule stops configurations and regroups the rest
             (successive halving, Hyperband): the engine's state is cut by rows.
         copies: a schedule copies rows of the state into others (PBT).
+        eval_block_rows: the rows a block of a configuration's evaluation holds
+            (:func:`regfn._row_blocks.block_rows`; ``None``: every row at once). Not part of
+            :attr:`spec`: the compiled program does not depend on it.
     """
 
     spec: Spec
@@ -89,6 +92,7 @@ class Job:
     folds: Folds | None = None
     stops: bool = False
     copies: bool = False
+    eval_block_rows: int | None = None
 
     @property
     def device(self) -> torch.device:
@@ -331,13 +335,15 @@ class Engine(abc.ABC):
     ) -> Metrics:  # fmt: skip
         """Metrics on ``data`` (``rows``: each configuration's own rows of it; ``groups``: their sizes)."""
         evaluate = self.program.eval_rows
+        block = self.job.eval_block_rows
         if rows is None:
-            return Metrics.of(self.program.eval(params, hp, data.x, data.y))
+            return Metrics.of(self.program.eval(params, hp, data.x, data.y, block))
         if groups is None or len(groups) == 1:  # one size: every row's (padding columns cut off)
-            return Metrics.of(evaluate(params, hp, data.x, data.y, rows if groups is None else rows[:, : groups[0][0]]))
+            own = rows if groups is None else rows[:, : groups[0][0]]
+            return Metrics.of(evaluate(params, hp, data.x, data.y, own, block))
 
         def group(idx: Tensor, size: int) -> dict[str, Tensor]:
-            return evaluate(_take(params, idx), _take(hp, idx), data.x, data.y, rows[idx, :size])
+            return evaluate(_take(params, idx), _take(hp, idx), data.x, data.y, rows[idx, :size], block)
 
         return Metrics.of(by_size(group, rows.shape[0], groups, self.min_rows))
 

@@ -91,8 +91,6 @@ class Spec:
         minibatch: keyed mini-batches (else full batch).
         layer_rates: 0 to give the model one dropout rate (``p``), else the
             number of per-call rates ``p1`` .. ``p<layer_rates>`` it gets.
-        eval_block_rows: the rows a block of a configuration's evaluation holds
-            (:func:`regfn._row_blocks.block_rows`; ``None``: every row at once).
         key_impl: the implementation of the configurations' keys
             (:func:`regfn.random.key`'s ``impl``): each configuration's run key
             is ``regfn.random.key(seed, impl=key_impl)``, and every key split
@@ -111,7 +109,6 @@ class Spec:
     minibatch: bool
     layer_rates: int = 0
     key_impl: str = DEFAULT_IMPL
-    eval_block_rows: int | None = None
 
     def __post_init__(self) -> None:
         check_impl(self.key_impl, "regfn.sweep: key_impl")
@@ -269,17 +266,24 @@ def order(state: Mapping[str, Any], epoch: Tensor, n: int, batch_size: int) -> T
 
 
 def evaluate_config(
-    spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor
+    spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, block: int | None = None
 ) -> dict[str, Tensor]:
-    """One configuration's metrics with dropout off (see :func:`regfn._train.evaluate`)."""
-    return evaluate(spec.model, spec.loss, _penalties(spec, hp), params, x, y, hp, spec.eval_block_rows)
+    """One configuration's metrics with dropout off, the model run ``block`` rows at a time (``None``: all at
+    once; :attr:`regfn._sweep._engine.Job.eval_block_rows`; see :func:`regfn._train.evaluate`)."""
+    return evaluate(spec.model, spec.loss, _penalties(spec, hp), params, x, y, hp, block)
 
 
 def evaluate_rows(
-    spec: Spec, params: dict[str, Tensor], hp: Mapping[str, Tensor], x: Tensor, y: Tensor, idx: Tensor
+    spec: Spec,
+    params: dict[str, Tensor],
+    hp: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    idx: Tensor,
+    block: int | None = None,
 ) -> dict[str, Tensor]:
     """:func:`evaluate_config` on the rows ``idx`` of ``(x, y)`` (a cross-validation fold's)."""
-    return evaluate_config(spec, params, hp, x[idx], y[idx])
+    return evaluate_config(spec, params, hp, x[idx], y[idx], block)
 
 
 class Program:
@@ -322,8 +326,8 @@ class Program:
         else:  # eager: gradients by plain autograd, as an eager regfn.train takes them
             self.step, self.step_batch = BatchedAutogradStep(spec, False), BatchedAutogradStep(spec, True)
         self.order = rest(vmap(order, in_dims=(0, None, None, None)))
-        self.eval = rest(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None)))
-        self.eval_rows = rest(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0)))
+        self.eval = rest(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None, None)))
+        self.eval_rows = rest(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0, None)))
         self.one = OneConfig(spec, wrap, rest)
 
 

@@ -120,13 +120,13 @@ class SequentialEngine(VmapEngine):
         for n, members in groups or []:
             for k in members.tolist():
                 own[k] = n
-        out = []
+        out, block = [], self.job.eval_block_rows
         for k in range(size):
             p_k, hp_k = _row(params, k), {n: v[k] for n, v in hp.items()}
             if rows is None:
-                out.append(one.eval(p_k, hp_k, data.x, data.y))
+                out.append(one.eval(p_k, hp_k, data.x, data.y, block))
             else:
-                out.append(one.eval_rows(p_k, hp_k, data.x, data.y, rows[k, : own[k]]))
+                out.append(one.eval_rows(p_k, hp_k, data.x, data.y, rows[k, : own[k]], block))
         return Metrics.of(_stack(out))
 
 
