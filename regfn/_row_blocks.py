@@ -140,9 +140,9 @@ def block_rows(
 ) -> int | None:
     """The rows a block of one configuration's evaluation holds on data like ``x`` (module docstring), or
     ``None``: every row at once (off a CPU, where the probe fails, or for a model whose rows are not
-    independent). A pure function of the model, one configuration's ``params`` and the kind of data (its
-    first rows): never of the data's length, of a chunk's size or of a timing, so that a sweep's program
-    is the same for any data of one kind (data of fewer rows runs in one block anyway)."""
+    independent). A pure function of the model, one configuration's ``params`` and the kind of data (a few
+    of its rows): never of the data's length (data of fewer rows runs in one block anyway), of a chunk's
+    size or of a timing, so that chunks never change a result."""
     if x.device.type != "cpu":
         return None
     per_row = saved_bytes_per_row(model, params, x, hp)
