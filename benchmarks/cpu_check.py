@@ -15,7 +15,9 @@ It runs, one after another in fresh processes:
   process on that cache (``compile_s``);
 * ``sweep_cnn.py``: the digits CNN (K = 16, E = 3), compiled, in the automatic CPU
   chunks: loop / regfn (its chunks of 2 made it 1.86x faster; a regression there would
-  show here);
+  show here); then eager, the path ``compile="auto"`` takes for it since session 19
+  (no record from the session-12 machine: its first value, 1.32x, is session 19's on a
+  2-core AMD EPYC, docs/benchmarks/index.md);
 * ``first_call.py``: a first call with the defaults on the digits MLP (fresh process, empty
   inductor cache) against the loop computing the same metrics.
 
@@ -68,9 +70,13 @@ CHECKS = (
     Check("digits MLP cold compile, s", "compile", "cold.compile_s", False, 20.0, 8.7),
     Check("digits MLP second process compile, s", "compile", "warm.compile_s", False, 5.0, 2.75),
     Check("digits CNN compiled (K=16): loop / regfn", "cnn", "seq_vs_regfn", True, 1.5, 1.165),
+    Check("digits CNN eager (K=16): loop / regfn", "cnn_eager", "seq_vs_regfn", True, 1.5, None),
     Check("digits MLP first call / logged loop", "first_call", "first_vs_loop_logged", False, 1.2, 1.08),
 )
 """What is checked; ``record`` is the value of :data:`RECORD_SOURCE`."""
+
+CNN_RUN = ["sweep_cnn.py", "--K", "16", "--epochs", "3", "--no-jax", "--no-ensemble", "--seq-configs", "4"]
+"""The digits CNN's run, compiled (``"cnn"``) and eager (``"cnn_eager"``)."""
 
 RUNS = {
     "tutorial": ["sweep.py", "--device", "cpu", "--ks", "64", "--epochs", "200", "--threads", "1"],
@@ -79,7 +85,8 @@ RUNS = {
     "compile": ["second_process.py"],
     # four loop configurations: one of each dropout rate, as the grid has them (the first two, p = 0 and 0.1,
     # made the loop's mean about 15% short: a configuration with p = 0 draws no masks)
-    "cnn": ["sweep_cnn.py", "--K", "16", "--epochs", "3", "--no-jax", "--no-ensemble", "--seq-configs", "4"],
+    "cnn": CNN_RUN,
+    "cnn_eager": [*CNN_RUN, "--no-compile"],
     "first_call": ["first_call.py", "--workloads", "digits"],
 }
 """The benchmark runs, by name: a script of ``benchmarks/`` and its arguments."""
@@ -90,6 +97,7 @@ QUICK = {
     "digits_eager": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
     "compile": ["--no-compile"],
     "cnn": ["--K", "2", "--epochs", "1", "--no-compile", "--seq-configs", "1"],
+    "cnn_eager": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
     "first_call": ["--K", "2", "--epochs", "1", "--seq-configs", "1"],
 }
 """``--quick``'s arguments, appended (argparse keeps the last): every run tiny and eager, to check the plumbing."""
