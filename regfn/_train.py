@@ -43,7 +43,8 @@ from .data import Dataset, batches
 from .losses import Loss, fit_output, loss_value, takes_hp
 from .nn import Model
 from .nn._apply import apply_model
-from .optim import Transform, apply_updates
+from .optim import Transform
+from .optim._step import update_and_apply
 from .penalties import Penalty, penalize, penalty_value
 from .random import fold_in, split
 
@@ -196,8 +197,7 @@ def apply_gradients(optimizer: Transform, params: Params, grads: Params, opt_sta
         >>> apply_gradients(opt, params, {"w": torch.tensor([2.0])}, opt.init(params))[0]
         {'w': tensor([0.])}
     """
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return apply_updates(params, updates), opt_state
+    return update_and_apply(optimizer, params, grads, opt_state)
 
 
 def evaluate(

@@ -32,6 +32,7 @@ A learning rate may be a step-size function ``step -> lr``
 
 from __future__ import annotations
 
+from ._adam import scale_by_adam as scale_by_adam
 from ._alias import adagrad as adagrad
 from ._alias import adam as adam
 from ._alias import adamw as adamw
@@ -61,7 +62,6 @@ from ._step_sizes import inverse_time_decay as inverse_time_decay
 from ._step_sizes import linear_warmup as linear_warmup
 from ._transforms import scale as scale
 from ._transforms import scale_by_adagrad as scale_by_adagrad
-from ._transforms import scale_by_adam as scale_by_adam
 from ._transforms import scale_by_learning_rate as scale_by_learning_rate
 from ._transforms import scale_by_rms as scale_by_rms
 from ._transforms import scale_by_schedule as scale_by_schedule

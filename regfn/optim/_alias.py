@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._adam import scale_by_adam
 from ._base import Transform, chain
 from ._checks import betas_pair, flag, hyper, is_zero
 from ._constraints import add_decayed_weights, add_l2
@@ -20,7 +21,6 @@ from ._transforms import (
     check_nesterov,
     scale,
     scale_by_adagrad,
-    scale_by_adam,
     scale_by_learning_rate,
     scale_by_rms,
     trace,

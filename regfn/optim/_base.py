@@ -63,6 +63,12 @@ class TaggedUpdate:
       ``add_decayed_weights``). Just before a final factor ``f``,
       :func:`regfn.optim.step` applies it as ``w * (1 + f * coefficient)``,
       AdamW's ``w *= 1 - lr * weight_decay``.
+    * ``applied``: ``applied(updates, state, params, factor) -> (new_params,
+      new_state)``, the same numbers as this transform's update, then a
+      scaling by ``factor``, then :func:`apply_updates`, in fewer passes over
+      memory (Adam: its whole step in one pass of regfn's C kernel, eagerly on
+      CPU). :func:`regfn.optim._step.update_and_apply` runs it for a chain of
+      this transform and a final factor.
     * ``parts``: the transforms a :func:`chain` runs.
 
     A class rather than attributes set on a function: building an optimizer
@@ -78,6 +84,7 @@ class TaggedUpdate:
         ratios: Callable[..., RatiosResult] | None = None,
         decay: Callable[[Params | None], dict[str, Any]] | None = None,
         parts: tuple[Transform, ...] | None = None,
+        applied: Callable[..., tuple[dict[str, Tensor], State]] | None = None,
     ) -> None:
         self.fn = fn
         self.regfn_post_step = post_step
@@ -85,6 +92,7 @@ class TaggedUpdate:
         self.regfn_ratios = ratios
         self.regfn_decay = decay
         self.regfn_parts = parts
+        self.regfn_applied = applied
 
     def __call__(self, updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         return self.fn(updates, state, params)
@@ -115,6 +123,12 @@ def quotient(transform: Transform) -> Callable[..., RatiosResult] | None:
 def weight_decay_of(transform: Transform) -> Callable[[Params | None], dict[str, Any]] | None:
     """``decay(params) -> {name: coefficient}`` if ``transform`` adds ``coefficient * w``, else ``None``."""
     return _tag(transform, "decay")
+
+
+def applied_with_factor(transform: Transform) -> Callable[..., tuple[dict[str, Tensor], State]] | None:
+    """``applied(updates, state, params, factor) -> (new_params, new_state)`` (see :class:`TaggedUpdate`), else
+    ``None``."""
+    return _tag(transform, "applied")
 
 
 def chained(transform: Transform) -> tuple[Transform, ...] | None:

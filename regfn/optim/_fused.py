@@ -1,4 +1,4 @@
-"""Adam's moments and denominator in one pass of regfn's C kernel, eagerly on CPU.
+"""Adam's moments and denominator, or its whole step, in one pass of regfn's C kernel, eagerly on CPU.
 
 Eagerly, :func:`~regfn.optim.scale_by_adam`'s per-leaf arithmetic is six
 torch operations (``lerp``, ``mul``, ``addcmul``, ``sqrt``, ``div``, ``add``),
@@ -12,6 +12,15 @@ batched tensors are taken apart by :func:`regfn._unbatch.unbatched`, so that
 one call covers every configuration (a custom operator's vmap rule, tried
 first, cost about 150 us more a call and lost to torch's six operations on
 small models).
+
+:func:`adam_step` goes on to the new parameters in the same pass: ``p + (m' /
+den) * f``, ``f`` the learning rate's factor (``regfn_adam_step``). It serves
+:func:`~regfn.optim._step.update_and_apply`, the update of regfn's own
+training code (sweeps and :func:`regfn.train`), when the optimizer is exactly
+``[scale_by_adam, scale_by_learning_rate]`` (Adam without weight decay,
+AMSGrad or ``maximize``): four tensors read and three written where the
+moments' pass followed by the quotient, the learning rate and the sum read
+eight and wrote six (docs/benchmarks/sweep.md).
 
 It is used eagerly (never in traces or compiled code: inductor fuses the same
 arithmetic itself) for float32 CPU tensors outside autograd, under no functorch
@@ -37,16 +46,16 @@ from ..random import _native
 from ..random._host import tracing
 from ._checks import configuration_rows, grad_free
 
-__all__ = ["FUSE_FROM", "adam_moments", "pack"]
+__all__ = ["FUSE_FROM", "adam_moments", "adam_step", "pack"]
 
 FUSE_FROM = 8192
 """Elements of one configuration's parameter from which its moments take the kernel's one pass (below it, the
 fixed cost of taking vmapped tensors apart outweighs the passes saved: docs/benchmarks/sweep.md)."""
 
 
-def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | None:
-    """The scalars ``(w1, b2, w2, k2, eps_bc1)`` of one update for :func:`adam_moments`, or ``None`` where the
-    kernel is not used.
+def pack(*scalars: Any) -> tuple[Any, ...] | None:
+    """The scalars of one update, ``(w1, b2, w2, k2, eps_bc1)`` for :func:`adam_moments` (with ``f`` after
+    them for :func:`adam_step`), or ``None`` where the kernel is not used.
 
     Not used while torch traces or compiles, under a functorch transform other
     than ``vmap``, where autograd records a scalar, for a scalar that is not a
@@ -55,7 +64,6 @@ def pack(w1: Any, b2: Any, w2: Any, k2: Any, eps_bc1: Any) -> tuple[Any, ...] | 
     is not loaded (the first eager call builds or loads it). Called once per
     update: every leaf of one dtype shares the scalars.
     """
-    scalars = (w1, b2, w2, k2, eps_bc1)
     if tracing() or not grad_free(*scalars):
         return None
     rows = configuration_rows()
@@ -85,38 +93,75 @@ def adam_moments(
         >>> out is None or [round(t[0].item(), 4) for t in out] == [0.2, 0.004, 0.2]  # m, v, sqrt(v) / k2 + eps
         True
     """
+    return _fused("regfn_adam_moments", (g, m, v), scalars, donate)
+
+
+def adam_step(
+    g: Tensor, m: Tensor, v: Tensor, p: Tensor, scalars: tuple[Any, ...] | None
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Adam's whole step in one pass: ``(m', v', p + (m' / den) * f)``, with :func:`adam_moments`'s ``m'``,
+    ``v'`` and ``den``, or ``None`` where not used.
+
+    ``scalars`` comes from :func:`pack` with a sixth scalar, ``f`` (the
+    learning rate's factor, ``-lr``). The numbers are those of
+    :func:`adam_moments` followed by torch's ``div``, ``mul`` and ``add``
+    (what ``scale_by_adam``, ``scale_by_learning_rate`` and
+    :func:`~regfn.optim.apply_updates` run): four tensors read and three
+    written, against fourteen passes. Same conditions as :func:`adam_moments`;
+    nothing is written into its inputs.
+
+    Examples:
+        >>> import torch
+        >>> g, m, v, p = torch.full((8192,), 2.0), torch.zeros(8192), torch.zeros(8192), torch.ones(8192)
+        >>> out = adam_step(g, m, v, p, pack(0.1, 0.999, 0.001, 0.001 ** 0.5 / 0.1, 1e-8 * 0.1, -0.5))
+        >>> out is None or round(out[2][0].item(), 4) == 0.5  # 1 - 0.5 * sign(g)
+        True
+    """
+    return _fused("regfn_adam_step", (g, m, v, p), scalars, False)
+
+
+def _fused(
+    kernel: str, tensors: tuple[Tensor, ...], scalars: tuple[Any, ...] | None, donate: bool
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """One of the kernels on ``tensors`` (``g, m, v[, p]``), or ``None`` where it is not used (see
+    :func:`adam_moments`)."""
+    g = tensors[0]
     if scalars is None or g.device.type != "cpu":
         return None
     rows = configuration_rows()
-    if g.numel() // (rows or 1) < FUSE_FROM or not grad_free(g, m, v):
+    if g.numel() // (rows or 1) < FUSE_FROM or not grad_free(*tensors):
         return None  # the bound is on one configuration's elements (as rows, g holds every configuration's)
-    if any(t.dtype != torch.float32 or t.shape != g.shape for t in (g, m, v)):
+    if any(t.dtype != torch.float32 or t.shape != g.shape for t in tensors):
         return None
+    n = len(tensors)
     if rows is not None:  # (K, n) rows, each scalar a number or a (K, 1) column
-        return _run(g, m, v, tuple(s.reshape(rows) if isinstance(s, Tensor) and s.ndim else s for s in scalars), 1)
+        columns = tuple(s.reshape(rows) if isinstance(s, Tensor) and s.ndim else s for s in scalars)
+        return _run(kernel, tensors, columns, 1)
+    m, v = tensors[1:3]
     if donate and m.is_contiguous() and v.is_contiguous():  # eager, outside transforms: into the old state
-        return _run(g, m, v, scalars, 0, (m, v))
-    return unbatched(lambda g, m, v, *rest: _run(g, m, v, rest[:-1], rest[-1]), (g, m, v, *scalars))
+        return _run(kernel, tensors, scalars, 0, (m, v))
+    return unbatched(lambda *args: _run(kernel, args[:n], args[n:-1], args[-1]), (*tensors, *scalars))
 
 
 def _run(
-    g: Tensor,
-    m: Tensor,
-    v: Tensor,
+    kernel: str,
+    tensors: tuple[Tensor, ...],
     scalars: tuple[Any, ...],
     batch_dims: int,
     outs: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(m', v', den)`` by the kernel. ``g``'s first ``batch_dims`` dimensions are configurations; each scalar
-    is a number or a tensor of those dimensions. ``outs`` (``(m_out, v_out)``, contiguous, ``g``'s shape; may
-    be ``m`` and ``v``) receive the moments; otherwise they are new tensors."""
+    """``(m', v', out)`` by ``kernel``. The first ``batch_dims`` dimensions of ``tensors`` (``g, m, v[, p]``) are
+    configurations; each scalar is a number or a tensor of those dimensions. ``outs`` (``(m_out, v_out)``,
+    contiguous, ``g``'s shape; may be ``m`` and ``v``) receive the moments; otherwise they are new tensors."""
+    tensors = tuple(t.contiguous() for t in tensors)
+    g = tensors[0]
     prefix = g.shape[:batch_dims]
     packed = torch.stack([torch.as_tensor(s, dtype=torch.float32).expand(prefix) for s in scalars], -1).contiguous()
-    g, m, v = g.contiguous(), m.contiguous(), v.contiguous()
     m_out, v_out = outs if outs is not None else (torch.empty_like(g), torch.empty_like(g))
-    den = torch.empty_like(g)
-    outer = packed.numel() // 5
+    out = torch.empty_like(g)
+    outer = packed.numel() // len(scalars)
     if g.numel():
-        _native._loaded().regfn_adam_moments(g.data_ptr(), m.data_ptr(), v.data_ptr(), packed.data_ptr(), outer,
-                                             g.numel() // outer, m_out.data_ptr(), v_out.data_ptr(), den.data_ptr())  # fmt: skip
-    return m_out, v_out, den
+        pointers = [t.data_ptr() for t in tensors]
+        getattr(_native._loaded(), kernel)(*pointers, packed.data_ptr(), outer, g.numel() // outer,
+                                           m_out.data_ptr(), v_out.data_ptr(), out.data_ptr())  # fmt: skip
+    return m_out, v_out, out

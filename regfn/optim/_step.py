@@ -26,6 +26,8 @@ from ._base import (
     Transform,
     Updates,
     _check_transform,
+    applied_with_factor,
+    apply_updates,
     chained,
     check_same_names,
     quotient,
@@ -176,6 +178,37 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
             return _step(opt, params, grads, state, inplace=True)[1]
     with torch.no_grad(), donating():
         return _step(opt, params, grads, state, inplace=True)[1]
+
+
+def update_and_apply(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
+    """``opt.update`` followed by :func:`~regfn.optim.apply_updates`, bit for bit, in fewer passes where it can.
+
+    For a chain of two transforms, the first with an ``applied`` tag (see
+    :class:`~regfn.optim._base.TaggedUpdate`; Adam without AMSGrad) and the
+    second a scaling (the learning rate), eagerly (not while torch traces or
+    compiles), the first transform runs its update, the scaling and the
+    addition together: Adam's whole step in one pass of regfn's C kernel on
+    CPU (:func:`~regfn.optim._fused.adam_step`). Unlike :func:`step`, the
+    rounding is that of the separate update and addition (optax's and regfn's
+    training code's), not ``torch.optim``'s ``addcdiv``.
+
+    Examples:
+        >>> import torch
+        >>> from regfn import optim
+        >>> opt, params = optim.adam(0.5), {"w": torch.tensor([1.0])}
+        >>> update_and_apply(opt, params, {"w": torch.tensor([2.0])}, opt.init(params))[0]
+        {'w': tensor([0.5000])}
+    """
+    parts = chained(opt)
+    if parts is not None and len(parts) == 2 and not torch.compiler.is_compiling():
+        applied, factor_fn = applied_with_factor(parts[0]), scaling_factor(parts[1])
+        if applied is not None and factor_fn is not None and isinstance(state, tuple) and len(state) == 2:
+            check_same_names(params, grads, "apply_updates", "updates")
+            factor, last_state = factor_fn(state[1])
+            new, first_state = applied(grads, state[0], params, factor)
+            return new, (first_state, last_state)
+    updates, state = opt.update(grads, state, params)
+    return apply_updates(params, updates), state
 
 
 def _step(

@@ -27,7 +27,6 @@ from ._checks import (
     scalar_dtype,
     step_zero,
 )
-from ._fused import adam_moments, pack
 
 
 def _times(updates: Updates, factor: Any) -> dict:
@@ -53,25 +52,28 @@ def _scaling(init: Any, factor: Any) -> Transform:
     return Transform(init, TaggedUpdate(update, factor=factor))
 
 
-def _quotient_transform(init: Any, ratios: Any) -> Transform:
+def _quotient_transform(init: Any, ratios: Any, applied: Any = None) -> Transform:
     """A transform whose output is ``nums / dens`` from ``ratios(updates, state, params)``.
 
     ``ratios`` returns fresh denominators, so an eager update divides in place
     into them. The quotient form is exposed (see
     :func:`~regfn.optim._base.quotient`) so that :func:`~regfn.optim.step` can
-    apply ``p + f * num / den`` as one ``addcdiv``, as ``torch.optim`` does.
+    apply ``p + f * num / den`` as one ``addcdiv``, as ``torch.optim`` does;
+    ``applied`` is the ``applied`` tag (see :class:`~regfn.optim._base.TaggedUpdate`).
     """
 
     def update(updates: Updates, state: State, params: Params | None = None) -> UpdateResult:
         nums, dens, state = ratios(updates, state, params)
-        eager = inplace_ok()
-        out = {}
-        for k, num in nums.items():
-            den = dens[k]
-            out[k] = into(den if eager and grad_free(num, den) else None, torch.div, num, den)
-        return out, state
+        return _divide(nums, dens), state
 
-    return Transform(init, TaggedUpdate(update, ratios=ratios))
+    return Transform(init, TaggedUpdate(update, ratios=ratios, applied=applied))
+
+
+def _divide(nums: Updates, dens: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``{k: nums[k] / dens[k]}``, eagerly into the (fresh) denominators."""
+    eager = inplace_ok()
+    return {k: into(dens[k] if eager and grad_free(num, dens[k]) else None, torch.div, num, dens[k])
+            for k, num in nums.items()}  # fmt: skip
 
 
 def _stateless(params: Params) -> dict:
@@ -269,95 +271,6 @@ def _decay_add_square(
     if fast or dest is not None:
         return out.addcmul_(g, g, value=weight)
     return torch.addcmul(out, g, g, value=weight)
-
-
-def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool = False) -> Transform:
-    """Adam's direction ``m_hat / (sqrt(v_hat) + eps)``, as ``torch.optim.Adam`` computes it.
-
-    ``m = lerp(m, g, 1 - b1)``, ``v = b2 * v + (1 - b2) * g * g`` (with
-    AMSGrad ``vmax = max(vmax, v)`` replaces ``v`` below), then
-    ``m / (1 - b1**t) / (sqrt(v) / sqrt(1 - b2**t) + eps)``; the bias
-    corrections are computed in float64 like torch's Python floats. Multiply
-    by ``-lr`` afterwards (:func:`scale_by_learning_rate`).
-
-    Args:
-        b1: decay of the first moment (``0 <= b1 < 1``).
-        b2: decay of the second moment (``0 <= b2 < 1``).
-        eps: added to the denominator (``>= 0``).
-        amsgrad: keep the running maximum of the second moment.
-
-    Returns:
-        A :class:`~regfn.optim.Transform` with state ``{"step", "exp_avg",
-        "exp_avg_sq"}`` (and ``"max_exp_avg_sq"`` with AMSGrad).
-
-    Raises:
-        ValueError: for a hyperparameter out of range.
-        TypeError: for a wrongly typed argument.
-
-    Examples:
-        >>> import torch
-        >>> t = scale_by_adam()
-        >>> g = {"w": torch.tensor([0.5, -2.0])}
-        >>> t.update(g, t.init(g))[0]["w"].round(decimals=6)  # the first step is sign(g), up to eps
-        tensor([ 1., -1.])
-    """
-    where = "scale_by_adam"
-    b1 = hyper(b1, "b1", where, low=0.0, high=1.0, high_open=True)
-    b2 = hyper(b2, "b2", where, low=0.0, high=1.0, high_open=True)
-    eps = hyper(eps, "eps", where, low=0.0)
-    amsgrad = flag(amsgrad, "amsgrad", where)
-
-    def init(params: Params) -> dict:
-        state = {
-            "step": step_zero(params),
-            "exp_avg": {k: torch.zeros_like(p) for k, p in params.items()},
-            "exp_avg_sq": {k: torch.zeros_like(p) for k, p in params.items()},
-        }
-        if amsgrad:
-            state["max_exp_avg_sq"] = {k: torch.zeros_like(p) for k, p in params.items()}
-        return state
-
-    def ratios(updates: Updates, state: State, params: Params | None = None) -> RatiosResult:
-        step = state["step"] + 1
-        t = step.to(scalar_dtype(step.device))
-        bc1 = 1 - b1**t
-        bc2_sqrt = torch.sqrt(1 - b2**t)
-        # denom * bc1 = bc1 * (sqrt(v) / bc2_sqrt + eps) = eps * bc1 + sqrt(v) / (bc2_sqrt / bc1)
-        get = caster(eps * bc1, bc2_sqrt / bc1, 1 - b1, b2, 1 - b2)
-        eager = inplace_ok(b1, b2, eps)
-        donate = eager and donated()
-        exp_avg, exp_avg_sq = {}, {}
-        max_sq: dict[str, Tensor] | None = {} if amsgrad else None
-        dens = {}
-        packs: dict[torch.dtype, tuple | None] = {}  # the fused kernel's scalars, once per dtype
-        for k, g in updates.items():
-            eps_bc1, k2, w1, beta2, w2 = get(g.dtype)
-            m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
-            fast = eager and grad_free(g, m_old, v_old)
-            if not amsgrad:  # one pass of regfn's C kernel where it may run (eager float32 CPU)
-                if g.dtype not in packs:
-                    packs[g.dtype] = pack(w1, beta2, w2, k2, eps_bc1)
-                fused = adam_moments(g, m_old, v_old, packs[g.dtype], donate and fast)
-                if fused is not None:
-                    exp_avg[k], exp_avg_sq[k], dens[k] = fused
-                    continue
-            m = into(m_old if donate and fast else None, torch.lerp, m_old, g, w1)
-            v = _decay_add_square(v_old, beta2, g, w2, fast, v_old if donate and fast else None)
-            exp_avg[k], exp_avg_sq[k] = m, v
-            if max_sq is not None:
-                v_max = state["max_exp_avg_sq"][k]
-                dest = v_max if donate and grad_free(v_max) else None
-                v = max_sq[k] = into(dest, torch.maximum, v_max, v)
-            # sqrt(v) / k2 + eps_bc1 (addcdiv's rounding, but addcdiv with 0-d
-            # tensor operands takes a slow broadcasting loop on CPU: docs/benchmarks/).
-            d = v.sqrt()
-            dens[k] = d.div_(k2).add_(eps_bc1) if fast else d / k2 + eps_bc1
-        new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
-        if max_sq is not None:
-            new_state["max_exp_avg_sq"] = max_sq
-        return exp_avg, dens, new_state
-
-    return _quotient_transform(init, ratios)
 
 
 def scale_by_rms(alpha: Any = 0.99, eps: Any = 1e-8, centered: bool = False) -> Transform:

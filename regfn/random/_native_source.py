@@ -2,7 +2,7 @@
 
 Plain C99, no Python or torch headers: threefry2x32's and philox4x32's words (each
 key's stream, the same words as the tensor ciphers), dropout's keep masks drawn from
-them, and Adam's moments in one pass. The cipher rounds are written
+them, and Adam's moments (or its whole step) in one pass. The cipher rounds are written
 out from the same constants as the tensor ciphers (:mod:`._threefry`, :mod:`._philox`).
 """
 
@@ -105,6 +105,34 @@ _KEEP = (
 """The keep functions' extra parameter (a keep probability per key), the bound each key's words are compared with,
 and the keys whose masks the bound alone decides (a sweep's ``p = 0`` configurations): filled without drawing."""
 
+
+def _adam_function(name: str, param: str, scalars: int, store: str) -> str:
+    """A C function of Adam's moments over ``outer`` x ``inner`` float32 elements (scalars ``s[scalars * o ..]``
+    of outer index ``o``, the first five ``(w1, b2, w2, k2, eps_bc1)``): ``m_out``, ``v_out`` and the
+    denominator ``den``, which ``store`` writes to ``out`` (with ``param``, an extra input array)."""
+    return f"""
+void {name}(const float *restrict g, const float *m, const float *v,{param} const float *restrict s,
+            int64_t outer, int64_t inner, float *m_out, float *v_out, float *restrict out) {{
+    for (int64_t o = 0; o < outer; ++o) {{
+        const float *so = s + {scalars} * o;
+        const float w1 = so[0], b2 = so[1], w2 = so[2], k2 = so[3], e = so[4];
+        const int small = fabsf(w1) < 0.5f;
+        const float coeff = small ? w1 : w1 - 1.0f;
+        const int64_t b = o * inner;
+        for (int64_t i = b; i < b + inner; ++i) {{
+            const float gi = g[i], mi = m[i];
+            const float vi = fmaf(w2 * gi, gi, v[i] * b2);
+            const float mo = fmaf(coeff, gi - mi, small ? mi : gi);
+            m_out[i] = mo;
+            v_out[i] = vi;
+            const float den = sqrtf(vi) / k2 + e;
+            {store}
+        }}
+    }}
+}}
+"""
+
+
 SOURCE = f"""
 #include <math.h>
 #include <stdint.h>
@@ -153,23 +181,10 @@ void regfn_threefry_bits32_cols(const int64_t *kw, int64_t keys, int64_t rows, i
    build), den = sqrt(v') / k2 + eps_bc1 (IEEE sqrt, which MKL's vsSqrt behind torch.sqrt misses by an ulp at
    times). m_out and v_out may be m and v (each element is read before it is written); restrict on the
    others keeps GCC's alias checks few enough to vectorise. */
-void regfn_adam_moments(const float *restrict g, const float *m, const float *v, const float *restrict s,
-                        int64_t outer, int64_t inner, float *m_out, float *v_out, float *restrict den) {{
-    for (int64_t o = 0; o < outer; ++o) {{
-        const float w1 = s[5 * o], b2 = s[5 * o + 1], w2 = s[5 * o + 2], k2 = s[5 * o + 3], e = s[5 * o + 4];
-        const int small = fabsf(w1) < 0.5f;
-        const float coeff = small ? w1 : w1 - 1.0f;
-        const int64_t b = o * inner;
-        for (int64_t i = b; i < b + inner; ++i) {{
-            const float gi = g[i], mi = m[i];
-            const float vi = fmaf(w2 * gi, gi, v[i] * b2);
-            m_out[i] = fmaf(coeff, gi - mi, small ? mi : gi);
-            v_out[i] = vi;
-            den[i] = sqrtf(vi) / k2 + e;
-        }}
-    }}
-}}
-
+{_adam_function("regfn_adam_moments", "", 5, "out[i] = den;")}
+/* Adam's whole step: the moments as regfn_adam_moments's, then p' = p + (m' / den) * f (three IEEE roundings,
+   as torch's div, mul and add), with a sixth scalar s[6 o + 5] = f (the learning rate's factor, -lr). */
+{_adam_function("regfn_adam_step", " const float *restrict p,", 6, "out[i] = p[i] + (mo / den) * so[5];")}
 /* Words start .. start + n - 1 (start a multiple of 4) of each of `keys` philox4x32 keys (k0, k1, s0, s1):
    word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). words: keys x n int64;
    keep: dropout's keep mask from them, as regfn_threefry_keep's. */
@@ -187,5 +202,6 @@ FUNCTIONS = {
     "regfn_threefry_keep": ("p", "i", "i", "i", "p", "p"),  # (key words, keys, n, start, keep, out)
     "regfn_philox_keep": ("p", "i", "i", "i", "p", "p"),
     "regfn_adam_moments": ("p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, s, outer, inner, m', v', den)
+    "regfn_adam_step": ("p", "p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, p, s, outer, inner, m', v', p')
 }
 """Every function of :data:`SOURCE` and its arguments: ``"p"`` a pointer, ``"i"`` an int64."""
