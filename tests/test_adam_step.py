@@ -155,12 +155,27 @@ def test_vmapped_equals_each_configuration_alone(fuse_from_40, steps_taken):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: optim.adam(1e-2, amsgrad=True),
-        lambda: optim.adam(1e-2, weight_decay=1e-3),  # three transforms
-        lambda: optim.adamw(1e-2),
+        lambda: optim.adam(1e-2, weight_decay=1e-3),  # torch's coupled decay runs first, as usual
+        lambda: optim.adam(torch.tensor(1e-2), weight_decay=torch.tensor(1e-3)),
         lambda: optim.adam(1e-2, maximize=True),
+        lambda: optim.adam(1e-2, weight_decay=1e-3, maximize=True),
+    ],
+)
+def test_transforms_before_adam_run_first_then_the_whole_step(make, fuse_from_40, steps_taken):
+    params, grads = tensors(5)
+    opt = make()
+    assert_same_bits(fused_path(opt, params, grads), reference(opt, params, grads))
+    assert steps_taken == [(16, 12), (3, 16)] * 3
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optim.adam(1e-2, amsgrad=True),
+        lambda: optim.adamw(1e-2),  # its decay comes between Adam and the learning rate
         lambda: optim.rmsprop(1e-2),
         lambda: optim.sgd(1e-2, momentum=0.9),
+        lambda: optim.chain(optim.scale_by_adam(), optim.scale(0.5), optim.scale_by_learning_rate(1e-2)),
     ],
 )
 def test_other_optimizers_keep_their_path(make, fuse_from_40, steps_taken):

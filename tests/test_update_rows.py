@@ -101,9 +101,9 @@ def test_a_column_of_values_is_an_argument_only_inside_rows_of_configurations():
 
 
 def test_the_rows_update_takes_the_kernels_pass_where_the_vmapped_one_does(monkeypatch):
-    """Adam's moments of a leaf of FUSE_FROM elements or more a configuration come from the C kernel on both
-    paths (its sqrt may differ from torch's by an ulp, so both must choose alike). With weight_decay live the
-    chain has three transforms, so the kernel's whole step (tests/test_adam_step.py) is not taken."""
+    """Adam's step of a leaf of FUSE_FROM elements or more a configuration comes from the C kernel on both
+    paths (its sqrt may differ from torch's by an ulp, so both must choose alike): the whole step
+    (tests/test_adam_step.py), after the coupled weight decay, which is live here."""
     calls = []
     run = fused._run
     monkeypatch.setattr(fused, "_run", lambda *a, **kw: calls.append((a[0], a[1][0].shape)) or run(*a, **kw))
@@ -111,4 +111,4 @@ def test_the_rows_update_takes_the_kernels_pass_where_the_vmapped_one_does(monke
     run_both("adam", 4, 1, 0)
     if fused._native.loaded():
         # vmapped (the batched leaf taken apart), then as rows
-        assert calls == [("regfn_adam_moments", (4, 7, 5)), ("regfn_adam_moments", (4, 35))]
+        assert calls == [("regfn_adam_step", (4, 7, 5)), ("regfn_adam_step", (4, 35))]

@@ -16,11 +16,12 @@ small models).
 :func:`adam_step` goes on to the new parameters in the same pass: ``p + (m' /
 den) * f``, ``f`` the learning rate's factor (``regfn_adam_step``). It serves
 :func:`~regfn.optim._step.update_and_apply`, the update of regfn's own
-training code (sweeps and :func:`regfn.train`), when the optimizer is exactly
-``[scale_by_adam, scale_by_learning_rate]`` (Adam without weight decay,
-AMSGrad or ``maximize``): four tensors read and three written where the
-moments' pass followed by the quotient, the learning rate and the sum read
-eight and wrote six (docs/benchmarks/sweep.md).
+training code (sweeps and :func:`regfn.train`), when the optimizer's chain
+ends in ``[scale_by_adam, scale_by_learning_rate]`` (Adam, with or without
+torch's coupled ``weight_decay`` and ``maximize``, which run before it; not
+AMSGrad, not AdamW): four tensors read and three written where the moments'
+pass followed by the quotient, the learning rate and the sum read eight and
+wrote six (docs/benchmarks/sweep.md).
 
 It is used eagerly (never in traces or compiled code: inductor fuses the same
 arithmetic itself) for float32 CPU tensors outside autograd, under no functorch

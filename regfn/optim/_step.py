@@ -183,14 +183,15 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
 def update_and_apply(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
     """``opt.update`` followed by :func:`~regfn.optim.apply_updates`, bit for bit, in fewer passes where it can.
 
-    For a chain of two transforms, the first with an ``applied`` tag (see
-    :class:`~regfn.optim._base.TaggedUpdate`; Adam without AMSGrad) and the
-    second a scaling (the learning rate), eagerly (not while torch traces or
-    compiles), the first transform runs its update, the scaling and the
-    addition together: Adam's whole step in one pass of regfn's C kernel on
-    CPU (:func:`~regfn.optim._fused.adam_step`). Unlike :func:`step`, the
-    rounding is that of the separate update and addition (optax's and regfn's
-    training code's), not ``torch.optim``'s ``addcdiv``.
+    For a chain whose last two transforms are one with an ``applied`` tag (see
+    :class:`~regfn.optim._base.TaggedUpdate`; Adam without AMSGrad) and a
+    scaling (the learning rate), eagerly (not while torch traces or compiles),
+    the transforms before them run as usual (torch's coupled ``weight_decay``,
+    ``maximize``'s sign), then the tagged transform runs its update, the
+    scaling and the addition together: Adam's whole step in one pass of
+    regfn's C kernel on CPU (:func:`~regfn.optim._fused.adam_step`). Unlike
+    :func:`step`, the rounding is that of the separate update and addition
+    (optax's and regfn's training code's), not ``torch.optim``'s ``addcdiv``.
 
     Examples:
         >>> import torch
@@ -200,13 +201,14 @@ def update_and_apply(opt: Transform, params: Params, grads: Updates, state: Stat
         {'w': tensor([0.5000])}
     """
     parts = chained(opt)
-    if parts is not None and len(parts) == 2 and not torch.compiler.is_compiling():
-        applied, factor_fn = applied_with_factor(parts[0]), scaling_factor(parts[1])
-        if applied is not None and factor_fn is not None and isinstance(state, tuple) and len(state) == 2:
+    if parts is not None and len(parts) >= 2 and not torch.compiler.is_compiling():
+        applied, factor_fn = applied_with_factor(parts[-2]), scaling_factor(parts[-1])
+        if applied is not None and factor_fn is not None and isinstance(state, tuple) and len(state) == len(parts):
             check_same_names(params, grads, "apply_updates", "updates")
-            factor, last_state = factor_fn(state[1])
-            new, first_state = applied(grads, state[0], params, factor)
-            return new, (first_state, last_state)
+            updates, first_states = run_chain(parts[:-2], grads, state[:-2], params)
+            factor, last_state = factor_fn(state[-1])
+            new, applied_state = applied(updates, state[-2], params, factor)
+            return new, (*first_states, applied_state, last_state)
     updates, state = opt.update(grads, state, params)
     return apply_updates(params, updates), state
 
