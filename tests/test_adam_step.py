@@ -198,6 +198,15 @@ def test_not_used_where_the_kernel_may_not_run(fuse_from_40, steps_taken):
     assert steps_taken == []
 
 
+def test_a_factor_the_kernel_cannot_take_leaves_the_moments_as_opt_update_has_them(fuse_from_40, steps_taken):
+    """A learning rate autograd records: no whole step, but the moments still come from the kernel exactly
+    where opt.update takes it (its sqrt may differ from torch's by an ulp)."""
+    params, grads = tensors(6)
+    opt = optim.adam(torch.tensor(1e-2, requires_grad=True))
+    assert_same_bits(fused_path(opt, params, grads), reference(opt, params, grads))
+    assert steps_taken == []
+
+
 def test_train_and_an_eager_sweep_take_the_whole_step(monkeypatch, steps_taken):
     """regfn.train (one configuration) and an eager sweep (as rows) both reach the kernel's whole step, and the
     sweep's rows equal regfn.train's."""

@@ -89,20 +89,22 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         max_sq: dict[str, Tensor] | None = {} if amsgrad else None
         dens: dict[str, Tensor] = {}
         stepped: dict[str, Tensor] = {}
-        packs: dict[torch.dtype, tuple | None] = {}  # the fused kernel's scalars, once per dtype
+        # the fused kernel's scalars, once per dtype: the moments' five, and with the factor for the whole step
+        packs: dict[torch.dtype, tuple[tuple | None, tuple | None]] = {}
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2, *f = get(g.dtype)
             m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
             fast = eager and grad_free(g, m_old, v_old)
             if not amsgrad:  # one pass of regfn's C kernel where it may run (eager float32 CPU)
                 if g.dtype not in packs:
-                    packs[g.dtype] = pack(w1, beta2, w2, k2, eps_bc1, *f)
-                fused = adam_step(g, m_old, v_old, params[k], packs[g.dtype]) if whole and params else None
+                    five = pack(w1, beta2, w2, k2, eps_bc1)  # whether the moments take the kernel: never f's say
+                    packs[g.dtype] = five, pack(*five, *f) if five is not None and whole else None
+                five, six = packs[g.dtype]
+                fused = adam_step(g, m_old, v_old, params[k], six) if six is not None and params else None
                 if fused is not None:
                     exp_avg[k], exp_avg_sq[k], stepped[k] = fused
                     continue
-                scalars = packs[g.dtype]
-                fused = adam_moments(g, m_old, v_old, None if scalars is None else scalars[:5], donate and fast)
+                fused = adam_moments(g, m_old, v_old, five, donate and fast)
                 if fused is not None:
                     exp_avg[k], exp_avg_sq[k], dens[k] = fused
                     continue
