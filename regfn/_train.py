@@ -46,6 +46,7 @@ from .nn._apply import apply_model
 from .optim import Transform
 from .optim._step import update_and_apply
 from .penalties import Penalty, penalize, penalty_value
+from .penalties._closed import ClosedForm, add_l1_gradient, closed_form
 from .random import fold_in, split
 
 __all__ = [
@@ -144,6 +145,10 @@ def train_step(
     The gradients come from ``torch.func.grad_and_value`` (what a sweep's
     vmapped and compiled steps need), or with ``plain_autograd`` from
     :func:`plain_grad_and_value` (an eager step of one configuration: faster).
+    Penalties with a closed-form gradient (L1, L2, the elastic net:
+    :func:`regfn.penalties._closed.closed_form`) are counted in the objective but
+    differentiated by hand, their gradients added in the optimizer's update
+    (the same bits as autograd's for a parameter the model uses once).
 
     Returns:
         ``(new_params, new_opt_state, objective)`` where ``objective`` is the
@@ -151,9 +156,10 @@ def train_step(
         on, like the tutorial's printed loss).
     """
 
-    objective = training_objective(model, loss, penalties, p, x, y, key, hp)
+    form = closed_form(params, penalties)
+    objective = training_objective(model, loss, penalties, p, x, y, key, hp, form is not None)
     grads, value = (plain_grad_and_value if plain_autograd else grad_and_value)(objective)(params)
-    params, opt_state = apply_gradients(optimizer, params, grads, opt_state)
+    params, opt_state = apply_gradients(optimizer, params, grads, opt_state, form)
     return params, opt_state, value
 
 
@@ -166,8 +172,13 @@ def training_objective(
     y: Tensor,
     key: Tensor,
     hp: Mapping[str, Any] | None = None,
+    closed: bool = False,
 ) -> Callable[[Params], Tensor]:
     """``params -> data loss + penalties`` on ``(x, y)`` with dropout drawn from ``key``: what a step differentiates.
+
+    With ``closed``, the penalties are taken of detached parameters: counted
+    in the value, left out of the gradient, which the caller completes from
+    :func:`regfn.penalties._closed.closed_form` (see :func:`apply_gradients`).
 
     Examples:
         >>> import torch, regfn
@@ -184,11 +195,24 @@ def training_objective(
         out = apply_model(model, params, x, key=key, p=p, train=True, hp=hp)
         return loss_value(loss, out, y, hp)
 
-    return penalize(data_loss, *penalties) if penalties else data_loss
+    if not penalties:
+        return data_loss
+    if not closed:
+        return penalize(data_loss, *penalties)
+
+    def counted(params: Params) -> Tensor:  # penalize's sum, out + penalty_value, without the penalties' gradient
+        return data_loss(params) + penalty_value({k: t.detach() for k, t in params.items()}, *penalties)
+
+    return counted
 
 
-def apply_gradients(optimizer: Transform, params: Params, grads: Params, opt_state: Any) -> tuple[Params, Any]:
+def apply_gradients(
+    optimizer: Transform, params: Params, grads: Params, opt_state: Any, penalties: ClosedForm | None = None
+) -> tuple[Params, Any]:
     """One optimizer update from ``grads``: ``(new_params, new_opt_state)``; pure.
+
+    ``penalties``: gradients in closed form to add first (the L1 terms here,
+    the L2 terms within the update: :func:`regfn.optim._step.update_and_apply`).
 
     Examples:
         >>> import torch
@@ -197,7 +221,10 @@ def apply_gradients(optimizer: Transform, params: Params, grads: Params, opt_sta
         >>> apply_gradients(opt, params, {"w": torch.tensor([2.0])}, opt.init(params))[0]
         {'w': tensor([0.])}
     """
-    return update_and_apply(optimizer, params, grads, opt_state)
+    if penalties is None:
+        return update_and_apply(optimizer, params, grads, opt_state)
+    grads = add_l1_gradient(grads, params, penalties.l1) if penalties.l1 else grads
+    return update_and_apply(optimizer, params, grads, opt_state, penalties.l2)
 
 
 def evaluate(

@@ -38,6 +38,7 @@ from ..losses import Loss
 from ..nn import Model
 from ..optim._checks import rows_of_configurations
 from ..penalties import Penalty, l1, l2, norm
+from ..penalties._closed import closed_form
 from ..random import DEFAULT_IMPL, check_impl, fold_in
 from ..random import key as make_key
 
@@ -171,12 +172,17 @@ def objective(
     from its dropout key ``dkey`` (``state["dkey"]``): what :func:`step` differentiates
     (:class:`BatchedAutogradStep`'s forward; vmapped, only the tensors it reads are batched)."""
     k = step_key(dkey, epoch, batch)
-    return training_objective(spec.model, spec.loss, _penalties(spec, hp), rates(spec, hp), x, y, k, hp)(params)
+    pens = _penalties(spec, hp)
+    closed = closed_form(params, pens) is not None  # then update() adds their gradients
+    return training_objective(spec.model, spec.loss, pens, rates(spec, hp), x, y, k, hp, closed)(params)
 
 
 def update(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: dict[str, Tensor]) -> dict[str, Any]:
-    """One configuration's optimizer update from ``grads``: the rest of :func:`step`."""
-    params, opt_state = apply_gradients(_optimizer(spec, hp), state["params"], grads, state["opt"])
+    """One configuration's optimizer update from ``grads`` (those of :func:`objective`, whose penalties in closed
+    form are added here): the rest of :func:`step`."""
+    params = state["params"]
+    form = closed_form(params, _penalties(spec, hp))
+    params, opt_state = apply_gradients(_optimizer(spec, hp), params, grads, state["opt"], form)
     return {**state, "params": params, "opt": opt_state}
 
 
@@ -197,9 +203,11 @@ def update_rows(
     was = (state["params"], state["opt"])
     params, opt_state = _pytree.tree_map(lambda t: t.reshape(k, -1) if isinstance(t, Tensor) else t, was)
     columns = {name: hp[name].reshape(k, 1) for name in spec.optimizer_args}
+    strengths = {name: hp[name].reshape(k, 1) for name in spec.penalties}
     with rows_of_configurations(k):
+        form = closed_form(params, _penalties(spec, strengths))
         new = apply_gradients(_optimizer(spec, columns), params, {n: g.reshape(k, -1) for n, g in grads.items()},
-                              opt_state)  # fmt: skip
+                              opt_state, form)  # fmt: skip
     params, opt_state = _pytree.tree_map(lambda t, old: t.reshape(old.shape) if isinstance(t, Tensor) else t, new, was)
     return {**state, "params": params, "opt": opt_state}
 

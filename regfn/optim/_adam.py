@@ -6,12 +6,13 @@ path; see :mod:`regfn.optim._fused` for the kernel's passes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ._base import Params, RatiosResult, State, Transform, Updates, apply_updates
+from ._base import Params, RatiosResult, State, Transform, Updates, apply_updates, with_l2_gradient
 from ._checks import caster, donated, flag, grad_free, hyper, inplace_ok, into, scalar_dtype, step_zero
 from ._fused import adam_moments, adam_step, pack
 from ._transforms import _decay_add_square, _divide, _quotient_transform, _times
@@ -75,7 +76,9 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
             state["max_exp_avg_sq"] = {k: torch.zeros_like(p) for k, p in params.items()}
         return state
 
-    def moments(updates: Updates, state: State, params: Params | None, factor: Any) -> _Moments:
+    def moments(
+        updates: Updates, state: State, params: Params | None, factor: Any, l2: Mapping[str, Any] | None = None
+    ) -> _Moments:
         step = state["step"] + 1
         t = step.to(scalar_dtype(step.device))
         bc1 = 1 - b1**t
@@ -91,19 +94,27 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         stepped: dict[str, Tensor] = {}
         # the fused kernel's scalars, once per dtype: the moments' five, and with the factor for the whole step
         packs: dict[torch.dtype, tuple[tuple | None, tuple | None]] = {}
+        with_c: dict[tuple[torch.dtype, int], tuple | None] = {}  # the whole step's scalars and an L2 leaf's c
         for k, g in updates.items():
             eps_bc1, k2, w1, beta2, w2, *f = get(g.dtype)
             m_old, v_old = state["exp_avg"][k], state["exp_avg_sq"][k]
-            fast = eager and grad_free(g, m_old, v_old)
+            c = None if l2 is None else l2.get(k)
             if not amsgrad:  # one pass of regfn's C kernel where it may run (eager float32 CPU)
                 if g.dtype not in packs:
                     five = pack(w1, beta2, w2, k2, eps_bc1)  # whether the moments take the kernel: never f's say
                     packs[g.dtype] = five, pack(*five, *f) if five is not None and whole else None
                 five, six = packs[g.dtype]
-                fused = adam_step(g, m_old, v_old, params[k], six) if six is not None and params else None
+                if c is not None and six is not None and (g.dtype, id(c)) not in with_c:
+                    with_c[g.dtype, id(c)] = pack(*six, c)
+                scalars = six if c is None else with_c.get((g.dtype, id(c)))
+                fused = adam_step(g, m_old, v_old, params[k], scalars) if scalars is not None and params else None
                 if fused is not None:
                     exp_avg[k], exp_avg_sq[k], stepped[k] = fused
                     continue
+            if c is not None and params is not None:  # the penalty's gradient, where the kernel did not add it
+                g = with_l2_gradient(g, params[k], c)
+            fast = eager and grad_free(g, m_old, v_old)
+            if not amsgrad:
                 fused = adam_moments(g, m_old, v_old, five, donate and fast)
                 if fused is not None:
                     exp_avg[k], exp_avg_sq[k], dens[k] = fused
@@ -128,8 +139,10 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
         nums, dens, _, new_state = moments(updates, state, params, None)
         return nums, dens, new_state
 
-    def applied(updates: Updates, state: State, params: Params, factor: Any) -> tuple[dict[str, Tensor], State]:
-        nums, dens, stepped, new_state = moments(updates, state, params, factor)
+    def applied(
+        updates: Updates, state: State, params: Params, factor: Any, l2: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Tensor], State]:
+        nums, dens, stepped, new_state = moments(updates, state, params, factor, l2)
         rest = apply_updates({k: params[k] for k in nums}, _times(_divide(nums, dens), factor))
         return {k: stepped[k] if k in stepped else rest[k] for k in params}, new_state
 

@@ -63,12 +63,13 @@ class TaggedUpdate:
       ``add_decayed_weights``). Just before a final factor ``f``,
       :func:`regfn.optim.step` applies it as ``w * (1 + f * coefficient)``,
       AdamW's ``w *= 1 - lr * weight_decay``.
-    * ``applied``: ``applied(updates, state, params, factor) -> (new_params,
-      new_state)``, the same numbers as this transform's update, then a
-      scaling by ``factor``, then :func:`apply_updates`, in fewer passes over
-      memory (Adam: its whole step in one pass of regfn's C kernel, eagerly on
-      CPU). :func:`regfn.optim._step.update_and_apply` runs it for a chain of
-      this transform and a final factor.
+    * ``applied``: ``applied(updates, state, params, factor, l2) -> (new_params,
+      new_state)``, the same numbers as this transform's update of ``updates``
+      with :func:`with_l2_gradient` added for the leaves in ``l2`` (``{name:
+      c}``), then a scaling by ``factor``, then :func:`apply_updates`, in fewer
+      passes over memory (Adam: its whole step in one pass of regfn's C
+      kernel, eagerly on CPU). :func:`regfn.optim._step.update_and_apply` runs
+      it for a chain of this transform and a final factor.
     * ``parts``: the transforms a :func:`chain` runs.
 
     A class rather than attributes set on a function: building an optimizer
@@ -126,7 +127,7 @@ def weight_decay_of(transform: Transform) -> Callable[[Params | None], dict[str,
 
 
 def applied_with_factor(transform: Transform) -> Callable[..., tuple[dict[str, Tensor], State]] | None:
-    """``applied(updates, state, params, factor) -> (new_params, new_state)`` (see :class:`TaggedUpdate`), else
+    """``applied(updates, state, params, factor, l2) -> (new_params, new_state)`` (see :class:`TaggedUpdate`), else
     ``None``."""
     return _tag(transform, "applied")
 
@@ -149,6 +150,23 @@ def run_chain(
         new_state.append(s)
     # A chain of no transforms passes its input through; a transform returns a dict.
     return out if isinstance(out, dict) else dict(out), tuple(new_state)
+
+
+def with_l2_gradient(g: Tensor, p: Tensor, c: Any) -> Tensor:
+    """``g + c * (p + p)``: ``g`` plus the gradient of an L2 penalty ``c * sum(p ** 2)`` (``c`` half its
+    strength, a number or a tensor broadcasting against ``p``).
+
+    Autograd's own rounding of that gradient (``c * (2 * p)``, ``2 * p`` being
+    exact), so a gradient taken without the penalty and completed here has the
+    bits of the penalized loss's gradient (:mod:`regfn.penalties`' closed
+    forms; the C kernel's ``regfn_adam_step_l2`` computes the same).
+
+    Examples:
+        >>> import torch
+        >>> with_l2_gradient(torch.tensor([1.0]), torch.tensor([3.0]), 0.5)
+        tensor([4.])
+    """
+    return g + c * (p + p)
 
 
 def check_same_names(params: Params, other: Mapping[str, Tensor], where: str, what: str) -> None:

@@ -14,7 +14,9 @@ first, cost about 150 us more a call and lost to torch's six operations on
 small models).
 
 :func:`adam_step` goes on to the new parameters in the same pass: ``p + (m' /
-den) * f``, ``f`` the learning rate's factor (``regfn_adam_step``). It serves
+den) * f``, ``f`` the learning rate's factor (``regfn_adam_step``), from the
+gradient alone or from the gradient plus an L2 penalty's, ``g + c * (p + p)``,
+which the pass reads ``p`` for anyway (``regfn_adam_step_l2``). It serves
 :func:`~regfn.optim._step.update_and_apply`, the update of regfn's own
 training code (sweeps and :func:`regfn.train`), when the optimizer's chain
 ends in ``[scale_by_adam, scale_by_learning_rate]`` (Adam, with or without
@@ -104,7 +106,10 @@ def adam_step(
     ``v'`` and ``den``, or ``None`` where not used.
 
     ``scalars`` comes from :func:`pack` with a sixth scalar, ``f`` (the
-    learning rate's factor, ``-lr``). The numbers are those of
+    learning rate's factor, ``-lr``), and optionally a seventh, ``c``: the
+    moments then take the gradient ``g + c * (p + p)``, an L2 penalty's added
+    as :func:`~regfn.optim._base.with_l2_gradient` adds it
+    (``regfn_adam_step_l2``). The numbers are those of
     :func:`adam_moments` followed by torch's ``div``, ``mul`` and ``add``
     (what ``scale_by_adam``, ``scale_by_learning_rate`` and
     :func:`~regfn.optim.apply_updates` run): four tensors read and three
@@ -118,7 +123,8 @@ def adam_step(
         >>> out is None or round(out[2][0].item(), 4) == 0.5  # 1 - 0.5 * sign(g)
         True
     """
-    return _fused("regfn_adam_step", (g, m, v, p), scalars, False)
+    kernel = "regfn_adam_step_l2" if scalars is not None and len(scalars) == 7 else "regfn_adam_step"
+    return _fused(kernel, (g, m, v, p), scalars, False)
 
 
 def _fused(

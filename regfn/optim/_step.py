@@ -34,6 +34,7 @@ from ._base import (
     run_chain,
     scaling_factor,
     weight_decay_of,
+    with_l2_gradient,
 )
 from ._checks import axpy, caster, donating, is_number
 
@@ -180,8 +181,15 @@ def step_(opt: Transform, params: Params, grads: Updates, state: State) -> State
         return _step(opt, params, grads, state, inplace=True)[1]
 
 
-def update_and_apply(opt: Transform, params: Params, grads: Updates, state: State) -> tuple[dict[str, Tensor], State]:
+def update_and_apply(
+    opt: Transform, params: Params, grads: Updates, state: State, l2: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Tensor], State]:
     """``opt.update`` followed by :func:`~regfn.optim.apply_updates`, bit for bit, in fewer passes where it can.
+
+    ``l2`` (``{name: c}``) completes the gradients first: leaf ``name``'s is
+    ``grads[name] + c * (p + p)`` (:func:`~regfn.optim._base.with_l2_gradient`,
+    the gradient of an L2 penalty ``c * sum(p ** 2)`` that the caller left out
+    of its autograd; :func:`regfn.penalties._closed.closed_form`).
 
     For a chain whose last two transforms are one with an ``applied`` tag (see
     :class:`~regfn.optim._base.TaggedUpdate`; Adam without AMSGrad) and a
@@ -189,7 +197,8 @@ def update_and_apply(opt: Transform, params: Params, grads: Updates, state: Stat
     the transforms before them run as usual (torch's coupled ``weight_decay``,
     ``maximize``'s sign), then the tagged transform runs its update, the
     scaling and the addition together: Adam's whole step in one pass of
-    regfn's C kernel on CPU (:func:`~regfn.optim._fused.adam_step`). Unlike
+    regfn's C kernel on CPU (:func:`~regfn.optim._fused.adam_step`), the L2
+    gradient included when no transform runs before it. Unlike
     :func:`step`, the rounding is that of the separate update and addition
     (optax's and regfn's training code's), not ``torch.optim``'s ``addcdiv``.
 
@@ -199,18 +208,30 @@ def update_and_apply(opt: Transform, params: Params, grads: Updates, state: Stat
         >>> opt, params = optim.adam(0.5), {"w": torch.tensor([1.0])}
         >>> update_and_apply(opt, params, {"w": torch.tensor([2.0])}, opt.init(params))[0]
         {'w': tensor([0.5000])}
+        >>> update_and_apply(opt, params, {"w": torch.tensor([-2.0])}, opt.init(params), l2={"w": 2.0})[0]
+        {'w': tensor([0.5000])}
     """
+    l2 = {} if l2 is None else l2
     parts = chained(opt)
     if parts is not None and len(parts) >= 2 and not torch.compiler.is_compiling():
         applied, factor_fn = applied_with_factor(parts[-2]), scaling_factor(parts[-1])
         if applied is not None and factor_fn is not None and isinstance(state, tuple) and len(state) == len(parts):
             check_same_names(params, grads, "apply_updates", "updates")
+            if len(parts) > 2:  # the transforms before the tagged one take the whole gradient
+                grads, l2 = _completed(grads, params, l2), {}
             updates, first_states = run_chain(parts[:-2], grads, state[:-2], params)
             factor, last_state = factor_fn(state[-1])
-            new, applied_state = applied(updates, state[-2], params, factor)
+            new, applied_state = applied(updates, state[-2], params, factor, l2)
             return new, (*first_states, applied_state, last_state)
-    updates, state = opt.update(grads, state, params)
+    updates, state = opt.update(_completed(grads, params, l2), state, params)
     return apply_updates(params, updates), state
+
+
+def _completed(grads: Updates, params: Params, l2: Mapping[str, Any]) -> Updates:
+    """``grads`` with :func:`~regfn.optim._base.with_l2_gradient` added for the leaves in ``l2``."""
+    if not l2:
+        return grads
+    return {k: with_l2_gradient(g, params[k], l2[k]) if k in l2 else g for k, g in grads.items()}
 
 
 def _step(

@@ -15,6 +15,7 @@ from torch import Tensor
 from .._checks import check_real
 from .._hparams import bounds
 from .._tree import Mask, Params, resolve_mask
+from ..optim._checks import configuration_rows
 
 __all__ = ["Penalty", "Strength", "penalize", "penalty_value"]
 
@@ -29,7 +30,9 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
     """Validate a strength; return a float or a 0-d tensor.
 
     Tensors are checked only for their shape and dtype: their value may be a
-    traced or batched (vmapped) value that must not be read in Python.
+    traced or batched (vmapped) value that must not be read in Python. Within
+    :func:`regfn.optim._checks.rows_of_configurations` a ``(K, 1)`` column of
+    strengths, one per row of ``(K, n)`` parameters, is one too.
     """
     if isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be a real number or a 0-d tensor, got a bool")
@@ -37,6 +40,8 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{owner}: {name} must be a real (floating or integer) tensor, got dtype {value.dtype}")
         if value.numel() != 1:
+            if value.ndim == 2 and tuple(value.shape) == (configuration_rows(), 1):
+                return value  # a column of per-configuration strengths (optim's rows_of_configurations)
             raise ValueError(
                 f"{owner}: {name} must be a scalar: a 0-d tensor (or one with a single "
                 f"element), got shape {tuple(value.shape)}; to sweep strengths, "
@@ -130,6 +135,11 @@ class Penalty:
     def value(self, params: Params) -> Tensor:
         """The penalty of ``params`` (a 0-d tensor)."""
         raise NotImplementedError
+
+    def gradient_coefficients(self, params: Params) -> dict[str, dict[str, Any] | None] | None:
+        """The gradient in closed form, ``{"l1" or "l2": {name: coefficient}}`` (a ``None`` coefficient dict: not
+        in closed form for these ``params``), or ``None``: autograd's only (:mod:`regfn.penalties._closed`)."""
+        return None
 
     def __call__(self, loss_fn: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap ``loss_fn`` so that it adds this penalty; see :func:`penalize`."""

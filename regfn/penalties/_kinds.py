@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
 from .._tree import Mask, Params
 from ._base import Penalty, Strength, _check_ord, _check_strength, _safe_norm, _scale, _selected, _total
+from ._closed import coefficients
 
 __all__ = ["ElasticNetPenalty", "L1Penalty", "L2Penalty", "NormPenalty", "elastic_net", "l1", "l2", "norm"]
 
@@ -30,6 +32,10 @@ class L2Penalty(Penalty):
         terms = [p.square().sum() for p in _selected(params, self.mask, "l2")]
         return _scale(_total(terms, params), self.strength, 0.5)
 
+    def gradient_coefficients(self, params: Params) -> dict[str, dict[str, Any] | None]:
+        """``{"l2": {name: strength / 2}}``: the gradient is ``strength / 2 * (w + w)``."""
+        return {"l2": coefficients(params, self.mask, self.strength, 0.5, "l2")}
+
 
 @dataclass(frozen=True, eq=False)
 class L1Penalty(Penalty):
@@ -48,6 +54,10 @@ class L1Penalty(Penalty):
         """Return ``strength * sum(|w|)`` over the selected parameters."""
         terms = [p.abs().sum() for p in _selected(params, self.mask, "l1")]
         return _scale(_total(terms, params), self.strength)
+
+    def gradient_coefficients(self, params: Params) -> dict[str, dict[str, Any] | None]:
+        """``{"l1": {name: strength}}``: the gradient is ``strength * sgn(w)``."""
+        return {"l1": coefficients(params, self.mask, self.strength, 1.0, "l1")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +107,13 @@ class ElasticNetPenalty(Penalty):
         abs_total = _total([p.abs().sum() for p in tensors], params)
         sq_total = _total([p.square().sum() for p in tensors], params)
         return _scale(abs_total, self.l1) + _scale(sq_total, self.l2, 0.5)
+
+    def gradient_coefficients(self, params: Params) -> dict[str, dict[str, Any] | None]:
+        """``{"l1": {name: l1}, "l2": {name: l2 / 2}}``."""
+        return {
+            "l1": coefficients(params, self.mask, self.l1, 1.0, "elastic_net"),
+            "l2": coefficients(params, self.mask, self.l2, 0.5, "elastic_net"),
+        }
 
 
 # --------------------------------------------------------------------------

@@ -106,10 +106,11 @@ _KEEP = (
 and the keys whose masks the bound alone decides (a sweep's ``p = 0`` configurations): filled without drawing."""
 
 
-def _adam_function(name: str, param: str, scalars: int, store: str) -> str:
+def _adam_function(name: str, param: str, scalars: int, store: str, grad: str = "g[i]") -> str:
     """A C function of Adam's moments over ``outer`` x ``inner`` float32 elements (scalars ``s[scalars * o ..]``
     of outer index ``o``, the first five ``(w1, b2, w2, k2, eps_bc1)``): ``m_out``, ``v_out`` and the
-    denominator ``den``, which ``store`` writes to ``out`` (with ``param``, an extra input array)."""
+    denominator ``den``, which ``store`` writes to ``out`` (with ``param``, an extra input array), from the
+    gradient ``grad``."""
     return f"""
 void {name}(const float *restrict g, const float *m, const float *v,{param} const float *restrict s,
             int64_t outer, int64_t inner, float *m_out, float *v_out, float *restrict out) {{
@@ -120,7 +121,7 @@ void {name}(const float *restrict g, const float *m, const float *v,{param} cons
         const float coeff = small ? w1 : w1 - 1.0f;
         const int64_t b = o * inner;
         for (int64_t i = b; i < b + inner; ++i) {{
-            const float gi = g[i], mi = m[i];
+            const float gi = {grad}, mi = m[i];
             const float vi = fmaf(w2 * gi, gi, v[i] * b2);
             const float mo = fmaf(coeff, gi - mi, small ? mi : gi);
             m_out[i] = mo;
@@ -157,7 +158,11 @@ static inline int32_t regfn_below(float keep) {{
 {_threefry_function("regfn_threefry_keys", 2, "o[2 * m] = (int64_t)x0; o[2 * m + 1] = (int64_t)x1;", "int64_t")}
 /* Dropout's keep mask as float32, keys x n: 1.0f where bits32's word i has its 23 mantissa bits (word >> 9,
    jax.random.uniform's) below regfn_below(keep) of its key, else 0.0f (_sample.keep_mask). */
-{_threefry_function("regfn_threefry_keep", 1, "o[m] = (int32_t)((x0 ^ x1) >> 9) < below ? 1.0f : 0.0f;", "float", _KEEP)}
+{
+    _threefry_function(
+        "regfn_threefry_keep", 1, "o[m] = (int32_t)((x0 ^ x1) >> 9) < below ? 1.0f : 0.0f;", "float", _KEEP
+    )
+}
 /* bits32's words 0 .. rows * cols - 1 (rows * cols <= 2**32: one 32-bit counter word) of each key stored column
    by column, word r * cols + c at [c][r]: keys x cols x rows int32 (_native_cols.py). */
 void regfn_threefry_bits32_cols(const int64_t *kw, int64_t keys, int64_t rows, int64_t cols, int32_t *out) {{
@@ -185,6 +190,17 @@ void regfn_threefry_bits32_cols(const int64_t *kw, int64_t keys, int64_t rows, i
 /* Adam's whole step: the moments as regfn_adam_moments's, then p' = p + (m' / den) * f (three IEEE roundings,
    as torch's div, mul and add), with a sixth scalar s[6 o + 5] = f (the learning rate's factor, -lr). */
 {_adam_function("regfn_adam_step", " const float *restrict p,", 6, "out[i] = p[i] + (mo / den) * so[5];")}
+/* The same from the gradient of the loss plus an L2 penalty c * sum(p ** 2), g + c * (p + p) (autograd's rounding:
+   optim._base.with_l2_gradient), with a seventh scalar s[7 o + 6] = c. */
+{
+    _adam_function(
+        "regfn_adam_step_l2",
+        " const float *restrict p,",
+        7,
+        "out[i] = p[i] + (mo / den) * so[5];",
+        "g[i] + so[6] * (p[i] + p[i])",
+    )
+}
 /* Words start .. start + n - 1 (start a multiple of 4) of each of `keys` philox4x32 keys (k0, k1, s0, s1):
    word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). words: keys x n int64;
    keep: dropout's keep mask from them, as regfn_threefry_keep's. */
@@ -203,5 +219,6 @@ FUNCTIONS = {
     "regfn_philox_keep": ("p", "i", "i", "i", "p", "p"),
     "regfn_adam_moments": ("p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, s, outer, inner, m', v', den)
     "regfn_adam_step": ("p", "p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, p, s, outer, inner, m', v', p')
+    "regfn_adam_step_l2": ("p", "p", "p", "p", "p", "i", "i", "p", "p", "p"),  # the same
 }
 """Every function of :data:`SOURCE` and its arguments: ``"p"`` a pointer, ``"i"`` an int64."""
