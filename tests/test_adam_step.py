@@ -216,8 +216,38 @@ def test_train_and_an_eager_sweep_take_the_whole_step(monkeypatch, steps_taken):
     configs = [{"lr": 1e-2}, {"lr": 1e-3}]
     kw = {"epochs": 2, "batch_size": 32}
     result = regfn.sweep(model, data, configs, optimizer="adam", compile=False, quiet=True, **kw)
-    assert (2, 128) in steps_taken  # fc1.weight of both configurations as rows
+    assert (2, 16, 8) in steps_taken  # fc1.weight of both configurations as rows
     steps_taken.clear()
     single = regfn.train(model, data, optimizer=optim.adam(1e-3), key=regfn.random.key(0), **kw)
     assert steps_taken == [(16, 8)] * 6  # three batches a epoch
     assert result.rows[1]["loss"] == pytest.approx(single.metrics["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 37, 45), (2, 64, 32), (4, 5, 200), (2, 9, 2100)])  # rows cut past 1024
+@pytest.mark.parametrize("l2", [False, True])
+def test_a_gradient_stored_transposed_gives_the_same_step(shape, l2, fuse_from_40):
+    """Rows of configurations whose gradient is each configuration's matrix transposed (a vmapped bmm's weight
+    gradient): read as it is (regfn_adam_step_t, tiles of 8 rows cut anywhere, rows past 1024 columns cut), the
+    bits of the row-major gradient's step."""
+    k, a, b = shape
+    gen = torch.Generator().manual_seed(a)
+    g_t = torch.randn(k, b, a, generator=gen).mT
+    assert fused.transposed_rows(g_t)
+    assert not fused.transposed_rows(g_t.contiguous())
+    m, v, p = (torch.randn(k, a, b, generator=gen) for _ in range(3))
+    v = v.abs()
+    calls = []
+    run = fused._run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "_run", lambda *args, **kw: calls.append(args[0]) or run(*args, **kw))
+        with checks.rows_of_configurations(k):
+            column = torch.linspace(0.01, 0.5, k).reshape(k, 1, 1)
+            scalars = fused.pack(0.1, 0.999, 0.001, 0.05, column * 1e-3, -column, *((column * 0.1,) if l2 else ()))
+            got = fused.adam_step(g_t, m, v, p, scalars)
+            want = fused.adam_step(g_t.contiguous(), m, v, p, scalars)
+    assert calls == [
+        "regfn_adam_step_l2_t" if l2 else "regfn_adam_step_t",
+        "regfn_adam_step_l2" if l2 else "regfn_adam_step",
+    ]
+    assert_same_bits(got, want)
+    assert all(t.is_contiguous() and t.shape == (k, a, b) for t in got)

@@ -193,23 +193,33 @@ def update_rows(
     (:attr:`regfn.optim.OptimizerSpec.elementwise`).
 
     Each tensor of the parameters, gradients and optimizer state (``(K, ...)``:
-    a configuration a row) is seen as a ``(K, n)`` matrix, and each optimizer
-    argument as a ``(K, 1)`` column, so that every operation broadcasts a
-    configuration's arguments along its own row: the operations ``vmap`` runs,
-    on the same values, without its cost per operation (tens of microseconds,
-    most of an eager update of a small model: docs/benchmarks/search.md).
+    a configuration a row) is seen as a ``(K, a, b)`` block of rows (:func:`_blocks`),
+    and each optimizer argument and penalty strength as a ``(K, 1, 1)`` column,
+    so that every operation broadcasts a configuration's arguments along its
+    own rows: the operations ``vmap`` runs, on the same values, without its cost
+    per operation (tens of microseconds, most of an eager update of a small
+    model: docs/benchmarks/search.md). A weight's gradient, which autograd
+    returns transposed per configuration, stays as it came: the C kernel's whole
+    Adam step reads it so, every other update a row-major copy
+    (:func:`regfn.optim._checks.dense_in_rows`).
     """
     k = hp["lr"].shape[0]
     was = (state["params"], state["opt"])
-    params, opt_state = _pytree.tree_map(lambda t: t.reshape(k, -1) if isinstance(t, Tensor) else t, was)
-    columns = {name: hp[name].reshape(k, 1) for name in spec.optimizer_args}
-    strengths = {name: hp[name].reshape(k, 1) for name in spec.penalties}
+    params, opt_state = _pytree.tree_map(lambda t: _blocks(t, k) if isinstance(t, Tensor) else t, was)
+    columns = {name: hp[name].reshape(k, 1, 1) for name in spec.optimizer_args}
+    strengths = {name: hp[name].reshape(k, 1, 1) for name in spec.penalties}
     with rows_of_configurations(k):
         form = closed_form(params, _penalties(spec, strengths))
-        new = apply_gradients(_optimizer(spec, columns), params, {n: g.reshape(k, -1) for n, g in grads.items()},
-                              opt_state, form)  # fmt: skip
+        new = apply_gradients(_optimizer(spec, columns), params, {n: _blocks(g, k) for n, g in grads.items()}, opt_state,
+                              form)  # fmt: skip
     params, opt_state = _pytree.tree_map(lambda t, old: t.reshape(old.shape) if isinstance(t, Tensor) else t, new, was)
     return {**state, "params": params, "opt": opt_state}
+
+
+def _blocks(t: Tensor, k: int) -> Tensor:
+    """``t`` (``(K, ...)``) as ``(K, a, b)``: a configuration's matrix as it is (a view, whatever its layout),
+    anything else as one row ``(K, 1, n)``."""
+    return t if t.ndim == 3 else t.reshape(k, 1, -1)
 
 
 class BatchedAutogradStep:

@@ -44,7 +44,7 @@ _ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("regfn_optim_
 @contextlib.contextmanager
 def rows_of_configurations(k: int) -> Iterator[None]:
     """Within it, :func:`hyper` also takes a ``(k, 1)`` tensor: ``k`` configurations' values of an argument,
-    one per row of ``(k, n)`` parameters.
+    one per row of ``(k, n)`` parameters (or a ``(k, 1, 1)`` one against ``(k, a, b)`` parameters).
 
     For an elementwise optimizer (:attr:`regfn.optim.OptimizerSpec.elementwise`)
     that updates every configuration of a sweep at once, without ``vmap``
@@ -68,6 +68,21 @@ def configuration_rows() -> int | None:
     if torch.compiler.is_compiling():
         return None
     return _ROWS.get()
+
+
+def is_configuration_column(value: Tensor) -> bool:
+    """Whether ``value`` is a column of the configurations' values inside :func:`rows_of_configurations`:
+    ``(K, 1)`` against ``(K, n)`` rows, or ``(K, 1, 1)`` against ``(K, a, b)`` ones (a configuration's matrix
+    kept whole, as :func:`regfn._sweep._program.update_rows` keeps a weight whose gradient comes transposed)."""
+    rows = configuration_rows()
+    return rows is not None and tuple(value.shape) in ((rows, 1), (rows, 1, 1))
+
+
+def dense_in_rows(t: Tensor) -> Tensor:
+    """``t`` in row-major order inside :func:`rows_of_configurations` (where a gradient may come transposed, a
+    layout only the C kernel's whole Adam step reads; everything else is computed on row-major rows, as it always
+    was), else ``t`` itself."""
+    return t.contiguous() if configuration_rows() is not None else t
 
 
 def hyper(
@@ -95,7 +110,7 @@ def hyper(
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{where}: {name} must be a real tensor, got dtype {value.dtype}")
         if value.numel() != 1:
-            if tuple(value.shape) == (configuration_rows(), 1):
+            if is_configuration_column(value):
                 return value  # a column of per-configuration values: see rows_of_configurations
             raise ValueError(
                 f"{where}: {name} must be a single value (a 0-d tensor), got a tensor of shape "

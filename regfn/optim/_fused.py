@@ -47,9 +47,9 @@ from torch import Tensor
 from .._unbatch import only_vmap_active, unbatched
 from ..random import _native
 from ..random._host import tracing
-from ._checks import configuration_rows, grad_free
+from ._checks import configuration_rows, grad_free, is_configuration_column
 
-__all__ = ["FUSE_FROM", "adam_moments", "adam_step", "pack"]
+__all__ = ["FUSE_FROM", "adam_moments", "adam_step", "pack", "transposed_rows"]
 
 FUSE_FROM = 8192
 """Elements of one configuration's parameter from which its moments take the kernel's one pass (below it, the
@@ -69,10 +69,10 @@ def pack(*scalars: Any) -> tuple[Any, ...] | None:
     """
     if tracing() or not grad_free(*scalars):
         return None
-    rows = configuration_rows()
-    shape = () if rows is None else (rows, 1)
     for s in scalars:
-        if isinstance(s, Tensor) and (s.shape not in ((), shape) or s.dtype != torch.float32 or s.device.type != "cpu"):
+        if not isinstance(s, Tensor):
+            continue
+        if (s.ndim and not is_configuration_column(s)) or s.dtype != torch.float32 or s.device.type != "cpu":
             return None
     if not only_vmap_active() or not _native.loaded():
         return None
@@ -127,6 +127,18 @@ def adam_step(
     return _fused(kernel, (g, m, v, p), scalars, False)
 
 
+_TRANSPOSED = {"regfn_adam_step": "regfn_adam_step_t", "regfn_adam_step_l2": "regfn_adam_step_l2_t"}
+"""The whole step's kernels that read a gradient stored transposed per configuration (:func:`transposed_rows`)."""
+
+
+def transposed_rows(g: Tensor) -> bool:
+    """Whether ``g`` is ``(K, a, b)`` stored as ``(K, b, a)``: each configuration's matrix transposed, as autograd
+    returns the weight gradient of a vmapped ``x @ w.mT`` (``bmm``'s gradient of its second operand)."""
+    if g.ndim != 3 or g.shape[1] < 2 or g.shape[2] < 2:
+        return False
+    return g.stride() == (g.shape[1] * g.shape[2], 1, g.shape[1])
+
+
 def _fused(
     kernel: str, tensors: tuple[Tensor, ...], scalars: tuple[Any, ...] | None, donate: bool
 ) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -141,8 +153,10 @@ def _fused(
     if any(t.dtype != torch.float32 or t.shape != g.shape for t in tensors):
         return None
     n = len(tensors)
-    if rows is not None:  # (K, n) rows, each scalar a number or a (K, 1) column
+    if rows is not None:  # (K, n) or (K, a, b) rows, each scalar a number or a column
         columns = tuple(s.reshape(rows) if isinstance(s, Tensor) and s.ndim else s for s in scalars)
+        if kernel in _TRANSPOSED and transposed_rows(g) and all(t.is_contiguous() for t in tensors[1:]):
+            return _run(_TRANSPOSED[kernel], tensors, columns, 1, transposed=True)
         return _run(kernel, tensors, columns, 1)
     m, v = tensors[1:3]
     if donate and m.is_contiguous() and v.is_contiguous():  # eager, outside transforms: into the old state
@@ -156,19 +170,24 @@ def _run(
     scalars: tuple[Any, ...],
     batch_dims: int,
     outs: tuple[Tensor, Tensor] | None = None,
+    transposed: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(m', v', out)`` by ``kernel``. The first ``batch_dims`` dimensions of ``tensors`` (``g, m, v[, p]``) are
     configurations; each scalar is a number or a tensor of those dimensions. ``outs`` (``(m_out, v_out)``,
-    contiguous, ``g``'s shape; may be ``m`` and ``v``) receive the moments; otherwise they are new tensors."""
-    tensors = tuple(t.contiguous() for t in tensors)
-    g = tensors[0]
+    contiguous, ``g``'s shape; may be ``m`` and ``v``) receive the moments; otherwise they are new tensors.
+    ``transposed``: ``g`` is ``(K, a, b)`` stored transposed (:func:`transposed_rows`) and read as it is by one of
+    the ``_t`` kernels; the others are contiguous."""
+    if not transposed:
+        tensors = tuple(t.contiguous() for t in tensors)
+    g, p = tensors[0], tensors[-1]
     prefix = g.shape[:batch_dims]
     packed = torch.stack([torch.as_tensor(s, dtype=torch.float32).expand(prefix) for s in scalars], -1).contiguous()
-    m_out, v_out = outs if outs is not None else (torch.empty_like(g), torch.empty_like(g))
-    out = torch.empty_like(g)
+    m_out, v_out = outs if outs is not None else (torch.empty_like(p), torch.empty_like(p))
+    out = torch.empty_like(p)
     outer = packed.numel() // len(scalars)
     if g.numel():
         pointers = [t.data_ptr() for t in tensors]
-        getattr(_native._loaded(), kernel)(*pointers, packed.data_ptr(), outer, g.numel() // outer,
+        sizes = (outer, g.shape[1], g.shape[2]) if transposed else (outer, g.numel() // outer)
+        getattr(_native._loaded(), kernel)(*pointers, packed.data_ptr(), *sizes,
                                            m_out.data_ptr(), v_out.data_ptr(), out.data_ptr())  # fmt: skip
     return m_out, v_out, out

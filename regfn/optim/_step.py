@@ -36,7 +36,7 @@ from ._base import (
     weight_decay_of,
     with_l2_gradient,
 )
-from ._checks import axpy, caster, donating, is_number
+from ._checks import axpy, caster, dense_in_rows, donating, is_number
 
 
 class _Direction(NamedTuple):
@@ -219,6 +219,7 @@ def update_and_apply(
             check_same_names(params, grads, "apply_updates", "updates")
             if len(parts) > 2:  # the transforms before the tagged one take the whole gradient
                 grads, l2 = _completed(grads, params, l2), {}
+            # else a gradient may reach the tagged transform as it came (Adam's kernel reads a transposed one)
             updates, first_states = run_chain(parts[:-2], grads, state[:-2], params)
             factor, last_state = factor_fn(state[-1])
             new, applied_state = applied(updates, state[-2], params, factor, l2)
@@ -227,10 +228,10 @@ def update_and_apply(
     return apply_updates(params, updates), state
 
 
-def _completed(grads: Updates, params: Params, l2: Mapping[str, Any]) -> Updates:
-    """``grads`` with :func:`~regfn.optim._base.with_l2_gradient` added for the leaves in ``l2``."""
-    if not l2:
-        return grads
+def _completed(grads: Updates, params: Params, l2: Mapping[str, Any]) -> dict[str, Tensor]:
+    """``grads`` (row-major within rows of configurations: :func:`~regfn.optim._checks.dense_in_rows`) with
+    :func:`~regfn.optim._base.with_l2_gradient` added for the leaves in ``l2``."""
+    grads = {k: dense_in_rows(g) for k, g in grads.items()}
     return {k: with_l2_gradient(g, params[k], l2[k]) if k in l2 else g for k, g in grads.items()}
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from .._checks import check_real
 from .._hparams import bounds
 from .._tree import Mask, Params, resolve_mask
-from ..optim._checks import configuration_rows
+from ..optim._checks import is_configuration_column
 
 __all__ = ["Penalty", "Strength", "penalize", "penalty_value"]
 
@@ -31,8 +31,8 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
 
     Tensors are checked only for their shape and dtype: their value may be a
     traced or batched (vmapped) value that must not be read in Python. Within
-    :func:`regfn.optim._checks.rows_of_configurations` a ``(K, 1)`` column of
-    strengths, one per row of ``(K, n)`` parameters, is one too.
+    :func:`regfn.optim._checks.rows_of_configurations` a column of strengths,
+    one per configuration (:func:`regfn.optim._checks.is_configuration_column`), is one too.
     """
     if isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be a real number or a 0-d tensor, got a bool")
@@ -40,7 +40,7 @@ def _check_strength(value: Any, *, owner: str, name: str = "strength") -> Streng
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{owner}: {name} must be a real (floating or integer) tensor, got dtype {value.dtype}")
         if value.numel() != 1:
-            if value.ndim == 2 and tuple(value.shape) == (configuration_rows(), 1):
+            if is_configuration_column(value):
                 return value  # a column of per-configuration strengths (optim's rows_of_configurations)
             raise ValueError(
                 f"{owner}: {name} must be a scalar: a 0-d tensor (or one with a single "

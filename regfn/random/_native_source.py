@@ -106,6 +106,25 @@ _KEEP = (
 and the keys whose masks the bound alone decides (a sweep's ``p = 0`` configurations): filled without drawing."""
 
 
+def _adam_scalars(scalars: int) -> str:
+    """The per-configuration scalars of outer index ``o`` and lerp's two forms (shared by the Adam functions)."""
+    return f"""const float *so = s + {scalars} * o;
+        const float w1 = so[0], b2 = so[1], w2 = so[2], k2 = so[3], e = so[4];
+        const int small = fabsf(w1) < 0.5f;
+        const float coeff = small ? w1 : w1 - 1.0f;"""
+
+
+def _adam_element(grad: str, store: str) -> str:
+    """Adam's arithmetic on element ``i`` from the gradient ``grad``: the moments, the denominator, ``store``."""
+    return f"""const float gi = {grad}, mi = m[i];
+            const float vi = fmaf(w2 * gi, gi, v[i] * b2);
+            const float mo = fmaf(coeff, gi - mi, small ? mi : gi);
+            m_out[i] = mo;
+            v_out[i] = vi;
+            const float den = sqrtf(vi) / k2 + e;
+            {store}"""
+
+
 def _adam_function(name: str, param: str, scalars: int, store: str, grad: str = "g[i]") -> str:
     """A C function of Adam's moments over ``outer`` x ``inner`` float32 elements (scalars ``s[scalars * o ..]``
     of outer index ``o``, the first five ``(w1, b2, w2, k2, eps_bc1)``): ``m_out``, ``v_out`` and the
@@ -115,19 +134,61 @@ def _adam_function(name: str, param: str, scalars: int, store: str, grad: str = 
 void {name}(const float *restrict g, const float *m, const float *v,{param} const float *restrict s,
             int64_t outer, int64_t inner, float *m_out, float *v_out, float *restrict out) {{
     for (int64_t o = 0; o < outer; ++o) {{
-        const float *so = s + {scalars} * o;
-        const float w1 = so[0], b2 = so[1], w2 = so[2], k2 = so[3], e = so[4];
-        const int small = fabsf(w1) < 0.5f;
-        const float coeff = small ? w1 : w1 - 1.0f;
+        {_adam_scalars(scalars)}
         const int64_t b = o * inner;
         for (int64_t i = b; i < b + inner; ++i) {{
-            const float gi = {grad}, mi = m[i];
-            const float vi = fmaf(w2 * gi, gi, v[i] * b2);
-            const float mo = fmaf(coeff, gi - mi, small ? mi : gi);
-            m_out[i] = mo;
-            v_out[i] = vi;
-            const float den = sqrtf(vi) / k2 + e;
-            {store}
+            {_adam_element(grad, store)}
+        }}
+    }}
+}}
+"""
+
+
+_P = " const float *restrict p,"
+"""The whole step's extra input, the parameters."""
+_STEP = "out[i] = p[i] + (mo / den) * so[5];"
+"""The whole step's store: the new parameter (three IEEE roundings, as torch's div, mul and add)."""
+_L2 = " + so[6] * (p[i] + p[i])"
+"""An L2 penalty's gradient added to the gradient, with autograd's rounding (optim._base.with_l2_gradient)."""
+_TILE_ROWS, _TILE_COLS = 8, 1024
+"""The tiles in which the transposed functions read their gradient: 8 rows by up to 1024 columns (32 KiB; measured
+against 16 x 256, 64 x 64 and others on a 2-core AMD EPYC, docs/benchmarks/sweep.md)."""
+
+
+def _adam_step_transposed(name: str, scalars: int, added: str = "") -> str:
+    """Adam's whole step as ``regfn_adam_step`` computes it, element for element, where each configuration's
+    gradient is the transpose of its ``rows`` x ``cols`` parameter's layout: ``g[o][c][r]`` is the gradient of
+    ``p[o][r][c]`` (a vmapped ``bmm``'s weight gradient as autograd returns it). The gradient is copied a tile of
+    whole rows at a time into a local buffer in the parameters' order (rows longer than a tile are cut), then
+    the tile's rows run as one stretch of ``regfn_adam_step``'s loop, along memory; ``added`` is added to the
+    gradient (the L2 term)."""
+    tr, tc = _TILE_ROWS, _TILE_COLS
+    return f"""
+void {name}(const float *restrict g, const float *m, const float *v,{_P} const float *restrict s,
+            int64_t outer, int64_t rows, int64_t cols, float *m_out, float *v_out, float *restrict out) {{
+    float tile[{tr} * {tc}];
+    for (int64_t o = 0; o < outer; ++o) {{
+        {_adam_scalars(scalars)}
+        const int64_t b = o * rows * cols;
+        for (int64_t r0 = 0; r0 < rows; r0 += {tr}) {{
+            const int64_t nr = rows - r0 < {tr} ? rows - r0 : {tr};
+            for (int64_t c0 = 0; c0 < cols; c0 += {tc}) {{
+                const int64_t nc = cols - c0 < {tc} ? cols - c0 : {tc};
+                for (int64_t c = 0; c < nc; ++c) {{
+                    const float *column = g + b + (c0 + c) * rows + r0;
+                    for (int64_t r = 0; r < nr; ++r) tile[r * nc + c] = column[r];
+                }}
+                /* whole rows: the tile's rows are one stretch of the parameters; else one stretch a row */
+                const int64_t runs = nc == cols ? 1 : nr, run = nc == cols ? nr * nc : nc;
+                for (int64_t q = 0; q < runs; ++q) {{
+                    const float *t = tile + q * run;
+                    const int64_t start = b + (r0 + q) * cols + c0;
+                    for (int64_t j = 0; j < run; ++j) {{
+                        const int64_t i = start + j;
+                        {_adam_element(f"t[j]{added}", _STEP)}
+                    }}
+                }}
+            }}
         }}
     }}
 }}
@@ -189,18 +250,14 @@ void regfn_threefry_bits32_cols(const int64_t *kw, int64_t keys, int64_t rows, i
 {_adam_function("regfn_adam_moments", "", 5, "out[i] = den;")}
 /* Adam's whole step: the moments as regfn_adam_moments's, then p' = p + (m' / den) * f (three IEEE roundings,
    as torch's div, mul and add), with a sixth scalar s[6 o + 5] = f (the learning rate's factor, -lr). */
-{_adam_function("regfn_adam_step", " const float *restrict p,", 6, "out[i] = p[i] + (mo / den) * so[5];")}
+{_adam_function("regfn_adam_step", _P, 6, _STEP)}
 /* The same from the gradient of the loss plus an L2 penalty c * sum(p ** 2), g + c * (p + p) (autograd's rounding:
    optim._base.with_l2_gradient), with a seventh scalar s[7 o + 6] = c. */
-{
-    _adam_function(
-        "regfn_adam_step_l2",
-        " const float *restrict p,",
-        7,
-        "out[i] = p[i] + (mo / den) * so[5];",
-        "g[i] + so[6] * (p[i] + p[i])",
-    )
-}
+{_adam_function("regfn_adam_step_l2", _P, 7, _STEP, "g[i]" + _L2)}
+/* The two from a gradient stored transposed per configuration (outer x cols x rows, the parameter outer x rows x
+   cols): the same arithmetic element for element, the gradient read in tiles. */
+{_adam_step_transposed("regfn_adam_step_t", 6)}
+{_adam_step_transposed("regfn_adam_step_l2_t", 7, _L2)}
 /* Words start .. start + n - 1 (start a multiple of 4) of each of `keys` philox4x32 keys (k0, k1, s0, s1):
    word 4 j + m is word m of philox4x32-10((k0, k1), (j mod 2**32, j >> 32, s0, s1)). words: keys x n int64;
    keep: dropout's keep mask from them, as regfn_threefry_keep's. */
@@ -220,5 +277,8 @@ FUNCTIONS = {
     "regfn_adam_moments": ("p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, s, outer, inner, m', v', den)
     "regfn_adam_step": ("p", "p", "p", "p", "p", "i", "i", "p", "p", "p"),  # (g, m, v, p, s, outer, inner, m', v', p')
     "regfn_adam_step_l2": ("p", "p", "p", "p", "p", "i", "i", "p", "p", "p"),  # the same
+    # (g, m, v, p, s, outer, rows, cols, m', v', p'), g transposed per configuration
+    "regfn_adam_step_t": ("p", "p", "p", "p", "p", "i", "i", "i", "p", "p", "p"),
+    "regfn_adam_step_l2_t": ("p", "p", "p", "p", "p", "i", "i", "i", "p", "p", "p"),
 }
 """Every function of :data:`SOURCE` and its arguments: ``"p"`` a pointer, ``"i"`` an int64."""
