@@ -62,8 +62,8 @@ def pack(*scalars: Any) -> tuple[Any, ...] | None:
 
     Not used while torch traces or compiles, under a functorch transform other
     than ``vmap``, where autograd records a scalar, for a scalar that is not a
-    Python number or a 0-d float32 CPU tensor (or a ``(K, 1)`` column within
-    :func:`~regfn.optim._checks.rows_of_configurations`), or where the kernel
+    Python number or a 0-d float32 CPU tensor (or a column of the configurations'
+    values, :func:`~regfn.optim._checks.is_configuration_column`), or where the kernel
     is not loaded (the first eager call builds or loads it). Called once per
     update: every leaf of one dtype shares the scalars.
     """
