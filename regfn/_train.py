@@ -173,12 +173,15 @@ def training_objective(
     key: Tensor,
     hp: Mapping[str, Any] | None = None,
     closed: bool = False,
+    counted: bool = True,
 ) -> Callable[[Params], Tensor]:
     """``params -> data loss + penalties`` on ``(x, y)`` with dropout drawn from ``key``: what a step differentiates.
 
     With ``closed``, the penalties are taken of detached parameters: counted
     in the value, left out of the gradient, which the caller completes from
-    :func:`regfn.penalties._closed.closed_form` (see :func:`apply_gradients`).
+    :func:`regfn.penalties._closed.closed_form` (see :func:`apply_gradients`);
+    with ``counted`` false as well, not computed at all (the value is the
+    data loss alone: a step whose objective nobody reads).
 
     Examples:
         >>> import torch, regfn
@@ -199,11 +202,13 @@ def training_objective(
         return data_loss
     if not closed:
         return penalize(data_loss, *penalties)
+    if not counted:
+        return data_loss
 
-    def counted(params: Params) -> Tensor:  # penalize's sum, out + penalty_value, without the penalties' gradient
+    def with_values(params: Params) -> Tensor:  # penalize's sum, out + penalty_value, without their gradient
         return data_loss(params) + penalty_value({k: t.detach() for k, t in params.items()}, *penalties)
 
-    return counted
+    return with_values
 
 
 def apply_gradients(

@@ -312,3 +312,56 @@ def test_the_closed_form_traces_whole_in_a_compiled_vmapped_step():
     compiled = torch.compile(step, fullgraph=True, backend="eager")(state, hp, *args)
     for a, b in zip(tree_leaves(compiled), tree_leaves(eager), strict=True):  # eager: the C kernel's sqrt
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_steps_whose_objective_nobody_reads_skip_the_penalties_value_and_change_nothing(monkeypatch):
+    """An eager sweep computes the closed-form penalties' value only for an epoch's last mini-batch (the
+    objective it logs and checks for NaN); every other step leaves it out. The results, curves included, are
+    those of counting it at every step, and the unread step's state is the counted step's bit for bit."""
+    data = regfn.data.standardize(regfn.data.synthetic_diabetes(regfn.random.key(0), n=96))[0]
+    model = regfn.mlp((8, 16, 1), output="logits")
+    configs = regfn.grid(l2=[0.0, 1e-2, 1.0], l1=[0.0, 1e-3], lr=[1e-2])
+    kw = {"epochs": 3, "batch_size": 32, "compile": False, "optimizer": "adam", "quiet": True, "log_every": 1}
+    calls = []
+    real = program.BatchedAutogradStep.__call__
+
+    def spy(self, *args):
+        calls.append(self.counted)
+        return real(self, *args)
+
+    monkeypatch.setattr(program.BatchedAutogradStep, "__call__", spy)
+    skipped = regfn.sweep(model, data, configs, **kw)
+    assert calls.count(True) == 3
+    assert calls.count(False) == 6
+    monkeypatch.setattr(program.Program, "__init__", _counting_everywhere(program.Program.__init__))
+    program._cached_program.cache_clear()
+    try:
+        counted = regfn.sweep(model, data, configs, **kw)
+    finally:
+        program._cached_program.cache_clear()
+    assert skipped.rows == counted.rows
+    assert all(torch.equal(skipped.curves[n], counted.curves[n]) for n in counted.curves)
+
+
+def _counting_everywhere(init):
+    def patched(self, spec, compiled, only_steps=False):
+        init(self, spec, compiled, only_steps)
+        self.step_batch_unread = self.step_batch
+
+    return patched
+
+
+def test_an_unread_step_is_a_counted_step_less_the_penalties_value():
+    model = regfn.mlp((6, 9, 2), output="logits")
+    spec = program.Spec(model, regfn.losses.get_loss("cross_entropy"), "adam", ("lr",), ("l1", "l2"), True)
+    hp = {"lr": torch.tensor([1e-2, 1e-3]), "l1": torch.tensor([1e-3, 0.0]), "l2": torch.tensor([0.0, 0.5]),
+          "p": torch.tensor([0.0, 0.5]), "seed": torch.tensor([0, 1])}  # fmt: skip
+    state = vmap(functools.partial(program.init_state, spec))(hp)
+    x, y = torch.randn(7, 6, generator=torch.Generator().manual_seed(0)), torch.arange(7) % 2
+    idx = torch.tensor([[0, 2, 4], [1, 3, 5]])
+    args = (hp, x, y, idx, torch.tensor(0), torch.tensor(1))
+    new_counted, value_counted = program.BatchedAutogradStep(spec, True)(state, *args)
+    new_unread, value_unread = program.BatchedAutogradStep(spec, True, counted=False)(state, *args)
+    assert_same_bits(new_unread, new_counted)
+    penalty = vmap(lambda p, h: regfn.penalties.penalty_value(p, l1(h["l1"]), l2(h["l2"])))(state["params"], hp)
+    assert torch.equal(bits(value_unread + penalty), bits(value_counted))

@@ -166,15 +166,16 @@ def step(
 
 def objective(
     spec: Spec, params: dict[str, Tensor], dkey: Tensor, hp: Mapping[str, Tensor], x: Tensor, y: Tensor,
-    epoch: Tensor, batch: Tensor,
+    epoch: Tensor, batch: Tensor, counted: bool = True,
 ) -> Tensor:  # fmt: skip
     """One configuration's training objective at ``params`` on ``(x, y)``, with the dropout masks of this step
     from its dropout key ``dkey`` (``state["dkey"]``): what :func:`step` differentiates
-    (:class:`BatchedAutogradStep`'s forward; vmapped, only the tensors it reads are batched)."""
+    (:class:`BatchedAutogradStep`'s forward; vmapped, only the tensors it reads are batched). Not ``counted``:
+    penalties in closed form are left out of the value too (see :func:`regfn._train.training_objective`)."""
     k = step_key(dkey, epoch, batch)
     pens = _penalties(spec, hp)
     closed = closed_form(params, pens) is not None  # then update() adds their gradients
-    return training_objective(spec.model, spec.loss, pens, rates(spec, hp), x, y, k, hp, closed)(params)
+    return training_objective(spec.model, spec.loss, pens, rates(spec, hp), x, y, k, hp, closed, counted)(params)
 
 
 def update(spec: Spec, state: dict[str, Any], hp: Mapping[str, Tensor], grads: dict[str, Tensor]) -> dict[str, Any]:
@@ -232,12 +233,16 @@ class BatchedAutogradStep:
     optimizer, else vmapped. The same arithmetic as ``vmap(grad(...))`` without
     functorch's grad transform, which wraps every operation and whose first
     use imports ``torch._dynamo`` (about a second in a fresh process):
-    docs/benchmarks/sweep.md. Compiled steps keep ``torch.func``.
+    docs/benchmarks/sweep.md. Compiled steps keep ``torch.func``. Not
+    ``counted``: the objectives returned leave out the penalties whose gradients
+    are in closed form (:attr:`Program.step_batch_unread`).
     """
 
-    def __init__(self, spec: Spec, rows: bool):
+    def __init__(self, spec: Spec, rows: bool, counted: bool = True):
         data = 0 if rows else None  # each configuration's own rows, gathered before the vmap (see __call__)
-        self.objective = vmap(functools.partial(objective, spec), in_dims=(0, 0, 0, data, data, None, None))
+        self.counted = counted
+        one = functools.partial(objective, spec, counted=counted)
+        self.objective = vmap(one, in_dims=(0, 0, 0, data, data, None, None))
         self.update: Callable[..., dict[str, Any]]
         if optim.optimizers()[spec.optimizer].elementwise:
             self.update = functools.partial(update_rows, spec)
@@ -312,6 +317,10 @@ class Program:
         compiles_evaluation: whether the evaluations do too (not with ``only_steps``).
         init: ``init(hp) -> state`` (never compiled: it runs once a chunk).
         step, step_batch: one step of every configuration (full batch / rows ``idx``).
+        step_batch_unread: ``step_batch`` for a mini-batch whose objective nobody reads (all
+            but an epoch's last): eagerly, the penalties with a closed-form gradient are not
+            computed for it (their value, a pass over every parameter, was up to 8% of an eager
+            step of issue #22's wide MLP); compiled, ``step_batch`` itself.
         order: every configuration's mini-batch order of an epoch.
         eval: every configuration's metrics on ``(x, y)``.
         eval_rows: every configuration's metrics on its own rows ``idx[k]`` of ``(x, y)``.
@@ -343,6 +352,7 @@ class Program:
             self.step_batch = wrap(vmap(functools.partial(step_batch, spec), in_dims=(0, 0, None, None, 0, None, None)))
         else:  # eager: gradients by plain autograd, as an eager regfn.train takes them
             self.step, self.step_batch = BatchedAutogradStep(spec, False), BatchedAutogradStep(spec, True)
+        self.step_batch_unread = self.step_batch if compiled else BatchedAutogradStep(spec, True, counted=False)
         self.order = rest(vmap(order, in_dims=(0, None, None, None)))
         self.eval = rest(vmap(functools.partial(evaluate_config, spec), in_dims=(0, 0, None, None, None)))
         self.eval_rows = rest(vmap(functools.partial(evaluate_rows, spec), in_dims=(0, 0, None, None, 0, None)))

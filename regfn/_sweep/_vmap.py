@@ -60,9 +60,11 @@ class _Loop:
             state, value = self.prog.step_batch(state, self.hp, self.x, self.y, self.rows, epoch_t, self.batch_ids[0])
         else:
             order = orders_by_size(self.prog.order, state, epoch_t, self.n, self.batch_size, self.sizes)
-            for b in range(self.n_batches if batches is None else min(batches, self.n_batches)):
+            count = self.n_batches if batches is None else min(batches, self.n_batches)
+            for b in range(count):
                 idx = order[:, b] if self.rows is None else torch.gather(self.rows, 1, order[:, b])
-                state, value = self.prog.step_batch(state, self.hp, self.x, self.y, idx, epoch_t, self.batch_ids[b])
+                step = self.prog.step_batch if b == count - 1 else self.prog.step_batch_unread  # the last is read
+                state, value = step(state, self.hp, self.x, self.y, idx, epoch_t, self.batch_ids[b])
         epoch_t.add_(1)
         return state, value
 
