@@ -116,8 +116,8 @@ def test_the_kernel_takes_the_large_leaves_only(fuse_from_40, steps_taken):
 
 
 def test_rows_of_configurations_equal_each_configuration_alone(fuse_from_40, steps_taken):
-    """As a sweep's eager update runs it (update_rows): (K, n) rows, a (K, 1) column of learning rates (per-row
-    betas: tests/test_update_rows.py, against the vmapped update)."""
+    """As rows of configurations (update_rows runs (K, a, b) blocks; (K, n) rows take the same path): a (K, 1)
+    column of learning rates (per-row betas: tests/test_update_rows.py, against the vmapped update)."""
     k = 4
     params, grads = tensors(1, (k,))
     rows = {n: p.reshape(k, -1) for n, p in params.items()}

@@ -1,7 +1,7 @@
 """A sweep's eager update of every configuration at once without vmap (regfn._sweep._program.update_rows: each
-parameter a (K, n) matrix, each optimizer argument a (K, 1) column) equals the vmapped update bit for bit, for
-every registered optimizer that declares itself elementwise, with every argument live; an optimizer that does not
-declare it keeps the vmapped update."""
+parameter a (K, a, b) block, each optimizer argument a (K, 1, 1) column) equals the vmapped update bit for bit, for
+every registered optimizer that declares itself elementwise, with every argument live, and weight gradients stored
+transposed as autograd returns them; an optimizer that does not declare it keeps the vmapped update."""
 
 from __future__ import annotations
 
