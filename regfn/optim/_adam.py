@@ -12,10 +12,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ._base import Params, RatiosResult, State, Transform, Updates, apply_updates, with_l2_gradient
+from ._base import Params, RatiosResult, State, Transform, Updates, apply_updates
 from ._checks import (
     caster,
-    dense_in_rows,
     donated,
     flag,
     grad_free,
@@ -26,6 +25,7 @@ from ._checks import (
     step_zero,
 )
 from ._fused import adam_moments, adam_step, pack
+from ._step import completed_gradient
 from ._transforms import _decay_add_square, _divide, _quotient_transform, _times
 
 __all__ = ["scale_by_adam"]
@@ -122,9 +122,8 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, amsgrad: bool
                 if fused is not None:
                     exp_avg[k], exp_avg_sq[k], stepped[k] = fused
                     continue
-            g = dense_in_rows(g)  # a gradient that came transposed: only the whole step's kernel reads it so
-            if c is not None and params is not None:  # the penalty's gradient, where the kernel did not add it
-                g = with_l2_gradient(g, params[k], c)
+            # where the kernel did not take it: row-major, and the penalty's gradient added
+            g = completed_gradient(g, None if params is None else params[k], c)
             fast = eager and grad_free(g, m_old, v_old)
             if not amsgrad:
                 fused = adam_moments(g, m_old, v_old, five, donate and fast)

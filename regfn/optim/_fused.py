@@ -179,11 +179,11 @@ def _run(
     the ``_t`` kernels; the others are contiguous."""
     if not transposed:
         tensors = tuple(t.contiguous() for t in tensors)
-    g, p = tensors[0], tensors[-1]
+    g, like = tensors[0], tensors[-1]  # the outputs take the last tensor's layout: row-major whatever g's is
     prefix = g.shape[:batch_dims]
     packed = torch.stack([torch.as_tensor(s, dtype=torch.float32).expand(prefix) for s in scalars], -1).contiguous()
-    m_out, v_out = outs if outs is not None else (torch.empty_like(p), torch.empty_like(p))
-    out = torch.empty_like(p)
+    m_out, v_out = outs if outs is not None else (torch.empty_like(like), torch.empty_like(like))
+    out = torch.empty_like(like)
     outer = packed.numel() // len(scalars)
     if g.numel():
         pointers = [t.data_ptr() for t in tensors]

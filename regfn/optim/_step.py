@@ -229,10 +229,17 @@ def update_and_apply(
 
 
 def _completed(grads: Updates, params: Params, l2: Mapping[str, Any]) -> dict[str, Tensor]:
-    """``grads`` (row-major within rows of configurations: :func:`~regfn.optim._checks.dense_in_rows`) with
-    :func:`~regfn.optim._base.with_l2_gradient` added for the leaves in ``l2``."""
-    grads = {k: dense_in_rows(g) for k, g in grads.items()}
-    return {k: with_l2_gradient(g, params[k], l2[k]) if k in l2 else g for k, g in grads.items()}
+    """Every gradient of ``grads`` by :func:`completed_gradient` (``l2``'s coefficient where it has one)."""
+    return {k: completed_gradient(g, params[k], l2.get(k)) for k, g in grads.items()}
+
+
+def completed_gradient(g: Tensor, p: Tensor | None, c: Any = None) -> Tensor:
+    """``g`` as the transforms take it: row-major within rows of configurations
+    (:func:`~regfn.optim._checks.dense_in_rows`), and with a coefficient ``c`` and the parameter ``p`` (neither
+    ``None``) plus the L2 term (:func:`~regfn.optim._base.with_l2_gradient`). What any update but the C kernel's
+    whole Adam step, which reads a transposed gradient and adds the term itself, runs on."""
+    g = dense_in_rows(g)
+    return g if c is None or p is None else with_l2_gradient(g, p, c)
 
 
 def _step(

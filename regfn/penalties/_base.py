@@ -64,10 +64,16 @@ def _check_ord(value: Any) -> float:
 
 def _selected(params: Params, mask: Mask, owner: str) -> list[Tensor]:
     """The tensors of ``params`` that ``mask`` selects, in ``params``' order."""
+    return list(_selected_items(params, mask, owner).values())
+
+
+def _selected_items(params: Params, mask: Mask, owner: str) -> dict[str, Tensor]:
+    """``{name: tensor}`` of the parameters ``mask`` selects, in ``params``' order; a ``TypeError`` for one
+    that is not a floating tensor."""
     if not isinstance(params, Mapping):
         raise TypeError(f"{owner}: params must be a flat dict {{name: tensor}}, got {type(params).__name__}")
     names = resolve_mask(mask, params, where=f"{owner} mask")
-    tensors = []
+    chosen = {}
     for name, tensor in params.items():
         if name not in names:
             continue
@@ -78,8 +84,8 @@ def _selected(params: Params, mask: Mask, owner: str) -> list[Tensor]:
                 f"{owner}: parameter {name!r} has dtype {tensor.dtype}; only floating tensors "
                 f"can be penalized (leave it out with mask=...)"
             )
-        tensors.append(tensor)
-    return tensors
+        chosen[name] = tensor
+    return chosen
 
 
 def _zero_like(params: Params) -> Tensor:

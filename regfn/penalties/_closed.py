@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .._tree import Mask, Params, resolve_mask
-from ._base import Penalty, Strength, _scale
+from .._tree import Mask, Params
+from ._base import Penalty, Strength, _scale, _selected_items
 
 __all__ = ["ClosedForm", "add_l1_gradient", "closed_form", "coefficients"]
 
@@ -39,15 +39,15 @@ class ClosedForm(NamedTuple):
 
 
 def coefficients(params: Params, mask: Mask, strength: Strength, factor: float, owner: str) -> dict[str, Any] | None:
-    """``{name: strength * factor}`` (autograd's rounding) for the floating parameters ``mask`` selects, or
-    ``None`` where they have several dtypes (the penalty's sum then promotes, and autograd rounds otherwise)."""
-    names = resolve_mask(mask, params, where=f"{owner} mask")
-    chosen = [n for n in params if n in names and isinstance(params[n], Tensor) and params[n].is_floating_point()]
-    if len({params[n].dtype for n in chosen}) > 1:
+    """``{name: strength * factor}`` (autograd's rounding) for the parameters ``mask`` selects (checked as the
+    penalty's value checks them), or ``None`` where they have several dtypes (the penalty's sum then promotes,
+    and autograd rounds otherwise)."""
+    chosen = _selected_items(params, mask, owner)
+    if len({t.dtype for t in chosen.values()}) > 1:
         return None
     if not chosen:
         return {}
-    first = params[chosen[0]]
+    first = next(iter(chosen.values()))
     c = _scale(torch.ones((), dtype=first.dtype, device=first.device), strength, factor)
     return dict.fromkeys(chosen, c)
 
